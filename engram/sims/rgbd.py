@@ -1,0 +1,623 @@
+"""Recorded RGB-D datasets as a stream of `Frame`s.
+
+`RgbdDataset` owns two on-disk layouts:
+
+- TUM RGB-D: ``rgb.txt`` / ``depth.txt`` (``timestamp path`` lines),
+  ``groundtruth.txt`` (``timestamp tx ty tz qx qy qz qw``, camera to world);
+  colour and depth are associated by nearest timestamp, the pose is
+  interpolated at the colour timestamp; depth PNGs are uint16 metres x 5000.
+- Open3D / ICL-NUIM: ``color/`` (or ``image/``), ``depth/`` and
+  ``trajectory.log`` (per frame a line ``i j n`` and a 4x4 camera-to-world
+  matrix); depth PNGs are uint16 millimetres.
+
+Depth becomes float32 metres with 0 for no return. Poses are expressed in a
+z-up world (the ICL-NUIM log's world is the first camera's OpenCV frame,
+y down, and is rotated to z up here; TUM's motion-capture world is already
+z up). `load_rgbd_pair` reads one colour/depth pair, e.g. the single TUM
+frame in the sample data.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from engram.types import CameraIntrinsics, Frame, Pose
+
+__all__ = [
+    "RgbdDataset",
+    "load_rgbd_pair",
+    "read_tum_list",
+    "read_tum_trajectory",
+    "write_tum_trajectory",
+    "read_trajectory_log",
+    "associate_timestamps",
+    "TUM_FR1_INTRINSICS",
+    "ICL_INTRINSICS",
+    "WORLD_FROM_OPENCV_CAMERA",
+]
+
+# (fx, fy, cx, cy) defaults; the image size comes from the files.
+TUM_FR1_INTRINSICS = (517.3, 516.5, 318.6, 255.3)
+ICL_INTRINSICS = (525.0, 525.0, 319.5, 239.5)
+
+# A level OpenCV camera (x right, y down, z forward) seen from a z-up world
+# whose x axis points where the camera looks.
+WORLD_FROM_OPENCV_CAMERA = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0.0, 0.0, 0.0])
+
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_MISSING_POSES = ("error", "skip", "keep")
+
+
+# --------------------------------------------------------------------------- file formats
+def read_tum_list(path: str | Path) -> tuple[np.ndarray, list[str]]:
+    """A TUM ``rgb.txt`` / ``depth.txt``: timestamps (float64, seconds) and relative file names.
+
+    Raises:
+        FileNotFoundError: the list is missing.
+        ValueError: a line that is not ``timestamp filename``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TUM list {path} does not exist")
+    stamps: list[float] = []
+    names: list[str] = []
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.replace(",", " ").split()
+        try:
+            t = float(parts[0])
+        except (ValueError, IndexError):
+            t = math.nan
+        if len(parts) < 2 or not math.isfinite(t):
+            raise ValueError(f"{path}:{line_no}: expected 'timestamp filename', got {line!r}")
+        stamps.append(t)
+        names.append(parts[1])
+    return np.asarray(stamps, dtype=np.float64), names
+
+
+def read_tum_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A TUM trajectory: timestamps "N" and poses "N 4 4" (``world_from_camera``).
+
+    Lines are ``timestamp tx ty tz qx qy qz qw``; ``#`` starts a comment.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: a malformed line or a quaternion far from unit norm.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TUM trajectory {path} does not exist")
+    rows = []
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            values = [float(v) for v in line.replace(",", " ").split()]
+        except ValueError:
+            values = []
+        if len(values) != 8 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{path}:{line_no}: expected 'timestamp tx ty tz qx qy qz qw', got {line!r}")
+        rows.append(values)
+    if not rows:
+        return np.zeros(0), np.zeros((0, 4, 4))
+    data = np.asarray(rows, dtype=np.float64)
+    norms = np.linalg.norm(data[:, 4:8], axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1.0) > 1e-2)
+    if len(bad):
+        raise ValueError(f"{path}: quaternion of pose {int(bad[0])} has norm {norms[bad[0]]:.4f}, not 1")
+    return data[:, 0], _poses_from_tq(data[:, 1:4], data[:, 4:8])
+
+
+def write_tum_trajectory(path: str | Path, timestamps_s: np.ndarray, world_from_camera: np.ndarray) -> None:
+    """Write poses "N 4 4" with timestamps "N" as TUM ``timestamp tx ty tz qx qy qz qw`` lines."""
+    t = np.asarray(timestamps_s, dtype=np.float64).reshape(-1)
+    m = np.asarray(world_from_camera, dtype=np.float64)
+    if m.ndim != 3 or m.shape[1:] != (4, 4) or len(m) != len(t):
+        raise ValueError(f"need N timestamps and N 4x4 poses, got {t.shape} and {m.shape}")
+    lines = ["# timestamp tx ty tz qx qy qz qw"]
+    for ti, mi in zip(t, m):
+        q = Pose(mi).as_quaternion()
+        tx, ty, tz = mi[:3, 3]
+        lines.append(f"{ti:.6f} {tx:.6f} {ty:.6f} {tz:.6f} {q[0]:.6f} {q[1]:.6f} {q[2]:.6f} {q[3]:.6f}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def read_trajectory_log(path: str | Path) -> np.ndarray:
+    """An Open3D ``trajectory.log``: "N 4 4" float64 ``world_from_camera`` matrices.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is not blocks of one header line and four matrix rows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"trajectory {path} does not exist")
+    lines = [ln.split() for ln in path.read_text().splitlines() if ln.strip()]
+    if len(lines) % 5:
+        raise ValueError(f"{path}: {len(lines)} non-empty lines, not a multiple of 5 (header + 4x4 per pose)")
+    mats = np.empty((len(lines) // 5, 4, 4))
+    for k in range(len(lines) // 5):
+        rows = lines[5 * k + 1 : 5 * k + 5]
+        if any(len(r) != 4 for r in rows):
+            raise ValueError(f"{path}: pose {k} (line {5 * k + 2}) is not a 4x4 matrix")
+        try:
+            mats[k] = np.asarray(rows, dtype=np.float64)
+        except ValueError as exc:
+            raise ValueError(f"{path}: pose {k} (line {5 * k + 2}) is not numeric") from exc
+    return mats
+
+
+def _poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
+    """Vectorised quaternion (x, y, z, w) + translation to "N 4 4"."""
+    q = q_xyzw / np.linalg.norm(q_xyzw, axis=1, keepdims=True)
+    x, y, z, w = q.T
+    m = np.zeros((len(q), 4, 4))
+    m[:, 0, 0] = 1 - 2 * (y * y + z * z)
+    m[:, 0, 1] = 2 * (x * y - z * w)
+    m[:, 0, 2] = 2 * (x * z + y * w)
+    m[:, 1, 0] = 2 * (x * y + z * w)
+    m[:, 1, 1] = 1 - 2 * (x * x + z * z)
+    m[:, 1, 2] = 2 * (y * z - x * w)
+    m[:, 2, 0] = 2 * (x * z - y * w)
+    m[:, 2, 1] = 2 * (y * z + x * w)
+    m[:, 2, 2] = 1 - 2 * (x * x + y * y)
+    m[:, :3, 3] = t
+    m[:, 3, 3] = 1.0
+    return m
+
+
+def associate_timestamps(first_s: np.ndarray, second_s: np.ndarray, max_difference_s: float) -> np.ndarray:
+    """Pair timestamps one-to-one, closest pairs first (TUM's ``associate.py`` rule).
+
+    Returns:
+        "M 2" int64 index pairs (i into ``first_s``, j into ``second_s``),
+        sorted by i, with ``|first_s[i] - second_s[j]| <= max_difference_s``.
+    """
+    a = np.asarray(first_s, dtype=np.float64)
+    b = np.asarray(second_s, dtype=np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    order = np.argsort(b, kind="stable")
+    bs = b[order]
+    # candidates: the two neighbours of each a in sorted b
+    pos = np.searchsorted(bs, a)
+    cand_i = np.concatenate([np.arange(len(a)), np.arange(len(a))])
+    cand_j = np.concatenate([np.clip(pos - 1, 0, len(bs) - 1), np.clip(pos, 0, len(bs) - 1)])
+    diff = np.abs(a[cand_i] - bs[cand_j])
+    ok = diff <= max_difference_s
+    cand_i, cand_j, diff = cand_i[ok], cand_j[ok], diff[ok]
+    # greedy, closest pair first, each timestamp used once (a loop over frames, not pixels)
+    used_i: set[int] = set()
+    used_j: set[int] = set()
+    pairs = []
+    for k in np.argsort(diff, kind="stable"):
+        i, j = int(cand_i[k]), int(cand_j[k])
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            pairs.append((i, int(order[j])))
+    out = np.asarray(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+    return out
+
+
+def _interpolate_poses(
+    stamps_s: np.ndarray, poses: np.ndarray, query_s: np.ndarray, max_gap_s: float, max_difference_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poses at ``query_s``: linear in translation, slerp in rotation.
+
+    Returns "Q 4 4" poses and a "Q" bool mask of queries that fell between
+    two trajectory samples at most ``max_gap_s`` apart, or within
+    ``max_difference_s`` of a sample.
+    """
+    order = np.argsort(stamps_s)
+    ts, ps = stamps_s[order], poses[order]
+    out = np.tile(np.eye(4), (len(query_s), 1, 1))
+    if len(ts) == 0:
+        return out, np.zeros(len(query_s), dtype=bool)
+    hi = np.clip(np.searchsorted(ts, query_s), 1, max(len(ts) - 1, 1))
+    lo = hi - 1
+    if len(ts) == 1:
+        lo = hi = np.zeros(len(query_s), dtype=np.int64)
+    t0, t1 = ts[lo], ts[hi]
+    span = t1 - t0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alpha = np.where(span > 0, (query_s - t0) / span, 0.0)
+    inside = (alpha >= 0) & (alpha <= 1) & (span <= max_gap_s)
+    near_end = np.minimum(np.abs(query_s - t0), np.abs(query_s - t1)) <= max_difference_s
+    valid = inside | near_end
+    alpha = np.clip(alpha, 0.0, 1.0)
+    q0 = np.stack([Pose(m).as_quaternion() for m in ps[lo]]) if len(lo) else np.zeros((0, 4))
+    q1 = np.stack([Pose(m).as_quaternion() for m in ps[hi]]) if len(hi) else np.zeros((0, 4))
+    dot = np.sum(q0 * q1, axis=1)
+    q1 = np.where(dot[:, None] < 0, -q1, q1)
+    dot = np.abs(dot)
+    theta = np.arccos(np.clip(dot, -1.0, 1.0))
+    sin_t = np.sin(theta)
+    small = sin_t < 1e-6
+    w0 = np.where(small, 1 - alpha, np.sin((1 - alpha) * theta) / np.where(small, 1, sin_t))
+    w1 = np.where(small, alpha, np.sin(alpha * theta) / np.where(small, 1, sin_t))
+    q = w0[:, None] * q0 + w1[:, None] * q1
+    t = (1 - alpha)[:, None] * ps[lo, :3, 3] + alpha[:, None] * ps[hi, :3, 3]
+    out = _poses_from_tq(t, q) if len(q) else out
+    return out, valid
+
+
+# --------------------------------------------------------------------------- image reading
+def _read_depth_m(path: Path, depth_scale: float) -> np.ndarray | None:
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return None
+    if raw.ndim == 3:
+        raw = raw[..., 0]
+    depth = raw.astype(np.float32) / np.float32(depth_scale)
+    depth[~np.isfinite(depth) | (depth < 0)] = 0.0
+    return depth
+
+
+def _read_rgb(path: Path) -> np.ndarray | None:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_rgbd_pair(
+    color_path: str | Path,
+    depth_path: str | Path,
+    depth_scale: float = 5000.0,
+    intrinsics: CameraIntrinsics | tuple[float, float, float, float] | None = None,
+    *,
+    index: int = 0,
+    timestamp_s: float = 0.0,
+    world_from_camera: Pose | None = None,
+) -> Frame:
+    """One colour image and its depth PNG as a `Frame`.
+
+    Args:
+        color_path: the colour image.
+        depth_path: the uint16 depth image, ``depth_scale`` units per metre.
+        depth_scale: 5000 for TUM, 1000 for ICL-NUIM / Open3D.
+        intrinsics: a `CameraIntrinsics`, or (fx, fy, cx, cy) for the image
+            size read from the file; TUM freiburg1 values when None.
+        index, timestamp_s, world_from_camera: passed to the frame.
+
+    Raises:
+        FileNotFoundError: either file is missing.
+        ValueError: an unreadable image, or colour and depth of different sizes.
+    """
+    color_path, depth_path = Path(color_path), Path(depth_path)
+    for p in (color_path, depth_path):
+        if not p.is_file():
+            raise FileNotFoundError(f"image {p} does not exist")
+    if not depth_scale > 0:
+        raise ValueError(f"depth_scale must be positive, got {depth_scale}")
+    rgb = _read_rgb(color_path)
+    if rgb is None:
+        raise ValueError(f"colour image {color_path} could not be read")
+    depth = _read_depth_m(depth_path, depth_scale)
+    if depth is None:
+        raise ValueError(f"depth image {depth_path} could not be read")
+    if depth.shape != rgb.shape[:2]:
+        raise ValueError(f"depth {depth_path} is {depth.shape[::-1]} but colour {color_path} is {rgb.shape[1::-1]}")
+    k = _make_intrinsics(intrinsics, TUM_FR1_INTRINSICS, rgb.shape[1], rgb.shape[0])
+    return Frame(
+        index=index,
+        timestamp_s=timestamp_s,
+        rgb=rgb,
+        depth_m=depth,
+        intrinsics=k,
+        world_from_camera=world_from_camera,
+        meta={"color_path": str(color_path), "depth_path": str(depth_path)},
+    )
+
+
+def _make_intrinsics(
+    given: CameraIntrinsics | tuple[float, float, float, float] | None,
+    default: tuple[float, float, float, float],
+    width: int,
+    height: int,
+) -> CameraIntrinsics:
+    if isinstance(given, CameraIntrinsics):
+        if (given.width, given.height) != (width, height):
+            raise ValueError(f"intrinsics are for {given.width}x{given.height} but the images are {width}x{height}")
+        return given
+    values = default if given is None else tuple(given)
+    if len(values) != 4:
+        raise ValueError(f"intrinsics must be CameraIntrinsics or (fx, fy, cx, cy), got {given!r}")
+    fx, fy, cx, cy = (float(v) for v in values)
+    return CameraIntrinsics(fx=fx, fy=fy, cx=cx, cy=cy, width=width, height=height)
+
+
+# --------------------------------------------------------------------------- the dataset
+@dataclass(frozen=True)
+class _Entry:
+    index: int
+    timestamp_s: float
+    color: Path
+    depth: Path
+    world_from_camera: np.ndarray | None
+
+
+class RgbdDataset:
+    """Frames of a recorded RGB-D sequence (TUM or Open3D/ICL-NUIM layout).
+
+    Args:
+        path: the sequence folder.
+        format: "tum", "icl" (Open3D layout) or "auto" (decided by the files).
+        depth_scale: depth PNG units per metre; 5000 (TUM) or 1000 (ICL) when None.
+        intrinsics: `CameraIntrinsics` or (fx, fy, cx, cy); TUM freiburg1 or
+            ICL-NUIM (525, 525, 319.5, 239.5) defaults when None.
+        stride: keep every ``stride``-th frame.
+        max_frames: keep at most this many frames (after the stride).
+        with_poses: read the trajectory (False: frames without poses).
+        missing_poses: what to do when the trajectory does not cover every
+            frame: "error" (raise, the default), "skip" (drop such frames) or
+            "keep" (yield them without a pose).
+        world_from_dataset: maps the dataset's world frame into engram's z-up
+            world; `WORLD_FROM_OPENCV_CAMERA` for ICL (its world is the first
+            camera), identity for TUM when None.
+        max_difference_s: TUM colour/depth (and pose) association tolerance.
+        fps: frame rate giving ICL timestamps (``index / fps``).
+
+    Raises:
+        FileNotFoundError: the folder or a required list/trajectory is missing.
+        ValueError: an undecidable format, malformed files, or (with
+            ``missing_poses="error"``) fewer poses than frames.
+
+    Iterating yields `Frame`s whose ``index`` is the frame's number in the
+    whole sequence (so ``stride`` leaves gaps) and whose ``meta`` holds the
+    file paths. Missing or unreadable images are skipped with a warning
+    naming the file.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        format: str = "auto",
+        depth_scale: float | None = None,
+        intrinsics: CameraIntrinsics | tuple[float, float, float, float] | None = None,
+        stride: int = 1,
+        max_frames: int | None = None,
+        with_poses: bool = True,
+        missing_poses: str = "error",
+        world_from_dataset: Pose | np.ndarray | None = None,
+        max_difference_s: float = 0.02,
+        fps: float = 30.0,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"RGB-D dataset folder {self.path} does not exist")
+        if isinstance(stride, bool) or int(stride) != stride or stride < 1:
+            raise ValueError(f"stride must be a positive integer, got {stride!r}")
+        if max_frames is not None and (int(max_frames) != max_frames or max_frames < 0):
+            raise ValueError(f"max_frames must be a non-negative integer, got {max_frames!r}")
+        if missing_poses not in _MISSING_POSES:
+            raise ValueError(f"missing_poses must be one of {_MISSING_POSES}, got {missing_poses!r}")
+        if depth_scale is not None and not (math.isfinite(depth_scale) and depth_scale > 0):
+            raise ValueError(f"depth_scale must be a positive number, got {depth_scale!r}")
+        if not (math.isfinite(fps) and fps > 0):
+            raise ValueError(f"fps must be a positive number, got {fps!r}")
+        self.format = self._detect(format)
+        self.depth_scale = float(depth_scale) if depth_scale is not None else (5000.0 if self.format == "tum" else 1000.0)
+        self.with_poses = bool(with_poses)
+        self.missing_poses = missing_poses
+        self.max_difference_s = float(max_difference_s)
+        self.fps = float(fps)
+        if world_from_dataset is None:
+            world_from_dataset = WORLD_FROM_OPENCV_CAMERA if self.format == "icl" else Pose.identity()
+        self.world_from_dataset = world_from_dataset if isinstance(world_from_dataset, Pose) else Pose(world_from_dataset)
+
+        entries = self._index_tum() if self.format == "tum" else self._index_icl()
+        entries = entries[:: int(stride)]
+        if max_frames is not None:
+            entries = entries[: int(max_frames)]
+        self._entries: list[_Entry] = entries
+        self._intrinsics_arg = intrinsics
+        self._intrinsics: CameraIntrinsics | None = None
+
+    # layout -----------------------------------------------------------------
+    def _detect(self, fmt: str) -> str:
+        if fmt not in ("auto", "tum", "icl"):
+            raise ValueError(f"format must be 'auto', 'tum' or 'icl', got {fmt!r}")
+        is_tum = (self.path / "rgb.txt").is_file() and (self.path / "depth.txt").is_file()
+        is_icl = self._color_dir() is not None and (self.path / "depth").is_dir()
+        if fmt == "auto":
+            if is_tum:
+                return "tum"
+            if is_icl:
+                return "icl"
+            raise ValueError(
+                f"{self.path} is neither a TUM sequence (rgb.txt + depth.txt) "
+                "nor an Open3D/ICL-NUIM one (color/ + depth/ + trajectory.log)"
+            )
+        if fmt == "tum" and not is_tum:
+            raise FileNotFoundError(f"{self.path} is not a TUM sequence: rgb.txt and depth.txt are required")
+        if fmt == "icl" and not is_icl:
+            raise FileNotFoundError(f"{self.path} is not an Open3D/ICL-NUIM sequence: color/ and depth/ are required")
+        return fmt
+
+    def _color_dir(self) -> Path | None:
+        for name in ("color", "image", "rgb"):
+            if (self.path / name).is_dir():
+                return self.path / name
+        return None
+
+    def _index_tum(self) -> list[_Entry]:
+        rgb_t, rgb_names = read_tum_list(self.path / "rgb.txt")
+        depth_t, depth_names = read_tum_list(self.path / "depth.txt")
+        pairs = associate_timestamps(rgb_t, depth_t, self.max_difference_s)
+        if len(pairs) < len(rgb_t):
+            warnings.warn(
+                f"{self.path}: {len(rgb_t) - len(pairs)} of {len(rgb_t)} colour images have no depth image within "
+                f"{self.max_difference_s} s; they are skipped",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        stamps = rgb_t[pairs[:, 0]]
+        poses: np.ndarray | None = None
+        has_pose = np.ones(len(pairs), dtype=bool)
+        if self.with_poses:
+            gt_path = self.path / "groundtruth.txt"
+            if not gt_path.is_file():
+                raise FileNotFoundError(
+                    f"{gt_path} does not exist; pass with_poses=False to read the sequence without poses"
+                )
+            gt_t, gt_poses = read_tum_trajectory(gt_path)
+            # Motion capture runs at 100+ Hz: allow a few missed samples between neighbours.
+            poses, has_pose = _interpolate_poses(
+                gt_t, gt_poses, stamps, max_gap_s=max(5 * self.max_difference_s, 0.1), max_difference_s=self.max_difference_s
+            )
+            if not has_pose.all():
+                n_missing = int((~has_pose).sum())
+                if self.missing_poses == "error":
+                    raise ValueError(
+                        f"{gt_path} has {len(gt_t)} poses covering {len(pairs) - n_missing} of the {len(pairs)} "
+                        f"frames; pass missing_poses='skip' or 'keep' to use the frames without a pose"
+                    )
+        entries = []
+        for k, (i, j) in enumerate(pairs):
+            if poses is not None and not has_pose[k] and self.missing_poses == "skip":
+                continue
+            color = self.path / rgb_names[i]
+            depth = self.path / depth_names[j]
+            if not depth.is_file():
+                warnings.warn(f"skipping frame {k} (t={stamps[k]:.6f}): depth file {depth} is missing", RuntimeWarning, stacklevel=3)
+                continue
+            if not color.is_file():
+                warnings.warn(f"skipping frame {k} (t={stamps[k]:.6f}): colour file {color} is missing", RuntimeWarning, stacklevel=3)
+                continue
+            pose = poses[k] if poses is not None and has_pose[k] else None
+            entries.append(_Entry(k, float(stamps[k]), color, depth, pose))
+        return entries
+
+    def _index_icl(self) -> list[_Entry]:
+        color_dir = self._color_dir()
+        assert color_dir is not None
+        colors = {p.stem: p for p in color_dir.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+        depths = {p.stem: p for p in (self.path / "depth").iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES}
+        stems = sorted(colors)
+        poses: np.ndarray | None = None
+        if self.with_poses:
+            log = self.path / "trajectory.log"
+            if not log.is_file():
+                raise FileNotFoundError(f"{log} does not exist; pass with_poses=False to read the sequence without poses")
+            poses = read_trajectory_log(log)
+            if len(poses) < len(stems) and self.missing_poses == "error":
+                raise ValueError(
+                    f"{log} has {len(poses)} poses but {color_dir} has {len(stems)} frames; "
+                    "pass missing_poses='skip' or 'keep' to use the frames without a pose"
+                )
+            if len(poses) > len(stems):
+                warnings.warn(
+                    f"{log} has {len(poses)} poses for {len(stems)} frames; the extra poses are ignored",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        entries = []
+        for k, stem in enumerate(stems):
+            pose = None
+            if poses is not None:
+                if k < len(poses):
+                    pose = poses[k]
+                elif self.missing_poses == "skip":
+                    continue
+            if stem not in depths:
+                warnings.warn(
+                    f"skipping frame {k}: no depth image for {colors[stem]} in {self.path / 'depth'}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                continue
+            entries.append(_Entry(k, k / self.fps, colors[stem], depths[stem], pose))
+        return entries
+
+    # access -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def timestamps_s(self) -> np.ndarray:
+        """Timestamps of the frames this dataset yields."""
+        return np.array([e.timestamp_s for e in self._entries])
+
+    def poses(self) -> list[Pose | None]:
+        """``world_from_camera`` of every frame (None where the trajectory has none), without reading images."""
+        return [self._pose(e) for e in self._entries]
+
+    @property
+    def intrinsics(self) -> CameraIntrinsics:
+        """The camera intrinsics (the image size is read from the first colour image)."""
+        if self._intrinsics is None:
+            if not self._entries:
+                raise ValueError(f"{self.path}: no frames, so no image size for the intrinsics")
+            rgb = _read_rgb(self._entries[0].color)
+            if rgb is None:
+                raise ValueError(f"colour image {self._entries[0].color} could not be read")
+            default = TUM_FR1_INTRINSICS if self.format == "tum" else ICL_INTRINSICS
+            self._intrinsics = _make_intrinsics(self._intrinsics_arg, default, rgb.shape[1], rgb.shape[0])
+        return self._intrinsics
+
+    def _pose(self, e: _Entry) -> Pose | None:
+        if e.world_from_camera is None or not self.with_poses:
+            return None
+        return self.world_from_dataset @ Pose(e.world_from_camera)
+
+    def _load(self, e: _Entry) -> Frame | None:
+        rgb = _read_rgb(e.color)
+        if rgb is None:
+            warnings.warn(f"skipping frame {e.index}: colour image {e.color} could not be read", RuntimeWarning, stacklevel=3)
+            return None
+        depth = _read_depth_m(e.depth, self.depth_scale)
+        if depth is None:
+            warnings.warn(f"skipping frame {e.index}: depth image {e.depth} could not be read", RuntimeWarning, stacklevel=3)
+            return None
+        if depth.shape != rgb.shape[:2]:
+            warnings.warn(
+                f"skipping frame {e.index}: depth {e.depth} is {depth.shape[::-1]} but colour is {rgb.shape[1::-1]}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return None
+        k = self.intrinsics
+        if (k.width, k.height) != (rgb.shape[1], rgb.shape[0]):
+            warnings.warn(f"skipping frame {e.index}: {e.color} has a different image size", RuntimeWarning, stacklevel=3)
+            return None
+        return Frame(
+            index=e.index,
+            timestamp_s=e.timestamp_s,
+            rgb=rgb,
+            depth_m=depth,
+            intrinsics=k,
+            world_from_camera=self._pose(e),
+            meta={"color_path": str(e.color), "depth_path": str(e.depth), "dataset": self.format},
+        )
+
+    def __getitem__(self, i: int) -> Frame:
+        """The ``i``-th frame this dataset yields (not the sequence frame number)."""
+        n = len(self._entries)
+        if not -n <= i < n:
+            raise IndexError(f"frame {i} out of range for {n} frames")
+        frame = self._load(self._entries[i])
+        if frame is None:
+            raise ValueError(f"frame {i} of {self.path} could not be read (see the warning)")
+        return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        for e in self._entries:
+            frame = self._load(e)
+            if frame is not None:
+                yield frame
+
+    def __repr__(self) -> str:
+        return f"RgbdDataset({str(self.path)!r}, format={self.format!r}, frames={len(self)})"
