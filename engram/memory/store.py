@@ -1,0 +1,701 @@
+"""The on-disk format of every engram memory: one directory, one manifest, atomic saves.
+
+A store is a directory holding a ``manifest.json`` and the layers' files
+(``.npy`` arrays, ``.json`` tables and graphs, raw bytes such as ``.jpg`` /
+``.png`` snapshots). The manifest names the store's ``kind`` (``"scene_memory"``,
+``"video_memory"``, ...) and the kind's layout ``version``, records who wrote
+it (engram version, UTC time, host) and the sha256 and size of every file.
+`SceneMemory.save` and the video memory both go through `write_store` /
+`read_store`, so every memory shares one checked, versioned, crash-safe format.
+
+Atomicity. A save never touches the files of the previous save. Each save is
+written into a hidden sibling temp directory, every file and directory is
+fsynced, the manifest is written last, and the finished directory is renamed
+to a hidden *generation* directory ``.<name>.engram-g<N>``. The user's path is
+a relative symlink to the current generation, and the commit is one
+``rename(2)`` of a new symlink over it. A process killed (SIGKILL, power cut
+after the fsyncs) at any point therefore leaves either the old or the new
+generation behind the path, both complete. Where symlinks are unavailable the
+path is a real directory swapped with two renames; `read_store` then recovers
+the newest complete generation if a crash fell between them. Stale temp
+directories of killed writers are removed by the next save. By default one
+previous generation is kept, so a reader that resolved the path just before a
+commit can finish reading.
+
+Format versions. A store newer than this engram reads fails with
+`StoreVersionError` naming the engram version that wrote it; an older one goes
+through the migrations registered with `register_migration`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "MANIFEST_NAME",
+    "StoreContents",
+    "StoreCorruptError",
+    "StoreError",
+    "StoreVersionError",
+    "read_store",
+    "register_migration",
+    "store_generations",
+    "write_store",
+]
+
+FORMAT_NAME = "engram.store"
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+_GEN_RE = re.compile(r"^\.(?P<name>.+)\.engram-g(?P<gen>\d{8})$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+_CHUNK = 1 << 20
+
+# Fault injection for crash tests: when set, called with a step name before and
+# after every durable filesystem operation of a save (a test kills the process
+# from here to stop a save at an exact point).
+_crash_hook: Callable[[str], None] | None = None
+
+
+class StoreError(ValueError):
+    """A store cannot be written or read as asked."""
+
+
+class StoreCorruptError(StoreError):
+    """A file of a store is missing, truncated or fails its checksum; the message names it."""
+
+
+class StoreVersionError(StoreError):
+    """The store's format version cannot be read by this engram."""
+
+
+def _engram_version() -> str:
+    try:
+        from engram import __version__
+
+        return str(__version__)
+    except Exception:  # pragma: no cover - only when engram itself is half-imported
+        return "unknown"
+
+
+def _checkpoint(step: str) -> None:
+    if _crash_hook is not None:
+        _crash_hook(step)
+
+
+# ---------------------------------------------------------------------------
+# migrations
+
+_MIGRATIONS: dict[tuple[str, int], Callable[[StoreContents], StoreContents]] = {}
+
+
+def register_migration(
+    kind: str, from_version: int
+) -> Callable[[Callable[[StoreContents], StoreContents]], Callable[[StoreContents], StoreContents]]:
+    """Register a function that upgrades a ``kind`` store from ``from_version`` to ``from_version + 1``.
+
+    The function receives the old `StoreContents` and returns new contents,
+    usually ``contents.replaced({...}, removed=[...])``; the returned version
+    number is set by the registry. Migrations run in memory on load, the files
+    on disk stay as written.
+
+    Example:
+        >>> @register_migration("scene_memory", 1)
+        ... def _v1_to_v2(old):
+        ...     return old.replaced({"places.json": {"nodes": old.json("graph.json")["nodes"]}})
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string, got {kind!r}")
+    if isinstance(from_version, bool) or not isinstance(from_version, int) or from_version < 1:
+        raise ValueError(f"from_version must be a positive integer, got {from_version!r}")
+
+    def decorator(fn: Callable[[StoreContents], StoreContents]) -> Callable[[StoreContents], StoreContents]:
+        key = (kind, from_version)
+        if key in _MIGRATIONS and _MIGRATIONS[key] is not fn:
+            raise ValueError(f"a migration for {kind} version {from_version} is already registered")
+        _MIGRATIONS[key] = fn
+        return fn
+
+    return decorator
+
+
+# ---------------------------------------------------------------------------
+# encoding
+
+
+def _encode(name: str, value: Any) -> tuple[bytes, str]:
+    """Serialise one file's value; returns the bytes and the manifest's type tag."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), "bytes"
+    if isinstance(value, np.ndarray):
+        if not name.endswith(".npy"):
+            raise StoreError(f"store file {name!r}: an array must be saved under a .npy name")
+        if value.dtype.hasobject:
+            raise StoreError(f"store file {name!r}: object arrays cannot be stored (dtype {value.dtype})")
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
+        return buf.getvalue(), "npy"
+    if isinstance(value, (dict, list)):
+        if not name.endswith(".json"):
+            raise StoreError(f"store file {name!r}: a dict or list must be saved under a .json name")
+        try:
+            text = json.dumps(value, allow_nan=False, sort_keys=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"store file {name!r} is not valid JSON data: {exc}") from exc
+        return text.encode("utf-8"), "json"
+    raise StoreError(
+        f"store file {name!r}: unsupported value type {type(value).__name__} "
+        "(use bytes, a numpy array or a JSON dict/list)"
+    )
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not _FILE_NAME_RE.match(name) or len(name) > 255:
+        raise StoreError(
+            f"store file name {name!r} is invalid: use a relative path of letters, digits, '_', '-', '.' and '/'"
+        )
+    parts = name.split("/")
+    if any(p in (".", "..") for p in parts):
+        raise StoreError(f"store file name {name!r} must not contain '.' or '..' components")
+    if name == MANIFEST_NAME:
+        raise StoreError(f"store file name {MANIFEST_NAME!r} is reserved for the manifest")
+    return name
+
+
+# ---------------------------------------------------------------------------
+# durable filesystem steps
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "nt":  # directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durable(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _rmtree(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """Serialise writers of one store (an advisory lock the kernel drops when a writer dies)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: one writer per store is the caller's job
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _symlinks_supported(parent: Path) -> bool:
+    if os.environ.get("ENGRAM_STORE_NO_SYMLINKS"):
+        return False
+    probe = parent / f".engram-symlink-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.symlink("target", probe)
+    except (OSError, NotImplementedError):
+        return False
+    probe.unlink(missing_ok=True)
+    return True
+
+
+# ---------------------------------------------------------------------------
+# layout on disk
+
+
+def _gen_dir(parent: Path, name: str, generation: int) -> Path:
+    return parent / f".{name}.engram-g{generation:08d}"
+
+
+def _tmp_prefix(name: str) -> str:
+    return f".{name}.engram-tmp-"
+
+
+def _link_prefix(name: str) -> str:
+    return f".{name}.engram-link-"
+
+
+def store_generations(path: str | os.PathLike[str]) -> dict[int, Path]:
+    """The complete generation directories beside a store, by generation number."""
+    p = Path(path)
+    out: dict[int, Path] = {}
+    if not p.parent.is_dir():
+        return out
+    for entry in p.parent.iterdir():
+        m = _GEN_RE.match(entry.name)
+        if m and m.group("name") == p.name and (entry / MANIFEST_NAME).is_file():
+            out[int(m.group("gen"))] = entry
+    return out
+
+
+def _read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST_NAME
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is missing") from exc
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not an {FORMAT_NAME} manifest")
+    for key, typ in (("format_version", int), ("kind", str), ("version", int), ("files", dict)):
+        if not isinstance(manifest.get(key), typ):
+            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} field {key!r} is missing or malformed")
+    return manifest
+
+
+def _resolve(path: Path) -> Path | None:
+    """The directory holding the current save behind ``path``, recovering after a crash."""
+    if path.is_symlink():
+        target = path.parent / os.readlink(path)
+        if (target / MANIFEST_NAME).is_file():
+            return target
+    elif path.is_dir():
+        if (path / MANIFEST_NAME).is_file():
+            return path
+        if any(path.iterdir()):
+            raise StoreError(f"{path} is a directory but not an engram store (no {MANIFEST_NAME})")
+    # The path is missing (a crash between the two renames of a no-symlink
+    # save) or dangling: every generation directory is complete, take the newest.
+    gens = store_generations(path)
+    if gens:
+        return gens[max(gens)]
+    return None
+
+
+# ---------------------------------------------------------------------------
+# writing
+
+
+def write_store(
+    path: str | os.PathLike[str],
+    files: Mapping[str, bytes | np.ndarray | dict | list],
+    *,
+    kind: str,
+    version: int,
+    meta: Mapping[str, Any] | None = None,
+    keep_previous: bool = True,
+) -> Path:
+    """Save ``files`` atomically as a store at ``path``.
+
+    Args:
+        path: the store's path (created, or replaced if it already holds a store).
+        files: relative file name -> value: ``bytes`` (written as is, e.g. encoded
+            ``.jpg`` / ``.png`` images), a numpy array (``.npy`` names) or a JSON
+            ``dict`` / ``list`` (``.json`` names). Names may contain ``/``.
+        kind: what the store holds, e.g. ``"scene_memory"``.
+        version: the layout version of ``kind`` the caller writes (>= 1).
+        meta: JSON metadata kept in the manifest (layer settings, counts, ...).
+        keep_previous: keep the previous generation on disk until the next save,
+            so readers that opened it just before this commit can finish.
+
+    Returns:
+        The generation directory now behind ``path``.
+
+    Raises:
+        StoreError: a bad name or value, or ``path`` is something other than a store;
+            nothing on disk changes then.
+    """
+    if not isinstance(kind, str) or not kind:
+        raise StoreError(f"kind must be a non-empty string, got {kind!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StoreError(f"version must be a positive integer, got {version!r}")
+    if not isinstance(files, Mapping):
+        raise StoreError(f"files must be a mapping name -> value, got {type(files).__name__}")
+    meta_dict = dict(meta or {})
+    try:
+        json.dumps(meta_dict, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"store meta is not valid JSON data: {exc}") from exc
+
+    # Encode everything before touching the disk, so bad input changes nothing.
+    encoded: dict[str, tuple[bytes, str]] = {}
+    for name, value in files.items():
+        _check_name(name)
+        encoded[name] = _encode(name, value)
+    names = set(encoded)
+    for name in names:  # "a" and "a/b" cannot both exist
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in names:
+                raise StoreError(f"store file {name!r} is inside {'/'.join(parts[:i])!r}, which is a file")
+
+    p = Path(os.path.abspath(os.fspath(path)))
+    parent, name = p.parent, p.name
+    if not name:
+        raise StoreError(f"store path {path!r} has no name")
+    parent.mkdir(parents=True, exist_ok=True)
+    if p.exists() and not p.is_symlink() and not p.is_dir():
+        raise StoreError(f"{p} exists and is not a store directory")
+
+    with _locked(parent / f".{name}.engram-lock"):
+        current = _resolve(p)  # raises when p is a non-store directory
+        current_gen = _current_generation(current)
+        _remove_stale(parent, name)
+        existing = store_generations(p)
+        generation = max([current_gen, *existing.keys()]) + 1
+
+        tmp = parent / f"{_tmp_prefix(name)}{os.getpid()}-{secrets.token_hex(4)}"
+        _checkpoint("mkdir_tmp")
+        tmp.mkdir()
+        entries: dict[str, dict[str, Any]] = {}
+        subdirs: set[Path] = set()
+        for fname in sorted(encoded):
+            data, typ = encoded[fname]
+            target = tmp / fname
+            if target.parent != tmp and target.parent not in subdirs:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                subdirs.update(d for d in target.parents if d != tmp and tmp in d.parents)
+            _checkpoint(f"write:{fname}")
+            _write_durable(target, data)
+            entries[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "type": typ}
+        for d in sorted(subdirs, key=lambda d: len(d.parts), reverse=True):
+            _fsync_dir(d)
+        manifest = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "kind": kind,
+            "version": version,
+            "generation": generation,
+            "created": {
+                "engram_version": _engram_version(),
+                "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "host": socket.gethostname(),
+                "python": sys.version.split()[0],
+                "numpy": np.__version__,
+            },
+            "meta": meta_dict,
+            "files": entries,
+        }
+        _checkpoint("write:manifest")
+        _write_durable(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1).encode("utf-8"))
+        _checkpoint("fsync_tmp")
+        _fsync_dir(tmp)
+
+        final = _gen_dir(parent, name, generation)
+        _checkpoint("rename_tmp")
+        os.rename(tmp, final)
+        _checkpoint("fsync_parent")
+        _fsync_dir(parent)
+        _commit(p, final, current, current_gen)
+        _checkpoint("committed")
+
+        live = p.parent / os.readlink(p) if p.is_symlink() else p
+        keep = {live}
+        if keep_previous and current_gen > 0:
+            keep.add(_gen_dir(parent, name, current_gen))
+        for gen_path in store_generations(p).values():
+            if gen_path not in keep:
+                # Rename before deleting, so a half-deleted directory never
+                # looks like a complete generation to a recovering reader.
+                doomed = parent / f"{_tmp_prefix(name)}old-{secrets.token_hex(4)}"
+                _checkpoint("retire_old")
+                os.rename(gen_path, doomed)
+                _checkpoint("remove_old")
+                _rmtree(doomed)
+        _fsync_dir(parent)
+        _checkpoint("done")
+        return live
+
+
+def _current_generation(current: Path | None) -> int:
+    if current is None:
+        return 0
+    try:
+        return int(_read_manifest(current).get("generation", 0))
+    except StoreCorruptError:
+        return 0
+
+
+def _remove_stale(parent: Path, name: str) -> None:
+    """Remove what killed writers left: temp directories and half-made links (we hold the lock)."""
+    for entry in parent.iterdir():
+        if entry.name.startswith(_tmp_prefix(name)) or entry.name.startswith(_link_prefix(name)):
+            _checkpoint("remove_stale")
+            _rmtree(entry)
+
+
+def _commit(p: Path, final: Path, current: Path | None, current_gen: int) -> None:
+    """Make ``p`` point at ``final`` with one atomic rename (or two, without symlinks)."""
+    parent = p.parent
+    if _symlinks_supported(parent):
+        if p.is_dir() and not p.is_symlink():
+            # A real directory from a no-symlink save: move it to its generation
+            # name first; a crash right after leaves p missing and read_store
+            # recovers the newest generation (the new one, already complete).
+            if current == p:
+                _checkpoint("park_current")
+                os.rename(p, _gen_dir(parent, p.name, current_gen))
+            else:
+                p.rmdir()  # an empty directory (_resolve refuses any other)
+            _fsync_dir(parent)
+        link = parent / f"{_link_prefix(p.name)}{os.getpid()}-{secrets.token_hex(4)}"
+        _checkpoint("symlink")
+        os.symlink(final.name, link)
+        _checkpoint("replace_link")
+        os.replace(link, p)
+        _checkpoint("fsync_commit")
+        _fsync_dir(parent)
+        return
+    # No symlinks: p is a real directory; swap with two renames.
+    if p.is_symlink():
+        _checkpoint("unlink_link")
+        p.unlink()
+    elif p.is_dir():
+        if current == p:
+            _checkpoint("park_current")
+            os.rename(p, _gen_dir(parent, p.name, current_gen))
+        else:
+            p.rmdir()
+    _fsync_dir(parent)
+    _checkpoint("promote_new")
+    os.rename(final, p)
+    _checkpoint("fsync_commit")
+    _fsync_dir(parent)
+
+
+# ---------------------------------------------------------------------------
+# reading
+
+
+@dataclass(frozen=True)
+class _Override:
+    data: bytes
+    typ: str
+
+
+class StoreContents:
+    """A store opened for reading: manifest facts plus lazy, checksum-verified file access.
+
+    Files are read only when asked for; each read checks size and sha256 and
+    raises `StoreCorruptError` naming the file when they do not match.
+
+    Attributes:
+        path: the generation directory read.
+        kind: what the store holds.
+        version: the layout version (after migrations, the one the caller supports).
+        stored_version: the version written on disk.
+        generation: the save counter of this store (1 for the first save).
+        meta: the manifest's metadata.
+        created: who wrote it: engram version, UTC time, host.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Mapping[str, Any],
+        *,
+        overrides: Mapping[str, _Override] | None = None,
+        removed: Iterable[str] = (),
+        version: int | None = None,
+    ) -> None:
+        self.path = path
+        self._manifest = dict(manifest)
+        self._overrides = dict(overrides or {})
+        self._removed = frozenset(removed)
+        self.kind: str = manifest["kind"]
+        self.stored_version: int = int(manifest["version"])
+        self.version: int = self.stored_version if version is None else version
+        self.generation: int = int(manifest.get("generation", 0))
+        self.meta: dict[str, Any] = dict(manifest.get("meta", {}))
+        self.created: dict[str, Any] = dict(manifest.get("created", {}))
+
+    # names -----------------------------------------------------------
+    def names(self) -> list[str]:
+        """All file names, sorted."""
+        disk = set(self._manifest["files"]) - self._removed
+        return sorted(disk | set(self._overrides))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (
+            name in self._overrides or (name in self._manifest["files"] and name not in self._removed)
+        )
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    # access ----------------------------------------------------------
+    def read_bytes(self, name: str) -> bytes:
+        """The verified bytes of one file."""
+        if name in self._overrides:
+            return self._overrides[name].data
+        if name not in self:
+            raise KeyError(f"store {self.path} has no file {name!r} (files: {', '.join(self.names()) or 'none'})")
+        entry = self._manifest["files"][name]
+        try:
+            with open(self.path / name, "rb") as fh:
+                data = fh.read()
+        except FileNotFoundError as exc:
+            raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from exc
+        if len(data) != entry.get("size"):
+            raise StoreCorruptError(
+                f"store {self.path}: file {name!r} has {len(data)} bytes, the manifest says {entry.get('size')}"
+            )
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise StoreCorruptError(f"store {self.path}: file {name!r} fails its sha256 checksum")
+        return data
+
+    def _type(self, name: str) -> str:
+        if name in self._overrides:
+            return self._overrides[name].typ
+        if name not in self:
+            raise KeyError(f"store {self.path} has no file {name!r}")
+        return str(self._manifest["files"][name].get("type", "bytes"))
+
+    def array(self, name: str) -> np.ndarray:
+        """A ``.npy`` file as a numpy array."""
+        data = self.read_bytes(name)
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise StoreCorruptError(f"store {self.path}: file {name!r} is not a valid .npy array ({exc})") from exc
+
+    def json(self, name: str) -> Any:
+        """A ``.json`` file decoded."""
+        data = self.read_bytes(name)
+        try:
+            return json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StoreCorruptError(f"store {self.path}: file {name!r} is not valid JSON ({exc})") from exc
+
+    def __getitem__(self, name: str) -> Any:
+        """A file decoded by its type: array, JSON value or bytes."""
+        typ = self._type(name)
+        if typ == "npy":
+            return self.array(name)
+        if typ == "json":
+            return self.json(name)
+        return self.read_bytes(name)
+
+    def verify(self) -> None:
+        """Check every file on disk against the manifest (raises `StoreCorruptError` on the first bad one)."""
+        for name in self.names():
+            if name not in self._overrides:
+                self.read_bytes(name)
+
+    # migrations ------------------------------------------------------
+    def replaced(
+        self, files: Mapping[str, bytes | np.ndarray | dict | list] | None = None, *, removed: Iterable[str] = ()
+    ) -> StoreContents:
+        """New contents with some files replaced, added or removed (in memory; for migrations)."""
+        overrides = dict(self._overrides)
+        gone = set(self._removed)
+        for name in removed:
+            overrides.pop(name, None)
+            gone.add(name)
+        for name, value in (files or {}).items():
+            _check_name(name)
+            data, typ = _encode(name, value)
+            overrides[name] = _Override(data, typ)
+            gone.discard(name)
+        return StoreContents(self.path, self._manifest, overrides=overrides, removed=gone, version=self.version)
+
+    def __repr__(self) -> str:
+        return (
+            f"StoreContents(kind={self.kind!r}, version={self.version}, generation={self.generation}, "
+            f"files={len(self)}, path={str(self.path)!r})"
+        )
+
+
+def read_store(
+    path: str | os.PathLike[str], *, kind: str, supported_versions: Iterable[int], verify: bool = False
+) -> StoreContents:
+    """Open the store at ``path`` for reading.
+
+    Args:
+        path: the path given to `write_store`.
+        kind: the kind the caller expects; another kind raises `StoreError`.
+        supported_versions: the layout versions the caller reads, e.g. ``range(1, 4)``.
+            An older version is upgraded through `register_migration` functions.
+        verify: check every file's checksum now instead of on first access.
+
+    Raises:
+        FileNotFoundError: no store at ``path``.
+        StoreCorruptError: the manifest or (with ``verify``) a file is damaged.
+        StoreVersionError: the store is newer than supported (the message names the
+            engram version that wrote it) or older with no migration path.
+    """
+    supported = sorted({int(v) for v in supported_versions})
+    if not supported:
+        raise ValueError("supported_versions must name at least one version")
+    p = Path(os.path.abspath(os.fspath(path)))
+    directory = _resolve(p)
+    if directory is None:
+        raise FileNotFoundError(f"no engram store at {p}")
+    manifest = _read_manifest(directory)
+    writer = manifest.get("created", {}).get("engram_version", "unknown")
+    if manifest["format_version"] > FORMAT_VERSION:
+        raise StoreVersionError(
+            f"store {p} uses container format {manifest['format_version']}; engram {_engram_version()} reads "
+            f"format {FORMAT_VERSION}: upgrade to engram >= {writer}"
+        )
+    if manifest["kind"] != kind:
+        raise StoreError(f"store {p} holds a {manifest['kind']!r}, not a {kind!r}")
+    for fname, entry in manifest["files"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise StoreCorruptError(f"store {p}: manifest entry for file {fname!r} is malformed")
+    contents = StoreContents(directory, manifest)
+    version = contents.stored_version
+    if version > supported[-1]:
+        raise StoreVersionError(
+            f"store {p} is {kind} version {version}, written by engram {writer}; engram {_engram_version()} "
+            f"reads {kind} versions {supported[0]}..{supported[-1]}: upgrade to engram >= {writer}"
+        )
+    while version not in supported:
+        fn = _MIGRATIONS.get((kind, version))
+        if fn is None:
+            raise StoreVersionError(
+                f"store {p} is {kind} version {version}, written by engram {writer}; engram {_engram_version()} "
+                f"reads versions {supported[0]}..{supported[-1]} and has no migration from version {version}: "
+                f"load it with engram {writer}"
+            )
+        contents = fn(contents)
+        if not isinstance(contents, StoreContents):
+            raise TypeError(f"migration of {kind} from version {version} returned {type(contents).__name__}")
+        version += 1
+        contents.version = version
+    if verify:
+        contents.verify()
+    return contents
