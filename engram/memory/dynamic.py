@@ -1,0 +1,511 @@
+"""The dynamic half of the memory: what moves, where things are now, what changed.
+
+Two parts, after Mem4D and KARMA:
+
+* `TransientLayer` keeps the geometry of moving things (people, a door being
+  opened) as time-stamped voxels whose weight halves every ``half_life_s``,
+  so moving bodies never enter the static octree and fade from memory once
+  they are gone.
+* `ObjectTracker` follows every object of the object map through time: an
+  object expected in view but not detected becomes *missing*; the same
+  category seen again elsewhere makes it *moved*, with the times and both
+  positions. Changes go to a long-term log and to a bounded short-term
+  memory (`ChangeMemory`) that keeps the changes most worth remembering
+  (recent, and often asked about).
+
+Queries: `where_is` (now or at a past time), `last_seen`, `changes(since_s)`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from engram.perception.geometry import project_points
+from engram.types import CameraIntrinsics, Pose
+
+__all__ = [
+    "TransientLayer",
+    "ObjectStatus",
+    "ChangeEvent",
+    "ChangeMemory",
+    "ObjectTracker",
+    "pack_keys",
+    "unpack_keys",
+]
+
+_BITS = 21
+_OFF = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+
+
+def pack_keys(keys: np.ndarray) -> np.ndarray:
+    """Integer voxel indices "N 3" -> one int64 per voxel (21 bits per axis)."""
+    k = np.asarray(keys, dtype=np.int64) + _OFF
+    if k.size and (k.min() < 0 or k.max() > _MASK):
+        raise ValueError("voxel index out of the representable range (+-1M voxels per axis)")
+    return (k[:, 0] << (2 * _BITS)) | (k[:, 1] << _BITS) | k[:, 2]
+
+
+def unpack_keys(packed: np.ndarray) -> np.ndarray:
+    p = np.asarray(packed, dtype=np.int64)
+    out = np.empty((len(p), 3), np.int64)
+    out[:, 0] = (p >> (2 * _BITS)) & _MASK
+    out[:, 1] = (p >> _BITS) & _MASK
+    out[:, 2] = p & _MASK
+    return out - _OFF
+
+
+class TransientLayer:
+    """Time-stamped voxels of moving things, with exponential decay.
+
+    Each voxel holds a weight (observations, decayed) and the time it was
+    last seen. Decay is applied lazily at query time:
+    ``w(t) = w * 0.5 ** ((t - t_last) / half_life_s)``.
+
+    Args:
+        voxel_size_m: voxel edge length.
+        half_life_s: time for a weight to halve once nothing is seen there.
+        min_weight: voxels whose decayed weight falls below this are dropped by `prune`.
+        max_voxels: hard cap; the stalest voxels go first.
+    """
+
+    def __init__(
+        self, voxel_size_m: float = 0.05, half_life_s: float = 5.0, min_weight: float = 0.05, max_voxels: int = 200_000
+    ) -> None:
+        if not voxel_size_m > 0 or not half_life_s > 0:
+            raise ValueError(f"voxel_size_m and half_life_s must be positive, got {voxel_size_m}, {half_life_s}")
+        self.voxel_size_m = float(voxel_size_m)
+        self.half_life_s = float(half_life_s)
+        self.min_weight = float(min_weight)
+        self.max_voxels = int(max_voxels)
+        self._keys = np.empty(0, np.int64)  # sorted packed keys
+        self._w = np.empty(0, np.float32)
+        self._t = np.empty(0, np.float64)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def _decayed(self, t_s: float) -> np.ndarray:
+        dt = np.maximum(t_s - self._t, 0.0)
+        return self._w * np.power(0.5, dt / self.half_life_s).astype(np.float32)
+
+    def add(self, points_world: np.ndarray, t_s: float) -> None:
+        """Record moving geometry seen at time ``t_s`` (one unit of weight per voxel per call)."""
+        pts = np.asarray(points_world, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"points_world must have shape (N, 3), got {pts.shape}")
+        pts = pts[np.isfinite(pts).all(axis=1)]
+        if not len(pts):
+            return
+        new = np.unique(pack_keys(np.floor(pts / self.voxel_size_m)))
+        w = self._decayed(t_s)
+        pos = np.searchsorted(self._keys, new)
+        found = pos < len(self._keys)
+        found[found] = self._keys[pos[found]] == new[found]
+        w[pos[found]] += 1.0
+        t = self._t.copy()
+        t[pos[found]] = t_s
+        # decay is folded into the stored weight, so the stored time is now t_s for every voxel
+        t[:] = t_s
+        fresh = new[~found]
+        keys = np.concatenate([self._keys, fresh])
+        order = np.argsort(keys, kind="stable")
+        self._keys = keys[order]
+        self._w = np.concatenate([w, np.ones(len(fresh), np.float32)])[order]
+        self._t = np.concatenate([t, np.full(len(fresh), t_s)])[order]
+        if len(self._keys) > self.max_voxels:
+            self.prune(t_s)
+            if len(self._keys) > self.max_voxels:
+                keep = np.sort(np.argsort(self._w)[-self.max_voxels :])
+                self._keys, self._w, self._t = self._keys[keep], self._w[keep], self._t[keep]
+
+    def prune(self, t_s: float) -> int:
+        """Drop voxels whose weight has decayed below ``min_weight``; returns how many."""
+        keep = self._decayed(t_s) >= self.min_weight
+        dropped = int((~keep).sum())
+        self._keys, self._w, self._t = self._keys[keep], self._w[keep], self._t[keep]
+        return dropped
+
+    def centers(self, t_s: float, min_weight: float = 0.5) -> np.ndarray:
+        """Centres of voxels with decayed weight >= ``min_weight`` at time ``t_s``."""
+        keep = self._decayed(t_s) >= min_weight
+        return (unpack_keys(self._keys[keep]) + 0.5) * self.voxel_size_m
+
+    def weight_at(self, points: np.ndarray, t_s: float) -> np.ndarray:
+        """Decayed weight of the voxels containing ``points`` (0 where none)."""
+        q = pack_keys(np.floor(np.asarray(points, np.float64) / self.voxel_size_m))
+        pos = np.searchsorted(self._keys, q)
+        out = np.zeros(len(q), np.float32)
+        ok = pos < len(self._keys)
+        ok[ok] = self._keys[pos[ok]] == q[ok]
+        out[ok] = self._decayed(t_s)[pos[ok]]
+        return out
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"keys": self._keys.copy(), "weights": self._w.copy(), "times": self._t.copy()}
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self._keys = np.asarray(arrays["keys"], np.int64)
+        self._w = np.asarray(arrays["weights"], np.float32)
+        self._t = np.asarray(arrays["times"], np.float64)
+
+
+class TrackedObject(Protocol):
+    """What the tracker needs of an object-map entry."""
+
+    label: str
+    centroid: np.ndarray
+    box_min: np.ndarray
+    box_max: np.ndarray
+    first_seen_s: float
+    last_seen_s: float
+
+
+@dataclass
+class ObjectStatus:
+    """Where an object stands in time.
+
+    Attributes:
+        state: "present", "missing" or "moved" (moved: seen again elsewhere after missing).
+        misses: consecutive frames where it was expected in view but not detected.
+        missing_since_s: when it was first not found (None while present).
+        history: (t_s, x, y, z) positions in time order; a jump marks a move.
+    """
+
+    state: str = "present"
+    misses: int = 0
+    missing_since_s: float | None = None
+    history: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+    def position_at(self, t_s: float | None) -> np.ndarray | None:
+        if not self.history:
+            return None
+        if t_s is None:
+            return np.array(self.history[-1][1:])
+        times = [h[0] for h in self.history]
+        i = int(np.searchsorted(times, t_s, side="right")) - 1
+        if i < 0:
+            return None
+        return np.array(self.history[i][1:])
+
+
+@dataclass
+class ChangeEvent:
+    """One change in the scene.
+
+    Attributes:
+        kind: "moved", "appeared" or "disappeared".
+        object_id: the object-map id (stable across a move).
+        label: the object's category.
+        t_s: when the change was noticed.
+        from_xyz / to_xyz: positions before / after (None where not applicable).
+        last_seen_before_s: for moves and disappearances, when it was last seen in the old place.
+    """
+
+    kind: str
+    object_id: int
+    label: str
+    t_s: float
+    from_xyz: tuple[float, float, float] | None = None
+    to_xyz: tuple[float, float, float] | None = None
+    last_seen_before_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ChangeMemory:
+    """A short-term memory of recent changes with a fixed capacity (KARMA's short-term memory).
+
+    When full, the entry with the lowest retention score goes:
+    ``recency + relevance`` where recency decays with ``half_life_s`` since the
+    change and relevance grows each time the change is returned by a query.
+    """
+
+    def __init__(self, capacity: int = 64, half_life_s: float = 600.0, relevance_weight: float = 0.5) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self.capacity = int(capacity)
+        self.half_life_s = float(half_life_s)
+        self.relevance_weight = float(relevance_weight)
+        self.entries: list[ChangeEvent] = []
+        self.hits: list[int] = []
+
+    def _scores(self, now_s: float) -> np.ndarray:
+        t = np.array([e.t_s for e in self.entries])
+        recency = np.power(0.5, np.maximum(now_s - t, 0.0) / self.half_life_s)
+        return recency + self.relevance_weight * np.log1p(np.array(self.hits, dtype=np.float64))
+
+    def add(self, event: ChangeEvent) -> None:
+        if len(self.entries) >= self.capacity:
+            worst = int(np.argmin(self._scores(event.t_s)))
+            del self.entries[worst]
+            del self.hits[worst]
+        self.entries.append(event)
+        self.hits.append(0)
+
+    def recall(self, since_s: float | None = None, label: str | None = None) -> list[ChangeEvent]:
+        out = []
+        for i, e in enumerate(self.entries):
+            if (since_s is None or e.t_s >= since_s) and (label is None or e.label == label):
+                self.hits[i] += 1
+                out.append(e)
+        return out
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def _centroid(obj: TrackedObject) -> np.ndarray:
+    return np.asarray(obj.centroid, dtype=np.float64)
+
+
+class ObjectTracker:
+    """Object states over time: present, missing, moved; positions at any time; change events.
+
+    The tracker never decides association itself: the object map fuses
+    detections, and the tracker is told which objects were detected in each
+    frame and which were newly created. It then
+
+    1. counts a miss for every known object that should have been visible
+       (inside the image, in range, not occluded by nearer depth, big enough
+       to detect) but was not detected; ``miss_frames`` misses make it missing;
+    2. pairs a missing object with a newly created object of the same
+       category: that is a move, and the new object's id is merged into the
+       old one's (``merge`` callback), so the object keeps one identity.
+
+    Args:
+        miss_frames: consecutive expected-but-unseen frames before "missing".
+        min_move_m: re-sightings closer than this to the old place are not moves.
+        occlusion_margin_m: measured depth this much nearer than the object means it is hidden.
+        min_extent_px: objects projecting smaller than this are not expected to be detected.
+        max_range_m: objects farther than this are not expected to be detected.
+    """
+
+    def __init__(
+        self,
+        miss_frames: int = 3,
+        min_move_m: float = 0.5,
+        occlusion_margin_m: float = 0.25,
+        min_extent_px: float = 10.0,
+        max_range_m: float = 4.0,
+        short_term_capacity: int = 64,
+    ) -> None:
+        self.miss_frames = int(miss_frames)
+        self.min_move_m = float(min_move_m)
+        self.occlusion_margin_m = float(occlusion_margin_m)
+        self.min_extent_px = float(min_extent_px)
+        self.max_range_m = float(max_range_m)
+        self.status: dict[int, ObjectStatus] = {}
+        self.events: list[ChangeEvent] = []
+        self.recent = ChangeMemory(capacity=short_term_capacity)
+        self.aliases: dict[int, int] = {}  # merged-away id -> surviving id
+
+    # bookkeeping ---------------------------------------------------------
+    def resolve(self, object_id: int) -> int:
+        seen = set()
+        while object_id in self.aliases and object_id not in seen:
+            seen.add(object_id)
+            object_id = self.aliases[object_id]
+        return object_id
+
+    def _log(self, event: ChangeEvent) -> None:
+        self.events.append(event)
+        self.recent.add(event)
+
+    def expected_visible(
+        self,
+        objects: dict[int, TrackedObject],
+        world_from_camera: Pose,
+        intrinsics: CameraIntrinsics,
+        depth_m: np.ndarray | None,
+        margin_px: int = 8,
+    ) -> list[int]:
+        """Ids of objects that a detector should see in this view."""
+        ids = [i for i, o in objects.items() if self.status.get(i, ObjectStatus()).state != "missing"]
+        if not ids:
+            return []
+        cents = np.stack([_centroid(objects[i]) for i in ids])
+        ext = np.array([float(np.max(np.asarray(objects[i].box_max) - np.asarray(objects[i].box_min))) for i in ids])
+        cam = world_from_camera.inverse().transform_points(cents)
+        uv, z, vis = project_points(cam, intrinsics)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            size_px = intrinsics.fx * ext / np.maximum(z, 1e-6)
+            vis &= (z < self.max_range_m) & (size_px >= self.min_extent_px)
+            vis &= (uv[:, 0] >= margin_px) & (uv[:, 0] < intrinsics.width - margin_px)
+            vis &= (uv[:, 1] >= margin_px) & (uv[:, 1] < intrinsics.height - margin_px)
+        if depth_m is not None and vis.any():
+            u = np.clip(np.round(uv[vis, 0]).astype(int), 0, intrinsics.width - 1)
+            v = np.clip(np.round(uv[vis, 1]).astype(int), 0, intrinsics.height - 1)
+            measured = depth_m[v, u].astype(np.float64)
+            # unknown depth at the centre: we cannot tell, so do not expect a detection
+            ok = np.isfinite(measured) & (measured > 0) & (measured >= z[vis] - self.occlusion_margin_m)
+            sub = np.flatnonzero(vis)
+            vis[sub[~ok]] = False
+        return [i for i, v in zip(ids, vis) if v]
+
+    def observe(
+        self,
+        t_s: float,
+        objects: dict[int, TrackedObject],
+        detected_ids: set[int],
+        new_ids: set[int],
+        expected_ids: list[int],
+        new_in_known_space: set[int] | None = None,
+    ) -> list[tuple[int, int]]:
+        """Update states after one frame.
+
+        Args:
+            t_s: frame time.
+            objects: the object map's objects after the frame was fused.
+            detected_ids: objects detected in this frame.
+            new_ids: objects created in this frame.
+            expected_ids: objects that should have been detected (see `expected_visible`).
+            new_in_known_space: new objects whose place was already mapped free
+                or occupied before (they appeared, rather than were first seen).
+
+        Returns:
+            (old_id, new_id) pairs the caller must merge (new into old): moves.
+        """
+        merges: list[tuple[int, int]] = []
+        for oid in detected_ids:
+            st = self.status.setdefault(oid, ObjectStatus())
+            c = _centroid(objects[oid])
+            if not st.history or np.linalg.norm(np.asarray(st.history[-1][1:]) - c) > 0.05:
+                st.history.append((t_s, *map(float, c)))
+            if st.state == "missing":
+                # found again where it was: it was hidden, not gone
+                st.state = "present"
+                st.missing_since_s = None
+            st.misses = 0
+        for oid in expected_ids:
+            if oid in detected_ids or oid not in objects:
+                continue
+            st = self.status.setdefault(oid, ObjectStatus())
+            st.misses += 1
+            if st.misses >= self.miss_frames and st.state != "missing":
+                st.state = "missing"
+                st.missing_since_s = t_s
+                merges.extend(self._pair_missing(oid, objects, t_s))
+                if not any(m[0] == oid for m in merges):
+                    self._log(
+                        ChangeEvent(
+                            "disappeared",
+                            oid,
+                            objects[oid].label,
+                            t_s,
+                            from_xyz=tuple(map(float, _centroid(objects[oid]))),
+                            last_seen_before_s=float(objects[oid].last_seen_s),
+                        )
+                    )
+        for nid in sorted(new_ids):
+            if nid not in objects or any(nid == m[1] for m in merges):
+                continue
+            old = self._find_missing(objects[nid], objects, exclude=nid)
+            if old is not None:
+                merges.append((old, nid))
+                self._log_move(old, nid, objects, t_s)
+            elif new_in_known_space and nid in new_in_known_space:
+                self._log(
+                    ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=tuple(map(float, _centroid(objects[nid]))))
+                )
+        return merges
+
+    def _find_missing(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: int) -> int | None:
+        best, best_t = None, -math.inf
+        for oid, st in self.status.items():
+            if oid == exclude or st.state != "missing" or oid not in objects:
+                continue
+            if objects[oid].label != new_obj.label:
+                continue
+            if np.linalg.norm(_centroid(objects[oid]) - _centroid(new_obj)) < self.min_move_m:
+                continue
+            if st.missing_since_s is not None and st.missing_since_s > best_t:
+                best, best_t = oid, st.missing_since_s
+        return best
+
+    def _pair_missing(self, oid: int, objects: dict[int, TrackedObject], t_s: float) -> list[tuple[int, int]]:
+        """A newly missing object may already have been seen elsewhere: an object of
+        its category first seen after it was last seen in the old place."""
+        old = objects[oid]
+        cands = [
+            (o.first_seen_s, i)
+            for i, o in objects.items()
+            if i != oid
+            and o.label == old.label
+            and o.first_seen_s > old.last_seen_s
+            and self.status.get(i, ObjectStatus()).state != "missing"
+            and np.linalg.norm(_centroid(o) - _centroid(old)) >= self.min_move_m
+        ]
+        if not cands:
+            return []
+        _, nid = max(cands)
+        self._log_move(oid, nid, objects, t_s)
+        return [(oid, nid)]
+
+    def _log_move(self, old: int, new: int, objects: dict[int, TrackedObject], t_s: float) -> None:
+        st = self.status.setdefault(old, ObjectStatus())
+        to = _centroid(objects[new])
+        self._log(
+            ChangeEvent(
+                "moved",
+                old,
+                objects[old].label,
+                t_s,
+                from_xyz=tuple(map(float, _centroid(objects[old]))),
+                to_xyz=tuple(map(float, to)),
+                last_seen_before_s=float(objects[old].last_seen_s),
+            )
+        )
+        st.state = "moved"
+        st.misses = 0
+        st.missing_since_s = None
+        new_hist = self.status.pop(new, ObjectStatus()).history
+        st.history.extend(new_hist or [(t_s, *map(float, to))])
+        st.history.sort(key=lambda h: h[0])
+        self.aliases[new] = old
+
+    # queries ---------------------------------------------------------------
+    def where_is(self, object_id: int, at_s: float | None = None) -> np.ndarray | None:
+        st = self.status.get(self.resolve(object_id))
+        return None if st is None else st.position_at(at_s)
+
+    def changes(self, since_s: float | None = None, kinds: tuple[str, ...] | None = None) -> list[ChangeEvent]:
+        return [
+            e for e in self.events if (since_s is None or e.t_s >= since_s) and (kinds is None or e.kind in kinds)
+        ]
+
+    def forget(self, object_id: int) -> None:
+        self.status.pop(object_id, None)
+
+    # persistence -------------------------------------------------------------
+    def to_records(self) -> dict[str, Any]:
+        return {
+            "status": {str(k): asdict(v) for k, v in self.status.items()},
+            "events": [e.to_dict() for e in self.events],
+            "recent": [e.to_dict() for e in self.recent.entries],
+            "recent_hits": list(self.recent.hits),
+            "aliases": {str(k): v for k, v in self.aliases.items()},
+        }
+
+    def load_records(self, rec: dict[str, Any]) -> None:
+        def ev(d: dict) -> ChangeEvent:
+            d = dict(d)
+            for key in ("from_xyz", "to_xyz"):
+                if d.get(key) is not None:
+                    d[key] = tuple(d[key])
+            return ChangeEvent(**d)
+
+        self.status = {}
+        for k, v in rec.get("status", {}).items():
+            v = dict(v)
+            v["history"] = [tuple(h) for h in v.get("history", [])]
+            self.status[int(k)] = ObjectStatus(**v)
+        self.events = [ev(e) for e in rec.get("events", [])]
+        self.recent.entries = [ev(e) for e in rec.get("recent", [])]
+        self.recent.hits = list(rec.get("recent_hits", [0] * len(self.recent.entries)))
+        self.aliases = {int(k): int(v) for k, v in rec.get("aliases", {}).items()}
