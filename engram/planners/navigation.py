@@ -1,0 +1,363 @@
+"""Navigation on what the memory knows: a 2D traversability grid, A*, path following.
+
+The grid is derived from the octree alone (never from simulator truth):
+
+* a cell is an *obstacle* if any occupied voxel above it lies in the obstacle
+  band (between ``step_height_m`` above the floor and the robot's height);
+* it is *free* if the floor under it was seen (occupied voxels in the floor
+  band) or the space just above the floor was seen free, and it is no obstacle;
+* everything else is *unknown*.
+
+Obstacles are inflated by the robot radius. A* (numba, 8-connected, octile
+heuristic) runs on the inflated grid; unknown cells can be allowed at a cost
+for exploration. `PathFollower` turns a path into the discrete actions every
+driven source understands (move_forward, turn_left, turn_right).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+__all__ = ["TraversabilityGrid", "astar", "PathFollower", "UNKNOWN", "FREE", "OBSTACLE"]
+
+UNKNOWN, FREE, OBSTACLE = 0, 1, 2
+
+
+@dataclass
+class TraversabilityGrid:
+    """A top-down grid of the floor.
+
+    Attributes:
+        state: "H W" int8 of UNKNOWN / FREE / OBSTACLE (before inflation).
+        origin_xy: world (x, y) of the corner of cell (0, 0).
+        resolution_m: cell edge length.
+        inflated: "H W" bool, obstacles grown by the robot radius.
+    """
+
+    state: np.ndarray
+    origin_xy: np.ndarray
+    resolution_m: float
+    inflated: np.ndarray
+
+    @classmethod
+    def from_octree(
+        cls,
+        octree,
+        *,
+        floor_z_m: float = 0.0,
+        robot_radius_m: float = 0.2,
+        robot_height_m: float = 1.6,
+        step_height_m: float = 0.12,
+        resolution_m: float | None = None,
+        margin_m: float = 1.0,
+        bounds_xy: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> TraversabilityGrid:
+        """Project the octree into a traversability grid."""
+        res = float(resolution_m or octree.voxel_size_m)
+        occ = octree.occupied_centers()
+        free = octree.free_centers()
+        if bounds_xy is None:
+            pts = [p[:, :2] for p in (occ, free) if len(p)]
+            if not pts:
+                g = np.zeros((1, 1), np.int8)
+                return cls(g, np.zeros(2), res, np.zeros((1, 1), bool))
+            allp = np.concatenate(pts)
+            lo, hi = allp.min(axis=0) - margin_m, allp.max(axis=0) + margin_m
+        else:
+            lo, hi = np.asarray(bounds_xy[0], float), np.asarray(bounds_xy[1], float)
+        shape = np.maximum(np.ceil((hi - lo) / res).astype(int), 1)
+        h, w = int(shape[1]), int(shape[0])  # rows = y, cols = x
+
+        def cells(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            ij = np.floor((p[:, :2] - lo) / res).astype(np.int64)
+            ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+            return ij[ok, 1], ij[ok, 0]
+
+        vs = octree.voxel_size_m
+        z_obs_lo = floor_z_m + step_height_m
+        z_obs_hi = floor_z_m + robot_height_m
+        known = np.zeros((h, w), bool)
+        obstacle = np.zeros((h, w), bool)
+        if len(occ):
+            z = occ[:, 2]
+            floor = occ[(z >= floor_z_m - 1.5 * vs) & (z < z_obs_lo)]
+            r, c = cells(floor)
+            known[r, c] = True
+            ob = occ[(z >= z_obs_lo) & (z <= z_obs_hi)]
+            r, c = cells(ob)
+            obstacle[r, c] = True
+        if len(free):
+            z = free[:, 2]
+            low = free[(z >= floor_z_m - vs) & (z < floor_z_m + 0.5)]
+            r, c = cells(low)
+            known[r, c] = True
+        state = np.zeros((h, w), np.int8)
+        state[known] = FREE
+        state[obstacle] = OBSTACLE
+        return cls(state, lo.astype(np.float64), res, _inflate(obstacle, robot_radius_m / res))
+
+    # coordinates ----------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.state.shape
+
+    def world_to_cell(self, xy) -> np.ndarray:
+        p = np.asarray(xy, dtype=np.float64)
+        ij = np.floor((p[..., :2] - self.origin_xy) / self.resolution_m).astype(np.int64)
+        return ij[..., ::-1]  # (row, col)
+
+    def cell_to_world(self, rc) -> np.ndarray:
+        rc = np.asarray(rc, dtype=np.float64)
+        return self.origin_xy + (rc[..., ::-1] + 0.5) * self.resolution_m
+
+    def in_bounds(self, rc) -> np.ndarray:
+        rc = np.asarray(rc)
+        return (rc[..., 0] >= 0) & (rc[..., 0] < self.shape[0]) & (rc[..., 1] >= 0) & (rc[..., 1] < self.shape[1])
+
+    def traversable(self, allow_unknown: bool = False) -> np.ndarray:
+        ok = ~self.inflated
+        if allow_unknown:
+            return ok & (self.state != OBSTACLE)
+        return ok & (self.state == FREE)
+
+    def nearest_traversable(self, xy, max_radius_m: float = 1.5, allow_unknown: bool = False) -> np.ndarray | None:
+        """The traversable cell centre nearest to ``xy`` within ``max_radius_m``, or None."""
+        rc = self.world_to_cell(xy)
+        trav = self.traversable(allow_unknown)
+        r = int(math.ceil(max_radius_m / self.resolution_m))
+        r0, c0 = int(rc[0]), int(rc[1])
+        rows = np.arange(max(0, r0 - r), min(self.shape[0], r0 + r + 1))
+        cols = np.arange(max(0, c0 - r), min(self.shape[1], c0 + r + 1))
+        if not len(rows) or not len(cols):
+            return None
+        sub = trav[np.ix_(rows, cols)]
+        if not sub.any():
+            return None
+        rr, cc = np.nonzero(sub)
+        d = (rows[rr] - r0) ** 2 + (cols[cc] - c0) ** 2
+        i = int(np.argmin(d))
+        return self.cell_to_world(np.array([rows[rr[i]], cols[cc[i]]]))
+
+    def plan(self, start_xy, goal_xy, *, allow_unknown: bool = False, unknown_cost: float = 2.0, snap_m: float = 0.6):
+        """A* from start to goal in world coordinates; returns "N 2" waypoints or None.
+
+        The start is snapped to the nearest traversable cell (the robot may sit on
+        an inflated margin after a collision); the goal too, within ``snap_m``.
+        """
+        trav = self.traversable(allow_unknown)
+        s = self.world_to_cell(start_xy)
+        g = self.world_to_cell(goal_xy)
+        if not (self.in_bounds(s) and self.in_bounds(g)):
+            return None
+        if not trav[s[0], s[1]]:
+            near = self.nearest_traversable(start_xy, 0.6, allow_unknown)
+            if near is None:
+                return None
+            s = self.world_to_cell(near)
+        if not trav[g[0], g[1]]:
+            near = self.nearest_traversable(goal_xy, snap_m, allow_unknown)
+            if near is None:
+                return None
+            g = self.world_to_cell(near)
+        cost = np.where(trav, 1.0, np.inf)
+        if allow_unknown:
+            cost[trav & (self.state == UNKNOWN)] = unknown_cost
+        cells = astar(cost, int(s[0]), int(s[1]), int(g[0]), int(g[1]))
+        if cells is None:
+            return None
+        return self.cell_to_world(cells)
+
+    def path_length(self, path: np.ndarray | None) -> float:
+        if path is None or len(path) < 2:
+            return 0.0 if path is not None else math.inf
+        return float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum())
+
+    def to_image(self) -> np.ndarray:
+        """RGB top-down picture (rows flipped so +y is up): unknown grey, free white, obstacle black."""
+        img = np.full(self.state.shape + (3,), 150, np.uint8)
+        img[self.state == FREE] = 255
+        img[self.inflated & (self.state != OBSTACLE)] = (215, 215, 230)
+        img[self.state == OBSTACLE] = 30
+        return img[::-1]
+
+
+def _inflate(obstacle: np.ndarray, radius_cells: float) -> np.ndarray:
+    import cv2
+
+    r = int(math.ceil(radius_cells))
+    if r <= 0 or not obstacle.any():
+        return obstacle.copy()
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    kernel = ((yy**2 + xx**2) <= radius_cells**2 + 1e-9).astype(np.uint8)
+    return cv2.dilate(obstacle.astype(np.uint8), kernel).astype(bool)
+
+
+@numba.njit(cache=True)
+def _astar_kernel(cost, sr, sc, gr, gc):  # pragma: no cover - compiled
+    h, w = cost.shape
+    inf = np.inf
+    g = np.full((h, w), inf)
+    parent = np.full((h, w), -1, np.int64)
+    closed = np.zeros((h, w), np.bool_)
+    # binary heap of (f, r*w+c)
+    cap = 1024
+    hf = np.empty(cap)
+    hi = np.empty(cap, np.int64)
+    n = 0
+    g[sr, sc] = 0.0
+    hf[0] = 0.0
+    hi[0] = sr * w + sc
+    n = 1
+    dr = np.array([-1, -1, -1, 0, 0, 1, 1, 1])
+    dc = np.array([-1, 0, 1, -1, 1, -1, 0, 1])
+    dd = np.array([1.4142135623730951, 1.0, 1.4142135623730951, 1.0, 1.0, 1.4142135623730951, 1.0, 1.4142135623730951])
+    while n > 0:
+        # pop
+        cur = hi[0]
+        n -= 1
+        if n > 0:
+            lf, li = hf[n], hi[n]
+            k = 0
+            while True:
+                c1 = 2 * k + 1
+                if c1 >= n:
+                    break
+                c2 = c1 + 1
+                m = c1
+                if c2 < n and hf[c2] < hf[c1]:
+                    m = c2
+                if hf[m] < lf:
+                    hf[k] = hf[m]
+                    hi[k] = hi[m]
+                    k = m
+                else:
+                    break
+            hf[k] = lf
+            hi[k] = li
+        r = cur // w
+        c = cur % w
+        if closed[r, c]:
+            continue
+        closed[r, c] = True
+        if r == gr and c == gc:
+            return parent, True
+        for k8 in range(8):
+            nr = r + dr[k8]
+            nc = c + dc[k8]
+            if nr < 0 or nr >= h or nc < 0 or nc >= w or closed[nr, nc]:
+                continue
+            cc = cost[nr, nc]
+            if cc == inf:
+                continue
+            if dr[k8] != 0 and dc[k8] != 0:
+                # no corner cutting
+                if cost[r, nc] == inf or cost[nr, c] == inf:
+                    continue
+            ng = g[r, c] + dd[k8] * cc
+            if ng < g[nr, nc]:
+                g[nr, nc] = ng
+                parent[nr, nc] = r * w + c
+                ar = abs(nr - gr)
+                ac = abs(nc - gc)
+                hval = (ar + ac) + (1.4142135623730951 - 2.0) * min(ar, ac)
+                f = ng + hval
+                if n >= cap:
+                    cap *= 2
+                    nf = np.empty(cap)
+                    ni = np.empty(cap, np.int64)
+                    nf[:n] = hf[:n]
+                    ni[:n] = hi[:n]
+                    hf = nf
+                    hi = ni
+                # push
+                k = n
+                n += 1
+                while k > 0:
+                    p = (k - 1) // 2
+                    if hf[p] <= f:
+                        break
+                    hf[k] = hf[p]
+                    hi[k] = hi[p]
+                    k = p
+                hf[k] = f
+                hi[k] = nr * w + nc
+    return parent, False
+
+
+def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | None:
+    """A* over a cost grid (inf = blocked), 8-connected without corner cutting.
+
+    Returns:
+        "N 2" (row, col) cells from start to goal, or None when unreachable.
+    """
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    h, w = cost.shape
+    for r, c in ((sr, sc), (gr, gc)):
+        if not (0 <= r < h and 0 <= c < w):
+            raise ValueError(f"cell ({r}, {c}) is outside the {h}x{w} grid")
+    if not np.isfinite(cost[sr, sc]) or not np.isfinite(cost[gr, gc]):
+        return None
+    parent, ok = _astar_kernel(cost, sr, sc, gr, gc)
+    if not ok:
+        return None
+    out = [(gr, gc)]
+    cur = parent[gr, gc]
+    while cur >= 0:
+        out.append((cur // w, cur % w))
+        cur = parent[cur // w, cur % w]
+    return np.array(out[::-1], dtype=np.int64)
+
+
+class PathFollower:
+    """Turns a waypoint path into discrete actions (move_forward / turn_left / turn_right).
+
+    Args:
+        forward_m: distance of one move_forward.
+        turn_deg: angle of one turn.
+        lookahead_m: steer toward the path point this far ahead.
+        goal_tolerance_m: close enough to the last waypoint.
+    """
+
+    def __init__(
+        self, forward_m: float = 0.25, turn_deg: float = 30.0, lookahead_m: float = 0.5, goal_tolerance_m: float = 0.2
+    ) -> None:
+        self.forward_m = forward_m
+        self.turn_rad = math.radians(turn_deg)
+        self.lookahead_m = lookahead_m
+        self.goal_tolerance_m = goal_tolerance_m
+        self.path: np.ndarray | None = None
+
+    def set_path(self, path: np.ndarray | None) -> None:
+        self.path = None if path is None else np.asarray(path, dtype=np.float64)
+
+    def done(self, xy) -> bool:
+        return self.path is None or float(np.linalg.norm(self.path[-1] - np.asarray(xy)[:2])) <= self.goal_tolerance_m
+
+    def next_action(self, xy, yaw_rad: float) -> str:
+        if self.done(xy):
+            return "stop"
+        p = np.asarray(xy, dtype=np.float64)[:2]
+        d = np.linalg.norm(self.path - p, axis=1)
+        i = int(np.argmin(d))
+        # the first waypoint at least lookahead away, past the closest one
+        ahead = np.flatnonzero(d[i:] >= self.lookahead_m)
+        target = self.path[i + ahead[0]] if len(ahead) else self.path[-1]
+        heading = math.atan2(target[1] - p[1], target[0] - p[0])
+        err = (heading - yaw_rad + math.pi) % (2 * math.pi) - math.pi
+        if abs(err) > self.turn_rad / 2:
+            return "turn_left" if err > 0 else "turn_right"
+        return "move_forward"
+
+    def turn_towards(self, xy, yaw_rad: float, target_xy) -> str | None:
+        """A turn action that faces ``target_xy``, or None if already facing it."""
+        p = np.asarray(xy, dtype=np.float64)[:2]
+        t = np.asarray(target_xy, dtype=np.float64)[:2]
+        heading = math.atan2(t[1] - p[1], t[0] - p[0])
+        err = (heading - yaw_rad + math.pi) % (2 * math.pi) - math.pi
+        if abs(err) <= self.turn_rad / 2:
+            return None
+        return "turn_left" if err > 0 else "turn_right"

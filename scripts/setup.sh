@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install engram with every extra on a fresh Debian/Ubuntu machine (Python >= 3.10 on PATH).
+# System packages first (open3d needs libusb; the ROS 1 live tests need a real roscore),
+# then the CPU-only torch wheels this machine keeps on disk, then engram itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+APT_PACKAGES=(
+  libusb-1.0-0            # open3d
+  libgl1 libgomp1         # open3d, opencv
+)
+ROS_PACKAGES=(ros-core python3-rospy python3-sensor-msgs python3-tf2-ros python3-geometry-msgs
+              python3-std-msgs python3-visualization-msgs python3-nav-msgs python3-rosgraph)
+if command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${APT_PACKAGES[@]}" >/dev/null
+  # ROS 1 is optional: only the live-ROS tests need it, and they skip without it.
+  $SUDO apt-get install -y -qq --no-install-recommends "${ROS_PACKAGES[@]}" >/dev/null \
+    || echo "setup: ROS 1 packages not available here; the live ROS tests will be skipped"
+fi
+
+PY=${PYTHON:-python3}
+$PY -m pip install -q --upgrade pip
+# torch/torchvision pinned to the builds kept on local disk (no multi-GB download)
+$PY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
+$PY -m pip install -q -e ".[all]"
+echo "setup: engram $($PY -c 'import engram; print(engram.__version__)') installed"
