@@ -361,3 +361,198 @@ class PathFollower:
         if abs(err) <= self.turn_rad / 2:
             return None
         return "turn_left" if err > 0 else "turn_right"
+
+
+@dataclass
+class NavigationResult:
+    """How a navigation episode ended.
+
+    Attributes:
+        success: reached the goal (the planner's own judgement, from memory).
+        status: "reached", "unreachable", "not found", "budget".
+        message: a sentence for the user.
+        steps: actions taken.
+        path_length_m: distance actually travelled.
+        goal_xy: where the planner went (a viewpoint near the object for object goals).
+        object_id: the memory object chosen, for object goals.
+    """
+
+    success: bool
+    status: str
+    message: str
+    steps: int = 0
+    path_length_m: float = 0.0
+    goal_xy: tuple[float, float] | None = None
+    object_id: int | None = None
+    target_xyz: tuple[float, float, float] | None = None
+
+
+class Navigator:
+    """Point-goal and object-goal navigation from memory.
+
+    Short range: A* on the traversability grid. Long range (goals beyond
+    ``long_range_m``): a route over the place graph first, then A* between
+    consecutive places, which keeps each A* search small.
+
+    Args:
+        memory: a SceneMemory.
+        robot_radius_m: obstacle inflation.
+        view_distance_m: object goals stop this far from the object's box.
+        replan_every: steps between replans.
+    """
+
+    def __init__(
+        self,
+        memory,
+        *,
+        robot_radius_m: float = 0.2,
+        floor_z_m: float = 0.0,
+        view_distance_m: float = 0.7,
+        replan_every: int = 10,
+        long_range_m: float = 8.0,
+        turn_deg: float = 30.0,
+    ) -> None:
+        self.memory = memory
+        self.robot_radius_m = robot_radius_m
+        self.floor_z_m = floor_z_m
+        self.view_distance_m = view_distance_m
+        self.replan_every = replan_every
+        self.long_range_m = long_range_m
+        self.follower = PathFollower(turn_deg=turn_deg)
+
+    def grid(self) -> TraversabilityGrid:
+        return TraversabilityGrid.from_octree(
+            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=self.robot_radius_m
+        )
+
+    @staticmethod
+    def _yaw(pose) -> float:
+        r = pose.rotation
+        return math.atan2(r[1, 0], r[0, 0])
+
+    def viewpoint(self, grid: TraversabilityGrid, start_xy, box_min, box_max) -> tuple[np.ndarray, np.ndarray] | None:
+        """A reachable cell from which the object's box is close and in view, and the path to it."""
+        box_min = np.asarray(box_min, float)
+        box_max = np.asarray(box_max, float)
+        centre = (box_min[:2] + box_max[:2]) / 2
+        half = (box_max[:2] - box_min[:2]) / 2
+        trav = grid.traversable()
+        rows, cols = np.nonzero(trav)
+        if not len(rows):
+            return None
+        xy = grid.cell_to_world(np.stack([rows, cols], 1))
+        # distance from each free cell to the object's footprint
+        d = np.linalg.norm(np.maximum(np.abs(xy - centre) - half, 0.0), axis=1)
+        ring = (d >= 0.25) & (d <= self.view_distance_m + 0.3)
+        if not ring.any():
+            ring = d <= self.view_distance_m + 0.8
+        if not ring.any():
+            return None
+        cand = xy[ring]
+        cd = d[ring]
+        # prefer cells near the wanted distance and near the start; plan for the best few
+        score = np.abs(cd - self.view_distance_m) + 0.15 * np.linalg.norm(cand - np.asarray(start_xy)[:2], axis=1)
+        for i in np.argsort(score)[:8]:
+            path = self.plan(grid, start_xy, cand[i])
+            if path is not None:
+                return cand[i], path
+        return None
+
+    def plan(self, grid: TraversabilityGrid, start_xy, goal_xy) -> np.ndarray | None:
+        start_xy = np.asarray(start_xy, float)[:2]
+        goal_xy = np.asarray(goal_xy, float)[:2]
+        places = getattr(self.memory, "places", None)
+        if places is not None and np.linalg.norm(goal_xy - start_xy) > self.long_range_m:
+            try:
+                route = places.shortest_path(np.r_[start_xy, self.floor_z_m], np.r_[goal_xy, self.floor_z_m])
+            except Exception:  # no route on the place graph: fall back to one A* search
+                route = None
+            if route is not None and len(route) >= 2:
+                legs = []
+                cur = start_xy
+                for wp in list(np.asarray(route)[1:-1, :2]) + [goal_xy]:
+                    leg = grid.plan(cur, wp)
+                    if leg is None:
+                        legs = None
+                        break
+                    legs.append(leg if not legs else leg[1:])
+                    cur = leg[-1]
+                if legs:
+                    return np.concatenate(legs)
+        return grid.plan(start_xy, goal_xy)
+
+    def go_to(self, sim, goal_xy, *, max_steps: int = 300, face_xy=None) -> NavigationResult:
+        """Drive to a point, integrating every frame; replans as the map grows."""
+        steps = 0
+        travelled = 0.0
+        goal_xy = np.asarray(goal_xy, float)[:2]
+        last = sim.agent_pose.translation[:2].copy()
+        fails = 0
+        while steps < max_steps:
+            grid = self.grid()
+            pose = sim.agent_pose
+            path = self.plan(grid, pose.translation[:2], goal_xy)
+            if path is None:
+                fails += 1
+                if fails >= 2:
+                    return NavigationResult(False, "unreachable", f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map", steps, travelled, tuple(goal_xy))
+                continue
+            self.follower.set_path(path)
+            for _ in range(self.replan_every):
+                pose = sim.agent_pose
+                a = self.follower.next_action(pose.translation[:2], self._yaw(pose))
+                if a == "stop" or steps >= max_steps:
+                    break
+                self.memory.integrate(sim.step(a))
+                steps += 1
+                now = sim.agent_pose.translation[:2]
+                travelled += float(np.linalg.norm(now - last))
+                last = now.copy()
+            if self.follower.done(sim.agent_pose.translation[:2]):
+                break
+        else:
+            return NavigationResult(False, "budget", "step budget used up before reaching the goal", steps, travelled, tuple(goal_xy))
+        if face_xy is not None:
+            for _ in range(12):
+                pose = sim.agent_pose
+                a = self.follower.turn_towards(pose.translation[:2], self._yaw(pose), face_xy)
+                if a is None or steps >= max_steps:
+                    break
+                self.memory.integrate(sim.step(a))
+                steps += 1
+        return NavigationResult(True, "reached", "reached the goal", steps, travelled, tuple(map(float, goal_xy)))
+
+    def go_to_object(self, sim, text: str, *, max_steps: int = 400, explorer=None, explore_steps: int = 200) -> NavigationResult:
+        """Object-goal navigation: find ``text`` in memory, go to a viewpoint near it, face it.
+
+        Explores first (with ``explorer``) when memory has no match.
+        """
+        hits = self.memory.query(text=text, kinds=("object",), k=1, min_score=0.75)
+        explored = 0
+        if not hits and explorer is not None:
+            budget = min(explore_steps, max_steps)
+            while not hits and explored < budget:
+                res = explorer.explore(sim, max_steps=min(40, budget - explored))
+                explored += res.steps
+                self.memory.finalize()
+                hits = self.memory.query(text=text, kinds=("object",), k=1, min_score=0.75)
+                if res.reason == "no reachable frontier":
+                    break
+        if not hits:
+            return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), explored)
+        hit = hits[0]
+        box_min = np.asarray(hit.evidence["box_min"])
+        box_max = np.asarray(hit.evidence["box_max"])
+        target = (box_min + box_max) / 2
+        grid = self.grid()
+        vp = self.viewpoint(grid, sim.agent_pose.translation[:2], box_min, box_max)
+        if vp is None:
+            return NavigationResult(False, "unreachable", f"no reachable viewpoint near the {hit.label} (object {hit.id})", explored, object_id=hit.id, target_xyz=tuple(map(float, target)))
+        goal, _ = vp
+        res = self.go_to(sim, goal, max_steps=max_steps - explored, face_xy=target[:2])
+        res.steps += explored
+        res.object_id = hit.id
+        res.target_xyz = tuple(map(float, target))
+        if res.success:
+            res.message = f"reached the {hit.label} (object {hit.id}) at ({target[0]:.2f}, {target[1]:.2f})"
+        return res

@@ -1,0 +1,156 @@
+"""The main job: explore a seeded apartment, build the memory, navigate to named objects, report.
+
+Everything the agent decides comes from its memory; the simulator's ground
+truth is read only to score the run (coverage, object-goal success).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_explore", "coverage", "object_in_view"]
+
+
+def coverage(memory, gt, robot_radius_m: float = 0.2) -> float:
+    """Share of the reachable free floor (ground truth) that the memory knows as free floor."""
+    from engram.planners.navigation import FREE, TraversabilityGrid
+
+    reach = gt.reachable_map()
+    cells = np.argwhere(reach.free)
+    if not len(cells):
+        return 0.0
+    xy = reach.cell_to_world(cells)
+    grid = TraversabilityGrid.from_octree(memory.octree, floor_z_m=memory.floor_z_m, robot_radius_m=robot_radius_m)
+    rc = grid.world_to_cell(xy)
+    ok = grid.in_bounds(rc)
+    seen = np.zeros(len(xy), bool)
+    seen[ok] = grid.state[rc[ok, 0], rc[ok, 1]] == FREE
+    return float(seen.mean())
+
+
+def object_in_view(frame, instance_ids, min_pixels: int = 20) -> bool:
+    """True when any of the ground-truth instances covers at least ``min_pixels`` of the frame."""
+    if frame.instances is None:
+        return False
+    return bool(np.isin(frame.instances, np.asarray(list(instance_ids), np.int32)).sum() >= min_pixels)
+
+
+def pick_goal_labels(memory, n: int, seed: int, exclude: tuple[str, ...] = ()) -> list[str]:
+    """A few distinct categories the memory knows (from memory only), reproducibly."""
+    labels = sorted({o.label for o in memory.objects.objects.values()} - set(exclude))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(labels)
+    return labels[:n]
+
+
+def run_explore(cfg: Any) -> dict[str, Any]:
+    """Run the explore job described by a composed config (see engram/configs/explore.yaml)."""
+    from engram.config import instantiate, to_plain
+    from engram.memory.scene import SceneMemory
+    from engram.planners.frontier import FrontierExplorer
+    from engram.planners.navigation import Navigator
+    from engram.report import write_report
+
+    c = to_plain(cfg)
+    out = Path(c["out"]).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    sim = instantiate(cfg.sim)
+    memory = SceneMemory.from_config(c["memory"])
+    pl = c["planner"]
+    try:
+        frame = sim.reset(seed=int(c["seed"]))
+        gt = getattr(sim, "ground_truth", None)
+        explorer = FrontierExplorer(
+            memory,
+            robot_radius_m=pl["robot_radius_m"],
+            replan_every=pl["replan_every"],
+            min_frontier_m=pl["min_frontier_m"],
+        )
+        rerun_log = _rerun_logger(c) if c.get("rerun") else None
+        t0 = time.perf_counter()
+        result = explorer.explore(sim, max_steps=pl["explore_steps"], progress=c.get("progress", True), on_frame=rerun_log)
+        t_explore = time.perf_counter() - t0
+        memory.finalize()
+        cov = coverage(memory, gt, pl["robot_radius_m"]) if gt is not None else None
+        log.info("explored %d steps (%s), coverage %s", result.steps, result.reason, cov)
+
+        # object-goal navigation to a few categories the memory knows
+        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"])
+        episodes = []
+        trajectory = list(result.trajectory_xy)
+        goals = list(result.goals_xy)
+        furniture = tuple(pl.get("skip_goal_labels", ()))
+        for label in pick_goal_labels(memory, int(pl["n_goals"]), int(c["seed"]), exclude=furniture):
+            before = len(memory.trajectory)
+            res = nav.go_to_object(sim, label, max_steps=pl["nav_steps"], explorer=explorer)
+            for _, _, m in memory.trajectory[before:]:
+                trajectory.append((float(m[0, 3]), float(m[1, 3])))
+            ep = {"goal": label, "status": res.status, "success_planner": res.success, "steps": res.steps, "message": res.message}
+            if gt is not None:
+                ids = [i for i, lab in gt.labels().items() if lab == label]
+                here = sim.agent_pose.translation[:2]
+                pos = gt.object_poses()
+                dist = min((float(np.linalg.norm(np.asarray(pos[i].position_m[:2]) - here)) for i in ids if i in pos), default=np.inf)
+                ep["distance_to_nearest_m"] = round(dist, 3)
+                ep["success"] = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
+            else:
+                ep["success"] = res.success
+            if res.goal_xy is not None:
+                goals.append(res.goal_xy)
+            episodes.append(ep)
+
+        mem_dir = out / "memory"
+        memory.save(str(mem_dir))
+        stats = memory.stats()
+        metrics = {
+            "seed": int(c["seed"]),
+            "frames": stats["frames_seen"],
+            "explore_steps": result.steps,
+            "explore_stop_reason": result.reason,
+            "explore_seconds": round(t_explore, 2),
+            "coverage": None if cov is None else round(cov, 4),
+            "objects": stats["objects"],
+            "snapshots": stats["snapshots"],
+            "places": stats["places"],
+            "occupied_voxels": stats["occupied_voxels"],
+            "frontiers_left": stats["frontiers"],
+            "objectnav_episodes": len(episodes),
+            "objectnav_success": round(float(np.mean([e["success"] for e in episodes])), 3) if episodes else None,
+            "seconds": round(time.perf_counter() - t_start, 2),
+        }
+        write_report(out, memory, metrics=metrics, trajectory_xy=trajectory, goals_xy=goals, episodes=episodes,
+                     title=f"engram explore · seed {c['seed']}")
+        (out / "episodes.json").write_text(json.dumps(episodes, indent=2))
+        return {"out_dir": str(out), "metrics": metrics, "episodes": episodes}
+    finally:
+        sim.close()
+
+
+def _rerun_logger(c: dict[str, Any]):
+    """Live 3D view with rerun (the [viz] extra), logging every 5th frame."""
+    from engram._optional import require
+
+    rr = require("rerun", "live 3D logging")
+    rr.init("engram", spawn=False)
+    if c.get("rerun_save"):
+        rr.save(c["rerun_save"])
+
+    def on_frame(frame) -> None:
+        if frame.index % 5:
+            return
+        rr.set_time("sim_time", duration=frame.timestamp_s)
+        rr.log("camera/rgb", rr.Image(frame.rgb))
+        if frame.world_from_camera is not None:
+            t = frame.world_from_camera
+            rr.log("world/camera", rr.Transform3D(translation=t.translation, mat3x3=t.rotation))
+
+    return on_frame

@@ -1,0 +1,251 @@
+"""Frontier exploration from memory alone.
+
+Candidates are frontier regions: traversable floor cells of the memory's
+grid that touch unknown space, clustered into regions (the memory's 3D-Mem
+frontier snapshots point at the same regions). Each region is scored by
+expected gain (its size, in metres of boundary) against the A* path cost to
+reach it; the agent follows the path with discrete actions, replans as the
+map grows, looks around on arrival, and stops at a coverage goal, when no
+reachable frontier is left, or at the step budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engram.planners.navigation import FREE, UNKNOWN, PathFollower, TraversabilityGrid
+
+__all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of"]
+
+
+def yaw_of(pose) -> float:
+    """Heading (radians, about +z) of a z-up ``world_from_base`` pose."""
+    r = pose.rotation
+    return math.atan2(r[1, 0], r[0, 0])
+
+
+@dataclass
+class FrontierRegion:
+    """A connected stretch of frontier cells.
+
+    Attributes:
+        center_xy: the member cell nearest the region's mean (so it lies on the frontier).
+        size_m: boundary length (cells x resolution).
+        direction_xy: unit vector toward the unknown side.
+    """
+
+    center_xy: np.ndarray
+    size_m: float
+    direction_xy: np.ndarray
+    cells: np.ndarray
+
+
+def grid_frontiers(grid: TraversabilityGrid, min_size_m: float = 0.3) -> list[FrontierRegion]:
+    """Frontier regions of a traversability grid (free, traversable cells with an unknown 4-neighbour)."""
+    import cv2
+
+    trav = grid.traversable()
+    unk = grid.state == UNKNOWN
+    pad = np.pad(unk, 1, constant_values=True)
+    touch = pad[:-2, 1:-1] | pad[2:, 1:-1] | pad[1:-1, :-2] | pad[1:-1, 2:]
+    front = trav & touch
+    if not front.any():
+        return []
+    n, lab = cv2.connectedComponents(front.astype(np.uint8), connectivity=8)
+    rows, cols = np.nonzero(lab)
+    ids = lab[rows, cols]
+    order = np.argsort(ids, kind="stable")
+    rows, cols, ids = rows[order], cols[order], ids[order]
+    bounds = np.searchsorted(ids, np.arange(1, n + 1))
+    # direction toward unknown: mean offset of unknown cells in a 5x5 window
+    unk_f = unk.astype(np.float32)
+    gy = cv2.Sobel(unk_f, cv2.CV_32F, 0, 1, ksize=5)
+    gx = cv2.Sobel(unk_f, cv2.CV_32F, 1, 0, ksize=5)
+    out = []
+    for k in range(1, n):
+        a, b = bounds[k - 1], bounds[k]
+        if (b - a) * grid.resolution_m < min_size_m:
+            continue
+        rc = np.stack([rows[a:b], cols[a:b]], 1)
+        mean = rc.mean(axis=0)
+        centre = rc[np.argmin(((rc - mean) ** 2).sum(1))]
+        d = np.array([gx[rc[:, 0], rc[:, 1]].sum(), gy[rc[:, 0], rc[:, 1]].sum()])  # (x=col, y=row)
+        nd = np.linalg.norm(d)
+        out.append(
+            FrontierRegion(
+                center_xy=grid.cell_to_world(centre),
+                size_m=float((b - a) * grid.resolution_m),
+                direction_xy=d / nd if nd > 0 else np.zeros(2),
+                cells=rc,
+            )
+        )
+    return out
+
+
+@dataclass
+class ExplorationResult:
+    steps: int
+    frames: int
+    reason: str
+    trajectory_xy: list[tuple[float, float]] = field(default_factory=list)
+    goals_xy: list[tuple[float, float]] = field(default_factory=list)
+
+
+class FrontierExplorer:
+    """Explore with frontiers until the budget or the coverage goal.
+
+    Args:
+        memory: a SceneMemory (anything with ``integrate(frame)`` and ``octree``).
+        robot_radius_m: obstacle inflation.
+        replan_every: steps between replans while following a path.
+        min_frontier_m: ignore frontier regions shorter than this.
+        distance_weight: how much path length costs against frontier size.
+        look_around: turn a full circle at the start and after reaching a frontier.
+        blacklist_radius_m: frontiers near a goal that could not be reached are skipped.
+    """
+
+    def __init__(
+        self,
+        memory,
+        *,
+        robot_radius_m: float = 0.2,
+        floor_z_m: float = 0.0,
+        replan_every: int = 8,
+        min_frontier_m: float = 0.3,
+        distance_weight: float = 1.0,
+        look_around: bool = True,
+        turn_deg: float = 30.0,
+        blacklist_radius_m: float = 0.5,
+    ) -> None:
+        self.memory = memory
+        self.robot_radius_m = robot_radius_m
+        self.floor_z_m = floor_z_m
+        self.replan_every = replan_every
+        self.min_frontier_m = min_frontier_m
+        self.distance_weight = distance_weight
+        self.look_around = look_around
+        self.turns_per_circle = int(round(360.0 / turn_deg))
+        self.blacklist_radius_m = blacklist_radius_m
+        self.follower = PathFollower(turn_deg=turn_deg)
+        self.blacklist: list[np.ndarray] = []
+
+    def grid(self) -> TraversabilityGrid:
+        return TraversabilityGrid.from_octree(
+            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=self.robot_radius_m
+        )
+
+    def choose(self, grid: TraversabilityGrid, xy: np.ndarray) -> tuple[FrontierRegion, np.ndarray] | None:
+        """The best frontier and the path to it, or None when none is reachable."""
+        regions = grid_frontiers(grid, self.min_frontier_m)
+        regions = [
+            r for r in regions if all(np.linalg.norm(r.center_xy - b) > self.blacklist_radius_m for b in self.blacklist)
+        ]
+        if not regions:
+            return None
+        # cheap ranking by straight-line distance first, then plan for the best few
+        straight = np.array([np.linalg.norm(r.center_xy - xy) for r in regions])
+        sizes = np.array([r.size_m for r in regions])
+        prelim = sizes / (1.0 + self.distance_weight * straight)
+        best = None
+        for i in np.argsort(-prelim)[:6]:
+            r = regions[i]
+            path = grid.plan(xy, r.center_xy)
+            if path is None:
+                self.blacklist.append(r.center_xy)
+                continue
+            util = r.size_m / (1.0 + self.distance_weight * grid.path_length(path))
+            if best is None or util > best[0]:
+                best = (util, r, path)
+        return None if best is None else (best[1], best[2])
+
+    def explore(
+        self,
+        sim,
+        max_steps: int = 400,
+        coverage_fn: Callable[[], float] | None = None,
+        coverage_goal: float = 1.0,
+        on_frame: Callable | None = None,
+        progress: bool = False,
+    ) -> ExplorationResult:
+        """Drive ``sim`` (reset already) and integrate every frame into the memory."""
+        steps = 0
+        frames = 0
+        traj: list[tuple[float, float]] = []
+        goals: list[tuple[float, float]] = []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=max_steps, desc="explore", unit="step")
+
+        def act(action: str) -> None:
+            nonlocal steps, frames
+            frame = sim.step(action)
+            steps += 1
+            self.memory.integrate(frame)
+            frames += 1
+            p = sim.agent_pose.translation
+            traj.append((float(p[0]), float(p[1])))
+            if on_frame is not None:
+                on_frame(frame)
+            if bar is not None:
+                bar.update(1)
+
+        def spin() -> None:
+            for _ in range(self.turns_per_circle):
+                if steps >= max_steps:
+                    return
+                act("turn_left")
+
+        reason = "budget"
+        frame0 = sim.observe()
+        self.memory.integrate(frame0)
+        frames += 1
+        if self.look_around:
+            spin()
+        stuck = 0
+        while steps < max_steps:
+            if coverage_fn is not None and coverage_fn() >= coverage_goal:
+                reason = "coverage goal"
+                break
+            grid = self.grid()
+            pose = sim.agent_pose
+            xy = pose.translation[:2].copy()
+            choice = self.choose(grid, xy)
+            if choice is None:
+                reason = "no reachable frontier"
+                break
+            region, path = choice
+            goals.append(tuple(map(float, region.center_xy)))
+            self.follower.set_path(path)
+            moved = 0
+            start_xy = xy.copy()
+            for _ in range(self.replan_every):
+                if steps >= max_steps:
+                    break
+                pose = sim.agent_pose
+                a = self.follower.next_action(pose.translation[:2], yaw_of(pose))
+                if a == "stop":
+                    break
+                act(a)
+                moved += 1
+            pose = sim.agent_pose
+            if self.follower.done(pose.translation[:2]):
+                # arrived: look toward the unknown side, or all around
+                if self.look_around:
+                    spin()
+                self.blacklist.append(region.center_xy)
+            if np.linalg.norm(pose.translation[:2] - start_xy) < 0.05 and moved:
+                stuck += 1
+                if stuck >= 3:
+                    self.blacklist.append(region.center_xy)
+                    stuck = 0
+            else:
+                stuck = 0
+        if bar is not None:
+            bar.close()
+        return ExplorationResult(steps=steps, frames=frames, reason=reason, trajectory_xy=traj, goals_xy=goals)
