@@ -27,4 +27,6 @@ $PY -m pip install -q --upgrade pip
 # torch/torchvision pinned to the builds kept on local disk (no multi-GB download)
 $PY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 $PY -m pip install -q -e ".[all]"
+# pyenv only sees new console scripts after a rehash
+if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 echo "setup: engram $($PY -c 'import engram; print(engram.__version__)') installed"
