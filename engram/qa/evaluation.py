@@ -1,0 +1,582 @@
+"""Scoring question answering: choices, temporal grounding, LLM-judged open answers, question files.
+
+Video QA parts: multiple-choice accuracy; temporal grounding of retrieved
+spans against ground-truth spans (IoU, recall@k); OpenEQA's LLM-Match score
+with a pluggable judge (any callable prompt -> reply text, e.g. an
+OpenAI-compatible chat backend); and reading / writing question files in the
+EgoSchema (JSON) and NExT-QA (CSV) layouts, plus a JSON-lines layout that
+keeps everything engram knows about a question (spans, type). Embodied-QA
+scoring builds on the same pieces in its own section.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Span",
+    "multiple_choice_accuracy",
+    "temporal_iou",
+    "spans_overlap",
+    "recall_at_k",
+    "mean_best_iou",
+    "LLM_MATCH_PROMPT",
+    "llm_match_prompt",
+    "parse_judge_score",
+    "LLMMatchResult",
+    "llm_match_score",
+    "token_f1",
+    "token_overlap_judge",
+    "VideoQuestion",
+    "read_questions",
+    "write_questions",
+]
+
+Span = tuple[float, float]
+
+
+# ---------------------------------------------------------------------------
+# multiple choice
+
+
+def multiple_choice_accuracy(predicted: Sequence[int | None], correct: Sequence[int]) -> float:
+    """Share of questions whose predicted option index is the correct one (None counts as wrong).
+
+    Raises:
+        ValueError: the lists differ in length or are empty.
+    """
+    if len(predicted) != len(correct):
+        raise ValueError(f"{len(predicted)} predictions for {len(correct)} questions")
+    if not correct:
+        raise ValueError("no questions to score")
+    hits = sum(1 for p, c in zip(predicted, correct) if p is not None and int(p) == int(c))
+    return hits / len(correct)
+
+
+# ---------------------------------------------------------------------------
+# temporal grounding
+
+
+def _span(s: Any, what: str = "span") -> Span:
+    try:
+        a, b = float(s[0]), float(s[1])
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{what} must be (start_s, end_s), got {s!r}") from exc
+    if not (math.isfinite(a) and math.isfinite(b)) or b < a:
+        raise ValueError(f"{what} must be finite with end >= start, got {s!r}")
+    return a, b
+
+
+def temporal_iou(a: Span, b: Span) -> float:
+    """Intersection over union of two time spans (1 for two identical instants)."""
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    inter = max(0.0, min(a1, b1) - max(a0, b0))
+    union = max(a1, b1) - min(a0, b0)
+    if union <= 0:
+        return 1.0 if a0 == b0 else 0.0
+    return inter / union
+
+
+def spans_overlap(a: Span, b: Span) -> bool:
+    """True when the spans share a stretch of time; an instant counts when it lies in [start, end)."""
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    if a0 == a1 and b0 == b1:
+        return a0 == b0
+    if a0 == a1:
+        return b0 <= a0 < b1
+    if b0 == b1:
+        return a0 <= b0 < a1
+    return min(a1, b1) > max(a0, b0)
+
+
+def _gt_list(g: Any) -> list[Span]:
+    if len(g) == 2 and all(isinstance(x, (int, float)) for x in g):
+        return [_span(g, "ground-truth span")]
+    return [_span(x, "ground-truth span") for x in g]
+
+
+def recall_at_k(
+    retrieved: Sequence[Sequence[Span]], ground_truth: Sequence[Any], k: int = 5, iou_threshold: float = 0.0
+) -> float:
+    """Share of questions with a ground-truth span matched by one of the top ``k`` retrieved spans.
+
+    Args:
+        retrieved: per question, retrieved spans best first.
+        ground_truth: per question, one span or a list of acceptable spans.
+        k: how many retrieved spans count.
+        iou_threshold: 0 counts any overlap; above 0 needs IoU >= the threshold.
+    """
+    if len(retrieved) != len(ground_truth):
+        raise ValueError(f"{len(retrieved)} retrieval lists for {len(ground_truth)} questions")
+    if not retrieved:
+        raise ValueError("no questions to score")
+    if k < 1:
+        raise ValueError(f"k must be positive, got {k}")
+    hits = 0
+    for spans, gt in zip(retrieved, ground_truth):
+        gts = _gt_list(gt)
+        top = [_span(s, "retrieved span") for s in list(spans)[:k]]
+        if iou_threshold <= 0:
+            ok = any(spans_overlap(s, g) for s in top for g in gts)
+        else:
+            ok = any(temporal_iou(s, g) >= iou_threshold for s in top for g in gts)
+        hits += ok
+    return hits / len(retrieved)
+
+
+def mean_best_iou(retrieved: Sequence[Sequence[Span]], ground_truth: Sequence[Any], k: int = 1) -> float:
+    """Mean over questions of the best IoU between a top-``k`` span and a ground-truth span."""
+    if len(retrieved) != len(ground_truth) or not retrieved:
+        raise ValueError(f"{len(retrieved)} retrieval lists for {len(ground_truth)} questions")
+    total = 0.0
+    for spans, gt in zip(retrieved, ground_truth):
+        gts = _gt_list(gt)
+        total += max((temporal_iou(s, g) for s in list(spans)[:k] for g in gts), default=0.0)
+    return total / len(retrieved)
+
+
+# ---------------------------------------------------------------------------
+# LLM-Match (OpenEQA)
+
+LLM_MATCH_PROMPT = """You are an AI assistant who will help me to evaluate the response given the question and the correct answer.
+To mark a response, you should output a single integer between 1 and 5 (including 1, 5).
+5 means that the response perfectly matches the answer.
+1 means that the response is completely different from the answer.
+
+Example 1:
+Question: Is it overcast?
+Answer: no
+Response: yes
+Your mark: 1
+
+Example 2:
+Question: Who is standing at the table?
+Answer: woman
+Response: Jessica
+Your mark: 3
+
+Example 3:
+Question: Are there drapes to the right of the bed?
+Answer: yes
+Response: yes
+Your mark: 5
+
+Your Turn:
+Question: {question}
+Answer: {answer}
+Response: {prediction}
+Your mark:"""
+
+_EXTRA_ANSWERS = "Answer: {answer}\nOther acceptable answers: {extra}"
+
+
+def llm_match_prompt(question: str, answer: str, prediction: str, extra_answers: Sequence[str] | None = None) -> str:
+    """The judge prompt for one question (OpenEQA's 1-5 rating scheme)."""
+    prompt = LLM_MATCH_PROMPT.format(question=question.strip(), answer=answer.strip(), prediction=prediction.strip())
+    if extra_answers:
+        prompt = prompt.replace(
+            f"Answer: {answer.strip()}\nResponse:",
+            _EXTRA_ANSWERS.format(answer=answer.strip(), extra="; ".join(a.strip() for a in extra_answers))
+            + "\nResponse:",
+        )
+    return prompt
+
+
+_MARK = re.compile(r"(?:mark|score|rating)\s*[:=]?\s*([1-5])\b|^\s*([1-5])\b", re.IGNORECASE | re.MULTILINE)
+
+
+def parse_judge_score(reply: str) -> int:
+    """The 1-5 mark in a judge's reply ("4", "Your mark: 4", "Mark: 4/5").
+
+    Raises:
+        ValueError: the reply holds no mark between 1 and 5.
+    """
+    if not isinstance(reply, str):
+        raise ValueError(f"judge reply must be text, got {type(reply).__name__}")
+    m = _MARK.search(reply)
+    if m is None:
+        m2 = re.search(r"\b([1-5])\b", reply)
+        if m2 is None:
+            raise ValueError(f"judge reply holds no mark between 1 and 5: {reply[:200]!r}")
+        return int(m2.group(1))
+    return int(m.group(1) or m.group(2))
+
+
+@dataclass
+class LLMMatchResult:
+    """LLM-Match over a set of questions.
+
+    Attributes:
+        score: mean of (mark - 1) / 4, in percent (0-100), over the questions judged.
+        marks: the 1-5 mark per question (None where the judge's reply had no mark).
+        failures: how many replies could not be read.
+    """
+
+    score: float
+    marks: list[int | None] = field(default_factory=list)
+    failures: int = 0
+
+
+def llm_match_score(
+    questions: Sequence[str],
+    answers: Sequence[str],
+    predictions: Sequence[str],
+    judge: Callable[[str], str],
+    extra_answers: Sequence[Sequence[str] | None] | None = None,
+) -> LLMMatchResult:
+    """OpenEQA's LLM-Match: a judge rates each prediction 1-5 against the reference answer.
+
+    Args:
+        questions, answers, predictions: one per question.
+        judge: prompt -> reply text (an LLM, or `token_overlap_judge` offline).
+        extra_answers: optional other acceptable answers per question.
+
+    Unreadable replies count as mark 1 (and in ``failures``), so a broken judge
+    cannot raise the score.
+    """
+    n = len(questions)
+    if not (len(answers) == len(predictions) == n) or n == 0:
+        raise ValueError(f"need as many answers and predictions as questions, got {n}, {len(answers)}, {len(predictions)}")
+    if extra_answers is not None and len(extra_answers) != n:
+        raise ValueError(f"extra_answers has {len(extra_answers)} entries for {n} questions")
+    marks: list[int | None] = []
+    failures = 0
+    total = 0.0
+    for i in range(n):
+        prompt = llm_match_prompt(questions[i], answers[i], predictions[i], extra_answers[i] if extra_answers else None)
+        try:
+            mark: int | None = parse_judge_score(judge(prompt))
+        except ValueError:
+            mark = None
+            failures += 1
+        marks.append(mark)
+        total += ((mark or 1) - 1) / 4.0
+    return LLMMatchResult(score=100.0 * total / n, marks=marks, failures=failures)
+
+
+def _norm_tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def token_f1(reference: str, prediction: str) -> float:
+    """SQuAD-style token F1 between two answers."""
+    ref, pred = _norm_tokens(reference), _norm_tokens(prediction)
+    if not ref or not pred:
+        return float(ref == pred)
+    overlap = 0
+    counts: dict[str, int] = {}
+    for t in ref:
+        counts[t] = counts.get(t, 0) + 1
+    for t in pred:
+        if counts.get(t, 0) > 0:
+            overlap += 1
+            counts[t] -= 1
+    if overlap == 0:
+        return 0.0
+    p, r = overlap / len(pred), overlap / len(ref)
+    return 2 * p * r / (p + r)
+
+
+def token_overlap_judge(prompt: str) -> str:
+    """An offline stand-in judge: token F1 of response vs answer mapped to a 1-5 mark.
+
+    It reads the answer and response back out of an `llm_match_prompt`. It is a
+    rough lexical proxy (no paraphrase understanding), for tests and runs
+    without a language model; report LLM-Match with a real judge.
+    """
+    tail = prompt.rsplit("Your Turn:", 1)[-1]
+    ans = re.search(r"^Answer: (.*)$", tail, re.MULTILINE)
+    extra = re.search(r"^Other acceptable answers: (.*)$", tail, re.MULTILINE)
+    resp = re.search(r"^Response: (.*)$", tail, re.MULTILINE)
+    if ans is None or resp is None:
+        raise ValueError("token_overlap_judge needs a prompt made by llm_match_prompt")
+    refs = [ans.group(1)] + (extra.group(1).split("; ") if extra else [])
+    f1 = max(token_f1(r, resp.group(1)) for r in refs)
+    return str(1 + int(round(4 * f1)))
+
+
+# ---------------------------------------------------------------------------
+# question files
+
+
+@dataclass
+class VideoQuestion:
+    """One question about a video.
+
+    Attributes:
+        qid: question id.
+        video: video id or path.
+        question: the question text.
+        options: answer choices (empty for open questions).
+        answer_index: index of the correct option (None when unknown or open).
+        answer: the reference answer text (the correct option's text for multiple choice).
+        spans_s: ground-truth time spans that hold the answer (engram extension).
+        qtype: question type (NExT-QA's type code, or a benchmark's category).
+        meta: anything else the file carried.
+    """
+
+    qid: str
+    video: str
+    question: str
+    options: list[str] = field(default_factory=list)
+    answer_index: int | None = None
+    answer: str | None = None
+    spans_s: list[Span] = field(default_factory=list)
+    qtype: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not str(self.qid) or not isinstance(self.question, str) or not self.question.strip():
+            raise ValueError(f"question {self.qid!r} needs an id and a non-empty question text")
+        self.qid = str(self.qid)
+        self.video = str(self.video)
+        self.options = [str(o) for o in self.options]
+        if self.answer_index is not None:
+            self.answer_index = int(self.answer_index)
+            if not 0 <= self.answer_index < len(self.options):
+                raise ValueError(
+                    f"question {self.qid}: answer_index {self.answer_index} is outside its {len(self.options)} options"
+                )
+            if self.answer is None:
+                self.answer = self.options[self.answer_index]
+        self.spans_s = [_span(s, f"question {self.qid} span") for s in self.spans_s]
+
+
+_NEXTQA_BASE = ["video", "frame_count", "width", "height", "question", "answer", "qid", "type"]
+
+
+def _detect_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "nextqa"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".json":
+        return "egoschema"
+    raise ValueError(f"cannot tell the question format of {path}: use .json (EgoSchema), .csv (NExT-QA) or .jsonl")
+
+
+def read_questions(
+    path: str | Path, *, answers_path: str | Path | None = None, format: str | None = None
+) -> list[VideoQuestion]:
+    """Read a question file.
+
+    Formats: ``egoschema`` (a JSON list of objects with ``q_uid``, ``question``,
+    ``option 0`` .. ``option 4``, optionally ``answer``; answers may come from a
+    separate ``{q_uid: index}`` JSON, EgoSchema's ``subset_answers.json``),
+    ``nextqa`` (CSV with video, frame_count, width, height, question, answer,
+    qid, type and, for multiple choice, a0..a4; ``answer`` is then the option
+    index; its qid is unique per video only), and ``jsonl`` (one `VideoQuestion` per line, as `write_questions`
+    writes). Detected from the suffix when ``format`` is None. An optional
+    ``spans_s`` field ("12.0-15.5;40-42" in CSV) carries ground-truth spans.
+
+    Raises:
+        ValueError: an unknown format, or a malformed row (the message names it).
+    """
+    p = Path(path)
+    fmt = format or _detect_format(p)
+    answers: dict[str, int] = {}
+    if answers_path is not None:
+        raw = json.loads(Path(answers_path).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{answers_path}: answers must be a JSON object {{q_uid: index}}")
+        answers = {str(k): int(v) for k, v in raw.items()}
+    if fmt == "egoschema":
+        return _read_egoschema(p, answers)
+    if fmt == "nextqa":
+        return _read_nextqa(p)
+    if fmt == "jsonl":
+        return _read_jsonl(p)
+    raise ValueError(f"unknown question format {fmt!r}: use egoschema, nextqa or jsonl")
+
+
+def _parse_spans(value: Any, where: str) -> list[Span]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        out = []
+        for part in value.split(";"):
+            part = part.strip()
+            if part:
+                m = re.fullmatch(r"(-?[\d.]+)\s*-\s*(-?[\d.]+)", part)
+                if m is None:
+                    raise ValueError(f"{where}: span {part!r} is not 'start-end'")
+                out.append((float(m.group(1)), float(m.group(2))))
+        return out
+    return [_span(s, f"{where} span") for s in value]
+
+
+def _read_egoschema(path: Path, answers: dict[str, int]) -> list[VideoQuestion]:
+    data = json.loads(path.read_text())
+    if isinstance(data, dict):
+        data = data.get("questions", list(data.values()))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of questions")
+    out = []
+    for i, row in enumerate(data):
+        where = f"{path} item {i}"
+        if not isinstance(row, dict) or "q_uid" not in row or "question" not in row:
+            raise ValueError(f"{where}: needs 'q_uid' and 'question'")
+        opts = []
+        j = 0
+        while f"option {j}" in row:
+            opts.append(str(row[f"option {j}"]))
+            j += 1
+        qid = str(row["q_uid"])
+        idx = answers.get(qid, row.get("answer"))
+        known = {"q_uid", "question", "answer", "spans_s", "type", "google_drive_id", "video"} | {
+            f"option {k}" for k in range(j)
+        }
+        out.append(
+            VideoQuestion(
+                qid=qid,
+                video=str(row.get("video", row.get("google_drive_id", qid))),
+                question=str(row["question"]),
+                options=opts,
+                answer_index=None if idx is None else int(idx),
+                spans_s=_parse_spans(row.get("spans_s"), where),
+                qtype=str(row.get("type", "")),
+                meta={k: v for k, v in row.items() if k not in known},
+            )
+        )
+    return out
+
+
+def _read_nextqa(path: Path) -> list[VideoQuestion]:
+    out = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        missing = [c for c in ("video", "question", "answer", "qid") if c not in cols]
+        if missing:
+            raise ValueError(f"{path}: NExT-QA CSV misses columns {missing}")
+        opt_cols = sorted((c for c in cols if re.fullmatch(r"a\d+", c)), key=lambda c: int(c[1:]))
+        for line, row in enumerate(reader, start=2):
+            where = f"{path} line {line}"
+            opts = [row[c] for c in opt_cols]
+            idx = None
+            answer = row["answer"]
+            if opts:
+                try:
+                    idx = int(answer)
+                except ValueError as exc:
+                    raise ValueError(f"{where}: multiple-choice answer must be an option index, got {answer!r}") from exc
+                answer = None
+            meta = {k: v for k, v in row.items() if k not in {*_NEXTQA_BASE, *opt_cols, "spans_s"}}
+            for k in ("frame_count", "width", "height"):
+                if row.get(k) not in (None, ""):
+                    meta[k] = int(float(row[k]))
+            out.append(
+                VideoQuestion(
+                    qid=row["qid"] or str(line),
+                    video=row["video"],
+                    question=row["question"],
+                    options=opts,
+                    answer_index=idx,
+                    answer=answer,
+                    spans_s=_parse_spans(row.get("spans_s"), where),
+                    qtype=row.get("type", "") or "",
+                    meta=meta,
+                )
+            )
+    return out
+
+
+def _read_jsonl(path: Path) -> list[VideoQuestion]:
+    out = []
+    for line_no, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} line {line_no}: not JSON ({exc})") from exc
+        try:
+            out.append(VideoQuestion(**row))
+        except TypeError as exc:
+            raise ValueError(f"{path} line {line_no}: {exc}") from exc
+    return out
+
+
+def write_questions(
+    path: str | Path, questions: Sequence[VideoQuestion], *, format: str | None = None, answers_path: str | Path | None = None
+) -> None:
+    """Write questions in one of the layouts `read_questions` reads.
+
+    For ``egoschema``, answers go inline (``answer``) unless ``answers_path`` is
+    given, where they are written as EgoSchema's ``{q_uid: index}`` file instead.
+    NExT-QA numbers questions per video: there (video, qid) is the key.
+    """
+    p = Path(path)
+    fmt = format or _detect_format(p)
+    if fmt == "egoschema":
+        rows, answers = [], {}
+        for q in questions:
+            row: dict[str, Any] = {"q_uid": q.qid, "question": q.question, "video": q.video}
+            for i, o in enumerate(q.options):
+                row[f"option {i}"] = o
+            if q.answer_index is not None:
+                if answers_path is None:
+                    row["answer"] = q.answer_index
+                else:
+                    answers[q.qid] = q.answer_index
+            if q.spans_s:
+                row["spans_s"] = [list(s) for s in q.spans_s]
+            if q.qtype:
+                row["type"] = q.qtype
+            row.update({k: v for k, v in q.meta.items() if k not in row})
+            rows.append(row)
+        p.write_text(json.dumps(rows, indent=1))
+        if answers_path is not None:
+            Path(answers_path).write_text(json.dumps(answers, indent=1))
+    elif fmt == "nextqa":
+        n_opts = max((len(q.options) for q in questions), default=0)
+        cols = _NEXTQA_BASE + [f"a{i}" for i in range(n_opts)] + ["spans_s"]
+        with open(p, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols)
+            w.writeheader()
+            for q in questions:
+                row = {
+                    "video": q.video,
+                    "frame_count": q.meta.get("frame_count", ""),
+                    "width": q.meta.get("width", ""),
+                    "height": q.meta.get("height", ""),
+                    "question": q.question,
+                    "answer": q.answer_index if q.options else (q.answer or ""),
+                    "qid": q.qid,
+                    "type": q.qtype,
+                    "spans_s": ";".join(f"{a:g}-{b:g}" for a, b in q.spans_s),
+                }
+                for i, o in enumerate(q.options):
+                    row[f"a{i}"] = o
+                w.writerow(row)
+    elif fmt == "jsonl":
+        with open(p, "w") as fh:
+            for q in questions:
+                fh.write(
+                    json.dumps(
+                        {
+                            "qid": q.qid,
+                            "video": q.video,
+                            "question": q.question,
+                            "options": q.options,
+                            "answer_index": q.answer_index,
+                            "answer": q.answer,
+                            "spans_s": [list(s) for s in q.spans_s],
+                            "qtype": q.qtype,
+                            "meta": q.meta,
+                        }
+                    )
+                    + "\n"
+                )
+    else:
+        raise ValueError(f"unknown question format {fmt!r}: use egoschema, nextqa or jsonl")
