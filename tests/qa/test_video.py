@@ -1,0 +1,234 @@
+"""VideoQA: build from a real video file, resume, load, retrieve by text / time / image, ask."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engram.qa.video import VideoQA, ask_command, build_command, parse_question, parse_time_s
+from engram.types import Frame
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+# colour changes at known times (seconds); the video is 90 s long
+SCRIPT = [(0, "red"), (23, "green"), (41, "blue"), (64, "yellow")]
+DURATION_S = 90
+
+
+def colour_at(t: float) -> str:
+    return [c for start, c in SCRIPT if start <= t][-1]
+
+
+class ColourEncoder:
+    """A tiny image encoder: the normalised 2x2x2-bin colour histogram, tagged by nearest colour name."""
+
+    name = "test-colour"
+    dim = 9
+
+    def __init__(self, fail_at_call: int | None = None):
+        self.calls = 0
+        self.fail_at_call = fail_at_call
+
+    def encode(self, images):
+        self.calls += 1
+        if self.fail_at_call is not None and self.calls >= self.fail_at_call:
+            raise KeyboardInterrupt  # simulates a user stopping a long build
+        out = []
+        for img in images:
+            q = (np.asarray(img).reshape(-1, 3) >= 128).astype(int)
+            h = np.bincount(q[:, 0] * 4 + q[:, 1] * 2 + q[:, 2], minlength=8).astype(np.float32)
+            v = np.append(h / h.sum(), 0.05)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out).astype(np.float32)
+
+    def tags(self, images, k=5):
+        out = []
+        for img in images:
+            mean = np.asarray(img).reshape(-1, 3).mean(axis=0)
+            name = min(COLOURS, key=lambda c: np.linalg.norm(mean - np.array(COLOURS[c])))
+            out.append([(f"{name} balloon", 0.8)])
+        return out
+
+
+class WordEncoder:
+    name = "test-words"
+    dim = 64
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().replace(",", " ").replace(";", " ").replace(":", " ").replace("?", " ").split():
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+class RecordingAnswerer:
+    name = "recording"
+
+    def __init__(self):
+        self.calls = []
+
+    def answer(self, question, evidence, options=None):
+        self.calls.append((question, evidence, options))
+        return {"text": evidence[0].text if evidence else "", "evidence": evidence}
+
+
+class SilentServer:
+    name = "silent-server"
+
+    def answer(self, question, evidence, options=None):
+        raise TimeoutError("no reply within 2.0 s from http://127.0.0.1:9/v1/chat/completions")
+
+
+def frame_rgb(t: float) -> np.ndarray:
+    img = np.full((120, 160, 3), COLOURS[colour_at(t)], np.uint8)
+    cv2.putText(img, f"{t:.0f}", (5, 60), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)  # a little texture
+    return img
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 90 s, 4 fps MJPG video whose colour changes at the SCRIPT times."""
+    path = tmp_path_factory.mktemp("video") / "colours.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (160, 120))
+    assert writer.isOpened()
+    for i in range(DURATION_S * 4):
+        writer.write(frame_rgb(i / 4.0)[:, :, ::-1].copy())
+    writer.release()
+    return path
+
+
+def encoders(**kw):
+    return dict(image_encoder=ColourEncoder(**kw), text_encoder=WordEncoder())
+
+
+OPTS = dict(memory_options={"level_spans_s": [10.0, 30.0, 60.0]}, progress=False, batch_size=8)
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    root = path.resolve()
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+
+def spans(qa: VideoQA, level: int = 0):
+    return [(n.start_s, n.end_s, n.frame_count) for n in qa.memory.nodes(level)]
+
+
+def test_build_from_video_then_load_and_retrieve(video, tmp_path):
+    qa = VideoQA.build(video, tmp_path / "mem", sample_fps=1.0, **encoders(), **OPTS)
+    assert qa.report.complete and qa.report.frames_sampled == DURATION_S
+    starts = [n.start_s for n in qa.memory.nodes(0)]
+    assert all(t in starts for t, _ in SCRIPT)
+
+    loaded = VideoQA.load(tmp_path / "mem", **encoders())
+    assert spans(loaded) == spans(qa)
+    # by time: "around 00:50" lies in the blue segment
+    hits = loaded.retrieve_hits("what happened around 00:50?", k=3)
+    assert hits[0].node.contains(50.0)
+    # by text: the tags name the colours
+    hits = loaded.retrieve_hits("when did I see the yellow balloon?", k=3)
+    assert all(colour_at(h.node.start_s) == "yellow" for h in hits)
+    # first / last: the first green event starts at the colour change
+    assert loaded.retrieve_hits("where did I first see the green balloon?", k=1)[0].node.start_s == 23.0
+    last = loaded.retrieve_hits("where did I last see the green balloon?", k=1)[0].node
+    assert last.end_s == 41.0
+    # right after the blue balloon comes yellow
+    after = loaded.retrieve_hits("what did I see right after the blue balloon?", k=1)[0].node
+    assert after.start_s == 64.0
+    # by image
+    hits = loaded.retrieve_hits(image=frame_rgb(30.0), k=2)
+    assert all(colour_at(h.node.start_s) == "green" for h in hits)
+
+
+def test_resume_after_interruption_gives_the_same_memory(video, tmp_path):
+    full = VideoQA.build(video, tmp_path / "full", **encoders(), **OPTS)
+    with pytest.raises(KeyboardInterrupt):
+        VideoQA.build(video, tmp_path / "part", checkpoint_every_s=20.0, **encoders(fail_at_call=7), **OPTS)
+    stopped = VideoQA.load(tmp_path / "part")
+    assert not stopped.info["finished"] and 40 <= stopped.memory.last_time_s < DURATION_S - 1
+    enc = encoders()
+    resumed = VideoQA.build(video, tmp_path / "part", **enc, **OPTS)
+    assert resumed.report.resumed_from_s == stopped.memory.last_time_s
+    assert enc["image_encoder"].calls < full.report.frames_sampled / 8  # only the rest was encoded
+    for level in range(3):
+        assert spans(resumed, level) == spans(full, level)
+    # a finished memory is returned as it is
+    again = VideoQA.build(video, tmp_path / "part", **encoders(fail_at_call=1), **OPTS)
+    assert spans(again) == spans(full)
+    with pytest.raises(ValueError, match="other settings"):
+        VideoQA.build(video, tmp_path / "part", sample_fps=2.0, **encoders(), **OPTS)
+
+
+def test_truncated_video_builds_what_it_can_and_says_where(video, tmp_path):
+    data = video.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="STOPPED EARLY"):
+        qa = VideoQA.build(cut, tmp_path / "mem", **encoders(), **OPTS)
+    r = qa.report
+    assert not r.complete and r.stopped_at_s is not None and 20 <= r.stopped_at_s <= 60
+    assert qa.memory.nodes(0)[-1].end_s <= r.stopped_at_s + 1.0
+    assert "STOPPED EARLY" in r.summary()
+    assert VideoQA.load(tmp_path / "mem").report.stopped_at_s == r.stopped_at_s
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"not a video at all" * 10)
+    with pytest.raises(ValueError, match="could not be opened"):
+        VideoQA.build(junk, tmp_path / "junk", **encoders(), **OPTS)
+
+
+def test_other_encoders_are_refused(video, tmp_path):
+    VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
+
+    class OtherWords(WordEncoder):
+        name = "other-words"
+        dim = 32
+
+    with pytest.raises(ValueError, match="built with text encoder 'test-words'.*'other-words'"):
+        VideoQA.load(tmp_path / "mem", text_encoder=OtherWords())
+
+
+def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video, tmp_path):
+    pytest.importorskip("engram.qa.answerers")
+    qa = VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
+    rec = RecordingAnswerer()
+    out = qa.ask("what happened around 1:10?", options=["red", "green", "blue", "yellow"], answerer=rec)
+    (question, evidence, options) = rec.calls[0]
+    assert options == ["red", "green", "blue", "yellow"]
+    assert evidence[0].time_span_s[0] <= 70.0 < evidence[0].time_span_s[1]
+    assert "yellow balloon" in evidence[0].text and evidence[0].images
+    assert out["evidence"] is evidence
+    before = tree_digest(tmp_path / "mem")
+    with pytest.raises(TimeoutError, match="did not answer in time.*unchanged"):
+        qa.ask("what happened around 1:10?", answerer=SilentServer())
+    assert tree_digest(tmp_path / "mem") == before
+
+
+def test_cli_bodies(video, tmp_path):
+    pytest.importorskip("engram.qa.answerers")
+    text = build_command(str(video), str(tmp_path / "mem"), **encoders(), **OPTS)
+    assert "complete" in text and "level 0:" in text
+
+
+def test_question_parsing():
+    assert parse_time_s("what happened around 12:30?") == 750.0
+    assert parse_time_s("at 1:02:03 exactly") == 3723.0
+    assert parse_time_s("after 2 min 5 s") == 125.0
+    assert parse_time_s("1.5 hours in") == 5400.0
+    assert parse_time_s("where is the mug") is None
+    p = parse_question("what happened around 12:30?")
+    assert (p.text, p.time_s) == (None, 750.0)
+    p = parse_question("Where did I last see the mug?")
+    assert p.order == "last" and "mug" in p.text and p.time_s is None
+    p = parse_question("What did I see right after the red chair?")
+    assert p.relation == "after" and "chair" in p.text
+    with pytest.raises(ValueError, match="non-empty"):
+        parse_question("  ")
+
+
+def test_build_from_frames_stream(tmp_path):
+    frames = (Frame(index=i, timestamp_s=float(i), rgb=frame_rgb(float(i))) for i in range(DURATION_S))
+    qa = VideoQA.build_from_frames(frames, tmp_path / "mem", source_id="synthetic-colours", **encoders(), **OPTS)
+    assert qa.report.complete and [n.start_s for n in qa.memory.nodes(0)][:3] == [0.0, 10.0, 20.0]
