@@ -214,6 +214,7 @@ class VideoQA:
         self.info = dict(info or {})
         self._encoder_names = dict(self.info.get("encoders", memory.encoder_info()))
         self.report = BuildReport(**self.info["report"]) if "report" in self.info else BuildReport(source=str(path))
+        self.last_evidence: list[Any] = []
 
     # -- building -----------------------------------------------------------
     @classmethod
@@ -361,6 +362,10 @@ class VideoQA:
         txt_enc = _resolve_encoder(text_encoder, "text")
         if img_enc is None:
             raise ValueError("building a video memory needs an image encoder")
+        if type(memory_options).__module__.startswith("omegaconf"):
+            from omegaconf import OmegaConf
+
+            memory_options = OmegaConf.to_container(memory_options, resolve=True)
         opts = dict(memory_options or {})
         opts["sample_fps"] = float(sample_fps)
         out = Path(out_dir)
@@ -584,7 +589,7 @@ class VideoQA:
         return Evidence(
             text=text,
             time_span_s=(n.start_s, n.end_s),
-            images=list(n.keyframes),
+            images=self.memory.keyframe_images(n),
             score=hit.score,
             source_id=f"episodic:{n.node_id}",
             meta={"level": n.level, "tags": n.tags, "labels": n.labels, "moved": n.moved},
@@ -621,7 +626,10 @@ class VideoQA:
             if len(options) < 2:
                 raise ValueError(f"a multiple-choice question needs at least two options, got {options}")
         evidence = self.retrieve(question, image=image, k=k)
-        backend = _resolve_answerer(answerer)
+        if isinstance(answerer, str):
+            self._ensure_text_encoder()
+        backend = _resolve_answerer(answerer, self.memory.text_encoder)
+        self.last_evidence = evidence
         try:
             return backend.answer(question, evidence, options=options)
         except TimeoutError as exc:
@@ -632,13 +640,16 @@ class VideoQA:
             ) from exc
 
 
-def _resolve_answerer(answerer: Any) -> Any:
+def _resolve_answerer(answerer: Any, text_encoder: Any = None) -> Any:
     if not isinstance(answerer, str):
         if not hasattr(answerer, "answer"):
             raise ValueError(f"answerer must be a name or have an answer() method, got {type(answerer).__name__}")
         return answerer
     from engram.qa import answerers
 
+    if answerer == "offline" and text_encoder is not None:
+        # the offline answerer compares evidence and options in the memory's text space
+        return answerers.build_answerer(answerer, text_encoder=text_encoder)
     return answerers.build_answerer(answerer)
 
 
@@ -697,9 +708,12 @@ def ask_command(
     if conf is not None:
         lines.append(f"confidence: {conf:.2f}")
     used = getattr(ans, "evidence_used", None) or []
+    evidence = getattr(qa, "last_evidence", [])
     if used:
         lines.append("evidence:")
         for ev in used:
+            if isinstance(ev, (int, np.integer)) and 0 <= ev < len(evidence):
+                ev = evidence[ev]
             lines.append(f"  {getattr(ev, 'text', ev)}")
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from engram.memory.episodic import EpisodicMemory
 from engram.qa.video import VideoQA, ask_command, build_command, parse_question, parse_time_s
 from engram.types import Frame
 
@@ -232,3 +233,22 @@ def test_build_from_frames_stream(tmp_path):
     frames = (Frame(index=i, timestamp_s=float(i), rgb=frame_rgb(float(i))) for i in range(DURATION_S))
     qa = VideoQA.build_from_frames(frames, tmp_path / "mem", source_id="synthetic-colours", **encoders(), **OPTS)
     assert qa.report.complete and [n.start_s for n in qa.memory.nodes(0)][:3] == [0.0, 10.0, 20.0]
+
+
+def test_shipped_config_builds_a_memory(video, tmp_path):
+    from engram.config import compose, instantiate, to_plain
+
+    cfg = compose("qa/video").qa
+    plain = to_plain(cfg)
+    EpisodicMemory(**plain["memory_options"])  # every memory option is a real setting
+    cfg.image_encoder = None
+    cfg.text_encoder = None
+    qa = instantiate(
+        cfg,
+        video_path=str(video),
+        out_dir=str(tmp_path / "mem"),
+        image_encoder=ColourEncoder(),
+        text_encoder=WordEncoder(),
+        progress=False,
+    )
+    assert qa.report.complete and len(qa.memory.nodes(3)) == 1
