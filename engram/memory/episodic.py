@@ -23,13 +23,21 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from engram.types import Frame
 
-__all__ = ["EpisodicNode", "EpisodicHit", "EpisodicMemory", "EPISODIC_KIND", "EPISODIC_VERSION"]
+__all__ = [
+    "EpisodicNode",
+    "EpisodicHit",
+    "EpisodicMemory",
+    "EPISODIC_KIND",
+    "EPISODIC_VERSION",
+    "check_encoders",
+    "thumbnail_embedding",
+]
 
 EPISODIC_KIND = "episodic_memory"
 EPISODIC_VERSION = 1
@@ -106,6 +114,19 @@ class EpisodicNode:
     def span_s(self) -> tuple[float, float]:
         return (self.start_s, self.end_s)
 
+    # the names other layers use for any timed record
+    @property
+    def id(self) -> int:
+        return self.node_id
+
+    @property
+    def text(self) -> str:
+        return self.description
+
+    @property
+    def time_span_s(self) -> tuple[float, float]:
+        return (self.start_s, self.end_s)
+
     def contains(self, time_s: float) -> bool:
         return self.start_s <= time_s < self.end_s or (self.start_s == self.end_s == time_s)
 
@@ -118,9 +139,8 @@ class EpisodicNode:
         )
 
 
-@dataclass(frozen=True)
-class EpisodicHit:
-    """A search result: a node and its score (higher is better)."""
+class EpisodicHit(NamedTuple):
+    """A search result: a node and its score (higher is better); unpacks as ``node, score``."""
 
     node: EpisodicNode
     score: float
@@ -249,6 +269,7 @@ class EpisodicMemory:
         self._text_pending: set[int] = set()
         self._cache: dict[int, dict[str, Any]] = {}
         self._finalized = False
+        self._builtin_embedding = False
 
     # ------------------------------------------------------------------
     # introspection
@@ -256,6 +277,8 @@ class EpisodicMemory:
     @property
     def num_levels(self) -> int:
         return len(self.level_spans_s)
+
+    n_levels = num_levels
 
     @property
     def embedding_dim(self) -> int | None:
@@ -468,8 +491,15 @@ class EpisodicMemory:
     def _frame_embedding(self, frame: Frame, image_embedding: np.ndarray | None) -> np.ndarray:
         if image_embedding is None:
             if self.image_encoder is None:
-                raise ValueError("add_frame got no image_embedding and the memory has no image_encoder")
-            image_embedding = np.asarray(self.image_encoder.encode([frame.rgb]))[0]
+                if self._dim is not None and self._dim != THUMBNAIL_DIM:
+                    raise ValueError(
+                        f"add_frame got no image_embedding and the memory has no image_encoder to make a "
+                        f"{self._dim}-d one"
+                    )
+                self._builtin_embedding = True
+                image_embedding = thumbnail_embedding(frame.rgb)
+            else:
+                image_embedding = np.asarray(self.image_encoder.encode([frame.rgb]))[0]
         e = np.asarray(image_embedding, dtype=np.float64).reshape(-1)
         if e.size == 0 or not np.all(np.isfinite(e)):
             raise ValueError(f"image_embedding of frame {frame.index} is empty or not finite")
@@ -902,9 +932,12 @@ class EpisodicMemory:
         if image is not None:
             img = np.asarray(image)
             if img.ndim == 3:
-                if self.image_encoder is None:
+                if self.image_encoder is not None:
+                    img = np.asarray(self.image_encoder.encode([img]))[0]
+                elif self._builtin_embedding:
+                    img = thumbnail_embedding(img)
+                else:
                     raise ValueError("an image query needs an image_encoder (or pass its embedding)")
-                img = np.asarray(self.image_encoder.encode([img]))[0]
             v = np.asarray(img, dtype=np.float32).reshape(-1)
             if self._dim is not None and v.size != self._dim:
                 raise ValueError(f"image query has {v.size} values; this memory holds {self._dim}-d image embeddings")
@@ -1062,8 +1095,11 @@ class EpisodicMemory:
 
     def encoder_info(self) -> dict[str, Any]:
         """Names and sizes of the encoders whose embeddings this memory holds."""
+        name = getattr(self.image_encoder, "name", None)
+        if name is None and self._builtin_embedding:
+            name = THUMBNAIL_NAME
         return {
-            "image_encoder": getattr(self.image_encoder, "name", None),
+            "image_encoder": name,
             "image_dim": self._dim,
             "text_encoder": getattr(self.text_encoder, "name", None),
             "text_dim": self._text_dim,
@@ -1219,6 +1255,7 @@ class EpisodicMemory:
         blobs = [bytes(blob[o : o + n]) for o, n in offsets.tolist()]
         mem._dim = enc.get("image_dim")
         mem._text_dim = enc.get("text_dim")
+        mem._builtin_embedding = enc.get("image_encoder") == THUMBNAIL_NAME
         for row, r in enumerate(records):
             n = EpisodicNode(
                 node_id=int(r["id"]),
@@ -1267,6 +1304,30 @@ class EpisodicMemory:
             mem._acc[int(o["id"])] = acc
         mem._positions = {int(k): (str(name), np.array(p, dtype=np.float64), float(t)) for k, name, p, t in state["positions"]}
         return mem
+
+
+THUMBNAIL_NAME = "builtin-thumbnail"
+THUMBNAIL_DIM = 64 + 48
+
+
+def thumbnail_embedding(rgb: np.ndarray) -> np.ndarray:
+    """A dependency-free image embedding: a 4x4x4 colour histogram and an 8x6 grey thumbnail.
+
+    Used when a frame comes without an embedding and the memory has no image
+    encoder, so events can still be cut where the picture changes.
+    """
+    import cv2
+
+    img = np.asarray(rgb)
+    step = max(1, min(img.shape[0], img.shape[1]) // 64)
+    q = (img[::step, ::step] >> 6).reshape(-1, 3).astype(np.int64)
+    hist = np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64).astype(np.float64)
+    hist /= max(hist.sum(), 1.0)
+    grey = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (8, 6), interpolation=cv2.INTER_AREA)
+    g = grey.astype(np.float64).ravel() / 255.0
+    g = (g - g.mean()) * 0.5
+    v = np.concatenate([np.sqrt(hist), g])
+    return v / max(np.linalg.norm(v), 1e-12)
 
 
 def _clean_tag(tag: str) -> str:

@@ -296,9 +296,10 @@ def test_other_encoders_are_a_clear_error(tmp_path):
 
 
 def test_bad_input_raises_and_leaves_the_memory_unchanged():
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), level_spans_s=(10.0, 60.0))
+    mem = EpisodicMemory(level_spans_s=(10.0, 60.0))
+    enc = ColourEncoder()
     for f in stream(20.0):
-        mem.add_frame(f)
+        mem.add_frame(f, image_embedding=enc.encode([f.rgb])[0])
     before = (len(mem), mem.frames_seen, mem.last_time_s, [(n.start_s, n.frame_count) for n in mem.nodes(0)])
     with pytest.raises(ValueError, match="back in time"):
         mem.add_frame(Frame(index=99, timestamp_s=5.0, rgb=solid("red")))
@@ -307,12 +308,27 @@ def test_bad_input_raises_and_leaves_the_memory_unchanged():
     with pytest.raises(ValueError, match="not finite"):
         mem.add_frame(Frame(index=99, timestamp_s=30.0, rgb=solid("red")), image_embedding=np.full(9, np.nan))
     with pytest.raises(ValueError, match="probability"):
-        mem.add_frame(Frame(index=99, timestamp_s=30.0, rgb=solid("red")), tags=[("x", -1.0)])
+        mem.add_frame(Frame(index=99, timestamp_s=30.0, rgb=solid("red")), np.ones(9), tags=[("x", -1.0)])
     assert before == (len(mem), mem.frames_seen, mem.last_time_s, [(n.start_s, n.frame_count) for n in mem.nodes(0)])
     with pytest.raises(ValueError, match="no image_encoder"):
-        EpisodicMemory().add_frame(Frame(index=0, timestamp_s=0.0, rgb=solid("red")))
+        mem.add_frame(Frame(index=99, timestamp_s=30.0, rgb=solid("red")))  # 9-d memory, no encoder given
     with pytest.raises(ValueError, match="level_spans_s"):
         EpisodicMemory(level_spans_s=(60.0, 10.0))
     mem.finalize()
     with pytest.raises(ValueError, match="finalized"):
         mem.add_frame(Frame(index=100, timestamp_s=100.0, rgb=solid("red")))
+
+
+def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path):
+    mem = EpisodicMemory(level_spans_s=(1000.0,))  # no encoders at all, as in a bare robot run
+    for f in stream(60.0):
+        mem.add_frame(f)
+    mem.finalize()
+    assert [e.start_s for e in mem.nodes(0)] == [t for t, _ in SCRIPT]
+    assert mem.encoder_info()["image_encoder"] == "builtin-thumbnail"
+    mem.save(str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="built with image encoder 'builtin-thumbnail'"):
+        EpisodicMemory.load(str(tmp_path / "m"), image_encoder=ColourEncoder())
+    hit = EpisodicMemory.load(str(tmp_path / "m")).search(image=solid("blue"), k=1)[0]
+    node, score = hit  # hits unpack as (node, score)
+    assert node.start_s == 30.0 and node.time_span_s == (30.0, 47.0) and node.id == node.node_id
