@@ -1,0 +1,637 @@
+"""The object map: 3D object instances fused across frames.
+
+Each frame's detections (`engram.perception.segmentation.Detection`) are
+associated with the objects already in the map, as ConceptGraphs and 3D-Mem
+do: by 3D overlap (the share of the detection's voxels that touch an object's
+voxels) plus label and, when both carry one, embedding similarity. A matched
+detection is fused into its object (points voxel-downsampled, label votes,
+running mean embedding, times, frames); an unmatched one starts a new object.
+Stray points are dropped by voxel-connectivity clustering, and
+`merge_duplicates` joins objects that turned out to be one.
+
+Association never uses the simulator's instance ids (a real detector has
+none); they are only counted in ``MapObject.meta["source_ids"]`` for scoring.
+Overlap is computed for all objects at once against one sorted index of
+packed voxel keys, so a frame costs a few searchsorted calls per detection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engram.perception.segmentation import (
+    Detection,
+    largest_clusters_mask,
+    neighbour_offsets,
+    pack_voxel_keys,
+)
+
+__all__ = ["MapObject", "ObjectMap"]
+
+_MAX_HISTORY = 256
+
+
+@dataclass
+class MapObject:
+    """One object of the map.
+
+    Attributes:
+        id: stable id in its `ObjectMap`.
+        points: "N 3" float32 world points, one per ``voxel_size_m`` voxel.
+        colors: "N 3" uint8 RGB of those points.
+        label_votes: label -> summed detection scores.
+        n_detections: detections fused into this object.
+        first_seen_s, last_seen_s: time of the first and last detection.
+        frames: indices of the frames it was detected in (ascending).
+        position_history: (timestamp_s, centroid) each time the centroid
+            moved by more than a voxel, oldest first (bounded).
+        embedding_sum: sum of the detections' embeddings (None if none had one).
+        embedding_count: how many embeddings were summed.
+        meta: scoring details, e.g. ``source_ids`` {source instance id: count}.
+    """
+
+    id: int
+    points: np.ndarray
+    colors: np.ndarray
+    label_votes: dict[str, float] = field(default_factory=dict)
+    n_detections: int = 0
+    first_seen_s: float = 0.0
+    last_seen_s: float = 0.0
+    frames: list[int] = field(default_factory=list)
+    position_history: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    embedding_sum: np.ndarray | None = None
+    embedding_count: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    # derived, refreshed by ObjectMap after every change
+    box_min: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    box_max: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    centroid: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    match_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+
+    @property
+    def label(self) -> str:
+        """Majority label (highest summed score; ties broken alphabetically)."""
+        if not self.label_votes:
+            return ""
+        return min(self.label_votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+    @property
+    def label_confidence(self) -> float:
+        """Share of the votes that the majority label holds."""
+        total = sum(self.label_votes.values())
+        return self.label_votes.get(self.label, 0.0) / total if total > 0 else 0.0
+
+    @property
+    def embedding(self) -> np.ndarray | None:
+        """Mean embedding, L2-normalised (None if no detection had one)."""
+        if self.embedding_sum is None or self.embedding_count == 0:
+            return None
+        e = self.embedding_sum / self.embedding_count
+        n = float(np.linalg.norm(e))
+        return (e / n).astype(np.float32) if n > 0 else e.astype(np.float32)
+
+    @property
+    def extent(self) -> np.ndarray:
+        """Box size along x, y, z in metres."""
+        return self.box_max - self.box_min
+
+    def _refresh(self, match_voxel_m: float, added_keys: np.ndarray | None = None) -> None:
+        """Recompute box, centroid and match keys; with ``added_keys`` the
+        points only grew, so the keys are a union (no pass over all points)."""
+        p = self.points
+        self.box_min = p.min(axis=0).astype(np.float64)
+        self.box_max = p.max(axis=0).astype(np.float64)
+        self.centroid = p.mean(axis=0, dtype=np.float64)
+        if added_keys is not None:
+            self.match_keys = np.union1d(self.match_keys, added_keys)
+        else:
+            self.match_keys = np.unique(
+                pack_voxel_keys(np.floor(p.astype(np.float64) / match_voxel_m).astype(np.int64))
+            )
+
+
+def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
+    """One point per voxel, the earliest one: points already in the map stay put."""
+    keys = pack_voxel_keys(np.floor(points / voxel_size_m).astype(np.int64))
+    _, first = np.unique(keys, return_index=True)
+    first.sort()
+    return points[first], colors[first]
+
+
+class ObjectMap:
+    """3D objects fused from per-frame detections.
+
+    Args:
+        voxel_size_m: grid that object points are downsampled to.
+        match_voxel_m: grid of the overlap test; a detection voxel counts as
+            overlapping an object when an object voxel is within
+            ``match_radius_voxels`` of it.
+        match_radius_voxels: neighbourhood of the overlap test (tolerates
+            pose and depth noise of about ``radius * match_voxel_m``).
+        min_overlap: least share of a detection's voxels that must touch an
+            object for the two to be associated.
+        relabel_overlap: least overlap to associate a detection whose label
+            differs from the object's majority label.
+        relabel_object_share: ... and least share of the object's voxels that
+            the detection must touch (approximate).
+        min_embedding_similarity: when both carry embeddings and the labels
+            differ, least cosine similarity to associate.
+        merge_overlap: `merge_duplicates` joins two objects of the same label
+            when this share of the smaller one's voxels touches the larger.
+        merge_overlap_any_label: ... and of any labels above this share.
+        denoise_voxel_m: grid of the stray-point clustering (None disables).
+        denoise_every: re-cluster an object's points every this many fusions.
+    """
+
+    def __init__(
+        self,
+        voxel_size_m: float = 0.025,
+        *,
+        match_voxel_m: float = 0.05,
+        match_radius_voxels: int = 1,
+        min_overlap: float = 0.15,
+        relabel_overlap: float = 0.6,
+        relabel_object_share: float = 0.25,
+        min_embedding_similarity: float = 0.5,
+        merge_overlap: float = 0.4,
+        merge_overlap_any_label: float = 0.8,
+        denoise_voxel_m: float | None = 0.05,
+        denoise_every: int = 5,
+    ) -> None:
+        for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if match_radius_voxels < 0:
+            raise ValueError(f"match_radius_voxels must be >= 0, got {match_radius_voxels}")
+        for name, value in (
+            ("min_overlap", min_overlap),
+            ("relabel_overlap", relabel_overlap),
+            ("relabel_object_share", relabel_object_share),
+            ("merge_overlap", merge_overlap),
+            ("merge_overlap_any_label", merge_overlap_any_label),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if denoise_every < 1:
+            raise ValueError(f"denoise_every must be >= 1, got {denoise_every}")
+        self.voxel_size_m = float(voxel_size_m)
+        self.match_voxel_m = float(match_voxel_m)
+        self.match_radius_voxels = int(match_radius_voxels)
+        self.min_overlap = float(min_overlap)
+        self.relabel_overlap = float(relabel_overlap)
+        self.relabel_object_share = float(relabel_object_share)
+        self.min_embedding_similarity = float(min_embedding_similarity)
+        self.merge_overlap = float(merge_overlap)
+        self.merge_overlap_any_label = float(merge_overlap_any_label)
+        self.denoise_voxel_m = denoise_voxel_m
+        self.denoise_every = int(denoise_every)
+        self._objects: dict[int, MapObject] = {}
+        self._next_id = 1
+        self._offsets = neighbour_offsets(self.match_radius_voxels)
+        self._index_keys = np.zeros(0, np.int64)
+        self._index_ids = np.zeros(0, np.int64)
+        self._index_dirty = False
+
+    # access ------------------------------------------------------------
+    @property
+    def objects(self) -> dict[int, MapObject]:
+        """Object id -> object (do not modify the objects in place)."""
+        return self._objects
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+    def __contains__(self, object_id: int) -> bool:
+        return object_id in self._objects
+
+    def get(self, object_id: int) -> MapObject:
+        """The object with this id; ValueError naming the id if there is none."""
+        try:
+            return self._objects[object_id]
+        except KeyError:
+            raise ValueError(f"no object with id {object_id!r}") from None
+
+    def by_label(self, label: str) -> list[MapObject]:
+        """Objects whose majority label is ``label`` (case-insensitive), most-seen first."""
+        want = label.strip().lower()
+        found = [o for o in self._objects.values() if o.label.lower() == want]
+        return sorted(found, key=lambda o: (-o.n_detections, o.id))
+
+    def labels(self) -> list[str]:
+        """Distinct majority labels in the map, sorted."""
+        return sorted({o.label for o in self._objects.values()})
+
+    def near(self, point: Sequence[float], radius_m: float) -> list[MapObject]:
+        """Objects whose box comes within ``radius_m`` of ``point``, nearest box first."""
+        p = np.asarray(point, dtype=np.float64).reshape(-1)
+        if p.shape != (3,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"point must be 3 finite numbers, got {point!r}")
+        if not radius_m >= 0:
+            raise ValueError(f"radius_m must be >= 0, got {radius_m}")
+        if not self._objects:
+            return []
+        objs = list(self._objects.values())
+        lo = np.stack([o.box_min for o in objs])
+        hi = np.stack([o.box_max for o in objs])
+        d = np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=1)
+        order = np.lexsort((np.linalg.norm(np.stack([o.centroid for o in objs]) - p, axis=1), d))
+        return [objs[i] for i in order if d[i] <= radius_m]
+
+    # update ------------------------------------------------------------
+    def update(self, detections: Sequence[Detection], frame_index: int, timestamp_s: float) -> list[int]:
+        """Fuse one frame's detections into the map.
+
+        Each object takes at most one detection per frame; candidate pairs
+        are taken greedily by score (overlap, then label and embedding
+        agreement).
+
+        Args:
+            detections: detections of one frame.
+            frame_index: index of that frame.
+            timestamp_s: its time.
+
+        Returns:
+            The object id each detection was fused into or created as, in
+            the order of ``detections`` (-1 for a detection without points).
+        """
+        if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)) or frame_index < 0:
+            raise ValueError(f"frame_index must be a non-negative integer, got {frame_index!r}")
+        ts = float(timestamp_s)
+        if not np.isfinite(ts):
+            raise ValueError(f"timestamp_s must be finite, got {timestamp_s!r}")
+        for i, det in enumerate(detections):
+            if not isinstance(det, Detection):
+                raise ValueError(f"detections[{i}] is a {type(det).__name__}, not a Detection")
+        if not detections:
+            return []
+        self._ensure_index()
+
+        det_keys = [self._keys_of(d.points_world) for d in detections]
+        candidates: list[tuple[float, int, int]] = []  # (-score, det index, object id)
+        dets_i, obj_ids, counts = self._touching(det_keys)
+        for i, oid, cnt in zip(dets_i.tolist(), obj_ids.tolist(), counts.tolist()):
+            obj = self._objects[oid]
+            score = self._pair_score(
+                detections[i], obj, cnt / len(det_keys[i]), cnt / max(len(obj.match_keys), 1)
+            )
+            if score is not None:
+                candidates.append((-score, i, oid))
+        candidates.sort()
+        assigned: dict[int, int] = {}
+        taken: set[int] = set()
+        for _, i, oid in candidates:
+            if i in assigned or oid in taken:
+                continue
+            assigned[i] = oid
+            taken.add(oid)
+
+        out: list[int] = []
+        for i, det in enumerate(detections):
+            if len(det.points_world) == 0:
+                out.append(-1)
+            elif i in assigned:
+                self._fuse(self._objects[assigned[i]], det, int(frame_index), ts, det_keys[i])
+                out.append(assigned[i])
+            else:
+                out.append(self._create(det, int(frame_index), ts))
+        self._index_dirty = True
+        return out
+
+    def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
+        if overlap < self.min_overlap:
+            return None
+        same_label = det.label.lower() == obj.label.lower()
+        cos = None
+        emb = obj.embedding
+        if det.embedding is not None and emb is not None and det.embedding.shape == emb.shape:
+            n = float(np.linalg.norm(det.embedding))
+            cos = float(det.embedding @ emb) / n if n > 0 else 0.0
+        if not same_label:
+            # a small object on a large one (a cup on a table) touches it almost
+            # everywhere; a relabelled view of the same object also covers a fair
+            # share of the object
+            if overlap < self.relabel_overlap or object_share < self.relabel_object_share:
+                return None
+            if cos is not None and cos < self.min_embedding_similarity:
+                return None
+        return overlap + 0.5 * same_label + (0.5 * max(cos, 0.0) if cos is not None else 0.0)
+
+    def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
+        pts, col = _downsample(det.points_world, det.colors, self.voxel_size_m)
+        oid = self._next_id
+        self._next_id += 1
+        obj = MapObject(
+            id=oid,
+            points=pts,
+            colors=col,
+            label_votes={det.label: det.score},
+            n_detections=1,
+            first_seen_s=timestamp_s,
+            last_seen_s=timestamp_s,
+            frames=[frame_index],
+            embedding_sum=None if det.embedding is None else det.embedding.astype(np.float64),
+            embedding_count=0 if det.embedding is None else 1,
+            meta={"source_ids": {det.instance_id: 1}},
+        )
+        obj._refresh(self.match_voxel_m)
+        obj.position_history.append((timestamp_s, obj.centroid.copy()))
+        self._objects[oid] = obj
+        return oid
+
+    def _fuse(
+        self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray
+    ) -> None:
+        pts = np.concatenate([obj.points, det.points_world])
+        col = np.concatenate([obj.colors, det.colors])
+        obj.points, obj.colors = _downsample(pts, col, self.voxel_size_m)
+        obj.n_detections += 1
+        added_keys: np.ndarray | None = det_keys
+        if self.denoise_voxel_m is not None and obj.n_detections % self.denoise_every == 0:
+            keep = largest_clusters_mask(obj.points, self.denoise_voxel_m)
+            if not keep.all():
+                obj.points, obj.colors = obj.points[keep], obj.colors[keep]
+                added_keys = None
+        obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + det.score
+        obj.first_seen_s = min(obj.first_seen_s, timestamp_s)
+        obj.last_seen_s = max(obj.last_seen_s, timestamp_s)
+        if not obj.frames or obj.frames[-1] != frame_index:
+            if obj.frames and frame_index < obj.frames[-1]:
+                obj.frames = sorted(set(obj.frames) | {frame_index})
+            else:
+                obj.frames.append(frame_index)
+        if det.embedding is not None:
+            e = det.embedding.astype(np.float64)
+            if obj.embedding_sum is None:
+                obj.embedding_sum, obj.embedding_count = e, 1
+            elif obj.embedding_sum.shape == e.shape:
+                obj.embedding_sum = obj.embedding_sum + e
+                obj.embedding_count += 1
+        src = obj.meta.setdefault("source_ids", {})
+        src[det.instance_id] = src.get(det.instance_id, 0) + 1
+        obj._refresh(self.match_voxel_m, added_keys)
+        self._record_position(obj, timestamp_s)
+
+    def _record_position(self, obj: MapObject, timestamp_s: float) -> None:
+        last = obj.position_history[-1][1] if obj.position_history else None
+        if last is None or np.linalg.norm(obj.centroid - last) > self.match_voxel_m:
+            obj.position_history.append((timestamp_s, obj.centroid.copy()))
+            if len(obj.position_history) > _MAX_HISTORY:
+                del obj.position_history[0]
+
+    # the overlap index ---------------------------------------------------
+    def _keys_of(self, points: np.ndarray) -> np.ndarray:
+        if len(points) == 0:
+            return np.zeros(0, np.int64)
+        return np.unique(pack_voxel_keys(np.floor(np.asarray(points, np.float64) / self.match_voxel_m).astype(np.int64)))
+
+    def _ensure_index(self) -> None:
+        if not self._index_dirty:
+            return
+        if self._objects:
+            keys = np.concatenate([o.match_keys for o in self._objects.values()])
+            ids = np.concatenate([np.full(len(o.match_keys), o.id, np.int64) for o in self._objects.values()])
+            order = np.argsort(keys, kind="stable")
+            self._index_keys, self._index_ids = keys[order], ids[order]
+        else:
+            self._index_keys, self._index_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        self._index_dirty = False
+
+    def _touching(
+        self, key_sets: Sequence[np.ndarray], *, probe_all: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which objects each key set touches, and how many of its keys touch each.
+
+        A key touches an object when one of the object's voxels is within the
+        match radius. All sets are searched in one batch. Unless
+        ``probe_all``, a key that falls exactly into some object's voxel is
+        credited to the objects of that voxel only and its neighbourhood is
+        not searched: re-observed surfaces (most keys) cost one lookup.
+
+        Returns:
+            (set index, object id, touching key count), one row per touching pair.
+        """
+        empty = np.zeros(0, np.int64)
+        sizes = np.fromiter((len(k) for k in key_sets), dtype=np.int64, count=len(key_sets))
+        if len(self._index_keys) == 0 or sizes.sum() == 0:
+            return empty, empty, empty
+        keys = np.concatenate(key_sets)
+        set_of_key = np.repeat(np.arange(len(key_sets)), sizes)
+        rows_parts, lo_parts, n_parts = [], [], []
+        probe = np.arange(len(keys))
+        if not probe_all or len(self._offsets) == 1:
+            lo = np.searchsorted(self._index_keys, keys, side="left")
+            hi = np.searchsorted(self._index_keys, keys, side="right")
+            exact = hi > lo
+            rows_parts.append(np.flatnonzero(exact))
+            lo_parts.append(lo[exact])
+            n_parts.append((hi - lo)[exact])
+            probe = np.flatnonzero(~exact) if len(self._offsets) > 1 else probe[:0]
+        if len(probe):
+            n_off = len(self._offsets)
+            nbr = (keys[probe, None] + self._offsets[None, :]).reshape(-1)
+            lo = np.searchsorted(self._index_keys, nbr, side="left")
+            hi = np.searchsorted(self._index_keys, nbr, side="right")
+            hit = np.flatnonzero(hi > lo)
+            rows_parts.append(probe[hit // n_off])
+            lo_parts.append(lo[hit])
+            n_parts.append((hi - lo)[hit])
+        key_row = np.concatenate(rows_parts)
+        lo = np.concatenate(lo_parts)
+        n = np.concatenate(n_parts)
+        if len(n) == 0:
+            return empty, empty, empty
+        # expand each [lo, hi) range: a voxel can belong to several objects
+        idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+        obj = self._index_ids[idx]
+        m = int(self._index_ids.max()) + 1
+        key_obj = np.unique(np.repeat(key_row, n) * m + obj)  # each key counts once per object
+        set_obj, counts = np.unique(set_of_key[key_obj // m] * m + key_obj % m, return_counts=True)
+        return set_obj // m, set_obj % m, counts
+
+    # maintenance ---------------------------------------------------------
+    def remove(self, object_id: int) -> MapObject:
+        """Remove and return an object; ValueError if there is none."""
+        obj = self.get(object_id)
+        del self._objects[object_id]
+        self._index_dirty = True
+        return obj
+
+    def prune(self, *, min_detections: int = 2, seen_before_s: float | None = None) -> list[int]:
+        """Remove objects detected fewer than ``min_detections`` times.
+
+        Args:
+            min_detections: keep objects with at least this many detections.
+            seen_before_s: only prune objects last seen before this time
+                (give the newest objects a chance to be seen again).
+
+        Returns:
+            The removed ids.
+        """
+        gone = [
+            o.id
+            for o in self._objects.values()
+            if o.n_detections < min_detections and (seen_before_s is None or o.last_seen_s < seen_before_s)
+        ]
+        for oid in gone:
+            del self._objects[oid]
+        if gone:
+            self._index_dirty = True
+        return gone
+
+    def merge_duplicates(self) -> dict[int, int]:
+        """Join objects that are one: enough overlap (more with different labels).
+
+        The object detected more often absorbs the other (points, votes,
+        embeddings, frames, history); chains of merges resolve to the
+        survivor.
+
+        Returns:
+            {removed id: id it was merged into}.
+        """
+        merged: dict[int, int] = {}
+        changed = True
+        while changed:  # one pass per round of merges; rounds are few
+            changed = False
+            self._ensure_index()
+            for oid in sorted(self._objects, key=lambda i: (len(self._objects[i].match_keys), i)):
+                if oid in merged or oid not in self._objects:
+                    continue
+                obj = self._objects[oid]
+                _, ids, counts = self._touching([obj.match_keys], probe_all=True)
+                best = None
+                for other_id, cnt in zip(ids.tolist(), counts.tolist()):
+                    if other_id == oid or other_id not in self._objects:
+                        continue
+                    other = self._objects[other_id]
+                    if len(other.match_keys) < len(obj.match_keys):
+                        continue  # the smaller side decides; it will be visited from there
+                    ratio = cnt / max(len(obj.match_keys), 1)
+                    same = obj.label.lower() == other.label.lower()
+                    need = self.merge_overlap if same else self.merge_overlap_any_label
+                    if ratio < need:
+                        continue
+                    ea, eb = obj.embedding, other.embedding
+                    if not same and ea is not None and eb is not None and ea.shape == eb.shape:
+                        if float(ea @ eb) < self.min_embedding_similarity:
+                            continue
+                    if best is None or ratio > best[0]:
+                        best = (ratio, other_id)
+                if best is None:
+                    continue
+                keep_id, drop_id = best[1], oid
+                if self._objects[drop_id].n_detections > self._objects[keep_id].n_detections:
+                    keep_id, drop_id = drop_id, keep_id
+                self._absorb(self._objects[keep_id], self._objects.pop(drop_id))
+                merged[drop_id] = keep_id
+                self._index_dirty = True
+                changed = True
+            if changed:
+                self._ensure_index()
+        # resolve chains a -> b -> c
+        for k in list(merged):
+            v = merged[k]
+            while v in merged:
+                v = merged[v]
+            merged[k] = v
+        return merged
+
+    def _absorb(self, keep: MapObject, drop: MapObject) -> None:
+        pts = np.concatenate([keep.points, drop.points])
+        col = np.concatenate([keep.colors, drop.colors])
+        keep.points, keep.colors = _downsample(pts, col, self.voxel_size_m)
+        for k, v in drop.label_votes.items():
+            keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
+        keep.n_detections += drop.n_detections
+        keep.first_seen_s = min(keep.first_seen_s, drop.first_seen_s)
+        keep.last_seen_s = max(keep.last_seen_s, drop.last_seen_s)
+        keep.frames = sorted(set(keep.frames) | set(drop.frames))
+        if drop.embedding_sum is not None:
+            if keep.embedding_sum is None:
+                keep.embedding_sum, keep.embedding_count = drop.embedding_sum.copy(), drop.embedding_count
+            elif keep.embedding_sum.shape == drop.embedding_sum.shape:
+                keep.embedding_sum = keep.embedding_sum + drop.embedding_sum
+                keep.embedding_count += drop.embedding_count
+        src = keep.meta.setdefault("source_ids", {})
+        for k, v in drop.meta.get("source_ids", {}).items():
+            src[k] = src.get(k, 0) + v
+        keep.position_history = sorted(keep.position_history + drop.position_history, key=lambda tp: tp[0])[
+            -_MAX_HISTORY:
+        ]
+        keep._refresh(self.match_voxel_m)
+
+    # persistence -----------------------------------------------------------
+    def to_records(self) -> list[dict[str, Any]]:
+        """Plain records (numbers, strings, lists, numpy arrays), one per object, for saving."""
+        records = []
+        for o in sorted(self._objects.values(), key=lambda o: o.id):
+            records.append(
+                {
+                    "id": o.id,
+                    "points": o.points.copy(),
+                    "colors": o.colors.copy(),
+                    "label_votes": dict(o.label_votes),
+                    "n_detections": o.n_detections,
+                    "first_seen_s": o.first_seen_s,
+                    "last_seen_s": o.last_seen_s,
+                    "frames": np.asarray(o.frames, dtype=np.int64),
+                    "history_t_s": np.asarray([t for t, _ in o.position_history], dtype=np.float64),
+                    "history_xyz": np.asarray([c for _, c in o.position_history], dtype=np.float64).reshape(-1, 3),
+                    "embedding_sum": None if o.embedding_sum is None else o.embedding_sum.copy(),
+                    "embedding_count": o.embedding_count,
+                    "source_ids": {int(k): int(v) for k, v in o.meta.get("source_ids", {}).items()},
+                }
+            )
+        return records
+
+    @classmethod
+    def from_records(cls, records: Iterable[dict[str, Any]], **kwargs: Any) -> ObjectMap:
+        """Rebuild a map from `to_records` output (``kwargs`` go to the constructor)."""
+        omap = cls(**kwargs)
+        for r in records:
+            try:
+                oid = int(r["id"])
+                pts = np.asarray(r["points"], dtype=np.float32).reshape(-1, 3)
+                col = np.asarray(r["colors"], dtype=np.uint8).reshape(-1, 3)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"bad object record: {exc}") from exc
+            if len(pts) == 0 or len(col) != len(pts):
+                raise ValueError(f"object record {oid} has {len(pts)} points and {len(col)} colours")
+            if oid in omap._objects:
+                raise ValueError(f"duplicate object id {oid} in records")
+            hist_t = np.asarray(r.get("history_t_s", []), dtype=np.float64).reshape(-1)
+            hist_xyz = np.asarray(r.get("history_xyz", []), dtype=np.float64).reshape(-1, 3)
+            emb = r.get("embedding_sum")
+            obj = MapObject(
+                id=oid,
+                points=pts,
+                colors=col,
+                label_votes={str(k): float(v) for k, v in dict(r["label_votes"]).items()},
+                n_detections=int(r["n_detections"]),
+                first_seen_s=float(r["first_seen_s"]),
+                last_seen_s=float(r["last_seen_s"]),
+                frames=[int(f) for f in np.asarray(r["frames"]).reshape(-1)],
+                position_history=[(float(t), c.copy()) for t, c in zip(hist_t, hist_xyz)],
+                embedding_sum=None if emb is None else np.asarray(emb, dtype=np.float64),
+                embedding_count=int(r.get("embedding_count", 0)),
+                meta={"source_ids": {int(k): int(v) for k, v in dict(r.get("source_ids", {})).items()}},
+            )
+            obj._refresh(omap.match_voxel_m)
+            omap._objects[oid] = obj
+            omap._next_id = max(omap._next_id, oid + 1)
+        omap._index_dirty = True
+        return omap
+
+    def digest(self) -> str:
+        """Content hash over ids, labels, counts, times and points (order-independent)."""
+        h = hashlib.sha256()
+        for o in sorted(self._objects.values(), key=lambda o: o.id):
+            h.update(f"{o.id}|{sorted(o.label_votes.items())}|{o.n_detections}|{o.first_seen_s!r}|{o.last_seen_s!r}".encode())
+            order = np.lexsort(o.points.T[::-1])
+            h.update(np.ascontiguousarray(o.points[order]).tobytes())
+            h.update(np.asarray(o.frames, np.int64).tobytes())
+        return h.hexdigest()

@@ -1,0 +1,513 @@
+"""Instance masks to 3D detections.
+
+A detection is one instance seen in one frame: its label, its pixels lifted to
+world points (with colours), its image box and, optionally, its mask crop and
+an embedding. Instance masks come from a simulator (``Frame.instances``, ground
+truth) or from a `Detector` plug-in (masks + labels + scores from RGB). The
+conversion is one vectorised pass over the instance image: pixels are grouped
+by a stable argsort of their ids, never visited one by one. This module also
+owns the voxel-connectivity clustering used to drop stray points (flying
+pixels at depth edges) from a detection; the object map reuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from numba import njit
+
+from engram.types import Frame
+
+__all__ = [
+    "Detection",
+    "InstanceMasks",
+    "Detector",
+    "detections_from_instances",
+    "detections_from_masks",
+    "instances_from_masks",
+    "pack_voxel_keys",
+    "voxel_cluster_labels",
+    "largest_clusters_mask",
+]
+
+# Packed voxel keys: three 21-bit fields, each offset so that keys within
+# +-2**20 voxels of the origin stay non-negative (52 km at 5 cm voxels).
+_KEY_BITS = 21
+_KEY_OFFSET = 1 << (_KEY_BITS - 1)
+_KEY_MASK = (1 << _KEY_BITS) - 1
+
+
+@dataclass
+class Detection:
+    """One instance seen in one frame.
+
+    Attributes:
+        instance_id: the id of the instance in the source's instance image.
+            For simulator frames this is ground truth; consumers must not use
+            it to associate detections across frames (a real detector has no
+            such id), only to score.
+        label: category name.
+        score: detector confidence in [0, 1] (1.0 for simulator masks).
+        pixel_count: pixels of the instance at full resolution.
+        points_world: "N 3" float32 world points of the sampled pixels.
+        colors: "N 3" uint8 RGB of those points.
+        bbox_xyxy: (x0, y0, x1, y1) inclusive pixel box at full resolution.
+        frame_index: index of the frame it was seen in.
+        timestamp_s: time of that frame.
+        mask: optional "h w" bool crop of the mask inside ``bbox_xyxy``.
+        embedding: optional "D" float32 feature (image crop or region).
+    """
+
+    instance_id: int
+    label: str
+    score: float
+    pixel_count: int
+    points_world: np.ndarray
+    colors: np.ndarray
+    bbox_xyxy: tuple[int, int, int, int]
+    frame_index: int = 0
+    timestamp_s: float = 0.0
+    mask: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        p = np.asarray(self.points_world, dtype=np.float32)
+        if p.ndim != 2 or p.shape[1] != 3:
+            raise ValueError(f"Detection.points_world must have shape (N, 3), got {p.shape}")
+        if not np.all(np.isfinite(p)):
+            raise ValueError("Detection.points_world contains NaN or inf")
+        c = np.asarray(self.colors)
+        if c.shape != p.shape:
+            raise ValueError(f"Detection.colors must have shape {p.shape} to match the points, got {c.shape}")
+        if not isinstance(self.label, str) or not self.label:
+            raise ValueError(f"Detection.label must be a non-empty string, got {self.label!r}")
+        if not 0.0 <= float(self.score) <= 1.0:
+            raise ValueError(f"Detection.score must be in [0, 1], got {self.score}")
+        self.points_world = p
+        self.colors = c.astype(np.uint8, copy=False)
+        self.score = float(self.score)
+        if self.embedding is not None:
+            e = np.asarray(self.embedding, dtype=np.float32).reshape(-1)
+            if not np.all(np.isfinite(e)):
+                raise ValueError("Detection.embedding contains NaN or inf")
+            self.embedding = e
+
+    @property
+    def centroid(self) -> np.ndarray:
+        """Mean of the points, float64 (3,); NaN when there are none."""
+        if len(self.points_world) == 0:
+            return np.full(3, np.nan)
+        return self.points_world.mean(axis=0, dtype=np.float64)
+
+
+@dataclass
+class InstanceMasks:
+    """What a `Detector` returns for one image.
+
+    Attributes:
+        masks: "K H W" bool masks.
+        labels: K category names.
+        scores: "K" confidences in [0, 1].
+        embeddings: optional "K D" float32 features, one per mask.
+    """
+
+    masks: np.ndarray
+    labels: list[str]
+    scores: np.ndarray
+    embeddings: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        m = np.asarray(self.masks)
+        if m.ndim != 3:
+            raise ValueError(f"InstanceMasks.masks must have shape (K, H, W), got {m.shape}")
+        self.masks = m.astype(bool, copy=False)
+        k = m.shape[0]
+        if len(self.labels) != k:
+            raise ValueError(f"InstanceMasks.labels has {len(self.labels)} entries for {k} masks")
+        s = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+        if s.shape != (k,):
+            raise ValueError(f"InstanceMasks.scores must have {k} entries, got {s.shape}")
+        if np.any(~np.isfinite(s)) or np.any(s < 0) or np.any(s > 1):
+            raise ValueError("InstanceMasks.scores must be finite and in [0, 1]")
+        self.scores = s
+        if self.embeddings is not None:
+            e = np.asarray(self.embeddings, dtype=np.float32)
+            if e.ndim != 2 or e.shape[0] != k:
+                raise ValueError(f"InstanceMasks.embeddings must have shape ({k}, D), got {e.shape}")
+            self.embeddings = e
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A plug-in instance segmenter: RGB image in, masks + labels + scores out."""
+
+    name: str
+
+    def detect(self, rgb: np.ndarray) -> InstanceMasks:
+        """"H W 3" uint8 RGB -> the instances found in it."""
+        ...
+
+
+def pack_voxel_keys(keys: np.ndarray) -> np.ndarray:
+    """Pack "N 3" int64 voxel indices into one sortable int64 per voxel.
+
+    Neighbouring voxels differ by a constant: ``pack(k + d) == pack(k) +
+    pack_offset(d)`` for keys within +-2**20 of the origin, which is what the
+    neighbourhood searches rely on.
+    """
+    k = np.asarray(keys, dtype=np.int64) + _KEY_OFFSET
+    if k.size and (k.min() < 0 or k.max() > _KEY_MASK):
+        raise ValueError("voxel keys exceed the packable range of +-2**20 voxels per axis")
+    return (k[:, 0] << (2 * _KEY_BITS)) | (k[:, 1] << _KEY_BITS) | k[:, 2]
+
+
+def unpack_voxel_keys(packed: np.ndarray) -> np.ndarray:
+    """Inverse of `pack_voxel_keys`: "N" int64 -> "N 3" int64 voxel indices."""
+    p = np.asarray(packed, dtype=np.int64)
+    out = np.empty((len(p), 3), dtype=np.int64)
+    out[:, 0] = (p >> (2 * _KEY_BITS)) & _KEY_MASK
+    out[:, 1] = (p >> _KEY_BITS) & _KEY_MASK
+    out[:, 2] = p & _KEY_MASK
+    return out - _KEY_OFFSET
+
+
+def neighbour_offsets(radius: int = 1, *, half: bool = False) -> np.ndarray:
+    """Packed offsets of the (2r+1)^3 voxel neighbourhood (including 0).
+
+    With ``half`` only the offsets that are lexicographically positive are
+    returned (each undirected neighbour pair once), without 0.
+    """
+    r = np.arange(-radius, radius + 1, dtype=np.int64)
+    d = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    if half:
+        pos = (d[:, 0] > 0) | ((d[:, 0] == 0) & (d[:, 1] > 0)) | ((d[:, 0] == 0) & (d[:, 1] == 0) & (d[:, 2] > 0))
+        d = d[pos]
+    return (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
+
+
+@njit(cache=True)
+def _union_find_roots(n, a, b):  # pragma: no cover - compiled
+    """Root (smallest member index) of every node after joining the edges a[e]-b[e]."""
+    parent = np.arange(n)
+    for e in range(a.shape[0]):
+        x = a[e]
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        y = b[e]
+        while parent[y] != y:
+            parent[y] = parent[parent[y]]
+            y = parent[y]
+        if x != y:
+            if x < y:
+                parent[y] = x
+            else:
+                parent[x] = y
+    for i in range(n):
+        x = i
+        while parent[x] != x:
+            x = parent[x]
+        parent[i] = x
+    return parent
+
+
+_HALF_OFFSETS_16 = None
+
+
+def _half_offsets_16() -> np.ndarray:
+    """Packed offsets (16 bits per axis) of the 13 forward neighbours of a voxel."""
+    global _HALF_OFFSETS_16
+    if _HALF_OFFSETS_16 is None:
+        r = np.arange(-1, 2, dtype=np.int64)
+        d = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+        pos = (d[:, 0] > 0) | ((d[:, 0] == 0) & (d[:, 1] > 0)) | ((d[:, 0] == 0) & (d[:, 1] == 0) & (d[:, 2] > 0))
+        d = d[pos]
+        _HALF_OFFSETS_16 = (d[:, 0] << 32) + (d[:, 1] << 16) + d[:, 2]
+    return _HALF_OFFSETS_16
+
+
+def voxel_cluster_labels(
+    points: np.ndarray, voxel_size_m: float, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Connected components of the occupied voxels (26-connectivity).
+
+    Two points share a cluster when a chain of occupied voxels, each touching
+    the next by a face, edge or corner, links their voxels: DBSCAN with
+    ``eps`` of about one voxel and ``min_samples`` of 1, on a grid.
+
+    Args:
+        points: "N 3" points.
+        voxel_size_m: grid size.
+        groups: optional "N" non-negative ints (< 16384); points of different
+            groups never share a cluster, so many point sets (all detections
+            of a frame) are clustered in one pass.
+
+    Returns:
+        "N" int64 cluster labels 0..C-1, ordered by decreasing cluster size
+        (point count).
+    """
+    if not voxel_size_m > 0:
+        raise ValueError(f"voxel_size_m must be positive, got {voxel_size_m}")
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {p.shape}")
+    if len(p) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if groups is None:
+        g = np.zeros(len(p), dtype=np.int64)
+    else:
+        g = np.asarray(groups, dtype=np.int64).reshape(-1)
+        if g.shape != (len(p),):
+            raise ValueError(f"groups must have shape ({len(p)},), got {g.shape}")
+        if g.min() < 0 or g.max() >= 1 << 14:
+            raise ValueError("groups must be in [0, 16384)")
+    keys = np.floor(p / voxel_size_m).astype(np.int64)
+    keys -= keys.min(axis=0) - 1  # >= 1, so that -1 neighbours stay in range
+    if keys.max() >= (1 << 16) - 1:
+        raise ValueError(f"points span more than {(1 << 16) - 2} voxels of {voxel_size_m} m along an axis")
+    packed = (g << 48) | (keys[:, 0] << 32) | (keys[:, 1] << 16) | keys[:, 2]
+    uniq, inv = np.unique(packed, return_inverse=True)
+    nbr = uniq[:, None] + _half_offsets_16()[None, :]
+    pos = np.searchsorted(uniq, nbr)
+    pos_c = np.minimum(pos, len(uniq) - 1)
+    hit = uniq[pos_c] == nbr
+    src = np.broadcast_to(np.arange(len(uniq))[:, None], nbr.shape)[hit]
+    roots = _union_find_roots(len(uniq), src.astype(np.int64), pos_c[hit].astype(np.int64))
+    _, comp = np.unique(roots, return_inverse=True)
+    comp_of_point = comp[inv]
+    point_sizes = np.bincount(comp_of_point)
+    rank = np.empty(len(point_sizes), dtype=np.int64)
+    rank[np.argsort(-point_sizes, kind="stable")] = np.arange(len(point_sizes))
+    return rank[comp_of_point]
+
+
+def largest_clusters_mask(
+    points: np.ndarray,
+    voxel_size_m: float,
+    *,
+    min_fraction: float = 0.25,
+    min_points: int = 1,
+    groups: np.ndarray | None = None,
+) -> np.ndarray:
+    """Keep-mask of the points in the largest voxel cluster and in clusters at
+    least ``min_fraction`` of its size (and at least ``min_points``).
+
+    Stray points (flying pixels at depth edges, a sliver of the wall behind an
+    object) form small separate clusters and are dropped; an object split in
+    two by an occluder keeps both halves. With ``groups`` the rule applies
+    within each group (see `voxel_cluster_labels`).
+    """
+    labels = voxel_cluster_labels(points, voxel_size_m, groups)
+    if len(labels) == 0:
+        return np.zeros(0, dtype=bool)
+    sizes = np.bincount(labels)
+    if groups is None:
+        largest = np.full(len(sizes), sizes[0])
+    else:
+        g = np.asarray(groups, dtype=np.int64).reshape(-1)
+        group_of_cluster = np.zeros(len(sizes), dtype=np.int64)
+        group_of_cluster[labels] = g
+        largest_in_group = np.zeros(int(g.max()) + 1, dtype=np.int64)
+        np.maximum.at(largest_in_group, group_of_cluster, sizes)  # one step per cluster
+        largest = largest_in_group[group_of_cluster]
+    keep = ((sizes >= min_fraction * largest) & (sizes >= min_points)) | (sizes == largest)
+    return keep[labels]
+
+
+def instances_from_masks(masks: InstanceMasks) -> tuple[np.ndarray, dict[int, str], dict[int, float]]:
+    """Flatten overlapping masks into an instance image; the higher score wins.
+
+    Returns:
+        ("H W" int32 ids, 1..K for mask k-1, 0 = none), {id: label}, {id: score}.
+    """
+    k, h, w = masks.masks.shape
+    if k == 0:
+        return np.zeros((h, w), np.int32), {}, {}
+    # rank 1..K by score so that argmax over the stacked ranks picks the best mask per pixel
+    rank = np.empty(k, dtype=np.int32)
+    rank[np.argsort(masks.scores, kind="stable")] = np.arange(1, k + 1, dtype=np.int32)
+    ranked = masks.masks * rank[:, None, None]
+    best = ranked.argmax(axis=0)
+    ids = np.where(ranked.max(axis=0) > 0, best + 1, 0).astype(np.int32)
+    labels = {i + 1: masks.labels[i] for i in range(k)}
+    scores = {i + 1: float(masks.scores[i]) for i in range(k)}
+    return ids, labels, scores
+
+
+def detections_from_masks(frame: Frame, masks: InstanceMasks, **kwargs) -> list[Detection]:
+    """Detections from a `Detector`'s masks on ``frame`` (see `detections_from_instances`)."""
+    if masks.masks.shape[1:] != (frame.height, frame.width):
+        raise ValueError(
+            f"masks have size {masks.masks.shape[1:]} but the frame is {(frame.height, frame.width)} (H, W)"
+        )
+    ids, labels, scores = instances_from_masks(masks)
+    embeddings = None
+    if masks.embeddings is not None:
+        embeddings = {i + 1: masks.embeddings[i] for i in range(len(masks.labels))}
+    return detections_from_instances(
+        frame, instances=ids, labels=labels, scores=scores, embeddings=embeddings, **kwargs
+    )
+
+
+def detections_from_instances(
+    frame: Frame,
+    *,
+    stride: int = 2,
+    min_pixels: int = 40,
+    min_points: int = 10,
+    max_depth_m: float = 6.0,
+    ignore_labels: Iterable[str] = ("wall", "floor", "ceiling"),
+    erode_edges: bool = True,
+    denoise_voxel_m: float | None = 0.05,
+    keep_masks: bool = False,
+    instances: np.ndarray | None = None,
+    labels: Mapping[int, str] | None = None,
+    scores: Mapping[int, float] | None = None,
+    embeddings: Mapping[int, np.ndarray] | None = None,
+) -> list[Detection]:
+    """Turn a frame's instance image into 3D detections in the world frame.
+
+    Args:
+        frame: a frame with depth, intrinsics and pose (``has_geometry``).
+        stride: sample every ``stride``-th pixel for the 3D points.
+        min_pixels: drop instances with fewer full-resolution pixels.
+        min_points: drop instances with fewer valid 3D points after filtering.
+        max_depth_m: ignore depth beyond this (noisy, and far objects are
+            seen better later).
+        ignore_labels: categories that are structure, not objects
+            (case-insensitive).
+        erode_edges: drop pixels whose 4-neighbours belong to another
+            instance; mixed depth at mask borders makes flying points.
+        denoise_voxel_m: keep only the main voxel clusters of each
+            detection's points at this grid size (None disables).
+        keep_masks: store the full-resolution mask crop in each detection.
+        instances, labels: override ``frame.instances`` / ``frame.labels``
+            (for masks from a detector).
+        scores: per-id confidence (default 1.0).
+        embeddings: per-id feature vectors.
+
+    Returns:
+        Detections sorted by decreasing pixel count.
+
+    Raises:
+        ValueError: the frame has no instances or cannot be backprojected.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if not max_depth_m > 0:
+        raise ValueError(f"max_depth_m must be positive, got {max_depth_m}")
+    ins = frame.instances if instances is None else np.asarray(instances)
+    names = frame.labels if labels is None else labels
+    if ins is None:
+        raise ValueError(f"frame {frame.index} has no instance image (Frame.instances is None)")
+    if ins.shape != (frame.height, frame.width):
+        raise ValueError(f"instances must have shape {(frame.height, frame.width)}, got {ins.shape}")
+    if not frame.has_geometry:
+        missing = [n for n in ("depth_m", "intrinsics", "world_from_camera") if getattr(frame, n) is None]
+        raise ValueError(f"frame {frame.index} cannot give 3D detections: missing {', '.join(missing)}")
+    ignored = {s.lower() for s in ignore_labels}
+    h, w = ins.shape
+
+    # Full-resolution grouping: pixel counts and boxes per id.
+    flat = ins.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    ids = sorted_ids[starts]
+    counts = np.diff(np.r_[starts, len(flat)])
+    rows = order // w
+    cols = order - rows * w
+    y0 = np.minimum.reduceat(rows, starts)
+    y1 = np.maximum.reduceat(rows, starts)
+    x0 = np.minimum.reduceat(cols, starts)
+    x1 = np.maximum.reduceat(cols, starts)
+
+    keep = (ids != 0) & (counts >= min_pixels)
+    for j in np.flatnonzero(keep):  # one step per instance, not per pixel
+        name = names.get(int(ids[j]))
+        if name is None or name.lower() in ignored:
+            keep[j] = False
+    if not keep.any():
+        return []
+    kept_ids = ids[keep]
+
+    # Strided sampling of 3D points for the kept ids.
+    sub = ins[::stride, ::stride]
+    depth = frame.depth_m[::stride, ::stride]
+    valid = np.isin(sub, kept_ids)
+    if erode_edges:
+        # compare each sampled pixel with its four full-resolution neighbours
+        pad = np.pad(ins, 1, mode="edge")
+        hs, ws = sub.shape
+        for dv, du in ((0, 1), (2, 1), (1, 0), (1, 2)):
+            valid &= pad[dv : dv + stride * hs : stride, du : du + stride * ws : stride] == sub
+    with np.errstate(invalid="ignore"):
+        valid &= np.isfinite(depth) & (depth > 0) & (depth <= max_depth_m)
+    vs, us = np.nonzero(valid)
+    z = depth[vs, us].astype(np.float64)
+    k = frame.intrinsics
+    u = us * stride
+    v = vs * stride
+    cam = np.empty((len(z), 3))
+    cam[:, 0] = (u - k.cx) / k.fx * z
+    cam[:, 1] = (v - k.cy) / k.fy * z
+    cam[:, 2] = z
+    world = frame.world_from_camera.transform_points(cam).astype(np.float32)
+    colours = frame.rgb[::stride, ::stride][vs, us]
+    pid = sub[vs, us]
+    porder = np.argsort(pid, kind="stable")
+    pid_sorted = pid[porder]
+    lo = np.searchsorted(pid_sorted, kept_ids, side="left")
+    hi = np.searchsorted(pid_sorted, kept_ids, side="right")
+
+    if denoise_voxel_m is not None and len(pid_sorted):
+        # all instances in one clustering pass, grouped by instance
+        group = np.searchsorted(kept_ids, pid_sorted)
+        ok = largest_clusters_mask(world[porder], denoise_voxel_m, groups=group)
+        kept_before = np.r_[0, np.cumsum(ok)]
+        porder = porder[ok]
+        lo, hi = kept_before[lo], kept_before[hi]
+
+    out: list[Detection] = []
+    kept_rows = np.flatnonzero(keep)
+    for j, iid, a, b in zip(kept_rows, kept_ids, lo, hi):  # one step per instance
+        sel = porder[a:b]
+        if len(sel) < min_points:
+            continue
+        pts = world[sel]
+        col = colours[sel]
+        iid = int(iid)
+        box = (int(x0[j]), int(y0[j]), int(x1[j]), int(y1[j]))
+        crop = None
+        if keep_masks:
+            crop = ins[box[1] : box[3] + 1, box[0] : box[2] + 1] == iid
+        emb = None if embeddings is None else embeddings.get(iid)
+        out.append(
+            Detection(
+                instance_id=iid,
+                label=names[iid],
+                score=1.0 if scores is None else float(scores.get(iid, 1.0)),
+                pixel_count=int(counts[j]),
+                points_world=pts,
+                colors=col,
+                bbox_xyxy=box,
+                frame_index=frame.index,
+                timestamp_s=frame.timestamp_s,
+                mask=crop,
+                embedding=emb,
+            )
+        )
+    out.sort(key=lambda d: -d.pixel_count)
+    return out
+
+
+def detections_summary(detections: Sequence[Detection]) -> dict[str, int]:
+    """Label -> number of detections, for logs and reports."""
+    counts: dict[str, int] = {}
+    for d in detections:
+        counts[d.label] = counts.get(d.label, 0) + 1
+    return counts

@@ -1,0 +1,232 @@
+"""The object map: fusion across views, separation, duplicates, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engram.memory.objects import ObjectMap
+from engram.perception.segmentation import Detection, detections_from_instances
+from engram.types import CameraIntrinsics, Frame, Pose
+
+K = CameraIntrinsics.from_fov(160, 120, 60.0)
+FLOOR = ((-5.0, -5.0, -0.1), (5.0, 5.0, 0.0), 1)
+
+
+def look_at(eye, target) -> Pose:
+    eye, target = np.asarray(eye, float), np.asarray(target, float)
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, [0.0, 0.0, 1.0])
+    x /= np.linalg.norm(x)
+    return Pose.from_rt(np.stack([x, np.cross(z, x), z], axis=1), eye)
+
+
+def render(boxes, pose: Pose, k: CameraIntrinsics = K):
+    """Exact depth and instance ids of axis-aligned boxes [(lo, hi, id)] (slab ray casting)."""
+    us, vs = np.meshgrid(np.arange(k.width), np.arange(k.height))
+    cam = np.stack([(us - k.cx) / k.fx, (vs - k.cy) / k.fy, np.ones_like(us, float)], axis=-1).reshape(-1, 3)
+    d = cam @ pose.rotation.T
+    o = pose.translation
+    depth = np.full(len(d), np.inf)
+    ids = np.zeros(len(d), np.int32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for lo, hi, iid in boxes:
+            t1, t2 = (np.asarray(lo) - o) / d, (np.asarray(hi) - o) / d
+            tmin = np.nanmax(np.minimum(t1, t2), axis=1)
+            tmax = np.nanmin(np.maximum(t1, t2), axis=1)
+            hit = (tmax >= np.maximum(tmin, 0)) & (tmin > 0) & (tmin < depth)
+            depth[hit], ids[hit] = tmin[hit], iid
+    depth[~np.isfinite(depth)] = 0.0
+    return depth.reshape(k.height, k.width).astype(np.float32), ids.reshape(k.height, k.width)
+
+
+def frame_of(boxes, labels, eye, target, index):
+    pose = look_at(eye, target)
+    depth, ids = render(boxes, pose)
+    rgb = np.full((K.height, K.width, 3), 90, np.uint8)
+    return Frame(index=index, timestamp_s=0.5 * index, rgb=rgb, depth_m=depth, intrinsics=K,
+                 world_from_camera=pose, instances=ids, labels=labels)
+
+
+def detect(frame, **kw):
+    return detections_from_instances(frame, stride=1, **kw)
+
+
+BOX = ((0.0, 0.0, 0.0), (0.6, 0.4, 0.8))
+VIEWS = [((2.2, -1.6, 1.6), (0.3, 0.2, 0.4)), ((-1.6, 2.0, 1.6), (0.3, 0.2, 0.4))]
+
+
+def test_two_views_of_one_box_fuse_into_one_object_with_the_true_box():
+    omap = ObjectMap()
+    for i, (eye, target) in enumerate(VIEWS):
+        # the instance id changes between views: association must not rely on it
+        frame = frame_of([FLOOR, (*BOX, 5 + 10 * i)], {1: "floor", 5 + 10 * i: "cabinet"}, eye, target, i)
+        ids = omap.update(detect(frame), frame.index, frame.timestamp_s)
+        assert ids == [1]
+    assert len(omap) == 1
+    obj = omap.get(1)
+    tol = omap.match_voxel_m
+    np.testing.assert_allclose(obj.box_min, BOX[0], atol=tol)
+    np.testing.assert_allclose(obj.box_max, BOX[1], atol=tol)
+    assert obj.label == "cabinet" and obj.n_detections == 2
+    assert obj.frames == [0, 1] and obj.first_seen_s == 0.0 and obj.last_seen_s == 0.5
+    assert obj.meta["source_ids"] == {5: 1, 15: 1}
+    # one point per voxel after fusion
+    keys = np.floor(obj.points / omap.voxel_size_m).astype(np.int64)
+    assert len(np.unique(keys, axis=0)) == len(keys)
+
+
+def test_different_boxes_stay_apart_even_when_touching_or_sharing_an_instance_id():
+    a = ((0.0, 0.0, 0.0), (0.6, 0.4, 0.8))
+    b = ((0.6, 0.0, 0.0), (1.0, 0.4, 0.5))  # touches a's side
+    c = ((2.0, 1.5, 0.0), (2.3, 1.8, 0.3))
+    labels = {1: "floor", 2: "cabinet", 3: "box", 4: "cabinet"}
+    omap = ObjectMap()
+    eyes = [((2.5, -2.0, 1.8), (0.8, 0.5, 0.3)), ((0.5, -2.5, 1.8), (0.8, 0.5, 0.3)), ((3.5, 0.0, 1.8), (1.0, 0.8, 0.3))]
+    for i, (eye, target) in enumerate(eyes):
+        frame = frame_of([FLOOR, (*a, 2), (*b, 3), (*c, 4)], labels, eye, target, i)
+        omap.update(detect(frame), frame.index, frame.timestamp_s)
+    assert len(omap) == 3
+    truth = [a, b, c]
+    for obj in omap.objects.values():
+        centre = (np.asarray(obj.box_min) + obj.box_max) / 2
+        dist = [np.linalg.norm(centre - (np.asarray(lo) + hi) / 2) for lo, hi in truth]
+        assert min(dist) < 0.1
+    assert sorted(o.label for o in omap.objects.values()) == ["box", "cabinet", "cabinet"]
+    assert [o.label for o in omap.by_label("CABINET")] == ["cabinet", "cabinet"]
+    # the same id on two different objects in one frame does not join them
+    omap2 = ObjectMap()
+    frame = frame_of([FLOOR, (*a, 2), (*c, 2)], {1: "floor", 2: "cabinet"}, *eyes[0], 0)
+    ids = np.unique(frame.instances)
+    assert set(ids.tolist()) == {0, 1, 2}
+    # split the shared id into two detections by connectivity, as a detector would see two masks
+    det = detect(frame)[0]
+    near_a = np.all(det.points_world <= np.asarray(a[1]) + 0.01, axis=1)
+    d1 = Detection(2, "cabinet", 1.0, 10, det.points_world[near_a], det.colors[near_a], det.bbox_xyxy)
+    d2 = Detection(2, "cabinet", 1.0, 10, det.points_world[~near_a], det.colors[~near_a], det.bbox_xyxy)
+    assert len(set(omap2.update([d1, d2], 0, 0.0))) == 2
+
+
+def test_each_object_takes_one_detection_per_frame():
+    pts = np.random.default_rng(0).random((400, 3)).astype(np.float32) * 0.3
+    col = np.zeros_like(pts, dtype=np.uint8)
+    omap = ObjectMap()
+    omap.update([Detection(1, "cup", 1.0, 10, pts, col, (0, 0, 1, 1))], 0, 0.0)
+    ids = omap.update([Detection(1, "cup", 1.0, 10, pts, col, (0, 0, 1, 1)),
+                       Detection(2, "cup", 0.5, 10, pts[:200], col[:200], (0, 0, 1, 1))], 1, 1.0)
+    assert ids[0] == 1 and ids[1] != 1 and len(omap) == 2
+
+
+def test_label_disagreement_needs_more_overlap():
+    rng = np.random.default_rng(1)
+    table = (rng.random((3000, 3)) * [1.2, 0.8, 0.02] + [0, 0, 0.74]).astype(np.float32)
+    cup = (rng.random((300, 3)) * [0.08, 0.08, 0.1] + [0.5, 0.3, 0.76]).astype(np.float32)
+    z = lambda p: np.zeros_like(p, dtype=np.uint8)  # noqa: E731
+    omap = ObjectMap()
+    [tid] = omap.update([Detection(1, "table", 1.0, 10, table, z(table), (0, 0, 1, 1))], 0, 0.0)
+    [cid] = omap.update([Detection(2, "cup", 1.0, 10, cup, z(cup), (0, 0, 1, 1))], 1, 1.0)
+    assert cid != tid
+    # a second table view with a different label and the same points is associated (high overlap)
+    [again] = omap.update([Detection(3, "desk", 0.4, 10, table, z(table), (0, 0, 1, 1))], 2, 2.0)
+    assert again == tid and omap.get(tid).label == "table"
+    assert omap.get(tid).label_votes == pytest.approx({"table": 1.0, "desk": 0.4})
+
+
+def test_merge_duplicates_joins_halves_and_keeps_neighbours_apart():
+    rng = np.random.default_rng(2)
+    sofa = (rng.random((4000, 3)) * [2.0, 0.9, 0.8]).astype(np.float32)
+    chair = (rng.random((800, 3)) * [0.5, 0.5, 0.9] + [3.0, 0.0, 0.0]).astype(np.float32)
+    z = lambda p: np.zeros_like(p, dtype=np.uint8)  # noqa: E731
+    omap = ObjectMap(min_overlap=1.0)  # association off: every detection a new object
+    left = sofa[sofa[:, 0] < 1.3]
+    right = sofa[sofa[:, 0] > 0.7]
+    ids = omap.update([Detection(1, "sofa", 1.0, 10, left, z(left), (0, 0, 1, 1))], 0, 0.0)
+    ids += omap.update([Detection(1, "sofa", 1.0, 10, right, z(right), (0, 0, 1, 1)),
+                        Detection(2, "chair", 1.0, 10, chair, z(chair), (0, 0, 1, 1))], 1, 1.0)
+    assert len(omap) == 3
+    merged = omap.merge_duplicates()
+    assert len(merged) == 1 and len(omap) == 2
+    [sofa_obj] = omap.by_label("sofa")
+    np.testing.assert_allclose(sofa_obj.box_min, sofa.min(0), atol=0.03)
+    np.testing.assert_allclose(sofa_obj.box_max, sofa.max(0), atol=0.03)
+    assert sofa_obj.n_detections == 2 and sofa_obj.frames == [0, 1]
+    assert omap.merge_duplicates() == {}
+
+
+def test_stray_points_are_removed_when_an_object_is_refined():
+    rng = np.random.default_rng(4)
+    body = (rng.random((1500, 3)) * [0.5, 0.5, 0.5]).astype(np.float32)
+    omap = ObjectMap(denoise_every=2)
+    stray = np.array([[2.0, 2.0, 2.0]], np.float32)
+    pts = np.concatenate([body, stray])
+    omap.update([Detection(1, "box", 1.0, 10, pts, np.zeros_like(pts, np.uint8), (0, 0, 1, 1))], 0, 0.0)
+    assert omap.get(1).box_max.max() == pytest.approx(2.0, abs=0.03)
+    omap.update([Detection(1, "box", 1.0, 10, body, np.zeros_like(body, np.uint8), (0, 0, 1, 1))], 1, 1.0)
+    assert omap.get(1).box_max.max() < 0.51
+
+
+def test_queries_records_and_digest():
+    rng = np.random.default_rng(5)
+    omap = ObjectMap()
+    for i, (label, off) in enumerate([("mug", (0, 0, 0)), ("plant", (3, 0, 0)), ("mug", (0, 3, 0))]):
+        p = (rng.random((300, 3)) * 0.2 + off).astype(np.float32)
+        emb = np.eye(8, dtype=np.float32)[i]
+        omap.update([Detection(i, label, 0.9, 10, p, np.full_like(p, 7, np.uint8), (0, 0, 1, 1), embedding=emb)], i, i)
+    assert [o.id for o in omap.near((0.1, 0.1, 0.1), 0.5)] == [1]
+    assert [o.id for o in omap.near((0.1, 1.6, 0.1), 2.0)] == [1, 3]  # nearest box first
+    assert omap.near((10, 10, 10), 1.0) == []
+    assert omap.labels() == ["mug", "plant"]
+    np.testing.assert_allclose(omap.get(2).embedding, np.eye(8)[1], atol=1e-6)
+    again = ObjectMap.from_records(omap.to_records())
+    assert again.digest() == omap.digest()
+    assert [o.label for o in again.objects.values()] == ["mug", "plant", "mug"]
+    np.testing.assert_allclose(again.get(3).centroid, omap.get(3).centroid)
+    # new ids continue after the restored ones
+    p = (rng.random((100, 3)) * 0.2 + (9, 9, 0)).astype(np.float32)
+    assert again.update([Detection(0, "lamp", 1.0, 10, p, np.zeros_like(p, np.uint8), (0, 0, 1, 1))], 9, 9.0) == [4]
+    before = omap.digest()
+    removed = omap.remove(2)
+    assert removed.label == "plant" and 2 not in omap and omap.digest() != before
+    with pytest.raises(ValueError, match="no object"):
+        omap.get(2)
+
+
+def test_position_history_and_prune():
+    pts = np.random.default_rng(6).random((300, 3)).astype(np.float32) * 0.2
+    z = np.zeros_like(pts, np.uint8)
+    omap = ObjectMap()
+    omap.update([Detection(1, "ball", 1.0, 10, pts, z, (0, 0, 1, 1))], 0, 0.0)
+    omap.update([Detection(1, "ball", 1.0, 10, pts, z, (0, 0, 1, 1))], 1, 1.0)
+    assert len(omap.get(1).position_history) == 1  # did not move
+    grown = pts + [0.15, 0, 0]  # same object, more of it seen: the centroid shifts
+    omap.update([Detection(1, "ball", 1.0, 10, grown, z, (0, 0, 1, 1))], 2, 2.0)
+    hist = omap.get(1).position_history
+    assert [t for t, _ in hist] == [0.0, 2.0]
+    np.testing.assert_allclose(hist[-1][1], omap.get(1).centroid)
+    far = pts + [5, 5, 0]
+    omap.update([Detection(2, "ball", 1.0, 10, far, z, (0, 0, 1, 1))], 3, 3.0)
+    assert omap.prune(min_detections=2, seen_before_s=2.5) == []
+    assert omap.prune(min_detections=2) == [2]
+
+
+def test_bad_input_leaves_the_map_unchanged():
+    pts = np.random.default_rng(7).random((100, 3)).astype(np.float32)
+    omap = ObjectMap()
+    omap.update([Detection(1, "ball", 1.0, 10, pts, np.zeros_like(pts, np.uint8), (0, 0, 1, 1))], 0, 0.0)
+    before = omap.digest()
+    good = Detection(1, "ball", 1.0, 10, pts, np.zeros_like(pts, np.uint8), (0, 0, 1, 1))
+    with pytest.raises(ValueError, match="Detection"):
+        omap.update([good, "not a detection"], 1, 1.0)
+    with pytest.raises(ValueError, match="timestamp_s"):
+        omap.update([good], 1, float("nan"))
+    with pytest.raises(ValueError, match="frame_index"):
+        omap.update([good], -1, 1.0)
+    with pytest.raises(ValueError, match="radius_m"):
+        omap.near((0, 0, 0), -1.0)
+    with pytest.raises(ValueError, match="voxel_size_m"):
+        ObjectMap(voxel_size_m=0.0)
+    with pytest.raises(ValueError, match="points"):
+        ObjectMap.from_records([{"id": 1, "points": np.zeros((0, 3)), "colors": np.zeros((0, 3))}])
+    assert omap.digest() == before
+    assert omap.update([], 2, 2.0) == []
