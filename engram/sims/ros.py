@@ -519,9 +519,12 @@ class _ApproxSync:
     ``t + tolerance`` (or at the end), so the nearest match is known.
     """
 
-    def __init__(self, primary: str, others: Sequence[str], tolerance_s: float, max_pending: int = 64) -> None:
+    def __init__(
+        self, primary: str, others: Sequence[str], tolerance_s: float, max_pending: int = 64, optional: Sequence[str] = ()
+    ) -> None:
         self.primary = primary
         self.others = list(others)
+        self.optional = set(optional)  # waited for only once the stream has delivered a message
         self.tolerance_s = tolerance_s
         self.max_pending = max_pending
         self.queues: dict[str, deque] = {n: deque() for n in [primary, *others]}
@@ -537,7 +540,11 @@ class _ApproxSync:
         tol = self.tolerance_s
         while prim:
             t, item = prim[0]
-            waiting = any(self.latest[n] <= t + tol for n in self.others)
+            waiting = any(
+                self.latest[n] <= t + tol
+                for n in self.others
+                if n not in self.optional or self.latest[n] > -math.inf
+            )
             if waiting and not final and len(prim) <= self.max_pending:
                 break
             prim.popleft()
@@ -597,6 +604,9 @@ class FrameAssembler:
         sync_tolerance_s: largest colour-depth and colour-pose time gap.
         require_depth: skip colour images without depth (True) or emit
             colour-only frames (False).
+        use_instances: pair engram's instance images (``/engram/instances``) too.
+        instances_optional: do not wait for instance images until one has
+            arrived (live topics that may never carry them).
         first_index: index of the first frame.
     """
 
@@ -612,6 +622,7 @@ class FrameAssembler:
         sync_tolerance_s: float = 0.02,
         require_depth: bool = True,
         use_instances: bool = False,
+        instances_optional: bool = False,
         first_index: int = 0,
         source_name: str = "ros",
     ) -> None:
@@ -640,7 +651,8 @@ class FrameAssembler:
         self._labels: dict[int, str] = {}
         self._label_times: list[tuple[float, dict[int, str]]] = []
         others = ["depth"] + (["instances"] if use_instances else [])
-        self._sync = _ApproxSync("rgb", others, self.tolerance_s)
+        optional = ["instances"] if use_instances and instances_optional else []
+        self._sync = _ApproxSync("rgb", others, self.tolerance_s, optional=optional)
         self._pending: deque = deque()  # synchronised images waiting for pose data (live)
         self._next_index = int(first_index)
         self.stats = _Stats()
@@ -990,6 +1002,31 @@ class _BagReader:
             topic, t_ns = self._last
             when = "before the first message" if t_ns is None else f"after {topic} at t={t_ns * 1e-9:.3f} s"
             raise RosBagError(f"bag {self.path} is truncated or corrupt: reading stopped {when}: {exc!r}") from exc
+
+    def ros1_messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """(topic, msgtype, log_time_ns, ROS 1 wire bytes) in log-time order, for republishing on ROS 1.
+
+        ROS 2 (CDR) messages are converted to the ROS 1 wire format.
+        """
+        wanted = set(self.topics if topics is None else topics)
+        ros2 = _ros2_typestore()
+        if self.kind == "any":
+            reader = self._open_any()
+            try:
+                conns = [c for c in reader.connections if c.topic in wanted]
+                for conn, t_ns, raw in reader.messages(connections=conns):
+                    msgtype = _norm_type(conn.msgtype)
+                    data = bytes(raw) if not reader.is2 else bytes(ros2.cdr_to_ros1(raw, msgtype))
+                    yield conn.topic, msgtype, t_ns, data
+            finally:
+                reader.close()
+            return
+        mcap_reader = require("mcap.reader", "reading .mcap files")
+        with open(self.path, "rb") as f:
+            for schema, channel, message in mcap_reader.make_reader(f).iter_messages(topics=sorted(wanted), log_time_order=True):
+                msgtype = _norm_type(schema.name)
+                data = message.data if channel.message_encoding == "ros1" else ros2.cdr_to_ros1(message.data, msgtype)
+                yield channel.topic, msgtype, message.log_time, bytes(data)
 
     def _mcap_messages(self, wanted: set[str]) -> Iterator[tuple[str, str, int, Any]]:
         mcap_reader = require("mcap.reader", "reading .mcap files")

@@ -31,7 +31,7 @@ BOX_MIN, BOX_MAX = np.array([1.5, 1.2, 0.0]), np.array([2.0, 1.7, 0.6])
 
 
 def render_room(world_from_camera: Pose, k: CameraIntrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ray-cast a 4 x 3 x 2.5 m room with one box: rgb, depth_m (0 beyond 4.5 m), instances (box = 1)."""
+    """Ray-cast a 4 x 3 x 2.5 m room with one box: rgb, depth_m (0 beyond 4 m), instances (box = 1)."""
     us, vs = np.meshgrid(np.arange(k.width), np.arange(k.height))
     rays_cam = np.stack([(us - k.cx) / k.fx, (vs - k.cy) / k.fy, np.ones_like(us, dtype=float)], axis=-1)
     d = rays_cam.reshape(-1, 3) @ world_from_camera.rotation.T
@@ -46,7 +46,7 @@ def render_room(world_from_camera: Pose, k: CameraIntrinsics) -> tuple[np.ndarra
         t_far = np.nanmin(np.maximum(t1, t2), axis=1)
     hit_box = (t_far >= t_near) & (t_near > 0) & (t_near < t_wall)
     depth = np.where(hit_box, t_near, t_wall).astype(np.float32)
-    depth[depth > 4.5] = 0.0
+    depth[depth > 4.0] = 0.0  # beyond the sensor range: no return
     pts = o + d * np.where(hit_box, t_near, t_wall)[:, None]
     checker = ((np.floor(pts[:, 0] * 4) + np.floor(pts[:, 1] * 4) + np.floor(pts[:, 2] * 4)) % 2).astype(np.uint8)
     palette = np.array([[200, 60, 60], [60, 200, 60], [60, 60, 200]], np.uint8)
@@ -60,12 +60,12 @@ def render_room(world_from_camera: Pose, k: CameraIntrinsics) -> tuple[np.ndarra
 def room_frames(n: int = 6, period_s: float = 0.1, t0_s: float = 100.0) -> list[Frame]:
     k = CameraIntrinsics(fx=60.0, fy=60.0, cx=39.5, cy=29.5, width=80, height=60)
     frames = []
+    down = 0.4  # camera pitched down (rotation about the body's +y, left)
+    pitch = Pose.from_rt([[math.cos(down), 0, math.sin(down)], [0, 1, 0], [-math.sin(down), 0, math.cos(down)]], [0, 0, 0])
     for i in range(n):
-        yaw = 0.3 + 0.25 * i
-        body = Pose.from_xyz_yaw(0.8 + 0.1 * i, 0.6 + 0.05 * i, 1.2, yaw)
-        pitch = Pose.from_rt(
-            [[math.cos(-0.2), 0, math.sin(-0.2)], [0, 1, 0], [-math.sin(-0.2), 0, math.cos(-0.2)]], [0, 0, 0]
-        )
+        x, y = 0.6 + 0.05 * i, 0.5 + 0.03 * i
+        yaw = math.atan2(1.45 - y, 1.75 - x) + 0.3 * math.sin(i)  # sweep around the box
+        body = Pose.from_xyz_yaw(x, y, 1.2, yaw)
         world_from_camera = body @ pitch @ Pose.from_rt(ros.OPTICAL_IN_BODY, np.zeros(3))
         rgb, depth, instances = render_room(world_from_camera, k)
         frames.append(
@@ -114,6 +114,7 @@ def test_round_trip_gives_the_same_frames(tmp_path: Path, frames: list[Frame], n
     got = list(source)
     assert_same_frames(got, frames)
     for g, w in zip(got, frames):
+        assert w.instances.sum() > 50  # the box is in view
         np.testing.assert_array_equal(g.instances, w.instances)
         assert g.labels == {1: "crate"}
     assert [f.index for f in got] == list(range(len(frames)))
