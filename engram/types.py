@@ -42,14 +42,24 @@ class CameraIntrinsics:
     def __post_init__(self) -> None:
         for name in ("fx", "fy", "cx", "cy"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.floating, np.integer))
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"CameraIntrinsics.{name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.fx <= 0 or self.fy <= 0:
             raise ValueError(f"CameraIntrinsics.fx/fy must be positive, got fx={self.fx}, fy={self.fy}")
         for name in ("width", "height"):
             value = getattr(self, name)
-            if int(value) != value or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.floating, np.integer))
+                or not math.isfinite(value)
+                or int(value) != value
+                or value <= 0
+            ):
                 raise ValueError(f"CameraIntrinsics.{name} must be a positive integer, got {value!r}")
             object.__setattr__(self, name, int(value))
 
@@ -275,6 +285,8 @@ class Frame:
             raise ValueError(f"Frame.index must be a non-negative integer, got {self.index!r}")
         self.index = int(self.index)
         try:
+            if isinstance(self.timestamp_s, (bool, str, bytes)):
+                raise TypeError(type(self.timestamp_s).__name__)
             ts = float(self.timestamp_s)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"Frame.timestamp_s must be a number, got {self.timestamp_s!r}") from exc
