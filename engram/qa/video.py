@@ -25,7 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from engram.memory.episodic import EpisodicHit, EpisodicMemory, EpisodicNode, _content_tokens, _fmt_time, check_encoders
+from engram.memory.episodic import (
+    THUMBNAIL_DIM,
+    THUMBNAIL_NAME,
+    EpisodicHit,
+    EpisodicMemory,
+    EpisodicNode,
+    _content_tokens,
+    _fmt_time,
+    check_encoders,
+)
 from engram.types import Frame
 
 __all__ = [
@@ -240,7 +249,9 @@ class VideoQA:
             video_path: a video file OpenCV can decode, or a folder of frames.
             out_dir: the store directory (created; replaced when ``resume`` is False).
             sample_fps: frames per second kept from the video.
-            image_encoder, text_encoder: registry names or encoder objects.
+            image_encoder, text_encoder: registry names or encoder objects; with no
+                image encoder (None) frames are embedded by the memory's built-in
+                colour/thumbnail embedding and get no tags.
             resume: continue an interrupted build of the same video with the same
                 settings (or return a finished one as it is).
             checkpoint_every_s: save the memory every this many seconds of video.
@@ -360,8 +371,6 @@ class VideoQA:
             raise ValueError(f"batch_size and checkpoint_every_s must be positive, got {batch_size}, {checkpoint_every_s}")
         img_enc = _resolve_encoder(image_encoder, "image")
         txt_enc = _resolve_encoder(text_encoder, "text")
-        if img_enc is None:
-            raise ValueError("building a video memory needs an image encoder")
         if type(memory_options).__module__.startswith("omegaconf"):
             from omegaconf import OmegaConf
 
@@ -372,8 +381,8 @@ class VideoQA:
         settings = {
             "source": ident,
             "encoders": {
-                "image_encoder": getattr(img_enc, "name", None),
-                "image_dim": getattr(img_enc, "dim", None),
+                "image_encoder": getattr(img_enc, "name", None) if img_enc is not None else THUMBNAIL_NAME,
+                "image_dim": getattr(img_enc, "dim", None) if img_enc is not None else THUMBNAIL_DIM,
                 "text_encoder": getattr(txt_enc, "name", None),
                 "text_dim": getattr(txt_enc, "dim", None),
             },
@@ -420,7 +429,10 @@ class VideoQA:
                     if not batch:
                         continue
                     rgbs = [f.rgb for f in batch]
-                    embs, tags = _encode_batch(img_enc, rgbs, memory.tags_per_node)
+                    if img_enc is None:  # the memory's built-in thumbnail embedding, no tags
+                        embs, tags = [None] * len(batch), [[] for _ in batch]
+                    else:
+                        embs, tags = _encode_batch(img_enc, rgbs, memory.tags_per_node)
                     before = memory.last_time_s or 0.0
                     for f, e, tg in zip(batch, embs, tags):
                         memory.add_frame(f, image_embedding=e, tags=tg)
@@ -499,7 +511,8 @@ class VideoQA:
             self.memory.text_encoder = enc
 
     def _ensure_image_encoder(self) -> None:
-        if self.memory.image_encoder is None and self._encoder_names.get("image_encoder"):
+        name = self._encoder_names.get("image_encoder")
+        if self.memory.image_encoder is None and name and name != THUMBNAIL_NAME:
             enc = _resolve_encoder(self._encoder_names["image_encoder"], "image")
             check_encoders(self._encoder_names, enc, None, where=f"the memory at {self.path}")
             self.memory.image_encoder = enc
