@@ -57,6 +57,7 @@ __all__ = [
     "StoreVersionError",
     "read_store",
     "register_migration",
+    "set_fault_hook",
     "store_generations",
     "write_store",
 ]
@@ -99,6 +100,22 @@ def _engram_version() -> str:
 def _checkpoint(step: str) -> None:
     if _crash_hook is not None:
         _crash_hook(step)
+
+
+def set_fault_hook(hook: Callable[[str], None] | None) -> None:
+    """Install (or remove, with None) a fault-injection hook for crash tests.
+
+    The hook is called with a step name (``"write:<file>"``, ``"rename_tmp"``,
+    ``"replace_link"``, ``"committed"``, ...) before and after every durable
+    filesystem operation of `write_store`; a crash test kills the process from
+    it (``os.kill(os.getpid(), signal.SIGKILL)``) to stop a save at an exact
+    point. Steps before ``"rename_tmp"`` never change what `read_store` sees;
+    from ``"committed"`` on it sees the new save.
+    """
+    global _crash_hook
+    if hook is not None and not callable(hook):
+        raise ValueError(f"hook must be callable or None, got {type(hook).__name__}")
+    _crash_hook = hook
 
 
 # ---------------------------------------------------------------------------

@@ -316,7 +316,10 @@ class HabitatSource:
             spec.sensor_type = sensor_type
             spec.resolution = [int(height), int(width)]
             spec.position = [0.0, self.sensor_height_m, 0.0]
-            spec.hfov = float(hfov_deg)
+            spec.hfov = float(hfov_deg)  # habitat converts to magnum Deg
+            subtypes = getattr(habitat_sim, "SensorSubType", None)
+            if subtypes is not None:
+                spec.sensor_subtype = subtypes.PINHOLE
             if kind == "depth":
                 spec.far = self.max_depth_m
             specs.append(spec)

@@ -295,14 +295,14 @@ def _steps_of_one_save(tmp_path: Path, no_symlinks: bool) -> list[str]:
     p = tmp_path / "probe"
     _save(p, 1)
     steps: list[str] = []
-    store_mod._crash_hook = steps.append
+    store_mod.set_fault_hook(steps.append)
     old_env = os.environ.get("ENGRAM_STORE_NO_SYMLINKS")
     try:
         if no_symlinks:
             os.environ["ENGRAM_STORE_NO_SYMLINKS"] = "1"
         _save(p, 2)
     finally:
-        store_mod._crash_hook = None
+        store_mod.set_fault_hook(None)
         if old_env is None:
             os.environ.pop("ENGRAM_STORE_NO_SYMLINKS", None)
         else:
@@ -335,7 +335,7 @@ def _save_in_child_killed_at(p: Path, i: int, kill_at: int, no_symlinks: bool) -
                     os.kill(os.getpid(), signal.SIGKILL)
                 counter[0] += 1
 
-            store_mod._crash_hook = hook
+            store_mod.set_fault_hook(hook)
             _save(p, i)
         except BaseException:
             code = 1

@@ -397,6 +397,21 @@ def test_sidecar_labels_and_start_pose(fake_habitat, tmp_path: Path) -> None:
     np.testing.assert_allclose(src.agent_pose.translation, [0.0, 1.0, 0.0], atol=1e-9)
 
 
+def test_hydra_config_builds_the_source(fake_habitat, tmp_path: Path) -> None:
+    pytest.importorskip("hydra")
+    from engram.config import compose, instantiate
+
+    cfg = compose(
+        "explore",
+        ["sim=habitat", f"sim.scene_path={tmp_path / 'apt.glb'}", "sim.width=32", "sim.height=24", "sim.start_pose=[0.0,0.0,1.5707963]"],
+    )
+    src = instantiate(cfg.sim)
+    assert isinstance(src, hab.HabitatSource)
+    frame = src.reset()
+    assert frame.rgb.shape == (24, 32, 3)
+    np.testing.assert_allclose(src.agent_pose.rotation[:, 0], [0.0, 1.0, 0.0], atol=1e-6)
+
+
 def test_bad_arguments(fake_habitat) -> None:
     with pytest.raises(ValueError, match="width"):
         hab.HabitatSource("s.glb", width=0)
