@@ -904,6 +904,124 @@ def _norm_type(msgtype: str) -> str:
     return msgtype
 
 
+
+class _Truncated(Exception):
+    """Where a sequential read of a damaged bag had to stop."""
+
+
+class _Ros1Scanner:
+    """Sequential reader for ROS 1 bags whose index is missing or damaged (recording cut short).
+
+    Walks the records from the start (bag format 2.0): chunks (none, bz2, lz4)
+    hold connection and message records. An uncompressed chunk cut short is
+    read up to the cut; a compressed one is lost whole.
+    """
+
+    MAGIC = b"#ROSBAG V2.0\n"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connections: dict[int, tuple[str, str, str]] = {}  # id -> (topic, msgtype, msgdef)
+        self.error: str | None = None
+
+    @staticmethod
+    def _fields(header: bytes) -> dict[bytes, bytes]:
+        out, i = {}, 0
+        while i + 4 <= len(header):
+            (n,) = struct.unpack_from("<i", header, i)
+            if n < 0 or i + 4 + n > len(header):
+                raise ValueError("record header field overruns the header")
+            key, _, value = header[i + 4 : i + 4 + n].partition(b"=")
+            out[key] = value
+            i += 4 + n
+        return out
+
+    def _records(self, buf: Any, start: int, end: int) -> Iterator[tuple[dict[bytes, bytes], memoryview, int]]:
+        """(header fields, data, next position) of the complete records in ``buf[start:end]``."""
+        pos = start
+        while pos + 4 <= end:
+            (hlen,) = struct.unpack_from("<i", buf, pos)
+            if hlen < 0 or pos + 4 + hlen + 4 > end:
+                return
+            header = self._fields(bytes(buf[pos + 4 : pos + 4 + hlen]))
+            (dlen,) = struct.unpack_from("<i", buf, pos + 4 + hlen)
+            data_start = pos + 8 + hlen
+            if dlen < 0 or data_start + dlen > end:
+                return
+            yield header, buf[data_start : data_start + dlen], data_start + dlen
+            pos = data_start + dlen
+
+    def _add_connection(self, header: dict[bytes, bytes], data: memoryview) -> None:
+        conn = struct.unpack("<I", header[b"conn"])[0]
+        fields = self._fields(bytes(data))
+        topic = header.get(b"topic", fields.get(b"topic", b"")).decode()
+        msgtype = _norm_type(fields.get(b"type", b"").decode())
+        self.connections[conn] = (topic, msgtype, fields.get(b"message_definition", b"").decode())
+
+    def scan(self) -> Iterator[tuple[int, int, bytes]]:
+        """(connection id, time_ns, raw ROS 1 bytes) in file order; sets ``error`` where reading stopped."""
+        import bz2
+
+        data = self.path.read_bytes()
+        if not data.startswith(self.MAGIC):
+            raise RosBagError(f"{self.path} is not a ROS 1 bag (format 2.0)")
+        end, pos = len(data), len(self.MAGIC)
+        while pos < end:
+            if pos + 4 > end:
+                self.error = f"record at byte {pos} is cut short"
+                return
+            (hlen,) = struct.unpack_from("<i", data, pos)
+            if hlen < 0 or pos + 8 + hlen > end:
+                self.error = f"record header at byte {pos} is cut short"
+                return
+            header = self._fields(data[pos + 4 : pos + 4 + hlen])
+            (dlen,) = struct.unpack_from("<i", data, pos + 4 + hlen)
+            data_start = pos + 8 + hlen
+            complete = dlen >= 0 and data_start + dlen <= end
+            payload = memoryview(data)[data_start : min(end, data_start + max(dlen, 0))]
+            op = header.get(b"op", b"\x00")[0]
+            if op == 0x05:  # chunk of connection and message records
+                compression = header.get(b"compression", b"none").decode()
+                if compression == "none":
+                    yield from self._chunk(payload)  # a cut-short chunk is read up to the cut
+                elif not complete:
+                    pass
+                else:
+                    try:
+                        if compression == "bz2":
+                            inner = bz2.decompress(bytes(payload))
+                        elif compression == "lz4":
+                            inner = require("lz4.frame", "reading lz4 ROS 1 bags").decompress(bytes(payload))
+                        else:
+                            raise RosBagError(f"{self.path}: unknown chunk compression {compression!r}")
+                    except RosBagError:
+                        raise
+                    except Exception as exc:
+                        self.error = f"chunk at byte {pos} cannot be decompressed ({exc})"
+                        return
+                    yield from self._chunk(memoryview(inner))
+            elif complete and op == 0x07:
+                self._add_connection(header, payload)
+            elif complete and op == 0x02:
+                conn = struct.unpack("<I", header[b"conn"])[0]
+                sec, nsec = struct.unpack("<II", header[b"time"])
+                yield conn, sec * 1_000_000_000 + nsec, bytes(payload)
+            if not complete:
+                self.error = f"record at byte {pos} ({dlen} bytes) is cut short at byte {end}"
+                return
+            pos = data_start + dlen
+
+    def _chunk(self, buf: memoryview) -> Iterator[tuple[int, int, bytes]]:
+        for header, payload, _ in self._records(buf, 0, len(buf)):
+            op = header.get(b"op", b"\x00")[0]
+            if op == 0x07:
+                self._add_connection(header, payload)
+            elif op == 0x02:
+                conn = struct.unpack("<I", header[b"conn"])[0]
+                sec, nsec = struct.unpack("<II", header[b"time"])
+                yield conn, sec * 1_000_000_000 + nsec, bytes(payload)
+
+
 class _BagReader:
     """Topic listing and time-ordered, deserialised messages for every supported bag layout."""
 
@@ -945,7 +1063,26 @@ class _BagReader:
 
     def _list_topics(self) -> dict[str, str]:
         if self.kind == "any":
-            reader = self._open_any()
+            try:
+                reader = self._open_any()
+            except RosBagError as exc:
+                if self.path.suffix != ".bag" or not self.path.is_file():
+                    raise
+                # No usable index (a recording cut short): read the records in file order.
+                self.kind = "ros1scan"
+                scanner = _Ros1Scanner(self.path)
+                for _ in scanner.scan():
+                    pass
+                if not scanner.connections:
+                    raise RosBagError(f"{exc}; no complete connection record either") from exc
+                warnings.warn(
+                    RosBagWarning(
+                        f"bag {self.path} has no usable index ({exc.__cause__ or exc}); reading it sequentially"
+                        + (f": {scanner.error}, messages after that are lost" if scanner.error else "")
+                    ),
+                    stacklevel=4,
+                )
+                return {topic: msgtype for topic, msgtype, _ in scanner.connections.values()}
             try:
                 return {c.topic: _norm_type(c.msgtype) for c in reader.connections}
             finally:
@@ -992,6 +1129,16 @@ class _BagReader:
                         yield conn.topic, _norm_type(conn.msgtype), t_ns, msg
                 finally:
                     reader.close()
+            elif self.kind == "ros1scan":
+                store = _ros1_typestore()
+                typesys = require("rosbags.typesys", "reading ROS bags")
+                for topic, msgtype, t_ns, raw in self._scan(wanted):
+                    if msgtype not in store.types:
+                        msgdef = next(d for tp, ty, d in self._scanner.connections.values() if ty == msgtype)
+                        store.register(typesys.get_types_from_msg(msgdef, msgtype))
+                    msg = store.deserialize_ros1(raw, msgtype)
+                    self._last = (topic, t_ns)
+                    yield topic, msgtype, t_ns, msg
             else:
                 yield from self._mcap_messages(wanted)
         except RosBagError:
@@ -1001,7 +1148,17 @@ class _BagReader:
         except Exception as exc:
             topic, t_ns = self._last
             when = "before the first message" if t_ns is None else f"after {topic} at t={t_ns * 1e-9:.3f} s"
-            raise RosBagError(f"bag {self.path} is truncated or corrupt: reading stopped {when}: {exc!r}") from exc
+            detail = str(exc) if isinstance(exc, _Truncated) else repr(exc)
+            raise RosBagError(f"bag {self.path} is truncated or corrupt: reading stopped {when}: {detail}") from exc
+
+    def _scan(self, wanted: set[str]) -> Iterator[tuple[str, str, int, bytes]]:
+        self._scanner = _Ros1Scanner(self.path)
+        for conn, t_ns, raw in self._scanner.scan():
+            topic, msgtype, _ = self._scanner.connections.get(conn, ("", "", ""))
+            if topic in wanted:
+                yield topic, msgtype, t_ns, raw
+        if self._scanner.error:
+            raise _Truncated(self._scanner.error)
 
     def ros1_messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
         """(topic, msgtype, log_time_ns, ROS 1 wire bytes) in log-time order, for republishing on ROS 1.
@@ -1010,6 +1167,9 @@ class _BagReader:
         """
         wanted = set(self.topics if topics is None else topics)
         ros2 = _ros2_typestore()
+        if self.kind == "ros1scan":
+            yield from self._scan(wanted)
+            return
         if self.kind == "any":
             reader = self._open_any()
             try:

@@ -468,12 +468,24 @@ def test_truncated_mcap_keeps_frames_before_the_cut(tmp_path: Path) -> None:
     assert len(again) == len(got)
 
 
-def test_truncated_ros1_bag_is_a_clear_error(tmp_path: Path, frames: list[Frame]) -> None:
+@pytest.mark.parametrize("fraction", [0.7, 0.3])
+def test_truncated_ros1_bag_is_read_up_to_the_cut(tmp_path: Path, fraction: float) -> None:
+    """A .bag cut short has no index; it is read sequentially, the frames before the cut are kept."""
+    frames = room_frames(40)
     path = ros.record_bag(frames, tmp_path / "run.bag")
     cut = tmp_path / "cut.bag"
-    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+    with pytest.warns(ros.RosBagWarning, match="cut.bag has no usable index.*reading it sequentially"):
+        source = ros.RosBagSource(cut)
+    got: list[Frame] = []
+    with pytest.raises(ros.RosBagError, match=r"cut.bag is truncated.*after /\S+ at t=10\d\.\d{3} s.*cut short"):
+        for frame in source:
+            got.append(frame)
+    assert len(frames) * fraction * 0.8 <= len(got) <= len(frames) * fraction + 1
+    assert_same_frames(got, frames[: len(got)])
+    cut.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ros.RosBagError, match="cut.bag"):
-        list(ros.RosBagSource(cut))
+        ros.RosBagSource(cut)
 
 
 def test_record_rejects_bad_arguments(tmp_path: Path, frames: list[Frame]) -> None:
