@@ -356,7 +356,9 @@ class HabitatSource:
             x, y, yaw = (float(v) for v in self._start_pose)
             position, q = engram_to_habitat_agent_state(x, y, yaw)
             if self.pathfinder_loaded:
-                position = np.asarray(self._sim.pathfinder.snap_point(position), dtype=np.float64)
+                snapped = np.asarray(self._sim.pathfinder.snap_point(position), dtype=np.float64)
+                if snapped.shape == (3,) and np.all(np.isfinite(snapped)):  # NaN: no navmesh nearby
+                    position = snapped
         else:
             rng = np.random.default_rng(self._seed)
             if self.pathfinder_loaded:

@@ -79,6 +79,32 @@ def test_glb_bounds_are_the_apartment_in_y_up(exported) -> None:
     assert floor[:, 2].max() == pytest.approx(0.0, abs=1e-6)  # the floor top is engram z = 0
 
 
+def test_glb_read_by_pygltflib_is_y_up_and_complete(exported) -> None:
+    """A second glTF reader: node names, triangle count and raw POSITION bounds straight from the file."""
+    pygltflib = pytest.importorskip("pygltflib")
+    spec, ex = exported
+    gltf = pygltflib.GLTF2().load(str(ex.glb))
+    names = {n.name for n in gltf.nodes if n.mesh is not None}
+    assert {object_node_name(o) for o in spec.all_objects()} <= names and "floor" in names
+    triangles, lo, hi = 0, np.full(3, np.inf), np.full(3, -np.inf)
+    for node in gltf.nodes:
+        if node.mesh is None:
+            continue
+        assert node.matrix is None or np.allclose(np.array(node.matrix).reshape(4, 4), np.eye(4))
+        assert not node.translation or np.allclose(node.translation, 0.0)
+        for prim in gltf.meshes[node.mesh].primitives:
+            assert prim.mode in (None, 4)  # triangles
+            triangles += gltf.accessors[prim.indices].count // 3
+            acc = gltf.accessors[prim.attributes.POSITION]
+            lo, hi = np.minimum(lo, acc.min), np.maximum(hi, acc.max)
+    scene = trimesh.load(ex.glb)
+    assert triangles == sum(len(g.faces) for g in scene.geometry.values())
+    b, t = spec.bounds, spec.wall_thickness_m
+    np.testing.assert_allclose(lo[[0, 2]], [b.x_min - t / 2, -(b.y_max + t / 2)], atol=1e-5)
+    np.testing.assert_allclose(hi[[0, 2]], [b.x_max + t / 2, -(b.y_min - t / 2)], atol=1e-5)
+    assert hi[1] == pytest.approx(spec.wall_height_m + (0.05 if spec.ceiling else 0.0), abs=1e-5)  # +y is up
+
+
 def test_triangle_counts(exported) -> None:
     spec, ex = exported
     scene = trimesh.load(ex.glb)
