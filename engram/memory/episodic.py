@@ -892,6 +892,8 @@ class EpisodicMemory:
         if c is not None:
             return c
         nodes = self.nodes(level)
+        if self.text_encoder is not None and self._text_pending:
+            self._embed_pending_text()  # open nodes were just refreshed: embed their new text too
         c = {
             "ids": np.array([n.node_id for n in nodes], dtype=np.int64),
             "pos": {n.node_id: i for i, n in enumerate(nodes)},

@@ -332,3 +332,13 @@ def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path)
     hit = EpisodicMemory.load(str(tmp_path / "m")).search(image=solid("blue"), k=1)[0]
     node, score = hit  # hits unpack as (node, score)
     assert node.start_s == 30.0 and node.time_span_s == (30.0, 47.0) and node.id == node.node_id
+
+
+def test_search_while_streaming_sees_the_open_event():
+    mem = EpisodicMemory(image_encoder=ColourEncoder(), text_encoder=WordEncoder(), level_spans_s=(1000.0, 5000.0))
+    for f in stream(20.0, labels_at=lambda t: {3: "kettle"} if t >= 15 else {}):
+        mem.add_frame(f)
+    hit = mem.search(text="kettle", k=1)[0]
+    assert not hit.node.closed and hit.node.start_s == 13.0 and "kettle" in hit.node.description
+    assert hit.score > 0.9  # embedding and exact word both match
+    assert mem.retrieve(text="kettle", k=1)[0].node.node_id == hit.node.node_id
