@@ -237,9 +237,10 @@ class HabitatSource:
         width, height: sensor resolution in pixels.
         hfov_deg: horizontal field of view of all three cameras.
         sensor_height_m: camera height above the agent's feet.
+        camera_pitch_deg: downward pitch of the cameras (0 = level), as in `EmbeddedSim`.
         seed: seed for habitat's random navigable points (start poses).
         scene_dataset_config: a ``*.scene_dataset_config.json`` (HM3D, HSSD, an engram export).
-        forward_step_m, turn_angle_deg: the discrete actions' sizes.
+        forward_step_m, turn_step_deg: the discrete actions' sizes (as in `EmbeddedSim`).
         time_step_s: simulated time per step, for ``Frame.timestamp_s``.
         start_pose: engram ``(x_m, y_m, yaw_rad)`` for `reset`; None takes the
             export's ``agent_start`` when present, else a random navigable point.
@@ -261,11 +262,12 @@ class HabitatSource:
         height: int = 240,
         hfov_deg: float = 90.0,
         sensor_height_m: float = 1.5,
+        camera_pitch_deg: float = 0.0,
         seed: int = 0,
         scene_dataset_config: str | Path | None = None,
         forward_step_m: float = 0.25,
-        turn_angle_deg: float = 30.0,
-        time_step_s: float = 0.1,
+        turn_step_deg: float = 30.0,
+        time_step_s: float = 0.25,
         start_pose: Sequence[float] | None = None,
         semantic: bool = True,
         labels: Mapping[int, str] | None = None,
@@ -278,12 +280,14 @@ class HabitatSource:
         for name, value in (
             ("sensor_height_m", sensor_height_m),
             ("forward_step_m", forward_step_m),
-            ("turn_angle_deg", turn_angle_deg),
+            ("turn_step_deg", turn_step_deg),
             ("time_step_s", time_step_s),
             ("max_depth_m", max_depth_m),
         ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(camera_pitch_deg, (int, float)) and -89.0 <= camera_pitch_deg <= 89.0):
+            raise ValueError(f"camera_pitch_deg must be a number in [-89, 89], got {camera_pitch_deg!r}")
         if start_pose is not None and len(start_pose) != 3:
             raise ValueError(f"start_pose must be (x_m, y_m, yaw_rad), got {start_pose!r}")
         self.intrinsics = habitat_intrinsics(int(width), int(height), hfov_deg)
@@ -316,6 +320,8 @@ class HabitatSource:
             spec.sensor_type = sensor_type
             spec.resolution = [int(height), int(width)]
             spec.position = [0.0, self.sensor_height_m, 0.0]
+            # habitat's sensor orientation is Euler angles in radians; looking down is negative about x
+            spec.orientation = [-math.radians(float(camera_pitch_deg)), 0.0, 0.0]
             spec.hfov = float(hfov_deg)  # habitat converts to magnum Deg
             subtypes = getattr(habitat_sim, "SensorSubType", None)
             if subtypes is not None:
@@ -329,8 +335,8 @@ class HabitatSource:
         act, actuation = habitat_sim.agent.ActionSpec, habitat_sim.agent.ActuationSpec
         agent_cfg.action_space = {
             "move_forward": act("move_forward", actuation(amount=float(forward_step_m))),
-            "turn_left": act("turn_left", actuation(amount=float(turn_angle_deg))),
-            "turn_right": act("turn_right", actuation(amount=float(turn_angle_deg))),
+            "turn_left": act("turn_left", actuation(amount=float(turn_step_deg))),
+            "turn_right": act("turn_right", actuation(amount=float(turn_step_deg))),
         }
         self._sim = habitat_sim.Simulator(habitat_sim.Configuration(sim_cfg, [agent_cfg]))
         self._agent = self._sim.initialize_agent(0)

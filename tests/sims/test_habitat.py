@@ -172,6 +172,11 @@ def _rot_y(theta: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
+def _rot_x(theta: float) -> np.ndarray:
+    c, s = math.cos(theta), math.sin(theta)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
 def _make_fake_habitat_sim() -> types.ModuleType:
     m = types.ModuleType("habitat_sim")
 
@@ -223,6 +228,7 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             self.position = np.zeros(3)
             self.yaw_h = 0.0
             self.sensor_height = cfg.sensor_specifications[0].position[1]
+            self.pitch_h = cfg.sensor_specifications[0].orientation[0]  # about the sensor's x
 
         def set_state(self, state) -> None:
             q = state.rotation  # numpy-quaternion-like (the adapter falls back to it without numpy-quaternion)
@@ -237,8 +243,17 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             s.position = self.position.copy()
             s.rotation = _yaw_quat_h(self.yaw_h)
             sensor_pos = self.position + _rot_y(self.yaw_h) @ np.array([0.0, self.sensor_height, 0.0])
+            qy, p = _yaw_quat_h(self.yaw_h), self.pitch_h
+            qx = FakeQuat(math.cos(p / 2), math.sin(p / 2), 0.0, 0.0)
+            # yaw then pitch (Hamilton product qy * qx, both written out)
+            sensor_q = FakeQuat(
+                qy.w * qx.w - qy.y * 0.0 - qy.x * qx.x,
+                qy.w * qx.x + qy.x * qx.w,
+                qy.y * qx.w,
+                -qy.y * qx.x,
+            )
             s.sensor_states = {
-                spec.uuid: types.SimpleNamespace(position=sensor_pos, rotation=_yaw_quat_h(self.yaw_h))
+                spec.uuid: types.SimpleNamespace(position=sensor_pos, rotation=sensor_q)
                 for spec in self.cfg.sensor_specifications
             }
             return s
@@ -294,7 +309,7 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             dirs = np.stack(np.broadcast_arrays(u[None, :] / f, -v[:, None] / f, -np.ones((self.h, 1))), axis=-1)
             state = self.agent.get_state()
             origin = state.sensor_states["depth_sensor"].position
-            world_dirs = dirs @ _rot_y(self.agent.yaw_h).T
+            world_dirs = dirs @ (_rot_y(self.agent.yaw_h) @ _rot_x(self.agent.pitch_h)).T
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = (WALL_Z_H - origin[2]) / world_dirs[..., 2]
             hit = np.isfinite(t) & (t > 0)
@@ -355,7 +370,7 @@ def test_fake_sim_frames_follow_engram_conventions(fake_habitat, tmp_path: Path)
 
     centre = frame.depth_m[23:25, 31:33].mean()
     frame2 = src.step("move_forward")
-    assert frame2.index == 1 and frame2.timestamp_s == pytest.approx(0.1)
+    assert frame2.index == 1 and frame2.timestamp_s == pytest.approx(0.25)
     np.testing.assert_allclose(src.agent_pose.translation, [0.0, 0.25, 0.0], atol=1e-9)
     assert frame2.depth_m[23:25, 31:33].mean() == pytest.approx(centre - 0.25, abs=1e-4)
 
@@ -370,6 +385,23 @@ def test_fake_sim_frames_follow_engram_conventions(fake_habitat, tmp_path: Path)
     src.close()
     with pytest.raises(ValueError, match="closed"):
         src.observe()
+
+
+def test_fake_sim_pitched_camera(fake_habitat, tmp_path: Path) -> None:
+    src = hab.HabitatSource(
+        tmp_path / "scene.glb", width=65, height=49, camera_pitch_deg=20.0, start_pose=(0.0, 0.0, math.pi / 2)
+    )
+    frame = src.reset()
+    pts, px = frame_points_world(frame, return_pixels=True)
+    np.testing.assert_allclose(pts[:, 1], 5.0, atol=1e-4)  # still the wall plane
+    # the optical axis, 20 deg down from 1.5 m, meets the wall 5 m away at 1.5 - 5 tan(20 deg)
+    centre = pts[(px[:, 0] == 32) & (px[:, 1] == 24)][0]
+    assert centre[2] == pytest.approx(1.5 - 5.0 * math.tan(math.radians(20.0)), abs=1e-4)
+    # the camera's z axis (forward) points 20 deg below the horizon, towards +y
+    fwd = frame.world_from_camera.rotation[:, 2]
+    np.testing.assert_allclose(fwd, [0.0, math.cos(math.radians(20)), -math.sin(math.radians(20))], atol=1e-9)
+    # the agent's base stays level
+    np.testing.assert_allclose(src.agent_pose.rotation[:, 2], [0.0, 0.0, 1.0], atol=1e-9)
 
 
 def test_fake_sim_pathfinder_in_engram_coordinates(fake_habitat, tmp_path: Path) -> None:
