@@ -461,6 +461,32 @@ class ObjectMap:
         self._index_dirty = True
         return obj
 
+    def relocate(self, keep_id: int, source_id: int) -> MapObject:
+        """``keep_id`` was found again as ``source_id`` somewhere else (it moved).
+
+        The kept object takes the new geometry (points, colours, box) and adds
+        the source's votes, detections, frames and history; the source is removed.
+        The old place is no longer part of the object.
+        """
+        keep, src = self.get(keep_id), self.get(source_id)
+        keep.points, keep.colors = src.points, src.colors
+        for k, v in src.label_votes.items():
+            keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
+        keep.n_detections += src.n_detections
+        keep.last_seen_s = max(keep.last_seen_s, src.last_seen_s)
+        keep.frames = sorted(set(keep.frames) | set(src.frames))
+        keep.position_history = sorted(keep.position_history + src.position_history, key=lambda h: h[0])[-_MAX_HISTORY:]
+        if src.embedding_sum is not None:
+            if keep.embedding_sum is None or keep.embedding_sum.shape != src.embedding_sum.shape:
+                keep.embedding_sum, keep.embedding_count = src.embedding_sum.copy(), src.embedding_count
+            else:
+                keep.embedding_sum = keep.embedding_sum + src.embedding_sum
+                keep.embedding_count += src.embedding_count
+        keep._refresh(self.match_voxel_m)
+        del self._objects[source_id]
+        self._index_dirty = True
+        return keep
+
     def prune(self, *, min_detections: int = 2, seen_before_s: float | None = None) -> list[int]:
         """Remove objects detected fewer than ``min_detections`` times.
 
@@ -483,7 +509,7 @@ class ObjectMap:
             self._index_dirty = True
         return gone
 
-    def merge_duplicates(self) -> dict[int, int]:
+    def merge_duplicates(self) -> list[tuple[int, int]]:
         """Join objects that are one: enough overlap (more with different labels).
 
         The object detected more often absorbs the other (points, votes,
@@ -491,7 +517,7 @@ class ObjectMap:
         survivor.
 
         Returns:
-            {removed id: id it was merged into}.
+            (kept id, removed id) pairs, the kept id being the final survivor.
         """
         merged: dict[int, int] = {}
         changed = True
@@ -533,12 +559,13 @@ class ObjectMap:
             if changed:
                 self._ensure_index()
         # resolve chains a -> b -> c
-        for k in list(merged):
+        pairs = []
+        for k in sorted(merged):
             v = merged[k]
             while v in merged:
                 v = merged[v]
-            merged[k] = v
-        return merged
+            pairs.append((v, k))
+        return pairs
 
     def _absorb(self, keep: MapObject, drop: MapObject) -> None:
         pts = np.concatenate([keep.points, drop.points])

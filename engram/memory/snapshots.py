@@ -419,6 +419,10 @@ class SnapshotMemory:
         """Apply object merges ({old id: surviving id}, e.g. from `ObjectMap.merge_duplicates`)."""
         self._rewrite(lambda o: mapping.get(o, o), set(mapping))
 
+    def rename_object(self, old_id: int, new_id: int) -> None:
+        """Object ``old_id`` is now known as ``new_id`` (one merge; see `remap_objects`)."""
+        self.remap_objects({int(old_id): int(new_id)})
+
     def remove_objects(self, object_ids: Iterable[int]) -> None:
         """Forget objects (removed from the object map)."""
         gone = set(object_ids)

@@ -148,10 +148,11 @@ def test_merge_duplicates_joins_halves_and_keeps_neighbours_apart():
     merged = omap.merge_duplicates()
     assert len(merged) == 1 and len(omap) == 2
     [sofa_obj] = omap.by_label("sofa")
+    assert merged[0][0] == sofa_obj.id and merged[0][1] in ids and merged[0][1] not in omap
     np.testing.assert_allclose(sofa_obj.box_min, sofa.min(0), atol=0.03)
     np.testing.assert_allclose(sofa_obj.box_max, sofa.max(0), atol=0.03)
     assert sofa_obj.n_detections == 2 and sofa_obj.frames == [0, 1]
-    assert omap.merge_duplicates() == {}
+    assert omap.merge_duplicates() == []
 
 
 def test_stray_points_are_removed_when_an_object_is_refined():

@@ -120,7 +120,7 @@ def test_remap_and_remove_objects_keep_the_invariants():
         mem.add_frame(f, float(f), pose_at(0, 0), objs)
     mem.update()
     check_invariants(mem, seen)
-    mem.remap_objects({3: 1})  # object 3 was a duplicate of 1
+    mem.rename_object(3, 1)  # object 3 was a duplicate of 1
     mem.update()
     seen = {0: frozenset({1, 2}), 1: frozenset({2, 1}), 2: frozenset({4})}
     check_invariants(mem, seen)
