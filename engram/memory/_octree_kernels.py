@@ -1,0 +1,704 @@
+"""Compiled kernels behind `engram.memory.octree` (private).
+
+Voxels live in *bricks* of 4x4x4 (an octree node two levels above the
+leaves): a hash table maps the brick's Morton code to a row of a float32
+pool that holds the 64 log-odds, NaN meaning unknown. Morton codes put x in
+bit 0, y in bit 1 and z in bit 2 of every triple, which is OctoMap's child
+order, so sorted codes are the tree's depth-first order and the code of a
+node ``level`` levels up is ``code >> (3 * level)``.
+
+Every function here takes plain arrays, so numba can cache it on disk
+(``cache=True``); none loops over points in Python.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+KEY_OFFSET = 1 << 15  # OctoMap's tree_max_val: key = floor(p / res) + 2**15
+KEY_LIMIT = 1 << 16  # 16 levels
+BRICK_BITS = 6  # 64 voxels per brick: 2 octree levels
+BRICK_SIZE = 1 << BRICK_BITS
+EMPTY = -1  # empty hash slot
+
+# ray kinds after preparation
+KIND_DROPPED = 0  # NaN / inf coordinate
+KIND_OUT_OF_BOUNDS = 1  # outside the 16-bit key space
+KIND_HIT = 2  # ends at a surface: endpoint occupied, cells before it free
+KIND_MAX_RANGE = 3  # beyond max range: free up to max range, no endpoint
+
+_FIB = np.uint64(0x9E3779B97F4A7C15)
+
+
+# Morton codes ---------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _spread(v):
+    v = v & 0xFFFF
+    v = (v | (v << 32)) & 0x1F00000000FFFF
+    v = (v | (v << 16)) & 0x1F0000FF0000FF
+    v = (v | (v << 8)) & 0x100F00F00F00F00F
+    v = (v | (v << 4)) & 0x10C30C30C30C30C3
+    v = (v | (v << 2)) & 0x1249249249249249
+    return v
+
+
+@njit(cache=True, inline="always")
+def _compact(v):
+    v = v & 0x1249249249249249
+    v = (v ^ (v >> 2)) & 0x10C30C30C30C30C3
+    v = (v ^ (v >> 4)) & 0x100F00F00F00F00F
+    v = (v ^ (v >> 8)) & 0x1F0000FF0000FF
+    v = (v ^ (v >> 16)) & 0x1F00000000FFFF
+    v = (v ^ (v >> 32)) & 0x1FFFFF
+    return v
+
+
+@njit(cache=True, inline="always")
+def _encode(kx, ky, kz):
+    return _spread(np.int64(kx)) | (_spread(np.int64(ky)) << 1) | (_spread(np.int64(kz)) << 2)
+
+
+@njit(cache=True, parallel=True)
+def encode_keys(keys):
+    """(N, 3) int64 OctoMap keys (0 .. 2**16-1) -> (N,) int64 Morton codes."""
+    n = keys.shape[0]
+    out = np.empty(n, np.int64)
+    for i in prange(n):
+        out[i] = _encode(keys[i, 0], keys[i, 1], keys[i, 2])
+    return out
+
+
+@njit(cache=True, parallel=True)
+def decode_codes(codes):
+    """(N,) Morton codes -> (N, 3) int64 keys (at whatever level the codes are)."""
+    n = codes.shape[0]
+    out = np.empty((n, 3), np.int64)
+    for i in prange(n):
+        c = codes[i]
+        out[i, 0] = _compact(c)
+        out[i, 1] = _compact(c >> 1)
+        out[i, 2] = _compact(c >> 2)
+    return out
+
+
+# brick hash table -----------------------------------------------------------
+@njit(cache=True, inline="always")
+def _slot_of(tkeys, shift, brick):
+    """Index of ``brick`` in the table, or -(index + 1) of the empty slot where it would go."""
+    mask = tkeys.shape[0] - 1
+    i = np.int64((np.uint64(brick) * _FIB) >> np.uint64(shift)) & mask
+    while True:
+        k = tkeys[i]
+        if k == brick:
+            return i
+        if k == EMPTY:
+            return -(i + 1)
+        i = (i + 1) & mask
+
+
+@njit(cache=True, inline="always")
+def _value_at(tkeys, trows, shift, pool, code):
+    s = _slot_of(tkeys, shift, code >> BRICK_BITS)
+    if s < 0:
+        return np.float32(np.nan)
+    return pool[trows[s] * BRICK_SIZE + (code & (BRICK_SIZE - 1))]
+
+
+@njit(cache=True)
+def rehash(tkeys, trows, new_capacity, new_shift):
+    """A table of ``new_capacity`` slots holding the same bricks."""
+    nk = np.full(new_capacity, EMPTY, np.int64)
+    nr = np.zeros(new_capacity, np.int32)
+    for i in range(tkeys.shape[0]):
+        b = tkeys[i]
+        if b != EMPTY:
+            s = -_slot_of(nk, new_shift, b) - 1
+            nk[s] = b
+            nr[s] = trows[i]
+    return nk, nr
+
+
+@njit(cache=True)
+def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas, start, lo, hi):
+    """Add ``deltas[j]`` to voxel ``codes[j]`` for j >= start, clamped to [lo, hi].
+
+    Unknown voxels start at 0, as in OctoMap. Float32 arithmetic, as in
+    OctoMap's nodes. Stops early when a new brick is needed and ``n_bricks``
+    has reached ``max_bricks`` (the caller grows the storage and resumes).
+
+    Returns:
+        (next index to process, bricks in use, voxels that became known)
+    """
+    n_new = 0
+    last_brick = np.int64(-1)
+    base = np.int64(0)
+    for j in range(start, codes.shape[0]):
+        c = codes[j]
+        b = c >> BRICK_BITS
+        if b != last_brick:
+            s = _slot_of(tkeys, shift, b)
+            if s < 0:
+                if n_bricks >= max_bricks:
+                    return j, n_bricks, n_new
+                s = -s - 1
+                tkeys[s] = b
+                trows[s] = n_bricks
+                n_bricks += 1
+            last_brick = b
+            base = np.int64(trows[s]) * BRICK_SIZE
+        p = base + (c & (BRICK_SIZE - 1))
+        v = pool[p]
+        if np.isnan(v):
+            v = np.float32(0.0)
+            n_new += 1
+        v = v + deltas[j]
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        pool[p] = v
+    return codes.shape[0], n_bricks, n_new
+
+
+@njit(cache=True)
+def set_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, values, start):
+    """Set voxel ``codes[j]`` to ``values[j]`` (NaN forgets it); same protocol as `add_log_odds`.
+
+    Returns:
+        (next index, bricks in use, change in the number of known voxels)
+    """
+    n_delta = 0
+    for j in range(start, codes.shape[0]):
+        c = codes[j]
+        b = c >> BRICK_BITS
+        v = values[j]
+        s = _slot_of(tkeys, shift, b)
+        if s < 0:
+            if np.isnan(v):
+                continue
+            if n_bricks >= max_bricks:
+                return j, n_bricks, n_delta
+            s = -s - 1
+            tkeys[s] = b
+            trows[s] = n_bricks
+            n_bricks += 1
+        p = np.int64(trows[s]) * BRICK_SIZE + (c & (BRICK_SIZE - 1))
+        old = pool[p]
+        if np.isnan(old) and not np.isnan(v):
+            n_delta += 1
+        elif not np.isnan(old) and np.isnan(v):
+            n_delta -= 1
+        pool[p] = v
+    return codes.shape[0], n_bricks, n_delta
+
+
+@njit(cache=True, parallel=True)
+def lookup_codes(tkeys, trows, shift, pool, codes):
+    """Log-odds of voxel codes (NaN unknown; a negative code means outside the key space)."""
+    n = codes.shape[0]
+    out = np.empty(n, np.float32)
+    for i in prange(n):
+        c = codes[i]
+        if c < 0:
+            out[i] = np.nan
+        else:
+            out[i] = _value_at(tkeys, trows, shift, pool, c)
+    return out
+
+
+@njit(cache=True, inline="always")
+def _point_key(x, inv_res):
+    """OctoMap's coordToKey along one axis: floor(x / res) + 2**15, or -1 outside the key space."""
+    if not math.isfinite(x):
+        return np.int64(-1)
+    f = math.floor(x * inv_res)
+    if f < -KEY_OFFSET or f >= KEY_OFFSET:
+        return np.int64(-1)
+    return np.int64(f) + KEY_OFFSET
+
+
+@njit(cache=True, parallel=True)
+def point_codes(points, inv_res):
+    """Morton codes of the voxels holding ``points`` (N, 3); -1 for non-finite or out-of-range points."""
+    n = points.shape[0]
+    out = np.empty(n, np.int64)
+    for i in prange(n):
+        kx = _point_key(points[i, 0], inv_res)
+        ky = _point_key(points[i, 1], inv_res)
+        kz = _point_key(points[i, 2], inv_res)
+        if kx < 0 or ky < 0 or kz < 0:
+            out[i] = -1
+        else:
+            out[i] = _encode(kx, ky, kz)
+    return out
+
+
+@njit(cache=True, parallel=True)
+def lookup_points(tkeys, trows, shift, pool, points, inv_res):
+    """Log-odds at ``points`` (N, 3) in metres; NaN where unknown or outside the key space."""
+    n = points.shape[0]
+    out = np.empty(n, np.float32)
+    for i in prange(n):
+        kx = _point_key(points[i, 0], inv_res)
+        ky = _point_key(points[i, 1], inv_res)
+        kz = _point_key(points[i, 2], inv_res)
+        if kx < 0 or ky < 0 or kz < 0:
+            out[i] = np.nan
+        else:
+            out[i] = _value_at(tkeys, trows, shift, pool, _encode(kx, ky, kz))
+    return out
+
+
+@njit(cache=True)
+def extract_sorted(tkeys, trows, pool, n_known):
+    """All known voxels as (Morton codes ascending, log-odds)."""
+    n_slots = tkeys.shape[0]
+    n_b = 0
+    for i in range(n_slots):
+        if tkeys[i] != EMPTY:
+            n_b += 1
+    bricks = np.empty(n_b, np.int64)
+    rows = np.empty(n_b, np.int64)
+    j = 0
+    for i in range(n_slots):
+        if tkeys[i] != EMPTY:
+            bricks[j] = tkeys[i]
+            rows[j] = trows[i]
+            j += 1
+    order = np.argsort(bricks)
+    codes = np.empty(n_known, np.int64)
+    values = np.empty(n_known, np.float32)
+    m = 0
+    for jj in range(n_b):
+        j = order[jj]
+        base = rows[j] * BRICK_SIZE
+        b = bricks[j] << BRICK_BITS
+        for off in range(BRICK_SIZE):
+            v = pool[base + off]
+            if not np.isnan(v):
+                if m < n_known:
+                    codes[m] = b | off
+                    values[m] = v
+                m += 1
+    if m != n_known:
+        return codes[:0], values[:0]  # bookkeeping broken: the caller raises
+    return codes, values
+
+
+# scans ------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def prepare_scan(points, origin, inv_res, max_range_m, ends, end_keys, kinds):
+    """Classify each point and compute where its ray ends.
+
+    Rays longer than ``max_range_m`` (if > 0) are cut at max range (OctoMap's
+    rule). ``end_keys`` of dropped rays are set to the origin's key so that
+    min/max over all rows gives the scan's key box.
+    """
+    n = points.shape[0]
+    okx = _point_key(origin[0], inv_res)
+    oky = _point_key(origin[1], inv_res)
+    okz = _point_key(origin[2], inv_res)
+    for i in prange(n):
+        x = points[i, 0]
+        y = points[i, 1]
+        z = points[i, 2]
+        kind = KIND_HIT
+        if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(z)):
+            kind = KIND_DROPPED
+        else:
+            dx = x - origin[0]
+            dy = y - origin[1]
+            dz = z - origin[2]
+            d = math.sqrt(dx * dx + dy * dy + dz * dz)
+            if max_range_m > 0.0 and d > max_range_m:
+                s = max_range_m / d
+                x = origin[0] + dx * s
+                y = origin[1] + dy * s
+                z = origin[2] + dz * s
+                kind = KIND_MAX_RANGE
+            kx = _point_key(x, inv_res)
+            ky = _point_key(y, inv_res)
+            kz = _point_key(z, inv_res)
+            if kx < 0 or ky < 0 or kz < 0:
+                kind = KIND_OUT_OF_BOUNDS
+        kinds[i] = kind
+        if kind >= KIND_HIT:
+            ends[i, 0] = x
+            ends[i, 1] = y
+            ends[i, 2] = z
+            end_keys[i, 0] = kx
+            end_keys[i, 1] = ky
+            end_keys[i, 2] = kz
+        else:
+            ends[i, 0] = origin[0]
+            ends[i, 1] = origin[1]
+            ends[i, 2] = origin[2]
+            end_keys[i, 0] = okx
+            end_keys[i, 1] = oky
+            end_keys[i, 2] = okz
+
+
+@njit(cache=True, inline="always")
+def _axis_setup(o, d, k, res):
+    """Step, first boundary t and t per cell along one axis (OctoMap's computeRayKeys)."""
+    if d > 0.0:
+        border = (np.float64(k - KEY_OFFSET) + 0.5) * res + 0.5 * res
+        return 1, (border - o) / d, res / d
+    if d < 0.0:
+        border = (np.float64(k - KEY_OFFSET) + 0.5) * res - 0.5 * res
+        return -1, (border - o) / d, res / -d
+    return 0, np.inf, np.inf
+
+
+@njit(cache=True, parallel=True)
+def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
+    """Mark a scan in a dense byte grid over its key box: bit 1 occupied endpoint, bit 0 crossed.
+
+    A ray frees its origin cell and every cell it enters up to, not
+    including, its end cell (OctoMap's computeRayKeys, an Amanatides-Woo
+    DDA). Endpoints are marked before any ray, so concurrent rays only ever
+    OR the same bit into a byte.
+
+    Returns:
+        total DDA steps taken (cells entered) over all rays.
+    """
+    n = kinds.shape[0]
+    sy = np.int64(dims[2])
+    sx = np.int64(dims[1]) * sy
+    size = grid.shape[0]
+    for i in prange(n):
+        if kinds[i] == KIND_HIT:
+            idx = (end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])
+            grid[idx] = 2
+    okx = _point_key(origin[0], 1.0 / res)
+    oky = _point_key(origin[1], 1.0 / res)
+    okz = _point_key(origin[2], 1.0 / res)
+    o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
+    chunk = (n + n_chunks - 1) // n_chunks
+    total = 0
+    for c in prange(n_chunks):
+        steps = 0
+        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+            if kinds[i] < KIND_HIT:
+                continue
+            e_idx = (end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])
+            if e_idx == o_idx:
+                continue
+            grid[o_idx] |= 1
+            dx = ends[i, 0] - origin[0]
+            dy = ends[i, 1] - origin[1]
+            dz = ends[i, 2] - origin[2]
+            length = math.sqrt(dx * dx + dy * dy + dz * dz)
+            dx /= length
+            dy /= length
+            dz /= length
+            stx, tx, ddx = _axis_setup(origin[0], dx, okx, res)
+            sty, ty, ddy = _axis_setup(origin[1], dy, oky, res)
+            stz, tz, ddz = _axis_setup(origin[2], dz, okz, res)
+            ix = stx * sx
+            iy = sty * sy
+            iz = np.int64(stz)
+            idx = o_idx
+            while True:
+                if tx < ty:
+                    if tx < tz:
+                        idx += ix
+                        tx += ddx
+                    else:
+                        idx += iz
+                        tz += ddz
+                elif ty < tz:
+                    idx += iy
+                    ty += ddy
+                else:
+                    idx += iz
+                    tz += ddz
+                steps += 1
+                if idx == e_idx:
+                    break
+                # the ray has passed its end without entering the end cell (rounding): stop, as OctoMap does
+                if min(tx, ty, tz) > length:
+                    break
+                if idx < 0 or idx >= size:
+                    break
+                grid[idx] |= 1
+        total += steps
+    return total
+
+
+@njit(cache=True, parallel=True)
+def collect_marks(grid, lo, dims):
+    """Morton codes of the occupied (bit 1) and free-only (== 1) cells of a scan grid."""
+    nx = dims[0]
+    slab = np.int64(dims[1]) * dims[2]
+    n_free = np.zeros(nx, np.int64)
+    n_occ = np.zeros(nx, np.int64)
+    for x in prange(nx):
+        f = 0
+        o = 0
+        base = x * slab
+        for j in range(slab):
+            g = grid[base + j]
+            if g == 1:
+                f += 1
+            elif g >= 2:
+                o += 1
+        n_free[x] = f
+        n_occ[x] = o
+    f_start = np.zeros(nx + 1, np.int64)
+    o_start = np.zeros(nx + 1, np.int64)
+    for x in range(nx):
+        f_start[x + 1] = f_start[x] + n_free[x]
+        o_start[x + 1] = o_start[x] + n_occ[x]
+    free_codes = np.empty(f_start[nx], np.int64)
+    occ_codes = np.empty(o_start[nx], np.int64)
+    ny = dims[1]
+    nz = dims[2]
+    for x in prange(nx):
+        f = f_start[x]
+        o = o_start[x]
+        base = x * slab
+        kx = lo[0] + x
+        for y in range(ny):
+            ky = lo[1] + y
+            row = base + y * nz
+            for z in range(nz):
+                g = grid[row + z]
+                if g == 0:
+                    continue
+                code = _encode(kx, ky, lo[2] + z)
+                if g == 1:
+                    free_codes[f] = code
+                    f += 1
+                else:
+                    occ_codes[o] = code
+                    o += 1
+    return free_codes, occ_codes
+
+
+@njit(cache=True, parallel=True)
+def count_ray_steps(origin, ends, end_keys, kinds, res):
+    """Number of free cells each ray would emit (the sparse fallback's first pass)."""
+    n = kinds.shape[0]
+    counts = np.zeros(n, np.int64)
+    okx = _point_key(origin[0], 1.0 / res)
+    oky = _point_key(origin[1], 1.0 / res)
+    okz = _point_key(origin[2], 1.0 / res)
+    dummy = np.empty(0, np.int64)
+    for i in prange(n):
+        counts[i] = _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, dummy, 0, False)
+    return counts
+
+
+@njit(cache=True, parallel=True)
+def fill_ray_codes(origin, ends, end_keys, kinds, res, offsets, out):
+    """Write each ray's free-cell Morton codes at ``out[offsets[i]:]`` (the fallback's second pass)."""
+    n = kinds.shape[0]
+    okx = _point_key(origin[0], 1.0 / res)
+    oky = _point_key(origin[1], 1.0 / res)
+    okz = _point_key(origin[2], 1.0 / res)
+    for i in prange(n):
+        _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, out, offsets[i], True)
+
+
+@njit(cache=True, inline="always")
+def _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, out, start, write):
+    if kinds[i] < KIND_HIT:
+        return 0
+    ekx = end_keys[i, 0]
+    eky = end_keys[i, 1]
+    ekz = end_keys[i, 2]
+    if ekx == okx and eky == oky and ekz == okz:
+        return 0
+    m = 0
+    if write:
+        out[start] = _encode(okx, oky, okz)
+    m += 1
+    dx = ends[i, 0] - origin[0]
+    dy = ends[i, 1] - origin[1]
+    dz = ends[i, 2] - origin[2]
+    length = math.sqrt(dx * dx + dy * dy + dz * dz)
+    dx /= length
+    dy /= length
+    dz /= length
+    stx, tx, ddx = _axis_setup(origin[0], dx, okx, res)
+    sty, ty, ddy = _axis_setup(origin[1], dy, oky, res)
+    stz, tz, ddz = _axis_setup(origin[2], dz, okz, res)
+    kx = okx
+    ky = oky
+    kz = okz
+    while True:
+        if tx < ty:
+            if tx < tz:
+                kx += stx
+                tx += ddx
+            else:
+                kz += stz
+                tz += ddz
+        elif ty < tz:
+            ky += sty
+            ty += ddy
+        else:
+            kz += stz
+            tz += ddz
+        if kx == ekx and ky == eky and kz == ekz:
+            break
+        if min(tx, ty, tz) > length:
+            break
+        if kx < 0 or ky < 0 or kz < 0 or kx >= KEY_LIMIT or ky >= KEY_LIMIT or kz >= KEY_LIMIT:
+            break
+        if write:
+            out[start + m] = _encode(kx, ky, kz)
+        m += 1
+    return m
+
+
+# ray casting --------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def cast_rays(tkeys, trows, shift, pool, origins, directions, max_ranges_m, res, occ_thr, ignore_unknown,
+              hit, hit_points):
+    """First occupied voxel along each ray (OctoMap's castRay, batched).
+
+    The origin's own voxel counts. A ray stops when the next voxel's centre
+    is farther than its max range from the origin, when it leaves the key
+    space, or (``ignore_unknown`` False) at an unknown voxel, with no hit.
+    """
+    n = origins.shape[0]
+    inv_res = 1.0 / res
+    for i in prange(n):
+        hit[i] = False
+        hit_points[i, 0] = np.nan
+        hit_points[i, 1] = np.nan
+        hit_points[i, 2] = np.nan
+        ox = origins[i, 0]
+        oy = origins[i, 1]
+        oz = origins[i, 2]
+        kx = _point_key(ox, inv_res)
+        ky = _point_key(oy, inv_res)
+        kz = _point_key(oz, inv_res)
+        if kx < 0 or ky < 0 or kz < 0:
+            continue
+        dx = directions[i, 0]
+        dy = directions[i, 1]
+        dz = directions[i, 2]
+        norm = math.sqrt(dx * dx + dy * dy + dz * dz)
+        dx /= norm
+        dy /= norm
+        dz /= norm
+        max_sq = max_ranges_m[i] * max_ranges_m[i]
+        stx, tx, ddx = _axis_setup(ox, dx, kx, res)
+        sty, ty, ddy = _axis_setup(oy, dy, ky, res)
+        stz, tz, ddz = _axis_setup(oz, dz, kz, res)
+        while True:
+            v = _value_at(tkeys, trows, shift, pool, _encode(kx, ky, kz))
+            if np.isnan(v):
+                if not ignore_unknown:
+                    break
+            elif v >= occ_thr:
+                hit[i] = True
+                hit_points[i, 0] = (np.float64(kx - KEY_OFFSET) + 0.5) * res
+                hit_points[i, 1] = (np.float64(ky - KEY_OFFSET) + 0.5) * res
+                hit_points[i, 2] = (np.float64(kz - KEY_OFFSET) + 0.5) * res
+                break
+            if tx < ty:
+                if tx < tz:
+                    kx += stx
+                    tx += ddx
+                else:
+                    kz += stz
+                    tz += ddz
+            elif ty < tz:
+                ky += sty
+                ty += ddy
+            else:
+                kz += stz
+                tz += ddz
+            if kx < 0 or ky < 0 or kz < 0 or kx >= KEY_LIMIT or ky >= KEY_LIMIT or kz >= KEY_LIMIT:
+                break
+            cx = (np.float64(kx - KEY_OFFSET) + 0.5) * res - ox
+            cy = (np.float64(ky - KEY_OFFSET) + 0.5) * res - oy
+            cz = (np.float64(kz - KEY_OFFSET) + 0.5) * res - oz
+            if cx * cx + cy * cy + cz * cz > max_sq:
+                break
+
+
+# OctoMap binary (.bt) ---------------------------------------------------------------
+@njit(cache=True)
+def read_bt_nodes(data, max_voxels_hint):
+    """Parse OctoMap binary node data (depth-first, 2 bits per child).
+
+    Returns:
+        (leaf Morton codes at their own level, leaf levels, leaf occupied flags,
+        bytes consumed); a code at level l addresses 8**l voxels.
+    """
+    cap = max(16, max_voxels_hint)
+    codes = np.empty(cap, np.int64)
+    levels = np.empty(cap, np.int64)
+    occ = np.empty(cap, np.bool_)
+    n = 0
+    # explicit stack of (node code, node level)
+    stack_code = np.empty(16 * 8 + 8, np.int64)
+    stack_level = np.empty(16 * 8 + 8, np.int64)
+    sp = 0
+    stack_code[0] = 0
+    stack_level[0] = 16
+    sp = 1
+    pos = 0
+    nbytes = data.shape[0]
+    while sp > 0:
+        sp -= 1
+        code = stack_code[sp]
+        level = stack_level[sp]
+        if pos + 2 > nbytes:
+            return codes[:0], levels[:0], occ[:0], -1
+        bits = np.int64(data[pos]) | (np.int64(data[pos + 1]) << 8)
+        pos += 2
+        # push inner children in reverse so that child 0 is read first
+        for ci in range(7, -1, -1):
+            b = (bits >> (2 * ci)) & 3
+            child = (code << 3) | ci
+            if b == 3:
+                if level - 1 <= 0:
+                    return codes[:0], levels[:0], occ[:0], -1
+                stack_code[sp] = child
+                stack_level[sp] = level - 1
+                sp += 1
+        for ci in range(8):
+            b = (bits >> (2 * ci)) & 3
+            if b == 1 or b == 2:
+                if n >= cap:
+                    cap *= 2
+                    codes2 = np.empty(cap, np.int64)
+                    levels2 = np.empty(cap, np.int64)
+                    occ2 = np.empty(cap, np.bool_)
+                    codes2[:n] = codes[:n]
+                    levels2[:n] = levels[:n]
+                    occ2[:n] = occ[:n]
+                    codes, levels, occ = codes2, levels2, occ2
+                codes[n] = (code << 3) | ci
+                levels[n] = level - 1
+                occ[n] = b == 2
+                n += 1
+    return codes[:n], levels[:n], occ[:n], pos
+
+
+@njit(cache=True)
+def expand_leaves(codes, levels, values):
+    """Pruned leaves (code at its level) to all their finest voxels, Morton-sorted input stays sorted."""
+    total = 0
+    for i in range(codes.shape[0]):
+        total += np.int64(1) << (3 * levels[i])
+    out_codes = np.empty(total, np.int64)
+    out_values = np.empty(total, np.float32)
+    m = 0
+    for i in range(codes.shape[0]):
+        k = np.int64(1) << (3 * levels[i])
+        base = codes[i] << (3 * levels[i])
+        for j in range(k):
+            out_codes[m] = base + j
+            out_values[m] = values[i]
+            m += 1
+    return out_codes, out_values
