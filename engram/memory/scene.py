@@ -1,0 +1,767 @@
+"""`SceneMemory`: the one object most users touch.
+
+It owns every layer of the spatial memory and keeps them consistent:
+
+* static: `OccupancyOctree` (log-odds occupancy), `ObjectMap` (fused 3D
+  object instances), `PlaceGraph` (topological places), `SnapshotMemory`
+  (3D-Mem keyframes) and frontiers;
+* dynamic: `TransientLayer` (moving geometry that decays) and
+  `ObjectTracker` (missing / moved objects, change events);
+* episodic: the multi-scale `EpisodicMemory` timeline, when configured.
+
+`integrate(frame)` runs perception on one frame and updates every layer.
+`query(...)` is one retrieval API over text, image, position and time across
+objects, snapshots, places and events. Frames without depth or pose are
+accepted for what they give (time and image memory). A rejected frame leaves
+the memory unchanged. Reads may come from other threads while frames are
+integrated: a reader/writer lock keeps results whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
+from engram.memory.octree import OccupancyOctree
+from engram.perception.geometry import backproject_depth, project_points
+from engram.perception.motion import DYNAMIC_CATEGORIES, split_dynamic
+from engram.types import Frame, Pose
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SceneMemory", "Hit", "IntegrationReport", "RWLock"]
+
+# Structure that is not an object.
+STRUCTURE_LABELS = ("wall", "floor", "ceiling", "door", "window", "background")
+
+
+class RWLock:
+    """Many readers or one writer. Writers wait for readers to leave and block new ones."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self):
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self):
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass
+class Hit:
+    """One retrieval result.
+
+    Attributes:
+        kind: "object", "snapshot", "place" or "event".
+        id: the record's id in its layer.
+        score: higher is better; comparable within one query.
+        label: category (objects), or a short description.
+        position: world position (metres), at the time asked when a time was given.
+        time_span_s: (first, last) time the record covers.
+        frame_indices: frames that show it (evidence).
+        evidence: layer-specific details (box, snapshot id, change events, ...).
+    """
+
+    kind: str
+    id: int
+    score: float
+    label: str = ""
+    position: np.ndarray | None = None
+    time_span_s: tuple[float, float] | None = None
+    frame_indices: list[int] = field(default_factory=list)
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class IntegrationReport:
+    """What `integrate` did with one frame."""
+
+    index: int
+    timestamp_s: float
+    mapped: bool
+    reason: str = ""
+    n_points: int = 0
+    n_dynamic_px: int = 0
+    detected_object_ids: list[int] = field(default_factory=list)
+    new_object_ids: list[int] = field(default_factory=list)
+    ms: float = 0.0
+
+
+class SceneMemory:
+    """The dual static/dynamic spatial memory of one scene.
+
+    Args:
+        voxel_size_m: octree resolution.
+        max_range_m: depth beyond this only clears free space.
+        depth_stride: backproject every n-th pixel for the octree.
+        object_stride: sample every n-th pixel of instance masks for objects.
+        dynamic: split moving things off into the transient layer.
+        dynamic_categories: categories that always count as moving.
+        transient_half_life_s: decay half-life of the transient layer.
+        place_spacing_m: distance between places of the place graph.
+        frontier_every: recompute frontiers and merge duplicate objects every n mapped frames.
+        floor_z_m: height of the floor (world z) for frontiers and the place graph.
+        image_encoder: name or instance of an image encoder for image queries and the timeline (None = off).
+        text_encoder: name or instance of a text encoder for text queries ("hash" needs nothing installed).
+        timeline: keep an episodic timeline of the run.
+        snapshot_image_width: width of stored snapshot images (pixels).
+    """
+
+    def __init__(
+        self,
+        voxel_size_m: float = 0.05,
+        *,
+        max_range_m: float = 5.0,
+        depth_stride: int = 2,
+        object_stride: int = 2,
+        dynamic: bool = True,
+        dynamic_categories: Sequence[str] = tuple(DYNAMIC_CATEGORIES),
+        transient_half_life_s: float = 5.0,
+        place_spacing_m: float = 1.0,
+        frontier_every: int = 10,
+        floor_z_m: float = 0.0,
+        image_encoder: Any = None,
+        text_encoder: Any = "hash",
+        timeline: bool = True,
+        snapshot_image_width: int = 160,
+        octree_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        from engram.memory.objects import ObjectMap
+        from engram.memory.places import PlaceGraph
+        from engram.memory.snapshots import SnapshotMemory
+
+        if not voxel_size_m > 0:
+            raise ValueError(f"voxel_size_m must be positive, got {voxel_size_m}")
+        if depth_stride < 1 or object_stride < 1:
+            raise ValueError("depth_stride and object_stride must be >= 1")
+        self.voxel_size_m = float(voxel_size_m)
+        self.max_range_m = float(max_range_m)
+        self.depth_stride = int(depth_stride)
+        self.object_stride = int(object_stride)
+        self.dynamic_enabled = bool(dynamic)
+        self.dynamic_categories = tuple(dynamic_categories)
+        self.frontier_every = int(frontier_every)
+        self.floor_z_m = float(floor_z_m)
+        self.snapshot_image_width = int(snapshot_image_width)
+        self.config = {
+            "voxel_size_m": self.voxel_size_m,
+            "max_range_m": self.max_range_m,
+            "depth_stride": self.depth_stride,
+            "object_stride": self.object_stride,
+            "dynamic": self.dynamic_enabled,
+            "dynamic_categories": list(self.dynamic_categories),
+            "transient_half_life_s": float(transient_half_life_s),
+            "place_spacing_m": float(place_spacing_m),
+            "frontier_every": self.frontier_every,
+            "floor_z_m": self.floor_z_m,
+            "image_encoder": image_encoder if isinstance(image_encoder, str) or image_encoder is None else getattr(image_encoder, "name", "custom"),
+            "text_encoder": text_encoder if isinstance(text_encoder, str) or text_encoder is None else getattr(text_encoder, "name", "custom"),
+            "timeline": bool(timeline),
+            "snapshot_image_width": self.snapshot_image_width,
+            "octree_kwargs": dict(octree_kwargs or {}),
+        }
+
+        self.octree = OccupancyOctree(self.voxel_size_m, **(octree_kwargs or {}))
+        self.objects = ObjectMap(voxel_size_m=self.voxel_size_m)
+        self.snapshots = SnapshotMemory()
+        self.places = PlaceGraph(spacing_m=place_spacing_m)
+        self.transient = TransientLayer(self.voxel_size_m, half_life_s=transient_half_life_s)
+        self.tracker = ObjectTracker(max_range_m=min(self.max_range_m, 4.0))
+        self.frontiers: list[Any] = []
+        self.trajectory: list[tuple[int, float, np.ndarray]] = []  # (frame index, t, 4x4)
+        self.frames_seen = 0
+        self.frames_mapped = 0
+        self.last_timestamp_s: float | None = None
+        self.first_timestamp_s: float | None = None
+        self._lock = RWLock()
+        self._warned: set[str] = set()
+        self._label_vec: dict[str, np.ndarray] = {}
+
+        self._image_encoder = self._build_encoder(image_encoder, "image")
+        self._text_encoder = self._build_encoder(text_encoder, "text")
+        self.timeline = None
+        if timeline:
+            from engram.memory.episodic import EpisodicMemory
+
+            self.timeline = EpisodicMemory(text_encoder=self._text_encoder)
+
+    # construction ------------------------------------------------------------
+    @staticmethod
+    def _build_encoder(spec: Any, kind: str) -> Any:
+        if spec is None or not isinstance(spec, str):
+            return spec
+        from engram.perception import encoders
+
+        build = encoders.build_image_encoder if kind == "image" else encoders.build_text_encoder
+        return build(spec)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> SceneMemory:
+        """From a mapping or an OmegaConf node (``_target_`` is ignored)."""
+        if hasattr(cfg, "items") and not isinstance(cfg, dict):
+            from omegaconf import OmegaConf
+
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        kwargs = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
+        return cls(**kwargs)
+
+    # helpers -------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=3)
+
+    @property
+    def image_encoder(self) -> Any:
+        return self._image_encoder
+
+    @property
+    def text_encoder(self) -> Any:
+        return self._text_encoder
+
+    # writing ---------------------------------------------------------------------
+    def integrate(self, frame: Frame) -> IntegrationReport:
+        """Run perception on one frame and update every layer.
+
+        Raises:
+            ValueError: the frame is not a `Frame`, or time went backwards.
+                The memory is unchanged.
+        """
+        if not isinstance(frame, Frame):
+            raise ValueError(f"integrate expects an engram Frame, got {type(frame).__name__}")
+        with self._lock.write():
+            if self.last_timestamp_s is not None and frame.timestamp_s < self.last_timestamp_s:
+                raise ValueError(
+                    f"time went backwards: frame {frame.index} has timestamp_s={frame.timestamp_s} "
+                    f"but the previous frame had timestamp_s={self.last_timestamp_s}"
+                )
+            t0 = time.perf_counter()
+            # Work that can fail runs before anything is written, so a failure leaves the memory as it was.
+            if frame.has_geometry:
+                report = self._integrate_geometry(frame)
+            else:
+                missing = [n for n in ("depth_m", "intrinsics", "world_from_camera") if getattr(frame, n) is None]
+                reason = f"no {', '.join(missing)}: kept for time and image memory only"
+                self._warn_once(f"nogeo-{','.join(missing)}", f"frame {frame.index}: {reason}")
+                report = IntegrationReport(frame.index, frame.timestamp_s, mapped=False, reason=reason)
+                if frame.world_from_camera is not None:
+                    self._integrate_pose_only(frame)
+            if self.timeline is not None:
+                self._add_to_timeline(frame, report)
+            self.frames_seen += 1
+            self.last_timestamp_s = frame.timestamp_s
+            if self.first_timestamp_s is None:
+                self.first_timestamp_s = frame.timestamp_s
+            report.ms = (time.perf_counter() - t0) * 1e3
+            return report
+
+    def integrate_all(self, frames: Iterable[Frame], progress: bool = False) -> list[IntegrationReport]:
+        it = frames
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(frames, desc="integrate", unit="frame")
+        return [self.integrate(f) for f in it]
+
+    def _integrate_pose_only(self, frame: Frame) -> None:
+        pos = frame.world_from_camera.translation
+        self.trajectory.append((frame.index, frame.timestamp_s, np.array(frame.world_from_camera.matrix)))
+        self.places.add_pose(np.array(pos), frame.timestamp_s, frame.index, [])
+
+    def _integrate_geometry(self, frame: Frame) -> IntegrationReport:
+        from engram.perception.segmentation import detections_from_instances
+
+        k = frame.intrinsics
+        world_from_camera = frame.world_from_camera
+        origin = world_from_camera.translation
+        t = frame.timestamp_s
+
+        # 1. points for the octree
+        pts_cam, px = backproject_depth(frame.depth_m, k, stride=self.depth_stride, return_pixels=True)
+        pts_world = world_from_camera.transform_points(pts_cam)
+
+        # 2. static / dynamic split
+        n_dyn = 0
+        dyn_px_mask = None
+        if self.dynamic_enabled and len(pts_world):
+            lo = self.octree.log_odds(pts_world)
+            split = split_dynamic(
+                (frame.height, frame.width),
+                instances=frame.instances,
+                labels=frame.labels,
+                pixels_uv=px,
+                endpoint_log_odds=lo,
+                stride=self.depth_stride,
+                categories=self.dynamic_categories,
+            )
+            dyn_px_mask = split.dynamic_pixels
+            is_dyn = dyn_px_mask[px[:, 1], px[:, 0]]
+            n_dyn = int(dyn_px_mask.sum())
+        else:
+            is_dyn = np.zeros(len(pts_world), bool)
+        static_pts = pts_world[~is_dyn]
+        dyn_pts = pts_world[is_dyn]
+
+        free_keys, occ_keys = self.octree.scan_keys(static_pts, origin, max_range_m=self.max_range_m)
+        if len(dyn_pts):
+            # rays toward moving bodies still show free space in front of them
+            d = dyn_pts - origin
+            dist = np.linalg.norm(d, axis=1, keepdims=True)
+            short = origin + d * np.clip((dist - 2 * self.voxel_size_m) / np.maximum(dist, 1e-9), 0.0, 1.0)
+            f2, o2 = self.octree.scan_keys(short, origin, max_range_m=self.max_range_m)
+            extra = np.concatenate([f2, o2]) if len(o2) else f2
+            free_keys = np.concatenate([free_keys, extra]) if len(extra) else free_keys
+
+        # 3. object detections (sim masks or a detector); moving categories are not map objects
+        ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
+        dets = []
+        if frame.instances is not None:
+            dets = detections_from_instances(
+                frame, stride=self.object_stride, max_depth_m=self.max_range_m, ignore_labels=ignore
+            )
+        # was each detection's place already mapped? (for "appeared" events)
+        known_before = []
+        if dets:
+            cents = np.stack([np.asarray(d.points_world, np.float64).mean(axis=0) for d in dets])
+            known_before = list(self.octree.state(cents) != 0)
+
+        # ---- from here on the memory is written ----
+        self.octree.apply_keys(free_keys, occ_keys)
+        if len(dyn_pts):
+            self.transient.add(dyn_pts, t)
+        if self.frames_mapped % 20 == 0:
+            self.transient.prune(t)
+
+        before_ids = set(self.objects.objects)
+        expected = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, frame.depth_m)
+        matched = self.objects.update(dets, frame.index, t)
+        detected = set(matched)
+        new_ids = detected - before_ids
+        new_known = {oid for oid, d, kb in zip(matched, dets, known_before) if oid in new_ids and kb}
+        merges = self.tracker.observe(t, self.objects.objects, detected, new_ids, expected, new_known)
+        for old, new in merges:
+            self._merge_moved(old, new)
+            detected.discard(new)
+            detected.add(old)
+
+        visible = sorted(detected)
+        self.snapshots.add_frame(
+            frame.index, t, world_from_camera, visible, rgb=self._small_rgb(frame.rgb), score=float(len(visible))
+        )
+        self.places.add_pose(np.array(origin), t, frame.index, visible)
+        self.trajectory.append((frame.index, t, np.array(world_from_camera.matrix)))
+        self.frames_mapped += 1
+        if self.frames_mapped % self.frontier_every == 0:
+            self._periodic()
+        return IntegrationReport(
+            frame.index,
+            t,
+            mapped=True,
+            n_points=len(pts_world),
+            n_dynamic_px=n_dyn,
+            detected_object_ids=visible,
+            new_object_ids=sorted(new_ids - {n for _, n in merges}),
+        )
+
+    def _merge_moved(self, old: int, new: int) -> None:
+        """The object ``old`` was found again as ``new`` somewhere else: keep one identity, new place."""
+        if old not in self.objects.objects or new not in self.objects.objects:
+            return
+        self.objects.relocate(old, new)
+        self.snapshots.remap_objects({new: old})
+        self.places.rename_object(new, old)
+
+    def _periodic(self) -> None:
+        from engram.memory.frontiers import detect_frontiers
+
+        merged = self.objects.merge_duplicates()
+        if merged:
+            self.snapshots.remap_objects({gone: keep for keep, gone in merged})
+            for keep, gone in merged:
+                self.places.rename_object(gone, keep)
+                self.tracker.aliases[gone] = keep
+                self.tracker.forget(gone)
+        self.snapshots.update({i: o.centroid for i, o in self.objects.objects.items()})
+        self.frontiers = detect_frontiers(self.octree, floor_z_m=self.floor_z_m)
+        self.snapshots.update_frontiers(self.frontiers)
+
+    def _small_rgb(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        if w <= self.snapshot_image_width:
+            return rgb
+        import cv2
+
+        s = self.snapshot_image_width / w
+        return cv2.resize(rgb, (self.snapshot_image_width, max(1, int(round(h * s)))), interpolation=cv2.INTER_AREA)
+
+    def _add_to_timeline(self, frame: Frame, report: IntegrationReport) -> None:
+        labels = sorted({self.objects.objects[i].label for i in report.detected_object_ids if i in self.objects.objects})
+        if not labels and frame.labels:
+            labels = sorted(set(frame.labels.values()) - set(STRUCTURE_LABELS))
+        emb = None
+        tags = None
+        if self._image_encoder is not None:
+            small = self._small_rgb(frame.rgb)
+            emb = self._image_encoder.encode([small])[0]
+            tags = self._image_encoder.tags([small], k=3)[0]
+        self.timeline.add_frame(frame, image_embedding=emb, tags=tags, labels=labels)
+
+    def finalize(self) -> None:
+        """Bring periodic layers up to date (frontiers, duplicate merging, snapshots, timeline)."""
+        with self._lock.write():
+            if self.frames_mapped:
+                self._periodic()
+            if self.timeline is not None:
+                self.timeline.finalize()
+
+    # reading -------------------------------------------------------------------
+    def _text_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:
+        """Similarity of a text query to category labels: exact words first, then the text encoder."""
+        q = text.strip().lower()
+        out = np.zeros(len(labels), np.float64)
+        words = set(q.replace(",", " ").split())
+        for i, lab in enumerate(labels):
+            ll = lab.lower()
+            if ll == q or ll in words or ll.replace("_", " ") in q:
+                out[i] = 1.0
+            elif q in ll:
+                out[i] = 0.9
+        rest = [i for i in range(len(labels)) if out[i] == 0.0]
+        if rest and self._text_encoder is not None:
+            missing = [labels[i] for i in rest if labels[i] not in self._label_vec]
+            if missing:
+                vecs = self._text_encoder.encode(missing)
+                self._label_vec.update(zip(missing, vecs))
+            qv = self._text_encoder.encode([text])[0]
+            sims = np.array([float(self._label_vec[labels[i]] @ qv) for i in rest])
+            out[rest] = 0.8 * np.clip(sims, 0.0, 1.0)
+        return out
+
+    def query(
+        self,
+        text: str | None = None,
+        image: np.ndarray | None = None,
+        near: Sequence[float] | None = None,
+        radius_m: float | None = None,
+        since_s: float | None = None,
+        until_s: float | None = None,
+        at_s: float | None = None,
+        k: int = 5,
+        kinds: Sequence[str] = ("object", "snapshot", "place", "event"),
+        min_score: float = 0.2,
+    ) -> list[Hit]:
+        """One retrieval over text, image, position and time across all layers.
+
+        Args:
+            text: what to look for ("red mug", "kitchen table").
+            image: an RGB image to match against snapshots and timeline events (needs an image encoder).
+            near: a world position; hits are ranked by closeness too.
+            radius_m: with ``near``, drop hits farther than this.
+            since_s, until_s: keep records seen within this time window.
+            at_s: report positions as they were at this time (moved objects).
+            k: at most this many hits.
+            kinds: which layers to search.
+            min_score: drop text/image matches below this.
+
+        Returns:
+            Hits sorted by score, best first; empty when nothing matches.
+        """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        near_v = None if near is None else np.asarray(near, dtype=np.float64).reshape(-1)
+        if near_v is not None and near_v.shape not in ((2,), (3,)):
+            raise ValueError(f"near must be (x, y) or (x, y, z), got shape {near_v.shape}")
+        with self._lock.read():
+            hits: list[Hit] = []
+            img_vec = None
+            if image is not None:
+                if self._image_encoder is None:
+                    raise ValueError("image queries need an image encoder: SceneMemory(image_encoder=...)")
+                img_vec = self._image_encoder.encode([np.asarray(image)])[0]
+            if "object" in kinds:
+                hits += self._query_objects(text, img_vec, at_s)
+            if "snapshot" in kinds:
+                hits += self._query_snapshots(text, img_vec)
+            if "place" in kinds and text is None and img_vec is None:
+                hits += self._query_places()
+            if "event" in kinds and self.timeline is not None and (text is not None or img_vec is not None):
+                hits += self._query_events(text, img_vec, k)
+            hits = [h for h in hits if self._in_window(h, since_s, until_s)]
+            if text is not None or img_vec is not None:
+                hits = [h for h in hits if h.score >= min_score]
+            if near_v is not None:
+                kept = []
+                for h in hits:
+                    if h.position is None:
+                        continue
+                    d = float(np.linalg.norm(h.position[: len(near_v)] - near_v))
+                    if radius_m is not None and d > radius_m:
+                        continue
+                    h.evidence["distance_m"] = d
+                    h.score = h.score / (1.0 + 0.25 * d) if (text or img_vec is not None) else 1.0 / (1.0 + d)
+                    kept.append(h)
+                hits = kept
+            hits.sort(key=lambda h: -h.score)
+            return hits[:k]
+
+    @staticmethod
+    def _in_window(h: Hit, since_s: float | None, until_s: float | None) -> bool:
+        if since_s is None and until_s is None:
+            return True
+        if h.time_span_s is None:
+            return False
+        first, last = h.time_span_s
+        return (since_s is None or last >= since_s) and (until_s is None or first <= until_s)
+
+    def _query_objects(self, text: str | None, img_vec: np.ndarray | None, at_s: float | None) -> list[Hit]:
+        objs = list(self.objects.objects.values())
+        if not objs:
+            return []
+        scores = np.ones(len(objs))
+        if text is not None:
+            labels = [o.label for o in objs]
+            uniq = sorted(set(labels))
+            s = dict(zip(uniq, self._text_scores(text, uniq)))
+            scores = np.array([s[lab] for lab in labels])
+            # more detections, more confidence: a small tie-breaker
+            scores = scores + 1e-3 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
+        if img_vec is not None:
+            emb = [getattr(o, "embedding", None) for o in objs]
+            sims = np.array([float(e @ img_vec) if e is not None and len(e) == len(img_vec) else 0.0 for e in emb])
+            scores = scores * np.clip(sims, 0.0, 1.0) if text is not None else sims
+        out = []
+        for o, sc in zip(objs, scores):
+            pos = np.asarray(o.centroid, np.float64)
+            st = self.tracker.status.get(o.id)
+            if at_s is not None:
+                p = self.tracker.where_is(o.id, at_s)
+                if p is None and o.first_seen_s > at_s:
+                    continue  # not seen yet at that time
+                if p is not None:
+                    pos = p
+            out.append(
+                Hit(
+                    kind="object",
+                    id=int(o.id),
+                    score=float(sc),
+                    label=o.label,
+                    position=pos,
+                    time_span_s=(float(o.first_seen_s), float(o.last_seen_s)),
+                    frame_indices=list(getattr(o, "frames", []))[-10:],
+                    evidence={
+                        "box_min": np.asarray(o.box_min).tolist(),
+                        "box_max": np.asarray(o.box_max).tolist(),
+                        "state": st.state if st else "present",
+                        "n_detections": int(getattr(o, "n_detections", 1)),
+                        "snapshot": getattr(self.snapshots.snapshot_of(o.id), "frame_index", None),
+                    },
+                )
+            )
+        return out
+
+    def _query_snapshots(self, text: str | None, img_vec: np.ndarray | None) -> list[Hit]:
+        out = []
+        objs = self.objects.objects
+        for snap in self.snapshots.snapshots:
+            ids = [i for i in snap.object_ids if i in objs]
+            labels = [objs[i].label for i in ids]
+            if text is not None:
+                if not labels:
+                    continue
+                sc = float(np.max(self._text_scores(text, labels)))
+            elif img_vec is not None:
+                continue  # snapshots carry no embedding unless encoded below
+            else:
+                sc = 0.5
+            pose = snap.world_from_camera if isinstance(snap.world_from_camera, Pose) else Pose(snap.world_from_camera)
+            out.append(
+                Hit(
+                    kind="snapshot",
+                    id=int(snap.frame_index),
+                    score=sc * 0.95,
+                    label=", ".join(sorted(set(labels))),
+                    position=np.array(pose.translation),
+                    time_span_s=(float(snap.timestamp_s), float(snap.timestamp_s)),
+                    frame_indices=[int(snap.frame_index)],
+                    evidence={"object_ids": ids},
+                )
+            )
+        return out
+
+    def _query_places(self) -> list[Hit]:
+        out = []
+        for pid, data in self.places.graph.nodes(data=True):
+            times = data.get("times") or [data.get("timestamp_s", 0.0)]
+            out.append(
+                Hit(
+                    kind="place",
+                    id=int(pid),
+                    score=0.1,
+                    label="place",
+                    position=np.asarray(data["position"], np.float64),
+                    time_span_s=(float(min(times)), float(max(times))),
+                    frame_indices=list(data.get("frames", []))[-10:],
+                    evidence={"object_ids": sorted(data.get("objects", []))},
+                )
+            )
+        return out
+
+    def _query_events(self, text: str | None, img_vec: np.ndarray | None, k: int) -> list[Hit]:
+        res = self.timeline.search(text=text, image=img_vec, k=k)
+        out = []
+        for r in res:
+            node, sc = r.node, r.score
+            span = (float(node.start_s), float(node.end_s))
+            out.append(
+                Hit(
+                    kind="event",
+                    id=int(node.node_id),
+                    score=float(sc) * 0.9,
+                    label=node.description,
+                    position=None,
+                    time_span_s=span,
+                    frame_indices=[],
+                    evidence={"level": node.level, "tags": [t for t, _ in node.tags], "objects": [t for t, _ in node.labels]},
+                )
+            )
+        return out
+
+    # dynamic queries ---------------------------------------------------------------
+    def _resolve_object(self, obj: int | str) -> list[int]:
+        if isinstance(obj, (int, np.integer)):
+            oid = self.tracker.resolve(int(obj))
+            return [oid] if oid in self.objects.objects else []
+        hits = self.query(text=str(obj), kinds=("object",), k=50, min_score=0.75)
+        if not hits:
+            return []
+        best = hits[0].score
+        return [h.id for h in hits if h.score >= best - 1e-2]
+
+    def where_is(self, obj: int | str, at_s: float | None = None) -> list[Hit]:
+        """Where an object (id or text) is now, or was at ``at_s``."""
+        with self._lock.read():
+            ids = self._resolve_object(obj)
+        out = []
+        for oid in ids:
+            o = self.objects.objects[oid]
+            pos = self.tracker.where_is(oid, at_s)
+            if pos is None:
+                if at_s is not None and o.first_seen_s > at_s:
+                    continue
+                pos = np.asarray(o.centroid, np.float64)
+            st = self.tracker.status.get(oid)
+            out.append(
+                Hit(
+                    kind="object",
+                    id=oid,
+                    score=1.0,
+                    label=o.label,
+                    position=pos,
+                    time_span_s=(float(o.first_seen_s), float(o.last_seen_s)),
+                    frame_indices=list(getattr(o, "frames", []))[-5:],
+                    evidence={"state": st.state if st else "present"},
+                )
+            )
+        return out
+
+    def last_seen(self, obj: int | str) -> list[tuple[int, float, np.ndarray]]:
+        """(object id, time, position) of the last sighting of each matching object."""
+        with self._lock.read():
+            ids = self._resolve_object(obj)
+            return [
+                (oid, float(self.objects.objects[oid].last_seen_s), np.asarray(self.objects.objects[oid].centroid))
+                for oid in ids
+            ]
+
+    def changes(self, since_s: float | None = None) -> list[ChangeEvent]:
+        """Moved / appeared / disappeared events since ``since_s``."""
+        with self._lock.read():
+            return self.tracker.changes(since_s)
+
+    def transient_points(self, t_s: float | None = None, min_weight: float = 0.5) -> np.ndarray:
+        """Centres of transient (moving) voxels still remembered at ``t_s`` (default: now)."""
+        with self._lock.read():
+            t = self.last_timestamp_s if t_s is None else t_s
+            return self.transient.centers(t if t is not None else 0.0, min_weight)
+
+    # inspection ----------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        with self._lock.read():
+            return {
+                "frames_seen": self.frames_seen,
+                "frames_mapped": self.frames_mapped,
+                "voxels": len(self.octree),
+                "occupied_voxels": int(len(self.octree.occupied_centers())),
+                "objects": len(self.objects.objects),
+                "snapshots": len(self.snapshots.snapshots),
+                "places": self.places.graph.number_of_nodes(),
+                "frontiers": len(self.frontiers),
+                "transient_voxels": len(self.transient),
+                "changes": len(self.tracker.events),
+                "timeline_nodes": 0 if self.timeline is None else len(self.timeline),
+            }
+
+    def digest(self) -> str:
+        """A content hash over every layer: equal digests mean equal memories."""
+        with self._lock.read():
+            h = hashlib.sha256()
+            h.update(self.octree.digest().encode())
+            h.update(self.objects.digest().encode())
+            h.update(repr(sorted((s.frame_index, tuple(sorted(s.object_ids))) for s in self.snapshots.snapshots)).encode())
+            h.update(repr(sorted(self.places.graph.nodes)).encode())
+            h.update(self.transient.to_arrays()["keys"].tobytes())
+            h.update(repr([e.to_dict() for e in self.tracker.events]).encode())
+            h.update(repr((self.frames_seen, self.frames_mapped, self.last_timestamp_s)).encode())
+            h.update(repr([(i, t) for i, t, _ in self.trajectory]).encode())
+            return h.hexdigest()
+
+    # persistence ---------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        """Save every layer atomically (see `engram.memory.store`)."""
+        from engram.memory.persist import save_scene
+
+        with self._lock.read():
+            save_scene(self, path)
+
+    @classmethod
+    def load(cls, path: str) -> SceneMemory:
+        from engram.memory.persist import load_scene
+
+        return load_scene(path)
