@@ -158,8 +158,12 @@ def register_migration(
 # encoding
 
 
-def _encode(name: str, value: Any) -> tuple[bytes, str]:
-    """Serialise one file's value; returns the bytes and the manifest's type tag."""
+def _encode(name: str, value: Any) -> tuple[bytes | np.ndarray, str]:
+    """Check one file's value and serialise what is cheap to serialise.
+
+    Returns the payload (bytes, or the array itself: arrays are streamed to disk
+    by `_write_payload` so a large memory is not held twice) and the type tag.
+    """
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value), "bytes"
     if isinstance(value, np.ndarray):
@@ -167,9 +171,7 @@ def _encode(name: str, value: Any) -> tuple[bytes, str]:
             raise StoreError(f"store file {name!r}: an array must be saved under a .npy name")
         if value.dtype.hasobject:
             raise StoreError(f"store file {name!r}: object arrays cannot be stored (dtype {value.dtype})")
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
-        return buf.getvalue(), "npy"
+        return value, "npy"
     if isinstance(value, (dict, list)):
         if not name.endswith(".json"):
             raise StoreError(f"store file {name!r}: a dict or list must be saved under a .json name")
@@ -216,6 +218,42 @@ def _write_durable(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+class _HashingWriter:
+    """A write-only file wrapper that hashes and counts what passes through."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.sha256.update(view)
+        self.size += len(view)
+        return self._fh.write(view)
+
+
+def _write_payload(path: Path, payload: bytes | np.ndarray) -> tuple[str, int]:
+    """Write one file durably; returns its sha256 and size."""
+    with open(path, "wb") as fh:
+        w = _HashingWriter(fh)
+        if isinstance(payload, np.ndarray):
+            np.lib.format.write_array(w, payload, allow_pickle=False)
+        else:
+            w.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return w.sha256.hexdigest(), w.size
+
+
+def _to_bytes(payload: bytes | np.ndarray) -> bytes:
+    if isinstance(payload, np.ndarray):
+        buf = io.BytesIO()
+        np.lib.format.write_array(buf, payload, allow_pickle=False)
+        return buf.getvalue()
+    return payload
 
 
 def _rmtree(path: Path) -> None:
@@ -364,8 +402,8 @@ def write_store(
     except (TypeError, ValueError) as exc:
         raise StoreError(f"store meta is not valid JSON data: {exc}") from exc
 
-    # Encode everything before touching the disk, so bad input changes nothing.
-    encoded: dict[str, tuple[bytes, str]] = {}
+    # Check everything before touching the disk, so bad input changes nothing.
+    encoded: dict[str, tuple[bytes | np.ndarray, str]] = {}
     for name, value in files.items():
         _check_name(name)
         encoded[name] = _encode(name, value)
@@ -394,19 +432,11 @@ def write_store(
         tmp = parent / f"{_tmp_prefix(name)}{os.getpid()}-{secrets.token_hex(4)}"
         _checkpoint("mkdir_tmp")
         tmp.mkdir()
-        entries: dict[str, dict[str, Any]] = {}
-        subdirs: set[Path] = set()
-        for fname in sorted(encoded):
-            data, typ = encoded[fname]
-            target = tmp / fname
-            if target.parent != tmp and target.parent not in subdirs:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                subdirs.update(d for d in target.parents if d != tmp and tmp in d.parents)
-            _checkpoint(f"write:{fname}")
-            _write_durable(target, data)
-            entries[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "type": typ}
-        for d in sorted(subdirs, key=lambda d: len(d.parts), reverse=True):
-            _fsync_dir(d)
+        try:
+            entries = _write_files(tmp, encoded)
+        except BaseException:
+            _rmtree(tmp)  # e.g. a full disk: leave nothing behind, the previous save is untouched
+            raise
         manifest = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -452,6 +482,23 @@ def write_store(
         _fsync_dir(parent)
         _checkpoint("done")
         return live
+
+
+def _write_files(tmp: Path, encoded: Mapping[str, tuple[bytes | np.ndarray, str]]) -> dict[str, dict[str, Any]]:
+    entries: dict[str, dict[str, Any]] = {}
+    subdirs: set[Path] = set()
+    for fname in sorted(encoded):
+        payload, typ = encoded[fname]
+        target = tmp / fname
+        if target.parent != tmp and target.parent not in subdirs:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            subdirs.update(d for d in target.parents if d != tmp and tmp in d.parents)
+        _checkpoint(f"write:{fname}")
+        sha, size = _write_payload(target, payload)
+        entries[fname] = {"sha256": sha, "size": size, "type": typ}
+    for d in sorted(subdirs, key=lambda d: len(d.parts), reverse=True):
+        _fsync_dir(d)
+    return entries
 
 
 def _current_generation(current: Path | None) -> int:
@@ -514,6 +561,31 @@ def _commit(p: Path, final: Path, current: Path | None, current_gen: int) -> Non
 # reading
 
 
+def _npy_from_buffer(data: bytes | bytearray) -> np.ndarray:
+    """Parse .npy bytes; a bytearray is used in place (zero copy, writable)."""
+    fmt = np.lib.format
+    head = io.BytesIO(bytes(memoryview(data)[: min(len(data), 1 << 20)]))
+    version = fmt.read_magic(head)
+    if version == (1, 0):
+        shape, fortran, dtype = fmt.read_array_header_1_0(head)
+    elif version == (2, 0):
+        shape, fortran, dtype = fmt.read_array_header_2_0(head)
+    else:  # other header versions (e.g. 3.0 for unicode field names): numpy's own reader
+        return np.load(io.BytesIO(bytes(data)), allow_pickle=False)
+    if dtype.hasobject:
+        raise ValueError("object arrays are not allowed")
+    count = int(np.prod(shape, dtype=np.int64))
+    offset = head.tell()
+    if offset + count * dtype.itemsize != len(data):
+        raise ValueError(f"{len(data) - offset} data bytes for shape {shape} of {dtype}")
+    if count == 0:
+        return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    if not isinstance(data, bytearray):
+        data = bytearray(data)
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape, order="F" if fortran else "C")
+
+
 @dataclass(frozen=True)
 class _Override:
     data: bytes
@@ -574,8 +646,7 @@ class StoreContents:
         return len(self.names())
 
     # access ----------------------------------------------------------
-    def read_bytes(self, name: str) -> bytes:
-        """The verified bytes of one file."""
+    def _read_verified(self, name: str) -> bytes | bytearray:
         if name in self._overrides:
             return self._overrides[name].data
         if name not in self:
@@ -583,16 +654,22 @@ class StoreContents:
         entry = self._manifest["files"][name]
         try:
             with open(self.path / name, "rb") as fh:
-                data = fh.read()
+                size = os.fstat(fh.fileno()).st_size
+                data = bytearray(size)
+                got = fh.readinto(data)
         except FileNotFoundError as exc:
             raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from exc
-        if len(data) != entry.get("size"):
+        if got != size or size != entry.get("size"):
             raise StoreCorruptError(
-                f"store {self.path}: file {name!r} has {len(data)} bytes, the manifest says {entry.get('size')}"
+                f"store {self.path}: file {name!r} has {got} bytes, the manifest says {entry.get('size')}"
             )
         if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise StoreCorruptError(f"store {self.path}: file {name!r} fails its sha256 checksum")
         return data
+
+    def read_bytes(self, name: str) -> bytes:
+        """The verified bytes of one file."""
+        return bytes(self._read_verified(name))
 
     def _type(self, name: str) -> str:
         if name in self._overrides:
@@ -602,10 +679,10 @@ class StoreContents:
         return str(self._manifest["files"][name].get("type", "bytes"))
 
     def array(self, name: str) -> np.ndarray:
-        """A ``.npy`` file as a numpy array."""
-        data = self.read_bytes(name)
+        """A ``.npy`` file as a (writable) numpy array, without copying the file's data."""
+        data = self._read_verified(name)
         try:
-            return np.load(io.BytesIO(data), allow_pickle=False)
+            return _npy_from_buffer(data)
         except (ValueError, OSError, EOFError) as exc:
             raise StoreCorruptError(f"store {self.path}: file {name!r} is not a valid .npy array ({exc})") from exc
 
@@ -644,8 +721,8 @@ class StoreContents:
             gone.add(name)
         for name, value in (files or {}).items():
             _check_name(name)
-            data, typ = _encode(name, value)
-            overrides[name] = _Override(data, typ)
+            payload, typ = _encode(name, value)
+            overrides[name] = _Override(_to_bytes(payload), typ)
             gone.discard(name)
         return StoreContents(self.path, self._manifest, overrides=overrides, removed=gone, version=self.version)
 
