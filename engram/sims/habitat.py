@@ -248,6 +248,8 @@ class HabitatSource:
         labels: semantic id -> name, overriding the scene's annotations.
         gpu_device_id: habitat's GPU for rendering.
         max_depth_m: depth sensor far plane; deeper pixels read 0 (no return).
+        agent_radius_m, agent_height_m: the agent's cylinder, for a navmesh computed
+            here when the scene ships none (an engram export has none).
 
     Raises:
         MissingExtraError: habitat_sim is not installed (the message says how).
@@ -273,6 +275,8 @@ class HabitatSource:
         labels: Mapping[int, str] | None = None,
         gpu_device_id: int = 0,
         max_depth_m: float = 10.0,
+        agent_radius_m: float = 0.2,
+        agent_height_m: float = 1.5,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
@@ -283,6 +287,8 @@ class HabitatSource:
             ("turn_step_deg", turn_step_deg),
             ("time_step_s", time_step_s),
             ("max_depth_m", max_depth_m),
+            ("agent_radius_m", agent_radius_m),
+            ("agent_height_m", agent_height_m),
         ):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
@@ -338,8 +344,12 @@ class HabitatSource:
             "turn_left": act("turn_left", actuation(amount=float(turn_step_deg))),
             "turn_right": act("turn_right", actuation(amount=float(turn_step_deg))),
         }
+        agent_cfg.radius = float(agent_radius_m)
+        agent_cfg.height = float(agent_height_m)
         self._sim = habitat_sim.Simulator(habitat_sim.Configuration(sim_cfg, [agent_cfg]))
         self._agent = self._sim.initialize_agent(0)
+        if not self.pathfinder_loaded:
+            self._compute_navmesh(float(agent_radius_m), float(agent_height_m))
 
         self.labels: dict[int, str] = dict(semantic_labels(getattr(self._sim, "semantic_scene", None)))
         self.labels.update({int(k): str(v) for k, v in (sidecar.get("labels") or {}).items()})
@@ -431,6 +441,22 @@ class HabitatSource:
     def pathfinder_loaded(self) -> bool:
         pf = getattr(self._sim, "pathfinder", None)
         return bool(pf is not None and getattr(pf, "is_loaded", False))
+
+    def _compute_navmesh(self, radius_m: float, height_m: float) -> None:
+        """Bake a navmesh from the loaded scene, its static objects (furniture) included."""
+        nav_settings_cls = getattr(self._hs, "NavMeshSettings", None)
+        if nav_settings_cls is None or not hasattr(self._sim, "recompute_navmesh"):
+            return
+        settings = nav_settings_cls()
+        if hasattr(settings, "set_defaults"):
+            settings.set_defaults()
+        settings.agent_radius = radius_m
+        settings.agent_height = height_m
+        if hasattr(settings, "include_static_objects"):  # habitat-sim >= 0.3
+            settings.include_static_objects = True
+            self._sim.recompute_navmesh(self._sim.pathfinder, settings)
+        else:  # habitat-sim 0.2.x takes it as an argument
+            self._sim.recompute_navmesh(self._sim.pathfinder, settings, include_static_objects=True)
 
     def _pathfinder(self) -> Any:
         self._check_open()

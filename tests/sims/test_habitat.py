@@ -202,7 +202,7 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             self.sensor_states = {}
 
     class PathFinder:
-        is_loaded = True
+        is_loaded = True  # the tests below turn it off to exercise navmesh baking
 
         def is_navigable(self, p) -> bool:
             p = np.asarray(p)
@@ -288,6 +288,11 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             self.h, self.w = spec.resolution
             self.hfov = spec.hfov
 
+        def recompute_navmesh(self, pathfinder, settings) -> bool:
+            self.navmesh_settings = settings
+            pathfinder.is_loaded = True
+            return True
+
         def initialize_agent(self, i: int):
             self.agent = Agent(self.cfg.agents[i])
             return self.agent
@@ -333,6 +338,8 @@ def _make_fake_habitat_sim() -> types.ModuleType:
     m.Simulator = Simulator
     m.AgentState = AgentState
     m.ShortestPath = ShortestPath
+    m.NavMeshSettings = lambda: types.SimpleNamespace(include_static_objects=False)
+    m.PathFinder = PathFinder
     return m
 
 
@@ -419,6 +426,14 @@ def test_fake_sim_pathfinder_in_engram_coordinates(fake_habitat, tmp_path: Path)
         np.testing.assert_allclose(src.agent_pose.translation, [0.5, -1.0, 0.0], atol=1e-9)
 
 
+def test_navmesh_is_baked_when_the_scene_has_none(fake_habitat, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(fake_habitat.PathFinder, "is_loaded", False)
+    src = hab.HabitatSource(tmp_path / "scene.glb", width=16, height=12, agent_radius_m=0.3)
+    settings = src._sim.navmesh_settings
+    assert settings.agent_radius == 0.3 and settings.agent_height == 1.5 and settings.include_static_objects
+    assert src.pathfinder_loaded and src.is_navigable([0.0, 0.0, 0.0])
+
+
 def test_sidecar_labels_and_start_pose(fake_habitat, tmp_path: Path) -> None:
     import json
 
@@ -478,6 +493,8 @@ def test_real_habitat_sim_loads_an_exported_apartment(tmp_path: Path) -> None:
 
     spec = generate_apartment(0)
     paths = export_apartment(spec, tmp_path)
+    from engram.sims.embedded.groundtruth import GroundTruth
+
     with hab.HabitatSource(
         paths.scene_instance, scene_dataset_config=paths.scene_dataset_config, width=64, height=48
     ) as src:
@@ -485,3 +502,14 @@ def test_real_habitat_sim_loads_an_exported_apartment(tmp_path: Path) -> None:
         assert frame.has_geometry and np.isfinite(frame.depth_m).all()
         ids = set(np.unique(frame.instances).tolist()) - {0}
         assert ids <= set(spec.labels())
+        # the agent starts where the embedded world starts it
+        np.testing.assert_allclose(src.agent_pose.translation[:2], spec.agent_start[:2], atol=0.1)
+        # habitat's navmesh agrees with the embedded world's free-space ground truth
+        gt = GroundTruth(spec, agent_radius_m=0.2)
+        start = np.array([*spec.agent_start[:2], 0.0])
+        for room in spec.rooms:
+            goal = np.array([*room.box.center, 0.0])
+            ours = gt.shortest_path_length(start[:2], goal[:2])
+            if not math.isfinite(ours) or not src.is_navigable(goal):
+                continue
+            assert src.geodesic_distance(start, goal) == pytest.approx(ours, rel=0.15, abs=0.3)
