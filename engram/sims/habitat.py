@@ -214,7 +214,6 @@ def _sidecar(scene_path: Path) -> dict[str, Any]:
     candidates = [scene_path.with_suffix(".engram.json")]
     if scene_path.name.endswith(".scene_instance.json"):
         candidates.append(scene_path.with_name(scene_path.name.replace(".scene_instance.json", ".engram.json")))
-    candidates += sorted(scene_path.parent.glob("*.engram.json"))[:1]
     for c in candidates:
         if c.is_file():
             try:
