@@ -278,7 +278,7 @@ class EngramNode:
             self._subs.append(
                 rospy.Subscriber(
                     labels_topic, _message_class("std_msgs/String"),
-                    locked(lambda m: asm.add_labels(m, rospy.get_time())), queue_size=10,
+                    locked(lambda m: asm.add_labels(m, None)), queue_size=10,
                 )
             )
         self._subs.append(

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
+import functools
 import json
 import math
 import shutil
@@ -61,6 +63,7 @@ __all__ = [
     "RosbridgeSource",
     "record_bag",
     "record_sim",
+    "embedded_walk",
     "bag_topics",
     "image_to_rgb",
     "image_to_depth_m",
@@ -243,10 +246,12 @@ def image_to_rgb(msg: Any) -> np.ndarray:
 def _depth_from_array(arr: np.ndarray, encoding: str) -> np.ndarray:
     if arr.dtype == np.uint16:  # millimetres, 0 = no return
         return arr.astype(np.float32) * np.float32(0.001)
-    if arr.dtype == np.float32:  # metres, NaN / inf / <= 0 = no return
+    if arr.dtype == np.float32:  # metres; NaN, inf and negative values = no return (REP-117)
         depth = arr.astype(np.float32, copy=True)
         with np.errstate(invalid="ignore"):
-            depth[~np.isfinite(depth) | (depth < 0)] = np.nan
+            bad = ~((depth >= 0) & (depth < np.inf))  # one pass: NaN compares false
+        if bad.any():
+            depth[bad] = np.nan
         return depth
     raise UnsupportedEncodingError(f"depth encoding {encoding!r} is not 16UC1 (mm) or 32FC1 (m)")
 
@@ -648,7 +653,6 @@ class FrameAssembler:
         self.body_frame_id: str | None = None
         self.pose_frame_id: str | None = None
         self._infos: list[tuple[float, Any]] = []
-        self._labels: dict[int, str] = {}
         self._label_times: list[tuple[float, dict[int, str]]] = []
         others = ["depth"] + (["instances"] if use_instances else [])
         optional = ["instances"] if use_instances and instances_optional else []
@@ -668,14 +672,18 @@ class FrameAssembler:
         if "instances" in self._sync.queues:
             self._sync.push("instances", stamp_to_s(msg.header.stamp), (topic, msg, False))
 
-    def add_labels(self, msg: Any, t_s: float) -> None:
-        """A std_msgs/String with JSON ``{id: name}`` (engram's own label topic)."""
+    def add_labels(self, msg: Any, t_s: float | None) -> None:
+        """A std_msgs/String with JSON ``{id: name}`` (engram's own label topic).
+
+        ``t_s`` is the bag time of the message; None (live topics, where the
+        message has no stamp) makes it apply from now on.
+        """
         try:
             labels = {int(k): str(v) for k, v in json.loads(msg.data).items()}
         except (ValueError, AttributeError, TypeError) as exc:
-            raise RosBagError(f"labels message at t={t_s:.3f} s is not JSON {{id: name}}: {exc}") from exc
-        self._label_times.append((t_s, labels))
-        self._labels.update(labels)
+            when = "live" if t_s is None else f"t={t_s:.3f} s"
+            raise RosBagError(f"labels message ({when}) is not JSON {{id: name}}: {exc}") from exc
+        self._label_times.append((-math.inf if t_s is None else t_s, labels))
 
     def add_camera_info(self, msg: Any) -> None:
         self._infos.append((stamp_to_s(msg.header.stamp), msg))
@@ -781,7 +789,14 @@ class FrameAssembler:
         return best
 
     def _labels_at(self, t_s: float) -> dict[int, str]:
-        return dict(self._labels)
+        """The labels of the last label message at or before ``t_s`` (the first one if all are later)."""
+        if not self._label_times:
+            return {}
+        best = self._label_times[0][1]
+        for stamp, labels in self._label_times:
+            if stamp <= t_s + self.tolerance_s:
+                best = labels
+        return dict(best)
 
     def pop_frames(self, final: bool = False) -> list[Frame]:
         """Frames completed so far; ``final=True`` flushes everything (end of a bag or shutdown)."""
@@ -883,7 +898,9 @@ class FrameAssembler:
 # ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=None)
 def _ros1_typestore():
+    # Built once per process (building one costs ~20 ms); types found in bags are added to it.
     typesys = require("rosbags.typesys", "reading and writing ROS bags")
     ts = typesys.get_typestore(typesys.Stores.ROS1_NOETIC)
     if "tf2_msgs/msg/TFMessage" not in ts.types:
@@ -891,6 +908,7 @@ def _ros1_typestore():
     return ts
 
 
+@functools.lru_cache(maxsize=None)
 def _ros2_typestore():
     typesys = require("rosbags.typesys", "reading and writing ROS bags")
     return typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
@@ -1049,6 +1067,30 @@ class _BagReader:
             )
         self.topics = self._list_topics()
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[_BagReader]:
+        """Keep the bag open across several `messages` calls (one index read instead of one per call)."""
+        if self.kind != "any" or getattr(self, "_session", None) is not None:
+            yield self
+            return
+        self._session = self._open_any()
+        try:
+            yield self
+        finally:
+            self._session.close()
+            self._session = None
+
+    @contextlib.contextmanager
+    def _any_reader(self) -> Iterator[Any]:
+        if getattr(self, "_session", None) is not None:
+            yield self._session
+            return
+        reader = self._open_any()
+        try:
+            yield reader
+        finally:
+            reader.close()
+
     def _open_any(self):
         highlevel = require("rosbags.highlevel", "reading ROS bags")
         reader = highlevel.AnyReader([self.anypath], default_typestore=_ros2_typestore())
@@ -1120,15 +1162,12 @@ class _BagReader:
         self._last: tuple[str, int | None] = ("(start of bag)", None)
         try:
             if self.kind == "any":
-                reader = self._open_any()
-                try:
+                with self._any_reader() as reader:
                     conns = [c for c in reader.connections if c.topic in wanted]
                     for conn, t_ns, raw in reader.messages(connections=conns):
                         msg = reader.deserialize(raw, conn.msgtype)
                         self._last = (conn.topic, t_ns)
                         yield conn.topic, _norm_type(conn.msgtype), t_ns, msg
-                finally:
-                    reader.close()
             elif self.kind == "ros1scan":
                 store = _ros1_typestore()
                 typesys = require("rosbags.typesys", "reading ROS bags")
@@ -1171,15 +1210,12 @@ class _BagReader:
             yield from self._scan(wanted)
             return
         if self.kind == "any":
-            reader = self._open_any()
-            try:
+            with self._any_reader() as reader:
                 conns = [c for c in reader.connections if c.topic in wanted]
                 for conn, t_ns, raw in reader.messages(connections=conns):
                     msgtype = _norm_type(conn.msgtype)
                     data = bytes(raw) if not reader.is2 else bytes(ros2.cdr_to_ros1(raw, msgtype))
                     yield conn.topic, msgtype, t_ns, data
-            finally:
-                reader.close()
             return
         mcap_reader = require("mcap.reader", "reading .mcap files")
         with open(self.path, "rb") as f:
@@ -1346,7 +1382,10 @@ class RosBagSource:
         warnings.warn(RosBagWarning(f"{exc} (stopping; frames before it were kept)"), stacklevel=3)
 
     def __iter__(self) -> Iterator[Frame]:
-        topics = self._reader.topics
+        with self._reader.session():
+            yield from self._frames()
+
+    def _frames(self) -> Iterator[Frame]:
         asm = FrameAssembler(
             pose_source=self.pose_source,
             world_frame=self.world_frame,
@@ -1751,6 +1790,28 @@ def record_bag(
     return path
 
 
+def embedded_walk(seed: int = 0, steps: int = 100, **sim_kwargs: Any) -> Iterator[Frame]:
+    """The embedded world's frames along a seeded random walk (what `record_sim` records).
+
+    Args:
+        seed: apartment and walk seed.
+        steps: actions after the reset (frames = steps + 1).
+        **sim_kwargs: passed to ``EmbeddedSim`` (width, height, ...).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    from engram.sims.embedded import EmbeddedSim
+
+    sim = EmbeddedSim(seed=seed, **sim_kwargs)
+    rng = np.random.default_rng(seed)
+    try:
+        yield sim.reset(seed=seed)
+        for _ in range(steps):
+            yield sim.step(str(rng.choice(["move_forward", "move_forward", "turn_left", "turn_right"])))
+    finally:
+        sim.close()
+
+
 def record_sim(
     out_path: str | Path,
     seed: int = 0,
@@ -1761,7 +1822,7 @@ def record_sim(
     overwrite: bool = False,
     **sim_kwargs: Any,
 ) -> Path:
-    """Run the embedded world with a seeded random walk and record it as a bag (``engram sim record --bag``).
+    """Record the embedded world along a seeded random walk as a bag (``engram sim record --bag``).
 
     Args:
         out_path: bag path (``.bag``, ``.mcap`` or a directory), see `record_bag`.
@@ -1769,34 +1830,13 @@ def record_sim(
         steps: actions taken after the reset (frames = steps + 1).
         fmt, compressed, overwrite: passed to `record_bag`.
         **sim_kwargs: passed to ``EmbeddedSim``.
+
+    Returns:
+        The bag path.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    from engram.sims.embedded import EmbeddedSim
-
-    sim = EmbeddedSim(seed=seed, **sim_kwargs) if "seed" in _init_params(EmbeddedSim) else EmbeddedSim(**sim_kwargs)
-    rng = np.random.default_rng(seed)
-
-    def run() -> Iterator[Frame]:
-        try:
-            frame = sim.reset(seed=seed)
-            yield frame
-            for _ in range(steps):
-                action = rng.choice(["move_forward", "move_forward", "turn_left", "turn_right"])
-                yield sim.step(str(action))
-        finally:
-            sim.close()
-
-    return record_bag(run(), out_path, fmt=fmt, compressed=compressed, overwrite=overwrite)
-
-
-def _init_params(cls: type) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(cls).parameters)
-    except (TypeError, ValueError):
-        return set()
+    return record_bag(embedded_walk(seed, steps, **sim_kwargs), out_path, fmt=fmt, compressed=compressed, overwrite=overwrite)
 
 
 # ----------------------------------------------------------------------------

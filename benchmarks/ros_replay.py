@@ -1,0 +1,163 @@
+"""ROS bag replay speed: frames/s from a bag to engram Frames, and from a bag into a SceneMemory.
+
+The frames are real RGB-D data: the ICL-NUIM living-room sample (640x480,
+211 frames; ``../shared/data/icl_livingroom1``), or the embedded world's run
+with ``--source sim``. They are written once per format with
+`engram.sims.ros.record_bag` (the topics a RealSense robot publishes, poses in
+/tf + /tf_static), then read back.
+
+Columns:
+  peer_fps    the reading library alone: rosbags' AnyReader reading and
+              deserialising every message of the colour, depth, camera-info
+              and tf topics (mcap file: the mcap reader + rosbags' CDR
+              deserialiser), no decoding into arrays, no sync, no tf
+  engram_fps  `RosBagSource`: the same messages plus image decoding (JPEG /
+              PNG for compressed bags), colour-depth sync, tf chain
+              interpolation and Frame validation
+  ratio       engram_fps / peer_fps (the cost of turning messages into frames)
+
+Then, when `SceneMemory` is available, the replay of a ROS 2 mcap bag into a
+memory against integrating the same frames from RAM (the bag's share of the
+time), and a check that both memories have the same occupied voxels.
+
+Run:  python benchmarks/ros_replay.py [--frames 120] [--source icl|sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engram.sims import ros  # noqa: E402
+from engram.types import Frame  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "icl_livingroom1"
+
+
+def load_frames(source: str, n: int) -> list[Frame]:
+    if source == "icl":
+        from engram.sims.rgbd import RgbdDataset
+
+        if not SHARED.exists():
+            raise SystemExit(f"sample data not found at {SHARED}; use --source sim")
+        return list(RgbdDataset(SHARED, format="icl", max_frames=n))
+    return list(ros.embedded_walk(seed=0, steps=n - 1))
+
+
+def peer_read(path: Path, topics: list[str]) -> int:
+    """Read and deserialise every message of ``topics`` with the reading library alone."""
+    if path.suffix == ".mcap":
+        from mcap.reader import make_reader
+
+        store = ros._ros2_typestore()
+        n = 0
+        with open(path, "rb") as f:
+            for schema, _, message in make_reader(f).iter_messages(topics=topics, log_time_order=True):
+                store.deserialize_cdr(message.data, schema.name)
+                n += 1
+        return n
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([path], default_typestore=ros._ros2_typestore()) as reader:
+        conns = [c for c in reader.connections if c.topic in topics]
+        n = 0
+        for conn, _, raw in reader.messages(connections=conns):
+            reader.deserialize(raw, conn.msgtype)
+            n += 1
+    return n
+
+
+def best_of(fn, repeats: int) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--source", choices=("icl", "sim"), default="icl")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    frames = load_frames(args.source, args.frames)
+    h, w = frames[0].rgb.shape[:2]
+    print(f"{len(frames)} frames {w}x{h} from {args.source}")
+    tmp = Path(tempfile.mkdtemp(prefix="engram-ros-bench-"))
+    try:
+        cases = [
+            ("ROS 1 .bag", tmp / "run.bag", {}),
+            ("ROS 2 mcap dir", tmp / "run_mcap", {"fmt": "mcap"}),
+            ("ROS 2 sqlite3 dir", tmp / "run_db", {"fmt": "sqlite3"}),
+            ("ROS 2 .mcap file", tmp / "run.mcap", {}),
+            ("ROS 2 .mcap jpeg+compressedDepth", tmp / "comp.mcap", {"compressed": True}),
+        ]
+        rows = []
+        for name, path, kw in cases:
+            t0 = time.perf_counter()
+            ros.record_bag(frames, path, **kw)
+            write_s = time.perf_counter() - t0
+            src = ros.RosBagSource(path)
+            topics = [src.rgb_topic, src.depth_topic, src.info_topic, *src.tf_topics]
+            peer_s, n_msgs = best_of(lambda: peer_read(path, topics), args.repeats)
+            eng_s, got = best_of(lambda: list(ros.RosBagSource(path)), args.repeats)
+            assert len(got) == len(frames), (name, len(got))
+            size_mb = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))) / 1e6
+            rows.append((name, size_mb, len(frames) / write_s, len(frames) / peer_s, len(frames) / eng_s, n_msgs))
+
+        print()
+        print(f"{'bag':34s} {'MB':>7s} {'write fps':>10s} {'peer_fps':>9s} {'engram_fps':>11s} {'ratio':>6s}")
+        for name, size_mb, wfps, pfps, efps, _ in rows:
+            print(f"{name:34s} {size_mb:7.1f} {wfps:10.1f} {pfps:9.1f} {efps:11.1f} {efps / pfps:6.2f}")
+        print("peer: rosbags AnyReader (mcap file: mcap reader + rosbags CDR) reading + deserialising the same topics")
+
+        decode_fps = rows[3][4]
+        try:
+            from engram.memory.scene import SceneMemory
+
+            SceneMemory(voxel_size_m=0.05)
+        except ImportError as exc:
+            print(f"\nSceneMemory not available ({exc}): decoding only")
+            print(f"ros_replay: {decode_fps:.1f} frames/s decoding a ROS 2 mcap bag into frames (no memory)")
+            return
+
+        mcap_path = tmp / "run.mcap"
+
+        def into_memory(source) -> SceneMemory:
+            mem = SceneMemory(voxel_size_m=0.05)
+            for frame in source:
+                mem.integrate(frame)
+            return mem
+
+        direct_s, direct = best_of(lambda: into_memory(frames), 1)
+        replay_s, replayed = best_of(lambda: into_memory(ros.RosBagSource(mcap_path)), 1)
+        a = np.round(np.asarray(direct.octree.occupied_centers()) / 0.025).astype(np.int64)
+        b = np.round(np.asarray(replayed.octree.occupied_centers()) / 0.025).astype(np.int64)
+        same = a.shape == b.shape and np.array_equal(a[np.lexsort(a.T)], b[np.lexsort(b.T)])
+        print()
+        print(f"{'into SceneMemory(voxel 0.05 m)':34s} {'fps':>9s}")
+        print(f"{'frames from RAM':34s} {len(frames) / direct_s:9.1f}")
+        print(f"{'frames from the .mcap bag':34s} {len(frames) / replay_s:9.1f}")
+        print(f"identical occupied voxels: {same} ({len(a)} voxels); objects {len(direct.objects.objects)} vs {len(replayed.objects.objects)}")
+        print(
+            f"ros_replay: {len(frames) / replay_s:.1f} frames/s replaying a ROS 2 mcap bag into SceneMemory "
+            f"({decode_fps:.1f} frames/s decoding only)"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
