@@ -83,7 +83,8 @@ def test_good_frames_construct_and_keep_their_values(kw: dict) -> None:
     np.testing.assert_array_equal(f.world_from_camera.matrix, kw["world_from_camera"])
     np.testing.assert_array_equal(f.depth_m, kw["depth_m"])  # NaN == NaN for this helper
     # the rigid pose survives an inverse round trip
-    assert (f.world_from_camera @ f.world_from_camera.inverse()).allclose(Pose(), atol=1e-6 * (1 + np.abs(kw["world_from_camera"]).max()))
+    tol = 1e-6 * (1 + np.abs(kw["world_from_camera"]).max())
+    assert (f.world_from_camera @ f.world_from_camera.inverse()).allclose(Pose(), atol=tol)
 
 
 @FUZZ
@@ -191,7 +192,8 @@ def test_bad_intrinsics_instances_labels(kw: dict, data) -> None:
     h, w = kw["rgb"].shape[:2]
     k = kw["intrinsics"]
     other = CameraIntrinsics(k.fx, k.fy, k.cx, k.cy, w + data.draw(st.integers(1, 5)), h)
-    _assert_rejected({**kw, "intrinsics": data.draw(st.sampled_from([other, (k.fx, k.fy, k.cx, k.cy), "K"]))}, "intrinsics")
+    bad_k = data.draw(st.sampled_from([other, (k.fx, k.fy, k.cx, k.cy), "K"]))
+    _assert_rejected({**kw, "intrinsics": bad_k}, "intrinsics")
     bad_ids = data.draw(
         st.one_of(
             hnp.arrays(st.sampled_from([np.int64, np.uint32, np.float32, np.int16]), (h, w)),

@@ -138,7 +138,9 @@ def habitat_to_engram_world_from_base(position: Any, rotation_xyzw: Any) -> Pose
     return Pose.from_rt(r, ENGRAM_FROM_HABITAT_WORLD @ habitat_from_agent.translation)
 
 
-def engram_to_habitat_agent_state(x_m: float, y_m: float, yaw_rad: float, z_m: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def engram_to_habitat_agent_state(
+    x_m: float, y_m: float, yaw_rad: float, z_m: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """An engram floor pose (x, y, yaw about +z, 0 = facing +x) to a habitat agent (position, ``[x, y, z, w]``)."""
     world_from_base = Pose.from_xyz_yaw(x_m, y_m, z_m, yaw_rad)
     r = ENGRAM_FROM_HABITAT_WORLD.T @ world_from_base.rotation @ _AGENT_FROM_BASE.T
@@ -460,7 +462,7 @@ class HabitatSource:
     def _pathfinder(self) -> Any:
         self._check_open()
         if not self.pathfinder_loaded:
-            raise ValueError(f"scene {self.scene_path} has no navmesh loaded (habitat computes one from a .navmesh file)")
+            raise ValueError(f"scene {self.scene_path} has no navmesh (none shipped and baking one failed)")
         return self._sim.pathfinder
 
     def geodesic_distance(self, start_m: Sequence[float], goal_m: Sequence[float]) -> float:

@@ -182,7 +182,8 @@ def test_newer_version_names_the_engram_version_needed(tmp_path: Path) -> None:
     p = tmp_path / "m"
     write_store(p, {"a.npy": np.zeros(3)}, kind=KIND, version=5)
     _rewrite_manifest(p, engram_version="0.7.2")
-    with pytest.raises(StoreVersionError, match=r"version 5.*engram 0\.7\.2.*versions 1\.\.3.*upgrade to engram >= 0\.7\.2"):
+    want = r"version 5.*engram 0\.7\.2.*versions 1\.\.3.*upgrade to engram >= 0\.7\.2"
+    with pytest.raises(StoreVersionError, match=want):
         read_store(p, kind=KIND, supported_versions=range(1, 4))
     _rewrite_manifest(p, format_version=99)
     with pytest.raises(StoreVersionError, match="container format 99"):

@@ -352,7 +352,9 @@ def fake_habitat(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def test_fake_sim_frames_follow_engram_conventions(fake_habitat, tmp_path: Path) -> None:
-    src = hab.HabitatSource(tmp_path / "scene.glb", width=64, height=48, hfov_deg=90, start_pose=(0.0, 0.0, math.pi / 2))
+    src = hab.HabitatSource(
+        tmp_path / "scene.glb", width=64, height=48, hfov_deg=90, start_pose=(0.0, 0.0, math.pi / 2)
+    )
     assert isinstance(src, Simulator)
     frame = src.reset()
     assert frame.index == 0 and frame.timestamp_s == 0.0
@@ -426,7 +428,9 @@ def test_fake_sim_pathfinder_in_engram_coordinates(fake_habitat, tmp_path: Path)
         np.testing.assert_allclose(src.agent_pose.translation, [0.5, -1.0, 0.0], atol=1e-9)
 
 
-def test_navmesh_is_baked_when_the_scene_has_none(fake_habitat, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_navmesh_is_baked_when_the_scene_has_none(
+    fake_habitat, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(fake_habitat.PathFinder, "is_loaded", False)
     src = hab.HabitatSource(tmp_path / "scene.glb", width=16, height=12, agent_radius_m=0.3)
     settings = src._sim.navmesh_settings
@@ -437,7 +441,8 @@ def test_navmesh_is_baked_when_the_scene_has_none(fake_habitat, monkeypatch: pyt
 def test_sidecar_labels_and_start_pose(fake_habitat, tmp_path: Path) -> None:
     import json
 
-    (tmp_path / "apt.engram.json").write_text(json.dumps({"labels": {"7": "poster"}, "agent_start": [0.0, 1.0, math.pi / 2]}))
+    sidecar = {"labels": {"7": "poster"}, "agent_start": [0.0, 1.0, math.pi / 2]}
+    (tmp_path / "apt.engram.json").write_text(json.dumps(sidecar))
     src = hab.HabitatSource(tmp_path / "apt.scene_instance.json", width=16, height=12, labels={3: "brick wall"})
     frame = src.reset()
     assert frame.labels == {3: "brick wall", 7: "poster"}
@@ -450,7 +455,13 @@ def test_hydra_config_builds_the_source(fake_habitat, tmp_path: Path) -> None:
 
     cfg = compose(
         "explore",
-        ["sim=habitat", f"sim.scene_path={tmp_path / 'apt.glb'}", "sim.width=32", "sim.height=24", "sim.start_pose=[0.0,0.0,1.5707963]"],
+        [
+            "sim=habitat",
+            f"sim.scene_path={tmp_path / 'apt.glb'}",
+            "sim.width=32",
+            "sim.height=24",
+            "sim.start_pose=[0.0,0.0,1.5707963]",
+        ],
     )
     src = instantiate(cfg.sim)
     assert isinstance(src, hab.HabitatSource)

@@ -192,7 +192,12 @@ def apartment_meshes(spec: ApartmentSpec) -> dict[str, Any]:
     sx, sy = b.x_max - b.x_min + t, b.y_max - b.y_min + t
     cx, cy = b.center
     out: dict[str, Any] = {
-        "floor": _box(trimesh, (cx, cy, -_FLOOR_THICKNESS_M / 2), (sx / 2, sy / 2, _FLOOR_THICKNESS_M / 2), spec.floor_color_rgba)
+        "floor": _box(
+            trimesh,
+            (cx, cy, -_FLOOR_THICKNESS_M / 2),
+            (sx / 2, sy / 2, _FLOOR_THICKNESS_M / 2),
+            spec.floor_color_rgba,
+        )
     }
     if spec.ceiling:
         out["ceiling"] = _box(
