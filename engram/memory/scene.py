@@ -444,12 +444,14 @@ class SceneMemory:
         self.timeline.add_frame(frame, image_embedding=emb, tags=tags, labels=labels)
 
     def finalize(self) -> None:
-        """Bring periodic layers up to date (frontiers, duplicate merging, snapshots, timeline)."""
+        """Bring periodic layers up to date (frontiers, duplicate merging, snapshots).
+
+        The memory stays open: more frames can be integrated afterwards (the
+        timeline's open events stay searchable as they are).
+        """
         with self._lock.write():
             if self.frames_mapped:
                 self._periodic()
-            if self.timeline is not None:
-                self.timeline.finalize()
 
     # reading -------------------------------------------------------------------
     def _text_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:

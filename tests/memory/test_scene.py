@@ -1,0 +1,196 @@
+"""SceneMemory end to end on analytically rendered box scenes (geometry known exactly)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from engram.memory.scene import SceneMemory
+from engram.types import CameraIntrinsics, Frame, Pose
+
+K = CameraIntrinsics(fx=120.0, fy=120.0, cx=79.5, cy=59.5, width=160, height=120)
+R0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)  # OpenCV camera in a body frame (x fwd, z up)
+
+
+def camera(x, y, yaw_deg, z=1.2, pitch_deg=25.0) -> Pose:
+    p = math.radians(pitch_deg)
+    ry = np.array([[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]])
+    body = Pose.from_xyz_yaw(x, y, 0.0, math.radians(yaw_deg))
+    return Pose.from_rt(body.rotation @ ry @ R0, [x, y, z])
+
+
+WALL = (9, (4.0, -3.0, 0.0), (4.2, 3.0, 2.5))  # a wall ahead, instance 9 = "wall" (structure)
+
+
+class World:
+    def __init__(self, render):
+        self.render = render
+        self.boxes = {1: ((2.0, -0.8, 0.0), (2.3, -0.5, 0.3)), 2: ((2.5, 0.6, 0.0), (2.9, 1.0, 0.25)), 3: ((1.5, 2.2, 0.0), (1.9, 2.6, 0.8))}
+        self.labels = {1: "mug", 2: "book", 3: "chair", 9: "wall", 7: "person"}
+        self.t = 0.0
+        self.i = 0
+
+    def frame(self, pose, extra=(), dt=0.5, depth=True):
+        boxes = [(i, lo, hi) for i, (lo, hi) in self.boxes.items()] + [WALL] + list(extra)
+        d, ins = self.render(boxes, pose, K)
+        f = Frame(
+            index=self.i, timestamp_s=self.t, rgb=np.full((K.height, K.width, 3), 100, np.uint8),
+            depth_m=d if depth else None, intrinsics=K, world_from_camera=pose, instances=ins,
+            labels={int(i): self.labels[int(i)] for i in np.unique(ins) if i in self.labels},
+        )
+        self.i += 1
+        self.t += dt
+        return f
+
+
+@pytest.fixture
+def world(box_renderer):
+    return World(box_renderer)
+
+
+def sweep(world, mem, x=0.0, y=0.0, yaws=(-30, 0, 30, 60, 90)):
+    for yaw in yaws:
+        mem.integrate(world.frame(camera(x, y, yaw)))
+
+
+def test_objects_fused_and_found_by_text_and_position(world):
+    mem = SceneMemory(voxel_size_m=0.05, depth_stride=1, object_stride=1)
+    sweep(world, mem)
+    mem.finalize()
+    objs = list(mem.objects.objects.values())
+    assert sorted(o.label for o in objs) == ["book", "chair", "mug"]  # walls and floor are structure
+    for o in objs:
+        lo, hi = world.boxes[[k for k, v in world.labels.items() if v == o.label][0]]
+        assert np.all(o.centroid >= np.array(lo) - 0.05) and np.all(o.centroid <= np.array(hi) + 0.05)
+    assert mem.query(text="mug", kinds=("object",))[0].label == "mug"
+    assert mem.query(text="where is the book?", kinds=("object",))[0].label == "book"
+    near = mem.query(near=(1.7, 2.4), radius_m=0.6, kinds=("object",))
+    assert [h.label for h in near] == ["chair"]
+    assert mem.query(text="zebra", kinds=("object", "snapshot")) == []
+    # every object is in exactly one snapshot, and the snapshot's frame saw it
+    owners = [s for s in mem.snapshots.snapshots for _ in s.object_ids]
+    assert sorted(i for s in mem.snapshots.snapshots for i in s.object_ids) == sorted(o.id for o in objs)
+    assert len(owners) == len(objs)
+
+
+def test_time_filters(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    sweep(world, mem, yaws=(-30, -20))  # sees the mug only (t = 0, 0.5)
+    t_mid = world.t
+    sweep(world, mem, yaws=(80, 90))  # sees the chair (t >= 1.0)
+    labels_late = {h.label for h in mem.query(since_s=t_mid, kinds=("object",), k=10)}
+    labels_early = {h.label for h in mem.query(until_s=t_mid - 0.1, kinds=("object",), k=10)}
+    assert "chair" in labels_late and "mug" not in labels_late
+    assert "mug" in labels_early and "chair" not in labels_early
+
+
+def test_save_load_round_trip(world, tmp_path):
+    mem = SceneMemory(voxel_size_m=0.05)
+    sweep(world, mem)
+    mem.finalize()
+    mem.save(str(tmp_path / "mem"))
+    again = SceneMemory.load(str(tmp_path / "mem"))
+    assert again.digest() == mem.digest()
+    q1 = [(h.kind, h.id, round(h.score, 3)) for h in mem.query(text="chair")]  # timeline embeddings are stored as float32
+    q2 = [(h.kind, h.id, round(h.score, 3)) for h in again.query(text="chair")]
+    assert q1 == q2
+    pts = np.random.default_rng(0).uniform(-1, 4, size=(500, 3))
+    np.testing.assert_array_equal(mem.octree.state(pts), again.octree.state(pts))
+    # and it keeps integrating after loading
+    again.integrate(world.frame(camera(0.5, 0.0, 0)))
+
+
+def test_rejected_frames_leave_memory_unchanged(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    sweep(world, mem, yaws=(0, 30))
+    before = mem.digest()
+    late = world.frame(camera(0, 0, 0))
+    world.t = 0.1  # time goes backwards
+    early = world.frame(camera(0, 0, 10))
+    mem.integrate(late)
+    before = mem.digest()
+    with pytest.raises(ValueError, match="time went backwards.*timestamp_s=0.1.*timestamp_s=1.0"):
+        mem.integrate(early)
+    with pytest.raises(ValueError, match="Frame"):
+        mem.integrate({"rgb": None})
+    assert mem.digest() == before
+
+
+def test_frame_without_depth_is_kept_for_time_and_images(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        rep = mem.integrate(world.frame(camera(0, 0, 0), depth=False))
+    assert not rep.mapped and "depth_m" in rep.reason
+    assert any("depth_m" in str(x.message) for x in w)
+    assert len(mem.octree) == 0 and mem.frames_seen == 1
+    assert mem.timeline is not None and mem.timeline.frames_seen == 1
+
+
+def test_moved_object_is_found_at_its_new_place(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    for _ in range(3):
+        sweep(world, mem, yaws=(-20, 0))
+    t_before = world.t
+    old_lo, old_hi = world.boxes[1]
+    world.boxes[1] = ((1.2, 1.4, 0.0), (1.5, 1.7, 0.3))  # the mug moves
+    for _ in range(3):
+        sweep(world, mem, yaws=(-20, 0))  # the old place, now empty
+    for _ in range(2):
+        sweep(world, mem, yaws=(45, 60))  # the new place
+    mugs = mem.where_is("mug")
+    assert len(mugs) == 1
+    np.testing.assert_allclose(mugs[0].position[:2], [1.35, 1.55], atol=0.15)
+    moves = [e for e in mem.changes() if e.kind == "moved"]
+    assert len(moves) == 1 and moves[0].label == "mug"
+    old_c = (np.array(old_lo) + np.array(old_hi)) / 2
+    past = mem.where_is("mug", at_s=t_before - 0.5)[0].position
+    assert np.linalg.norm(past[:2] - old_c[:2]) < 0.2
+    # the old place is no longer reported
+    hits = mem.query(text="mug", kinds=("object",))
+    assert all(np.linalg.norm(h.position[:2] - old_c[:2]) > 0.5 for h in hits)
+
+
+def test_person_leaves_no_trail_in_the_static_map(world):
+    mem = SceneMemory(voxel_size_m=0.05, transient_half_life_s=1.0)
+    swept_lo, swept_hi = np.array([3.0, -1.5, 0.1]), np.array([3.4, 1.5, 1.7])
+    for step in range(12):
+        y = -1.2 + step * 0.2
+        person = (7, (3.1, y, 0.0), (3.3, y + 0.3, 1.7))
+        mem.integrate(world.frame(camera(0, 0, 0, pitch_deg=5), extra=[person]))
+    occ = mem.octree.occupied_centers()
+    inside = np.all((occ >= swept_lo) & (occ <= swept_hi), axis=1)
+    assert inside.sum() == 0
+    assert len(mem.transient_points(min_weight=0.1)) > 0
+    # the wall behind is mapped
+    wall = np.all((occ >= [3.95, -3, 0.5]) & (occ <= [4.25, 3, 2.5]), axis=1)
+    assert wall.sum() > 50
+
+
+def test_concurrent_readers_see_whole_results(world):
+    import threading
+
+    mem = SceneMemory(voxel_size_m=0.05)
+    errors = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                for h in mem.query(text="mug", kinds=("object", "snapshot")):
+                    assert h.label
+                mem.stats()
+            except Exception as exc:  # pragma: no cover - the test fails below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    sweep(world, mem)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
