@@ -541,6 +541,10 @@ class ObjectMap:
                     need = self.merge_overlap if same else self.merge_overlap_any_label
                     if ratio < need:
                         continue
+                    # a small object resting on a large one touches it almost everywhere:
+                    # different labels merge only when the two are of comparable size
+                    if not same and cnt < self.relabel_object_share * len(other.match_keys):
+                        continue
                     ea, eb = obj.embedding, other.embedding
                     if not same and ea is not None and eb is not None and ea.shape == eb.shape:
                         if float(ea @ eb) < self.min_embedding_similarity:
