@@ -176,13 +176,13 @@ class BuildReport:
         }
 
 
-def _resolve_encoder(enc: Any, kind: str) -> Any:
+def _resolve_encoder(enc: Any, kind: str, options: dict[str, Any] | None = None) -> Any:
     if enc is None or not isinstance(enc, str):
         return enc
     from engram.perception import encoders
 
     build = encoders.build_image_encoder if kind == "image" else encoders.build_text_encoder
-    return build(enc)
+    return build(enc, **(options or {}))
 
 
 def _fingerprint(path: Path) -> str:
@@ -242,6 +242,7 @@ class VideoQA:
         progress: bool = True,
         captioner: Any = None,
         memory_options: dict[str, Any] | None = None,
+        image_encoder_options: dict[str, Any] | None = None,
     ) -> VideoQA:
         """Build (or resume building) the memory of a video file or image folder and write it to ``out_dir``.
 
@@ -260,6 +261,9 @@ class VideoQA:
             progress: show a progress bar.
             captioner: optional keyframes -> caption callable for node descriptions.
             memory_options: more `EpisodicMemory` settings (level spans, thresholds, ...).
+            image_encoder_options: keyword arguments for building the image encoder by
+                name, e.g. ``{"input_size_px": 160}`` (kept with the memory, used again
+                for image queries).
 
         Returns:
             The `VideoQA`; ``report`` says how far it got. A truncated or damaged
@@ -295,6 +299,7 @@ class VideoQA:
             progress=progress,
             captioner=captioner,
             memory_options=memory_options,
+            image_encoder_options=image_encoder_options,
             source_name=str(video),
         )
 
@@ -315,6 +320,7 @@ class VideoQA:
         progress: bool = True,
         captioner: Any = None,
         memory_options: dict[str, Any] | None = None,
+        image_encoder_options: dict[str, Any] | None = None,
     ) -> VideoQA:
         """Like `build`, from any iterable of frames (a simulator run, a bag, a recording).
 
@@ -343,6 +349,7 @@ class VideoQA:
             progress=progress,
             captioner=captioner,
             memory_options=memory_options,
+            image_encoder_options=image_encoder_options,
             source_name=source_id,
         )
 
@@ -363,18 +370,24 @@ class VideoQA:
         progress: bool,
         captioner: Any,
         memory_options: dict[str, Any] | None,
+        image_encoder_options: dict[str, Any] | None,
         source_name: str,
     ) -> VideoQA:
         if not (math.isfinite(sample_fps) and sample_fps > 0):
             raise ValueError(f"sample_fps must be a positive number, got {sample_fps!r}")
         if batch_size < 1 or not checkpoint_every_s > 0:
             raise ValueError(f"batch_size and checkpoint_every_s must be positive, got {batch_size}, {checkpoint_every_s}")
-        img_enc = _resolve_encoder(image_encoder, "image")
-        txt_enc = _resolve_encoder(text_encoder, "text")
         if type(memory_options).__module__.startswith("omegaconf"):
             from omegaconf import OmegaConf
 
             memory_options = OmegaConf.to_container(memory_options, resolve=True)
+        if type(image_encoder_options).__module__.startswith("omegaconf"):
+            from omegaconf import OmegaConf
+
+            image_encoder_options = OmegaConf.to_container(image_encoder_options, resolve=True)
+        img_opts = dict(image_encoder_options or {}) if isinstance(image_encoder, str) else {}
+        img_enc = _resolve_encoder(image_encoder, "image", img_opts)
+        txt_enc = _resolve_encoder(text_encoder, "text")
         opts = dict(memory_options or {})
         opts["sample_fps"] = float(sample_fps)
         out = Path(out_dir)
@@ -387,6 +400,7 @@ class VideoQA:
                 "text_dim": getattr(txt_enc, "dim", None),
             },
             "memory_options": opts,
+            "image_encoder_options": img_opts,
         }
         report = BuildReport(source=source_name)
         memory = None
@@ -513,7 +527,7 @@ class VideoQA:
     def _ensure_image_encoder(self) -> None:
         name = self._encoder_names.get("image_encoder")
         if self.memory.image_encoder is None and name and name != THUMBNAIL_NAME:
-            enc = _resolve_encoder(self._encoder_names["image_encoder"], "image")
+            enc = _resolve_encoder(name, "image", self.info.get("image_encoder_options"))
             check_encoders(self._encoder_names, enc, None, where=f"the memory at {self.path}")
             self.memory.image_encoder = enc
 
