@@ -177,7 +177,8 @@ def _rot_x(theta: float) -> np.ndarray:
     return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
 
 
-def _make_fake_habitat_sim() -> types.ModuleType:
+def _make_fake_habitat_sim(raycast=None) -> types.ModuleType:
+    """A stand-in habitat_sim; ``raycast(origins_h, dirs_h) -> (t, ids)`` replaces the analytic wall."""
     m = types.ModuleType("habitat_sim")
 
     class Bag:
@@ -315,12 +316,20 @@ def _make_fake_habitat_sim() -> types.ModuleType:
             state = self.agent.get_state()
             origin = state.sensor_states["depth_sensor"].position
             world_dirs = dirs @ (_rot_y(self.agent.yaw_h) @ _rot_x(self.agent.pitch_h)).T
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = (WALL_Z_H - origin[2]) / world_dirs[..., 2]
-            hit = np.isfinite(t) & (t > 0)
-            depth = np.where(hit, t, 0.0).astype(np.float32)  # t is the z-depth: dirs have unit -z
-            hit_x = origin[0] + t * world_dirs[..., 0]
-            semantic = np.where(hit, np.where(hit_x < 1.0, 3, 7), 0).astype(np.uint32)
+            if raycast is not None:
+                origins = np.broadcast_to(origin, world_dirs.shape).reshape(-1, 3)
+                t, ids = raycast(origins, world_dirs.reshape(-1, 3))
+                t, ids = t.reshape(self.h, self.w), ids.reshape(self.h, self.w)
+                hit = np.isfinite(t)
+                depth = np.where(hit, t, 0.0).astype(np.float32)
+                semantic = np.where(hit, ids, 0).astype(np.uint32)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = (WALL_Z_H - origin[2]) / world_dirs[..., 2]
+                hit = np.isfinite(t) & (t > 0)
+                depth = np.where(hit, t, 0.0).astype(np.float32)  # t is the z-depth: dirs have unit -z
+                hit_x = origin[0] + t * world_dirs[..., 0]
+                semantic = np.where(hit, np.where(hit_x < 1.0, 3, 7), 0).astype(np.uint32)
             rgba = np.zeros((self.h, self.w, 4), np.uint8)
             rgba[..., 0] = np.where(semantic == 7, 200, 90)
             rgba[..., 3] = 255
@@ -484,6 +493,74 @@ def test_semantic_labels_from_categories_only() -> None:
     scene = types.SimpleNamespace(objects=[], categories=[None, *cats])
     assert hab.semantic_labels(scene) == {1: "chair", 2: "table"}
     assert hab.semantic_labels(None) == {}
+
+
+def test_exported_apartment_seen_through_habitat_matches_the_embedded_world(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Both halves of issue 11 at once: export a seeded apartment, let a stand-in habitat_sim
+    ray-cast the exported .glb in habitat's own conventions, drive it through HabitatSource with
+    the embedded world's actions, and compare with the embedded world's frames."""
+    o3d = pytest.importorskip("open3d")
+    trimesh = pytest.importorskip("trimesh")
+    try:
+        from engram.sims.embedded import EmbeddedSim
+    except (ImportError, AttributeError) as exc:  # pragma: no cover
+        pytest.skip(f"the embedded world is not importable: {exc}")
+    from engram.sims.embedded.export_glb import export_apartment
+    from engram.sims.embedded.scenes import generate_apartment
+
+    spec = generate_apartment(2)
+    ex = export_apartment(spec, tmp_path)
+    scene = trimesh.load(ex.glb)
+    rs = o3d.t.geometry.RaycastingScene()
+    instance_of = {}
+    for node in scene.graph.nodes_geometry:
+        transform, geom = scene.graph[node]
+        mesh = scene.geometry[geom]
+        v = mesh.vertices @ transform[:3, :3].T + transform[:3, 3]
+        gid = rs.add_triangles(
+            o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32))
+        )
+        instance_of[int(gid)] = int(node.split("_")[1]) if node.startswith("obj_") else 0
+    lookup = np.zeros(max(instance_of) + 2, np.int64)
+    for gid, iid in instance_of.items():
+        lookup[gid] = iid
+
+    def raycast(origins_h, dirs_h):
+        hit = rs.cast_rays(o3d.core.Tensor(np.concatenate([origins_h, dirs_h], 1).astype(np.float32)))
+        gids = hit["geometry_ids"].numpy().astype(np.int64)
+        ids = np.where(gids < len(lookup), lookup[np.minimum(gids, len(lookup) - 1)], 0)
+        return hit["t_hit"].numpy(), ids
+
+    fake = _make_fake_habitat_sim(raycast)
+    monkeypatch.setitem(sys.modules, "habitat_sim", fake)
+    monkeypatch.setitem(sys.modules, "habitat_sim.agent", fake.agent)
+
+    w, h, vfov, cam_h, pitch = 64, 48, 60.0, 1.3, 20.0
+    hfov = math.degrees(2 * math.atan(math.tan(math.radians(vfov / 2)) * w / h))
+    embedded = EmbeddedSim(
+        seed=spec.seed, width=w, height=h, vertical_fov_deg=vfov, camera_height_m=cam_h, camera_pitch_deg=pitch
+    )
+    # the start pose comes from the export's sidecar
+    habitat = hab.HabitatSource(
+        ex.scene_instance, width=w, height=h, hfov_deg=hfov, sensor_height_m=cam_h, camera_pitch_deg=pitch
+    )
+    try:
+        pairs = [(embedded.reset(), habitat.reset())]
+        for action in ("turn_left", "turn_left", "turn_right", "turn_right", "turn_right"):
+            pairs.append((embedded.step(action), habitat.step(action)))
+    finally:
+        embedded.close()
+        habitat.close()
+    for a, b in pairs:
+        np.testing.assert_allclose(b.intrinsics.matrix, a.intrinsics.matrix, atol=1e-6)
+        assert b.world_from_camera.allclose(a.world_from_camera, atol=1e-6)
+        valid = (a.depth_m > 0) & (b.depth_m > 0)
+        assert valid.mean() > 0.95
+        assert np.percentile(np.abs(a.depth_m - b.depth_m)[valid], 95) < 0.01
+        assert (a.instances == b.instances)[valid].mean() > 0.99
+        assert {i: n for i, n in b.labels.items() if i} == {i: n for i, n in a.labels.items() if i in b.labels and i}
 
 
 # ---------------------------------------------------------------------------
