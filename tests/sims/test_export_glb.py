@@ -192,6 +192,15 @@ def test_sidecar_feeds_the_habitat_source(exported) -> None:
     assert hab._sidecar(ex.scene_instance)["labels"] == side["labels"]
 
 
+def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from engram.sims.embedded.export_glb import main
+
+    assert main(["--seed", "5", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "scenes" / "apartment_0005.scene_instance.json").is_file()
+    assert (tmp_path / "apartment_0005.glb").is_file()
+    assert "apartment_0005.scene_instance.json" in capsys.readouterr().out
+
+
 def test_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ApartmentSpec"):
         export_apartment("not a spec", tmp_path)  # type: ignore[arg-type]

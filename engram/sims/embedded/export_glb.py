@@ -366,3 +366,23 @@ def export_apartment(spec: ApartmentSpec, out_dir: str | Path, *, name: str | No
 
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m engram.sims.embedded.export_glb --seed 3 --out scenes/``: export seeded apartments."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Export embedded-world apartments for habitat-sim (.glb + dataset).")
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="apartment seeds")
+    parser.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args(argv)
+    from engram.sims.embedded.scenes import generate_apartment
+
+    for seed in args.seed:
+        ex = export_apartment(generate_apartment(seed), args.out)
+        print(f"seed {seed}: {ex.scene_instance} (dataset {ex.scene_dataset_config})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
