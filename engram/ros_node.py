@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -61,11 +62,16 @@ def import_rospy() -> ModuleType:
     Raises:
         ImportError: rospy is not installed (the message says which apt packages install it).
     """
+    dist = os.environ.get("ENGRAM_ROS_DIST_PACKAGES", DEFAULT_DIST_PACKAGES)
     try:
-        return importlib.import_module("rospy")
+        rospy = importlib.import_module("rospy")
     except ImportError:
         pass
-    dist = os.environ.get("ENGRAM_ROS_DIST_PACKAGES", DEFAULT_DIST_PACKAGES)
+    else:
+        # rospy finds message packages (visualization_msgs, ...) through sys.path
+        if str(Path(rospy.__file__).parents[1]) == dist and dist not in sys.path:
+            sys.path.append(dist)
+        return rospy
     if Path(dist, "rospy").is_dir() and dist not in sys.path:
         sys.path.append(dist)  # appended: this interpreter's own packages (numpy, yaml) win
     try:
@@ -96,8 +102,6 @@ def _load_factory(spec: str) -> Callable[..., Any]:
     if not attr:
         raise ValueError(f"memory factory must look like 'module:Name' or 'file.py:Name', got {spec!r}")
     if module_name.endswith(".py"):
-        import importlib.util
-
         loaded = importlib.util.spec_from_file_location(Path(module_name).stem, module_name)
         if loaded is None or loaded.loader is None:
             raise ValueError(f"cannot load {module_name}")

@@ -84,14 +84,19 @@ def test_query_parsing_and_hit_json() -> None:
     ]
 
 
-def test_import_rospy_names_the_apt_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    if "rospy" in sys.modules:
-        pytest.skip("rospy already imported in this process")
-    monkeypatch.setenv("ENGRAM_ROS_DIST_PACKAGES", str(tmp_path))
-    if importlib.util.find_spec("rospy") is not None:
+def test_import_rospy_names_the_apt_packages(tmp_path: Path) -> None:
+    """Without ROS, the error says which Debian packages to install (a fresh interpreter, no rospy)."""
+    env = dict(os.environ, ENGRAM_ROS_DIST_PACKAGES=str(tmp_path), PYTHONPATH=str(REPO))
+    code = (
+        "import importlib.util, sys\n"
+        "if importlib.util.find_spec('rospy'): print('rospy importable'); sys.exit(0)\n"
+        "from engram.ros_node import import_rospy\n"
+        "try:\n    import_rospy()\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    if out.stdout.startswith("rospy importable"):
         pytest.skip("rospy is importable without the Debian path")
-    with pytest.raises(ImportError, match="apt-get install ros-core python3-rospy"):
-        ros_node.import_rospy()
+    assert "apt-get install ros-core python3-rospy" in out.stdout, out.stdout + out.stderr
 
 
 class _Ros:
@@ -164,7 +169,7 @@ class _Ros:
 
 @pytest.mark.ros
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("bag_name", ["run.bag", "run.mcap"])
+@pytest.mark.parametrize("bag_name", ["run.mcap"])  # a ROS 2 bag republished on ROS 1: the conversion path
 def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, bag_name: str) -> None:
     reason = _ros_ready()
     if reason:

@@ -26,6 +26,18 @@ from engram.types import CameraIntrinsics, Frame, Pose  # noqa: E402
 
 ROS1_DIST = "/usr/lib/python3/dist-packages"
 
+def _ros1_python(package: str) -> None:
+    """Make the Debian ROS 1 Python packages importable, or skip (CI installs them)."""
+    from engram import ros_node
+
+    try:
+        ros_node.import_rospy()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    if not Path(ROS1_DIST, package).exists():
+        pytest.skip(f"ROS 1 Python package {package} not installed")
+
+
 ROOM_MAX = np.array([4.0, 3.0, 2.5])
 BOX_MIN, BOX_MAX = np.array([1.5, 1.2, 0.0]), np.array([2.0, 1.7, 0.6])
 
@@ -159,13 +171,8 @@ def test_custom_extrinsic_is_recorded_in_tf(tmp_path: Path, frames: list[Frame])
 
 def test_ros1_bag_reads_in_the_ros1_rosbag_library(tmp_path: Path, frames: list[Frame]) -> None:
     """The Debian ROS 1 rosbag package (an independent reader) sees our topics, stamps and pixels."""
-    if not Path(ROS1_DIST, "rosbag").exists():
-        pytest.skip("ROS 1 rosbag Python package not installed (apt-get install python3-rosbag)")
-    sys.path.append(ROS1_DIST)
-    try:
-        import rosbag
-    finally:
-        sys.path.remove(ROS1_DIST)
+    _ros1_python("rosbag")
+    import rosbag
     path = ros.record_bag(frames, tmp_path / "run.bag")
     with rosbag.Bag(str(path)) as bag:
         images = [m for _, m, _ in bag.read_messages(topics=[ros.TOPICS["rgb"]])]
@@ -324,17 +331,10 @@ def test_tf_chain_interpolates_translation_and_rotation() -> None:
 
 def test_tf_matches_the_ros_tf2_library() -> None:
     """Compare chain lookups with tf2 (the ROS implementation) at times between samples."""
-    if not Path(ROS1_DIST, "tf2_py").exists():
-        pytest.skip("ROS tf2 Python package not installed (apt-get install python3-tf2-ros)")
-    sys.path.append(ROS1_DIST)
-    try:
-        import rospy
-        import tf2_py
-        from geometry_msgs.msg import TransformStamped
-    except ImportError as exc:
-        pytest.skip(f"tf2 does not import here: {exc}")
-    finally:
-        sys.path.remove(ROS1_DIST)
+    _ros1_python("tf2_py")
+    import rospy
+    import tf2_py
+    from geometry_msgs.msg import TransformStamped
     rng = np.random.default_rng(3)
     ours = ros.TfBuffer()
     core = tf2_py.BufferCore(rospy.Duration(100.0))
