@@ -76,3 +76,34 @@ def heapq_pop(heap):  # noqa: ANN001 - numba-typed list
         pos = child
     heap[pos] = last
     return top
+
+
+@numba.njit(cache=True)
+def rays_visible_ids(
+    ids: np.ndarray, origin_x: float, origin_y: float, res: float, cam_x: float, cam_y: float, angles: np.ndarray, max_range: float, n_ids: int
+) -> np.ndarray:
+    """Which positive ids a 2D ray fan from (cam_x, cam_y) reaches before hitting a negative (blocking) cell.
+
+    Steps of half a cell; returns a bool array indexed by id (0..n_ids).
+    """
+    seen = np.zeros(n_ids + 1, np.bool_)
+    h, w = ids.shape
+    step = 0.5 * res
+    n_steps = int(max_range / step)
+    for k in range(angles.shape[0]):
+        dx = math.cos(angles[k]) * step
+        dy = math.sin(angles[k]) * step
+        x, y = cam_x, cam_y
+        for _ in range(n_steps):
+            ix = int(math.floor((x - origin_x) / res))
+            iy = int(math.floor((y - origin_y) / res))
+            if ix < 0 or iy < 0 or ix >= w or iy >= h:
+                break
+            v = ids[iy, ix]
+            if v < 0:
+                break
+            if v > 0:
+                seen[v] = True
+            x += dx
+            y += dy
+    return seen

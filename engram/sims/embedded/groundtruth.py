@@ -239,6 +239,14 @@ class GroundTruth:
         }
         self._time_s = 0.0
 
+    def episode_copy(self) -> GroundTruth:
+        """A ground truth sharing this one's maps and path cache, with the pose log back at time 0."""
+        new = object.__new__(GroundTruth)
+        new.__dict__.update(self.__dict__)
+        new._log = {iid: [entries[0]] for iid, entries in self._log.items() if entries and entries[0][0] == 0.0}
+        new._labels = dict(self._labels)
+        return new
+
     # -- maps ----------------------------------------------------------------
     def free_space_map(self) -> FreeSpaceMap:
         """Floor free of walls, furniture and objects at the start (5 cm cells by default)."""
@@ -310,18 +318,25 @@ class GroundTruth:
         dist = self._distance_field(a)
         if not np.isfinite(dist[b]):
             return np.zeros((0, 2))
+        free = self.reachable_map().free
         path = [b]
         cur = b
         h, w = dist.shape
         while cur != a:
             i, j = cur
-            best, best_d = cur, dist[cur]
+            # The predecessor: the legal neighbour (no corner cutting) with dist + step == dist[cur].
+            best, best_d = cur, math.inf
             for di in (-1, 0, 1):
                 for dj in (-1, 0, 1):
                     p, q = i + di, j + dj
-                    if (di or dj) and 0 <= p < h and 0 <= q < w and dist[p, q] < best_d:
-                        best, best_d = (p, q), dist[p, q]
-            if best == cur:  # pragma: no cover - a consistent distance field always descends
+                    if not (di or dj) or not (0 <= p < h and 0 <= q < w) or not free[p, q]:
+                        continue
+                    if di and dj and not (free[i + di, j] and free[i, j + dj]):
+                        continue
+                    d = dist[p, q] + (SQRT2 if di and dj else 1.0)
+                    if d < best_d and dist[p, q] < dist[cur]:
+                        best, best_d = (p, q), d
+            if best == cur or best_d > dist[cur] + 1e-6:  # pragma: no cover - a consistent distance field always has a predecessor
                 break
             path.append(best)
             cur = best
