@@ -468,6 +468,8 @@ class ObjectMap:
         the source's votes, detections, frames and history; the source is removed.
         The old place is no longer part of the object.
         """
+        if keep_id == source_id:
+            raise ValueError(f"cannot relocate object {keep_id} onto itself")
         keep, src = self.get(keep_id), self.get(source_id)
         keep.points, keep.colors = src.points, src.colors
         for k, v in src.label_votes.items():
@@ -482,10 +484,21 @@ class ObjectMap:
             else:
                 keep.embedding_sum = keep.embedding_sum + src.embedding_sum
                 keep.embedding_count += src.embedding_count
+        ids = keep.meta.setdefault("source_ids", {})
+        for k, v in src.meta.get("source_ids", {}).items():
+            ids[k] = ids.get(k, 0) + v
         keep._refresh(self.match_voxel_m)
         del self._objects[source_id]
         self._index_dirty = True
         return keep
+
+    def refresh(self, object_id: int) -> None:
+        """Recompute an object's box, centroid and overlap keys after its points were edited in place."""
+        obj = self.get(object_id)
+        if len(obj.points) == 0:
+            raise ValueError(f"object {object_id} has no points; remove it instead")
+        obj._refresh(self.match_voxel_m)
+        self._index_dirty = True
 
     def prune(self, *, min_detections: int = 2, seen_before_s: float | None = None) -> list[int]:
         """Remove objects detected fewer than ``min_detections`` times.

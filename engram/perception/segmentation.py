@@ -12,7 +12,7 @@ pixels at depth edges) from a detection; the object map reuses it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -504,10 +504,3 @@ def detections_from_instances(
     out.sort(key=lambda d: -d.pixel_count)
     return out
 
-
-def detections_summary(detections: Sequence[Detection]) -> dict[str, int]:
-    """Label -> number of detections, for logs and reports."""
-    counts: dict[str, int] = {}
-    for d in detections:
-        counts[d.label] = counts.get(d.label, 0) + 1
-    return counts

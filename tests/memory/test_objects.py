@@ -231,3 +231,27 @@ def test_bad_input_leaves_the_map_unchanged():
         ObjectMap.from_records([{"id": 1, "points": np.zeros((0, 3)), "colors": np.zeros((0, 3))}])
     assert omap.digest() == before
     assert omap.update([], 2, 2.0) == []
+
+
+def test_relocate_keeps_the_identity_and_moves_the_geometry():
+    rng = np.random.default_rng(8)
+    pts = (rng.random((300, 3)) * 0.2).astype(np.float32)
+    z = np.zeros_like(pts, np.uint8)
+    omap = ObjectMap()
+    [old] = omap.update([Detection(1, "mug", 1.0, 10, pts, z, (0, 0, 1, 1))], 0, 0.0)
+    moved = pts + np.float32([2.0, 0.0, 0.0])
+    [new] = omap.update([Detection(1, "mug", 1.0, 10, moved, z, (0, 0, 1, 1))], 5, 5.0)
+    assert new != old
+    obj = omap.relocate(old, new)
+    assert new not in omap and obj.id == old and obj.n_detections == 2 and obj.frames == [0, 5]
+    np.testing.assert_allclose(obj.centroid, moved.mean(0), atol=0.02)
+    assert [t for t, _ in obj.position_history] == [0.0, 5.0]
+    # the overlap index follows: a view at the new place matches the old identity, the old place nothing
+    assert omap.update([Detection(1, "mug", 1.0, 10, moved, z, (0, 0, 1, 1))], 6, 6.0) == [old]
+    assert omap.update([Detection(1, "mug", 1.0, 10, pts, z, (0, 0, 1, 1))], 7, 7.0) != [old]
+    with pytest.raises(ValueError, match="itself"):
+        omap.relocate(old, old)
+    # in-place edits are picked up by refresh
+    obj.points = obj.points + np.float32([0.0, 3.0, 0.0])
+    omap.refresh(old)
+    assert omap.near(obj.centroid, 0.0)[0].id == old
