@@ -355,6 +355,9 @@ class HabitatSource:
         self.labels: dict[int, str] = dict(semantic_labels(getattr(self._sim, "semantic_scene", None)))
         self.labels.update({int(k): str(v) for k, v in (sidecar.get("labels") or {}).items()})
         self.labels.update({int(k): str(v) for k, v in (labels or {}).items()})
+        self._sidecar = sidecar
+        self._agent_radius_m = float(agent_radius_m)
+        self._ground_truth: Any = None
         self._index = 0
         self._steps = 0
         self._closed = False
@@ -436,6 +439,26 @@ class HabitatSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def ground_truth(self) -> Any:
+        """The embedded world's `GroundTruth` for a scene exported from it (by its sidecar), else None.
+
+        Gives jobs the same metrics (coverage, object positions) in habitat as in
+        the embedded world. The apartment is regenerated from the recorded seed and
+        checked against the recorded labels and bounds.
+        """
+        if self._ground_truth is None and "seed" in self._sidecar:
+            from engram.sims.embedded.groundtruth import GroundTruth
+            from engram.sims.embedded.scenes import generate_apartment
+
+            spec = generate_apartment(int(self._sidecar["seed"]))
+            labels = {str(i): n for i, n in spec.labels().items()}
+            bounds = [spec.bounds.x_min, spec.bounds.y_min, spec.bounds.x_max, spec.bounds.y_max]
+            if labels != self._sidecar.get("labels") or not np.allclose(bounds, self._sidecar.get("bounds", bounds)):
+                return None  # exported with non-default generator settings: cannot be regenerated from the seed
+            self._ground_truth = GroundTruth(spec, agent_radius_m=self._agent_radius_m)
+        return self._ground_truth
 
     # -- navmesh, for metrics ----------------------------------------------
     @property

@@ -455,6 +455,7 @@ def test_sidecar_labels_and_start_pose(fake_habitat, tmp_path: Path) -> None:
     src = hab.HabitatSource(tmp_path / "apt.scene_instance.json", width=16, height=12, labels={3: "brick wall"})
     frame = src.reset()
     assert frame.labels == {3: "brick wall", 7: "poster"}
+    assert src.ground_truth is None  # a sidecar without a seed: not an engram export
     np.testing.assert_allclose(src.agent_pose.translation, [0.0, 1.0, 0.0], atol=1e-9)
 
 
@@ -553,6 +554,8 @@ def test_exported_apartment_seen_through_habitat_matches_the_embedded_world(
     finally:
         embedded.close()
         habitat.close()
+    gt = habitat.ground_truth  # regenerated from the export's seed
+    assert gt is not None and gt.labels() == spec.labels()
     for a, b in pairs:
         np.testing.assert_allclose(b.intrinsics.matrix, a.intrinsics.matrix, atol=1e-6)
         assert b.world_from_camera.allclose(a.world_from_camera, atol=1e-6)

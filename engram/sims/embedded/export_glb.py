@@ -344,6 +344,7 @@ def export_apartment(spec: ApartmentSpec, out_dir: str | Path, *, name: str | No
         sidecar,
         {
             "seed": int(spec.seed),
+            "bounds": [spec.bounds.x_min, spec.bounds.y_min, spec.bounds.x_max, spec.bounds.y_max],
             "labels": {str(i): labels[i] for i in sorted(labels)},
             "agent_start": [float(v) for v in spec.agent_start],
             "world": "engram z-up; habitat (x, y, z) = engram (x, z, -y)",
