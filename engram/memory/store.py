@@ -658,6 +658,11 @@ class StoreContents:
                 data = bytearray(size)
                 got = fh.readinto(data)
         except FileNotFoundError as exc:
+            if not self.path.exists():
+                raise StoreError(
+                    f"store {self.path}: generation {self.generation} was removed by newer saves while it was "
+                    "being read; open the store again"
+                ) from exc
             raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from exc
         if got != size or size != entry.get("size"):
             raise StoreCorruptError(

@@ -114,6 +114,18 @@ def test_each_save_is_a_new_generation_and_old_ones_are_pruned(tmp_path: Path) -
     assert sorted(store_generations(p)) == [5]
 
 
+def test_a_reader_outlives_one_newer_save_and_is_told_after_two(tmp_path: Path) -> None:
+    p = tmp_path / "m"
+    _save(p, 1)
+    reader = read_store(p, kind=KIND, supported_versions=[1])
+    _save(p, 2)  # the previous generation is kept: the reader still works
+    _assert_is_save(reader, 1)
+    _save(p, 3)
+    with pytest.raises(StoreError, match="removed by newer saves"):
+        reader.array("octree/keys.npy")
+    _assert_is_save(_load(p), 3)
+
+
 def test_lazy_access_and_checksum_names_the_bad_file(tmp_path: Path) -> None:
     p = tmp_path / "m"
     _save(p, 1)
