@@ -227,6 +227,7 @@ class EngramNode:
             sync_tolerance_s=sync_tolerance_s,
             use_instances=instances_topic is not None,
             instances_optional=True,
+            history_s=30.0,
             source_name="ros1-live",
         )
         self.publish_period_s = float(publish_period_s)

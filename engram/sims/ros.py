@@ -383,6 +383,17 @@ class _Track:
         self.translations.append(translation)
         self.quats.append(quat)
 
+    def prune(self, history_s: float) -> None:
+        """Forget samples older than ``history_s`` before the newest (bounded memory on live streams)."""
+        if len(self.times_s) < 64:
+            return
+        if not self._sorted:
+            self._sort()
+        cut = bisect.bisect_left(self.times_s, self.times_s[-1] - history_s)
+        if cut > 1:
+            cut -= 1  # keep one sample before the window so times inside it can interpolate
+            del self.times_s[:cut], self.translations[:cut], self.quats[:cut]
+
     def _sort(self) -> None:
         order = np.argsort(self.times_s, kind="stable")
         self.times_s = [self.times_s[i] for i in order]
@@ -418,9 +429,14 @@ class TfBuffer:
     """A tf tree: static and time-stamped edges, chain lookup with interpolation.
 
     Frame names are normalised (a leading ``/`` of ROS 1 names is dropped).
+
+    Args:
+        history_s: keep this much of each time-stamped edge (tf2 keeps 10 s);
+            None keeps everything (bag replay, where all data is known).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history_s: float | None = None) -> None:
+        self.history_s = history_s
         self._parent: dict[str, str] = {}
         self._static: dict[str, Pose] = {}
         self._dynamic: dict[str, _Track] = {}
@@ -445,6 +461,8 @@ class TfBuffer:
             self._static.pop(child, None)
             track = self._dynamic.setdefault(child, _Track())
             track.add(stamp_s, parent_from_child.translation.copy(), parent_from_child.as_quaternion())
+            if self.history_s is not None:
+                track.prune(self.history_s)
 
     def add_message(self, msg: Any, static: bool) -> None:
         """Add every transform of a ``tf2_msgs/TFMessage``."""
@@ -613,6 +631,10 @@ class FrameAssembler:
         instances_optional: do not wait for instance images until one has
             arrived (live topics that may never carry them).
         first_index: index of the first frame.
+        history_s: live streams: how much tf / odometry history to keep,
+            and how long (in stamp time, behind the newest colour image) an
+            image may wait for its pose before it is given up. None (bags)
+            keeps everything.
     """
 
     def __init__(
@@ -629,6 +651,7 @@ class FrameAssembler:
         use_instances: bool = False,
         instances_optional: bool = False,
         first_index: int = 0,
+        history_s: float | None = None,
         source_name: str = "ros",
     ) -> None:
         if pose_source not in ("tf", "odom", "pose", "none"):
@@ -648,11 +671,12 @@ class FrameAssembler:
         self.tolerance_s = float(sync_tolerance_s)
         self.require_depth = require_depth
         self.source_name = source_name
-        self.tf = TfBuffer()
+        self.history_s = history_s
+        self.tf = TfBuffer(history_s)
         self.body_track = _Track()
         self.body_frame_id: str | None = None
         self.pose_frame_id: str | None = None
-        self._infos: list[tuple[float, Any]] = []
+        self._infos: list[tuple[float, Any, tuple]] = []  # (stamp, message, calibration key)
         self._label_times: list[tuple[float, dict[int, str]]] = []
         others = ["depth"] + (["instances"] if use_instances else [])
         optional = ["instances"] if use_instances and instances_optional else []
@@ -686,7 +710,12 @@ class FrameAssembler:
         self._label_times.append((-math.inf if t_s is None else t_s, labels))
 
     def add_camera_info(self, msg: Any) -> None:
-        self._infos.append((stamp_to_s(msg.header.stamp), msg))
+        """Camera calibration; a repeat of the current one (the usual 30 Hz stream) is not stored again."""
+        key = (tuple(np.asarray(_get(msg, "k", "K"), dtype=float).tolist()), int(_get(msg, "width", default=0)),
+               int(_get(msg, "height", default=0)))
+        if self._infos and self._infos[-1][2] == key:
+            return
+        self._infos.append((stamp_to_s(msg.header.stamp), msg, key))
 
     def add_tf(self, msg: Any, static: bool = False) -> None:
         self.tf.add_message(msg, static)
@@ -700,6 +729,8 @@ class FrameAssembler:
         if child:
             self.body_frame_id = TfBuffer._name(child)
         self.body_track.add(stamp_to_s(msg.header.stamp), pose.translation.copy(), pose.as_quaternion())
+        if self.history_s is not None:
+            self.body_track.prune(self.history_s)
 
     # pose ---------------------------------------------------------------
     def _resolve_world_frame(self, t_s: float) -> str:
@@ -781,7 +812,7 @@ class FrameAssembler:
         if not self._infos:
             return None
         best = self._infos[0][1]
-        for stamp, msg in self._infos:
+        for stamp, msg, _ in self._infos:
             if stamp <= t_s + self.tolerance_s:
                 best = msg
             else:
@@ -806,7 +837,9 @@ class FrameAssembler:
         while self._pending:
             t, (topic, rgb_msg, compressed), matches = self._pending[0]
             camera = self.camera_frame or TfBuffer._name(rgb_msg.header.frame_id)
-            if not final and not self.pose_ready(t, camera):
+            waited_s = self._sync.latest["rgb"] - t
+            give_up = self.history_s is not None and waited_s > min(self.history_s, 2.0)
+            if not final and not give_up and not self.pose_ready(t, camera):
                 break
             self._pending.popleft()
             frame = self._build(t, topic, rgb_msg, compressed, matches, camera)
@@ -1893,6 +1926,7 @@ class RosbridgeSource:
             camera_frame=camera_frame,
             base_from_camera=base_from_camera,
             sync_tolerance_s=sync_tolerance_s,
+            history_s=30.0,
             source_name=f"rosbridge://{host}:{port}",
         )
         self._ros: Any = None

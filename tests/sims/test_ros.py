@@ -642,3 +642,26 @@ def test_embedded_world_bag_builds_the_same_memory(sim_bags: dict[str, Path]) ->
         )
         for i, o in direct.objects.objects.items():
             np.testing.assert_allclose(replayed.objects.objects[i].centroid, o.centroid, atol=1e-9)
+
+
+def test_live_assembler_memory_stays_bounded(frames: list[Frame]) -> None:
+    """Hours of tf at 100 Hz keep only the history window; an image whose tf never comes is given up."""
+    asm = ros.FrameAssembler(sync_tolerance_s=0.01, history_s=5.0)
+    for i in range(3000):  # 30 s of odom -> camera at 100 Hz
+        t = 100.0 + i * 0.01
+        asm.add_tf(ros.message_from_dict({"transforms": [_ts("odom", "camera_color_optical_frame", t, (t, 0, 0), (0, 0, 0, 1))]}))
+        asm.add_camera_info(ros.message_from_dict(_rosbridge_dicts(frames[0])["info"]))
+    track = asm.tf._dynamic["camera_color_optical_frame"]
+    assert len(track.times_s) < 600 and max(track.times_s) == pytest.approx(129.99)
+    assert len(asm._infos) == 1  # an unchanged calibration is stored once
+    np.testing.assert_allclose(asm.tf.lookup("odom", "camera_color_optical_frame", 127.005).translation, [127.005, 0, 0])
+    # images at t = 200 s and later: no tf will ever cover them
+    for i in range(4):
+        d = _rosbridge_dicts(frames[i])
+        for key in ("rgb", "depth"):
+            d[key]["header"]["stamp"] = {"sec": 200 + i, "nanosec": 0}
+        asm.add_rgb(ros.message_from_dict(d["rgb"]))
+        asm.add_depth(ros.message_from_dict(d["depth"]))
+    with pytest.warns(ros.RosBagWarning, match=r"t=200\.000 s: tf 'odom' -> 'camera_color_optical_frame' has no data"):
+        assert asm.pop_frames() == []
+    assert len(asm._pending) <= 2  # the old ones were given up, the newest still wait
