@@ -158,6 +158,13 @@ def register_migration(
 # encoding
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays inside JSON data become plain numbers and lists."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _encode(name: str, value: Any) -> tuple[bytes | np.ndarray, str]:
     """Check one file's value and serialise what is cheap to serialise.
 
@@ -176,7 +183,7 @@ def _encode(name: str, value: Any) -> tuple[bytes | np.ndarray, str]:
         if not name.endswith(".json"):
             raise StoreError(f"store file {name!r}: a dict or list must be saved under a .json name")
         try:
-            text = json.dumps(value, allow_nan=False, sort_keys=False, separators=(",", ":"))
+            text = json.dumps(value, allow_nan=False, separators=(",", ":"), default=_json_default)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"store file {name!r} is not valid JSON data: {exc}") from exc
         return text.encode("utf-8"), "json"
@@ -396,9 +403,8 @@ def write_store(
         raise StoreError(f"version must be a positive integer, got {version!r}")
     if not isinstance(files, Mapping):
         raise StoreError(f"files must be a mapping name -> value, got {type(files).__name__}")
-    meta_dict = dict(meta or {})
     try:
-        json.dumps(meta_dict, allow_nan=False)
+        meta_dict = json.loads(json.dumps(dict(meta or {}), allow_nan=False, default=_json_default))
     except (TypeError, ValueError) as exc:
         raise StoreError(f"store meta is not valid JSON data: {exc}") from exc
 

@@ -102,6 +102,20 @@ def test_round_trip_all_value_types(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.load(c.path / "a/f32.npy"), arrays["a/f32.npy"])
 
 
+def test_numpy_values_inside_json_become_plain_numbers(tmp_path: Path) -> None:
+    write_store(
+        tmp_path / "m",
+        {"stats.json": {"n": np.int64(3), "mean": np.float32(0.5), "xyz": np.arange(3)}},
+        kind=KIND,
+        version=1,
+        meta={"frames": np.uint16(7)},
+    )
+    c = read_store(tmp_path / "m", kind=KIND, supported_versions=[1])
+    assert c["stats.json"] == {"n": 3, "mean": 0.5, "xyz": [0, 1, 2]} and c.meta == {"frames": 7}
+    with pytest.raises(StoreError, match="not valid JSON"):
+        write_store(tmp_path / "m", {"s.json": {"x": np.float64("nan")}}, kind=KIND, version=1)
+
+
 def test_each_save_is_a_new_generation_and_old_ones_are_pruned(tmp_path: Path) -> None:
     p = tmp_path / "m"
     for i in range(1, 5):
