@@ -58,6 +58,13 @@ def test_free_space_places_and_edges_never_cross_the_wall():
     new = g.add_free_space(tree)
     assert new and crossings_outside_door(g) == []
     assert not g.graph.has_edge(0, 1)
+    # the octree's own ray casting (DDA, independent of the edge sampling) finds nothing along any edge
+    a = np.stack([g.position(u) for u, _ in g.graph.edges])
+    b = np.stack([g.position(v) for _, v in g.graph.edges])
+    for z in (0.3, 0.8, 1.3):
+        dz = np.array([0.0, 0.0, z])
+        hit, _ = tree.cast_ray(a + dz, b - a, np.linalg.norm(b - a, axis=1))
+        assert not hit.any()
     # places are about 1 m apart and cover the free floor
     xy = np.stack([g.position(p)[:2] for p in g.graph.nodes])
     d = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1)) + np.eye(len(xy)) * 99
