@@ -195,7 +195,8 @@ class ObjectMap:
         self._offsets = neighbour_offsets(self.match_radius_voxels)
         self._index_keys = np.zeros(0, np.int64)
         self._index_ids = np.zeros(0, np.int64)
-        self._index_dirty = False
+        self._index_dirty = False  # rebuild the whole index
+        self._changed: set[int] = set()  # objects whose index entries are stale
 
     # access ------------------------------------------------------------
     @property
@@ -299,7 +300,7 @@ class ObjectMap:
                 out.append(assigned[i])
             else:
                 out.append(self._create(det, int(frame_index), ts))
-        self._index_dirty = True
+        self._changed.update(o for o in out if o >= 0)
         return out
 
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
@@ -389,17 +390,40 @@ class ObjectMap:
             return np.zeros(0, np.int64)
         return np.unique(pack_voxel_keys(np.floor(np.asarray(points, np.float64) / self.match_voxel_m).astype(np.int64)))
 
+    @staticmethod
+    def _entries(objs: Iterable[MapObject]) -> tuple[np.ndarray, np.ndarray]:
+        objs = list(objs)
+        if not objs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keys = np.concatenate([o.match_keys for o in objs])
+        ids = np.concatenate([np.full(len(o.match_keys), o.id, np.int64) for o in objs])
+        order = np.argsort(keys, kind="stable")
+        return keys[order], ids[order]
+
     def _ensure_index(self) -> None:
-        if not self._index_dirty:
+        """Bring the sorted (key, object) index up to date.
+
+        Per frame only the objects that changed are re-entered: their old
+        entries are masked out and their new ones merged in by position, so
+        the cost follows the changed objects, not the whole map.
+        """
+        if self._index_dirty:
+            self._index_keys, self._index_ids = self._entries(self._objects.values())
+            self._index_dirty = False
+            self._changed.clear()
             return
-        if self._objects:
-            keys = np.concatenate([o.match_keys for o in self._objects.values()])
-            ids = np.concatenate([np.full(len(o.match_keys), o.id, np.int64) for o in self._objects.values()])
-            order = np.argsort(keys, kind="stable")
-            self._index_keys, self._index_ids = keys[order], ids[order]
-        else:
-            self._index_keys, self._index_ids = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._index_dirty = False
+        if not self._changed:
+            return
+        changed = np.fromiter(self._changed, dtype=np.int64, count=len(self._changed))
+        keep = ~np.isin(self._index_ids, changed)
+        keys, ids = self._index_keys[keep], self._index_ids[keep]
+        new_keys, new_ids = self._entries(self._objects[i] for i in self._changed if i in self._objects)
+        if len(new_keys):
+            pos = np.searchsorted(keys, new_keys)
+            keys = np.insert(keys, pos, new_keys)
+            ids = np.insert(ids, pos, new_ids)
+        self._index_keys, self._index_ids = keys, ids
+        self._changed.clear()
 
     def _touching(
         self, key_sets: Sequence[np.ndarray], *, probe_all: bool = False
@@ -458,7 +482,7 @@ class ObjectMap:
         """Remove and return an object; ValueError if there is none."""
         obj = self.get(object_id)
         del self._objects[object_id]
-        self._index_dirty = True
+        self._changed.add(object_id)
         return obj
 
     def relocate(self, keep_id: int, source_id: int) -> MapObject:
@@ -489,7 +513,7 @@ class ObjectMap:
             ids[k] = ids.get(k, 0) + v
         keep._refresh(self.match_voxel_m)
         del self._objects[source_id]
-        self._index_dirty = True
+        self._changed.update((keep_id, source_id))
         return keep
 
     def refresh(self, object_id: int) -> None:
@@ -498,7 +522,7 @@ class ObjectMap:
         if len(obj.points) == 0:
             raise ValueError(f"object {object_id} has no points; remove it instead")
         obj._refresh(self.match_voxel_m)
-        self._index_dirty = True
+        self._changed.add(object_id)
 
     def prune(self, *, min_detections: int = 2, seen_before_s: float | None = None) -> list[int]:
         """Remove objects detected fewer than ``min_detections`` times.
@@ -518,8 +542,7 @@ class ObjectMap:
         ]
         for oid in gone:
             del self._objects[oid]
-        if gone:
-            self._index_dirty = True
+        self._changed.update(gone)
         return gone
 
     def merge_duplicates(self) -> list[tuple[int, int]]:

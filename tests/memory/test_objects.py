@@ -255,3 +255,25 @@ def test_relocate_keeps_the_identity_and_moves_the_geometry():
     obj.points = obj.points + np.float32([0.0, 3.0, 0.0])
     omap.refresh(old)
     assert omap.near(obj.centroid, 0.0)[0].id == old
+
+
+def test_incremental_index_answers_like_a_fresh_map():
+    rng = np.random.default_rng(9)
+    centres = rng.random((12, 3)) * [6, 6, 1]
+    labels = ["chair", "lamp", "mug"]
+
+    def view(k, n=200):
+        p = (centres[k] + rng.random((n, 3)) * 0.3).astype(np.float32)
+        return Detection(k, labels[k % 3], 1.0, 10, p, np.zeros_like(p, np.uint8), (0, 0, 1, 1))
+
+    omap = ObjectMap()
+    for f in range(30):
+        omap.update([view(k) for k in rng.choice(12, size=4, replace=False)], f, float(f))
+        if f == 12:
+            omap.remove(next(iter(omap.objects)))
+        if f == 20:
+            omap.prune(min_detections=3, seen_before_s=10.0)
+    fresh = ObjectMap.from_records(omap.to_records())  # builds its index from scratch
+    probe = [view(k) for k in range(12)]
+    assert omap.update(probe, 99, 99.0) == fresh.update(probe, 99, 99.0)
+    assert omap.digest() == fresh.digest()
