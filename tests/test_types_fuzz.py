@@ -242,3 +242,77 @@ def test_camera_intrinsics_fields(field: str, value) -> None:
         return
     with pytest.raises(ValueError, match=f"CameraIntrinsics\\.{field[:-1] if field in ('fx', 'fy') else field}"):
         CameraIntrinsics(**kw)
+
+
+# ---------------------------------------------------------------------------
+# odd but legal frames through SceneMemory.integrate: applied, or rejected with
+# ValueError and the memory unchanged (compared by digest)
+
+_MEMORY: list = []
+
+
+def _memory():
+    if not _MEMORY:
+        scene = pytest.importorskip("engram.memory.scene")
+        _MEMORY.append(scene.SceneMemory())
+    return _MEMORY[0]
+
+
+@st.composite
+def odd_frames(draw) -> Frame:
+    h, w = draw(sizes)
+    depth = draw(
+        hnp.arrays(
+            np.float32,
+            (h, w),
+            elements=st.one_of(
+                st.just(0.0),
+                st.just(float("nan")),
+                st.floats(0.0, 20.0, width=32),
+                st.floats(1e3, float(np.finfo(np.float32).max), width=32),
+            ),
+        )
+    )
+    pose = draw(rigid_poses())
+    if draw(st.booleans()):
+        pose[:3, 3] = draw(st.lists(st.floats(-1e7, 1e7), min_size=3, max_size=3))  # possibly outside the map
+    n_ids = draw(st.integers(0, 3))
+    return Frame(
+        index=draw(st.integers(0, 2**31)),
+        timestamp_s=draw(st.floats(-1e6, 1e6)),
+        rgb=draw(hnp.arrays(np.uint8, (h, w, 3))),
+        depth_m=depth if draw(st.booleans()) else None,
+        intrinsics=CameraIntrinsics(
+            fx=draw(st.floats(0.5, 1e4)), fy=draw(st.floats(0.5, 1e4)), cx=w / 2, cy=h / 2, width=w, height=h
+        ),
+        world_from_camera=pose if draw(st.booleans()) else None,
+        instances=draw(hnp.arrays(np.int32, (h, w), elements=st.integers(0, n_ids))) if n_ids else None,
+        labels={i: f"thing{i}" for i in range(1, n_ids + 1)},
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(odd_frames(), min_size=1, max_size=3))
+def test_integrate_applies_or_rejects_without_change(frames: list[Frame]) -> None:
+    import warnings
+
+    memory = _memory()
+    for frame in frames:
+        before, seen = memory.digest(), memory.frames_seen
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                memory.integrate(frame)
+            except ValueError:
+                assert memory.digest() == before, "a rejected frame changed the memory"
+                continue
+        assert memory.frames_seen == seen + 1
+
+
+def test_integrate_rejects_what_is_not_a_frame() -> None:
+    memory = _memory()
+    before = memory.digest()
+    for bad in (None, {"rgb": np.zeros((2, 2, 3), np.uint8)}, np.zeros((2, 2, 3), np.uint8), "frame"):
+        with pytest.raises(ValueError, match="Frame"):
+            memory.integrate(bad)
+    assert memory.digest() == before
