@@ -51,6 +51,10 @@ _STOPWORDS = frozenset(
 )
 
 
+_MOVE_WORDS = frozenset({"moved", "move", "moving", "relocated", "displaced", "shifted"})
+_MOVED_PREFIX = "moved:"
+
+
 def _tokens(text: str) -> list[str]:
     """Lower-case word tokens, with a plural 's' folded so 'mugs' matches 'mug'."""
     out = []
@@ -264,7 +268,7 @@ class EpisodicMemory:
         self._last_slot: int | None = None
         self._frames_seen = 0
         self._frames_sampled = 0
-        # instance id -> (label, centroid xyz, time_s)
+        # instance id -> (label, observed extent [min xyz, max xyz], time_s)
         self._positions: dict[int, tuple[str, np.ndarray, float]] = {}
         self._text_pending: set[int] = set()
         self._cache: dict[int, dict[str, Any]] = {}
@@ -561,7 +565,15 @@ class EpisodicMemory:
         return out
 
     def _frame_moves(self, frame: Frame) -> list[str]:
-        """Labels of instances whose world centroid moved since they were last seen (updates positions)."""
+        """Labels of instances seen away from where they were seen before (updates the extents).
+
+        Each instance keeps the box its observed surface points spanned so far
+        (10th-90th percentile per view, merged over views). An instance moved
+        when its points now lie further than ``move_threshold_m`` from that box:
+        partial views of one large object (a sofa seen from either end) stay
+        next to each other, a relocated mug lands metres away. Instance ids are
+        assumed stable across frames (simulators, trackers).
+        """
         if not (frame.has_geometry and frame.instances is not None and frame.labels):
             return []
         from engram.perception.geometry import backproject_depth
@@ -576,21 +588,26 @@ class EpisodicMemory:
         if ids.size == 0:
             return []
         world = frame.world_from_camera.transform_points(pts)
-        n = int(ids.max()) + 1
-        cnt = np.bincount(ids, minlength=n).astype(np.float64)
-        sums = np.stack([np.bincount(ids, weights=world[:, k], minlength=n) for k in range(3)], axis=1)
-        min_pts = max(3.0, self.min_label_area * frame.depth_m.size / stride**2)
+        order = np.argsort(ids, kind="stable")
+        ids, world = ids[order], world[order]
+        uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
+        min_pts = max(3, int(self.min_label_area * frame.depth_m.size / stride**2))
         moved: list[str] = []
-        updates: dict[int, tuple[str, np.ndarray, float]] = {}
-        for i, name in frame.labels.items():
-            if not (0 < i < n) or cnt[i] < min_pts:
+        for i, j, n in zip(uniq.tolist(), first.tolist(), counts.tolist()):
+            name = frame.labels.get(i)
+            if name is None or n < min_pts:
                 continue
-            c = sums[i] / cnt[i]
-            prev = self._positions.get(int(i))
-            if prev is not None and prev[0] == name and float(np.linalg.norm(prev[1] - c)) > self.move_threshold_m:
-                moved.append(name)
-            updates[int(i)] = (name, c, frame.timestamp_s)
-        self._positions.update(updates)
+            lo, hi = np.percentile(world[j : j + n], [10.0, 90.0], axis=0)
+            box = np.concatenate([lo, hi])
+            prev = self._positions.get(i)
+            if prev is not None and prev[0] == name:
+                old = prev[1]
+                gap = np.maximum(0.0, np.maximum(old[:3] - hi, lo - old[3:]))
+                if float(np.linalg.norm(gap)) > self.move_threshold_m:
+                    moved.append(name)
+                else:
+                    box = np.concatenate([np.minimum(old[:3], lo), np.maximum(old[3:], hi)])
+            self._positions[i] = (name, box, frame.timestamp_s)
         return moved
 
     def _thumbnail(self, rgb: np.ndarray) -> bytes:
@@ -906,7 +923,11 @@ class EpisodicMemory:
             c["txt"] = np.stack([n.text_embedding for n in nodes]).astype(np.float32)
         index: dict[str, list[int]] = {}
         for i, n in enumerate(nodes):
-            for tok in set(_tokens(n.description)):
+            toks = set(_tokens(n.description))
+            # "moved:<word>" binds a moved object to the move, so "when was the mug moved"
+            # prefers the event where the mug moved over any event with a mug and some move
+            toks.update(_MOVED_PREFIX + t for name in n.moved for t in _tokens(name))
+            for tok in toks:
                 index.setdefault(tok, []).append(i)
         c["lex"] = {k: np.array(v, dtype=np.int64) for k, v in index.items()}
         self._cache[level] = c
@@ -921,7 +942,10 @@ class EpisodicMemory:
         if text is not None:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text query must be a non-empty string, got {text!r}")
-            q["tokens"] = sorted(set(_content_tokens(text))) or sorted(set(_tokens(text)))
+            toks = set(_content_tokens(text)) or set(_tokens(text))
+            if toks & _MOVE_WORDS:
+                toks.update(_MOVED_PREFIX + t for t in toks - _MOVE_WORDS)
+            q["tokens"] = sorted(toks)
             if self.text_encoder is not None:
                 self._embed_pending_text()
                 v = np.asarray(self.text_encoder.encode([text]), dtype=np.float32)[0]
@@ -964,14 +988,8 @@ class EpisodicMemory:
             s = np.zeros(len(sel), dtype=np.float64)
             if "text_vec" in q and "txt" in c:
                 s += c["txt"][sel] @ q["text_vec"]
-            toks = q["tokens"]
-            if toks and self.lexical_weight > 0:
-                hits = np.zeros(n_all, dtype=np.float64)
-                for tok in toks:
-                    r = c["lex"].get(tok)
-                    if r is not None:
-                        hits[r] += 1.0
-                s += self.lexical_weight * hits[sel] / len(toks)
+            if q["tokens"] and self.lexical_weight > 0:
+                s += self.lexical_weight * self._lexical(level, q)[sel]
             total += s
             cues += 1
         if "image_vec" in q and "img" in c:
@@ -985,6 +1003,39 @@ class EpisodicMemory:
             total += 1.0 / (1.0 + dist / np.maximum(end - start, 1.0))
             cues += 1
         return total / max(cues, 1)
+
+    def _lexical(self, level: int, q: dict[str, Any]) -> np.ndarray:
+        """Share of the query's words found in each node's description (all nodes of the level)."""
+        c = self._level_cache(level)
+        hits = np.zeros(len(c["ids"]), dtype=np.float64)
+        toks = q.get("tokens") or []
+        for tok in toks:
+            r = c["lex"].get(tok)
+            if r is not None:
+                hits[r] += 1.0
+        return hits / max(len(toks), 1)
+
+    def matching(self, text: str, *, level: int = 0, rel_tol: float = 0.1) -> list[EpisodicHit]:
+        """Every node that matches ``text`` as well as the best one does, in time order.
+
+        Nodes that hold the most query words match; when no word occurs
+        anywhere, nodes within ``rel_tol`` of the best embedding score do. For
+        "where did I last / first see X" and "what came right after X".
+        """
+        self._check_level(level)
+        q = self._prepare_query(text, None, None)
+        c = self._level_cache(level)
+        if len(c["ids"]) == 0:
+            return []
+        scores = self._scores(level, q)
+        lex = self._lexical(level, q)
+        if lex.max() > 0:
+            sel = np.nonzero(lex >= lex.max() - 1e-9)[0]
+        else:
+            best = scores.max()
+            sel = np.nonzero(scores >= best - rel_tol * max(abs(best), 1e-6))[0]
+        sel = sel[np.argsort(c["start"][sel], kind="stable")]
+        return [EpisodicHit(self._nodes[int(c["ids"][i])], float(scores[i])) for i in sel]
 
     def search(
         self,

@@ -571,12 +571,8 @@ class VideoQA:
         return mem.retrieve(text=plan.text, k=k, beam=beam)
 
     def _matching(self, text: str, k: int) -> list[EpisodicHit]:
-        """Events that match ``text`` about as well as the best one does."""
-        hits = self.memory.search(text=text, k=max(4 * k, 50), level=0)
-        if not hits:
-            return []
-        best = hits[0].score
-        return [h for h in hits if h.score >= best - 0.1 * max(abs(best), 1e-6)]
+        """Events that match ``text`` as well as the best one does, in time order."""
+        return self.memory.matching(text, level=0)
 
     def _ordered(self, plan: QueryPlan, k: int) -> list[EpisodicHit]:
         hits = self._matching(plan.text or "", k)

@@ -205,6 +205,9 @@ def test_moved_object_is_recorded_where_the_move_is_seen():
         # the mug sits left of centre, then 48 px further right (1.2 m at 2 m depth) from t = 25 s
         u0 = 10 if t < 25 else 58
         ins[25:35, u0 : u0 + 10] = 7
+        # a long sofa seen first by its left end, later by its right end: not a move
+        ins[45:55, 0:30] = 9 if t < 12 else 0
+        ins[45:55, 30:60] = 9 if t >= 12 else 0
         mem.add_frame(
             Frame(
                 index=i,
@@ -214,7 +217,7 @@ def test_moved_object_is_recorded_where_the_move_is_seen():
                 intrinsics=k,
                 world_from_camera=pose,
                 instances=ins,
-                labels={7: "mug"},
+                labels={7: "mug", 9: "sofa"},
             )
         )
     mem.finalize()
