@@ -228,6 +228,7 @@ class EngramNode:
             use_instances=instances_topic is not None,
             instances_optional=True,
             history_s=30.0,
+            max_wait_s=2.0,
             source_name="ros1-live",
         )
         self.publish_period_s = float(publish_period_s)

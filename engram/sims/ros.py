@@ -631,10 +631,12 @@ class FrameAssembler:
         instances_optional: do not wait for instance images until one has
             arrived (live topics that may never carry them).
         first_index: index of the first frame.
-        history_s: live streams: how much tf / odometry history to keep,
-            and how long (in stamp time, behind the newest colour image) an
-            image may wait for its pose before it is given up. None (bags)
-            keeps everything.
+        history_s: how much tf / odometry history to keep (live streams);
+            None keeps everything.
+        max_wait_s: how long (stamp time behind the newest colour image) an
+            image waits for its pose and calibration before it is given up
+            (skipped with a warning, or an error for a broken tf chain);
+            None waits until ``pop_frames(final=True)``.
     """
 
     def __init__(
@@ -652,6 +654,7 @@ class FrameAssembler:
         instances_optional: bool = False,
         first_index: int = 0,
         history_s: float | None = None,
+        max_wait_s: float | None = None,
         source_name: str = "ros",
     ) -> None:
         if pose_source not in ("tf", "odom", "pose", "none"):
@@ -672,6 +675,7 @@ class FrameAssembler:
         self.require_depth = require_depth
         self.source_name = source_name
         self.history_s = history_s
+        self.max_wait_s = max_wait_s
         self.tf = TfBuffer(history_s)
         self.body_track = _Track()
         self.body_frame_id: str | None = None
@@ -837,9 +841,9 @@ class FrameAssembler:
         while self._pending:
             t, (topic, rgb_msg, compressed), matches = self._pending[0]
             camera = self.camera_frame or TfBuffer._name(rgb_msg.header.frame_id)
-            waited_s = self._sync.latest["rgb"] - t
-            give_up = self.history_s is not None and waited_s > min(self.history_s, 2.0)
-            if not final and not give_up and not self.pose_ready(t, camera):
+            give_up = self.max_wait_s is not None and self._sync.latest["rgb"] - t > self.max_wait_s
+            ready = bool(self._infos) and self.pose_ready(t, camera)
+            if not (final or give_up or ready):
                 break
             self._pending.popleft()
             frame = self._build(t, topic, rgb_msg, compressed, matches, camera)
@@ -1428,50 +1432,45 @@ class RosBagSource:
             base_frame=self.base_frame,
             sync_tolerance_s=self.sync_tolerance_s,
             use_instances=self.instances_topic is not None,
+            max_wait_s=5.0,
             source_name=str(self.path.name),
         )
         self.stats = asm.stats
-        # Pass 1: the small messages (calibration, tf, poses, labels), so that every image can be
-        # posed with data from both sides of its time stamp.
-        small = [self.info_topic, *self.tf_topics, *([self.pose_topic] if self.pose_topic else [])]
+        # One pass in log-time order: an image waits in the assembler until tf (or odometry) and
+        # calibration cover its stamp, as a live tf2 listener would, then becomes a frame.
+        images = {self.rgb_topic, self.depth_topic} | ({self.instances_topic} if self.instances_topic else set())
+        topics = [*images, self.info_topic, *self.tf_topics, *([self.pose_topic] if self.pose_topic else [])]
         if self.labels_topic:
-            small.append(self.labels_topic)
-        truncated: RosBagError | None = None
+            topics.append(self.labels_topic)
         try:
-            for topic, msgtype, t_ns, msg in self._reader.messages(small):
-                if topic == self.info_topic:
+            for topic, msgtype, t_ns, msg in self._reader.messages(topics):
+                if topic == self.rgb_topic:
+                    asm.add_rgb(msg, topic, msgtype in COMPRESSED_TYPES)
+                elif topic == self.depth_topic:
+                    asm.add_depth(msg, topic, msgtype in COMPRESSED_TYPES)
+                elif topic == self.instances_topic:
+                    asm.add_instances(msg, topic)
+                elif topic == self.info_topic:
                     asm.add_camera_info(msg)
+                    continue
                 elif msgtype in TF_TYPES:
                     asm.add_tf(msg, static=topic.endswith("tf_static"))
                 elif topic == self.labels_topic:
                     asm.add_labels(msg, t_ns * 1e-9)
+                    continue
                 else:
                     asm.add_odometry(msg)
-        except RosBagError as exc:
-            truncated = exc  # keep what was read; the image pass reports where the bag ends
-        if not asm._infos:
-            raise RosBagError(f"bag {self.path}: no message on the camera info topic {self.info_topic!r}")
-        # Pass 2: images, synchronised in a single streaming pass.
-        image_topics = [self.rgb_topic, self.depth_topic] + ([self.instances_topic] if self.instances_topic else [])
-        try:
-            for topic, msgtype, _, msg in self._reader.messages(image_topics):
-                compressed = msgtype in COMPRESSED_TYPES
-                if topic == self.rgb_topic:
-                    asm.add_rgb(msg, topic, compressed)
-                elif topic == self.depth_topic:
-                    asm.add_depth(msg, topic, compressed)
-                else:
-                    asm.add_instances(msg, topic)
                 yield from asm.pop_frames()
         except RosBagError as exc:
-            if not isinstance(exc, (UnsupportedEncodingError, TfError)) and "truncated" in str(exc):
+            if isinstance(exc, (UnsupportedEncodingError, TfError)) or "truncated" not in str(exc):
+                raise
+            if asm._infos:
                 yield from asm.pop_frames(final=True)
-                self._fail(exc)
-                return
-            raise
+            self._fail(exc)
+            return
+        if not asm._infos:
+            raise RosBagError(f"bag {self.path}: no message on the camera info topic {self.info_topic!r}")
         yield from asm.pop_frames(final=True)
-        if truncated is not None:
-            self._fail(truncated)
         if asm.stats.skipped:
             warnings.warn(
                 RosBagWarning(f"{self.path.name}: {asm.stats.frames} frames, skipped {asm.stats.skipped}"),
@@ -1927,6 +1926,7 @@ class RosbridgeSource:
             base_from_camera=base_from_camera,
             sync_tolerance_s=sync_tolerance_s,
             history_s=30.0,
+            max_wait_s=2.0,
             source_name=f"rosbridge://{host}:{port}",
         )
         self._ros: Any = None

@@ -646,7 +646,7 @@ def test_embedded_world_bag_builds_the_same_memory(sim_bags: dict[str, Path]) ->
 
 def test_live_assembler_memory_stays_bounded(frames: list[Frame]) -> None:
     """Hours of tf at 100 Hz keep only the history window; an image whose tf never comes is given up."""
-    asm = ros.FrameAssembler(sync_tolerance_s=0.01, history_s=5.0)
+    asm = ros.FrameAssembler(sync_tolerance_s=0.01, history_s=5.0, max_wait_s=2.0)
     for i in range(3000):  # 30 s of odom -> camera at 100 Hz
         t = 100.0 + i * 0.01
         asm.add_tf(ros.message_from_dict({"transforms": [_ts("odom", "camera_color_optical_frame", t, (t, 0, 0), (0, 0, 0, 1))]}))
