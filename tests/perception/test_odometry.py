@@ -130,3 +130,17 @@ def test_bad_arguments(icl_frames: list[Frame]) -> None:
     no_k = dataclasses.replace(icl_frames[0], intrinsics=None)
     with pytest.raises(ValueError, match="intrinsics"):
         RgbdOdometry().track(no_k)
+
+
+def test_depth_downsampling_keeps_surfaces_and_drops_edges() -> None:
+    from engram.perception.odometry import _downsample_depth
+
+    depth = np.zeros((4, 6), np.float32)
+    depth[:2, :2] = [[1.0, 1.02], [1.0, 0.0]]  # one surface, one hole: mean of the valid three
+    depth[:2, 2:4] = [[1.0, 3.0], [1.0, 3.0]]  # a depth edge: dropped, never 2.0
+    depth[2:, :] = np.nan  # no return
+    small = _downsample_depth(depth, 2)
+    assert small.shape == (2, 3) and small.dtype == np.float32
+    assert small[0, 0] == pytest.approx(3.02 / 3)
+    assert small[0, 1] == 0.0 and small[0, 2] == 0.0
+    assert np.all(small[1] == 0.0)
