@@ -212,7 +212,7 @@ class EpisodicMemory:
         keyframe_width: int = 128,
         jpeg_quality: int = 70,
         tags_per_node: int = 5,
-        labels_per_node: int = 8,
+        labels_per_node: int = 16,
         min_tag_prob: float = 0.02,
         min_label_area: float = 0.002,
         move_threshold_m: float = 0.75,
@@ -591,7 +591,7 @@ class EpisodicMemory:
         order = np.argsort(ids, kind="stable")
         ids, world = ids[order], world[order]
         uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
-        min_pts = max(3, int(self.min_label_area * frame.depth_m.size / stride**2))
+        min_pts = 3  # a few surface points place an object well enough to see a move of metres
         moved: list[str] = []
         for i, j, n in zip(uniq.tolist(), first.tolist(), counts.tolist()):
             name = frame.labels.get(i)
