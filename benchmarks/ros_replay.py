@@ -111,8 +111,8 @@ def main() -> None:
             write_s = time.perf_counter() - t0
             src = ros.RosBagSource(path)
             topics = [src.rgb_topic, src.depth_topic, src.info_topic, *src.tf_topics]
-            peer_s, n_msgs = best_of(lambda: peer_read(path, topics), args.repeats)
-            eng_s, got = best_of(lambda: list(ros.RosBagSource(path)), args.repeats)
+            peer_s, n_msgs = best_of(lambda p=path, t=topics: peer_read(p, t), args.repeats)
+            eng_s, got = best_of(lambda p=path: list(ros.RosBagSource(p)), args.repeats)
             assert len(got) == len(frames), (name, len(got))
             size_mb = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))) / 1e6
             rows.append((name, size_mb, len(frames) / write_s, len(frames) / peer_s, len(frames) / eng_s, n_msgs))

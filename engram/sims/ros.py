@@ -935,7 +935,7 @@ class FrameAssembler:
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ros1_typestore():
     # Built once per process (building one costs ~20 ms); types found in bags are added to it.
     typesys = require("rosbags.typesys", "reading and writing ROS bags")
@@ -945,7 +945,7 @@ def _ros1_typestore():
     return ts
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ros2_typestore():
     typesys = require("rosbags.typesys", "reading and writing ROS bags")
     return typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)

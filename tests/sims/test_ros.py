@@ -11,7 +11,6 @@ import base64
 import json
 import math
 import struct
-import sys
 import warnings
 from pathlib import Path
 
@@ -665,3 +664,87 @@ def test_live_assembler_memory_stays_bounded(frames: list[Frame]) -> None:
     with pytest.warns(ros.RosBagWarning, match=r"t=200\.000 s: tf 'odom' -> 'camera_color_optical_frame' has no data"):
         assert asm.pop_frames() == []
     assert len(asm._pending) <= 2  # the old ones were given up, the newest still wait
+
+
+_FAKE_ROSBRIDGE = r'''
+import asyncio, importlib.util, json, socket, sys
+spec = importlib.util.spec_from_file_location("t", sys.argv[1]); t = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(t)
+from autobahn.asyncio.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from engram.sims import ros
+
+frames = t.room_frames(5)
+topics = {"/tf": "tf", ros.TOPICS["info"]: "info", ros.TOPICS["rgb"]: "rgb", ros.TOPICS["depth"]: "depth"}
+subscribed = set()
+
+class Bridge(WebSocketServerProtocol):  # the part of the rosbridge protocol a subscriber uses
+    def onMessage(self, payload, is_binary):
+        request = json.loads(payload)
+        if request.get("op") == "subscribe":
+            subscribed.add(request["topic"])
+            print(json.dumps({"subscribed": sorted(subscribed)}), flush=True)
+            if subscribed >= set(topics):
+                asyncio.ensure_future(self.publish_all())
+
+    async def publish_all(self):
+        await asyncio.sleep(0.5)  # the client registers its handler after sending "subscribe"
+        for frame in frames:
+            d = t._rosbridge_dicts(frame)
+            for topic, key in topics.items():
+                self.sendMessage(json.dumps({"op": "publish", "topic": topic, "msg": d[key]}).encode())
+            await asyncio.sleep(0.02)
+
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+loop = asyncio.new_event_loop()
+asyncio.set_event_loop(loop)
+factory = WebSocketServerFactory(f"ws://127.0.0.1:{port}")
+factory.protocol = Bridge
+loop.run_until_complete(loop.create_server(factory, "127.0.0.1", port))
+print(json.dumps({"port": port}), flush=True)
+loop.run_forever()
+'''
+
+_ROSBRIDGE_CLIENT = r'''
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("t", sys.argv[1]); t = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(t)
+from engram.sims import ros
+
+frames = t.room_frames(5)
+source = ros.RosbridgeSource("127.0.0.1", int(sys.argv[2]), sync_tolerance_s=0.01, max_frames=4, timeout_s=20)
+got = list(source)
+by_time = {round(f.timestamp_s, 6): f for f in frames}
+t.assert_same_frames(got, [by_time[round(g.timestamp_s, 6)] for g in got])
+print(json.dumps({"frames": len(got)}))
+'''
+
+
+def test_rosbridge_source_over_a_websocket(tmp_path: Path) -> None:
+    """RosbridgeSource (roslibpy) against a minimal rosbridge server (subscribe, then publish) on localhost."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("roslibpy")
+    pytest.importorskip("autobahn")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    (tmp_path / "bridge.py").write_text(_FAKE_ROSBRIDGE)
+    (tmp_path / "client.py").write_text(_ROSBRIDGE_CLIENT)
+    server = subprocess.Popen(
+        [sys.executable, str(tmp_path / "bridge.py"), __file__], env=env, cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = json.loads(server.stdout.readline())["port"]
+        out = subprocess.run(
+            [sys.executable, str(tmp_path / "client.py"), __file__, str(port)],
+            env=env, capture_output=True, text=True, timeout=120, cwd=repo,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == {"frames": 4}
+    finally:
+        server.kill()
+        server.wait(10)
+    subscribed = [json.loads(line)["subscribed"] for line in server.stdout.read().splitlines() if "subscribed" in line]
+    assert {"/tf_static", ros.TOPICS["rgb"], ros.TOPICS["depth"]} <= set(subscribed[-1])
