@@ -20,12 +20,14 @@ __all__ = [
     "ScriptedDynamics",
     "coverage_actions",
     "coverage_waypoints",
+    "coverage_walk",
 ]
 
 _LAZY = {
     "EmbeddedSim": "engram.sims.embedded.sim",
     "coverage_actions": "engram.sims.embedded.sim",
     "coverage_waypoints": "engram.sims.embedded.sim",
+    "coverage_walk": "engram.sims.embedded.sim",
     "ManipulationScene": "engram.sims.embedded.manipulation",
     "GroundTruth": "engram.sims.embedded.groundtruth",
     "ScriptedDynamics": "engram.sims.embedded.dynamics",
