@@ -414,15 +414,38 @@ class _Track:
         times = self.times_s
         if t_s < times[0] - tolerance_s or t_s > times[-1] + tolerance_s:
             return None
+        return Pose(self.matrix_at(t_s))
+
+    def matrix_at(self, t_s: float) -> np.ndarray:
+        """The 4x4 transform at ``t_s`` (clamped to the data); the caller checked the range."""
+        if not self._sorted:
+            self._sort()
+        times = self.times_s
         i = bisect.bisect_right(times, t_s)
         if i == 0:
-            return Pose.from_quaternion(self.quats[0], self.translations[0])
+            return _rt_matrix(self.quats[0], self.translations[0])
         if i == len(times):
-            return Pose.from_quaternion(self.quats[-1], self.translations[-1])
+            return _rt_matrix(self.quats[-1], self.translations[-1])
         t0, t1 = times[i - 1], times[i]
         alpha = 0.0 if t1 <= t0 else (t_s - t0) / (t1 - t0)
         trans = (1 - alpha) * self.translations[i - 1] + alpha * self.translations[i]
-        return Pose.from_quaternion(_slerp(self.quats[i - 1], self.quats[i], alpha), trans)
+        return _rt_matrix(_slerp(self.quats[i - 1], self.quats[i], alpha), trans)
+
+    def covers(self, t_s: float, tolerance_s: float) -> bool:
+        return bool(self.times_s) and min(self.times_s) - tolerance_s <= t_s <= max(self.times_s) + tolerance_s
+
+
+def _rt_matrix(q_xyzw: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """4x4 matrix of a unit quaternion (x, y, z, w) and a translation (no validation: hot path)."""
+    x, y, z, w = q_xyzw / np.linalg.norm(q_xyzw)
+    m = np.eye(4)
+    m[:3, :3] = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    m[:3, 3] = translation
+    return m
 
 
 class TfBuffer:
@@ -480,18 +503,18 @@ class TfBuffer:
             chain.append(nxt)
         return chain
 
-    def _edge(self, child: str, t_s: float, tolerance_s: float) -> Pose:
+    def _edge(self, child: str, t_s: float, tolerance_s: float) -> np.ndarray:
+        """``parent_from_child`` of one edge at ``t_s`` as a 4x4 matrix."""
         if child in self._static:
-            return self._static[child]
+            return self._static[child].matrix
         track = self._dynamic[child]
-        pose = track.at(t_s, tolerance_s)
-        if pose is None:
+        if not track.covers(t_s, tolerance_s):
             lo, hi = min(track.times_s), max(track.times_s)
             raise TfError(
                 f"tf {self._parent[child]!r} -> {child!r} has no data at t={t_s:.3f} s "
                 f"(data from {lo:.3f} to {hi:.3f} s, tolerance {tolerance_s} s)"
             )
-        return pose
+        return track.matrix_at(t_s)
 
     def can_transform(self, target: str, source: str) -> bool:
         target, source = self._name(target), self._name(source)
@@ -521,13 +544,17 @@ class TfBuffer:
                 f"({target!r} reaches {up_t[-1]!r}, {source!r} reaches {up_s[-1]!r}; "
                 f"known frames: {', '.join(sorted(self.frames)) or 'none'})"
             )
-        common_from_source = Pose()
+        common_from_source = np.eye(4)
         for child in up_s[: up_s.index(common)]:
             common_from_source = self._edge(child, t_s, tolerance_s) @ common_from_source
-        common_from_target = Pose()
+        common_from_target = np.eye(4)
         for child in up_t[: up_t.index(common)]:
             common_from_target = self._edge(child, t_s, tolerance_s) @ common_from_target
-        return common_from_target.inverse() @ common_from_source
+        r, t = common_from_target[:3, :3], common_from_target[:3, 3]
+        target_from_common = np.eye(4)
+        target_from_common[:3, :3] = r.T
+        target_from_common[:3, 3] = -r.T @ t
+        return Pose(target_from_common @ common_from_source)  # validated once, here
 
 
 # ----------------------------------------------------------------------------
