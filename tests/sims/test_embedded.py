@@ -358,7 +358,8 @@ def test_two_sims_coexist() -> None:
 def test_scripted_relocation_and_person_are_logged_and_rendered() -> None:
     spec = generate_apartment(0)
     mover = next(o for o in spec.objects if o.parts and o.half_extents_m[2] < 0.1)
-    table = next(f for f in spec.furniture if f.label in ("table", "desk", "counter"))
+    # Onto a table in another room: the object must be drawn (not culled) where it is now.
+    table = next(f for f in spec.furniture if f.label in ("table", "desk", "counter") and f.room != mover.room)
     target = (table.position_m[0], table.position_m[1], table.top_z_m + mover.half_extents_m[2])
     start_xy = spec.agent_start[:2]
     path = PersonPath(((start_xy[0] + 1.5, start_xy[1]), (start_xy[0] + 1.5, start_xy[1] + 1.0)), speed_mps=0.5)
@@ -373,6 +374,16 @@ def test_scripted_relocation_and_person_are_logged_and_rendered() -> None:
         assert gt.object_poses()[mover.instance_id].yaw_rad == pytest.approx(0.3)
         pos, orn = s._world.p.getBasePositionAndOrientation(s._world.body_of_instance[mover.instance_id], physicsClientId=s._world.client)
         assert pos[2] == pytest.approx(target[2] + mover.parts[0].offset_m[2], abs=1e-6)
+        # Seen in its new room, from 1 m beside the table.
+        tx, ty = target[0], target[1]
+        for ang in np.linspace(0, 2 * math.pi, 16, endpoint=False):
+            ax, ay = tx + 1.0 * math.cos(ang), ty + 1.0 * math.sin(ang)
+            if s.is_free(ax, ay) and spec.room_of(ax, ay) == table.room:
+                frame = s.set_agent_pose(ax, ay, ang + math.pi)
+                if mover.instance_id in frame.labels:
+                    break
+        else:
+            pytest.fail("the relocated object is not rendered in its new room")
         pid = s.person_instance_id
         person_log = [row for row in gt.pose_log() if row[1] == pid]
         assert [row[0] for row in person_log] == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]

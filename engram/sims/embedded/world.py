@@ -426,6 +426,13 @@ class PyBulletWorld:
         else:
             pos, orn = self.parts_base_position(obj, position_m, yaw_rad), _quat_yaw(yaw_rad)
         self.p.resetBasePositionAndOrientation(body, pos, orn, physicsClientId=self.client)
+        # A moved object is culled with the room it is in now.
+        g = self._room_grid
+        ix = int((position_m[0] - g.origin_xy_m[0]) // g.resolution_m)
+        iy = int((position_m[1] - g.origin_xy_m[1]) // g.resolution_m)
+        inside = 0 <= iy < g.ids.shape[0] and 0 <= ix < g.ids.shape[1]
+        room = int(g.ids[iy, ix]) - 1 if inside else -1
+        self._rooms_of_body[body] = {room} if room >= 0 else set(range(len(self.spec.rooms)))
 
     # -- collision ------------------------------------------------------------
     def make_agent_shape(self, radius_m: float, height_m: float) -> int:
