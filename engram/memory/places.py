@@ -14,7 +14,9 @@ snapshots off the place of their frame. Shortest paths run on the graph
 Node attributes: ``position`` (x, y, floor z), ``kind`` ("path" | "free"),
 ``frames`` (indices of frames taken there), ``times`` ([first, last] time),
 ``objects`` (set of object ids), ``snapshots`` (set of snapshot ids).
-Edge attributes: ``length_m``, ``kind`` ("path" | "free").
+Edge attributes: ``length_m``, ``kind`` ("path" | "free"), ``via`` (for
+walk edges, the [x, y] where the agent crossed between the two places: if
+the straight edge proves blocked, `check_edges` routes through a place there).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class PlaceGraph:
         self._xy = np.zeros((0, 2))
         self._next_id = 0
         self._last_place: int | None = None
+        self._last_xy: np.ndarray | None = None
         self._place_of_frame: dict[int, int] = {}
 
     # access -------------------------------------------------------------------
@@ -176,8 +179,12 @@ class PlaceGraph:
         if last is not None and last != pid and last in self.graph:
             length = float(np.linalg.norm(self._xy[self._ids == last][0] - self._xy[self._ids == pid][0]))
             if length <= self.edge_max_m + self.spacing_m and not self.graph.has_edge(last, pid):
-                self.graph.add_edge(last, pid, length_m=length, kind="path")
+                # where the walk crossed from one place to the other (a doorway, say):
+                # if the straight edge later proves blocked, the route goes through here
+                via = p[:2] if self._last_xy is None else 0.5 * (self._last_xy + p[:2])
+                self.graph.add_edge(last, pid, length_m=length, kind="path", via=[float(via[0]), float(via[1])])
         self._last_place = pid
+        self._last_xy = p[:2].copy()
         return pid
 
     def add_free_space(self, octree, *, refresh_edges: bool = True) -> list[int]:
@@ -187,8 +194,8 @@ class PlaceGraph:
         or unknown cell (the freest cell of each half-spacing block, freest
         blocks first), at least 0.75 ``spacing_m`` from every other place. Then every pair of
         places closer than ``edge_max_m`` is checked against the octree:
-        free pairs are joined; with ``refresh_edges`` existing edges that now
-        cross an obstacle are removed.
+        free pairs are joined; with ``refresh_edges`` existing edges are
+        re-checked first (`check_edges`).
 
         Returns:
             Ids of the new places.
@@ -228,32 +235,88 @@ class PlaceGraph:
                     taken = np.vstack([taken, cand[i][None]])
                     new_ids.append(self._add_node(cand[i], "free", None))
         self._connect(octree, refresh_edges)
-        return new_ids
+        # a free-space place no free segment reaches is no use for routing (it returns
+        # with the next call, and joins once the space around it is seen)
+        lonely = [pid for pid in new_ids if self.graph.degree(pid) == 0 and len(self.graph) > 1]
+        if lonely:
+            self.graph.remove_nodes_from(lonely)
+            keep = ~np.isin(self._ids, lonely)
+            self._ids, self._xy = self._ids[keep], self._xy[keep]
+        return [pid for pid in new_ids if pid not in set(lonely)]
+
+    def check_edges(self, octree) -> int:
+        """Re-check every edge against the octree; remove those that cross an obstacle.
+
+        A blocked edge of the walk is replaced by a detour through the point
+        where the agent crossed between its places (a new path place there),
+        when both halves are free.
+
+        Returns:
+            The number of edges removed.
+        """
+        edges = list(self.graph.edges(data=True))
+        if not edges:
+            return 0
+        pos = dict(zip(self._ids.tolist(), self._xy))
+        ok = self.segments_free(octree, np.stack([pos[a] for a, _, _ in edges]), np.stack([pos[b] for _, b, _ in edges]))
+        blocked = [(a, b, d) for (a, b, d), good in zip(edges, ok.tolist()) if not good]
+        for a, b, _ in blocked:
+            self.graph.remove_edge(a, b)
+        detours = [(a, b, np.asarray(d["via"], np.float64)) for a, b, d in blocked if d.get("via") is not None]
+        if detours:
+            self._detour(octree, detours)
+        return len(blocked)
+
+    def _detour(self, octree, detours: list[tuple[int, int, np.ndarray]]) -> None:
+        legs: list[tuple[int, int]] = []
+        made: list[int] = []
+        # a crossing point is usable when the floor around it is free (clearance_m in x and y)
+        r = max(self.clearance_m, 1e-3)
+        vias = np.stack([v for _, _, v in detours])
+        arms = np.array([[r, 0.0], [0.0, r]])
+        starts = (vias[:, None, :] - arms[None]).reshape(-1, 2)
+        ends = (vias[:, None, :] + arms[None]).reshape(-1, 2)
+        usable = self.segments_free(octree, starts, ends).reshape(-1, 2).all(axis=1)
+        detours = [d for d, ok in zip(detours, usable.tolist()) if ok]
+        for a, b, via in detours:  # one step per blocked edge
+            d2 = ((self._xy - via) ** 2).sum(axis=1)
+            i = int(np.argmin(d2))
+            if d2[i] <= (0.25 * self.spacing_m) ** 2:
+                v = int(self._ids[i])
+            else:
+                v = self._add_node(via, "path", None)
+                made.append(v)
+            legs += [(x, y) for x, y in ((a, v), (v, b)) if x != y and x in self.graph and y in self.graph]
+        if not legs:
+            return
+        pos = dict(zip(self._ids.tolist(), self._xy))
+        s = np.stack([pos[x] for x, _ in legs])
+        e = np.stack([pos[y] for _, y in legs])
+        for (x, y), good, length in zip(legs, self.segments_free(octree, s, e).tolist(), np.linalg.norm(e - s, axis=1)):
+            if good and not self.graph.has_edge(x, y):
+                self.graph.add_edge(x, y, length_m=float(length), kind="path", via=None)
+        unused = [v for v in made if self.graph.degree(v) == 0]
+        if unused:
+            self.graph.remove_nodes_from(unused)
+            keep = ~np.isin(self._ids, unused)
+            self._ids, self._xy = self._ids[keep], self._xy[keep]
 
     def _connect(self, octree, refresh: bool) -> None:
+        if refresh:
+            self.check_edges(octree)
         n = len(self._ids)
         if n < 2:
             return
         d = np.sqrt(((self._xy[:, None, :] - self._xy[None, :, :]) ** 2).sum(-1))
         ii, jj = np.nonzero(np.triu(d <= self.edge_max_m, k=1))
-        if len(ii) == 0:
+        new = [k for k in range(len(ii)) if not self.graph.has_edge(int(self._ids[ii[k]]), int(self._ids[jj[k]]))]
+        if not new:
             return
+        ii, jj = ii[new], jj[new]
         ok = self.segments_free(octree, self._xy[ii], self._xy[jj])
         for a, b, good, length in zip(self._ids[ii].tolist(), self._ids[jj].tolist(), ok.tolist(), d[ii, jj].tolist()):
-            if good and not self.graph.has_edge(a, b):
-                self.graph.add_edge(a, b, length_m=float(length), kind="free")
-            elif not good and refresh and self.graph.has_edge(a, b):
-                self.graph.remove_edge(a, b)
-        if refresh:
-            # path edges longer than edge_max_m were not in the candidate set; check them too
-            long_edges = [(a, b) for a, b, L in self.graph.edges(data="length_m") if L > self.edge_max_m]
-            if long_edges:
-                pos = {int(k): v for k, v in zip(self._ids.tolist(), self._xy)}
-                s = np.stack([pos[a] for a, _ in long_edges])
-                e = np.stack([pos[b] for _, b in long_edges])
-                for (a, b), good in zip(long_edges, self.segments_free(octree, s, e).tolist()):
-                    if not good:
-                        self.graph.remove_edge(a, b)
+            if good:
+                self.graph.add_edge(a, b, length_m=float(length), kind="free", via=None)
 
     def segments_free(self, octree, starts_xy: np.ndarray, ends_xy: np.ndarray) -> np.ndarray:
         """Whether each straight floor segment is free in the octree's band.
@@ -368,7 +431,7 @@ class PlaceGraph:
                 }
             )
         edges = [
-            {"a": int(a), "b": int(b), "length_m": float(d["length_m"]), "kind": d["kind"]}
+            {"a": int(a), "b": int(b), "length_m": float(d["length_m"]), "kind": d["kind"], "via": d.get("via")}
             for a, b, d in sorted(self.graph.edges(data=True), key=lambda e: (min(e[0], e[1]), max(e[0], e[1])))
         ]
         return {
@@ -383,6 +446,7 @@ class PlaceGraph:
             "nodes": nodes,
             "edges": edges,
             "last_place": self._last_place,
+            "last_xy": None if self._last_xy is None else [float(v) for v in self._last_xy],
         }
 
     @classmethod
@@ -417,9 +481,13 @@ class PlaceGraph:
                 a, b = int(e["a"]), int(e["b"])
                 if a not in pg.graph or b not in pg.graph:
                     raise ValueError(f"edge ({a}, {b}) names a missing place")
-                pg.graph.add_edge(a, b, length_m=float(e["length_m"]), kind=str(e["kind"]))
+                via = e.get("via")
+                via = None if via is None else [float(v) for v in via]
+                pg.graph.add_edge(a, b, length_m=float(e["length_m"]), kind=str(e["kind"]), via=via)
             last = records.get("last_place")
             pg._last_place = None if last is None else int(last)
+            last_xy = records.get("last_xy")
+            pg._last_xy = None if last_xy is None else np.asarray(last_xy, dtype=np.float64).reshape(2)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"bad place graph records: {exc!r}") from exc
         ids = sorted(pg.graph.nodes)

@@ -85,6 +85,23 @@ def test_free_space_places_and_edges_never_cross_the_wall():
     assert DOOR[0] - 0.5 < (r[k - 1, 1] + r[k, 1]) / 2 < DOOR[1] + 0.5
 
 
+def test_a_walk_edge_that_clips_the_wall_detours_through_the_doorway():
+    tree = two_rooms()
+    g = PlaceGraph(spacing_m=1.0)
+    a = g.add_pose((2.5, 0.3, 1.2), 0.0, 0)
+    assert g.add_pose((2.5, 1.25, 1.2), 1.0, 1) == a  # still within 1 m of the first place
+    b = g.add_pose((3.5, 1.6, 1.2), 2.0, 2)  # stepped through the door
+    assert b != a and g.graph.has_edge(a, b)
+    assert crossings_outside_door(g) != []  # the straight edge between the place centres clips the wall
+    assert g.check_edges(tree) == 1
+    assert not g.graph.has_edge(a, b) and crossings_outside_door(g) == []
+    route = np.stack(g.shortest_path((2.5, 0.3, 0), (3.5, 1.6, 0)))
+    assert len(route) == 3
+    np.testing.assert_allclose(route[1, :2], [3.0, 1.425], atol=1e-9)  # where the walk crossed
+    again = PlaceGraph.from_records(g.to_records())
+    assert again.digest() == g.digest() and again.check_edges(tree) == 0
+
+
 def test_unknown_gap_is_not_bridged():
     tree = OccupancyOctree(VOXEL)
     tree.update_points(box_centres((0.0, 0.0, 0.1), (2.0, 2.0, 1.5)), -2.0)
