@@ -201,6 +201,33 @@ def test_bare_mcap_is_a_ros2_mcap_file(tmp_path: Path, frames: list[Frame]) -> N
     assert summary.statistics.message_count > 4 * len(frames)
 
 
+@pytest.mark.parametrize("compression", ["ZSTD", "LZ4"])
+def test_mcap_written_by_the_mcap_library_with_compressed_chunks(tmp_path: Path, frames: list[Frame], compression: str) -> None:
+    """An .mcap from another writer (the mcap library, as ros2 bag's mcap plugin: compressed 64 kB chunks)."""
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    ours = ros.record_bag(frames, tmp_path / "ours.mcap")
+    theirs = tmp_path / "theirs.mcap"
+    with open(ours, "rb") as src, open(theirs, "wb") as dst:
+        writer = Writer(dst, chunk_size=64 * 1024, compression=getattr(CompressionType, compression))
+        writer.start(profile="ros2", library="test")
+        schema_ids: dict[int, int] = {}
+        channel_ids: dict[int, int] = {}
+        for schema, channel, message in make_reader(src).iter_messages(log_time_order=True):
+            if schema.id not in schema_ids:
+                schema_ids[schema.id] = writer.register_schema(schema.name, schema.encoding, schema.data)
+            if channel.id not in channel_ids:
+                channel_ids[channel.id] = writer.register_channel(
+                    channel.topic, channel.message_encoding, schema_ids[schema.id], channel.metadata
+                )
+            writer.add_message(channel_ids[channel.id], message.log_time, message.data, message.publish_time)
+        writer.finish()
+    assert theirs.stat().st_size < ours.stat().st_size  # really compressed
+    got = list(ros.RosBagSource(theirs))
+    assert_same_frames(got, frames)
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -748,3 +775,13 @@ def test_rosbridge_source_over_a_websocket(tmp_path: Path) -> None:
         server.wait(10)
     subscribed = [json.loads(line)["subscribed"] for line in server.stdout.read().splitlines() if "subscribed" in line]
     assert {"/tf_static", ros.TOPICS["rgb"], ros.TOPICS["depth"]} <= set(subscribed[-1])
+
+
+def test_body_convention_camera_frame_is_turned_to_optical(tmp_path: Path, frames: list[Frame]) -> None:
+    """Posing by camera_link (REP-103 body axes) with camera_convention='body' equals the optical frame's pose."""
+    path = ros.record_bag(frames[:3], tmp_path / "run.bag")
+    got = list(ros.RosBagSource(path, camera_frame="camera_link", camera_convention="body"))
+    assert_same_frames(got, frames[:3])
+    wrong = list(ros.RosBagSource(path, camera_frame="camera_link"))  # body axes taken as optical
+    assert not wrong[0].world_from_camera.allclose(frames[0].world_from_camera, atol=1e-3)
+    np.testing.assert_allclose(wrong[0].world_from_camera.translation, frames[0].world_from_camera.translation, atol=1e-9)
