@@ -442,13 +442,15 @@ def test_shortest_paths_match_networkx(sim: EmbeddedSim) -> None:
     free = reach.free
     g = nx.Graph()
     h, w = free.shape
-    for i, j in np.argwhere(free):
-        for di, dj, cost in ((0, 1, 1.0), (1, 0, 1.0), (1, 1, math.sqrt(2)), (1, -1, math.sqrt(2))):
-            a, b = i + di, j + dj
-            if 0 <= a < h and 0 <= b < w and free[a, b]:
-                if di and dj and not (free[i + di, j] and free[i, j + dj]):
-                    continue
-                g.add_edge((i, j), (a, b), weight=cost)
+    for di, dj, cost in ((0, 1, 1.0), (1, 0, 1.0), (1, 1, math.sqrt(2)), (1, -1, math.sqrt(2))):
+        i, j = np.nonzero(free)
+        a, b = i + di, j + dj
+        ok = (a >= 0) & (a < h) & (b >= 0) & (b < w)
+        i, j, a, b = i[ok], j[ok], a[ok], b[ok]
+        ok = free[a, b]
+        if di and dj:  # diagonal moves may not cut a blocked corner
+            ok &= free[i + di, j] & free[i, j + dj]
+        g.add_weighted_edges_from(zip(zip(i[ok].tolist(), j[ok].tolist()), zip(a[ok].tolist(), b[ok].tolist()), [cost] * int(ok.sum())))
     waypoints = coverage_waypoints(gt)
     src = tuple(int(v) for v in reach.world_to_cell(waypoints[0]))
     lengths = nx.single_source_dijkstra_path_length(g, src)
@@ -490,3 +492,26 @@ def test_hydra_config_instantiates() -> None:
         assert frame.rgb.shape == (48, 64, 3)
     finally:
         s.close()
+
+
+def test_room_culling_never_changes_the_image() -> None:
+    culled = EmbeddedSim(seed=3, width=160, height=120)
+    full = EmbeddedSim(seed=3, width=160, height=120, cull_hidden_rooms=False)
+    try:
+        reach = culled.ground_truth.reachable_map()
+        cells = np.argwhere(reach.free)
+        rng = np.random.default_rng(1)
+        hidden_any = False
+        for _ in range(10):
+            x, y = reach.cell_to_world(cells[rng.integers(len(cells))])
+            yaw = float(rng.uniform(-math.pi, math.pi))
+            a = culled.set_agent_pose(float(x), float(y), yaw)
+            b = full.set_agent_pose(float(x), float(y), yaw)
+            hidden_any |= bool(culled._world._hidden)
+            np.testing.assert_array_equal(a.instances, b.instances)
+            np.testing.assert_array_equal(a.depth_m, b.depth_m)
+            np.testing.assert_array_equal(a.rgb, b.rgb)
+        assert hidden_any  # the culling did hide something
+    finally:
+        culled.close()
+        full.close()
