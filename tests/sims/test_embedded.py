@@ -486,10 +486,11 @@ def test_hydra_config_instantiates() -> None:
 
     cfg = OmegaConf.load(ROOT / "engram" / "configs" / "sim" / "embedded.yaml")
     assert cfg._target_ == "engram.sims.embedded.EmbeddedSim"
-    s = hydra.utils.instantiate(cfg, width=64, height=48)
+    s = hydra.utils.instantiate(cfg, width=64, height=48, dynamics={"n_relocations": 2, "person": True})
     try:
         frame = s.observe()
         assert frame.rgb.shape == (48, 64, 3)
+        assert len(s.dynamics.relocations) == 2 and s.person_instance_id is not None
     finally:
         s.close()
 

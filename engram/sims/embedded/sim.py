@@ -21,7 +21,7 @@ room for jobs and benchmarks that run before a planner exists.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -135,8 +135,8 @@ class EmbeddedSim:
             if d != "random":
                 raise ValueError(f"dynamics must be None, 'random', a dict or a ScriptedDynamics, got {d!r}")
             return ScriptedDynamics.random(spec, seed=spec.seed)
-        if isinstance(d, dict):
-            kwargs = dict(d)
+        if isinstance(d, Mapping):  # a dict, or an OmegaConf DictConfig from hydra
+            kwargs = {str(k): v for k, v in d.items()}
             kwargs.setdefault("seed", spec.seed)
             return ScriptedDynamics.random(spec, **kwargs)
         raise ValueError(f"dynamics must be None, 'random', a dict or a ScriptedDynamics, got {type(d).__name__}")
