@@ -189,6 +189,10 @@ class VideoSource:
         decoded = 0
         last_t: float | None = None
         fps = self._fps
+        if self.start_s > 0 and fps is not None:
+            cap, decoded = self._seek(cap, fps)
+            if decoded:
+                last_t = (decoded - 1) / fps
         try:
             while self.max_frames is None or out < self.max_frames:
                 if not cap.grab():
@@ -228,6 +232,21 @@ class VideoSource:
                 )
         finally:
             cap.release()
+
+    def _seek(self, cap: cv2.VideoCapture, fps: float) -> tuple[cv2.VideoCapture, int]:
+        """Jump close to ``start_s`` without decoding everything before it.
+
+        Lands on the frame just before ``start_s`` (one frame of margin);
+        the frames from there are decoded and filtered as usual. Falls back
+        to reading from the start when the container cannot seek exactly.
+        """
+        target = max(int(math.floor(self.start_s * fps + 1e-6)) - 1, 0)
+        if target == 0:
+            return cap, 0
+        if cap.set(cv2.CAP_PROP_POS_FRAMES, target) and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == target:
+            return cap, target
+        cap.release()
+        return _open_capture(self.path), 0
 
     @staticmethod
     def _timestamp(pos_ms: float, decoded: int, last_t: float | None, fps: float | None) -> float:

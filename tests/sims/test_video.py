@@ -61,6 +61,8 @@ def test_stride_start_and_max_frames(video_path: Path) -> None:
     assert len(src) == len(frames) == 4
     np.testing.assert_allclose([f.timestamp_s for f in frames], [0.5, 0.8, 1.1, 1.4], atol=1e-6)
     assert [f.meta["source_index"] for f in frames] == [5, 8, 11, 14]
+    # start_s seeks: the pixels are those of the frames named, not of the first frames of the file
+    np.testing.assert_allclose([_grey_level(f.rgb) for f in frames], [55, 85, 115, 145], atol=3)
 
 
 def test_target_fps_thins_to_the_requested_rate(video_path: Path) -> None:
