@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
 from engram.memory.octree import OccupancyOctree
 from engram.perception.geometry import backproject_depth, project_points
@@ -142,6 +143,8 @@ class SceneMemory:
         text_encoder: name or instance of a text encoder for text queries ("hash" needs nothing installed).
         timeline: keep an episodic timeline of the run.
         snapshot_image_width: width of stored snapshot images (pixels).
+        budget: a `MemoryBudget` (or its keyword arguments) enforced every
+            ``budget.every_frames`` frames; None keeps everything.
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class SceneMemory:
         timeline: bool = True,
         snapshot_image_width: int = 160,
         octree_kwargs: dict[str, Any] | None = None,
+        budget: MemoryBudget | dict[str, Any] | None = None,
     ) -> None:
         from engram.memory.objects import ObjectMap
         from engram.memory.places import PlaceGraph
@@ -213,6 +217,8 @@ class SceneMemory:
         self._lock = RWLock()
         self._warned: set[str] = set()
         self._label_vec: dict[str, np.ndarray] = {}
+        self._budget = MemoryBudget(**budget) if isinstance(budget, dict) else budget
+        self.last_eviction: dict[str, int] = {}
 
         self._image_encoder = self._build_encoder(image_encoder, "image")
         self._text_encoder = self._build_encoder(text_encoder, "text")
@@ -289,6 +295,8 @@ class SceneMemory:
             self.last_timestamp_s = frame.timestamp_s
             if self.first_timestamp_s is None:
                 self.first_timestamp_s = frame.timestamp_s
+            if self._budget is not None and self.frames_seen % self._budget.every_frames == 0:
+                self.last_eviction = self._budget.enforce(self)
             report.ms = (time.perf_counter() - t0) * 1e3
             return report
 
@@ -421,6 +429,8 @@ class SceneMemory:
         self.snapshots.update({i: o.centroid for i, o in self.objects.objects.items()})
         self.frontiers = detect_frontiers(self.octree, floor_z_m=self.floor_z_m)
         self.snapshots.update_frontiers(self.frontiers)
+        self.places.add_free_space(self.octree)
+        self.places.attach_snapshots(self.snapshots.snapshots)
 
     def _small_rgb(self, rgb: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]

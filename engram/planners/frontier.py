@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engram.planners.navigation import FREE, UNKNOWN, PathFollower, TraversabilityGrid
+from engram.planners.navigation import UNKNOWN, PathFollower, TraversabilityGrid, distance_map
 
 __all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of"]
 
@@ -139,28 +139,43 @@ class FrontierExplorer:
         )
 
     def choose(self, grid: TraversabilityGrid, xy: np.ndarray) -> tuple[FrontierRegion, np.ndarray] | None:
-        """The best frontier and the path to it, or None when none is reachable."""
+        """The best frontier and the path to it, or None when none is reachable.
+
+        One Dijkstra pass from the agent gives the path cost to every frontier
+        cell; a region's cost is that of its nearest cell, and its utility is
+        size / (1 + weight x cost).
+        """
         regions = grid_frontiers(grid, self.min_frontier_m)
         regions = [
             r for r in regions if all(np.linalg.norm(r.center_xy - b) > self.blacklist_radius_m for b in self.blacklist)
         ]
         if not regions:
             return None
-        # cheap ranking by straight-line distance first, then plan for the best few
-        straight = np.array([np.linalg.norm(r.center_xy - xy) for r in regions])
-        sizes = np.array([r.size_m for r in regions])
-        prelim = sizes / (1.0 + self.distance_weight * straight)
+        trav = grid.traversable()
+        start = grid.world_to_cell(xy)
+        if not (grid.in_bounds(start) and trav[start[0], start[1]]):
+            near = grid.nearest_traversable(xy, 0.6)
+            if near is None:
+                return None
+            start = grid.world_to_cell(near)
+        dist = distance_map(np.where(trav, 1.0, np.inf), int(start[0]), int(start[1])) * grid.resolution_m
         best = None
-        for i in np.argsort(-prelim)[:6]:
-            r = regions[i]
-            path = grid.plan(xy, r.center_xy)
-            if path is None:
-                self.blacklist.append(r.center_xy)
+        for r in regions:
+            d = dist[r.cells[:, 0], r.cells[:, 1]]
+            i = int(np.argmin(d))
+            if not np.isfinite(d[i]):
                 continue
-            util = r.size_m / (1.0 + self.distance_weight * grid.path_length(path))
+            util = r.size_m / (1.0 + self.distance_weight * float(d[i]))
             if best is None or util > best[0]:
-                best = (util, r, path)
-        return None if best is None else (best[1], best[2])
+                best = (util, r, r.cells[i])
+        if best is None:
+            return None
+        _, region, cell = best
+        path = grid.plan(xy, grid.cell_to_world(cell))
+        if path is None:
+            self.blacklist.append(region.center_xy)
+            return None
+        return region, path
 
     def explore(
         self,
@@ -208,7 +223,9 @@ class FrontierExplorer:
         if self.look_around:
             spin()
         stuck = 0
-        while steps < max_steps:
+        rounds = 0
+        while steps < max_steps and rounds < 4 * max_steps + 10:
+            rounds += 1
             if coverage_fn is not None and coverage_fn() >= coverage_goal:
                 reason = "coverage goal"
                 break
@@ -217,11 +234,14 @@ class FrontierExplorer:
             xy = pose.translation[:2].copy()
             choice = self.choose(grid, xy)
             if choice is None:
+                choice = self.choose(grid, xy)  # a failed plan blacklists its region: try the next best once
+            if choice is None:
                 reason = "no reachable frontier"
                 break
             region, path = choice
             goals.append(tuple(map(float, region.center_xy)))
             self.follower.set_path(path)
+            steps_before = steps
             moved = 0
             start_xy = xy.copy()
             for _ in range(self.replan_every):
@@ -235,10 +255,19 @@ class FrontierExplorer:
                 moved += 1
             pose = sim.agent_pose
             if self.follower.done(pose.translation[:2]):
-                # arrived: look toward the unknown side, or all around
-                if self.look_around:
-                    spin()
+                # arrived: face the unknown side of the frontier
+                target = pose.translation[:2] + region.direction_xy
+                for _ in range(self.turns_per_circle // 2):
+                    if steps >= max_steps:
+                        break
+                    a = self.follower.turn_towards(sim.agent_pose.translation[:2], yaw_of(sim.agent_pose), target)
+                    if a is None:
+                        break
+                    act(a)
+                # seen from here; if it is still a frontier, it cannot be seen better
                 self.blacklist.append(region.center_xy)
+            if steps == steps_before:
+                self.blacklist.append(region.center_xy)  # nothing to do for this one: never pick it again
             if np.linalg.norm(pose.translation[:2] - start_xy) < 0.05 and moved:
                 stuck += 1
                 if stuck >= 3:

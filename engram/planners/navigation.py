@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["TraversabilityGrid", "astar", "PathFollower", "UNKNOWN", "FREE", "OBSTACLE"]
+__all__ = ["TraversabilityGrid", "astar", "distance_map", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
 
 UNKNOWN, FREE, OBSTACLE = 0, 1, 2
 
@@ -55,8 +55,13 @@ class TraversabilityGrid:
         resolution_m: float | None = None,
         margin_m: float = 1.0,
         bounds_xy: tuple[np.ndarray, np.ndarray] | None = None,
+        fill_holes_m: float = 0.1,
     ) -> TraversabilityGrid:
-        """Project the octree into a traversability grid."""
+        """Project the octree into a traversability grid.
+
+        ``fill_holes_m``: unknown gaps up to about this size between seen floor
+        cells count as seen (a morphological closing).
+        """
         res = float(resolution_m or octree.voxel_size_m)
         occ = octree.occupied_centers()
         free = octree.free_centers()
@@ -95,6 +100,13 @@ class TraversabilityGrid:
             low = free[(z >= floor_z_m - vs) & (z < floor_z_m + 0.5)]
             r, c = cells(low)
             known[r, c] = True
+        if fill_holes_m > 0:
+            # far floor is sampled more sparsely than the grid: close the pinholes
+            # between seen cells (obstacles are applied after, so walls stay walls)
+            import cv2
+
+            n = 2 * int(round(fill_holes_m / res)) + 1
+            known = cv2.morphologyEx(known.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((n, n), np.uint8)).astype(bool)
         state = np.zeros((h, w), np.int8)
         state[known] = FREE
         state[obstacle] = OBSTACLE
@@ -244,7 +256,7 @@ def _astar_kernel(cost, sr, sc, gr, gc):  # pragma: no cover - compiled
             continue
         closed[r, c] = True
         if r == gr and c == gc:
-            return parent, True
+            return parent, g, True
         for k8 in range(8):
             nr = r + dr[k8]
             nc = c + dc[k8]
@@ -261,9 +273,11 @@ def _astar_kernel(cost, sr, sc, gr, gc):  # pragma: no cover - compiled
             if ng < g[nr, nc]:
                 g[nr, nc] = ng
                 parent[nr, nc] = r * w + c
-                ar = abs(nr - gr)
-                ac = abs(nc - gc)
-                hval = (ar + ac) + (1.4142135623730951 - 2.0) * min(ar, ac)
+                hval = 0.0
+                if gr >= 0:
+                    ar = abs(nr - gr)
+                    ac = abs(nc - gc)
+                    hval = (ar + ac) + (1.4142135623730951 - 2.0) * min(ar, ac)
                 f = ng + hval
                 if n >= cap:
                     cap *= 2
@@ -285,7 +299,7 @@ def _astar_kernel(cost, sr, sc, gr, gc):  # pragma: no cover - compiled
                     k = p
                 hf[k] = f
                 hi[k] = nr * w + nc
-    return parent, False
+    return parent, g, False
 
 
 def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | None:
@@ -301,7 +315,7 @@ def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | 
             raise ValueError(f"cell ({r}, {c}) is outside the {h}x{w} grid")
     if not np.isfinite(cost[sr, sc]) or not np.isfinite(cost[gr, gc]):
         return None
-    parent, ok = _astar_kernel(cost, sr, sc, gr, gc)
+    parent, _, ok = _astar_kernel(cost, sr, sc, gr, gc)
     if not ok:
         return None
     out = [(gr, gc)]
@@ -310,6 +324,15 @@ def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | 
         out.append((cur // w, cur % w))
         cur = parent[cur // w, cur % w]
     return np.array(out[::-1], dtype=np.int64)
+
+
+def distance_map(cost: np.ndarray, sr: int, sc: int) -> np.ndarray:
+    """Path cost from (sr, sc) to every cell (Dijkstra, same moves as `astar`); inf where unreachable."""
+    cost = np.ascontiguousarray(cost, dtype=np.float64)
+    if not np.isfinite(cost[sr, sc]):
+        return np.full(cost.shape, np.inf)
+    _, g, _ = _astar_kernel(cost, sr, sc, -1, -1)
+    return g
 
 
 class PathFollower:
@@ -536,7 +559,7 @@ class Navigator:
                 explored += res.steps
                 self.memory.finalize()
                 hits = self.memory.query(text=text, kinds=("object",), k=1, min_score=0.75)
-                if res.reason == "no reachable frontier":
+                if res.reason == "no reachable frontier" or res.steps == 0:
                     break
         if not hits:
             return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), explored)
