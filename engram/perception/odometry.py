@@ -8,7 +8,8 @@ keyframes, which keeps the drift of the keyframe chain small. A failure
 check (too few correspondences, a residual too large, or a jump beyond a
 threshold from the motion model) marks a frame untracked instead of giving
 it a wrong pose; the next frames are tracked against the last good keyframe
-again, so tracking recovers. Frames with too little valid depth are skipped
+again, so tracking recovers once the camera sees that keyframe's view again
+(there is no global relocalisation). Frames with too little valid depth are skipped
 with a warning and leave the tracker untouched.
 
 `with_estimated_poses(source, **kw)` wraps any iterable of `Frame`s and
@@ -517,7 +518,7 @@ def _orthonormalise(m: np.ndarray) -> np.ndarray:
 def with_estimated_poses(
     source: Iterable[Frame], *, drop_untracked: bool = False, tracker: RgbdOdometry | None = None, **kwargs: Any
 ) -> Iterator[Frame]:
-    """Yield the frames of ``source`` with ``world_from_camera`` estimated by `RgbdOdometry`.
+    """The frames of ``source``, lazily, with ``world_from_camera`` estimated by `RgbdOdometry`.
 
     Args:
         source: any iterable of RGB-D frames with intrinsics.
@@ -526,15 +527,23 @@ def with_estimated_poses(
         tracker: a tracker to use (built from ``kwargs`` when None).
         **kwargs: `RgbdOdometry` arguments.
 
-    Yields:
-        Copies of the frames: ``world_from_camera`` set (None when untracked),
+    Returns:
+        An iterator over copies of the frames: ``world_from_camera`` set (None when untracked),
         ``meta["tracking"]`` the status, ``meta["tracking_reason"]`` why a
         frame is untracked, ``meta["source_world_from_camera"]`` the pose the
         source gave, if any.
+
+    Raises:
+        ValueError: bad tracker arguments (at the call, before any frame is read).
     """
-    odo = tracker if tracker is not None else RgbdOdometry(**kwargs)
     if tracker is not None and kwargs:
         raise ValueError("pass either a tracker or RgbdOdometry keyword arguments, not both")
+    # Built here, not inside the generator, so bad arguments fail at the call.
+    odo = tracker if tracker is not None else RgbdOdometry(**kwargs)
+    return _track_stream(source, odo, drop_untracked)
+
+
+def _track_stream(source: Iterable[Frame], odo: RgbdOdometry, drop_untracked: bool) -> Iterator[Frame]:
     any_tracked = False
     n = 0
     for frame in source:
@@ -544,7 +553,7 @@ def with_estimated_poses(
         if drop_untracked and not result.tracked:
             continue
         meta = dict(frame.meta)
-        meta["tracking"] = "ok" if result.status == "init" else result.status
+        meta["tracking"] = "keyframe" if result.status == "init" else result.status
         if result.reason:
             meta["tracking_reason"] = result.reason
         if frame.world_from_camera is not None:

@@ -127,6 +127,8 @@ def test_bad_arguments(icl_frames: list[Frame]) -> None:
         RgbdOdometry(method="orb")
     with pytest.raises(ValueError, match="downsample"):
         RgbdOdometry(downsample=0)
+    with pytest.raises(ValueError, match="min_fitness"):
+        with_estimated_poses(iter(()), min_fitness=2.0)  # raised at the call, not at the first frame
     no_k = dataclasses.replace(icl_frames[0], intrinsics=None)
     with pytest.raises(ValueError, match="intrinsics"):
         RgbdOdometry().track(no_k)
