@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import socket
+import threading
 from pathlib import Path
 
 import cv2
@@ -207,10 +209,49 @@ def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video,
     assert tree_digest(tmp_path / "mem") == before
 
 
+def test_offline_answerer_and_a_real_silent_http_server(video, tmp_path):
+    answerers = pytest.importorskip("engram.qa.answerers")
+    qa = VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
+    offline = answerers.build_answerer("offline", text_encoder=qa.memory.text_encoder)
+    ans = qa.ask("what happened around 1:10?", options=["red", "green", "blue", "yellow"], answerer=offline)
+    assert ans.choice_index == 3  # the yellow segment runs from 64 s to the end
+
+    # a server that accepts the connection and never replies
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def hold():
+        conn, _ = listener.accept()
+        stop.wait(10)
+        conn.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    silent = answerers.build_answerer("openai", base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5, api_key_env=None)
+    before = tree_digest(tmp_path / "mem")
+    try:
+        with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}.*unchanged"):
+            qa.ask("what happened around 1:10?", answerer=silent)
+    finally:
+        stop.set()
+        listener.close()
+    assert tree_digest(tmp_path / "mem") == before
+
+
 def test_cli_bodies(video, tmp_path):
     pytest.importorskip("engram.qa.answerers")
-    text = build_command(str(video), str(tmp_path / "mem"), **encoders(), **OPTS)
-    assert "complete" in text and "level 0:" in text
+    from engram.perception.encoders import available_image_encoders, available_text_encoders
+
+    if "color_histogram" not in available_image_encoders() or "hash" not in available_text_encoders():
+        pytest.skip("the dependency-free registry encoders are not available")
+    names = dict(image_encoder="color_histogram", text_encoder="hash")
+    text = build_command(str(video), str(tmp_path / "mem"), **names, **OPTS)
+    assert "complete" in text and "level 0:" in text and "MB" in text
+    # the command reloads the memory with the encoders it was built with
+    out = ask_command(str(tmp_path / "mem"), "what happened around 1:10?", options=["early", "late"])
+    assert out.startswith("answer:") and "choice:" in out and "evidence:" in out and "01:" in out
 
 
 def test_question_parsing():
