@@ -1015,6 +1015,29 @@ class EpisodicMemory:
                 hits[r] += 1.0
         return hits / max(len(toks), 1)
 
+    def score(
+        self,
+        nodes: Sequence[EpisodicNode],
+        *,
+        text: str | None = None,
+        image: np.ndarray | None = None,
+        time_s: float | None = None,
+    ) -> np.ndarray:
+        """The search scores of the given nodes (any levels) for a query, as in `search`."""
+        q = self._prepare_query(text, image, time_s)
+        out = np.zeros(len(nodes), dtype=np.float64)
+        by_level: dict[int, list[int]] = {}
+        for j, n in enumerate(nodes):
+            by_level.setdefault(n.level, []).append(j)
+        for level, js in by_level.items():
+            c = self._level_cache(level)
+            try:
+                rows = np.array([c["pos"][nodes[j].node_id] for j in js], dtype=np.int64)
+            except KeyError as exc:
+                raise ValueError(f"episodic node {exc} is not in this memory") from exc
+            out[js] = self._scores(level, q, rows)
+        return out
+
     def matching(self, text: str, *, level: int = 0, rel_tol: float = 0.1) -> list[EpisodicHit]:
         """Every node that matches ``text`` as well as the best one does, in time order.
 

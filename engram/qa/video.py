@@ -558,10 +558,9 @@ class VideoQA:
         if t is not None:
             # the time decides where to look, the words rank what is there
             near = mem.search(image=image, time_s=t, k=max(k, 8), level=0)
-            ranked = mem.search(text=plan.text, k=len(mem.nodes(0)), level=0)
-            text_score = {h.node.node_id: h.score for h in ranked}
-            near.sort(key=lambda h: -(h.score + 0.5 * text_score.get(h.node.node_id, 0.0)))
-            return near[:k]
+            words = mem.score([h.node for h in near], text=plan.text)
+            order = np.argsort(-(np.array([h.score for h in near]) + 0.5 * words), kind="stable")
+            return [near[i] for i in order[:k]]
         if image is not None:
             return mem.search(text=plan.text, image=image, k=k, level=0)
         if plan.relation is not None:

@@ -167,7 +167,12 @@ def test_search_by_time_image_and_text():
     for colour in ("green", "yellow"):
         hits = mem.search(image=solid(colour), k=3)
         assert all(colour_at(h.node.start_s) == colour for h in hits[:1])
-    top = mem.search(text="where did I see the mug?", k=1)[0].node
+    top_hit = mem.search(text="where did I see the mug?", k=1)[0]
+    top = top_hit.node
+    parent = mem.node(top.parent)
+    scores = mem.score([top, parent], text="where did I see the mug?")
+    assert scores[0] == pytest.approx(top_hit.score)
+    assert scores[1] == pytest.approx(mem.search(text="where did I see the mug?", k=10, level=1)[0].score)
     assert top.start_s < 36 and top.end_s > 31 and "mug" in top.description
     # coarse to fine lands on the same event and respects the budget
     fine = mem.retrieve(text="mug", k=1, beam=1)[0].node
