@@ -408,6 +408,15 @@ class SceneMemory:
             new_object_ids=sorted(new_ids - {n for _, n in merges}),
         )
 
+    def mark_obstacle(self, points_world: np.ndarray, log_odds: float = 2.0) -> None:
+        """Record obstacles felt rather than seen (a bumper, a failed move): the voxels
+        containing ``points_world`` become occupied in the static map."""
+        pts = np.asarray(points_world, dtype=np.float64).reshape(-1, 3)
+        if not np.isfinite(pts).all():
+            raise ValueError("mark_obstacle: points must be finite")
+        with self._lock.write():
+            self.octree.update_points(pts, float(log_odds))
+
     def _merge_moved(self, old: int, new: int) -> None:
         """The object ``old`` was found again as ``new`` somewhere else: keep one identity, new place."""
         if old not in self.objects.objects or new not in self.objects.objects:

@@ -19,7 +19,19 @@ import numpy as np
 
 from engram.planners.navigation import UNKNOWN, PathFollower, TraversabilityGrid, distance_map
 
-__all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of"]
+__all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of", "record_bump"]
+
+
+def record_bump(memory, frame, pose, radius_m: float) -> bool:
+    """If the last move was blocked (a bump), mark a small column just ahead as an obstacle in memory."""
+    if not frame.meta.get("collided"):
+        return False
+    yaw = yaw_of(pose)
+    ahead = pose.translation[:2] + (radius_m + 0.02) * np.array([math.cos(yaw), math.sin(yaw)])
+    zs = np.arange(0.2, 1.0, 0.1)
+    pts = np.array([[ahead[0], ahead[1], z] for z in zs])
+    memory.mark_obstacle(pts)
+    return True
 
 
 def yaw_of(pose) -> float:
@@ -112,7 +124,7 @@ class FrontierExplorer:
         self,
         memory,
         *,
-        robot_radius_m: float = 0.2,
+        robot_radius_m: float = 0.25,
         floor_z_m: float = 0.0,
         replan_every: int = 8,
         min_frontier_m: float = 0.3,
@@ -123,6 +135,7 @@ class FrontierExplorer:
     ) -> None:
         self.memory = memory
         self.robot_radius_m = robot_radius_m
+        self.tight_radius_m = 0.8 * robot_radius_m
         self.floor_z_m = floor_z_m
         self.replan_every = replan_every
         self.min_frontier_m = min_frontier_m
@@ -133,9 +146,9 @@ class FrontierExplorer:
         self.follower = PathFollower(turn_deg=turn_deg)
         self.blacklist: list[np.ndarray] = []
 
-    def grid(self) -> TraversabilityGrid:
+    def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
         return TraversabilityGrid.from_octree(
-            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=self.robot_radius_m
+            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m
         )
 
     def choose(self, grid: TraversabilityGrid, xy: np.ndarray) -> tuple[FrontierRegion, np.ndarray] | None:
@@ -202,6 +215,8 @@ class FrontierExplorer:
             frame = sim.step(action)
             steps += 1
             self.memory.integrate(frame)
+            if action == "move_forward" and hasattr(self.memory, "mark_obstacle"):
+                record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
             frames += 1
             p = sim.agent_pose.translation
             traj.append((float(p[0]), float(p[1])))
@@ -235,6 +250,9 @@ class FrontierExplorer:
             choice = self.choose(grid, xy)
             if choice is None:
                 choice = self.choose(grid, xy)  # a failed plan blacklists its region: try the next best once
+            if choice is None:
+                # boxed in by the safety margin: plan once with the body's own radius
+                choice = self.choose(self.grid(self.tight_radius_m), xy)
             if choice is None:
                 reason = "no reachable frontier"
                 break

@@ -428,7 +428,7 @@ class Navigator:
         self,
         memory,
         *,
-        robot_radius_m: float = 0.2,
+        robot_radius_m: float = 0.25,
         floor_z_m: float = 0.0,
         view_distance_m: float = 0.7,
         replan_every: int = 10,
@@ -526,8 +526,13 @@ class Navigator:
                 a = self.follower.next_action(pose.translation[:2], self._yaw(pose))
                 if a == "stop" or steps >= max_steps:
                     break
-                self.memory.integrate(sim.step(a))
+                frame = sim.step(a)
+                self.memory.integrate(frame)
                 steps += 1
+                if a == "move_forward" and hasattr(self.memory, "mark_obstacle"):
+                    from engram.planners.frontier import record_bump
+
+                    record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
                 now = sim.agent_pose.translation[:2]
                 travelled += float(np.linalg.norm(now - last))
                 last = now.copy()
