@@ -1,0 +1,167 @@
+"""Exploration coverage, object-goal navigation and pick-and-place, from memory alone.
+
+For each seeded apartment the agent explores with frontiers (memory only),
+then navigates to three object categories drawn from the apartment's ground
+truth. Ground truth is read only for scoring:
+
+* coverage: share of the reachable free floor (5 cm ground-truth grid) that
+  the memory knows as free floor after the exploration budget;
+* objectnav success: the agent stops within 1 m of an instance of the goal
+  category with it in view (at least 20 pixels of its ground-truth mask);
+* SPL: success x shortest / max(shortest, taken), where shortest is the
+  ground-truth geodesic distance to the nearest instance minus the 1 m
+  success radius;
+* pick-and-place (Panda scene): the object ends inside the container, with
+  grasp and place targets from the memory's boxes.
+
+Per-seed results are cached in a JSON file so a long run can be resumed.
+
+    python benchmarks/navigation.py --apartments 20 --episodes 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engram.jobs.explore import coverage, object_in_view  # noqa: E402
+from engram.memory.scene import SceneMemory  # noqa: E402
+from engram.planners.frontier import FrontierExplorer  # noqa: E402
+from engram.planners.navigation import Navigator  # noqa: E402
+
+SMALL_SKIP = {"person"}
+
+
+def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: int, height: int) -> dict:
+    from engram.sims.embedded import EmbeddedSim
+
+    t0 = time.perf_counter()
+    sim = EmbeddedSim(seed=seed, width=width, height=height)
+    try:
+        sim.reset()
+        gt = sim.ground_truth
+        mem = SceneMemory(timeline=False)
+        ex = FrontierExplorer(mem)
+        res = ex.explore(sim, max_steps=steps)
+        mem.finalize()
+        cov = coverage(mem, gt)
+        labels = gt.labels()
+        poses = gt.object_poses()
+        cats = sorted({lab for lab in labels.values() if lab not in SMALL_SKIP})
+        rng = np.random.default_rng(seed)
+        goals = list(rng.choice(cats, size=min(n_goals, len(cats)), replace=False))
+        nav = Navigator(mem)
+        episodes = []
+        for cat in goals:
+            start = sim.agent_pose.translation[:2].copy()
+            ids = [i for i, lab in labels.items() if lab == cat and i in poses]
+            shortest = min(
+                max(gt.shortest_path_length(start, poses[i].position_m[:2]) - 1.0, 0.0) for i in ids
+            )
+            r = nav.go_to_object(sim, str(cat), max_steps=nav_steps, explorer=ex)
+            here = sim.agent_pose.translation[:2]
+            dist = min(float(np.linalg.norm(np.asarray(poses[i].position_m[:2]) - here)) for i in ids)
+            ok = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
+            taken = r.path_length_m
+            spl = float(ok) * (shortest / max(shortest, taken) if max(shortest, taken) > 0 else 1.0)
+            episodes.append({"goal": str(cat), "status": r.status, "success": ok, "spl": spl, "dist_m": dist,
+                             "shortest_m": shortest, "taken_m": taken})
+        return {
+            "seed": seed,
+            "coverage": cov,
+            "steps": res.steps,
+            "stop": res.reason,
+            "objects": len(mem.objects.objects),
+            "episodes": episodes,
+            "seconds": time.perf_counter() - t0,
+        }
+    finally:
+        sim.close()
+
+
+def run_pick_place(seed: int) -> dict:
+    from engram.sims.embedded import ManipulationScene
+    from engram.planners.manipulation import ManipulationPlanner
+
+    t0 = time.perf_counter()
+    sc = ManipulationScene(seed=seed)
+    try:
+        mem = SceneMemory(voxel_size_m=0.01, depth_stride=1, object_stride=1, max_range_m=3.0, timeline=False, dynamic=False)
+        mem.integrate(sc.reset())
+        pl = ManipulationPlanner(mem)
+        pl.survey(sc, [(0.45, -0.15, 1.05), (0.45, 0.2, 1.05), (0.6, 0.0, 1.05)])
+        obj = ManipulationScene.OBJECT_LABELS[seed % 3]
+        cont = ManipulationScene.CONTAINER_LABELS[(seed // 3) % 2]
+        picked, plan = pl.pick(sc, obj)
+        if picked:
+            pl.place_in(sc, obj, cont)
+        inside = sc.is_inside(sc.instance_id(obj), sc.instance_id(cont))
+        return {"seed": seed, "object": obj, "container": cont, "picked": picked, "success": bool(inside),
+                "reason": plan.reason, "seconds": time.perf_counter() - t0}
+    finally:
+        sc.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--apartments", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=500, help="exploration step budget per apartment")
+    ap.add_argument("--nav-steps", type=int, default=250)
+    ap.add_argument("--goals", type=int, default=3)
+    ap.add_argument("--episodes", type=int, default=10, help="pick-and-place episodes")
+    ap.add_argument("--width", type=int, default=320)
+    ap.add_argument("--height", type=int, default=240)
+    ap.add_argument("--cache", default=str(ROOT / "benchmarks" / ".cache" / "navigation.json"))
+    args = ap.parse_args()
+
+    cache_path = Path(args.cache)
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    key = f"s{args.steps}-n{args.nav_steps}-g{args.goals}-{args.width}x{args.height}"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    runs = cache.setdefault(key, {})
+    pp = cache.setdefault("pick_place", {})
+
+    def save():
+        tmp = cache_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        tmp.replace(cache_path)
+
+    for seed in range(args.first_seed, args.first_seed + args.apartments):
+        if str(seed) not in runs:
+            runs[str(seed)] = run_apartment(seed, args.steps, args.nav_steps, args.goals, args.width, args.height)
+            save()
+        r = runs[str(seed)]
+        print(f"apartment {seed}: coverage {r['coverage']:.3f} ({r['steps']} steps, {r['stop']}), "
+              f"objectnav {sum(e['success'] for e in r['episodes'])}/{len(r['episodes'])}, {r['seconds']:.0f} s", flush=True)
+    for seed in range(args.episodes):
+        if str(seed) not in pp:
+            pp[str(seed)] = run_pick_place(seed)
+            save()
+        e = pp[str(seed)]
+        print(f"pick/place {seed}: {e['object']} -> {e['container']}: {'ok' if e['success'] else 'failed'} {e['reason']}", flush=True)
+
+    seeds = [str(s) for s in range(args.first_seed, args.first_seed + args.apartments)]
+    covs = np.array([runs[s]["coverage"] for s in seeds])
+    eps = [e for s in seeds for e in runs[s]["episodes"]]
+    succ = float(np.mean([e["success"] for e in eps])) if eps else 0.0
+    spl = float(np.mean([e["spl"] for e in eps])) if eps else 0.0
+    pps = [pp[str(s)]["success"] for s in range(args.episodes)]
+    print()
+    print(f"| apartments | steps | coverage mean | coverage >= 0.90 | objectnav episodes | success | SPL | pick/place |")
+    print(f"|---|---|---|---|---|---|---|---|")
+    print(f"| {len(seeds)} | {args.steps} | {covs.mean():.3f} | {np.mean(covs >= 0.9):.2f} | {len(eps)} | {succ:.3f} | {spl:.3f} | "
+          f"{sum(pps)}/{len(pps)} |")
+    print(f"coverage: {covs.mean():.3f} objectnav_success: {succ:.3f} spl: {spl:.3f} pick_place_success: {np.mean(pps):.3f}")
+
+
+if __name__ == "__main__":
+    main()
