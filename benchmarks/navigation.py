@@ -40,7 +40,7 @@ from engram.planners.navigation import Navigator  # noqa: E402
 SMALL_SKIP = {"person"}
 
 
-def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: int, height: int) -> dict:
+def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: int, height: int, save_dir: Path | None = None) -> dict:
     from engram.sims.embedded import EmbeddedSim
 
     t0 = time.perf_counter()
@@ -50,9 +50,18 @@ def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: in
         gt = sim.ground_truth
         mem = SceneMemory(timeline=False)
         ex = FrontierExplorer(mem)
-        res = ex.explore(sim, max_steps=steps)
+        seen: list[tuple[float, list[int]]] = []  # ground truth for later QA scoring: who was visible when
+
+        def log_visible(frame) -> None:
+            ids, counts = np.unique(frame.instances, return_counts=True)
+            seen.append((frame.timestamp_s, [int(i) for i, c in zip(ids, counts) if i and c >= 20]))
+
+        res = ex.explore(sim, max_steps=steps, on_frame=log_visible)
         mem.finalize()
         cov = coverage(mem, gt)
+        if save_dir is not None:
+            mem.save(str(save_dir / f"seed{seed}"))
+            (save_dir / f"seed{seed}_visible.json").write_text(json.dumps(seen))
         labels = gt.labels()
         poses = gt.object_poses()
         cats = sorted({lab for lab in labels.values() if lab not in SMALL_SKIP})
@@ -137,7 +146,9 @@ def main() -> None:
 
     for seed in range(args.first_seed, args.first_seed + args.apartments):
         if str(seed) not in runs:
-            runs[str(seed)] = run_apartment(seed, args.steps, args.nav_steps, args.goals, args.width, args.height)
+            mem_dir = cache_path.parent / "memories"
+            mem_dir.mkdir(exist_ok=True)
+            runs[str(seed)] = run_apartment(seed, args.steps, args.nav_steps, args.goals, args.width, args.height, mem_dir)
             save()
         r = runs[str(seed)]
         print(f"apartment {seed}: coverage {r['coverage']:.3f} ({r['steps']} steps, {r['stop']}), "
