@@ -290,12 +290,11 @@ def extract_sorted(tkeys, trows, pool, n_known):
 
 # scans ------------------------------------------------------------------------
 @njit(cache=True, parallel=True)
-def prepare_scan(points, origin, inv_res, max_range_m, ends, end_keys, kinds):
-    """Classify each point and compute where its ray ends.
+def prepare_scan(points, origin, inv_res, max_range_m, ends, end_keys, kinds, box):
+    """Classify each point, compute where its ray ends, and the scan's key box.
 
     Rays longer than ``max_range_m`` (if > 0) are cut at max range (OctoMap's
-    rule). ``end_keys`` of dropped rays are set to the origin's key so that
-    min/max over all rows gives the scan's key box.
+    rule). ``end_keys`` of dropped rays are set to the origin's key.
     """
     n = points.shape[0]
     okx = _point_key(origin[0], inv_res)
@@ -312,9 +311,9 @@ def prepare_scan(points, origin, inv_res, max_range_m, ends, end_keys, kinds):
             dx = x - origin[0]
             dy = y - origin[1]
             dz = z - origin[2]
-            d = math.sqrt(dx * dx + dy * dy + dz * dz)
-            if max_range_m > 0.0 and d > max_range_m:
-                s = max_range_m / d
+            d2 = dx * dx + dy * dy + dz * dz
+            if max_range_m > 0.0 and d2 > max_range_m * max_range_m:
+                s = max_range_m / math.sqrt(d2)
                 x = origin[0] + dx * s
                 y = origin[1] + dy * s
                 z = origin[2] + dz * s
@@ -339,6 +338,26 @@ def prepare_scan(points, origin, inv_res, max_range_m, ends, end_keys, kinds):
             end_keys[i, 0] = okx
             end_keys[i, 1] = oky
             end_keys[i, 2] = okz
+    # key box of the scan (origin included), as (min x, y, z, max x, y, z)
+    lox = okx
+    loy = oky
+    loz = okz
+    hix = okx
+    hiy = oky
+    hiz = okz
+    for i in prange(n):
+        lox = min(lox, end_keys[i, 0])
+        loy = min(loy, end_keys[i, 1])
+        loz = min(loz, end_keys[i, 2])
+        hix = max(hix, end_keys[i, 0])
+        hiy = max(hiy, end_keys[i, 1])
+        hiz = max(hiz, end_keys[i, 2])
+    box[0] = lox
+    box[1] = loy
+    box[2] = loz
+    box[3] = hix
+    box[4] = hiy
+    box[5] = hiz
 
 
 @njit(cache=True, inline="always")
@@ -353,79 +372,149 @@ def _axis_setup(o, d, k, res):
     return 0, np.inf, np.inf
 
 
-@njit(cache=True, parallel=True)
-def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
-    """Mark a scan in a dense byte grid over its key box: bit 1 occupied endpoint, bit 0 crossed.
+_T_SCALE = float(1 << 40)  # ray parameter (fraction of the ray) in fixed point: integer adds in the inner loop
+_T_NEVER = np.int64(1) << np.int64(61)
 
-    A ray frees its origin cell and every cell it enters up to, not
-    including, its end cell (OctoMap's computeRayKeys, an Amanatides-Woo
-    DDA). Endpoints are marked before any ray, so concurrent rays only ever
-    OR the same bit into a byte.
+
+@njit(cache=True, inline="always")
+def _axis_fixed(o, e, k, res):
+    """Step, first boundary and per-cell increment along one axis, as fixed-point fractions of the ray."""
+    diff = e - o
+    if diff > 0.0:
+        border = (np.float64(k - KEY_OFFSET) + 0.5) * res + 0.5 * res
+        return np.int64(1), np.int64(min((border - o) / diff, 2.0) * _T_SCALE), np.int64(min(res / diff, 2.0) * _T_SCALE)
+    if diff < 0.0:
+        border = (np.float64(k - KEY_OFFSET) + 0.5) * res - 0.5 * res
+        return np.int64(-1), np.int64(min((border - o) / diff, 2.0) * _T_SCALE), np.int64(min(res / -diff, 2.0) * _T_SCALE)
+    return np.int64(0), _T_NEVER, np.int64(0)
+
+
+@njit(cache=True, inline="always")
+def _ray_setup(origin, ends, end_keys, i, okx, oky, okz, res):
+    """Fixed-point DDA state of ray ``i`` (OctoMap's computeRayKeys initialisation).
+
+    The ray parameter is the fraction of the way from origin to end (so no
+    normalisation is needed), in units of 2**-40; boundaries beyond the end
+    are capped at 2 (never reached within the ray's step count).
 
     Returns:
-        total DDA steps taken (cells entered) over all rays.
+        (cells from origin cell to end cell, in steps; next x / y / z boundary;
+        increment per cell along x / y / z; step signs x / y / z). Zero steps
+        when the ray starts and ends in one cell.
+    """
+    nm = abs(end_keys[i, 0] - okx) + abs(end_keys[i, 1] - oky) + abs(end_keys[i, 2] - okz)
+    if nm == 0:
+        return 0, _T_NEVER, _T_NEVER, _T_NEVER, np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+    stx, tx, ddx = _axis_fixed(origin[0], ends[i, 0], okx, res)
+    sty, ty, ddy = _axis_fixed(origin[1], ends[i, 1], oky, res)
+    stz, tz, ddz = _axis_fixed(origin[2], ends[i, 2], okz, res)
+    return nm, tx, ty, tz, ddx, ddy, ddz, stx, sty, stz
+
+
+@njit(cache=True, inline="always")
+def _step(tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx):
+    """One Amanatides-Woo step: cross the nearest boundary (ties go to z, then y, as in OctoMap)."""
+    if tx < ty:
+        if tx < tz:
+            return tx + ddx, ty, tz, idx + ix
+        return tx, ty, tz + ddz, idx + iz
+    if ty < tz:
+        return tx, ty + ddy, tz, idx + iy
+    return tx, ty, tz + ddz, idx + iz
+
+
+@njit(cache=True, inline="always")
+def _walk(n_cells, tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx, grid, size):
+    """Mark ``n_cells`` cells after ``idx`` along a ray; returns the final DDA state."""
+    for _ in range(n_cells):
+        tx, ty, tz, idx = _step(tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx)
+        if np.uint64(idx) < size:
+            grid[idx] = 1
+    return tx, ty, tz, idx
+
+
+@njit(cache=True, parallel=True)
+def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
+    """Mark a scan in a dense byte grid over its key box: 1 crossed by a ray, 2 holds an endpoint.
+
+    A ray frees its origin cell and every cell it enters before its end
+    cell: the cells of OctoMap's computeRayKeys (an Amanatides-Woo DDA),
+    walked for the Manhattan distance in cells from origin cell to end cell,
+    which is where a DDA reaches the end cell. Rays write only the value 1
+    (plain stores: concurrent rays cannot lose each other's marks); endpoints
+    are written afterwards, so occupied wins over free.
+
+    Four rays are walked in lock step to overlap their dependency chains.
+
+    Returns:
+        cell steps taken by the DDA over all rays.
     """
     n = kinds.shape[0]
     sy = np.int64(dims[2])
     sx = np.int64(dims[1]) * sy
-    size = grid.shape[0]
-    for i in prange(n):
-        if kinds[i] == KIND_HIT:
-            idx = (end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])
-            grid[idx] = 2
-    okx = _point_key(origin[0], 1.0 / res)
-    oky = _point_key(origin[1], 1.0 / res)
-    okz = _point_key(origin[2], 1.0 / res)
+    size = np.uint64(grid.shape[0])
+    inv_res = 1.0 / res
+    okx = _point_key(origin[0], inv_res)
+    oky = _point_key(origin[1], inv_res)
+    okz = _point_key(origin[2], inv_res)
     o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
     chunk = (n + n_chunks - 1) // n_chunks
+    chunk = (chunk + 3) // 4 * 4
     total = 0
     for c in prange(n_chunks):
         steps = 0
-        for i in range(c * chunk, min(n, (c + 1) * chunk)):
+        stop = min(n, (c + 1) * chunk)
+        for i in range(c * chunk, stop, 4):
+            na, txa, tya, tza, dxa, dya, dza, sxa, sya, sza = _ray_setup(origin, ends, end_keys, i, okx, oky, okz, res)
+            j = min(i + 1, stop - 1)
+            nb, txb, tyb, tzb, dxb, dyb, dzb, sxb, syb, szb = _ray_setup(origin, ends, end_keys, j, okx, oky, okz, res)
+            j = min(i + 2, stop - 1)
+            nc, txc, tyc, tzc, dxc, dyc, dzc, sxc, syc, szc = _ray_setup(origin, ends, end_keys, j, okx, oky, okz, res)
+            j = min(i + 3, stop - 1)
+            nd, txd, tyd, tzd, dxd, dyd, dzd, sxd, syd, szd = _ray_setup(origin, ends, end_keys, j, okx, oky, okz, res)
+            # dropped rays and the duplicates of the chunk's last ray walk nothing
             if kinds[i] < KIND_HIT:
+                na = 0
+            if i + 1 >= stop or kinds[i + 1] < KIND_HIT:
+                nb = 0
+            if i + 2 >= stop or kinds[i + 2] < KIND_HIT:
+                nc = 0
+            if i + 3 >= stop or kinds[i + 3] < KIND_HIT:
+                nd = 0
+            if na + nb + nc + nd == 0:
                 continue
-            e_idx = (end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])
-            if e_idx == o_idx:
-                continue
-            grid[o_idx] |= 1
-            dx = ends[i, 0] - origin[0]
-            dy = ends[i, 1] - origin[1]
-            dz = ends[i, 2] - origin[2]
-            length = math.sqrt(dx * dx + dy * dy + dz * dz)
-            dx /= length
-            dy /= length
-            dz /= length
-            stx, tx, ddx = _axis_setup(origin[0], dx, okx, res)
-            sty, ty, ddy = _axis_setup(origin[1], dy, oky, res)
-            stz, tz, ddz = _axis_setup(origin[2], dz, okz, res)
-            ix = stx * sx
-            iy = sty * sy
-            iz = np.int64(stz)
-            idx = o_idx
-            while True:
-                if tx < ty:
-                    if tx < tz:
-                        idx += ix
-                        tx += ddx
-                    else:
-                        idx += iz
-                        tz += ddz
-                elif ty < tz:
-                    idx += iy
-                    ty += ddy
-                else:
-                    idx += iz
-                    tz += ddz
-                steps += 1
-                if idx == e_idx:
-                    break
-                # the ray has passed its end without entering the end cell (rounding): stop, as OctoMap does
-                if min(tx, ty, tz) > length:
-                    break
-                if idx < 0 or idx >= size:
-                    break
-                grid[idx] |= 1
+            grid[o_idx] = 1
+            steps += na + nb + nc + nd
+            ixa, iya = sxa * sx, sya * sy
+            ixb, iyb = sxb * sx, syb * sy
+            ixc, iyc = sxc * sx, syc * sy
+            ixd, iyd = sxd * sx, syd * sy
+            a = o_idx
+            b = o_idx
+            e = o_idx
+            d = o_idx
+            m = max(min(min(na, nb), min(nc, nd)) - 1, 0)
+            for _ in range(m):
+                txa, tya, tza, a = _step(txa, tya, tza, dxa, dya, dza, ixa, iya, sza, a)
+                txb, tyb, tzb, b = _step(txb, tyb, tzb, dxb, dyb, dzb, ixb, iyb, szb, b)
+                txc, tyc, tzc, e = _step(txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e)
+                txd, tyd, tzd, d = _step(txd, tyd, tzd, dxd, dyd, dzd, ixd, iyd, szd, d)
+                if np.uint64(a) < size:
+                    grid[a] = 1
+                if np.uint64(b) < size:
+                    grid[b] = 1
+                if np.uint64(e) < size:
+                    grid[e] = 1
+                if np.uint64(d) < size:
+                    grid[d] = 1
+            _walk(na - 1 - m, txa, tya, tza, dxa, dya, dza, ixa, iya, sza, a, grid, size)
+            _walk(nb - 1 - m, txb, tyb, tzb, dxb, dyb, dzb, ixb, iyb, szb, b, grid, size)
+            _walk(nc - 1 - m, txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e, grid, size)
+            _walk(nd - 1 - m, txd, tyd, tzd, dxd, dyd, dzd, ixd, iyd, szd, d, grid, size)
         total += steps
+    for i in prange(n):
+        if kinds[i] == KIND_HIT:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
     return total
 
 
@@ -481,79 +570,51 @@ def collect_marks(grid, lo, dims):
 
 @njit(cache=True, parallel=True)
 def count_ray_steps(origin, ends, end_keys, kinds, res):
-    """Number of free cells each ray would emit (the sparse fallback's first pass)."""
+    """Number of free cells each ray emits (origin cell and cells before the end cell)."""
     n = kinds.shape[0]
     counts = np.zeros(n, np.int64)
     okx = _point_key(origin[0], 1.0 / res)
     oky = _point_key(origin[1], 1.0 / res)
     okz = _point_key(origin[2], 1.0 / res)
-    dummy = np.empty(0, np.int64)
     for i in prange(n):
-        counts[i] = _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, dummy, 0, False)
+        if kinds[i] >= KIND_HIT:
+            counts[i] = abs(end_keys[i, 0] - okx) + abs(end_keys[i, 1] - oky) + abs(end_keys[i, 2] - okz)
     return counts
 
 
 @njit(cache=True, parallel=True)
 def fill_ray_codes(origin, ends, end_keys, kinds, res, offsets, out):
-    """Write each ray's free-cell Morton codes at ``out[offsets[i]:]`` (the fallback's second pass)."""
+    """Write each ray's free-cell Morton codes at ``out[offsets[i]:]``: the same cells `mark_scan` marks."""
     n = kinds.shape[0]
     okx = _point_key(origin[0], 1.0 / res)
     oky = _point_key(origin[1], 1.0 / res)
     okz = _point_key(origin[2], 1.0 / res)
     for i in prange(n):
-        _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, out, offsets[i], True)
-
-
-@njit(cache=True, inline="always")
-def _trace_keys(origin, ends, end_keys, kinds, i, okx, oky, okz, res, out, start, write):
-    if kinds[i] < KIND_HIT:
-        return 0
-    ekx = end_keys[i, 0]
-    eky = end_keys[i, 1]
-    ekz = end_keys[i, 2]
-    if ekx == okx and eky == oky and ekz == okz:
-        return 0
-    m = 0
-    if write:
-        out[start] = _encode(okx, oky, okz)
-    m += 1
-    dx = ends[i, 0] - origin[0]
-    dy = ends[i, 1] - origin[1]
-    dz = ends[i, 2] - origin[2]
-    length = math.sqrt(dx * dx + dy * dy + dz * dz)
-    dx /= length
-    dy /= length
-    dz /= length
-    stx, tx, ddx = _axis_setup(origin[0], dx, okx, res)
-    sty, ty, ddy = _axis_setup(origin[1], dy, oky, res)
-    stz, tz, ddz = _axis_setup(origin[2], dz, okz, res)
-    kx = okx
-    ky = oky
-    kz = okz
-    while True:
-        if tx < ty:
-            if tx < tz:
-                kx += stx
-                tx += ddx
+        if kinds[i] < KIND_HIT:
+            continue
+        nm, tx, ty, tz, ddx, ddy, ddz, stx, sty, stz = _ray_setup(origin, ends, end_keys, i, okx, oky, okz, res)
+        if nm == 0:
+            continue
+        o = offsets[i]
+        kx = okx
+        ky = oky
+        kz = okz
+        out[o] = _encode(kx, ky, kz)
+        for m in range(1, nm):
+            if tx < ty:
+                if tx < tz:
+                    kx += stx
+                    tx += ddx
+                else:
+                    kz += stz
+                    tz += ddz
+            elif ty < tz:
+                ky += sty
+                ty += ddy
             else:
                 kz += stz
                 tz += ddz
-        elif ty < tz:
-            ky += sty
-            ty += ddy
-        else:
-            kz += stz
-            tz += ddz
-        if kx == ekx and ky == eky and kz == ekz:
-            break
-        if min(tx, ty, tz) > length:
-            break
-        if kx < 0 or ky < 0 or kz < 0 or kx >= KEY_LIMIT or ky >= KEY_LIMIT or kz >= KEY_LIMIT:
-            break
-        if write:
-            out[start + m] = _encode(kx, ky, kz)
-        m += 1
-    return m
+            out[o + m] = _encode(min(max(kx, 0), KEY_LIMIT - 1), min(max(ky, 0), KEY_LIMIT - 1), min(max(kz, 0), KEY_LIMIT - 1))
 
 
 # ray casting --------------------------------------------------------------------

@@ -312,14 +312,13 @@ class OccupancyOctree:
         ends = np.empty((n, 3), np.float64)
         end_keys = np.empty((n, 3), np.int64)
         kinds = np.empty(n, np.int8)
-        k.prepare_scan(p, o, self._inv_res, max_r, ends, end_keys, kinds)
+        box = np.empty(6, np.int64)
+        k.prepare_scan(p, o, self._inv_res, max_r, ends, end_keys, kinds, box)
         n_dropped = int(np.count_nonzero(kinds < k.KIND_HIT))
         if n_dropped == n:
             return empty, empty, n_dropped, 0
-        okey = np.floor(o * self._inv_res).astype(np.int64) + _KEY_OFFSET
-        lo = np.minimum(end_keys.min(axis=0), okey) - 1
-        hi = np.maximum(end_keys.max(axis=0), okey) + 1
-        dims = hi - lo + 1
+        lo = box[:3] - 1  # one cell of margin around the scan's key box
+        dims = box[3:] - lo + 2
         if int(np.prod(dims)) <= _MAX_SCAN_GRID_CELLS:
             grid = np.zeros(int(np.prod(dims)), np.uint8)
             n_chunks = max(1, min(n // 256, 256))
@@ -330,7 +329,7 @@ class OccupancyOctree:
         counts = k.count_ray_steps(o, ends, end_keys, kinds, self.voxel_size_m)
         offsets = np.zeros(n, np.int64)
         np.cumsum(counts[:-1], out=offsets[1:])
-        ray_codes = np.empty(int(counts.sum()), np.int64)
+        ray_codes = np.empty(int(counts.sum()), np.int64)  # origin cell once per ray: dropped by np.unique
         k.fill_ray_codes(o, ends, end_keys, kinds, self.voxel_size_m, offsets, ray_codes)
         hit_keys = end_keys[kinds == k.KIND_HIT]
         occ = np.unique(k.encode_keys(np.ascontiguousarray(hit_keys)))

@@ -61,19 +61,29 @@ def _octomap_known_voxels(ot, res: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _agreement(tree: OccupancyOctree, ot, res: float) -> tuple[float, float]:
-    """(state agreement over voxels known to both, known-set overlap |A and B| / |A or B|)."""
-    occ_o, free_o = _octomap_known_voxels(ot, res)
-    theirs_idx = np.floor(np.concatenate([occ_o, free_o]) / res).astype(np.int64)
-    theirs_state = np.r_[np.full(len(occ_o), OCCUPIED), np.full(len(free_o), FREE)]
-    ours_idx = tree.keys()
-    ours_state = np.where(tree.values() >= logodds(tree.occupancy_threshold), OCCUPIED, FREE)
-    # join on the voxel index
+    """(state agreement over voxels known to both, known-set overlap |A and B| / |A or B|).
+
+    OctoMap's map is read through its own binary export (``writeBinary``), which our
+    reader turns into voxels; `test_from_bt_reads_octomap_written_files` checks that
+    reader against pyoctomap's leaf iterator.
+    """
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "octomap.bt"
+        assert ot.writeBinary(str(path))
+        theirs = OccupancyOctree.from_bt(path, clamp_min=tree.clamp_min, clamp_max=tree.clamp_max)
+    assert theirs.voxel_size_m == pytest.approx(res)
+    a, b = tree.keys(), theirs.keys()
     span = 1 << 16
-    a = ((ours_idx[:, 0] + 32768) * span + ours_idx[:, 1] + 32768) * span + ours_idx[:, 2] + 32768
-    b = ((theirs_idx[:, 0] + 32768) * span + theirs_idx[:, 1] + 32768) * span + theirs_idx[:, 2] + 32768
-    common, ia, ib = np.intersect1d(a, b, return_indices=True)
-    agreement = float(np.mean(ours_state[ia] == theirs_state[ib])) if len(common) else 0.0
-    overlap = len(common) / float(len(np.union1d(a, b)))
+    ka = ((a[:, 0] + 32768) * span + a[:, 1] + 32768) * span + a[:, 2] + 32768
+    kb = ((b[:, 0] + 32768) * span + b[:, 1] + 32768) * span + b[:, 2] + 32768
+    common, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+    ours = tree.state((a[ia] + 0.5) * res)
+    their_state = theirs.state((b[ib] + 0.5) * res)
+    agreement = float(np.mean(ours == their_state)) if len(common) else 0.0
+    overlap = len(common) / float(len(ka) + len(kb) - len(common))
     return agreement, overlap
 
 
@@ -213,23 +223,36 @@ def test_cast_ray_matches_octomap(shared_data):
 
 # invariants --------------------------------------------------------------------------
 def _cells_by_sampling(start: np.ndarray, end: np.ndarray, res: float) -> set[tuple[int, int, int]]:
-    """Cells a segment crosses, by dense sampling (independent of any DDA)."""
-    n = int(np.linalg.norm(end - start) / res * 2000) + 2
-    s = np.linspace(0.0, 1.0, n)[:, None]
-    return set(map(tuple, np.floor((start + s * (end - start)) / res).astype(np.int64).tolist()))
+    """Cells a segment crosses, independent of any DDA: sort every plane crossing, sample between them."""
+    ts = [0.0, 1.0]
+    for a in range(3):
+        if end[a] == start[a]:
+            continue
+        lo, hi = sorted((start[a], end[a]))
+        planes = np.arange(math.ceil(lo / res), math.floor(hi / res) + 1) * res
+        ts.extend(((planes - start[a]) / (end[a] - start[a])).tolist())
+    t = np.unique(np.clip(ts, 0.0, 1.0))
+    mids = ((t[:-1] + t[1:]) / 2.0)[:, None]
+    return set(map(tuple, np.floor((start + mids * (end - start)) / res).astype(np.int64).tolist()))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_ray_frees_exactly_the_cells_it_crosses(seed):
     rng = np.random.default_rng(seed)
+    for res in (RES, 0.02, 0.1):
+        for _ in range(10):
+            o = rng.uniform(-0.2, 0.2, 3)
+            e = o + rng.normal(size=3) * rng.uniform(0.1, 3.0)
+            free, occ = OccupancyOctree(res).scan_keys(e[None], o)
+            crossed = _cells_by_sampling(o, e, res)
+            end_cell = tuple(np.floor(e / res).astype(np.int64).tolist())
+            assert set(map(tuple, occ.tolist())) == {end_cell}
+            assert set(map(tuple, free.tolist())) == crossed - {end_cell}
     origin = rng.uniform(-0.2, 0.2, 3)
     end = origin + rng.normal(size=3) * 1.3
     tree = OccupancyOctree(RES)
     free, occ = tree.scan_keys(end[None], origin)
     crossed = _cells_by_sampling(origin, end, RES)
-    end_cell = tuple(np.floor(end / RES).astype(np.int64).tolist())
-    assert set(map(tuple, occ.tolist())) == {end_cell}
-    assert set(map(tuple, free.tolist())) == crossed - {end_cell}
     tree.insert_scan(end[None], origin)
     centres = (free + 0.5) * RES
     np.testing.assert_array_equal(tree.state(centres), FREE)
@@ -283,12 +306,13 @@ def test_repeated_updates_converge_to_clamping_bounds():
     assert 1.0 / (1.0 + math.exp(-float(tree.log_odds(p)[0]))) == pytest.approx(0.97, abs=1e-6)
 
 
-@pytest.mark.parametrize("level", [1, 2, 3, 5])
+@pytest.mark.parametrize("level", [1, 2, 3, 4])
 def test_coarse_level_is_max_over_children(level):
     tree = OccupancyOctree(RES)
     _fill_random(tree)
     rng = np.random.default_rng(level)
-    probe = np.concatenate([(tree.keys()[rng.choice(len(tree), 150)] + 0.5) * RES, rng.uniform(-2, 2, (50, 3))])
+    n_probe = 150 if level < 4 else 40
+    probe = np.concatenate([(tree.keys()[rng.choice(len(tree), n_probe)] + 0.5) * RES, rng.uniform(-2, 2, (n_probe // 3, 3))])
     coarse = tree.log_odds(probe, level=level)
     n = 1 << level
     node = np.floor(probe / (RES * n)).astype(np.int64)
@@ -302,7 +326,7 @@ def test_coarse_level_is_max_over_children(level):
             warnings.simplefilter("ignore", RuntimeWarning)
             expected = np.nanmax(child_values, axis=1)
     np.testing.assert_array_equal(coarse, expected.astype(np.float32))
-    assert np.isnan(coarse).sum() > 0 and (~np.isnan(coarse)).sum() > 100
+    assert np.isnan(coarse).sum() > 0 and (~np.isnan(coarse)).sum() > n_probe // 2
     # states: a node is occupied iff any child is
     child_occ = (tree.state(children.reshape(-1, 3)) == OCCUPIED).reshape(len(probe), -1).any(axis=1)
     np.testing.assert_array_equal(tree.state(probe, level=level) == OCCUPIED, child_occ)
