@@ -435,7 +435,7 @@ def coverage_waypoints(ground_truth: GroundTruth, start_xy: Sequence[float] | No
         d = [ground_truth.shortest_path_length(cur, p) for p in left]
         k = int(np.argmin(d))
         if not math.isfinite(d[k]):
-            break
+            break  # the rest cannot be reached from here
         cur = left.pop(k)
         order.append(cur)
     return order
@@ -448,20 +448,30 @@ def coverage_actions(
 
     The caller applies each yielded action with ``sim.step`` before asking for
     the next. At each room's waypoint the agent turns a full circle when
-    ``look_around`` is set. Follows shortest paths on the ground-truth grid,
-    re-planning after a blocked move.
+    ``look_around`` is set. Follows shortest paths on the ground-truth grid;
+    after a blocked move it waits two steps (``stop``) and re-plans, and it
+    gives a waypoint up after eight blocked moves.
     """
-    # Plan with 10 cm of extra clearance, so that quantised turns do not graze walls.
-    gt = GroundTruth(sim.apartment, agent_radius_m=sim.agent_radius_m + 0.1)
-    reach = gt.reachable_map()
+    # Plan with 10 cm of extra clearance, so that quantised turns do not graze walls; where
+    # that closes a passage (a narrow gap beside furniture), fall back to 5 cm. The apartment
+    # generator guarantees every room is connected for a 25 cm radius.
+    planners = [GroundTruth(sim.apartment, agent_radius_m=sim.agent_radius_m + m) for m in (0.1, 0.05)]
+
+    def plan(goal: tuple[float, float]) -> tuple[np.ndarray, Any]:
+        for planner in planners:
+            path = planner.shortest_path(sim.agent_xy_yaw[:2], goal)
+            if len(path):
+                return path, planner.reachable_map()
+        return np.zeros((0, 2)), planners[-1].reachable_map()
+
     n = 0
     turns_per_circle = max(1, int(round(2 * math.pi / sim.turn_step_rad)))
-    for wp in coverage_waypoints(gt, sim.agent_xy_yaw[:2]):
+    for wp in coverage_waypoints(planners[-1], sim.agent_xy_yaw[:2]):
         blocked = 0
-        path = gt.shortest_path(sim.agent_xy_yaw[:2], wp)
+        path, reach = plan(wp)
         while n < max_actions:
             x, y, yaw = sim.agent_xy_yaw
-            if math.hypot(wp[0] - x, wp[1] - y) <= goal_tolerance_m or len(path) == 0 or blocked >= 4:
+            if math.hypot(wp[0] - x, wp[1] - y) <= goal_tolerance_m or len(path) == 0 or blocked >= 8:
                 break
             # Aim at the farthest path point (up to 1 m ahead) in straight, clear sight.
             k0 = int(np.argmin(np.linalg.norm(path - [x, y], axis=1)))
@@ -482,7 +492,12 @@ def coverage_actions(
                 nx, ny, _ = sim.agent_xy_yaw
                 if math.hypot(nx - x, ny - y) < 0.5 * sim.forward_step_m:
                     blocked += 1
-                    path = gt.shortest_path(sim.agent_xy_yaw[:2], wp)
+                    # Something in the way (often the walking person): wait a moment, then re-plan.
+                    for _ in range(2):
+                        if n < max_actions:
+                            yield "stop"
+                            n += 1
+                    path, reach = plan(wp)
         if look_around:
             for _ in range(turns_per_circle):
                 if n >= max_actions:
