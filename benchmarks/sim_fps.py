@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engram.sims.embedded import EmbeddedSim  # noqa: E402
-from engram.sims.embedded.sim import coverage_actions  # noqa: E402
-from engram.sims.embedded.world import opengl_view_matrix  # noqa: E402
+from engram.sims.embedded import EmbeddedSim
+from engram.sims.embedded.sim import coverage_actions
+from engram.sims.embedded.world import opengl_view_matrix
 
 
 def _actions(sim: EmbeddedSim, limit: int) -> list[str]:

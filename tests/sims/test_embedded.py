@@ -12,12 +12,11 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from engram.perception.geometry import backproject_depth, project_points  # noqa: E402
-from engram.sims.base import Simulator  # noqa: E402
-from engram.sims.embedded import ApartmentSpec, EmbeddedSim, generate_apartment  # noqa: E402
-from engram.sims.embedded.dynamics import PersonPath, Relocation, ScriptedDynamics  # noqa: E402
-from engram.sims.embedded.groundtruth import GroundTruth  # noqa: E402
-from engram.sims.embedded.sim import coverage_actions, coverage_waypoints  # noqa: E402
+from engram.perception.geometry import backproject_depth, project_points
+from engram.sims.base import Simulator
+from engram.sims.embedded import ApartmentSpec, EmbeddedSim, generate_apartment
+from engram.sims.embedded.dynamics import PersonPath, Relocation, ScriptedDynamics
+from engram.sims.embedded.sim import coverage_actions, coverage_waypoints
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -372,7 +371,7 @@ def test_scripted_relocation_and_person_are_logged_and_rendered() -> None:
         assert gt.objects_at(0.75)[mover.instance_id].position_m == mover.position_m
         assert gt.objects_at(1.0)[mover.instance_id].position_m == pytest.approx(target)
         assert gt.object_poses()[mover.instance_id].yaw_rad == pytest.approx(0.3)
-        pos, orn = s._world.p.getBasePositionAndOrientation(s._world.body_of_instance[mover.instance_id], physicsClientId=s._world.client)
+        pos, _ = s._world.p.getBasePositionAndOrientation(s._world.body_of_instance[mover.instance_id], physicsClientId=s._world.client)
         assert pos[2] == pytest.approx(target[2] + mover.parts[0].offset_m[2], abs=1e-6)
         # Seen in its new room, from 1 m beside the table.
         tx, ty = target[0], target[1]

@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from engram.perception.geometry import backproject_depth  # noqa: E402
-from engram.sims.embedded import ManipulationScene  # noqa: E402
-from engram.sims.embedded.manipulation import TABLE_TOP_Z_M, look_at  # noqa: E402
+from engram.perception.geometry import backproject_depth
+from engram.sims.embedded import ManipulationScene
+from engram.sims.embedded.manipulation import TABLE_TOP_Z_M, look_at
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def dijkstra_numba(passable: np.ndarray, si: int, sj: int) -> np.ndarray:
 
 
 @numba.njit(cache=True)
-def heapq_push(heap, item):  # noqa: ANN001 - numba-typed list
+def heapq_push(heap, item):
     heap.append(item)
     pos = len(heap) - 1
     while pos > 0:
@@ -57,7 +57,7 @@ def heapq_push(heap, item):  # noqa: ANN001 - numba-typed list
 
 
 @numba.njit(cache=True)
-def heapq_pop(heap):  # noqa: ANN001 - numba-typed list
+def heapq_pop(heap):
     last = heap.pop()
     if len(heap) == 0:
         return last

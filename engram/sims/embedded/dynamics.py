@@ -17,7 +17,7 @@ import numpy as np
 
 from engram.sims.embedded.scenes import ApartmentSpec
 
-__all__ = ["Relocation", "PersonPath", "ScriptedDynamics", "PERSON_LABEL"]
+__all__ = ["PERSON_LABEL", "PersonPath", "Relocation", "ScriptedDynamics"]
 
 PERSON_LABEL = "person"
 

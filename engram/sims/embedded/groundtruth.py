@@ -16,9 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engram.sims.embedded.scenes import ApartmentSpec, Box2D, Door, ObjectSpec, Room, Wall
+from engram.sims.embedded.scenes import (
+    ApartmentSpec,
+    Box2D,
+    Door,
+    ObjectSpec,
+    Room,
+    Wall,
+)
 
-__all__ = ["FreeSpaceMap", "ObjectPose", "GroundTruth", "rasterize_obstacles", "reachable_check"]
+__all__ = ["FreeSpaceMap", "GroundTruth", "ObjectPose", "rasterize_obstacles", "reachable_check"]
 
 SQRT2 = math.sqrt(2.0)
 
@@ -127,7 +134,7 @@ def _clearance_mask(fsm: FreeSpaceMap, radius_m: float) -> np.ndarray:
 def _component(mask: np.ndarray, seed_cell: tuple[int, int]) -> np.ndarray:
     import cv2
 
-    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
     lab = labels[seed_cell]
     if lab == 0:
         return np.zeros_like(mask)

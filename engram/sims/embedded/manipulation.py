@@ -27,7 +27,11 @@ import numpy as np
 
 from engram._optional import require
 from engram.sims.embedded.groundtruth import ObjectPose
-from engram.sims.embedded.world import linearize_depth, opengl_projection_matrix, opengl_view_matrix
+from engram.sims.embedded.world import (
+    linearize_depth,
+    opengl_projection_matrix,
+    opengl_view_matrix,
+)
 from engram.types import CameraIntrinsics, Frame, Pose
 
 __all__ = ["ManipulationScene", "look_at"]
@@ -164,7 +168,7 @@ class ManipulationScene:
         self._apply_targets()
 
         # Layout: containers on the robot's left, objects in front; small jitter from the seed.
-        jit = lambda: rng.uniform(-0.03, 0.03)  # noqa: E731
+        jit = lambda: rng.uniform(-0.03, 0.03)
         self._items: list[_Item] = []
         self._add(self._make_mug((0.45 + jit(), -0.15 + jit())), "mug", "object")
         self._add(self._make_block((0.55 + jit(), 0.0 + jit())), "block", "object")
@@ -468,7 +472,7 @@ class ManipulationScene:
             raise ValueError("place_in: the gripper holds nothing")
         cid = self.instance_id(label)
         lo, hi = self.aabb(cid)
-        olo, ohi = self.aabb(held)
+        olo, _ = self.aabb(held)
         ee_z = self.ee_pose.translation[2]
         # Lower until the object's bottom is 2 cm above the container's rim.
         target = np.array([0.5 * (lo[0] + hi[0]), 0.5 * (lo[1] + hi[1]), ee_z + (hi[2] + 0.02 - olo[2])])

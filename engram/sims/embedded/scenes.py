@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "FURNITURE_LABELS",
+    "OBJECT_CATEGORIES",
+    "ApartmentSpec",
     "Box2D",
-    "Part",
+    "Door",
     "ObjectSpec",
+    "Part",
     "Room",
     "Wall",
-    "Door",
-    "ApartmentSpec",
     "generate_apartment",
-    "OBJECT_CATEGORIES",
-    "FURNITURE_LABELS",
 ]
 
 RGBA = tuple[float, float, float, float]

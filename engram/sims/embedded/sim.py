@@ -32,7 +32,7 @@ from engram.sims.embedded.groundtruth import GroundTruth
 from engram.sims.embedded.scenes import ApartmentSpec, generate_apartment
 from engram.types import CameraIntrinsics, Frame, Pose
 
-__all__ = ["EmbeddedSim", "coverage_waypoints", "coverage_actions", "coverage_walk", "base_from_camera"]
+__all__ = ["EmbeddedSim", "base_from_camera", "coverage_actions", "coverage_walk", "coverage_waypoints"]
 
 
 def base_from_camera(camera_height_m: float, camera_pitch_deg: float) -> Pose:
@@ -382,7 +382,7 @@ class EmbeddedSim:
     def __enter__(self) -> EmbeddedSim:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter exit
