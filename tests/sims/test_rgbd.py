@@ -89,6 +89,18 @@ def test_short_trajectory_is_a_clear_error(shared_data: Path, tmp_path: Path) ->
     assert len(RgbdDataset(root, missing_poses="skip")) == 3
 
 
+def test_unreadable_images_are_skipped(shared_data: Path, tmp_path: Path) -> None:
+    root = _copy_icl(shared_data, tmp_path / "seq", 4)
+    (root / "color" / "00001.jpg").write_bytes(b"not a jpeg")
+    (root / "depth" / "00003.png").unlink()
+    with pytest.warns(RuntimeWarning, match="00003"):
+        ds = RgbdDataset(root, with_poses=False)
+    assert len(ds) == 3
+    with pytest.warns(RuntimeWarning, match="00001.jpg"):
+        frames = list(ds)
+    assert [f.index for f in frames] == [0, 2]
+
+
 def _make_tum(shared_data: Path, root: Path, n: int, gt_poses: list[Pose]) -> None:
     """A TUM folder of ``n`` copies of the sample frame, 30 Hz colour, depth 5 ms later, 100 Hz ground truth."""
     (root / "rgb").mkdir(parents=True)
