@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+
 from engram.types import Frame
 
 __all__ = ["VideoSource", "IMAGE_SUFFIXES"]
@@ -243,7 +244,7 @@ class VideoSource:
         target = max(int(math.floor(self.start_s * fps + 1e-6)) - 1, 0)
         if target == 0:
             return cap, 0
-        if cap.set(cv2.CAP_PROP_POS_FRAMES, target) and int(round(cap.get(cv2.CAP_PROP_POS_FRAMES))) == target:
+        if cap.set(cv2.CAP_PROP_POS_FRAMES, target) and round(cap.get(cv2.CAP_PROP_POS_FRAMES)) == target:
             return cap, target
         cap.release()
         return _open_capture(self.path), 0
