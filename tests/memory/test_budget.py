@@ -71,20 +71,20 @@ def _memory(**kw) -> SceneMemory:
     return SceneMemory(voxel_size_m=0.1, depth_stride=2, object_stride=2, **kw)
 
 
-TIGHT = dict(
-    max_voxels=4000,
-    max_objects=2,
-    max_snapshots=2,
-    max_snapshot_candidates=6,
-    max_timeline_nodes=6,
-    max_transient_voxels=40,
-    max_places=3,
-    max_trajectory_poses=12,
-    max_frames_per_record=4,
-    max_change_events=2,
-    keep_radius_m=1.5,
-    every_frames=4,
-)
+TIGHT = {
+    "max_voxels": 4000,
+    "max_objects": 2,
+    "max_snapshots": 2,
+    "max_snapshot_candidates": 6,
+    "max_timeline_nodes": 6,
+    "max_transient_voxels": 40,
+    "max_places": 3,
+    "max_trajectory_poses": 12,
+    "max_frames_per_record": 4,
+    "max_change_events": 2,
+    "keep_radius_m": 1.5,
+    "every_frames": 4,
+}
 
 
 def test_memory_fed_many_frames_stays_within_every_budget(frames) -> None:
@@ -129,8 +129,11 @@ def test_eviction_never_forgets_occupied_voxels_near_the_agent(frames) -> None:
     for f in frames[:30]:
         mem.integrate(f)
     agent = frames[29].world_from_camera.translation
-    budget = MemoryBudget(max_voxels=len(mem.octree) // 4, keep_radius_m=2.0)
     occ = mem.octree.occupied_centers()
+    n_protected = int((np.linalg.norm(occ - agent, axis=1) <= 2.0).sum())
+    # a cap that leaves room for little more than the protected voxels: eviction must reach the agent's surroundings
+    budget = MemoryBudget(max_voxels=int((n_protected + 20) / 0.9), keep_radius_m=2.0)
+    assert budget.max_voxels < len(mem.octree) // 2
     near_occ = occ[np.linalg.norm(occ - agent, axis=1) <= budget.keep_radius_m - mem.voxel_size_m]
     assert len(near_occ) > 20
     free = mem.octree.free_centers()
