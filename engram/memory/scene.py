@@ -364,11 +364,14 @@ class SceneMemory:
             dets = detections_from_instances(
                 frame, stride=self.object_stride, max_depth_m=self.max_range_m, ignore_labels=ignore
             )
-        # was each detection's place already mapped? (for "appeared" events)
+        # was each detection's place seen empty before? (then the object appeared, rather than
+        # being seen for the first time)
         known_before = []
         if dets:
+            from engram.memory.octree import FREE
+
             cents = np.stack([np.asarray(d.points_world, np.float64).mean(axis=0) for d in dets])
-            known_before = list(self.octree.state(cents) != 0)
+            known_before = list(self.octree.state(cents) == FREE)
 
         # ---- from here on the memory is written ----
         self.octree.apply_keys(free_keys, occ_keys)

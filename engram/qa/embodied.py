@@ -364,3 +364,54 @@ class EmbodiedQA:
         ans.steps = steps
         ans.path_length_m = travelled
         return ans
+
+
+# ---------------------------------------------------------------------- OpenEQA files
+def read_openeqa(path) -> list[dict[str, Any]]:
+    """Questions in OpenEQA's JSON format: a list of {question_id, category, question, answer, episode_history, ...}."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{p}: not a readable OpenEQA JSON file ({exc})") from exc
+    if not isinstance(data, list):
+        raise ValueError(f"{p}: OpenEQA files hold a JSON list of questions, got {type(data).__name__}")
+    out = []
+    for i, q in enumerate(data):
+        if not isinstance(q, dict) or not isinstance(q.get("question"), str) or "answer" not in q:
+            raise ValueError(f"{p}: entry {i} needs a 'question' string and an 'answer'")
+        out.append({"question_id": str(q.get("question_id", i)), "category": q.get("category", ""), **q})
+    return out
+
+
+def write_openeqa(path, questions: list[dict[str, Any]]) -> None:
+    """Write questions in OpenEQA's JSON format (atomically)."""
+    import json
+    import os
+    from pathlib import Path
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(questions, indent=1))
+    os.replace(tmp, p)
+
+
+def answer_openeqa(eqa: EmbodiedQA, questions: list[dict[str, Any]], judge=None) -> tuple[list[str], Any]:
+    """Answer every question from memory and score with OpenEQA's LLM-Match (pluggable judge).
+
+    Returns:
+        The predictions and the `LLMMatchResult` (score 0-100).
+    """
+    from engram.qa.evaluation import llm_match_score, token_overlap_judge
+
+    preds = [eqa.ask(q["question"]).text for q in questions]
+    result = llm_match_score(
+        [q["question"] for q in questions], [str(q["answer"]) for q in questions], preds, judge or token_overlap_judge,
+        extra_answers=[q.get("extra_answers") for q in questions],
+    )
+    return preds, result
