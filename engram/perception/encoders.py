@@ -921,6 +921,9 @@ class TextImageMatcher:
 
     def _label_embeddings(self, labels: Sequence[str]) -> np.ndarray:
         todo = [lab for lab in dict.fromkeys(labels) if lab not in self._label_cache]
+        if len(self._label_cache) + len(todo) > 100_000:  # bounded: labels are few, free text is not
+            self._label_cache.clear()
+            todo = list(dict.fromkeys(labels))
         if todo:
             for lab, vec in zip(todo, self.text_encoder.encode(todo)):
                 self._label_cache[lab] = vec

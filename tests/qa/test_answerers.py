@@ -351,3 +351,12 @@ def test_transformers_answerer_runs_a_tiny_local_model(tmp_path: Path):
     assert a.choice_index in (None, 0, 1)
     # greedy decoding is deterministic
     assert ans.answer("Where did I put the mug?", kitchen_evidence(), options=["on the sofa", "in the sink"]).raw == a.raw
+
+    # a model with a chat template gets the prompt through it
+    fast.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+    fast.save_pretrained(tmp_path)
+    chat = A.TransformersAnswerer(tmp_path, max_new_tokens=3)
+    ids = chat._prompt_ids("the question : mug")
+    text = chat._tokenizer.decode(ids[0])
+    assert text.startswith("[UNK] : [UNK]") and text.endswith("[UNK] : the question : mug")  # system, then user
+    assert isinstance(chat.answer("Where is the mug?", kitchen_evidence()).raw, str)
