@@ -21,10 +21,9 @@ from engram.sims.rgbd import (
 )
 from engram.types import CameraIntrinsics, Pose
 
-cKDTree = pytest.importorskip("scipy.spatial").cKDTree
-
 
 def test_icl_sample_loads_and_views_overlap(shared_data: Path) -> None:
+    cKDTree = pytest.importorskip("scipy.spatial").cKDTree
     ds = RgbdDataset(shared_data / "icl_livingroom1")
     assert ds.format == "icl" and len(ds) == 211
     k = ds.intrinsics
