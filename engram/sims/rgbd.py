@@ -177,7 +177,9 @@ def _poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
 
 
 def associate_timestamps(first_s: np.ndarray, second_s: np.ndarray, max_difference_s: float) -> np.ndarray:
-    """Pair timestamps one-to-one, closest pairs first (TUM's ``associate.py`` rule).
+    """Pair timestamps one-to-one, closest pairs first (as TUM's ``associate.py``).
+
+    Each timestamp of ``first_s`` is paired among its two nearest neighbours in ``second_s``.
 
     Returns:
         "M 2" int64 index pairs (i into ``first_s``, j into ``second_s``),
