@@ -146,3 +146,15 @@ def test_depth_downsampling_keeps_surfaces_and_drops_edges() -> None:
     assert small[0, 0] == pytest.approx(3.02 / 3)
     assert small[0, 1] == 0.0 and small[0, 2] == 0.0
     assert np.all(small[1] == 0.0)
+
+
+def test_static_real_kinect_frame_stays_put(shared_data: Path) -> None:
+    """The same real TUM frame five times: a camera that does not move gets no motion."""
+    from engram.sims.rgbd import load_rgbd_pair
+
+    frame = load_rgbd_pair(shared_data / "tum_single" / "color.png", shared_data / "tum_single" / "depth.png", 5000.0)
+    frames = [dataclasses.replace(frame, index=i, timestamp_s=i / 30) for i in range(5)]
+    out = list(with_estimated_poses(frames))
+    for f in out:
+        moved_m, turned_deg = pose_delta(np.linalg.inv(LEVEL_CAMERA_POSE.matrix) @ f.world_from_camera.matrix)
+        assert moved_m < 1e-3 and turned_deg < 0.1
