@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engram.memory.octree import OccupancyOctree  # noqa: E402
+from engram.memory.octree import OccupancyOctree
 
 FX = FY = 525.0
 CX, CY = 319.5, 239.5
@@ -213,7 +213,7 @@ def main() -> None:
         steps = e1["steps"]
         octo_bytes = om["tree"].memoryUsage() / octo_voxels
 
-        def row(name, d, ns_step, bpv, agr, ovl):
+        def row(name, d, ns_step, bpv, agr, ovl, res=res):
             ms = 1e3 * np.median(d["wall"])
             cpu = 1e3 * np.median(d["cpu"])
             ns = f"{ns_step:.2f}" if ns_step is not None else "-"

@@ -380,13 +380,14 @@ _T_NEVER = np.int64(1) << np.int64(61)
 def _axis_fixed(o, e, k, res):
     """Step, first boundary and per-cell increment along one axis, as fixed-point fractions of the ray."""
     diff = e - o
+    if diff == 0.0:
+        return np.int64(0), _T_NEVER, np.int64(0)
+    inv = 1.0 / diff
     if diff > 0.0:
         border = (np.float64(k - KEY_OFFSET) + 0.5) * res + 0.5 * res
-        return np.int64(1), np.int64(min((border - o) / diff, 2.0) * _T_SCALE), np.int64(min(res / diff, 2.0) * _T_SCALE)
-    if diff < 0.0:
-        border = (np.float64(k - KEY_OFFSET) + 0.5) * res - 0.5 * res
-        return np.int64(-1), np.int64(min((border - o) / diff, 2.0) * _T_SCALE), np.int64(min(res / -diff, 2.0) * _T_SCALE)
-    return np.int64(0), _T_NEVER, np.int64(0)
+        return np.int64(1), np.int64(min((border - o) * inv, 2.0) * _T_SCALE), np.int64(min(res * inv, 2.0) * _T_SCALE)
+    border = (np.float64(k - KEY_OFFSET) + 0.5) * res - 0.5 * res
+    return np.int64(-1), np.int64(min((border - o) * inv, 2.0) * _T_SCALE), np.int64(min(-res * inv, 2.0) * _T_SCALE)
 
 
 @njit(cache=True, inline="always")
@@ -425,17 +426,18 @@ def _step(tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx):
 
 @njit(cache=True, inline="always")
 def _walk(n_cells, tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx, grid, size):
-    """Mark ``n_cells`` cells after ``idx`` along a ray; returns the final DDA state."""
+    """Mark ``n_cells`` cells after ``idx`` along a ray (index ``size``: the sentinel); returns the final state."""
     for _ in range(n_cells):
         tx, ty, tz, idx = _step(tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx)
-        if np.uint64(idx) < size:
-            grid[idx] = 1
+        grid[min(np.uint64(idx), size)] = 1
     return tx, ty, tz, idx
 
 
 @njit(cache=True, parallel=True)
 def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
     """Mark a scan in a dense byte grid over its key box: 1 crossed by a ray, 2 holds an endpoint.
+
+    ``grid`` has one byte more than the box (a sentinel that collects stray writes).
 
     A ray frees its origin cell and every cell it enters before its end
     cell: the cells of OctoMap's computeRayKeys (an Amanatides-Woo DDA),
@@ -452,7 +454,7 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
     n = kinds.shape[0]
     sy = np.int64(dims[2])
     sx = np.int64(dims[1]) * sy
-    size = np.uint64(grid.shape[0])
+    size = np.uint64(grid.shape[0] - 1)  # the last byte is a sentinel, outside the box
     inv_res = 1.0 / res
     okx = _point_key(origin[0], inv_res)
     oky = _point_key(origin[1], inv_res)
@@ -499,14 +501,11 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
                 txb, tyb, tzb, b = _step(txb, tyb, tzb, dxb, dyb, dzb, ixb, iyb, szb, b)
                 txc, tyc, tzc, e = _step(txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e)
                 txd, tyd, tzd, d = _step(txd, tyd, tzd, dxd, dyd, dzd, ixd, iyd, szd, d)
-                if np.uint64(a) < size:
-                    grid[a] = 1
-                if np.uint64(b) < size:
-                    grid[b] = 1
-                if np.uint64(e) < size:
-                    grid[e] = 1
-                if np.uint64(d) < size:
-                    grid[d] = 1
+                # a cell outside the box (only if rounding bent a ray) lands on the sentinel byte
+                grid[min(np.uint64(a), size)] = 1
+                grid[min(np.uint64(b), size)] = 1
+                grid[min(np.uint64(e), size)] = 1
+                grid[min(np.uint64(d), size)] = 1
             _walk(na - 1 - m, txa, tya, tza, dxa, dya, dza, ixa, iya, sza, a, grid, size)
             _walk(nb - 1 - m, txb, tyb, tzb, dxb, dyb, dzb, ixb, iyb, szb, b, grid, size)
             _walk(nc - 1 - m, txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e, grid, size)
@@ -520,7 +519,7 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
 
 @njit(cache=True, parallel=True)
 def collect_marks(grid, lo, dims):
-    """Morton codes of the occupied (bit 1) and free-only (== 1) cells of a scan grid."""
+    """Morton codes of the free (1) and occupied (2) cells of a scan grid (the sentinel byte is ignored)."""
     nx = dims[0]
     slab = np.int64(dims[1]) * dims[2]
     n_free = np.zeros(nx, np.int64)

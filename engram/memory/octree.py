@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UNKNOWN", "FREE", "OCCUPIED", "ScanStats", "OccupancyOctree", "logodds"]
+__all__ = ["FREE", "OCCUPIED", "UNKNOWN", "OccupancyOctree", "ScanStats", "logodds"]
 
 UNKNOWN, FREE, OCCUPIED = 0, 1, 2
 
@@ -320,7 +320,7 @@ class OccupancyOctree:
         lo = box[:3] - 1  # one cell of margin around the scan's key box
         dims = box[3:] - lo + 2
         if int(np.prod(dims)) <= _MAX_SCAN_GRID_CELLS:
-            grid = np.zeros(int(np.prod(dims)), np.uint8)
+            grid = np.zeros(int(np.prod(dims)) + 1, np.uint8)  # + a sentinel byte
             n_chunks = max(1, min(n // 256, 256))
             steps = k.mark_scan(o, ends, end_keys, kinds, lo, dims, self.voxel_size_m, grid, n_chunks)
             free, occ = k.collect_marks(grid, lo, dims)
@@ -633,8 +633,9 @@ class OccupancyOctree:
             raise ValueError(f"not an engram octree: format {fmt!r}")
         if version > _FORMAT_VERSION:
             raise ValueError(f"octree format version {version} is newer than this engram reads ({_FORMAT_VERSION})")
-        if len(names) != len(params):
-            raise ValueError("octree params and param_names differ in length")
+        expected = {"prob_hit", "prob_miss", "clamp_min", "clamp_max", "occupancy_threshold"}
+        if len(names) != len(params) or set(names) != expected:
+            raise ValueError(f"octree param_names must be {sorted(expected)}, got {names}")
         tree = cls(res, **dict(zip(names, params.tolist())))
         if codes.ndim != 1 or values.shape != codes.shape:
             raise ValueError(f"morton_codes {codes.shape} and log_odds {values.shape} must be equal-length vectors")

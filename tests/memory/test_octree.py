@@ -51,7 +51,7 @@ def _octomap_known_voxels(ot, res: float) -> tuple[np.ndarray, np.ndarray]:
     """(occupied, free) leaf-voxel centres of a pyoctomap tree, pruned leaves expanded."""
     occ, free = [], []
     for it in ot.begin_leafs():
-        n = int(round(it.getSize() / res))
+        n = round(it.getSize() / res)
         centre = np.asarray(it.getCoordinate(), dtype=np.float64)
         g = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
         cells = centre + (g - (n - 1) / 2.0) * res
@@ -373,6 +373,23 @@ def test_scan_keys_then_apply_keys_equals_insert_scan():
     assert a.digest() == b.digest()
 
 
+def test_sparse_fallback_matches_the_dense_scan_grid(monkeypatch):
+    import engram.memory.octree as octree_module
+
+    rng = np.random.default_rng(4)
+    origin = rng.uniform(-0.2, 0.2, 3)
+    pts = origin + rng.normal(size=(2000, 3)) * 2.0
+    pts[::50] = np.nan
+    dense_free, dense_occ = OccupancyOctree(RES).scan_keys(pts, origin, max_range_m=3.0)
+    monkeypatch.setattr(octree_module, "_MAX_SCAN_GRID_CELLS", 0)  # a scan box too large for a dense grid
+    tree = OccupancyOctree(RES)
+    free, occ = tree.scan_keys(pts, origin, max_range_m=3.0)
+    np.testing.assert_array_equal(np.unique(free, axis=0), np.unique(dense_free, axis=0))
+    np.testing.assert_array_equal(np.unique(occ, axis=0), np.unique(dense_occ, axis=0))
+    stats = tree.insert_scan(pts, origin, max_range_m=3.0)
+    assert stats.n_dropped == 40 and stats.n_free == len(dense_free)
+
+
 def test_thread_count_does_not_change_the_map(shared_data):
     numba = pytest.importorskip("numba")
     points, origin = _icl_scan(shared_data, 10, stride=3)
@@ -449,7 +466,10 @@ def test_export_bt_loads_in_octomap_with_the_same_voxels(tmp_path, shared_data):
     assert ot.readBinary(str(path))
     assert ot.getResolution() == pytest.approx(RES)
     occ_o, free_o = _octomap_known_voxels(ot, RES)
-    to_set = lambda c: set(map(tuple, np.floor(c / RES).astype(np.int64).tolist()))  # noqa: E731
+
+    def to_set(c):
+        return set(map(tuple, np.floor(c / RES).astype(np.int64).tolist()))
+
     assert to_set(occ_o) == to_set(tree.occupied_centers())
     assert to_set(free_o) == to_set(tree.free_centers())
     assert ot.getNumLeafNodes() < len(tree)  # pruned, as OctoMap writes it
