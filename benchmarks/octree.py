@@ -203,6 +203,7 @@ def main() -> None:
     rows = [header, rule]
     speedup = agreement_5cm = None
     lookup = None
+    notes: list[str] = []
     max_threads = min(2, numba.config.NUMBA_NUM_THREADS)
     for res in (0.05, 0.02):
         e1, om = run_interleaved(frames, res)
@@ -230,11 +231,17 @@ def main() -> None:
             rows.append(row("Open3D VoxelBlockGrid TSDF", o3, None, o3["bytes_per_voxel"], None, None))
         ratio = np.median(om["cpu"]) / np.median(e1["cpu"])
         rows.append(f"| {res * 100:>3.0f}cm | {'speedup vs OctoMap (cpu, 1 thread)':<34} | {np.median(om['wall']) / np.median(e1['wall']):>8.1f} | {ratio:>12.1f} | {'':>7} | {'':>7} | {'':>9} | {'':>7} |")
+        notes.append(
+            f"{res * 100:.0f} cm: engram {len(e1['tree'])} voxels in {e1['tree'].nbytes / 1e6:.2f} MB; OctoMap "
+            f"{octo_voxels} voxels in {om['tree'].size()} nodes, {om['tree'].memoryUsage() / 1e6:.2f} MB "
+            f"= {om['tree'].memoryUsage() / om['tree'].size():.1f} B per node"
+        )
         if res == 0.05:
             speedup, agreement_5cm = ratio, agreement
             lookup = lookup_benchmark(e1["tree"], om["tree"])
     print("\n".join(rows))
     print()
+    print("\n".join(notes))
     print(f"batched state lookup, 1M points, 1 thread: engram {lookup[0]:.1f} ns/point; "
           f"OctoMap getLabels (100k points) {lookup[1]:.1f} ns/point")  # fmt: skip
     print(f"speedup_vs_octomap: {speedup:.1f} agreement: {agreement_5cm:.4f}")
