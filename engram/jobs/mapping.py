@@ -1,0 +1,142 @@
+"""`engram map SOURCE --out DIR`: a recorded source through memory, then 3D exports.
+
+The source is found from the path: an Open3D / ICL-NUIM folder (color/,
+depth/, trajectory.log), a TUM folder (rgb.txt, depth.txt), a ROS bag
+(.bag, .mcap, or a ROS 2 folder with metadata.yaml). Frames without poses are
+tracked with RGB-D odometry first. The memory is saved, and the folder gets
+the static map and TSDF surface as .ply, objects as separate clouds with
+their labels, the trajectory, and a top-down picture, ready for MeshLab,
+CloudCompare or Open3D's viewer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["open_source", "run_map"]
+
+_VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames: int | None = None):
+    """A frame source for ``path`` (see the module doc for what is recognised)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"no such file or folder: {p}")
+    if fmt == "auto":
+        if p.is_dir() and ((p / "trajectory.log").exists() or (p / "color").is_dir()):
+            fmt = "icl"
+        elif p.is_dir() and (p / "rgb.txt").exists():
+            fmt = "tum"
+        elif p.suffix in (".bag", ".mcap") or (p.is_dir() and (p / "metadata.yaml").exists()):
+            fmt = "bag"
+        elif p.suffix.lower() in _VIDEO:
+            fmt = "video"
+        else:
+            raise ValueError(
+                f"cannot tell what {p} is: expected an Open3D/ICL-NUIM or TUM folder, a ROS bag or a video (or pass format=...)"
+            )
+    if fmt in ("icl", "tum"):
+        from engram.sims.rgbd import RgbdDataset
+
+        return RgbdDataset(p, format=fmt, stride=stride, max_frames=max_frames, missing_poses="keep")
+    if fmt == "bag":
+        from engram.sims.ros import RosBagSource
+
+        src = RosBagSource(p)
+        return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
+    if fmt == "video":
+        raise ValueError(f"{p} is a video: it has no depth to map; use `engram qa build` for video memory")
+    raise ValueError(f"unknown format {fmt!r}: use auto, icl, tum or bag")
+
+
+def _height_colors(z: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if not len(z):
+        return np.zeros((0, 3), np.uint8)
+    t = (z - np.percentile(z, 2)) / max(np.percentile(z, 98) - np.percentile(z, 2), 1e-6)
+    g = (np.clip(t, 0, 1) * 255).astype(np.uint8)
+    return cv2.applyColorMap(g.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)[:, ::-1].copy()
+
+
+def run_map(cfg: Any) -> dict[str, Any]:
+    """Run the map job for a composed config (engram/configs/map.yaml)."""
+    from engram.config import to_plain
+    from engram.memory.export import ObjectCloud, export_folder
+    from engram.memory.scene import SceneMemory
+
+    c = to_plain(cfg)
+    out = Path(c["out"]).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    source = open_source(c["source"], c.get("format", "auto"), int(c.get("stride", 1)), c.get("max_frames"))
+    frames = iter(source)
+    try:
+        first = next(frames)
+    except StopIteration:
+        raise ValueError(f"{c['source']} holds no frames") from None
+    if first.depth_m is None or first.intrinsics is None:
+        raise ValueError(f"{c['source']}: frames have no depth or intrinsics, so there is nothing to map")
+    stream = itertools.chain([first], frames)
+    est = c.get("estimate_poses", "auto")
+    if est is True or (est == "auto" and first.world_from_camera is None):
+        from engram.perception.odometry import with_estimated_poses
+
+        stream = with_estimated_poses(stream)
+    memory = SceneMemory.from_config(c["memory"])
+    tsdf = None
+    if c.get("tsdf", True):
+        from engram.memory.export import TsdfSurface
+
+        tsdf = TsdfSurface(voxel_size_m=min(memory.voxel_size_m, 0.02))
+    if c.get("progress", True):
+        from tqdm.auto import tqdm
+
+        stream = tqdm(stream, desc="map", unit="frame", total=len(source) if hasattr(source, "__len__") else None)
+    n = mapped = 0
+    for frame in stream:
+        rep = memory.integrate(frame)
+        n += 1
+        mapped += int(rep.mapped)
+        if tsdf is not None and frame.has_geometry:
+            tsdf.integrate(frame)
+    memory.finalize()
+    memory.save(str(out / "memory"))
+
+    occ = memory.octree.occupied_centers()
+    mesh = None
+    if tsdf is not None and len(tsdf):
+        pts, cols = tsdf.extract_point_cloud()
+        mesh = tsdf.extract_mesh()
+    else:
+        pts, cols = occ, _height_colors(occ[:, 2])
+    objects = [
+        ObjectCloud(int(o.id), o.label, np.asarray(o.points), np.asarray(o.colors),
+                    {"first_seen_s": float(o.first_seen_s), "last_seen_s": float(o.last_seen_s), "detections": int(o.n_detections)})
+        for o in memory.objects.objects.values()
+    ]
+    traj = np.array([m for _, _, m in memory.trajectory]).reshape(-1, 4, 4)
+    times = np.array([t for _, t, _ in memory.trajectory])
+    written = export_folder(out, points=pts, colors=cols, mesh=mesh, objects=objects,
+                            trajectory=traj if len(traj) else None, timestamps_s=times if len(times) else None)
+    from engram.memory.export import write_point_cloud_ply
+
+    written["occupancy"] = write_point_cloud_ply(out / "occupancy.ply", occ, _height_colors(occ[:, 2]))
+    summary = {
+        "source": str(c["source"]),
+        "frames": n,
+        "frames_mapped": mapped,
+        "occupied_voxels": int(len(occ)),
+        "objects": len(objects),
+        "seconds": round(time.perf_counter() - t0, 2),
+        "files": {k: str(v) for k, v in written.items()},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {"out_dir": str(out), **summary}
