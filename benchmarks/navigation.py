@@ -6,11 +6,12 @@ truth. Ground truth is read only for scoring:
 
 * coverage: share of the reachable free floor (5 cm ground-truth grid) that
   the memory knows as free floor after the exploration budget;
-* objectnav success: the agent stops within 1 m of an instance of the goal
-  category with it in view (at least 20 pixels of its ground-truth mask);
+* objectnav success: the agent stops within 1 m of the footprint of an
+  instance of the goal category with it in view (at least 20 pixels of its
+  ground-truth mask);
 * SPL: success x shortest / max(shortest, taken), where shortest is the
-  ground-truth geodesic distance to the nearest instance minus the 1 m
-  success radius;
+  ground-truth geodesic distance to the nearest reachable point within 1 m
+  of such a footprint;
 * pick-and-place (Panda scene): the object ends inside the container, with
   grasp and place targets from the memory's boxes.
 
@@ -32,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engram.jobs.explore import coverage, object_in_view  # noqa: E402
+from engram.jobs.explore import coverage, goal_distance, object_in_view, shortest_to_goal  # noqa: E402
 from engram.memory.scene import SceneMemory  # noqa: E402
 from engram.planners.frontier import FrontierExplorer  # noqa: E402
 from engram.planners.navigation import Navigator  # noqa: E402
@@ -72,12 +73,9 @@ def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: in
         for cat in goals:
             start = sim.agent_pose.translation[:2].copy()
             ids = [i for i, lab in labels.items() if lab == cat and i in poses]
-            shortest = min(
-                max(gt.shortest_path_length(start, poses[i].position_m[:2]) - 1.0, 0.0) for i in ids
-            )
+            shortest = shortest_to_goal(gt, str(cat), start)
             r = nav.go_to_object(sim, str(cat), max_steps=nav_steps, explorer=ex)
-            here = sim.agent_pose.translation[:2]
-            dist = min(float(np.linalg.norm(np.asarray(poses[i].position_m[:2]) - here)) for i in ids)
+            dist = goal_distance(gt, str(cat), sim.agent_pose.translation[:2])
             ok = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
             taken = r.path_length_m
             spl = float(ok) * (shortest / max(shortest, taken) if max(shortest, taken) > 0 else 1.0)

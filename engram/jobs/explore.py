@@ -36,6 +36,59 @@ def coverage(memory, gt, robot_radius_m: float = 0.2) -> float:
     return float(seen.mean())
 
 
+def footprint_distance(xy, position_m, half_extents_m, yaw_rad: float) -> float:
+    """Distance from a floor point to an object's footprint (its yawed box seen from above; 0 inside)."""
+    import math
+
+    d = np.asarray(xy, float)[:2] - np.asarray(position_m, float)[:2]
+    c, s = math.cos(-yaw_rad), math.sin(-yaw_rad)
+    local = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1]])
+    out = np.maximum(np.abs(local) - np.asarray(half_extents_m, float)[:2], 0.0)
+    return float(np.linalg.norm(out))
+
+
+def goal_distance(gt, label: str, xy, t_s: float | None = None) -> float:
+    """Distance from ``xy`` to the nearest footprint of any ``label`` instance (ground truth, for scoring)."""
+    spec = {o.instance_id: o for o in gt.spec.all_objects()}
+    poses = gt.object_poses() if t_s is None else gt.objects_at(t_s)
+    return min(
+        (footprint_distance(xy, p.position_m, spec[i].half_extents_m, p.yaw_rad) for i, p in poses.items()
+         if p.label == label and i in spec),
+        default=float("inf"),
+    )
+
+
+def shortest_to_goal(gt, label: str, start_xy, success_m: float = 1.0) -> float:
+    """Ground-truth geodesic distance from ``start_xy`` to the nearest reachable cell within
+    ``success_m`` of a ``label`` footprint (the reference path for SPL)."""
+    from engram.planners.navigation import distance_map
+
+    reach = gt.reachable_map()
+    cell = reach.world_to_cell(start_xy)
+    if not (reach.in_bounds(cell) and reach.free[cell[0], cell[1]]):
+        return float("inf")
+    dist = distance_map(np.where(reach.free, 1.0, np.inf), int(cell[0]), int(cell[1])) * reach.resolution_m
+    cells = np.argwhere(np.isfinite(dist))
+    xy = reach.cell_to_world(cells)
+    spec = {o.instance_id: o for o in gt.spec.all_objects()}
+    best = float("inf")
+    for i, p in gt.object_poses().items():
+        if p.label != label or i not in spec:
+            continue
+        o = spec[i]
+        # vectorised footprint distance for all reachable cells
+        import math
+
+        rel = xy - np.asarray(p.position_m[:2])
+        c, s = math.cos(-p.yaw_rad), math.sin(-p.yaw_rad)
+        local = np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]], 1)
+        fd = np.linalg.norm(np.maximum(np.abs(local) - np.asarray(o.half_extents_m[:2]), 0.0), axis=1)
+        ok = fd <= success_m
+        if ok.any():
+            best = min(best, float(dist[cells[ok, 0], cells[ok, 1]].min()))
+    return best
+
+
 def object_in_view(frame, instance_ids, min_pixels: int = 20) -> bool:
     """True when any of the ground-truth instances covers at least ``min_pixels`` of the frame."""
     if frame.instances is None:
@@ -97,9 +150,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             ep = {"goal": label, "status": res.status, "success_planner": res.success, "steps": res.steps, "message": res.message}
             if gt is not None:
                 ids = [i for i, lab in gt.labels().items() if lab == label]
-                here = sim.agent_pose.translation[:2]
-                pos = gt.object_poses()
-                dist = min((float(np.linalg.norm(np.asarray(pos[i].position_m[:2]) - here)) for i in ids if i in pos), default=np.inf)
+                dist = goal_distance(gt, label, sim.agent_pose.translation[:2])
                 ep["distance_to_nearest_m"] = round(dist, 3)
                 ep["success"] = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
             else:
