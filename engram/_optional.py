@@ -53,6 +53,14 @@ def require(module: str, purpose: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         what = f" for {purpose}" if purpose else ""
+        text = str(exc)
+        if ".so" in text and "cannot open shared object" in text:
+            # installed, but a system library it links against is missing (open3d needs libusb-1.0)
+            lib = text.split(":")[0].strip()
+            raise MissingExtraError(
+                f"{module} is installed but cannot load{what}: the system library {lib} is missing "
+                f"(on Debian/Ubuntu: apt-get install libusb-1.0-0 for open3d; scripts/setup.sh installs it)"
+            ) from exc
         raise MissingExtraError(f"{module} is needed{what} but is not installed: {install_hint(module)}") from exc
 
 
