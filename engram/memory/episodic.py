@@ -355,14 +355,6 @@ class EpisodicMemory:
         n = self.node(self._levels[level][j])
         return n if (n.start_s <= time_s < n.end_s or not n.closed) else None
 
-    def labels_vocabulary(self) -> set[str]:
-        """Every tag and object label word the memory holds (for query parsing)."""
-        vocab: set[str] = set()
-        for n in self.nodes(self.num_levels - 1) if self._levels[-1] else self.nodes(0):
-            for name, _ in (*n.tags, *n.labels):
-                vocab.update(_tokens(name))
-        return vocab
-
     def _check_level(self, level: int) -> None:
         if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < self.num_levels:
             raise ValueError(f"level must be an integer in 0..{self.num_levels - 1}, got {level!r}")
