@@ -308,7 +308,7 @@ def make_questions(meta: dict, *, n_per_kind: int = 15, seed: int = 0) -> list[V
     rng.shuffle(ids)
     n_after = n_last = 0
     for i in ids:
-        first_a, first_b = seen[i][0]
+        _, first_b = seen[i][0]
         if n_after < n_per_kind and first_b + AFTER_S <= end:
             qs.append(
                 VideoQuestion(

@@ -339,6 +339,7 @@ def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path)
         EpisodicMemory.load(str(tmp_path / "m"), image_encoder=ColourEncoder())
     hit = EpisodicMemory.load(str(tmp_path / "m")).search(image=solid("blue"), k=1)[0]
     node, score = hit  # hits unpack as (node, score)
+    assert score == hit.score
     assert node.start_s == 30.0 and node.time_span_s == (30.0, 47.0) and node.id == node.node_id
 
 

@@ -199,6 +199,7 @@ def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video,
     rec = RecordingAnswerer()
     out = qa.ask("what happened around 1:10?", options=["red", "green", "blue", "yellow"], answerer=rec)
     (question, evidence, options) = rec.calls[0]
+    assert question == "what happened around 1:10?"
     assert options == ["red", "green", "blue", "yellow"]
     assert evidence[0].time_span_s[0] <= 70.0 < evidence[0].time_span_s[1]
     assert "yellow balloon" in evidence[0].text and evidence[0].images
