@@ -355,7 +355,13 @@ class SceneMemory:
             short = origin + d * np.clip((dist - 2 * self.voxel_size_m) / np.maximum(dist, 1e-9), 0.0, 1.0)
             f2, o2 = self.octree.scan_keys(short, origin, max_range_m=self.max_range_m)
             extra = np.concatenate([f2, o2]) if len(o2) else f2
-            free_keys = np.concatenate([free_keys, extra]) if len(extra) else free_keys
+            if len(extra):
+                # OctoMap's per-scan rule: each cell updated once, occupied wins over free
+                free_keys = np.unique(np.concatenate([free_keys, extra]), axis=0)
+                if len(occ_keys):
+                    from engram.memory.dynamic import pack_keys
+
+                    free_keys = free_keys[~np.isin(pack_keys(free_keys), pack_keys(occ_keys))]
 
         # 3. object detections (sim masks or a detector); moving categories are not map objects
         ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
