@@ -47,7 +47,9 @@ def _qa(args: argparse.Namespace) -> int:
     from engram.qa.video import ask_command, build_command
 
     if args.qa_command == "build":
-        build_command(args.video, args.out, sample_fps=args.fps, resume=not args.no_resume)
+        summary = build_command(args.video, args.out, sample_fps=args.fps, resume=not args.no_resume)
+        if summary:
+            print(summary)
         print(f"memory written to {args.out}")
     else:
         print(ask_command(args.memory, args.question, options=args.options, answerer=args.answerer))
