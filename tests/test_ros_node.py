@@ -168,7 +168,7 @@ class _Ros:
 
 
 @pytest.mark.ros
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(600)  # a cold numba cache compiles the memory kernels in both processes
 @pytest.mark.parametrize("bag_name", ["run.mcap"])  # a ROS 2 bag republished on ROS 1: the conversion path
 def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, bag_name: str) -> None:
     reason = _ros_ready()
@@ -180,6 +180,9 @@ def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, 
     rosenv = _Ros(tmp_path)
     try:
         node = rosenv.node("--dump", str(dump), "--publish-period-s", "0.2", "--voxel-size-m", "0.05")
+        direct = _memory(0.05)  # the reference, built while the node starts
+        for frame in frames:
+            direct.integrate(frame)
         deadline = time.monotonic() + 60
         while not rosenv.subscribed(ros.TOPICS["depth"]):
             assert node.poll() is None, rosenv.log("node.log")
@@ -205,9 +208,6 @@ def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, 
         rosenv.close()
     assert summary["errors"] == [] and summary["world_frame"] == "map"
 
-    direct = _memory(0.05)
-    for frame in frames:
-        direct.integrate(frame)
     got = np.load(dump / "occupied.npy")
     want = np.asarray(direct.octree.occupied_centers())
     assert len(want) > 100
