@@ -11,8 +11,8 @@ APT_PACKAGES=(
   libusb-1.0-0            # open3d
   libgl1 libgomp1         # open3d, opencv
 )
-ROS_PACKAGES=(ros-core python3-rospy python3-sensor-msgs python3-tf2-ros python3-geometry-msgs
-              python3-std-msgs python3-visualization-msgs python3-nav-msgs python3-rosgraph)
+ROS_PACKAGES=(ros-core python3-rospy python3-sensor-msgs python3-geometry-msgs python3-nav-msgs
+              python3-tf2-msgs python3-tf2-ros python3-visualization-msgs python3-std-msgs)
 if command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
