@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install engram with every extra on a fresh Debian/Ubuntu machine (Python >= 3.10 on PATH).
 # System packages first (open3d needs libusb; the ROS 1 live tests need a real roscore),
-# then the CPU-only torch wheels this machine keeps on disk, then engram itself.
+# then the torch wheels this machine keeps on disk, then engram itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +24,8 @@ fi
 
 PY=${PYTHON:-python3}
 $PY -m pip install -q --upgrade pip
-# torch/torchvision pinned to the builds kept on local disk (no multi-GB download)
+# torch/torchvision pinned to the builds this machine keeps on local disk (a CUDA build that
+# runs on the CPU here; nothing is downloaded). Plain `torch` would download gigabytes.
 $PY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 $PY -m pip install -q -e ".[all]"
 # pyenv only sees new console scripts after a rehash
