@@ -152,7 +152,8 @@ def run_apartment(seed: int, n_relocations: int, period_s: float, min_pixels: in
         iou = len(occ & occ_ref) / max(len(occ | occ_ref), 1)
         st = mem.octree.state(swept_c) if len(swept) else np.zeros(0)
         observed = st != 0
-        ghosts = sum(1 for key, s in zip(map(tuple, swept), st) if s > 0 and key not in occ_ref)
+        occupied_state = 2  # OccupancyOctree states: 0 unknown, 1 free, 2 occupied
+        ghosts = sum(1 for key, s in zip(map(tuple, swept), st) if s == occupied_state and key not in occ_ref)
         # moved objects
         rows = []
         for k, ev in enumerate(script.relocations):
