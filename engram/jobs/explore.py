@@ -66,7 +66,14 @@ def shortest_to_goal(gt, label: str, start_xy, success_m: float = 1.0) -> float:
     reach = gt.reachable_map()
     cell = reach.world_to_cell(start_xy)
     if not (reach.in_bounds(cell) and reach.free[cell[0], cell[1]]):
-        return float("inf")
+        # the agent may rest right at the clearance limit: start from the nearest reachable cell
+        cells_all = np.argwhere(reach.free)
+        if not len(cells_all):
+            return float("inf")
+        d0 = np.linalg.norm(reach.cell_to_world(cells_all) - np.asarray(start_xy, float)[:2], axis=1)
+        if d0.min() > 0.3:
+            return float("inf")
+        cell = cells_all[int(np.argmin(d0))]
     dist = distance_map(np.where(reach.free, 1.0, np.inf), int(cell[0]), int(cell[1])) * reach.resolution_m
     cells = np.argwhere(np.isfinite(dist))
     xy = reach.cell_to_world(cells)

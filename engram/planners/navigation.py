@@ -473,13 +473,32 @@ class Navigator:
             return None
         cand = xy[ring]
         cd = d[ring]
-        # prefer cells near the wanted distance and near the start; plan for the best few
+        # prefer cells near the wanted distance and near the start
         score = np.abs(cd - self.view_distance_m) + 0.15 * np.linalg.norm(cand - np.asarray(start_xy)[:2], axis=1)
-        for i in np.argsort(score)[:8]:
+        order = np.argsort(score)[:200]
+        # keep viewpoints that see the object: nothing occupied between the camera and the box
+        target = (box_min + box_max) / 2
+        seen = self._line_of_sight(cand[order], target, box_min, box_max)
+        order = np.concatenate([order[seen], order[~seen]])  # fall back to blind ones if none sees it
+        for i in order[:8]:
             path = self.plan(grid, start_xy, cand[i])
             if path is not None:
                 return cand[i], path
         return None
+
+    def _line_of_sight(self, xy: np.ndarray, target: np.ndarray, box_min, box_max, eye_height_m: float = 1.2) -> np.ndarray:
+        """For floor points ``xy``, whether a camera there sees the box (the first occupied voxel is in it)."""
+        if not len(xy):
+            return np.zeros(0, bool)
+        origins = np.c_[xy, np.full(len(xy), self.floor_z_m + eye_height_m)]
+        d = target - origins
+        dist = np.linalg.norm(d, axis=1)
+        hit, pts = self.memory.octree.cast_ray(origins, d / np.maximum(dist, 1e-9)[:, None], float(dist.max() + 0.5))
+        slack = 2 * self.memory.octree.voxel_size_m
+        inside = np.all((pts >= np.asarray(box_min) - slack) & (pts <= np.asarray(box_max) + slack), axis=1)
+        far = np.linalg.norm(pts - origins, axis=1) >= dist - slack
+        with np.errstate(invalid="ignore"):
+            return ~hit | inside | far
 
     def plan(self, grid: TraversabilityGrid, start_xy, goal_xy) -> np.ndarray | None:
         start_xy = np.asarray(start_xy, float)[:2]
