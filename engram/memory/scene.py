@@ -482,7 +482,7 @@ class SceneMemory:
                 self._periodic()
 
     # reading -------------------------------------------------------------------
-    def _text_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:
+    def label_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:
         """Similarity of a text query to category labels: exact words first, then the text encoder."""
         q = text.strip().lower()
         out = np.zeros(len(labels), np.float64)
@@ -588,7 +588,7 @@ class SceneMemory:
         if text is not None:
             labels = [o.label for o in objs]
             uniq = sorted(set(labels))
-            s = dict(zip(uniq, self._text_scores(text, uniq)))
+            s = dict(zip(uniq, self.label_scores(text, uniq)))
             scores = np.array([s[lab] for lab in labels])
             # more detections, more confidence: a small tie-breaker
             scores = scores + 1e-3 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
@@ -635,7 +635,7 @@ class SceneMemory:
             if text is not None:
                 if not labels:
                     continue
-                sc = float(np.max(self._text_scores(text, labels)))
+                sc = float(np.max(self.label_scores(text, labels)))
             elif img_vec is not None:
                 continue  # snapshots carry no embedding unless encoded below
             else:

@@ -161,7 +161,7 @@ class EmbodiedQA:
         cands = {name, _singular(name)}
         best = np.zeros(len(labels))
         for c in cands:
-            best = np.maximum(best, self.memory._text_scores(c, labels))
+            best = np.maximum(best, self.memory.label_scores(c, labels))
         top = float(best.max())
         if top < min_score:
             return []
@@ -298,7 +298,7 @@ class EmbodiedQA:
         words = re.findall(r"[a-z]+", question.lower())
         scores = np.zeros(len(labels))
         for w in set(words) | {question}:
-            scores = np.maximum(scores, self.memory._text_scores(_singular(w), labels))
+            scores = np.maximum(scores, self.memory.label_scores(_singular(w), labels))
         order = [i for i in np.argsort(-scores) if scores[i] > 0.3][:top_classes]
         classes = [labels[i] for i in order]
         objs = self.memory.objects.objects
