@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engram.planners.navigation import UNKNOWN, PathFollower, TraversabilityGrid, distance_map
+from engram.planners.navigation import UNKNOWN, PathFollower, TraversabilityGrid, distance_map, yaw_of
 
 __all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of", "record_bump"]
 
@@ -32,12 +32,6 @@ def record_bump(memory, frame, pose, radius_m: float) -> bool:
     pts = np.array([[ahead[0], ahead[1], z] for z in zs])
     memory.mark_obstacle(pts)
     return True
-
-
-def yaw_of(pose) -> float:
-    """Heading (radians, about +z) of a z-up ``world_from_base`` pose."""
-    r = pose.rotation
-    return math.atan2(r[1, 0], r[0, 0])
 
 
 @dataclass

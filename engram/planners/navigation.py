@@ -326,6 +326,12 @@ def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | 
     return np.array(out[::-1], dtype=np.int64)
 
 
+def yaw_of(pose) -> float:
+    """Heading (radians, about +z) of a z-up ``world_from_base`` pose."""
+    r = pose.rotation
+    return math.atan2(r[1, 0], r[0, 0])
+
+
 def distance_map(cost: np.ndarray, sr: int, sc: int) -> np.ndarray:
     """Path cost from (sr, sc) to every cell (Dijkstra, same moves as `astar`); inf where unreachable."""
     cost = np.ascontiguousarray(cost, dtype=np.float64)
@@ -448,11 +454,6 @@ class Navigator:
             self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=self.robot_radius_m
         )
 
-    @staticmethod
-    def _yaw(pose) -> float:
-        r = pose.rotation
-        return math.atan2(r[1, 0], r[0, 0])
-
     def viewpoint(self, grid: TraversabilityGrid, start_xy, box_min, box_max) -> tuple[np.ndarray, np.ndarray] | None:
         """A reachable cell from which the object's box is close and in view, and the path to it."""
         box_min = np.asarray(box_min, float)
@@ -542,7 +543,7 @@ class Navigator:
             self.follower.set_path(path)
             for _ in range(self.replan_every):
                 pose = sim.agent_pose
-                a = self.follower.next_action(pose.translation[:2], self._yaw(pose))
+                a = self.follower.next_action(pose.translation[:2], yaw_of(pose))
                 if a == "stop" or steps >= max_steps:
                     break
                 frame = sim.step(a)
@@ -562,7 +563,7 @@ class Navigator:
         if face_xy is not None:
             for _ in range(12):
                 pose = sim.agent_pose
-                a = self.follower.turn_towards(pose.translation[:2], self._yaw(pose), face_xy)
+                a = self.follower.turn_towards(pose.translation[:2], yaw_of(pose), face_xy)
                 if a is None or steps >= max_steps:
                     break
                 self.memory.integrate(sim.step(a))
