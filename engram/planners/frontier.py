@@ -227,8 +227,10 @@ class FrontierExplorer:
 
         reason = "budget"
         frame0 = sim.observe()
-        self.memory.integrate(frame0)
-        frames += 1
+        # a resumed exploration sees the frame the memory already has: integrate it once only
+        if getattr(self.memory, "last_timestamp_s", None) != frame0.timestamp_s:
+            self.memory.integrate(frame0)
+            frames += 1
         if self.look_around:
             spin()
         stuck = 0

@@ -102,3 +102,22 @@ def test_follower_turns_then_moves():
     assert f.next_action((0.0, 0.0), math.pi / 2) == "move_forward"
     assert f.next_action((0.0, 0.0), math.pi) == "turn_right"
     assert f.next_action((0.0, 1.95), math.pi / 2) == "stop"
+
+
+def test_exploration_can_be_resumed_on_the_same_memory():
+    """Exploring in chunks (active QA, object search) must not integrate the current view twice."""
+    from engram.memory.scene import SceneMemory
+    from engram.planners.frontier import FrontierExplorer
+    from engram.sims.embedded import EmbeddedSim
+
+    sim = EmbeddedSim(seed=1, width=96, height=72)
+    try:
+        sim.reset()
+        mem = SceneMemory(voxel_size_m=0.1, timeline=False)
+        ex = FrontierExplorer(mem, look_around=False)
+        first = ex.explore(sim, max_steps=3)
+        second = ex.explore(sim, max_steps=3)
+        assert first.steps == 3 and second.steps == 3
+        assert mem.frames_seen == 1 + 3 + 3
+    finally:
+        sim.close()
