@@ -173,12 +173,17 @@ def active(seed: int, warmup_steps: int, budget: int) -> list[dict]:
         cat = unseen[seed % len(unseen)]
         o = next(o for o in objs.values() if o.label == cat)
         start = sim.agent_pose.translation[:2].copy()
-        shortest = max(gt.shortest_path_length(start, o.position_m[:2]) - 1.0, 0.0)
+        from engram.jobs.explore import shortest_to_goal
+
+        shortest = shortest_to_goal(gt, cat, start)
         eqa = EmbodiedQA(mem)
         a = eqa.ask_active(f"Where is the {cat}?", sim, ex, max_steps=budget)
         room = gt.room_of(o.position_m[:2])
         ok = isinstance(a.value, dict) and a.value.get("room") == room
-        spl = float(ok) * (shortest / max(shortest, a.path_length_m) if max(shortest, a.path_length_m) > 0 else 1.0)
+        if not np.isfinite(shortest):
+            spl = float("nan")
+        else:
+            spl = float(ok) * (shortest / max(shortest, a.path_length_m) if max(shortest, a.path_length_m) > 0 else 1.0)
         return [{"seed": seed, "category": "active_where", "question": f"Where is the {cat}?", "correct": ok, "answer": a.text,
                  "steps": a.steps, "path_m": a.path_length_m, "shortest_m": shortest, "llm_spl": spl}]
     finally:
@@ -242,7 +247,8 @@ def main() -> None:
         print(f"| {c} | {len(cats[c])} | {np.mean(cats[c]):.3f} |")
     acc = float(np.mean([r["correct"] for r in rows]))
     act_succ = float(np.mean([r["correct"] for r in act])) if act else 0.0
-    spl = float(np.mean([r["llm_spl"] for r in act])) if act else 0.0
+    spls = np.array([r["llm_spl"] for r in act], float)
+    spl = float(np.nanmean(spls)) if np.isfinite(spls).any() else 0.0  # episodes without a reference path are left out
     print(f"| **all structured** | {len(rows)} | {acc:.3f} |")
     print(f"| active (unseen at question time) | {len(act)} | {act_succ:.3f} (LLM-SPL {spl:.3f}) |")
     print(f"| OpenEQA file, offline answerer, token-overlap judge | {n_oe} | LLM-Match {oe_score:.1f} / 100 |")

@@ -123,8 +123,8 @@ def segment_rooms(
     *,
     floor_z_m: float = 0.0,
     resolution_m: float = 0.1,
-    door_width_m: float = 1.0,
-    min_room_m2: float = 2.0,
+    door_width_m: float = 0.8,
+    min_room_m2: float = 0.4,
     wall_band_m: tuple[float, float] = (0.15, 2.3),
 ) -> RoomMap:
     """Segment the mapped floor into rooms and name them from ``objects`` (MapObjects)."""
