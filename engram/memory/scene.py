@@ -347,21 +347,25 @@ class SceneMemory:
         static_pts = pts_world[~is_dyn]
         dyn_pts = pts_world[is_dyn]
 
-        free_keys, occ_keys = self.octree.scan_keys(static_pts, origin, max_range_m=self.max_range_m)
         if len(dyn_pts):
-            # rays toward moving bodies still show free space in front of them
+            # Rays toward moving bodies still show free space in front of them: they join the
+            # scan shortened by two voxels, in one pass (OctoMap's per-scan rule: each cell once,
+            # occupied wins), and their endpoint cells count as free unless a static ray ends there.
+            from engram.memory.dynamic import pack_keys
+
             d = dyn_pts - origin
             dist = np.linalg.norm(d, axis=1, keepdims=True)
             short = origin + d * np.clip((dist - 2 * self.voxel_size_m) / np.maximum(dist, 1e-9), 0.0, 1.0)
-            f2, o2 = self.octree.scan_keys(short, origin, max_range_m=self.max_range_m)
-            extra = np.concatenate([f2, o2]) if len(o2) else f2
-            if len(extra):
-                # OctoMap's per-scan rule: each cell updated once, occupied wins over free
-                free_keys = np.unique(np.concatenate([free_keys, extra]), axis=0)
-                if len(occ_keys):
-                    from engram.memory.dynamic import pack_keys
-
-                    free_keys = free_keys[~np.isin(pack_keys(free_keys), pack_keys(occ_keys))]
+            free_keys, occ_keys = self.octree.scan_keys(np.concatenate([static_pts, short]), origin, max_range_m=self.max_range_m)
+            in_range = np.linalg.norm(static_pts - origin, axis=1) <= self.max_range_m
+            static_ends = pack_keys(self.octree.voxel_indices(static_pts[in_range]))
+            occ_packed = pack_keys(occ_keys)
+            moving = np.isin(occ_packed, pack_keys(self.octree.voxel_indices(short))) & ~np.isin(occ_packed, static_ends)
+            if moving.any():
+                free_keys = np.concatenate([free_keys, occ_keys[moving]])
+                occ_keys = occ_keys[~moving]
+        else:
+            free_keys, occ_keys = self.octree.scan_keys(static_pts, origin, max_range_m=self.max_range_m)
 
         # 3. object detections (sim masks or a detector); moving categories are not map objects
         ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
