@@ -204,6 +204,9 @@ class ChangeEvent:
         t_s: when the change was noticed.
         from_xyz / to_xyz: positions before / after (None where not applicable).
         last_seen_before_s: for moves and disappearances, when it was last seen in the old place.
+        inferred: for moves, True when the old place was not seen empty: the object
+            appeared in space mapped empty before, and it is the only object of its
+            category that could have come from elsewhere.
     """
 
     kind: str
@@ -213,6 +216,7 @@ class ChangeEvent:
     from_xyz: tuple[float, float, float] | None = None
     to_xyz: tuple[float, float, float] | None = None
     last_seen_before_s: float | None = None
+    inferred: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -264,6 +268,31 @@ def _centroid(obj: TrackedObject) -> np.ndarray:
     return np.asarray(obj.centroid, dtype=np.float64)
 
 
+def _boxes_apart(a: TrackedObject, b: TrackedObject, gap_m: float = 0.0) -> bool:
+    """True when the axis-aligned boxes of ``a`` and ``b`` are separated by more than ``gap_m``."""
+    lo_a, hi_a = np.asarray(a.box_min, np.float64), np.asarray(a.box_max, np.float64)
+    lo_b, hi_b = np.asarray(b.box_min, np.float64), np.asarray(b.box_max, np.float64)
+    return bool(np.any((lo_a > hi_b + gap_m) | (lo_b > hi_a + gap_m)))
+
+
+def _chroma(obj: TrackedObject) -> np.ndarray | None:
+    """Mean chromaticity (r, g) / (r + g + b) of an object's stored colours, None without colours.
+
+    Chromaticity rather than RGB, so the same surface under brighter or dimmer
+    shading gives about the same value.
+    """
+    c = getattr(obj, "colors", None)
+    if c is None or len(c) == 0:
+        return None
+    rgb = np.asarray(c, np.float64).reshape(-1, 3) + 1.0
+    ch = rgb / rgb.sum(axis=1, keepdims=True)
+    return ch[:, :2].mean(axis=0)
+
+
+def _extent_m(obj: TrackedObject) -> float:
+    return float(np.max(np.asarray(obj.box_max, np.float64) - np.asarray(obj.box_min, np.float64)))
+
+
 class ObjectTracker:
     """Object states over time: present, missing, moved; positions at any time; change events.
 
@@ -273,17 +302,29 @@ class ObjectTracker:
 
     1. counts a miss for every known object that should have been visible
        (inside the image, in range, not occluded by nearer depth, big enough
-       to detect) but was not detected; ``miss_frames`` misses make it missing;
+       to detect) but was not detected; ``miss_frames`` misses make it missing.
+       With depth, a miss needs evidence of absence: the depth at the
+       object's remembered surface points lies behind them (`seen_through`),
+       so an object that is there but was not detected is not counted;
     2. pairs a missing object with a newly created object of the same
-       category: that is a move, and the new object's id is merged into the
-       old one's (``merge`` callback), so the object keeps one identity.
+       category whose box lies apart from the old one: that is a move, and
+       the caller merges the new object's id into the old one's, so the
+       object keeps one identity;
+    3. infers a move when the old place was not seen again: a new object
+       that *appeared* in space mapped empty before, with exactly one other
+       object of its category (no larger than ``max_inferred_extent_m``) not
+       seen since before it appeared, or several of which exactly one has its
+       colour. The event is marked ``inferred``.
 
     Args:
-        miss_frames: consecutive expected-but-unseen frames before "missing".
+        miss_frames: expected-but-unseen frames before "missing".
         min_move_m: re-sightings closer than this to the old place are not moves.
         occlusion_margin_m: measured depth this much nearer than the object means it is hidden.
         min_extent_px: objects projecting smaller than this are not expected to be detected.
         max_range_m: objects farther than this are not expected to be detected.
+        through_margin_m: depth this much beyond a remembered surface point sees through it.
+        max_inferred_extent_m: larger objects (furniture) are never inferred to have moved
+            without their old place being seen empty.
     """
 
     def __init__(
@@ -294,12 +335,17 @@ class ObjectTracker:
         min_extent_px: float = 10.0,
         max_range_m: float = 4.0,
         short_term_capacity: int = 64,
+        through_margin_m: float = 0.04,
+        max_inferred_extent_m: float = 0.8,
     ) -> None:
         self.miss_frames = int(miss_frames)
         self.min_move_m = float(min_move_m)
         self.occlusion_margin_m = float(occlusion_margin_m)
         self.min_extent_px = float(min_extent_px)
         self.max_range_m = float(max_range_m)
+        self.through_margin_m = float(through_margin_m)
+        self.max_inferred_extent_m = float(max_inferred_extent_m)
+        self.colour_match = 0.03  # chromaticity distance under which two colours are the same
         self.status: dict[int, ObjectStatus] = {}
         self.events: list[ChangeEvent] = []
         self.recent = ChangeMemory(capacity=short_term_capacity)
@@ -347,6 +393,57 @@ class ObjectTracker:
             sub = np.flatnonzero(vis)
             vis[sub[~ok]] = False
         return [i for i, v in zip(ids, vis) if v]
+
+    def seen_through(
+        self,
+        objects: dict[int, TrackedObject],
+        ids: list[int],
+        world_from_camera: Pose,
+        intrinsics: CameraIntrinsics,
+        depth_m: np.ndarray,
+        max_points: int = 64,
+        min_points: int = 3,
+        min_fraction: float = 0.5,
+    ) -> set[int]:
+        """Ids among ``ids`` whose remembered place the depth shows empty.
+
+        Up to ``max_points`` of each object's stored surface points are
+        projected into the depth image. A point is *seen through* where the
+        measured depth lies more than ``through_margin_m`` behind it, and
+        *present* where it lies within that margin (points hidden behind
+        nearer depth say nothing). An object is absent when at least
+        ``min_points`` points, and at least ``min_fraction`` of the present
+        and seen-through ones, are seen through. Objects without stored
+        points are judged at their centroid.
+        """
+        if not ids:
+            return set()
+        owner, pts = [], []
+        for n, i in enumerate(ids):
+            stored = getattr(objects[i], "points", None)
+            p = np.zeros((0, 3)) if stored is None else np.asarray(stored, np.float64)
+            if p.ndim != 2 or len(p) == 0:
+                p = _centroid(objects[i])[None]
+            elif len(p) > max_points:
+                p = p[np.linspace(0, len(p) - 1, max_points).astype(np.int64)]
+            pts.append(p)
+            owner.append(np.full(len(p), n, np.int64))
+        pts_w = np.concatenate(pts)
+        own = np.concatenate(owner)
+        cam = world_from_camera.inverse().transform_points(pts_w)
+        uv, z, vis = project_points(cam, intrinsics)
+        u = np.clip(np.round(np.nan_to_num(uv[:, 0])).astype(np.int64), 0, intrinsics.width - 1)
+        v = np.clip(np.round(np.nan_to_num(uv[:, 1])).astype(np.int64), 0, intrinsics.height - 1)
+        measured = np.where(vis, depth_m[v, u], np.nan).astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            valid = vis & np.isfinite(measured) & (measured > 0)
+            through = valid & (measured > z + self.through_margin_m)
+            present = valid & (np.abs(measured - z) <= self.through_margin_m)
+        n_through = np.bincount(own[through], minlength=len(ids))
+        n_present = np.bincount(own[present], minlength=len(ids))
+        absent = (n_through >= np.minimum(min_points, np.bincount(own, minlength=len(ids)))) & (n_through > 0)
+        absent &= n_through >= min_fraction * (n_through + n_present)
+        return {i for i, a in zip(ids, absent) if a}
 
     def observe(
         self,
@@ -409,20 +506,55 @@ class ObjectTracker:
             if old is not None:
                 merges.append((old, nid))
                 self._log_move(old, nid, objects, t_s)
-            elif new_in_known_space and nid in new_in_known_space:
+                continue
+            if not (new_in_known_space and nid in new_in_known_space):
+                continue
+            old = self._only_candidate(objects[nid], objects, exclude=detected_ids | {nid})
+            if old is not None:
+                merges.append((old, nid))
+                self._log_move(old, nid, objects, t_s, inferred=True)
+            else:
                 self._log(
                     ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=tuple(map(float, _centroid(objects[nid]))))
                 )
         return merges
+
+    def _is_elsewhere(self, old: TrackedObject, new: TrackedObject) -> bool:
+        """Could ``new`` be ``old`` after a move: far enough, and not overlapping the old box."""
+        return bool(
+            np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m and _boxes_apart(old, new)
+        )
+
+    def _only_candidate(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: set[int]) -> int | None:
+        """The one object of ``new_obj``'s category that may have moved to where it appeared."""
+        cands = [
+            i
+            for i, o in objects.items()
+            if i not in exclude
+            and o.label == new_obj.label
+            and self.status.get(i, ObjectStatus()).state != "missing"
+            and o.last_seen_s < new_obj.first_seen_s
+            and _extent_m(o) <= self.max_inferred_extent_m
+        ]
+        if not cands or not all(self._is_elsewhere(objects[i], new_obj) for i in cands):
+            return None
+        if len(cands) == 1:
+            return cands[0]
+        # several of its kind: only a clearly closest colour tells which one it was
+        ref = _chroma(new_obj)
+        dist = [np.inf if ref is None or _chroma(objects[i]) is None else float(np.linalg.norm(_chroma(objects[i]) - ref)) for i in cands]
+        order = np.argsort(dist)
+        best, second = dist[order[0]], dist[order[1]]
+        if best <= self.colour_match and second >= 2.5 * best + self.colour_match:
+            return cands[int(order[0])]
+        return None
 
     def _find_missing(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: int) -> int | None:
         best, best_t = None, -math.inf
         for oid, st in self.status.items():
             if oid == exclude or st.state != "missing" or oid not in objects:
                 continue
-            if objects[oid].label != new_obj.label:
-                continue
-            if np.linalg.norm(_centroid(objects[oid]) - _centroid(new_obj)) < self.min_move_m:
+            if objects[oid].label != new_obj.label or not self._is_elsewhere(objects[oid], new_obj):
                 continue
             if st.missing_since_s is not None and st.missing_since_s > best_t:
                 best, best_t = oid, st.missing_since_s
@@ -439,7 +571,7 @@ class ObjectTracker:
             and o.label == old.label
             and o.first_seen_s > old.last_seen_s
             and self.status.get(i, ObjectStatus()).state != "missing"
-            and np.linalg.norm(_centroid(o) - _centroid(old)) >= self.min_move_m
+            and self._is_elsewhere(old, o)
         ]
         if not cands:
             return []
@@ -447,7 +579,9 @@ class ObjectTracker:
         self._log_move(oid, nid, objects, t_s)
         return [(oid, nid)]
 
-    def _log_move(self, old: int, new: int, objects: dict[int, TrackedObject], t_s: float) -> None:
+    def _log_move(
+        self, old: int, new: int, objects: dict[int, TrackedObject], t_s: float, inferred: bool = False
+    ) -> None:
         st = self.status.setdefault(old, ObjectStatus())
         to = _centroid(objects[new])
         self._log(
@@ -459,6 +593,7 @@ class ObjectTracker:
                 from_xyz=tuple(map(float, _centroid(objects[old]))),
                 to_xyz=tuple(map(float, to)),
                 last_seen_before_s=float(objects[old].last_seen_s),
+                inferred=inferred,
             )
         )
         st.state = "moved"

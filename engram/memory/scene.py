@@ -136,6 +136,11 @@ class SceneMemory:
         dynamic: split moving things off into the transient layer.
         dynamic_categories: categories that always count as moving.
         transient_half_life_s: decay half-life of the transient layer.
+        settle_weight: depth that contradicts the static map but shows no moving category
+            (an object put down where the map had free space) goes to the transient layer
+            first; once its voxels hold this much decayed weight there (seen in about two
+            earlier frames within a half-life), it counts as a change of the static scene
+            and joins the static map. 0 turns this off (such depth always stays transient).
         place_spacing_m: distance between places of the place graph.
         frontier_every: recompute frontiers and merge duplicate objects every n mapped frames.
         floor_z_m: height of the floor (world z) for frontiers and the place graph.
@@ -157,6 +162,7 @@ class SceneMemory:
         dynamic: bool = True,
         dynamic_categories: Sequence[str] = tuple(DYNAMIC_CATEGORIES),
         transient_half_life_s: float = 5.0,
+        settle_weight: float = 1.5,
         place_spacing_m: float = 1.0,
         frontier_every: int = 10,
         floor_z_m: float = 0.0,
@@ -181,6 +187,9 @@ class SceneMemory:
         self.object_stride = int(object_stride)
         self.dynamic_enabled = bool(dynamic)
         self.dynamic_categories = tuple(dynamic_categories)
+        if not settle_weight >= 0:
+            raise ValueError(f"settle_weight must be >= 0, got {settle_weight}")
+        self.settle_weight = float(settle_weight)
         self.frontier_every = int(frontier_every)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
@@ -192,6 +201,7 @@ class SceneMemory:
             "dynamic": self.dynamic_enabled,
             "dynamic_categories": list(self.dynamic_categories),
             "transient_half_life_s": float(transient_half_life_s),
+            "settle_weight": float(settle_weight),
             "place_spacing_m": float(place_spacing_m),
             "frontier_every": self.frontier_every,
             "floor_z_m": self.floor_z_m,
@@ -341,7 +351,13 @@ class SceneMemory:
             )
             dyn_px_mask = split.dynamic_pixels
             is_dyn = dyn_px_mask[px[:, 1], px[:, 0]]
-            n_dyn = int(dyn_px_mask.sum())
+            if self.settle_weight > 0 and is_dyn.any():
+                # contradictions that stay put (not a moving category) are a changed static scene
+                geo = np.flatnonzero(is_dyn & ~split.semantic_pixels[px[:, 1], px[:, 0]])
+                if len(geo):
+                    settled = self.transient.weight_at(pts_world[geo], t) >= self.settle_weight
+                    is_dyn[geo[settled]] = False
+            n_dyn = int(is_dyn.sum()) * self.depth_stride**2
         else:
             is_dyn = np.zeros(len(pts_world), bool)
         static_pts = pts_world[~is_dyn]
@@ -380,8 +396,12 @@ class SceneMemory:
         if dets:
             from engram.memory.octree import FREE
 
-            cents = np.stack([np.asarray(d.points_world, np.float64).mean(axis=0) for d in dets])
-            known_before = list(self.octree.state(cents) == FREE)
+            det_pts = np.concatenate([np.asarray(d.points_world, np.float64) for d in dets])
+            owner = np.repeat(np.arange(len(dets)), [len(d.points_world) for d in dets])
+            free_share = np.bincount(owner, weights=self.octree.state(det_pts) == FREE, minlength=len(dets)) / np.maximum(
+                np.bincount(owner, minlength=len(dets)), 1
+            )
+            known_before = list(free_share >= 0.5)
 
         # ---- from here on the memory is written ----
         self.octree.apply_keys(free_keys, occ_keys)
@@ -392,6 +412,9 @@ class SceneMemory:
 
         before_ids = set(self.objects.objects)
         expected = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, frame.depth_m)
+        # a miss needs the object's place seen empty, not merely an undetected object
+        absent = self.tracker.seen_through(self.objects.objects, expected, world_from_camera, k, frame.depth_m)
+        expected = [i for i in expected if i in absent]
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
         new_ids = detected - before_ids

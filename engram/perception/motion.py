@@ -34,11 +34,14 @@ class MotionSplit:
 
     Attributes:
         dynamic_pixels: "H W" bool, True where the frame shows something moving.
+        semantic_pixels: "H W" bool, the part of ``dynamic_pixels`` owed to moving
+            categories (dilated like it); the rest is geometric evidence only.
         n_semantic: pixels flagged by category.
         n_geometric: pixels flagged by contradiction with the static map (after cleaning).
     """
 
     dynamic_pixels: np.ndarray
+    semantic_pixels: np.ndarray
     n_semantic: int
     n_geometric: int
 
@@ -127,6 +130,7 @@ def split_dynamic(
     if sem is not None:
         mask |= sem
         n_sem = int(sem.sum())
+    sem_mask = mask.copy()
     if pixels_uv is not None and endpoint_log_odds is not None and len(pixels_uv):
         geo = contradiction_mask(
             pixels_uv, endpoint_log_odds, (h, w), free_log_odds=free_log_odds, stride=stride, min_blob_px=min_blob_px
@@ -135,5 +139,8 @@ def split_dynamic(
         mask |= geo
     if dilate_px > 0 and mask.any():
         k = 2 * dilate_px + 1
-        mask = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
-    return MotionSplit(dynamic_pixels=mask, n_semantic=n_sem, n_geometric=n_geo)
+        kernel = np.ones((k, k), np.uint8)
+        mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
+        if n_sem:
+            sem_mask = cv2.dilate(sem_mask.astype(np.uint8), kernel).astype(bool)
+    return MotionSplit(dynamic_pixels=mask, semantic_pixels=sem_mask, n_semantic=n_sem, n_geometric=n_geo)

@@ -61,10 +61,13 @@ class Obj:
     box_max: np.ndarray = field(default=None)
     first_seen_s: float = 0.0
     last_seen_s: float = 0.0
+    half_m: float = 0.05
+    points: np.ndarray | None = None
+    colors: np.ndarray | None = None
 
     def __post_init__(self):
-        self.box_min = self.centroid - 0.05
-        self.box_max = self.centroid + 0.05
+        self.box_min = self.centroid - self.half_m
+        self.box_max = self.centroid + self.half_m
 
 
 K = CameraIntrinsics(fx=100, fy=100, cx=49.5, cy=39.5, width=100, height=80)
@@ -132,3 +135,75 @@ def test_records_round_trip():
     again = ObjectTracker()
     again.load_records(tr.to_records())
     assert again.to_records() == tr.to_records()
+
+
+def _surface(centre, half=0.05, n=5):
+    """Points on the camera-facing (-x) face of a cube."""
+    g = np.linspace(-half, half, n)
+    yy, zz = np.meshgrid(g, g)
+    return np.column_stack([np.full(yy.size, centre[0] - half), centre[1] + yy.ravel(), centre[2] + zz.ravel()])
+
+
+def test_seen_through_needs_depth_behind_the_remembered_surface():
+    tr = ObjectTracker()
+    c = np.array([2.0, 0.0, 0.0])
+    objs = {1: Obj(1, "mug", c, points=_surface(c))}
+    depth = np.full((80, 100), 3.0, np.float32)
+    assert tr.seen_through(objs, [1], CAM, K, depth) == {1}  # the wall behind shows through
+    depth[:] = 1.95  # the mug's own face is there: undetected, not gone
+    assert tr.seen_through(objs, [1], CAM, K, depth) == set()
+    depth[:] = 1.0  # something nearer hides it: no evidence either way
+    assert tr.seen_through(objs, [1], CAM, K, depth) == set()
+    depth[:] = 0.0  # no depth
+    assert tr.seen_through(objs, [1], CAM, K, depth) == set()
+
+
+def test_overlapping_new_object_is_not_a_move():
+    """A second fragment of a big object is not the object having moved."""
+    tr = ObjectTracker(miss_frames=1, min_move_m=0.5)
+    objs = {1: Obj(1, "desk", np.array([2.0, 0.0, 0.4]), half_m=0.6, first_seen_s=0.0, last_seen_s=1.0)}
+    tr.observe(1.0, objs, {1}, {1}, [])
+    tr.observe(2.0, objs, set(), set(), [1])
+    assert tr.status[1].state == "missing"
+    objs[2] = Obj(2, "desk", np.array([2.0, 0.9, 0.4]), half_m=0.4, first_seen_s=3.0, last_seen_s=3.0)
+    assert tr.observe(3.0, objs, {2}, {2}, []) == []
+    assert [e.kind for e in tr.changes()] == ["disappeared"]
+
+
+def test_appearing_object_with_one_candidate_is_an_inferred_move():
+    tr = ObjectTracker()
+    objs = {1: Obj(1, "apple", np.array([1.0, 0.0, 0.7]), first_seen_s=0.0, last_seen_s=2.0)}
+    tr.observe(2.0, objs, {1}, {1}, [])
+    objs[2] = Obj(2, "apple", np.array([4.0, 3.0, 0.8]), first_seen_s=30.0, last_seen_s=30.0)
+    assert tr.observe(30.0, objs, {2}, {2}, [], new_in_known_space={2}) == [(1, 2)]
+    ev = tr.changes()[-1]
+    assert ev.kind == "moved" and ev.inferred and ev.from_xyz == (1.0, 0.0, 0.7)
+    # first seen somewhere never mapped before: no evidence it moved, so no move
+    tr2 = ObjectTracker()
+    tr2.observe(2.0, {1: objs[1]}, {1}, {1}, [])
+    assert tr2.observe(30.0, objs, {2}, {2}, []) == []
+
+
+def test_inferred_move_needs_the_candidate_told_apart_by_colour():
+    red, green = np.tile([[200, 20, 20]], (10, 1)), np.tile([[60, 180, 40]], (10, 1))
+    for colours, expect in (((red, green), [(1, 9)]), ((red, red), [])):
+        tr = ObjectTracker()
+        objs = {
+            1: Obj(1, "apple", np.array([1.0, 0.0, 0.7]), last_seen_s=2.0, colors=colours[0]),
+            2: Obj(2, "apple", np.array([1.0, 4.0, 0.7]), last_seen_s=2.0, colors=colours[1]),
+        }
+        tr.observe(2.0, objs, {1, 2}, {1, 2}, [])
+        # the new apple is red and a little darker (other shading)
+        objs[9] = Obj(9, "apple", np.array([5.0, 2.0, 0.8]), first_seen_s=9.0, last_seen_s=9.0, colors=(red * 0.7).astype(np.uint8))
+        assert tr.observe(9.0, objs, {9}, {9}, [], new_in_known_space={9}) == expect
+        kinds = [e.kind for e in tr.changes()]
+        assert kinds == (["moved"] if expect else ["appeared"])
+
+
+def test_furniture_is_never_inferred_to_move():
+    tr = ObjectTracker(max_inferred_extent_m=0.8)
+    objs = {1: Obj(1, "sofa", np.array([1.0, 0.0, 0.4]), half_m=0.9, last_seen_s=2.0)}
+    tr.observe(2.0, objs, {1}, {1}, [])
+    objs[2] = Obj(2, "sofa", np.array([6.0, 3.0, 0.4]), half_m=0.9, first_seen_s=9.0, last_seen_s=9.0)
+    assert tr.observe(9.0, objs, {2}, {2}, [], new_in_known_space={2}) == []
+    assert [e.kind for e in tr.changes()] == ["appeared"]

@@ -154,6 +154,40 @@ def test_moved_object_is_found_at_its_new_place(world):
     assert all(np.linalg.norm(h.position[:2] - old_c[:2]) > 0.5 for h in hits)
 
 
+def test_move_inferred_when_the_old_place_is_not_seen_again(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    for _ in range(3):
+        sweep(world, mem, yaws=(-20, 0, 45, 60))  # the mug, and the empty floor where it will go
+    world.boxes[1] = ((1.2, 1.4, 0.0), (1.5, 1.7, 0.3))
+    for _ in range(3):
+        sweep(world, mem, yaws=(45, 60))  # only the new place: the old one is out of view
+    mugs = mem.where_is("mug")
+    assert len(mugs) == 1
+    np.testing.assert_allclose(mugs[0].position[:2], [1.35, 1.55], atol=0.15)
+    moves = [e for e in mem.changes() if e.kind == "moved"]
+    assert len(moves) == 1 and moves[0].inferred
+    # no other object changed
+    assert [e.kind for e in mem.changes()] == ["moved"]
+
+
+def test_object_put_down_joins_the_static_map(world):
+    box_lo, box_hi = np.array([1.0, 0.0, 0.0]), np.array([1.3, 0.3, 0.3])
+    counts = {}
+    for settle in (1.5, 0.0):
+        w = World(world.render)
+        mem = SceneMemory(voxel_size_m=0.05, settle_weight=settle)
+        for _ in range(3):
+            sweep(w, mem, yaws=(0, 20))
+        w.boxes[5], w.labels[5] = (tuple(box_lo), tuple(box_hi)), "box"
+        for _ in range(4):
+            sweep(w, mem, yaws=(0, 20))
+        occ = mem.octree.occupied_centers()
+        above_floor = np.all((occ >= box_lo + [-0.05, -0.05, 0.1]) & (occ <= box_hi + 0.05), axis=1)
+        counts[settle] = int(above_floor.sum())
+    assert counts[1.5] >= 30  # the box is part of the static scene now
+    assert counts[0.0] == 0  # without settling it would stay transient forever
+
+
 def test_person_leaves_no_trail_in_the_static_map(world):
     mem = SceneMemory(voxel_size_m=0.05, transient_half_life_s=1.0)
     swept_lo, swept_hi = np.array([3.0, -1.5, 0.1]), np.array([3.4, 1.5, 1.7])
