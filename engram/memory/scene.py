@@ -298,7 +298,7 @@ class SceneMemory:
                 self._warn_once(f"nogeo-{','.join(missing)}", f"frame {frame.index}: {reason}")
                 report = IntegrationReport(frame.index, frame.timestamp_s, mapped=False, reason=reason)
                 if frame.world_from_camera is not None:
-                    self._integrate_pose_only(frame)
+                    report.detected_object_ids = self._integrate_pose_only(frame)
             if self.timeline is not None:
                 self._add_to_timeline(frame, report)
             self.frames_seen += 1
@@ -318,10 +318,45 @@ class SceneMemory:
             it = tqdm(frames, desc="integrate", unit="frame")
         return [self.integrate(f) for f in it]
 
-    def _integrate_pose_only(self, frame: Frame) -> None:
+    def _integrate_pose_only(self, frame: Frame) -> list[int]:
+        """A posed frame without depth: the trajectory, and sightings of objects already mapped.
+
+        Without depth nothing can be placed or cleared, and an object not seen
+        is no evidence that it left. An object counts as seen again where its
+        centroid projects onto an instance of its own category.
+        """
         pos = frame.world_from_camera.translation
-        self.trajectory.append((frame.index, frame.timestamp_s, np.array(frame.world_from_camera.matrix)))
-        self.places.add_pose(np.array(pos), frame.timestamp_s, frame.index, [])
+        seen = self._sightings(frame)
+        t = frame.timestamp_s
+        for oid in seen:
+            o = self.objects.objects[oid]
+            o.last_seen_s = max(float(o.last_seen_s), t)
+            if not o.frames or o.frames[-1] < frame.index:
+                o.frames.append(frame.index)
+            st = self.tracker.status.get(oid)
+            if st is not None:
+                st.misses = 0
+                if st.state == "missing":
+                    st.state, st.missing_since_s = "present", None
+        self.trajectory.append((frame.index, t, np.array(frame.world_from_camera.matrix)))
+        self.places.add_pose(np.array(pos), t, frame.index, seen)
+        return seen
+
+    def _sightings(self, frame: Frame) -> list[int]:
+        k, pose = frame.intrinsics, frame.world_from_camera
+        if k is None or frame.instances is None or not frame.labels or not self.objects.objects:
+            return []
+        ids = self.tracker.expected_visible(self.objects.objects, pose, k, None)
+        if not ids:
+            return []
+        cents = np.stack([np.asarray(self.objects.objects[i].centroid, np.float64) for i in ids])
+        uv, _, _ = project_points(pose.inverse().transform_points(cents), k)
+        u = np.clip(np.round(uv[:, 0]).astype(np.int64), 0, k.width - 1)
+        v = np.clip(np.round(uv[:, 1]).astype(np.int64), 0, k.height - 1)
+        inst = frame.instances[v, u]
+        return sorted(
+            i for i, iid in zip(ids, inst) if frame.labels.get(int(iid), "") == self.objects.objects[i].label
+        )
 
     def _integrate_geometry(self, frame: Frame) -> IntegrationReport:
         from engram.perception.segmentation import detections_from_instances

@@ -130,6 +130,25 @@ def test_frame_without_depth_is_kept_for_time_and_images(world):
     assert mem.timeline is not None and mem.timeline.frames_seen == 1
 
 
+def test_frame_without_depth_updates_sightings_only(world):
+    mem = SceneMemory(voxel_size_m=0.05)
+    sweep(world, mem, yaws=(-20, 0, 60))
+    before = {o.label: o.last_seen_s for o in mem.objects.objects.values()}
+    occupied, n_objects, digest = len(mem.octree.occupied_centers()), len(mem.objects), mem.octree.digest()
+    world.t += 10.0
+    t = world.t
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = mem.integrate(world.frame(camera(0, 0, -20), depth=False))  # looks at the mug, not the chair
+    assert not rep.mapped
+    after = {o.label: o.last_seen_s for o in mem.objects.objects.values()}
+    assert after["mug"] == t and after["chair"] == before["chair"]
+    assert [mem.objects.objects[i].label for i in rep.detected_object_ids] == ["mug"]
+    assert len(mem.objects) == n_objects and len(mem.octree.occupied_centers()) == occupied
+    assert mem.octree.digest() == digest
+    assert mem.last_seen("mug")[0][1] == t
+
+
 def test_moved_object_is_found_at_its_new_place(world):
     mem = SceneMemory(voxel_size_m=0.05)
     for _ in range(3):
