@@ -74,16 +74,20 @@ def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: in
             start = sim.agent_pose.translation[:2].copy()
             ids = [i for i, lab in labels.items() if lab == cat and i in poses]
             shortest = shortest_to_goal(gt, str(cat), start)
+            before = len(mem.trajectory)
             r = nav.go_to_object(sim, str(cat), max_steps=nav_steps, explorer=ex)
             dist = goal_distance(gt, str(cat), sim.agent_pose.translation[:2])
             ok = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
-            taken = r.path_length_m
+            # distance actually driven in the episode (exploring included), from the recorded poses
+            trail = np.array([start] + [m[:2, 3] for _, _, m in mem.trajectory[before:]])
+            taken = float(np.linalg.norm(np.diff(trail, axis=0), axis=1).sum())
             if not np.isfinite(shortest):
                 spl = float("nan")  # no ground-truth reference path (reported, left out of the mean)
             else:
                 spl = float(ok) * (shortest / max(shortest, taken) if max(shortest, taken) > 0 else 1.0)
             episodes.append({"goal": str(cat), "status": r.status, "success": ok, "spl": spl, "dist_m": dist,
-                             "shortest_m": shortest, "taken_m": taken})
+                             "shortest_m": shortest, "taken_m": taken, "steps": r.steps,
+                             "message": r.message})
         return {
             "seed": seed,
             "coverage": cov,
@@ -131,6 +135,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / ".cache" / "navigation.json"))
+    ap.add_argument("--verbose", action="store_true", help="print every object-goal episode")
     args = ap.parse_args()
 
     cache_path = Path(args.cache)
@@ -154,6 +159,10 @@ def main() -> None:
         r = runs[str(seed)]
         print(f"apartment {seed}: coverage {r['coverage']:.3f} ({r['steps']} steps, {r['stop']}), "
               f"objectnav {sum(e['success'] for e in r['episodes'])}/{len(r['episodes'])}, {r['seconds']:.0f} s", flush=True)
+        if args.verbose:
+            for e in r["episodes"]:
+                print(f"    {e['goal']}: {e['status']}, success {e['success']}, spl {e['spl']:.2f}, {e['dist_m']:.2f} m from it, "
+                      f"shortest {e['shortest_m']:.2f} m, taken {e['taken_m']:.2f} m, {e.get('steps', '?')} steps: {e.get('message', '')}")
     for seed in range(args.episodes):
         if str(seed) not in pp:
             pp[str(seed)] = run_pick_place(seed)

@@ -144,7 +144,8 @@ def run_explore(cfg: Any) -> dict[str, Any]:
         log.info("explored %d steps (%s), coverage %s", result.steps, result.reason, cov)
 
         # object-goal navigation to a few categories the memory knows
-        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"])
+        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"],
+                        stop_distance_m=pl.get("stop_distance_m", 0.85))
         episodes = []
         trajectory = list(result.trajectory_xy)
         goals = list(result.goals_xy)

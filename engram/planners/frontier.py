@@ -17,21 +17,35 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engram.planners.navigation import UNKNOWN, PathFollower, TraversabilityGrid, distance_map, yaw_of
+from engram.planners.navigation import (
+    UNKNOWN,
+    PathFollower,
+    TraversabilityGrid,
+    densify,
+    distance_field,
+    memory_grid,
+    planning_cost,
+    shortcut_path,
+    trace_path,
+    yaw_of,
+)
 
 __all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of", "record_bump"]
 
 
-def record_bump(memory, frame, pose, radius_m: float) -> bool:
-    """If the last move was blocked (a bump), mark a small column just ahead as an obstacle in memory."""
+def record_bump(memory, frame, pose, radius_m: float) -> np.ndarray | None:
+    """If the last move was blocked (a bump), mark a small column just ahead as an obstacle in memory.
+
+    Returns:
+        The (x, y) of the bump, or None when the move was not blocked.
+    """
     if not frame.meta.get("collided"):
-        return False
+        return None
     yaw = yaw_of(pose)
     ahead = pose.translation[:2] + (radius_m + 0.02) * np.array([math.cos(yaw), math.sin(yaw)])
     zs = np.arange(0.2, 1.0, 0.1)
-    pts = np.array([[ahead[0], ahead[1], z] for z in zs])
-    memory.mark_obstacle(pts)
-    return True
+    memory.mark_obstacle(np.c_[np.full((len(zs), 2), ahead), zs])
+    return ahead
 
 
 @dataclass
@@ -112,6 +126,8 @@ class FrontierExplorer:
         distance_weight: how much path length costs against frontier size.
         look_around: turn a full circle at the start and after reaching a frontier.
         blacklist_radius_m: frontiers near a goal that could not be reached are skipped.
+        unknown_radius_m: when no frontier is reachable, unknown floor this close to the robot
+            counts as passable (the camera never sees the floor right around the robot).
     """
 
     def __init__(
@@ -126,6 +142,7 @@ class FrontierExplorer:
         look_around: bool = True,
         turn_deg: float = 30.0,
         blacklist_radius_m: float = 0.5,
+        unknown_radius_m: float = 1.0,
     ) -> None:
         self.memory = memory
         self.robot_radius_m = robot_radius_m
@@ -137,20 +154,24 @@ class FrontierExplorer:
         self.look_around = look_around
         self.turns_per_circle = int(round(360.0 / turn_deg))
         self.blacklist_radius_m = blacklist_radius_m
+        self.unknown_radius_m = unknown_radius_m
         self.follower = PathFollower(turn_deg=turn_deg)
         self.blacklist: list[np.ndarray] = []
+        self.bumps: list[np.ndarray] = []  # where moves were blocked: kept out of plans even on the driven trail
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
-        return TraversabilityGrid.from_octree(
-            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m
-        )
+        return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
+                           bumps_xy=self.bumps)
 
-    def choose(self, grid: TraversabilityGrid, xy: np.ndarray) -> tuple[FrontierRegion, np.ndarray] | None:
+    def choose(
+        self, grid: TraversabilityGrid, xy: np.ndarray, unknown_radius_m: float = 0.0
+    ) -> tuple[FrontierRegion, np.ndarray] | None:
         """The best frontier and the path to it, or None when none is reachable.
 
         One Dijkstra pass from the agent gives the path cost to every frontier
         cell; a region's cost is that of its nearest cell, and its utility is
-        size / (1 + weight x cost).
+        size / (1 + weight x cost). ``unknown_radius_m``: unknown cells this
+        close to the robot are passable (see `planning_cost`).
         """
         regions = grid_frontiers(grid, self.min_frontier_m)
         regions = [
@@ -158,14 +179,12 @@ class FrontierExplorer:
         ]
         if not regions:
             return None
-        trav = grid.traversable()
-        start = grid.world_to_cell(xy)
-        if not (grid.in_bounds(start) and trav[start[0], start[1]]):
-            near = grid.nearest_traversable(xy, 0.6)
-            if near is None:
-                return None
-            start = grid.world_to_cell(near)
-        dist = distance_map(np.where(trav, 1.0, np.inf), int(start[0]), int(start[1])) * grid.resolution_m
+        cm = planning_cost(grid, xy, unknown_radius_m)
+        if cm is None:
+            return None
+        cost, (sr, sc) = cm
+        dist, parent = distance_field(cost, sr, sc)
+        dist = dist * grid.resolution_m
         best = None
         for r in regions:
             d = dist[r.cells[:, 0], r.cells[:, 1]]
@@ -178,11 +197,8 @@ class FrontierExplorer:
         if best is None:
             return None
         _, region, cell = best
-        path = grid.plan(xy, grid.cell_to_world(cell))
-        if path is None:
-            self.blacklist.append(region.center_xy)
-            return None
-        return region, path
+        cells = shortcut_path(np.isfinite(cost), trace_path(parent, int(cell[0]), int(cell[1])))
+        return region, densify(grid.cell_to_world(cells), 0.25)
 
     def explore(
         self,
@@ -192,8 +208,13 @@ class FrontierExplorer:
         coverage_goal: float = 1.0,
         on_frame: Callable | None = None,
         progress: bool = False,
+        look_around: bool | None = None,
     ) -> ExplorationResult:
-        """Drive ``sim`` (reset already) and integrate every frame into the memory."""
+        """Drive ``sim`` (reset already) and integrate every frame into the memory.
+
+        ``look_around`` overrides the constructor's choice for this call (a
+        resumed search need not turn a full circle again).
+        """
         steps = 0
         frames = 0
         traj: list[tuple[float, float]] = []
@@ -210,7 +231,9 @@ class FrontierExplorer:
             steps += 1
             self.memory.integrate(frame)
             if action == "move_forward" and hasattr(self.memory, "mark_obstacle"):
-                record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
+                bump = record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
+                if bump is not None:
+                    self.bumps.append(bump)
             frames += 1
             p = sim.agent_pose.translation
             traj.append((float(p[0]), float(p[1])))
@@ -231,7 +254,7 @@ class FrontierExplorer:
         if getattr(self.memory, "last_timestamp_s", None) != frame0.timestamp_s:
             self.memory.integrate(frame0)
             frames += 1
-        if self.look_around:
+        if self.look_around if look_around is None else look_around:
             spin()
         stuck = 0
         rounds = 0
@@ -245,10 +268,9 @@ class FrontierExplorer:
             xy = pose.translation[:2].copy()
             choice = self.choose(grid, xy)
             if choice is None:
-                choice = self.choose(grid, xy)  # a failed plan blacklists its region: try the next best once
-            if choice is None:
-                # boxed in by the safety margin: plan once with the body's own radius
-                choice = self.choose(self.grid(self.tight_radius_m), xy)
+                # boxed in by the safety margin or standing in the camera's blind spot:
+                # plan with the body's own radius, through unknown floor right around the robot
+                choice = self.choose(self.grid(self.tight_radius_m), xy, unknown_radius_m=self.unknown_radius_m)
             if choice is None:
                 reason = "no reachable frontier"
                 break
@@ -265,8 +287,11 @@ class FrontierExplorer:
                 a = self.follower.next_action(pose.translation[:2], yaw_of(pose))
                 if a == "stop":
                     break
+                before = sim.agent_pose.translation[:2].copy()
                 act(a)
                 moved += 1
+                if a == "move_forward" and np.linalg.norm(sim.agent_pose.translation[:2] - before) < 0.01:
+                    break  # bumped: plan again around what was felt
             pose = sim.agent_pose
             if self.follower.done(pose.translation[:2]):
                 # arrived: face the unknown side of the frontier

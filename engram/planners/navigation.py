@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["TraversabilityGrid", "astar", "distance_map", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
+__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "planning_cost", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
 
 UNKNOWN, FREE, OBSTACLE = 0, 1, 2
 
@@ -72,6 +72,9 @@ class TraversabilityGrid:
                 return cls(g, np.zeros(2), res, np.zeros((1, 1), bool))
             allp = np.concatenate(pts)
             lo, hi = allp.min(axis=0) - margin_m, allp.max(axis=0) + margin_m
+            # align cell edges with voxel edges: voxel centres then fall mid-cell, never on a
+            # boundary where rounding would skip some cells and double others (striped walls)
+            lo = np.floor(lo / res + 1e-6) * res
         else:
             lo, hi = np.asarray(bounds_xy[0], float), np.asarray(bounds_xy[1], float)
         shape = np.maximum(np.ceil((hi - lo) / res).astype(int), 1)
@@ -111,6 +114,31 @@ class TraversabilityGrid:
         state[known] = FREE
         state[obstacle] = OBSTACLE
         return cls(state, lo.astype(np.float64), res, _inflate(obstacle, robot_radius_m / res))
+
+    def mark_visited(self, xy: np.ndarray, max_gap_m: float = 0.6) -> None:
+        """Cells the robot's centre has passed through are traversable: it stood there.
+
+        ``xy`` is the "N 2" trajectory in order; consecutive positions closer than
+        ``max_gap_m`` are joined by straight segments so the trail stays connected.
+        Seen obstacles stay obstacles.
+        """
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        if not len(xy):
+            return
+        pts = [xy]
+        if len(xy) > 1:
+            a, b = xy[:-1], xy[1:]
+            near = np.linalg.norm(b - a, axis=1) <= max_gap_m
+            t = np.linspace(0.0, 1.0, 9)[1:-1, None, None]
+            pts.append((a[near] + t * (b[near] - a[near])).reshape(-1, 2))
+        rc = self.world_to_cell(np.concatenate(pts))
+        # 3x3 around each: a diagonal run of single cells is no passage for a search that never cuts corners
+        rc = (rc[:, None, :] + np.array([[i, j] for i in (-1, 0, 1) for j in (-1, 0, 1)])[None]).reshape(-1, 2)
+        rc = rc[self.in_bounds(rc)]
+        keep = self.state[rc[:, 0], rc[:, 1]] != OBSTACLE
+        rc = rc[keep]
+        self.state[rc[:, 0], rc[:, 1]] = FREE
+        self.inflated[rc[:, 0], rc[:, 1]] = False
 
     # coordinates ----------------------------------------------------------------
     @property
@@ -195,6 +223,64 @@ class TraversabilityGrid:
         img[self.inflated & (self.state != OBSTACLE)] = (215, 215, 230)
         img[self.state == OBSTACLE] = 30
         return img[::-1]
+
+
+def planning_cost(grid: TraversabilityGrid, xy, unknown_radius_m: float = 0.0, unknown_cost: float = 2.0,
+                  snap_m: float = 0.6) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """Per-cell cost for path search from ``xy`` (1 on traversable cells, inf elsewhere) and the start cell.
+
+    With ``unknown_radius_m`` > 0, unknown cells (not within the obstacle
+    margin) that close to the robot cost ``unknown_cost``: a camera pitched
+    down never sees the floor right around the robot, and without this a robot
+    standing in its own blind spot can find itself boxed in. The start snaps to
+    the nearest passable cell within ``snap_m`` (the robot may rest on a margin).
+    Returns None when the robot is off the grid or nothing passable is near.
+    """
+    cost = np.where(grid.traversable(), 1.0, np.inf)
+    start = grid.world_to_cell(xy)
+    if not grid.in_bounds(start):
+        return None
+    if unknown_radius_m > 0:
+        r = int(math.ceil(unknown_radius_m / grid.resolution_m))
+        rr, cc = np.mgrid[-r : r + 1, -r : r + 1]
+        disk = rr**2 + cc**2 <= r * r
+        cells = np.stack([rr[disk] + start[0], cc[disk] + start[1]], 1)
+        cells = cells[grid.in_bounds(cells)]
+        unk = (grid.state[cells[:, 0], cells[:, 1]] == UNKNOWN) & ~grid.inflated[cells[:, 0], cells[:, 1]]
+        cost[cells[unk, 0], cells[unk, 1]] = unknown_cost
+    if not np.isfinite(cost[start[0], start[1]]):
+        r = int(math.ceil(snap_m / grid.resolution_m))
+        r0, c0 = int(start[0]), int(start[1])
+        lo_r, lo_c = max(0, r0 - r), max(0, c0 - r)
+        sub = np.isfinite(cost[lo_r : r0 + r + 1, lo_c : c0 + r + 1])
+        if not sub.any():
+            return None
+        rr, cc = np.nonzero(sub)
+        rr, cc = rr + lo_r, cc + lo_c
+        i = int(np.argmin((rr - r0) ** 2 + (cc - c0) ** 2))
+        start = np.array([rr[i], cc[i]])
+    return cost, (int(start[0]), int(start[1]))
+
+
+def memory_grid(memory, *, floor_z_m: float = 0.0, robot_radius_m: float = 0.25, bumps_xy=None) -> TraversabilityGrid:
+    """The planners' grid: the octree's projection plus the trail the robot has driven (``memory.trajectory``).
+
+    ``bumps_xy``: places where a move was blocked; the cells within the robot
+    radius of each are kept out of plans, trail or not (a bump is felt, and the
+    camera may later see the spot as free).
+    """
+    grid = TraversabilityGrid.from_octree(memory.octree, floor_z_m=floor_z_m, robot_radius_m=robot_radius_m)
+    traj = getattr(memory, "trajectory", None)
+    if traj:
+        grid.mark_visited(np.array([m[:2, 3] for _, _, m in traj], np.float64))
+    if bumps_xy is not None and len(bumps_xy):
+        r = int(math.ceil(robot_radius_m / grid.resolution_m))
+        rr, cc = np.mgrid[-r : r + 1, -r : r + 1]
+        disk = np.stack([rr[rr**2 + cc**2 <= r * r], cc[rr**2 + cc**2 <= r * r]], 1)
+        rc = (grid.world_to_cell(np.asarray(bumps_xy, np.float64).reshape(-1, 2))[:, None, :] + disk[None]).reshape(-1, 2)
+        rc = rc[grid.in_bounds(rc)]
+        grid.inflated[rc[:, 0], rc[:, 1]] = True
+    return grid
 
 
 def _inflate(obstacle: np.ndarray, radius_cells: float) -> np.ndarray:
@@ -334,11 +420,84 @@ def yaw_of(pose) -> float:
 
 def distance_map(cost: np.ndarray, sr: int, sc: int) -> np.ndarray:
     """Path cost from (sr, sc) to every cell (Dijkstra, same moves as `astar`); inf where unreachable."""
+    return distance_field(cost, sr, sc)[0]
+
+
+def distance_field(cost: np.ndarray, sr: int, sc: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dijkstra from (sr, sc): path cost to every cell and each cell's parent (flat index, -1 at the root).
+
+    `trace_path` turns the parents into the cheapest path to any cell, so one
+    pass serves every candidate goal.
+    """
     cost = np.ascontiguousarray(cost, dtype=np.float64)
+    h, w = cost.shape
+    if not (0 <= sr < h and 0 <= sc < w):
+        raise ValueError(f"cell ({sr}, {sc}) is outside the {h}x{w} grid")
     if not np.isfinite(cost[sr, sc]):
-        return np.full(cost.shape, np.inf)
-    _, g, _ = _astar_kernel(cost, sr, sc, -1, -1)
-    return g
+        return np.full(cost.shape, np.inf), np.full(cost.shape, -1, np.int64)
+    parent, g, _ = _astar_kernel(cost, sr, sc, -1, -1)
+    return g, parent
+
+
+def trace_path(parent: np.ndarray, r: int, c: int) -> np.ndarray:
+    """The "N 2" (row, col) cells from a `distance_field` root to (r, c)."""
+    w = parent.shape[1]
+    out = [(r, c)]
+    cur = parent[r, c]
+    while cur >= 0:
+        out.append((cur // w, cur % w))
+        cur = parent[cur // w, cur % w]
+    return np.array(out[::-1], dtype=np.int64)
+
+
+def segment_clear(free: np.ndarray, a_rc: np.ndarray, b_rc: np.ndarray) -> bool:
+    """Whether the straight segment between two cell centres crosses only ``free`` cells.
+
+    Samples the segment at a quarter cell, and also the two cells beside each
+    diagonal step, so a shortcut never squeezes between two blocked corners.
+    """
+    a = np.asarray(a_rc, np.float64)
+    b = np.asarray(b_rc, np.float64)
+    n = int(np.ceil(4 * np.abs(b - a).max())) + 1
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    p = a + t * (b - a)
+    cells = np.unique(np.concatenate([np.floor(p + 0.5 + o) for o in ((0, 0), (0.25, 0.25), (-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25))]).astype(np.int64), axis=0)
+    h, w = free.shape
+    if (cells < 0).any() or (cells[:, 0] >= h).any() or (cells[:, 1] >= w).any():
+        return False
+    return bool(free[cells[:, 0], cells[:, 1]].all())
+
+
+def shortcut_path(free: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Any-angle smoothing of a grid path: keep a cell only where the straight line from the last kept
+    cell to the next one would leave ``free`` (greedy line-of-sight shortcutting, as in Theta*'s
+    post-processing). The result visits a subset of the input cells, in order."""
+    cells = np.asarray(cells, np.int64)
+    if len(cells) <= 2:
+        return cells
+    kept = [0]
+    i, n = 0, len(cells)
+    while i < n - 1:
+        j = i + 1
+        while j + 1 < n and segment_clear(free, cells[i], cells[j + 1]):
+            j += 1
+        kept.append(j)
+        i = j
+    return cells[kept]
+
+
+def densify(path_xy: np.ndarray, spacing_m: float) -> np.ndarray:
+    """Resample a polyline so consecutive points are at most ``spacing_m`` apart (the follower's lookahead
+    needs intermediate points on long straight segments)."""
+    path_xy = np.asarray(path_xy, np.float64)
+    if len(path_xy) < 2:
+        return path_xy
+    out = [path_xy[:1]]
+    for a, b in zip(path_xy[:-1], path_xy[1:]):
+        n = max(1, int(np.ceil(np.linalg.norm(b - a) / spacing_m)))
+        t = np.arange(1, n + 1)[:, None] / n
+        out.append(a + t * (b - a))
+    return np.concatenate(out)
 
 
 class PathFollower:
@@ -416,18 +575,71 @@ class NavigationResult:
     target_xyz: tuple[float, float, float] | None = None
 
 
+@dataclass
+class CameraModel:
+    """What the planner needs of the robot's camera to judge a viewpoint (from one of its own frames).
+
+    Attributes:
+        eye_z_m: camera height in the world.
+        axis_elevation_rad: elevation of the optical axis (negative when pitched down).
+        half_vfov_rad, half_hfov_rad: half fields of view.
+    """
+
+    eye_z_m: float = 1.3
+    axis_elevation_rad: float = -math.radians(20.0)
+    half_vfov_rad: float = math.radians(30.0)
+    half_hfov_rad: float = math.radians(37.5)
+
+    @classmethod
+    def from_frame(cls, frame) -> CameraModel | None:
+        """From a frame with a pose and intrinsics (the camera is assumed above the base's centre)."""
+        if frame is None or frame.world_from_camera is None or frame.intrinsics is None:
+            return None
+        m = np.asarray(frame.world_from_camera.matrix)
+        k = frame.intrinsics
+        return cls(
+            eye_z_m=float(m[2, 3]),
+            axis_elevation_rad=float(math.asin(np.clip(m[2, 2], -1.0, 1.0))),
+            half_vfov_rad=float(math.atan2(k.height / 2.0, k.fy)),
+            half_hfov_rad=float(math.atan2(k.width / 2.0, k.fx)),
+        )
+
+
+@dataclass
+class _Target:
+    object_id: int
+    label: str
+    box_min: np.ndarray
+    box_max: np.ndarray
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.box_min + self.box_max) / 2
+
+
 class Navigator:
     """Point-goal and object-goal navigation from memory.
 
-    Short range: A* on the traversability grid. Long range (goals beyond
-    ``long_range_m``): a route over the place graph first, then A* between
-    consecutive places, which keeps each A* search small.
+    Point goals: A* on the traversability grid; goals beyond ``long_range_m``
+    are routed over the place graph first, then A* between consecutive places,
+    which keeps each search small.
+
+    Object goals: every memory object matching the text is a candidate. One
+    Dijkstra pass from the robot gives the path cost to every free cell; a
+    *viewpoint* is a reachable cell within ``view_distance_m`` of an object's
+    box from which the camera, turned toward the object, has part of the box
+    inside its field of view with nothing occupied in between (rays cast in the
+    octree). The robot goes to the cheapest viewpoint of any instance over an
+    any-angle (shortcut) path, re-choosing as the map grows, and stops as soon
+    as where it stands is a viewpoint within ``stop_distance_m``.
 
     Args:
         memory: a SceneMemory.
         robot_radius_m: obstacle inflation.
-        view_distance_m: object goals stop this far from the object's box.
+        view_distance_m: viewpoints chosen as goals lie at most this far from the object's box.
+        stop_distance_m: the robot stops at any viewpoint at most this far from the box.
         replan_every: steps between replans.
+        turn_deg: the robot's turn step (a turn toward the object ends within half of it).
     """
 
     def __init__(
@@ -437,70 +649,144 @@ class Navigator:
         robot_radius_m: float = 0.25,
         floor_z_m: float = 0.0,
         view_distance_m: float = 0.7,
+        stop_distance_m: float = 0.85,
         replan_every: int = 10,
         long_range_m: float = 8.0,
         turn_deg: float = 30.0,
+        unknown_radius_m: float = 1.0,
     ) -> None:
+        if not 0 < view_distance_m <= stop_distance_m:
+            raise ValueError(f"need 0 < view_distance_m <= stop_distance_m, got {view_distance_m}, {stop_distance_m}")
         self.memory = memory
         self.robot_radius_m = robot_radius_m
+        self.tight_radius_m = 0.8 * robot_radius_m
         self.floor_z_m = floor_z_m
         self.view_distance_m = view_distance_m
+        self.stop_distance_m = stop_distance_m
         self.replan_every = replan_every
         self.long_range_m = long_range_m
+        self.turn_rad = math.radians(turn_deg)
+        self.unknown_radius_m = unknown_radius_m
         self.follower = PathFollower(turn_deg=turn_deg)
+        self.camera: CameraModel | None = None
+        self.bumps: list[np.ndarray] = []  # where moves were blocked (shared with an explorer it drives)
 
-    def grid(self) -> TraversabilityGrid:
-        return TraversabilityGrid.from_octree(
-            self.memory.octree, floor_z_m=self.floor_z_m, robot_radius_m=self.robot_radius_m
-        )
+    def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
+        return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
+                           bumps_xy=self.bumps)
+
+    # object viewpoints -------------------------------------------------------------
+    def _sample_points(self, t: _Target) -> np.ndarray:
+        """Points on the object's box a camera should see: top face (centre and inner corners) and centre."""
+        c = t.centre
+        lo, hi = t.box_min, t.box_max
+        top = hi[2]
+        q = 0.25 * (hi[:2] - lo[:2])
+        corners = np.array([[c[0] + sx * q[0], c[1] + sy * q[1], top] for sx in (-1, 1) for sy in (-1, 1)])
+        return np.vstack([[c[0], c[1], top], c, corners])
+
+    def sees(self, xy: np.ndarray, target: _Target, *, check_occlusion: bool = True) -> np.ndarray:
+        """For robot positions ``xy`` ("N 2"), whether the camera turned toward the object sees part of its box.
+
+        In view: some sample point of the box lies inside the field of view with
+        a margin that allows for the turn step (the robot turns in steps, so it
+        faces the object within half a step). Unoccluded: the ray from the
+        camera to that point meets nothing occupied before the box.
+        """
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        cam = self.camera or CameraModel()
+        pts = self._sample_points(target)
+        rel = pts[None, :, :2] - xy[:, None, :]  # N P 2
+        r = np.linalg.norm(rel, axis=2)
+        to_c = target.centre[:2] - xy
+        yaw = np.arctan2(to_c[:, 1], to_c[:, 0])
+        bearing = (np.arctan2(rel[..., 1], rel[..., 0]) - yaw[:, None] + math.pi) % (2 * math.pi) - math.pi
+        elev = np.arctan2(pts[None, :, 2] - cam.eye_z_m, np.maximum(r, 1e-6))
+        margin = math.radians(3.0)
+        ok = np.abs(bearing) <= cam.half_hfov_rad - self.turn_rad / 2 - margin
+        ok &= elev >= cam.axis_elevation_rad - cam.half_vfov_rad + margin
+        ok &= elev <= cam.axis_elevation_rad + cam.half_vfov_rad - margin
+        if not check_occlusion or not ok.any():
+            return ok.any(axis=1)
+        n_idx, p_idx = np.nonzero(ok)
+        origins = np.c_[xy[n_idx], np.full(len(n_idx), cam.eye_z_m)]
+        ends = pts[p_idx]
+        d = ends - origins
+        dist = np.linalg.norm(d, axis=1)
+        hit, hp = self.memory.octree.cast_ray(origins, d / np.maximum(dist, 1e-9)[:, None], float(dist.max() + 0.2))
+        slack = 1.5 * self.memory.octree.voxel_size_m
+        with np.errstate(invalid="ignore"):
+            inside = np.all((hp >= target.box_min - slack) & (hp <= target.box_max + slack), axis=1)
+            beyond = np.linalg.norm(hp - origins, axis=1) >= dist - slack
+        clear = ~hit | inside | beyond
+        out = np.zeros(len(xy), bool)
+        out[n_idx[clear]] = True
+        return out
+
+    def _box_distance(self, xy: np.ndarray, t: _Target) -> np.ndarray:
+        half = (t.box_max[:2] - t.box_min[:2]) / 2
+        return np.linalg.norm(np.maximum(np.abs(np.asarray(xy)[..., :2] - t.centre[:2]) - half, 0.0), axis=-1)
+
+    def at_viewpoint(self, xy, targets: list[_Target]) -> _Target | None:
+        """The target that the robot at ``xy`` already sees from close enough, if any."""
+        xy = np.asarray(xy, np.float64)[:2]
+        for t in targets:
+            if self._box_distance(xy, t) <= self.stop_distance_m and self.sees(xy[None], t)[0]:
+                return t
+        return None
+
+    def choose_viewpoint(
+        self, grid: TraversabilityGrid, xy, targets: list[_Target], *, unknown_near: bool = False
+    ) -> tuple[_Target, np.ndarray] | None:
+        """The cheapest viewpoint over all targets and the path to it ("N 2" world waypoints), or None."""
+        cm = planning_cost(grid, xy, self.unknown_radius_m if unknown_near else 0.0)
+        if cm is None:
+            return None
+        cost, (sr, sc) = cm
+        dist, parent = distance_field(cost, sr, sc)
+        reach = np.argwhere(np.isfinite(dist))
+        if not len(reach):
+            return None
+        reach_xy = grid.cell_to_world(reach)
+        best = None
+        for occlusion in (True, False):  # a blind viewpoint beats none: the view is checked again on the way
+            for t in targets:
+                d_box = self._box_distance(reach_xy, t)
+                for limit in (self.view_distance_m, self.stop_distance_m):
+                    band = np.flatnonzero(d_box <= limit)
+                    if not len(band):
+                        continue
+                    band = band[np.argsort(dist[reach[band, 0], reach[band, 1]], kind="stable")]
+                    # cheapest first; stop at the first that sees the object
+                    for chunk in range(0, min(len(band), 600), 150):
+                        idx = band[chunk : chunk + 150]
+                        ok = self.sees(reach_xy[idx], t, check_occlusion=occlusion)
+                        if ok.any():
+                            i = idx[int(np.argmax(ok))]
+                            c = float(dist[reach[i, 0], reach[i, 1]])
+                            if best is None or c < best[0]:
+                                best = (c, t, reach[i])
+                            break
+                    if best is not None and best[1] is t:
+                        break
+            if best is not None:
+                break
+        if best is None:
+            return None
+        _, t, cell = best
+        cells = trace_path(parent, int(cell[0]), int(cell[1]))
+        cells = shortcut_path(np.isfinite(cost), cells)
+        return t, densify(grid.cell_to_world(cells), 0.25)
 
     def viewpoint(self, grid: TraversabilityGrid, start_xy, box_min, box_max) -> tuple[np.ndarray, np.ndarray] | None:
         """A reachable cell from which the object's box is close and in view, and the path to it."""
-        box_min = np.asarray(box_min, float)
-        box_max = np.asarray(box_max, float)
-        centre = (box_min[:2] + box_max[:2]) / 2
-        half = (box_max[:2] - box_min[:2]) / 2
-        trav = grid.traversable()
-        rows, cols = np.nonzero(trav)
-        if not len(rows):
+        t = _Target(-1, "", np.asarray(box_min, float), np.asarray(box_max, float))
+        res = self.choose_viewpoint(grid, start_xy, [t])
+        if res is None:
             return None
-        xy = grid.cell_to_world(np.stack([rows, cols], 1))
-        # distance from each free cell to the object's footprint
-        d = np.linalg.norm(np.maximum(np.abs(xy - centre) - half, 0.0), axis=1)
-        ring = (d >= 0.25) & (d <= self.view_distance_m + 0.3)
-        if not ring.any():
-            ring = d <= self.view_distance_m + 0.8
-        if not ring.any():
-            return None
-        cand = xy[ring]
-        cd = d[ring]
-        # prefer cells near the wanted distance and near the start
-        score = np.abs(cd - self.view_distance_m) + 0.15 * np.linalg.norm(cand - np.asarray(start_xy)[:2], axis=1)
-        order = np.argsort(score)[:200]
-        # keep viewpoints that see the object: nothing occupied between the camera and the box
-        target = (box_min + box_max) / 2
-        seen = self._line_of_sight(cand[order], target, box_min, box_max)
-        order = np.concatenate([order[seen], order[~seen]])  # fall back to blind ones if none sees it
-        for i in order[:8]:
-            path = self.plan(grid, start_xy, cand[i])
-            if path is not None:
-                return cand[i], path
-        return None
+        return res[1][-1], res[1]
 
-    def _line_of_sight(self, xy: np.ndarray, target: np.ndarray, box_min, box_max, eye_height_m: float = 1.2) -> np.ndarray:
-        """For floor points ``xy``, whether a camera there sees the box (the first occupied voxel is in it)."""
-        if not len(xy):
-            return np.zeros(0, bool)
-        origins = np.c_[xy, np.full(len(xy), self.floor_z_m + eye_height_m)]
-        d = target - origins
-        dist = np.linalg.norm(d, axis=1)
-        hit, pts = self.memory.octree.cast_ray(origins, d / np.maximum(dist, 1e-9)[:, None], float(dist.max() + 0.5))
-        slack = 2 * self.memory.octree.voxel_size_m
-        inside = np.all((pts >= np.asarray(box_min) - slack) & (pts <= np.asarray(box_max) + slack), axis=1)
-        far = np.linalg.norm(pts - origins, axis=1) >= dist - slack
-        with np.errstate(invalid="ignore"):
-            return ~hit | inside | far
-
+    # point goals -------------------------------------------------------------------
     def plan(self, grid: TraversabilityGrid, start_xy, goal_xy) -> np.ndarray | None:
         start_xy = np.asarray(start_xy, float)[:2]
         goal_xy = np.asarray(goal_xy, float)[:2]
@@ -524,83 +810,167 @@ class Navigator:
                     return np.concatenate(legs)
         return grid.plan(start_xy, goal_xy)
 
+    def _step(self, sim, action: str) -> float:
+        """One action: integrate the frame, record a bump; returns the distance moved."""
+        before = sim.agent_pose.translation[:2].copy()
+        frame = sim.step(action)
+        self.memory.integrate(frame)
+        if self.camera is None:
+            self.camera = CameraModel.from_frame(frame)
+        if action == "move_forward" and hasattr(self.memory, "mark_obstacle"):
+            from engram.planners.frontier import record_bump
+
+            bump = record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
+            if bump is not None:
+                self.bumps.append(bump)
+        return float(np.linalg.norm(sim.agent_pose.translation[:2] - before))
+
     def go_to(self, sim, goal_xy, *, max_steps: int = 300, face_xy=None) -> NavigationResult:
         """Drive to a point, integrating every frame; replans as the map grows."""
         steps = 0
         travelled = 0.0
         goal_xy = np.asarray(goal_xy, float)[:2]
-        last = sim.agent_pose.translation[:2].copy()
-        fails = 0
         while steps < max_steps:
             grid = self.grid()
             pose = sim.agent_pose
             path = self.plan(grid, pose.translation[:2], goal_xy)
             if path is None:
-                fails += 1
-                if fails >= 2:
-                    return NavigationResult(False, "unreachable", f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map", steps, travelled, tuple(goal_xy))
-                continue
+                path = self.plan(self.grid(self.tight_radius_m), pose.translation[:2], goal_xy)
+            if path is None:
+                return NavigationResult(False, "unreachable", f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map", steps, travelled, tuple(goal_xy))
             self.follower.set_path(path)
             for _ in range(self.replan_every):
                 pose = sim.agent_pose
                 a = self.follower.next_action(pose.translation[:2], yaw_of(pose))
                 if a == "stop" or steps >= max_steps:
                     break
-                frame = sim.step(a)
-                self.memory.integrate(frame)
+                moved = self._step(sim, a)
+                travelled += moved
                 steps += 1
-                if a == "move_forward" and hasattr(self.memory, "mark_obstacle"):
-                    from engram.planners.frontier import record_bump
-
-                    record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
-                now = sim.agent_pose.translation[:2]
-                travelled += float(np.linalg.norm(now - last))
-                last = now.copy()
+                if a == "move_forward" and moved < 0.01:
+                    break  # bumped: plan again around what was felt
             if self.follower.done(sim.agent_pose.translation[:2]):
                 break
         else:
             return NavigationResult(False, "budget", "step budget used up before reaching the goal", steps, travelled, tuple(goal_xy))
-        if face_xy is not None:
-            for _ in range(12):
-                pose = sim.agent_pose
-                a = self.follower.turn_towards(pose.translation[:2], yaw_of(pose), face_xy)
-                if a is None or steps >= max_steps:
-                    break
-                self.memory.integrate(sim.step(a))
-                steps += 1
+        steps += self._face(sim, face_xy, max_steps - steps)
         return NavigationResult(True, "reached", "reached the goal", steps, travelled, tuple(map(float, goal_xy)))
 
-    def go_to_object(self, sim, text: str, *, max_steps: int = 400, explorer=None, explore_steps: int = 200) -> NavigationResult:
-        """Object-goal navigation: find ``text`` in memory, go to a viewpoint near it, face it.
+    def _face(self, sim, face_xy, budget: int) -> int:
+        n = 0
+        if face_xy is None:
+            return 0
+        for _ in range(int(round(math.pi / self.turn_rad)) + 1):
+            pose = sim.agent_pose
+            a = self.follower.turn_towards(pose.translation[:2], yaw_of(pose), face_xy)
+            if a is None or n >= budget:
+                break
+            self._step(sim, a)
+            n += 1
+        return n
 
-        Explores first (with ``explorer``) when memory has no match.
+    # object goals ------------------------------------------------------------------
+    def _targets(self, text: str, min_score: float = 0.75) -> list[_Target]:
+        hits = self.memory.query(text=text, kinds=("object",), k=64, min_score=min_score)
+        if not hits:
+            return []
+        best = hits[0].score
+        return [
+            _Target(int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float))
+            for h in hits
+            if h.score >= best - 0.05 and h.label == hits[0].label
+        ]
+
+    def go_to_object(self, sim, text: str, *, max_steps: int = 400, explorer=None, explore_steps: int = 200) -> NavigationResult:
+        """Object-goal navigation: find ``text`` in memory, go to the cheapest viewpoint of any instance, face it.
+
+        Explores first (with ``explorer``) when memory has no match. The
+        distance reported includes any exploring done on the way.
         """
-        hits = self.memory.query(text=text, kinds=("object",), k=1, min_score=0.75)
-        explored = 0
-        if not hits and explorer is not None:
+        if self.camera is None:
+            self.camera = CameraModel.from_frame(sim.observe())
+        if explorer is not None and explorer.bumps is not self.bumps:
+            self.bumps.extend(explorer.bumps)
+            explorer.bumps = self.bumps
+        targets = self._targets(text)
+        steps = 0
+        travelled = 0.0
+        if not targets and explorer is not None:
             budget = min(explore_steps, max_steps)
-            while not hits and explored < budget:
-                res = explorer.explore(sim, max_steps=min(40, budget - explored))
-                explored += res.steps
+            while not targets and steps < budget:
+                res = explorer.explore(sim, max_steps=min(40, budget - steps), look_around=False)
+                steps += res.steps
+                tr = np.asarray(res.trajectory_xy, float).reshape(-1, 2)
+                if len(tr) > 1:
+                    travelled += float(np.linalg.norm(np.diff(tr, axis=0), axis=1).sum())
                 self.memory.finalize()
-                hits = self.memory.query(text=text, kinds=("object",), k=1, min_score=0.75)
+                targets = self._targets(text)
                 if res.reason == "no reachable frontier" or res.steps == 0:
                     break
-        if not hits:
-            return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), explored)
-        hit = hits[0]
-        box_min = np.asarray(hit.evidence["box_min"])
-        box_max = np.asarray(hit.evidence["box_max"])
-        target = (box_min + box_max) / 2
-        grid = self.grid()
-        vp = self.viewpoint(grid, sim.agent_pose.translation[:2], box_min, box_max)
-        if vp is None:
-            return NavigationResult(False, "unreachable", f"no reachable viewpoint near the {hit.label} (object {hit.id})", explored, object_id=hit.id, target_xyz=tuple(map(float, target)))
-        goal, _ = vp
-        res = self.go_to(sim, goal, max_steps=max_steps - explored, face_xy=target[:2])
-        res.steps += explored
-        res.object_id = hit.id
-        res.target_xyz = tuple(map(float, target))
-        if res.success:
-            res.message = f"reached the {hit.label} (object {hit.id}) at ({target[0]:.2f}, {target[1]:.2f})"
-        return res
+        if not targets:
+            return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), steps, travelled)
+        chosen: _Target | None = None
+        goal = None
+        failures = 0
+        while steps < max_steps:
+            xy = sim.agent_pose.translation[:2]
+            seen = self.at_viewpoint(xy, targets)
+            if seen is not None:
+                chosen = seen
+                break
+            grid = self.grid()
+            choice = self.choose_viewpoint(grid, xy, targets)
+            if choice is None:
+                # boxed in by the margin, or standing in the blind spot under the camera
+                choice = self.choose_viewpoint(self.grid(self.tight_radius_m), xy, targets, unknown_near=True)
+            if choice is None:
+                failures += 1
+                if failures >= 2 or explorer is None:
+                    break
+                res = explorer.explore(sim, max_steps=min(30, max_steps - steps), look_around=False)  # see more, then retry
+                steps += res.steps
+                tr = np.asarray(res.trajectory_xy, float).reshape(-1, 2)
+                if len(tr) > 1:
+                    travelled += float(np.linalg.norm(np.diff(tr, axis=0), axis=1).sum())
+                self.memory.finalize()
+                targets = self._targets(text) or targets
+                continue
+            chosen, path = choice
+            goal = path[-1]
+            self.follower.set_path(path)
+            arrived = False
+            for _ in range(self.replan_every):
+                pose = sim.agent_pose
+                a = self.follower.next_action(pose.translation[:2], yaw_of(pose))
+                if a == "stop":
+                    arrived = True
+                    break
+                if steps >= max_steps:
+                    break
+                moved = self._step(sim, a)
+                travelled += moved
+                steps += 1
+                if a == "move_forward" and moved < 0.01:
+                    break  # bumped: the obstacle is in memory now, plan again
+                if a == "move_forward" and self.at_viewpoint(sim.agent_pose.translation[:2], [chosen]) is not None:
+                    arrived = True
+                    break
+            if arrived:
+                break
+        else:
+            return NavigationResult(False, "budget", "step budget used up before reaching a view of the object", steps, travelled,
+                                    None if goal is None else tuple(map(float, goal)), None if chosen is None else chosen.object_id,
+                                    None if chosen is None else tuple(map(float, chosen.centre)))
+        if chosen is None:
+            t = targets[0]
+            return NavigationResult(False, "unreachable", f"no reachable viewpoint near the {t.label} (object {t.object_id})", steps, travelled,
+                                    object_id=t.object_id, target_xyz=tuple(map(float, t.centre)))
+        steps += self._face(sim, chosen.centre[:2], max_steps - steps)
+        xy = sim.agent_pose.translation[:2]
+        ok = bool(self._box_distance(xy, chosen) <= self.stop_distance_m + self.follower.goal_tolerance_m
+                  and self.sees(xy[None], chosen)[0])
+        c = chosen.centre
+        msg = (f"reached the {chosen.label} (object {chosen.object_id}) at ({c[0]:.2f}, {c[1]:.2f})" if ok
+               else f"stopped near the {chosen.label} (object {chosen.object_id}) without a clear view")
+        return NavigationResult(ok, "reached" if ok else "no view", msg, steps, travelled,
+                                tuple(map(float, xy)) if goal is None else tuple(map(float, goal)), chosen.object_id, tuple(map(float, c)))

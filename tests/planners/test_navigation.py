@@ -8,7 +8,17 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from engram.planners.navigation import FREE, OBSTACLE, UNKNOWN, PathFollower, TraversabilityGrid, astar
+from engram.planners.navigation import (
+    FREE,
+    OBSTACLE,
+    UNKNOWN,
+    PathFollower,
+    TraversabilityGrid,
+    astar,
+    planning_cost,
+    segment_clear,
+    shortcut_path,
+)
 
 
 def _grid_graph(cost):
@@ -121,3 +131,199 @@ def test_exploration_can_be_resumed_on_the_same_memory():
         assert mem.frames_seen == 1 + 3 + 3
     finally:
         sim.close()
+
+
+# any-angle smoothing ----------------------------------------------------------------
+
+def _polyline_length(cells):
+    d = np.diff(np.asarray(cells, float), axis=0)
+    return float(np.hypot(d[:, 0], d[:, 1]).sum())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_shortcut_keeps_a_clear_shorter_subpath(seed):
+    rng = np.random.default_rng(100 + seed)
+    free = rng.random((40, 50)) >= 0.2
+    free[0, 0] = free[-1, -1] = True
+    cost = np.where(free, 1.0, np.inf)
+    path = astar(cost, 0, 0, 39, 49)
+    if path is None:
+        pytest.skip("no path in this maze")
+    short = shortcut_path(free, path)
+    # a subsequence of the grid path, same ends
+    pos = [int(np.flatnonzero((path == c).all(1))[0]) for c in short]
+    assert pos == sorted(pos) and pos[0] == 0 and pos[-1] == len(path) - 1
+    # every straight leg stays on free cells: check with a dense independent sampling
+    for a, b in zip(short[:-1], short[1:]):
+        t = np.linspace(0, 1, 200)[:, None]
+        p = np.rint(a + t * (b - a)).astype(int)
+        assert free[p[:, 0], p[:, 1]].all()
+    assert _polyline_length(short) <= _polyline_length(path) + 1e-9
+
+
+def test_shortcut_on_open_floor_is_the_straight_line():
+    free = np.ones((30, 30), bool)
+    path = astar(np.ones((30, 30)), 2, 3, 25, 17)
+    short = shortcut_path(free, path)
+    assert len(short) == 2
+    assert _polyline_length(short) == pytest.approx(math.hypot(23, 14))
+
+
+def test_segment_blocked_by_a_wall():
+    free = np.ones((20, 20), bool)
+    free[:, 10] = False
+    free[15:, 10] = True  # a gap at the bottom
+    assert not segment_clear(free, np.array([5, 2]), np.array([5, 18]))
+    assert segment_clear(free, np.array([17, 2]), np.array([17, 18]))
+    assert segment_clear(free, np.array([2, 2]), np.array([2, 9]))
+
+
+# grid from the octree -------------------------------------------------------------------
+
+def test_grid_cells_align_with_voxels():
+    """A straight wall of 5 cm voxels is a gap-free line of obstacle cells on a 5 cm grid."""
+    octree = FakeOctree()
+    vs = 0.05
+    ys = (np.arange(0, 60) + 0.5) * vs
+    zs = (np.arange(4, 30) + 0.5) * vs
+    wy, wz = np.meshgrid(ys, zs)
+    wall = np.stack([np.full(wy.size, 2.025), wy.ravel(), wz.ravel()], 1)
+    fx, fy = np.meshgrid((np.arange(0, 80) + 0.5) * vs, ys)
+    floor = np.stack([fx.ravel(), fy.ravel(), np.full(fx.size, -0.025)], 1)
+    octree._occ = np.concatenate([floor, wall])
+    octree.voxel_size_m = vs
+    grid = TraversabilityGrid.from_octree(octree, robot_radius_m=0.0, margin_m=0.37)
+    obstacle_rows, obstacle_cols = np.nonzero(grid.state == OBSTACLE)
+    assert len(np.unique(obstacle_cols)) == 1  # one column of cells
+    assert len(obstacle_rows) == len(ys)  # one cell per voxel, none skipped or doubled
+    assert (grid.state == FREE).sum() == 80 * 60 - 60
+
+
+def test_visited_trail_is_traversable_but_obstacles_stay():
+    state = np.full((20, 40), FREE, np.int8)
+    state[:, 20] = OBSTACLE
+    state[10, 20] = FREE
+    inflated = np.zeros_like(state, bool)
+    inflated[:, 17:24] = True  # the margin closes the one-cell gap
+    grid = TraversabilityGrid(state, np.zeros(2), 0.1, inflated)
+    assert grid.plan((0.5, 1.05), (3.5, 1.05)) is None
+    grid.mark_visited(np.array([[1.0, 1.05], [1.5, 1.05], [2.0, 1.05], [2.5, 1.05], [3.0, 1.05]]))
+    assert grid.plan((0.5, 1.05), (3.5, 1.05)) is not None  # the robot went through here
+    assert (grid.state[:, 20] == OBSTACLE).sum() == 19
+
+
+def test_unknown_floor_around_the_robot_frees_a_boxed_in_start():
+    state = np.full((40, 40), FREE, np.int8)
+    rr, cc = np.mgrid[:40, :40]
+    state[(rr - 20) ** 2 + (cc - 20) ** 2 <= 64] = UNKNOWN  # the camera's blind disc, radius 0.4 m
+    grid = TraversabilityGrid(state, np.zeros(2), 0.05, np.zeros_like(state, bool))
+    robot = grid.cell_to_world(np.array([20, 20]))
+    cost, start = planning_cost(grid, robot)
+    assert tuple(start) != (20, 20)  # snapped to the nearest known floor, 0.45 m away at most
+    assert planning_cost(grid, robot, snap_m=0.2) is None
+    cost, start = planning_cost(grid, robot, unknown_radius_m=0.5)
+    assert tuple(start) == (20, 20) and np.isfinite(cost[(rr - 20) ** 2 + (cc - 20) ** 2 <= 64]).all()
+
+
+# object viewpoints ----------------------------------------------------------------------
+
+def _project(world_from_camera, intrinsics, pts):
+    cam = (world_from_camera.inverse().matrix @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
+    z = cam[:, 2]
+    u = intrinsics.fx * cam[:, 0] / z + intrinsics.cx
+    v = intrinsics.fy * cam[:, 1] / z + intrinsics.cy
+    return (z > 0) & (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+
+
+def test_view_check_agrees_with_the_camera_projection():
+    """Where the planner says the object is in view, the real pinhole projection puts it in the image for
+    every heading the turn steps can end on; floor objects at the robot's feet are out of view."""
+    from engram.memory.scene import SceneMemory
+    from engram.planners.navigation import CameraModel, Navigator, _Target
+    from engram.sims.embedded.sim import base_from_camera
+    from engram.types import CameraIntrinsics, Pose
+
+    intr = CameraIntrinsics.from_fov(320, 240, 60.0)
+    b_from_c = base_from_camera(1.3, 20.0)
+    nav = Navigator(SceneMemory(voxel_size_m=0.1, timeline=False))
+    cam = CameraModel(eye_z_m=1.3, axis_elevation_rad=-math.radians(20.0), half_vfov_rad=math.atan2(120, intr.fy),
+                      half_hfov_rad=math.atan2(160, intr.fx))
+    nav.camera = cam
+    rng = np.random.default_rng(0)
+    agree = 0
+    for _ in range(300):
+        centre = rng.uniform(-0.2, 0.2, 2)
+        height = rng.uniform(0.05, 0.9)
+        half = rng.uniform(0.03, 0.3, 2)
+        t = _Target(1, "thing", np.r_[centre - half, 0.0], np.r_[centre + half, height])
+        xy = rng.uniform(-2.0, 2.0, (1, 2))
+        if np.all(np.abs(xy[0] - centre) < half + 0.2):
+            continue
+        said = nav.sees(xy, t, check_occlusion=False)[0]
+        if not said:
+            continue
+        agree += 1
+        face = math.atan2(*(centre - xy[0])[::-1])
+        for err in np.radians([-14.9, 0.0, 14.9]):
+            c, s = math.cos(face + err), math.sin(face + err)
+            w_from_b = Pose.from_rt(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), [xy[0, 0], xy[0, 1], 0.0])
+            assert _project(w_from_b @ b_from_c, intr, nav._sample_points(t)).any()
+    assert agree > 30
+    # a ball at the robot's feet is under the camera; two metres ahead it is in view
+    ball = _Target(1, "ball", np.array([-0.1, -0.1, 0.0]), np.array([0.1, 0.1, 0.2]))
+    assert not nav.sees(np.array([[0.45, 0.0]]), ball, check_occlusion=False)[0]
+    assert nav.sees(np.array([[2.0, 0.0]]), ball, check_occlusion=False)[0]
+
+
+def test_viewpoint_is_the_cheapest_unoccluded_one():
+    """Two mugs: the nearer one by path wins; a wall hides the mug from the robot's side of it."""
+    from engram.memory.octree import OccupancyOctree
+    from engram.planners.navigation import Navigator, _Target
+
+    class Mem:
+        trajectory: list = []
+
+    vs = 0.05
+    octree = OccupancyOctree(vs)
+    xs, ys = np.meshgrid((np.arange(0, 120) + 0.5) * vs, (np.arange(0, 80) + 0.5) * vs)
+    floor = np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, -0.025)], 1)
+    # a wall at x = 3.0 from y = 0 to y = 3.0 (open above), full height
+    wy, wz = np.meshgrid((np.arange(0, 60) + 0.5) * vs, (np.arange(0, 40) + 0.5) * vs)
+    wall = np.stack([np.full(wy.size, 3.025), wy.ravel(), wz.ravel()], 1)
+    table = np.stack(np.meshgrid(np.arange(3.3, 3.7, vs), np.arange(1.3, 1.7, vs), [0.725]), -1).reshape(-1, 3)
+    octree.update_points(np.concatenate([floor, wall, table]), 3.0)
+    mem = Mem()
+    mem.octree = octree
+    nav = Navigator(mem, robot_radius_m=0.2)
+    grid = nav.grid()
+    mug = _Target(1, "mug", np.array([3.45, 1.45, 0.75]), np.array([3.55, 1.55, 0.85]))
+    start = np.array([1.0, 1.5])
+    choice = nav.choose_viewpoint(grid, start, [mug])
+    assert choice is not None
+    t, path = choice
+    goal = path[-1]
+    # the goal is on the mug's side of the wall, reached around its open end (y > 3.0)
+    assert goal[0] > 3.0 + 0.2 and path[:, 1].max() > 3.0
+    assert nav._box_distance(goal, mug) <= nav.view_distance_m + 1e-9
+    # a second mug in the robot's room is nearer by path: chosen instead
+    near = _Target(2, "mug", np.array([1.0, 0.4, 0.75]), np.array([1.1, 0.5, 0.85]))
+    t2, path2 = nav.choose_viewpoint(grid, start, [mug, near])
+    assert t2.object_id == 2 and grid.path_length(path2) < grid.path_length(path)
+
+
+def test_a_bump_blocks_the_driven_trail():
+    """The trail the robot drove is passable, except where a move was blocked."""
+    from engram.planners.navigation import memory_grid
+    from engram.types import Pose
+
+    class Mem:
+        octree = FakeOctree()
+        trajectory = [(i, 0.25 * i, Pose.from_rt(np.eye(3), [0.5 + 0.25 * i, 0.5, 1.3]).matrix) for i in range(10)]
+
+    free = memory_grid(Mem(), robot_radius_m=0.2)
+    assert free.plan((0.5, 0.5), (2.7, 0.5)) is not None
+    bumped = memory_grid(Mem(), robot_radius_m=0.2, bumps_xy=[(1.5, 0.5)])
+    cell = bumped.world_to_cell(np.array([1.5, 0.5]))
+    assert not bumped.traversable()[cell[0], cell[1]]
+    path = bumped.plan((0.5, 0.5), (2.5, 0.5))
+    assert path is not None and np.linalg.norm(path - [1.5, 0.5], axis=1).min() >= 0.2 - 0.05
