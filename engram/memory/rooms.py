@@ -1,12 +1,20 @@
 """Rooms from memory: segment the mapped floor into rooms and name them by what they hold.
 
-Segmentation works on the floor the octree has seen (a top-down grid): the
-free floor is eroded until doorways close, the remaining blobs are room
-seeds, and every free cell joins the seed it reaches first (a geodesic
-watershed). Names come from furniture and objects remembered in each room,
-scored against room signatures (a bed means bedroom, a fridge kitchen), with
-each name given at most once where the evidence allows; a room with no
-evidence is "room N".
+Segmentation works on a top-down grid of what the octree has seen, with walls
+told apart from furniture: a wall is occupied space in the height band of
+``wall_band_m`` that no remembered object explains (furniture, being in the
+object map, is cut out by its box). The floor is then split where the wall map
+narrows to a doorway: the distance to the nearest wall, thresholded at half a
+door width, leaves one seed per room; every seen cell joins the seed it
+reaches first (geodesic growth), and regions that share a border
+wider than a door are one room split by a stray wall fragment, so they are
+merged again. Furniture never splits a room, and the floor under it belongs to
+the room around it, so every object lands in a room.
+
+Names come from furniture and objects remembered in each room, scored against
+room signatures (a bed means bedroom, a fridge kitchen, a low table in front
+of a sofa the living room). Each name is given at most once, strongest
+evidence first; a room without evidence is "room N".
 """
 
 from __future__ import annotations
@@ -18,15 +26,22 @@ import numpy as np
 
 __all__ = ["Room", "RoomMap", "segment_rooms", "ROOM_SIGNATURES"]
 
-# category -> weight, per room type
+# category -> weight, per room type; storage furniture (shelf, cabinet) is weak evidence for
+# the rooms that usually hold it, enough to name a room that holds nothing else
 ROOM_SIGNATURES: dict[str, dict[str, float]] = {
-    "kitchen": {"fridge": 3.0, "counter": 2.5, "stove": 3.0, "oven": 3.0, "microwave": 2.0, "sink": 0.5, "pan": 1.0, "kettle": 1.0},
-    "bedroom": {"bed": 3.0, "wardrobe": 2.5, "pillow": 1.0, "nightstand": 1.5},
-    "bathroom": {"toilet": 3.0, "bathtub": 3.0, "shower": 3.0, "sink": 1.5, "towel": 1.0},
-    "living room": {"sofa": 3.0, "couch": 3.0, "tv": 2.0, "television": 2.0, "armchair": 1.5},
-    "office": {"desk": 3.0, "monitor": 1.5, "laptop": 1.0, "keyboard": 1.0},
-    "dining room": {"table": 0.8, "chair": 0.7},
+    "kitchen": {"fridge": 3.0, "counter": 3.0, "stove": 3.0, "oven": 3.0, "microwave": 2.0, "sink": 0.5, "pan": 1.0,
+                "kettle": 1.0, "table": 0.3, "chair": 0.2},
+    "bedroom": {"bed": 3.0, "wardrobe": 2.5, "pillow": 1.0, "nightstand": 1.5, "shelf": 0.1, "cabinet": 0.1},
+    "bathroom": {"toilet": 3.0, "bathtub": 3.0, "shower": 3.0, "sink": 2.0, "towel": 1.0},
+    "living room": {"sofa": 3.0, "couch": 3.0, "tv": 2.0, "television": 2.0, "armchair": 1.5, "coffee table": 1.5,
+                    "shelf": 0.1, "cabinet": 0.1},
+    "office": {"desk": 3.0, "monitor": 1.5, "keyboard": 1.0, "chair": 0.2, "shelf": 0.1, "cabinet": 0.1},
+    "dining room": {"table": 1.0, "chair": 0.5, "cabinet": 0.1},
 }
+# A table whose top is this low (m above the floor) is a coffee table, scored as "coffee table".
+COFFEE_TABLE_TOP_M = 0.6
+# Objects larger than this (m, box side) are not furniture but a fusion error; they never hide walls.
+MAX_FURNITURE_SIDE_M = 3.5
 
 
 @dataclass
@@ -52,23 +67,35 @@ class Room:
 
 @dataclass
 class RoomMap:
-    """A room label per floor cell, and the rooms."""
+    """A room label per floor cell, and the rooms.
 
-    labels: np.ndarray  # "H W" int32, -1 = not a room
+    Attributes:
+        labels: "H W" int32 room index per cell (rows are y, columns x), -1 = not a room.
+        origin_xy: world (x, y) of cell (0, 0)'s lower-left corner.
+        resolution_m: cell size.
+        rooms: the rooms, indexed by their id.
+        walls: "H W" bool wall map the segmentation used (for inspection), or None.
+    """
+
+    labels: np.ndarray
     origin_xy: np.ndarray
     resolution_m: float
     rooms: list[Room]
+    walls: np.ndarray | None = None
 
-    def room_at(self, xy) -> Room | None:
+    def room_at(self, xy, max_snap_m: float = 0.6) -> Room | None:
+        """The room at world ``xy``; off the labelled floor, the nearest room within ``max_snap_m``."""
         p = np.asarray(xy, float)[:2]
+        if not np.all(np.isfinite(p)):
+            raise ValueError(f"room_at needs a finite position, got {p}")
         c = np.floor((p - self.origin_xy) / self.resolution_m).astype(int)
         h, w = self.labels.shape
         r = None
         if 0 <= c[1] < h and 0 <= c[0] < w:
             r = int(self.labels[c[1], c[0]])
         if r is None or r < 0:
-            # objects stand on furniture or at walls: take the nearest labelled cell within 0.6 m
-            rad = int(np.ceil(0.6 / self.resolution_m))
+            # objects stand at walls or half outside the seen floor: take the nearest labelled cell
+            rad = int(np.ceil(max_snap_m / self.resolution_m))
             r0, r1 = max(0, c[1] - rad), min(h, c[1] + rad + 1)
             c0, c1 = max(0, c[0] - rad), min(w, c[0] + rad + 1)
             if r0 >= r1 or c0 >= c1:
@@ -79,42 +106,74 @@ class RoomMap:
                 return None
             d = (rr + r0 - c[1]) ** 2 + (cc + c0 - c[0]) ** 2
             i = int(np.argmin(d))
+            if d[i] > rad * rad:
+                return None
             r = int(sub[rr[i], cc[i]])
         return self.rooms[r] if 0 <= r < len(self.rooms) else None
 
     def by_name(self, name: str) -> list[Room]:
+        """Rooms called ``name`` (case-insensitive)."""
         n = name.strip().lower()
         return [r for r in self.rooms if r.name == n]
 
 
-def _floor_grid(octree, floor_z_m: float, resolution_m: float, obstacle_z: tuple[float, float]):
-    occ = octree.occupied_centers()
-    free = octree.free_centers()
-    pts = [p[:, :2] for p in (occ, free) if len(p)]
+def _object_boxes(objects: list) -> np.ndarray:
+    """"N 2 3" boxes (min, max) of the objects that have a plausible furniture-sized box."""
+    boxes = []
+    for o in objects:
+        lo, hi = getattr(o, "box_min", None), getattr(o, "box_max", None)
+        if lo is None or hi is None:
+            continue
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        if lo.shape != (3,) or hi.shape != (3,) or not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            continue
+        if np.any(hi[:2] - lo[:2] > MAX_FURNITURE_SIDE_M):
+            continue
+        boxes.append((lo, hi))
+    return np.asarray(boxes, float).reshape(-1, 2, 3)
+
+
+def _grids(octree, objects: list, floor_z_m: float, resolution_m: float, wall_band_m: tuple[float, float], box_margin_m: float):
+    """Top-down grids: cells seen at all, and wall cells (occupied in the band, not inside an object box)."""
+    occ = np.asarray(octree.occupied_centers(), float).reshape(-1, 3)
+    free = np.asarray(octree.free_centers(), float).reshape(-1, 3)
+    vs = float(octree.voxel_size_m)
+    boxes = _object_boxes(objects)
+    pts = [p[:, :2] for p in (occ, free, boxes[:, 0], boxes[:, 1]) if len(p)]
     if not pts:
         return None
     allp = np.concatenate(pts)
-    lo = allp.min(axis=0) - 0.5
+    # align the grid with the voxel grid so voxel centres never straddle a cell border
+    lo = np.floor((allp.min(axis=0) - 0.5) / vs) * vs
     hi = allp.max(axis=0) + 0.5
     w, h = np.maximum(np.ceil((hi - lo) / resolution_m).astype(int), 1)
-    floor = np.zeros((h, w), bool)
+    seen = np.zeros((h, w), bool)
     wall = np.zeros((h, w), bool)
-    vs = octree.voxel_size_m
 
-    def mark(grid, p):
-        ij = np.floor((p[:, :2] - lo) / resolution_m).astype(int)
+    def mark(grid: np.ndarray, p: np.ndarray) -> None:
+        ij = np.floor((p[:, :2] - lo) / resolution_m + 1e-6).astype(int)
         ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
         grid[ij[ok, 1], ij[ok, 0]] = True
 
-    if len(occ):
-        z = occ[:, 2]
-        mark(floor, occ[(z >= floor_z_m - 1.5 * vs) & (z < floor_z_m + 0.12)])
-        # walls and furniture: the floor under them is not floor the agent can stand on
-        mark(wall, occ[(z >= floor_z_m + obstacle_z[0]) & (z <= floor_z_m + obstacle_z[1])])
     if len(free):
         z = free[:, 2]
-        mark(floor, free[(z >= floor_z_m - vs) & (z < floor_z_m + 0.5)])
-    return floor, wall, lo
+        mark(seen, free[(z >= floor_z_m - vs) & (z < floor_z_m + 0.5)])
+    if len(occ):
+        z = occ[:, 2]
+        mark(seen, occ[(z >= floor_z_m - 1.5 * vs) & (z <= floor_z_m + wall_band_m[1])])
+        band = occ[(z >= floor_z_m + wall_band_m[0]) & (z <= floor_z_m + wall_band_m[1])]
+        if len(band) and len(boxes):
+            explained = np.zeros(len(band), bool)
+            for b_lo, b_hi in boxes:  # one vectorised pass per object (tens of objects)
+                explained |= np.all((band >= b_lo - box_margin_m) & (band <= b_hi + box_margin_m), axis=1)
+            band = band[~explained]
+        mark(wall, band)
+    # an object's footprint was seen, even where its points lie beyond the mapping range
+    for b_lo, b_hi in boxes:
+        i0, j0 = np.floor((b_lo[:2] - lo) / resolution_m).astype(int)
+        i1, j1 = np.floor((b_hi[:2] - lo) / resolution_m).astype(int) + 1
+        seen[max(j0, 0) : max(j1, 0), max(i0, 0) : max(i1, 0)] = True
+    return seen, wall, lo
 
 
 def segment_rooms(
@@ -122,66 +181,200 @@ def segment_rooms(
     objects: Iterable = (),
     *,
     floor_z_m: float = 0.0,
-    resolution_m: float = 0.1,
-    door_width_m: float = 0.8,
-    min_room_m2: float = 0.4,
+    resolution_m: float = 0.05,
+    door_width_m: float = 1.0,
+    min_room_m2: float = 0.5,
     wall_band_m: tuple[float, float] = (0.15, 2.3),
+    merge_border_m: float = 2.5,
 ) -> RoomMap:
-    """Segment the mapped floor into rooms and name them from ``objects`` (MapObjects)."""
+    """Segment the mapped floor into rooms and name them from ``objects``.
+
+    Args:
+        octree: an `OccupancyOctree` (anything with ``occupied_centers()``,
+            ``free_centers()`` and ``voxel_size_m``).
+        objects: memory objects (``id``, ``label``, ``centroid``; ``box_min`` /
+            ``box_max`` when known, so furniture is not taken for walls).
+        floor_z_m: world height of the floor.
+        resolution_m: grid cell size.
+        door_width_m: the widest opening that still separates two rooms.
+        min_room_m2: smaller regions join their neighbour instead of being rooms.
+        wall_band_m: heights above the floor where occupied space may be wall.
+        merge_border_m: neighbouring regions sharing a border longer than
+            this are one room.
+
+    Returns:
+        The `RoomMap`; empty (no rooms) when the octree holds nothing.
+
+    Raises:
+        ValueError: on non-positive sizes or an empty height band.
+    """
     import cv2
 
-    g = _floor_grid(octree, floor_z_m, resolution_m, wall_band_m)
+    if not resolution_m > 0 or not door_width_m > 0 or min_room_m2 < 0 or not merge_border_m > 0:
+        raise ValueError(
+            f"resolution_m, door_width_m and merge_border_m must be > 0 and min_room_m2 >= 0, got "
+            f"{resolution_m}, {door_width_m}, {merge_border_m}, {min_room_m2}"
+        )
+    if not wall_band_m[1] > wall_band_m[0]:
+        raise ValueError(f"wall_band_m must be (low, high) with high > low, got {wall_band_m}")
+    objects = list(objects)
+    g = _grids(octree, objects, floor_z_m, resolution_m, wall_band_m, box_margin_m=max(resolution_m, 0.05))
     if g is None:
         return RoomMap(np.full((1, 1), -1, np.int32), np.zeros(2), resolution_m, [])
-    floor, wall, origin = g
-    # close small gaps in the seen floor (speckle under furniture legs), keep walls out
-    space = cv2.morphologyEx(floor.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
-    wall = cv2.dilate(wall.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    space &= ~wall
-    dist = cv2.distanceTransform(space.astype(np.uint8), cv2.DIST_L2, 5) * resolution_m
+    seen, wall, origin = g
+    res = resolution_m
+    # the floor plan: seen cells, with small holes (unseen floor under furniture) filled
+    k = max(1, int(round(0.3 / res)))
+    plan = cv2.morphologyEx((seen | wall).astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    plan = _fill_holes(plan.astype(bool))
+    space = plan & ~wall
+    dist = cv2.distanceTransform(space.astype(np.uint8), cv2.DIST_L2, 5) * res
+
     seeds = (dist > door_width_m / 2).astype(np.uint8)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(seeds, connectivity=4)
-    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] * resolution_m**2 >= min_room_m2 * 0.25]
-    markers = np.zeros(space.shape, np.int32)
-    for k, i in enumerate(keep, start=1):
-        markers[lab == i] = k
+    min_seed_cells = max(1, int(0.05 / res**2))  # 0.05 m²: a seed, not speckle
+    keep = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= min_seed_cells]
     if not keep:
-        # one room: the largest connected free area
+        # no place wider than a door: the largest connected free area is the one room
         n2, lab2, st2, _ = cv2.connectedComponentsWithStats(space.astype(np.uint8), connectivity=4)
         if n2 <= 1:
-            return RoomMap(np.full(space.shape, -1, np.int32), origin, resolution_m, [])
-        big = 1 + int(np.argmax(st2[1:, cv2.CC_STAT_AREA]))
-        markers[lab2 == big] = 1
-        keep = [big]
-    # geodesic growth of the seeds over free space (watershed on the negated distance)
-    img = cv2.cvtColor((255 - np.clip(dist / max(dist.max(), 1e-6) * 255, 0, 255)).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    mk = markers.copy()
-    mk[~space] = len(keep) + 1  # background marker
-    cv2.watershed(img, mk)
-    labels = np.where(space & (mk >= 1) & (mk <= len(keep)), mk - 1, -1).astype(np.int32)
+            return RoomMap(np.full(space.shape, -1, np.int32), origin, res, [], wall)
+        lab, keep = lab2, [1 + int(np.argmax(st2[1:, cv2.CC_STAT_AREA]))]
+    markers = np.zeros(space.shape, np.int32)
+    for j, i in enumerate(keep, start=1):
+        markers[lab == i] = j
+    grown = _grow(markers, space)
+    if ((grown == 0) & space).any():
+        # seen floor cut off from every room by unseen floor (a room glimpsed through its door):
+        # it joins the nearest room through space not known to be wall, up to 2 m away
+        reach = _grow(grown, ~wall, max_rings=int(np.ceil(2.0 / res)))
+        grown = np.where(space & (grown == 0), reach, grown)
+    labels = grown - 1  # 0-based, -1 = none
 
+    labels = _merge_regions(labels, res, merge_border_m, min_room_m2)
     rooms = []
-    for r in range(len(keep)):
+    for r in range(int(labels.max()) + 1):
         cells = np.argwhere(labels == r)
-        area = len(cells) * resolution_m**2
-        centre = origin + (cells[:, ::-1].mean(axis=0) + 0.5) * resolution_m if len(cells) else origin
-        rooms.append(Room(id=r, name="", center_xy=centre, area_m2=float(area)))
-    rm = RoomMap(labels, origin, resolution_m, rooms)
-    _name_rooms(rm, list(objects))
+        centre = origin + (cells[:, ::-1].mean(axis=0) + 0.5) * res
+        rooms.append(Room(id=r, name="", center_xy=centre, area_m2=float(len(cells) * res**2)))
+    rm = RoomMap(labels, origin, res, rooms, wall)
+    _name_rooms(rm, objects, floor_z_m)
     return rm
 
 
-def _name_rooms(rm: RoomMap, objects: list) -> None:
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``mask`` with every region not connected to the grid border filled."""
+    import cv2
+
+    h, w = mask.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = mask
+    ff = pad.copy()
+    cv2.floodFill(ff, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 2)
+    return (ff[1:-1, 1:-1] != 2)
+
+
+def _grow(markers: np.ndarray, space: np.ndarray, max_rings: int | None = None) -> np.ndarray:
+    """Every ``space`` cell joins the marker it reaches first over ``space`` (geodesic growth, ring by ring).
+
+    Seeds lie half a door width away from every wall, so two seeds meet in
+    the middle of the doorway between them.
+    """
+    import cv2
+
+    out = markers.astype(np.uint16 if markers.max() < 65535 else np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    free = space & (out == 0)
+    rings = 0
+    while free.any() and (max_rings is None or rings < max_rings):
+        rings += 1
+        grown = cv2.dilate(out, kernel)
+        new = free & (grown > 0)
+        if not new.any():
+            break
+        out[new] = grown[new]
+        free &= ~new
+    return out.astype(np.int32)
+
+
+def _borders(labels: np.ndarray) -> dict[tuple[int, int], int]:
+    """Cell edges shared by each pair of regions (4-neighbourhood)."""
+    pairs: dict[tuple[int, int], int] = {}
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1, :], labels[1:, :])):
+        m = (a >= 0) & (b >= 0) & (a != b)
+        if not m.any():
+            continue
+        lo, hi = np.minimum(a[m], b[m]), np.maximum(a[m], b[m])
+        keys, counts = np.unique(lo.astype(np.int64) * 1_000_003 + hi, return_counts=True)
+        for key, c in zip(keys, counts):
+            p = (int(key // 1_000_003), int(key % 1_000_003))
+            pairs[p] = pairs.get(p, 0) + int(c)
+    return pairs
+
+
+def _merge_regions(labels: np.ndarray, res: float, merge_border_m: float, min_room_m2: float) -> np.ndarray:
+    """Merge regions sharing a border longer than a door, and regions too small to be rooms."""
+    n = int(labels.max()) + 1
+    if n <= 1:
+        return labels
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    borders = _borders(labels)
+    for (a, b), cells in borders.items():
+        if cells * res > merge_border_m:
+            parent[find(a)] = find(b)
+    root = np.array([find(i) for i in range(n)])
+    area = np.bincount(root[labels[labels >= 0]], minlength=n) * res**2
+    # a region too small to be a room joins the neighbour it shares most border with
+    for r in np.argsort(area):
+        r = int(r)
+        if find(r) != r or area[r] >= min_room_m2:
+            continue
+        best, best_len = -1, 0
+        for (a, b), cells in borders.items():
+            ra, rb = find(a), find(b)
+            if r in (ra, rb) and ra != rb and cells > best_len:
+                best, best_len = (rb if ra == r else ra), cells
+        if best >= 0:
+            parent[r] = best
+            area[best] += area[r]
+    root = np.array([find(i) for i in range(n)])
+    _, dense = np.unique(root, return_inverse=True)
+    return np.where(labels >= 0, dense[np.maximum(labels, 0)], -1).astype(np.int32)
+
+
+def _object_cues(o, floor_z_m: float) -> list[str]:
+    """The signature keys an object gives evidence for (its label, and a coffee table for a low table)."""
+    label = str(o.label).lower()
+    if label == "table":
+        hi = getattr(o, "box_max", None)
+        if hi is not None and np.isfinite(np.asarray(hi, float)[2]) and float(np.asarray(hi, float)[2]) - floor_z_m < COFFEE_TABLE_TOP_M:
+            return ["coffee table"]
+    return [label]
+
+
+def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
     for o in objects:
-        room = rm.room_at(np.asarray(o.centroid)[:2])
-        if room is not None:
-            room.object_ids.append(int(o.id))
+        c = np.asarray(o.centroid, float)
+        if c.shape[0] < 2 or not np.all(np.isfinite(c[:2])):
+            continue
+        room = rm.room_at(c[:2])
+        if room is None:
+            continue
+        room.object_ids.append(int(o.id))
+        for cue in _object_cues(o, floor_z_m):
             for rtype, sig in ROOM_SIGNATURES.items():
-                wgt = sig.get(o.label.lower(), 0.0)
+                wgt = sig.get(cue, 0.0)
                 if wgt:
                     room.scores[rtype] = room.scores.get(rtype, 0.0) + wgt
     # greedy unique assignment: strongest evidence first
-    pairs = sorted(((s, r.id, t) for r in rm.rooms for t, s in r.scores.items()), reverse=True)
+    pairs = sorted(((s, r.id, t) for r in rm.rooms for t, s in r.scores.items()), key=lambda p: (-p[0], p[1], p[2]))
     used_types: set[str] = set()
     for s, rid, t in pairs:
         room = rm.rooms[rid]
@@ -191,8 +384,4 @@ def _name_rooms(rm: RoomMap, objects: list) -> None:
         used_types.add(t)
     for r in rm.rooms:
         if not r.name:
-            # a second room of an already used type still gets that type if it has the evidence
-            if r.scores:
-                r.name = max(r.scores, key=r.scores.get)
-            else:
-                r.name = f"room {r.id + 1}"
+            r.name = f"room {r.id + 1}"

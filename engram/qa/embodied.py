@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EmbodiedQA", "EQAAnswer", "parse_structured", "llm_match_to_100", "llm_spl"]
+__all__ = ["EmbodiedQA", "EQAAnswer", "parse_structured", "merge_fragments", "llm_match_to_100", "llm_spl"]
 
 NOT_OBSERVED = "not observed yet"
 
@@ -69,6 +69,36 @@ def _singular(word: str) -> str:
     if w.endswith("s") and not w.endswith("ss") and len(w) > 3:
         return w[:-1]
     return w
+
+
+def _box_gap_m(a, b) -> float:
+    """Distance between two objects' axis-aligned boxes (0 when they touch or overlap)."""
+    gap = np.maximum(np.maximum(np.asarray(a.box_min, float) - np.asarray(b.box_max, float),
+                                np.asarray(b.box_min, float) - np.asarray(a.box_max, float)), 0.0)
+    return float(np.linalg.norm(gap))
+
+
+def _size(o) -> int:
+    pts = getattr(o, "points", None)
+    return len(pts) if pts is not None else int(getattr(o, "n_detections", 1))
+
+
+def merge_fragments(objs: list, gap_m: float = 0.3, share: float = 0.2) -> list:
+    """Drop fragments: objects lying within ``gap_m`` of a same-category object with
+    more than 1 / ``share`` times their points (part of it that fusion left apart).
+
+    Two real instances side by side (two chairs, two mugs) are of similar size and stay apart.
+    """
+    if len(objs) < 2:
+        return list(objs)
+    order = sorted(objs, key=lambda o: -_size(o))
+    kept: list = []
+    for o in order:
+        if any(k.label == o.label and _size(o) < share * _size(k) and _box_gap_m(o, k) <= gap_m for k in kept):
+            continue
+        kept.append(o)
+    keep_ids = {id(k) for k in kept}
+    return [o for o in objs if id(o) in keep_ids]
 
 
 def llm_match_to_100(score_1_to_5: float) -> float:
@@ -121,13 +151,24 @@ class EmbodiedQA:
         answerer: an `Answerer` for open questions (default: the offline answerer).
         near_radius_m: "next to" means within this distance between boxes.
         max_snapshots: evidence snapshots handed to the answerer.
+        fragment_gap_m, fragment_share: an object of the same category within
+            ``fragment_gap_m`` of another (box to box) and with less than
+            ``fragment_share`` of its points is a fragment of it, not another instance.
     """
 
-    def __init__(self, memory, answerer: Any = None, *, near_radius_m: float = 1.0, max_snapshots: int = 4) -> None:
+    def __init__(self, memory, answerer: Any = None, *, near_radius_m: float = 1.0, max_snapshots: int = 4,
+                 fragment_gap_m: float = 0.3, fragment_share: float = 0.2) -> None:
+        if not near_radius_m > 0 or max_snapshots < 1 or fragment_gap_m < 0 or not 0 <= fragment_share < 1:
+            raise ValueError(
+                f"need near_radius_m > 0, max_snapshots >= 1, fragment_gap_m >= 0 and 0 <= fragment_share < 1, got "
+                f"{near_radius_m}, {max_snapshots}, {fragment_gap_m}, {fragment_share}"
+            )
         self.memory = memory
         self._answerer = answerer
         self.near_radius_m = near_radius_m
         self.max_snapshots = max_snapshots
+        self.fragment_gap_m = fragment_gap_m
+        self.fragment_share = fragment_share
         self._rooms = None
         self._rooms_at = -1
 
@@ -152,8 +193,13 @@ class EmbodiedQA:
     def _labels(self) -> list[str]:
         return sorted({o.label for o in self.memory.objects.objects.values()})
 
-    def match_objects(self, name: str, min_score: float = 0.75) -> list:
-        """Objects whose category matches ``name`` best (all of the best category)."""
+    def match_objects(self, name: str, min_score: float = 0.75, *, merge: bool = True) -> list:
+        """Objects whose category matches ``name`` best (all of the best category).
+
+        With ``merge``, a small piece of the same category lying against
+        a much larger object (fusion left part of it apart) is counted with it,
+        not as another instance (see `merge_fragments`).
+        """
         labels = self._labels()
         if not labels:
             return []
@@ -166,7 +212,8 @@ class EmbodiedQA:
         if top < min_score:
             return []
         chosen = {labels[i] for i in np.flatnonzero(best >= top - 1e-6)}
-        return [o for o in self.memory.objects.objects.values() if o.label in chosen]
+        objs = [o for o in self.memory.objects.objects.values() if o.label in chosen]
+        return merge_fragments(objs, self.fragment_gap_m, self.fragment_share) if merge else objs
 
     def _room_name(self, xyz) -> str | None:
         room = self.rooms().room_at(np.asarray(xyz)[:2])
@@ -253,7 +300,7 @@ class EmbodiedQA:
                          **self._evidence_fields([ref] + [o for _, o in near]))
 
     def _q_last_seen(self, x: str) -> EQAAnswer:
-        objs = self.match_objects(x)
+        objs = self.match_objects(x, merge=False)  # a fragment's sighting is a sighting too
         if not objs:
             return self._not_observed("last_seen", x)
         o = max(objs, key=lambda o: o.last_seen_s)

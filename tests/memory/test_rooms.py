@@ -2,42 +2,55 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 
 from engram.memory.rooms import segment_rooms
 
+VS = 0.05
 
-class TwoRooms:
-    """Floor 8 x 4 m seen everywhere, a wall at x = 4 with a 0.9 m door at y in [1.5, 2.4]."""
 
-    voxel_size_m = 0.05
+def _slab(x0, x1, y0, y1, z0, z1) -> np.ndarray:
+    """Voxel centres filling a box (a solid block of occupied voxels)."""
+    xs = np.arange(x0 + VS / 2, x1, VS)
+    ys = np.arange(y0 + VS / 2, y1, VS)
+    zs = np.arange(z0 + VS / 2, z1, VS)
+    g = np.stack(np.meshgrid(xs, ys, zs, indexing="ij"), -1).reshape(-1, 3)
+    return g
 
-    def __init__(self):
-        xs = np.arange(0.025, 8.0, 0.05)
-        ys = np.arange(0.025, 4.0, 0.05)
-        fx, fy = np.meshgrid(xs, ys)
-        floor = np.stack([fx.ravel(), fy.ravel(), np.full(fx.size, 0.025)], 1)
-        wall_y = ys[(ys < 1.5) | (ys > 2.4)]
-        wz = np.arange(0.025, 2.5, 0.05)
-        wy, wzz = np.meshgrid(wall_y, wz)
-        wall = np.stack([np.full(wy.size, 4.025), wy.ravel(), wzz.ravel()], 1)
-        # outer walls
-        border = []
-        for x in (-0.025, 8.025):
-            by, bz = np.meshgrid(ys, wz)
-            border.append(np.stack([np.full(by.size, x), by.ravel(), bz.ravel()], 1))
-        for y in (-0.025, 4.025):
-            bx, bz = np.meshgrid(xs, wz)
-            border.append(np.stack([bx.ravel(), np.full(bx.size, y), bz.ravel()], 1))
-        self._occ = np.concatenate([floor, wall, *border])
+
+class Apartment:
+    """An 8 x 4 m floor seen everywhere, outer walls 2.5 m high, an inner wall at x = 4 with a door.
+
+    ``door_m`` is the (y0, y1) span of the door opening; ``blocks`` are solid furniture boxes
+    (x0, x1, y0, y1, z1) standing on the floor.
+    """
+
+    voxel_size_m = VS
+
+    def __init__(self, door_m=(1.5, 2.4), blocks=(), seen_free=True):
+        parts = [_slab(-0.1, 8.1, -0.1, 4.1, -0.05, 0.0)]  # the floor surface
+        parts += [_slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5), _slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5),
+                  _slab(0.0, 8.0, -0.1, 0.0, 0.0, 2.5), _slab(0.0, 8.0, 4.0, 4.1, 0.0, 2.5)]
+        parts += [_slab(4.0, 4.1, 0.0, door_m[0], 0.0, 2.5), _slab(4.0, 4.1, door_m[1], 4.0, 0.0, 2.5)]
+        parts += [_slab(x0, x1, y0, y1, 0.0, z1) for x0, x1, y0, y1, z1 in blocks]
+        self._occ = np.concatenate(parts)
+        free = _slab(0.0, 8.0, 0.0, 4.0, 0.0, 0.3) if seen_free else np.empty((0, 3))
+        if len(free):
+            taken = np.zeros(len(free), bool)
+            for x0, x1, y0, y1, _ in blocks:
+                taken |= (free[:, 0] > x0) & (free[:, 0] < x1) & (free[:, 1] > y0) & (free[:, 1] < y1)
+            taken |= (free[:, 0] > 4.0) & (free[:, 0] < 4.1) & ((free[:, 1] < door_m[0]) | (free[:, 1] > door_m[1]))
+            free = free[~taken]
+        self._free = free
 
     def occupied_centers(self):
         return self._occ
 
     def free_centers(self):
-        return np.empty((0, 3))
+        return self._free
 
 
 @dataclass
@@ -45,19 +58,86 @@ class Obj:
     id: int
     label: str
     centroid: np.ndarray
+    box_min: np.ndarray | None = field(default=None)
+    box_max: np.ndarray | None = field(default=None)
+
+
+def _block_obj(i, label, x0, x1, y0, y1, z1):
+    return Obj(i, label, np.array([(x0 + x1) / 2, (y0 + y1) / 2, z1 / 2]), np.array([x0, y0, 0.0]), np.array([x1, y1, z1]))
 
 
 def test_two_rooms_split_at_the_door_and_named():
     objs = [Obj(1, "bed", np.array([1.5, 1.0, 0.4])), Obj(2, "fridge", np.array([6.5, 3.0, 0.9])),
             Obj(3, "counter", np.array([7.0, 1.0, 0.45]))]
-    rm = segment_rooms(TwoRooms(), objs)
+    rm = segment_rooms(Apartment(), objs)
     assert len(rm.rooms) == 2
     left, right = rm.room_at((1.0, 2.0)), rm.room_at((7.0, 2.0))
     assert left is not None and right is not None and left.id != right.id
     assert left.name == "bedroom" and right.name == "kitchen"
     assert sorted(right.object_ids) == [2, 3]
-    # areas add up to about the floor minus the wall band
-    assert 22.0 < sum(r.area_m2 for r in rm.rooms) <= 32.0  # most of the 32 m² floor, less the wall bands
+    # each room is its side of the wall: the labelled cells of one room all lie on one side
+    ys, xs = np.nonzero(rm.labels >= 0)
+    x = rm.origin_xy[0] + (xs + 0.5) * rm.resolution_m
+    lab = rm.labels[ys, xs]
+    # cells in the door opening may go either way; everywhere else the wall decides
+    off_door = np.abs(x - 4.05) > 0.5
+    assert np.all(x[off_door & (lab == left.id)] < 4.05) and np.all(x[off_door & (lab == right.id)] > 4.05)
+    # areas add up to the floor (32 m²), less the inner wall
+    assert 30.0 < sum(r.area_m2 for r in rm.rooms) <= 32.0
+    for r in rm.rooms:
+        assert 15.0 < r.area_m2 < 17.0
     # a room with no evidence gets a plain name
-    bare = segment_rooms(TwoRooms(), [])
+    bare = segment_rooms(Apartment(), [])
     assert sorted(r.name for r in bare.rooms) == ["room 1", "room 2"]
+
+
+def test_furniture_neither_splits_a_room_nor_leaves_objects_outside():
+    # a wardrobe row and a bed leave only a 0.6 m passage across the left room, narrower than a door
+    blocks = [(0.0, 1.7, 1.7, 2.3, 2.0), (2.3, 4.0, 1.0, 3.0, 0.9)]
+    objs = [_block_obj(1, "wardrobe", *blocks[0]), _block_obj(2, "bed", *blocks[1]),
+            Obj(3, "mug", np.array([7.0, 2.0, 0.8]))]
+    rm = segment_rooms(Apartment(blocks=blocks), objs)
+    assert len(rm.rooms) == 2
+    left = rm.room_at((1.0, 0.5))
+    assert left is rm.room_at((1.0, 3.5)), "furniture split the bedroom"
+    assert left.name == "bedroom"
+    # the big pieces' own footprints lie in the room, so every object has a room
+    assert rm.room_at(objs[1].centroid) is left and rm.room_at(objs[0].centroid) is left
+    assert sorted(left.object_ids) == [1, 2]
+    # the same blocks with no object map are walls of unknown use: they do split the room
+    rm_unknown = segment_rooms(Apartment(blocks=blocks), [])
+    assert rm_unknown.room_at((1.0, 0.5)) is not rm_unknown.room_at((1.0, 3.5))
+
+
+@pytest.mark.parametrize("gap_m, rooms", [(0.9, 2), (3.0, 1)])
+def test_only_door_wide_openings_split(gap_m, rooms):
+    rm = segment_rooms(Apartment(door_m=(0.5, 0.5 + gap_m)), [])
+    assert len(rm.rooms) == rooms
+
+
+def test_low_table_names_the_living_room_high_table_the_dining_room():
+    low = [_block_obj(1, "table", 1.0, 2.0, 1.0, 1.6, 0.45)]
+    high = [_block_obj(2, "table", 5.5, 7.1, 1.5, 2.4, 0.75)]
+    rm = segment_rooms(Apartment(blocks=[(1.0, 2.0, 1.0, 1.6, 0.45), (5.5, 7.1, 1.5, 2.4, 0.75)]), low + high)
+    assert rm.room_at((0.5, 0.5)).name == "living room"
+    assert rm.room_at((7.5, 3.5)).name == "dining room"
+
+
+def test_empty_and_bad_input():
+    class Empty:
+        voxel_size_m = VS
+
+        def occupied_centers(self):
+            return np.empty((0, 3))
+
+        def free_centers(self):
+            return np.empty((0, 3))
+
+    rm = segment_rooms(Empty(), [])
+    assert rm.rooms == [] and rm.room_at((0.0, 0.0)) is None
+    with pytest.raises(ValueError, match="resolution_m"):
+        segment_rooms(Apartment(), [], resolution_m=0.0)
+    with pytest.raises(ValueError, match="wall_band_m"):
+        segment_rooms(Apartment(), [], wall_band_m=(1.0, 0.5))
+    with pytest.raises(ValueError, match="finite"):
+        segment_rooms(Apartment(), []).room_at((np.nan, 1.0))
