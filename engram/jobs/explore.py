@@ -145,7 +145,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
 
         # object-goal navigation to a few categories the memory knows
         nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"],
-                        stop_distance_m=pl.get("stop_distance_m", 0.85))
+                        stop_distance_m=pl.get("stop_distance_m", 0.9))
         episodes = []
         trajectory = list(result.trajectory_xy)
         goals = list(result.goals_xy)

@@ -147,6 +147,7 @@ class FrontierExplorer:
         self.memory = memory
         self.robot_radius_m = robot_radius_m
         self.tight_radius_m = 0.8 * robot_radius_m
+        self.squeeze_radius_m = 0.6 * robot_radius_m
         self.floor_z_m = floor_z_m
         self.replan_every = replan_every
         self.min_frontier_m = min_frontier_m
@@ -272,6 +273,9 @@ class FrontierExplorer:
                 # plan with the body's own radius, through unknown floor right around the robot
                 choice = self.choose(self.grid(self.tight_radius_m), xy, unknown_radius_m=self.unknown_radius_m)
             if choice is None:
+                # a passage the body fits through only on the voxels' rounding (bumps will tell)
+                choice = self.choose(self.grid(self.squeeze_radius_m), xy, unknown_radius_m=self.unknown_radius_m)
+            if choice is None:
                 reason = "no reachable frontier"
                 break
             region, path = choice
@@ -291,6 +295,7 @@ class FrontierExplorer:
                 act(a)
                 moved += 1
                 if a == "move_forward" and np.linalg.norm(sim.agent_pose.translation[:2] - before) < 0.01:
+                    self.follower.note_bump()
                     break  # bumped: plan again around what was felt
             pose = sim.agent_pose
             if self.follower.done(pose.translation[:2]):

@@ -8,10 +8,15 @@ The grid is derived from the octree alone (never from simulator truth):
   band) or the space just above the floor was seen free, and it is no obstacle;
 * everything else is *unknown*.
 
-Obstacles are inflated by the robot radius. A* (numba, 8-connected, octile
-heuristic) runs on the inflated grid; unknown cells can be allowed at a cost
-for exploration. `PathFollower` turns a path into the discrete actions every
-driven source understands (move_forward, turn_left, turn_right).
+Grid cells are aligned with the octree's voxels. Obstacles are inflated by
+the robot radius; the trail the robot has driven stays passable (it stood
+there) except around bumps. A* and Dijkstra (numba, 8-connected, no corner
+cutting) run on the inflated grid; unknown cells can be allowed at a cost, and
+unknown floor right around the robot (below the camera's view) is passable
+when the robot would otherwise be boxed in. Paths are shortened by
+line-of-sight shortcutting (any-angle). `PathFollower` turns a path into the
+discrete actions every driven source understands (move_forward, turn_left,
+turn_right). `Navigator` drives to points and to objects named by text.
 """
 
 from __future__ import annotations
@@ -518,6 +523,12 @@ class PathFollower:
         self.lookahead_m = lookahead_m
         self.goal_tolerance_m = goal_tolerance_m
         self.path: np.ndarray | None = None
+        self._careful_moves = 0
+
+    def note_bump(self, moves: int = 3) -> None:
+        """After a blocked move, steer toward the nearest path point ahead (not the lookahead point) for a
+        few moves: cutting a corner toward a far point is what runs a robot into things."""
+        self._careful_moves = moves
 
     def set_path(self, path: np.ndarray | None) -> None:
         self.path = None if path is None else np.asarray(path, dtype=np.float64)
@@ -532,12 +543,14 @@ class PathFollower:
         d = np.linalg.norm(self.path - p, axis=1)
         i = int(np.argmin(d))
         # the first waypoint at least lookahead away, past the closest one
-        ahead = np.flatnonzero(d[i:] >= self.lookahead_m)
+        lookahead = min(self.lookahead_m, 0.6 * self.forward_m) if self._careful_moves > 0 else self.lookahead_m
+        ahead = np.flatnonzero(d[i:] >= lookahead)
         target = self.path[i + ahead[0]] if len(ahead) else self.path[-1]
         heading = math.atan2(target[1] - p[1], target[0] - p[0])
         err = (heading - yaw_rad + math.pi) % (2 * math.pi) - math.pi
         if abs(err) > self.turn_rad / 2:
             return "turn_left" if err > 0 else "turn_right"
+        self._careful_moves = max(0, self._careful_moves - 1)
         return "move_forward"
 
     def turn_towards(self, xy, yaw_rad: float, target_xy) -> str | None:
@@ -557,7 +570,8 @@ class NavigationResult:
 
     Attributes:
         success: reached the goal (the planner's own judgement, from memory).
-        status: "reached", "unreachable", "not found", "budget".
+        status: "reached", "no view" (stopped near it without a clear view), "unreachable", "not found",
+            "blocked" (every way on bumps into something), "budget".
         message: a sentence for the user.
         steps: actions taken.
         path_length_m: distance actually travelled.
@@ -649,7 +663,7 @@ class Navigator:
         robot_radius_m: float = 0.25,
         floor_z_m: float = 0.0,
         view_distance_m: float = 0.7,
-        stop_distance_m: float = 0.85,
+        stop_distance_m: float = 0.9,
         replan_every: int = 10,
         long_range_m: float = 8.0,
         turn_deg: float = 30.0,
@@ -848,6 +862,7 @@ class Navigator:
                 travelled += moved
                 steps += 1
                 if a == "move_forward" and moved < 0.01:
+                    self.follower.note_bump()
                     break  # bumped: plan again around what was felt
             if self.follower.done(sim.agent_pose.translation[:2]):
                 break
@@ -912,7 +927,11 @@ class Navigator:
         chosen: _Target | None = None
         goal = None
         failures = 0
+        bumps_here = 0
         while steps < max_steps:
+            if bumps_here >= 6:
+                return NavigationResult(False, "blocked", "blocked: every way on from here bumps into something", steps, travelled,
+                                        None if goal is None else tuple(map(float, goal)), None if chosen is None else chosen.object_id)
             xy = sim.agent_pose.translation[:2]
             seen = self.at_viewpoint(xy, targets)
             if seen is not None:
@@ -923,6 +942,8 @@ class Navigator:
             if choice is None:
                 # boxed in by the margin, or standing in the blind spot under the camera
                 choice = self.choose_viewpoint(self.grid(self.tight_radius_m), xy, targets, unknown_near=True)
+            if choice is None:
+                choice = self.choose_viewpoint(self.grid(0.6 * self.robot_radius_m), xy, targets, unknown_near=True)
             if choice is None:
                 failures += 1
                 if failures >= 2 or explorer is None:
@@ -951,7 +972,11 @@ class Navigator:
                 travelled += moved
                 steps += 1
                 if a == "move_forward" and moved < 0.01:
+                    bumps_here += 1
+                    self.follower.note_bump()
                     break  # bumped: the obstacle is in memory now, plan again
+                if moved >= 0.01:
+                    bumps_here = 0
                 if a == "move_forward" and self.at_viewpoint(sim.agent_pose.translation[:2], [chosen]) is not None:
                     arrived = True
                     break
