@@ -329,10 +329,10 @@ class ObjectTracker:
 
     def __init__(
         self,
-        miss_frames: int = 3,
-        min_move_m: float = 0.5,
+        miss_frames: int = 2,
+        min_move_m: float = 0.25,
         occlusion_margin_m: float = 0.25,
-        min_extent_px: float = 10.0,
+        min_extent_px: float = 8.0,
         max_range_m: float = 4.0,
         short_term_capacity: int = 64,
         through_margin_m: float = 0.04,
@@ -541,24 +541,40 @@ class ObjectTracker:
         if len(cands) == 1:
             return cands[0]
         # several of its kind: only a clearly closest colour tells which one it was
-        ref = _chroma(new_obj)
-        dist = [np.inf if ref is None or _chroma(objects[i]) is None else float(np.linalg.norm(_chroma(objects[i]) - ref)) for i in cands]
+        return self._by_colour(new_obj, cands, objects)
+
+    def _by_colour(self, ref_obj: TrackedObject, cands: list[int], objects: dict[int, TrackedObject]) -> int | None:
+        """The candidate whose colour is clearly the closest to ``ref_obj``'s, or None."""
+        ref = _chroma(ref_obj)
+        if ref is None or not cands:
+            return None
+        dist = []
+        for i in cands:
+            c = _chroma(objects[i])
+            dist.append(np.inf if c is None else float(np.linalg.norm(c - ref)))
         order = np.argsort(dist)
-        best, second = dist[order[0]], dist[order[1]]
+        best = dist[order[0]]
+        second = dist[order[1]] if len(cands) > 1 else np.inf
         if best <= self.colour_match and second >= 2.5 * best + self.colour_match:
             return cands[int(order[0])]
         return None
 
     def _find_missing(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: int) -> int | None:
-        best, best_t = None, -math.inf
-        for oid, st in self.status.items():
-            if oid == exclude or st.state != "missing" or oid not in objects:
-                continue
-            if objects[oid].label != new_obj.label or not self._is_elsewhere(objects[oid], new_obj):
-                continue
-            if st.missing_since_s is not None and st.missing_since_s > best_t:
-                best, best_t = oid, st.missing_since_s
-        return best
+        cands = [
+            oid
+            for oid, st in self.status.items()
+            if oid != exclude
+            and st.state == "missing"
+            and oid in objects
+            and objects[oid].label == new_obj.label
+            and self._is_elsewhere(objects[oid], new_obj)
+        ]
+        if len(cands) > 1:
+            by_colour = self._by_colour(new_obj, cands, objects)
+            if by_colour is not None:
+                return by_colour
+        # otherwise the one that went missing last
+        return max(cands, key=lambda i: self.status[i].missing_since_s or -math.inf, default=None)
 
     def _pair_missing(self, oid: int, objects: dict[int, TrackedObject], t_s: float) -> list[tuple[int, int]]:
         """A newly missing object may already have been seen elsewhere: an object of
@@ -575,7 +591,9 @@ class ObjectTracker:
         ]
         if not cands:
             return []
-        _, nid = max(cands)
+        nid = self._by_colour(old, [i for _, i in cands], objects) if len(cands) > 1 else None
+        if nid is None:
+            _, nid = max(cands)  # the latest newcomer
         self._log_move(oid, nid, objects, t_s)
         return [(oid, nid)]
 

@@ -446,10 +446,11 @@ class SceneMemory:
             self.transient.prune(t)
 
         before_ids = set(self.objects.objects)
-        expected = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, frame.depth_m)
-        # a miss needs the object's place seen empty, not merely an undetected object
-        absent = self.tracker.seen_through(self.objects.objects, expected, world_from_camera, k, frame.depth_m)
-        expected = [i for i in expected if i in absent]
+        # objects in view, in range and big enough to detect; a miss needs their place seen
+        # empty (occlusion is judged per surface point there), not merely an undetected object
+        in_view = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, None)
+        absent = self.tracker.seen_through(self.objects.objects, in_view, world_from_camera, k, frame.depth_m)
+        expected = [i for i in in_view if i in absent]
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
         new_ids = detected - before_ids

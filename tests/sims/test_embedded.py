@@ -406,6 +406,24 @@ def test_random_dynamics_is_deterministic() -> None:
     a.validate(spec)
 
 
+@pytest.mark.parametrize("apartment", range(6))
+def test_random_relocations_go_elsewhere_and_never_into_another_object(apartment: int) -> None:
+    import math
+
+    spec = generate_apartment(apartment)
+    script = ScriptedDynamics.random(spec, seed=apartment, n_relocations=6, period_s=5.0)
+    now = {o.instance_id: o for o in spec.objects}
+    pos = {i: o.position_m[:2] for i, o in now.items()}
+    for ev in script.relocations:
+        o = now[ev.instance_id]
+        assert math.dist(ev.position_m[:2], pos[o.instance_id]) >= 0.5
+        for i, p in pos.items():
+            if i != o.instance_id:  # footprints (bounding circles) stay apart
+                gap = math.dist(ev.position_m[:2], p) - math.hypot(*o.half_extents_m[:2]) - math.hypot(*now[i].half_extents_m[:2])
+                assert gap > 0.0, (o.label, now[i].label)
+        pos[o.instance_id] = ev.position_m[:2]
+
+
 def test_free_space_map_and_rooms(sim: EmbeddedSim) -> None:
     gt = sim.ground_truth
     spec = sim.apartment

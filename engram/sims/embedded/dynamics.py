@@ -22,6 +22,9 @@ __all__ = ["PERSON_LABEL", "PersonPath", "Relocation", "ScriptedDynamics"]
 PERSON_LABEL = "person"
 
 
+_MIN_RELOCATION_M = 0.5  # scripted relocations move an object at least this far
+
+
 @dataclass(frozen=True)
 class Relocation:
     """Move object ``instance_id`` so its bounding-box centre is at ``position_m`` from ``time_s`` on."""
@@ -140,19 +143,33 @@ class ScriptedDynamics:
         rng = np.random.default_rng(seed + 7919 * (spec.seed + 1))
         tops = [f for f in spec.furniture if f.label in ("table", "desk", "counter", "cabinet", "sink")]
         movable = [o for o in spec.objects if o.half_extents_m[0] < 0.2 and o.half_extents_m[1] < 0.2]
+        # where every object stands now (x, y, footprint radius), so a moved object lands in a free spot
+        now = {o.instance_id: (o.position_m[0], o.position_m[1], math.hypot(*o.half_extents_m[:2])) for o in spec.objects}
         events = []
         for k in range(n_relocations):
             if not tops or not movable:
                 break
-            obj = movable[int(rng.integers(len(movable)))]
-            top = tops[int(rng.integers(len(tops)))]
-            r = math.hypot(obj.half_extents_m[0], obj.half_extents_m[1])
-            fx, fy = max(top.half_extents_m[0] - r - 0.03, 0.0), max(top.half_extents_m[1] - r - 0.03, 0.0)
-            lx, ly = rng.uniform(-fx, fx), rng.uniform(-fy, fy)
-            c, s = math.cos(top.yaw_rad), math.sin(top.yaw_rad)
-            x = top.position_m[0] + c * lx - s * ly
-            y = top.position_m[1] + s * lx + c * ly
+            for _attempt in range(50):
+                obj = movable[int(rng.integers(len(movable)))]
+                top = tops[int(rng.integers(len(tops)))]
+                r = math.hypot(obj.half_extents_m[0], obj.half_extents_m[1])
+                fx, fy = max(top.half_extents_m[0] - r - 0.03, 0.0), max(top.half_extents_m[1] - r - 0.03, 0.0)
+                lx, ly = rng.uniform(-fx, fx), rng.uniform(-fy, fy)
+                c, s = math.cos(top.yaw_rad), math.sin(top.yaw_rad)
+                x = top.position_m[0] + c * lx - s * ly
+                y = top.position_m[1] + s * lx + c * ly
+                ox, oy, _ = now[obj.instance_id]
+                if math.hypot(x - ox, y - oy) < _MIN_RELOCATION_M:
+                    continue  # a relocation takes the object somewhere else
+                if any(
+                    i != obj.instance_id and math.hypot(x - px, y - py) < r + pr + 0.05 for i, (px, py, pr) in now.items()
+                ):
+                    continue  # never into another object
+                break
+            else:
+                break
             z = top.top_z_m + obj.half_extents_m[2] + 0.001
+            now[obj.instance_id] = (x, y, r)
             events.append(Relocation((k + 1) * period_s, obj.instance_id, (round(x, 4), round(y, 4), round(z, 4)), round(float(rng.uniform(-math.pi, math.pi)), 3)))
         path = None
         if person and len(spec.rooms) >= 2:
