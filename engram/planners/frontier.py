@@ -12,6 +12,7 @@ reachable frontier is left, or at the step budget.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -158,7 +159,10 @@ class FrontierExplorer:
         self.unknown_radius_m = unknown_radius_m
         self.follower = PathFollower(turn_deg=turn_deg)
         self.blacklist: list[np.ndarray] = []
-        self.bumps: list[np.ndarray] = []  # where moves were blocked: kept out of plans even on the driven trail
+        # the last few places where a move was blocked: kept out of plans even on the driven trail. Only a
+        # few, because where the contact was is a guess (straight ahead); an old wrong guess must not wall
+        # off a doorway for good (the octree keeps the felt obstacle until the camera sees otherwise)
+        self.bumps: deque[np.ndarray] = deque(maxlen=3)
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
         return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,

@@ -22,12 +22,13 @@ turn_right). `Navigator` drives to points and to objects named by text.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "planning_cost", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
+__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "planning_cost", "ObjectTarget", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
 
 UNKNOWN, FREE, OBSTACLE = 0, 1, 2
 
@@ -620,7 +621,9 @@ class CameraModel:
 
 
 @dataclass
-class _Target:
+class ObjectTarget:
+    """An object-goal candidate: a memory object and its axis-aligned box (world, metres)."""
+
     object_id: int
     label: str
     box_min: np.ndarray
@@ -683,14 +686,14 @@ class Navigator:
         self.unknown_radius_m = unknown_radius_m
         self.follower = PathFollower(turn_deg=turn_deg)
         self.camera: CameraModel | None = None
-        self.bumps: list[np.ndarray] = []  # where moves were blocked (shared with an explorer it drives)
+        self.bumps: deque[np.ndarray] = deque(maxlen=3)  # the last blocked moves (shared with an explorer it drives)
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
         return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
                            bumps_xy=self.bumps)
 
     # object viewpoints -------------------------------------------------------------
-    def _sample_points(self, t: _Target) -> np.ndarray:
+    def _sample_points(self, t: ObjectTarget) -> np.ndarray:
         """Points on the object's box a camera should see: top face (centre and inner corners) and centre."""
         c = t.centre
         lo, hi = t.box_min, t.box_max
@@ -699,7 +702,7 @@ class Navigator:
         corners = np.array([[c[0] + sx * q[0], c[1] + sy * q[1], top] for sx in (-1, 1) for sy in (-1, 1)])
         return np.vstack([[c[0], c[1], top], c, corners])
 
-    def sees(self, xy: np.ndarray, target: _Target, *, check_occlusion: bool = True) -> np.ndarray:
+    def sees(self, xy: np.ndarray, target: ObjectTarget, *, check_occlusion: bool = True) -> np.ndarray:
         """For robot positions ``xy`` ("N 2"), whether the camera turned toward the object sees part of its box.
 
         In view: some sample point of the box lies inside the field of view with
@@ -737,11 +740,11 @@ class Navigator:
         out[n_idx[clear]] = True
         return out
 
-    def _box_distance(self, xy: np.ndarray, t: _Target) -> np.ndarray:
+    def _box_distance(self, xy: np.ndarray, t: ObjectTarget) -> np.ndarray:
         half = (t.box_max[:2] - t.box_min[:2]) / 2
         return np.linalg.norm(np.maximum(np.abs(np.asarray(xy)[..., :2] - t.centre[:2]) - half, 0.0), axis=-1)
 
-    def at_viewpoint(self, xy, targets: list[_Target]) -> _Target | None:
+    def at_viewpoint(self, xy, targets: list[ObjectTarget]) -> ObjectTarget | None:
         """The target that the robot at ``xy`` already sees from close enough, if any."""
         xy = np.asarray(xy, np.float64)[:2]
         for t in targets:
@@ -750,8 +753,8 @@ class Navigator:
         return None
 
     def choose_viewpoint(
-        self, grid: TraversabilityGrid, xy, targets: list[_Target], *, unknown_near: bool = False
-    ) -> tuple[_Target, np.ndarray] | None:
+        self, grid: TraversabilityGrid, xy, targets: list[ObjectTarget], *, unknown_near: bool = False
+    ) -> tuple[ObjectTarget, np.ndarray] | None:
         """The cheapest viewpoint over all targets and the path to it ("N 2" world waypoints), or None."""
         cm = planning_cost(grid, xy, self.unknown_radius_m if unknown_near else 0.0)
         if cm is None:
@@ -794,7 +797,7 @@ class Navigator:
 
     def viewpoint(self, grid: TraversabilityGrid, start_xy, box_min, box_max) -> tuple[np.ndarray, np.ndarray] | None:
         """A reachable cell from which the object's box is close and in view, and the path to it."""
-        t = _Target(-1, "", np.asarray(box_min, float), np.asarray(box_max, float))
+        t = ObjectTarget(-1, "", np.asarray(box_min, float), np.asarray(box_max, float))
         res = self.choose_viewpoint(grid, start_xy, [t])
         if res is None:
             return None
@@ -885,13 +888,13 @@ class Navigator:
         return n
 
     # object goals ------------------------------------------------------------------
-    def _targets(self, text: str, min_score: float = 0.75) -> list[_Target]:
+    def _targets(self, text: str, min_score: float = 0.75) -> list[ObjectTarget]:
         hits = self.memory.query(text=text, kinds=("object",), k=64, min_score=min_score)
         if not hits:
             return []
         best = hits[0].score
         return [
-            _Target(int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float))
+            ObjectTarget(int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float))
             for h in hits
             if h.score >= best - 0.05 and h.label == hits[0].label
         ]
@@ -924,7 +927,7 @@ class Navigator:
                     break
         if not targets:
             return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), steps, travelled)
-        chosen: _Target | None = None
+        chosen: ObjectTarget | None = None
         goal = None
         failures = 0
         bumps_here = 0

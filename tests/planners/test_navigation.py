@@ -239,7 +239,7 @@ def test_view_check_agrees_with_the_camera_projection():
     """Where the planner says the object is in view, the real pinhole projection puts it in the image for
     every heading the turn steps can end on; floor objects at the robot's feet are out of view."""
     from engram.memory.scene import SceneMemory
-    from engram.planners.navigation import CameraModel, Navigator, _Target
+    from engram.planners.navigation import CameraModel, Navigator, ObjectTarget
     from engram.sims.embedded.sim import base_from_camera
     from engram.types import CameraIntrinsics, Pose
 
@@ -255,7 +255,7 @@ def test_view_check_agrees_with_the_camera_projection():
         centre = rng.uniform(-0.2, 0.2, 2)
         height = rng.uniform(0.05, 0.9)
         half = rng.uniform(0.03, 0.3, 2)
-        t = _Target(1, "thing", np.r_[centre - half, 0.0], np.r_[centre + half, height])
+        t = ObjectTarget(1, "thing", np.r_[centre - half, 0.0], np.r_[centre + half, height])
         xy = rng.uniform(-2.0, 2.0, (1, 2))
         if np.all(np.abs(xy[0] - centre) < half + 0.2):
             continue
@@ -270,7 +270,7 @@ def test_view_check_agrees_with_the_camera_projection():
             assert _project(w_from_b @ b_from_c, intr, nav._sample_points(t)).any()
     assert agree > 30
     # a ball at the robot's feet is under the camera; two metres ahead it is in view
-    ball = _Target(1, "ball", np.array([-0.1, -0.1, 0.0]), np.array([0.1, 0.1, 0.2]))
+    ball = ObjectTarget(1, "ball", np.array([-0.1, -0.1, 0.0]), np.array([0.1, 0.1, 0.2]))
     assert not nav.sees(np.array([[0.45, 0.0]]), ball, check_occlusion=False)[0]
     assert nav.sees(np.array([[2.0, 0.0]]), ball, check_occlusion=False)[0]
 
@@ -278,7 +278,7 @@ def test_view_check_agrees_with_the_camera_projection():
 def test_viewpoint_is_the_cheapest_unoccluded_one():
     """Two mugs: the nearer one by path wins; a wall hides the mug from the robot's side of it."""
     from engram.memory.octree import OccupancyOctree
-    from engram.planners.navigation import Navigator, _Target
+    from engram.planners.navigation import Navigator, ObjectTarget
 
     class Mem:
         trajectory: list = []
@@ -296,7 +296,7 @@ def test_viewpoint_is_the_cheapest_unoccluded_one():
     mem.octree = octree
     nav = Navigator(mem, robot_radius_m=0.2)
     grid = nav.grid()
-    mug = _Target(1, "mug", np.array([3.45, 1.45, 0.75]), np.array([3.55, 1.55, 0.85]))
+    mug = ObjectTarget(1, "mug", np.array([3.45, 1.45, 0.75]), np.array([3.55, 1.55, 0.85]))
     start = np.array([1.0, 1.5])
     choice = nav.choose_viewpoint(grid, start, [mug])
     assert choice is not None
@@ -306,7 +306,7 @@ def test_viewpoint_is_the_cheapest_unoccluded_one():
     assert goal[0] > 3.0 + 0.2 and path[:, 1].max() > 3.0
     assert nav._box_distance(goal, mug) <= nav.view_distance_m + 1e-9
     # a second mug in the robot's room is nearer by path: chosen instead
-    near = _Target(2, "mug", np.array([1.0, 0.4, 0.75]), np.array([1.1, 0.5, 0.85]))
+    near = ObjectTarget(2, "mug", np.array([1.0, 0.4, 0.75]), np.array([1.1, 0.5, 0.85]))
     t2, path2 = nav.choose_viewpoint(grid, start, [mug, near])
     assert t2.object_id == 2 and grid.path_length(path2) < grid.path_length(path)
 
