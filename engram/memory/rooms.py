@@ -243,6 +243,7 @@ def segment_rooms(
     markers = np.zeros(space.shape, np.int32)
     for j, i in enumerate(keep, start=1):
         markers[lab == i] = j
+    markers = _glimpsed_room_seeds(markers, space, wall, door_width_m / 2, min_seed_cells, res)
     grown = _grow(markers, space)
     if ((grown == 0) & space).any():
         # seen floor cut off from every room by unseen floor (a room glimpsed through its door):
@@ -260,6 +261,35 @@ def segment_rooms(
     rm = RoomMap(labels, origin, res, rooms, wall)
     _name_rooms(rm, objects, floor_z_m)
     return rm
+
+
+def _glimpsed_room_seeds(markers: np.ndarray, space: np.ndarray, wall: np.ndarray, half_door_m: float,
+                         min_seed_cells: int, res: float) -> np.ndarray:
+    """Add seeds for rooms seen only through their door.
+
+    A room glimpsed from next door shows a strip of floor too thin for a seed, and would join
+    the room it was seen from. Counting unseen floor as open, its walls still enclose a place
+    wider than a door; that place becomes a seed when its seen part is large enough and it
+    holds no seed yet. Where the wall between the two rooms is unseen, the open place spans
+    both and already holds a seed, so nothing changes.
+    """
+    import cv2
+
+    open_ = np.pad(~wall, 1)  # beyond the grid counts as wall
+    dist = cv2.distanceTransform(open_.astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1] * res
+    n, lab = cv2.connectedComponents((dist > half_door_m).astype(np.uint8), connectivity=4)
+    if n <= 1:
+        return markers
+    has_seed = np.bincount(lab[markers > 0], minlength=n) > 0
+    seen = np.bincount(lab[space], minlength=n)
+    out = markers.copy()
+    nxt = int(markers.max()) + 1
+    for i in range(1, n):  # one step per open place (a handful), not per cell
+        if has_seed[i] or seen[i] < min_seed_cells:
+            continue
+        out[(lab == i) & space] = nxt
+        nxt += 1
+    return out
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ and asks again, within a step budget.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -398,8 +399,11 @@ class EmbodiedQA:
         travelled = 0.0
         last = np.asarray(sim.agent_pose.translation[:2], float).copy()
         ans = self.ask(question, options)
+        # turn a full circle only where nothing is mapped yet: a resumed search has looked around already
+        takes_look_around = "look_around" in inspect.signature(explorer.explore).parameters
         while not ans.enough_evidence and steps < max_steps:
-            res = explorer.explore(sim, max_steps=min(chunk_steps, max_steps - steps))
+            kw = {"look_around": steps == 0 and self.memory.frames_mapped == 0} if takes_look_around else {}
+            res = explorer.explore(sim, max_steps=min(chunk_steps, max_steps - steps), **kw)
             steps += res.steps
             for xy in res.trajectory_xy:
                 travelled += float(np.linalg.norm(np.asarray(xy) - last))

@@ -30,10 +30,14 @@ class Apartment:
 
     voxel_size_m = VS
 
-    def __init__(self, door_m=(1.5, 2.4), blocks=(), seen_free=True):
-        parts = [_slab(-0.1, 8.1, -0.1, 4.1, -0.05, 0.0)]  # the floor surface
-        parts += [_slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5), _slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5),
-                  _slab(0.0, 8.0, -0.1, 0.0, 0.0, 2.5), _slab(0.0, 8.0, 4.0, 4.1, 0.0, 2.5)]
+    def __init__(self, door_m=(1.5, 2.4), blocks=(), seen_free=True, glimpse=None):
+        # glimpse (x1, y0, y1): of the right room only the floor band x < x1, y0 < y < y1 and
+        # the wall with the door were seen, as from the left room through the door
+        x1, y0, y1 = glimpse or (8.1, -0.1, 4.1)
+        parts = [_slab(-0.1, 4.1, -0.1, 4.1, -0.05, 0.0), _slab(4.1, x1, y0, y1, -0.05, 0.0)]
+        parts += [_slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5), _slab(0.0, 4.0, -0.1, 0.0, 0.0, 2.5), _slab(0.0, 4.0, 4.0, 4.1, 0.0, 2.5)]
+        if glimpse is None:
+            parts += [_slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5), _slab(4.0, 8.0, -0.1, 0.0, 0.0, 2.5), _slab(4.0, 8.0, 4.0, 4.1, 0.0, 2.5)]
         parts += [_slab(4.0, 4.1, 0.0, door_m[0], 0.0, 2.5), _slab(4.0, 4.1, door_m[1], 4.0, 0.0, 2.5)]
         parts += [_slab(x0, x1, y0, y1, 0.0, z1) for x0, x1, y0, y1, z1 in blocks]
         self._occ = np.concatenate(parts)
@@ -43,6 +47,7 @@ class Apartment:
             for x0, x1, y0, y1, _ in blocks:
                 taken |= (free[:, 0] > x0) & (free[:, 0] < x1) & (free[:, 1] > y0) & (free[:, 1] < y1)
             taken |= (free[:, 0] > 4.0) & (free[:, 0] < 4.1) & ((free[:, 1] < door_m[0]) | (free[:, 1] > door_m[1]))
+            taken |= (free[:, 0] > 4.1) & ((free[:, 0] > x1) | (free[:, 1] < y0) | (free[:, 1] > y1))
             free = free[~taken]
         self._free = free
 
@@ -107,6 +112,19 @@ def test_furniture_neither_splits_a_room_nor_leaves_objects_outside():
     # the same blocks with no object map are walls of unknown use: they do split the room
     rm_unknown = segment_rooms(Apartment(blocks=blocks), [])
     assert rm_unknown.room_at((1.0, 0.5)) is not rm_unknown.room_at((1.0, 3.5))
+
+
+def test_a_room_glimpsed_through_its_door_is_a_room_of_its_own():
+    # of the right room only a 0.7 m band of floor, 2.5 m deep, was seen through the door: too thin
+    # for a seed, yet it is no part of the left room
+    apt = Apartment(glimpse=(6.6, 1.6, 2.3))
+    objs = [Obj(1, "bed", np.array([6.0, 2.0, 0.4]))]
+    rm = segment_rooms(apt, objs)
+    left, right = rm.room_at((1.0, 2.0)), rm.room_at((6.0, 2.0))
+    assert left is not None and right is not None and left is not right
+    assert right.name == "bedroom" and right.area_m2 < 3.0  # the seen band only
+    # nothing seen beyond the band: those cells are no room's
+    assert rm.room_at((6.0, 0.5), max_snap_m=0.1) is None
 
 
 @pytest.mark.parametrize("gap_m, rooms", [(0.9, 2), (3.0, 1)])
