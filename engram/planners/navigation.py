@@ -905,6 +905,10 @@ class Navigator:
         Explores first (with ``explorer``) when memory has no match. The
         distance reported includes any exploring done on the way.
         """
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"text must name an object, got {text!r}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if self.camera is None:
             self.camera = CameraModel.from_frame(sim.observe())
         if explorer is not None and explorer.bumps is not self.bumps:

@@ -327,3 +327,26 @@ def test_a_bump_blocks_the_driven_trail():
     assert not bumped.traversable()[cell[0], cell[1]]
     path = bumped.plan((0.5, 0.5), (2.5, 0.5))
     assert path is not None and np.linalg.norm(path - [1.5, 0.5], axis=1).min() >= 0.2 - 0.05
+
+
+def test_object_goal_that_memory_does_not_know_ends_at_once():
+    from engram.planners.navigation import Navigator
+
+    class Mem:
+        octree = FakeOctree()
+        trajectory: list = []
+
+        def query(self, **kwargs):
+            return []
+
+    class Sim:
+        def observe(self):
+            return None
+
+    nav = Navigator(Mem())
+    res = nav.go_to_object(Sim(), "unicorn", max_steps=50)
+    assert not res.success and res.status == "not found" and res.steps == 0 and "unicorn" in res.message
+    with pytest.raises(ValueError, match="text"):
+        nav.go_to_object(Sim(), "  ")
+    with pytest.raises(ValueError, match="max_steps"):
+        nav.go_to_object(Sim(), "mug", max_steps=0)
