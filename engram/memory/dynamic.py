@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engram.perception.geometry import project_points
+from engram.perception.motion import DYNAMIC_CATEGORIES
 from engram.types import CameraIntrinsics, Pose
 
 __all__ = [
@@ -36,6 +37,9 @@ __all__ = [
     "pack_keys",
     "unpack_keys",
 ]
+
+# the building and things that move on their own: seeing them where an object was is not a replacement
+_NOT_REPLACEMENTS = ("wall", "floor", "ceiling", "door", "window", "background", *sorted(DYNAMIC_CATEGORIES))
 
 _BITS = 21
 _OFF = 1 << (_BITS - 1)
@@ -313,8 +317,10 @@ class ObjectTracker:
     3. infers a move when the old place was not seen again: a new object
        that *appeared* in space mapped empty before, with exactly one other
        object of its category (no larger than ``max_inferred_extent_m``) not
-       seen since before it appeared, or several of which exactly one has its
-       colour. The event is marked ``inferred``.
+       seen since before it appeared. The event is marked ``inferred``.
+
+    Where several missing objects (or several newcomers) could pair, a
+    clearly closest colour decides, else the most recent one.
 
     Args:
         miss_frames: expected-but-unseen frames before "missing".
@@ -401,20 +407,28 @@ class ObjectTracker:
         world_from_camera: Pose,
         intrinsics: CameraIntrinsics,
         depth_m: np.ndarray,
+        instances: np.ndarray | None = None,
+        labels: dict[int, str] | None = None,
+        ignore_labels: tuple[str, ...] = _NOT_REPLACEMENTS,
         max_points: int = 64,
         min_points: int = 3,
         min_fraction: float = 0.5,
+        replaced_margin_m: float = 0.3,
     ) -> set[int]:
-        """Ids among ``ids`` whose remembered place the depth shows empty.
+        """Ids among ``ids`` whose remembered place the depth shows empty, or taken by something else.
 
         Up to ``max_points`` of each object's stored surface points are
         projected into the depth image. A point is *seen through* where the
         measured depth lies more than ``through_margin_m`` behind it, and
         *present* where it lies within that margin (points hidden behind
-        nearer depth say nothing). An object is absent when at least
-        ``min_points`` points, and at least ``min_fraction`` of the present
-        and seen-through ones, are seen through. Objects without stored
-        points are judged at their centroid.
+        nearer depth say nothing). With an instance image, a point whose
+        pixel shows an object of another category at most
+        ``replaced_margin_m`` in front of it (or within the margin) is
+        *replaced*: something else stands there now (``ignore_labels``, the
+        building and moving categories, never replace). An object is absent when
+        at least ``min_points`` points, and at least ``min_fraction`` of the
+        present, replaced and seen-through ones, are seen through or replaced.
+        Objects without stored points are judged at their centroid.
         """
         if not ids:
             return set()
@@ -439,6 +453,15 @@ class ObjectTracker:
             valid = vis & np.isfinite(measured) & (measured > 0)
             through = valid & (measured > z + self.through_margin_m)
             present = valid & (np.abs(measured - z) <= self.through_margin_m)
+            near_front = valid & (measured >= z - replaced_margin_m) & ~through
+        if instances is not None and labels and near_front.any():
+            pix_label = np.array([labels.get(int(i), "") for i in instances[v[near_front], u[near_front]]], dtype=object)
+            own_label = np.array([objects[ids[n]].label for n in own[near_front]], dtype=object)
+            other = (pix_label != "") & (pix_label != own_label) & ~np.isin(pix_label, list(ignore_labels))
+            replaced = np.zeros(len(own), bool)
+            replaced[np.flatnonzero(near_front)[other]] = True
+            through |= replaced
+            present &= ~replaced
         n_through = np.bincount(own[through], minlength=len(ids))
         n_present = np.bincount(own[present], minlength=len(ids))
         absent = (n_through >= np.minimum(min_points, np.bincount(own, minlength=len(ids)))) & (n_through > 0)
@@ -538,10 +561,9 @@ class ObjectTracker:
         ]
         if not cands or not all(self._is_elsewhere(objects[i], new_obj) for i in cands):
             return None
-        if len(cands) == 1:
-            return cands[0]
-        # several of its kind: only a clearly closest colour tells which one it was
-        return self._by_colour(new_obj, cands, objects)
+        # with several of its kind, nothing says which one moved (colours of identical
+        # objects differ only by shading): wait for an old place to be seen empty
+        return cands[0] if len(cands) == 1 else None
 
     def _by_colour(self, ref_obj: TrackedObject, cands: list[int], objects: dict[int, TrackedObject]) -> int | None:
         """The candidate whose colour is clearly the closest to ``ref_obj``'s, or None."""

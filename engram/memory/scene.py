@@ -449,7 +449,10 @@ class SceneMemory:
         # objects in view, in range and big enough to detect; a miss needs their place seen
         # empty (occlusion is judged per surface point there), not merely an undetected object
         in_view = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, None)
-        absent = self.tracker.seen_through(self.objects.objects, in_view, world_from_camera, k, frame.depth_m)
+        absent = self.tracker.seen_through(
+            self.objects.objects, in_view, world_from_camera, k, frame.depth_m, frame.instances, frame.labels,
+            ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
+        )
         expected = [i for i in in_view if i in absent]
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
