@@ -1,9 +1,12 @@
 """Dynamic memory in the embedded world: moved objects, ghosts of a walking person, static map.
 
-For each seeded apartment the agent follows the scripted coverage walk while a
-`ScriptedDynamics` script relocates small objects onto other furniture
-(``--relocations`` events, one every ``--period`` seconds from ``--period``
-on) and a person walks back and forth between two rooms. The same frames go
+For each seeded apartment the agent follows the scripted coverage walk through
+every room ``--laps`` times (default 2: the apartment is mapped, things move
+while the agent is elsewhere, and it comes round again) while a
+`ScriptedDynamics` script relocates small objects onto furniture tops, at
+least 0.5 m away and never into another object (``--relocations`` events,
+one every ``--period`` seconds from ``--period`` on), and a person walks back
+and forth between two rooms. The same frames go
 into two memories: the default one (static/dynamic split on) and one with
 ``SceneMemory(dynamic=False)``. A reference run replays the agent's exact poses
 and times in the same apartment with the same relocations but no person.
@@ -14,8 +17,8 @@ Ground truth is read only for scoring:
   remembered position is `where_is(id)` for the memory object that stood for
   it when it moved (or `where_is(label)` when the memory had not mapped it
   yet); found when some returned position is within 0.3 m of the object's
-  true box and none is within 0.3 m of its old box (unless another object of
-  the label stands there);
+  true box and none is within 0.3 m of its old box but farther from the new
+  one (unless another object of the label stands at the old place);
 * ghost_rate: voxels of the volume the person swept (a 0.3 m cylinder from
   5 cm to 1.75 m over every logged pose) that the static map holds occupied
   but the reference does not, as a share of the swept voxels the map observed;
