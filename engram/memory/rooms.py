@@ -5,11 +5,13 @@ told apart from furniture: a wall is occupied space in the height band of
 ``wall_band_m`` that no remembered object explains (furniture, being in the
 object map, is cut out by its box). The floor is then split where the wall map
 narrows to a doorway: the distance to the nearest wall, thresholded at half a
-door width, leaves one seed per room; every seen cell joins the seed it
-reaches first (geodesic growth), and regions that share a border
-wider than a door are one room split by a stray wall fragment, so they are
-merged again. Furniture never splits a room, and the floor under it belongs to
-the room around it, so every object lands in a room.
+door width, leaves one seed per room (a room seen only through its door gets
+one from its walls, with unseen floor counted open); every seen cell joins the
+seed it reaches first (geodesic growth), seen floor cut off by unseen floor
+joins the nearest room, and regions that share a border wider than a door are
+one room split by a stray wall fragment, so they are merged again. Furniture
+never splits a room, and the floor under it belongs to the room around it, so
+every object lands in a room.
 
 Names come from furniture and objects remembered in each room, scored against
 room signatures (a bed means bedroom, a fridge kitchen, a low table in front
@@ -38,6 +40,10 @@ ROOM_SIGNATURES: dict[str, dict[str, float]] = {
     "office": {"desk": 3.0, "monitor": 1.5, "keyboard": 1.0, "chair": 0.2, "shelf": 0.1, "cabinet": 0.1},
     "dining room": {"table": 1.0, "chair": 0.5, "cabinet": 0.1},
 }
+# Furniture that alone tells a room's type (a bed, a fridge, a toilet) weighs at least this much,
+# and a room type this sure from one region's furniture splits a region holding two of them.
+ANCHOR_WEIGHT = 2.0
+STRONG_EVIDENCE = 3.0
 # A table whose top is this low (m above the floor) is a coffee table, scored as "coffee table".
 COFFEE_TABLE_TOP_M = 0.6
 # Objects larger than this (m, box side) are not furniture but a fusion error; they never hide walls.
@@ -253,6 +259,7 @@ def segment_rooms(
     labels = grown - 1  # 0-based, -1 = none
 
     labels = _merge_regions(labels, res, merge_border_m, min_room_m2)
+    labels = _split_mixed_rooms(labels, objects, floor_z_m, origin, res)
     rooms = []
     for r in range(int(labels.max()) + 1):
         cells = np.argwhere(labels == r)
@@ -377,6 +384,59 @@ def _merge_regions(labels: np.ndarray, res: float, merge_border_m: float, min_ro
     root = np.array([find(i) for i in range(n)])
     _, dense = np.unique(root, return_inverse=True)
     return np.where(labels >= 0, dense[np.maximum(labels, 0)], -1).astype(np.int32)
+
+
+def _split_mixed_rooms(labels: np.ndarray, objects: list, floor_z_m: float, origin: np.ndarray, res: float) -> np.ndarray:
+    """Split regions that hold strong evidence for two room types (a fridge and a toilet).
+
+    They are two rooms whose dividing wall was not seen yet. Each type's telling
+    furniture (weight >= ``ANCHOR_WEIGHT``) seeds a geodesic growth over the region, so
+    the split falls between the furniture groups.
+    """
+    n = int(labels.max()) + 1
+    if n <= 0 or not objects:
+        return labels
+    probe = RoomMap(labels, origin, res, [Room(i, "", np.zeros(2), 0.0) for i in range(n)])
+    anchors: dict[int, dict[str, list]] = {}
+    weight: dict[tuple[int, str], float] = {}
+    for o in objects:
+        c = np.asarray(o.centroid, float)
+        if c.shape[0] < 2 or not np.all(np.isfinite(c[:2])):
+            continue
+        room = probe.room_at(c[:2])
+        if room is None:
+            continue
+        for cue in _object_cues(o, floor_z_m):
+            for rtype, sig in ROOM_SIGNATURES.items():
+                w = sig.get(cue, 0.0)
+                if w >= ANCHOR_WEIGHT:
+                    anchors.setdefault(room.id, {}).setdefault(rtype, []).append(o)
+                    weight[room.id, rtype] = weight.get((room.id, rtype), 0.0) + w
+    out = labels.copy()
+    nxt = n
+    h, w_ = labels.shape
+    for rid, by_type in anchors.items():  # one step per room, a handful
+        strong = sorted(t for t in by_type if weight[rid, t] >= STRONG_EVIDENCE)
+        if len(strong) < 2:
+            continue
+        region = labels == rid
+        markers = np.zeros(labels.shape, np.int32)
+        for j, t in enumerate(strong, start=1):
+            for o in by_type[t]:
+                lo = np.asarray(getattr(o, "box_min", o.centroid), float)[:2]
+                hi = np.asarray(getattr(o, "box_max", o.centroid), float)[:2]
+                c0, r0 = np.clip(np.floor((lo - origin) / res).astype(int), 0, [w_ - 1, h - 1])
+                c1, r1 = np.clip(np.floor((hi - origin) / res).astype(int), 0, [w_ - 1, h - 1])
+                markers[r0 : r1 + 1, c0 : c1 + 1] = np.where(region[r0 : r1 + 1, c0 : c1 + 1], j, markers[r0 : r1 + 1, c0 : c1 + 1])
+        if len(np.unique(markers[markers > 0])) < 2:
+            continue
+        grown = _grow(markers, region)
+        for j in range(2, len(strong) + 1):
+            part = region & (grown == j)
+            if part.any():
+                out[part] = nxt
+                nxt += 1
+    return out
 
 
 def _object_cues(o, floor_z_m: float) -> list[str]:

@@ -159,3 +159,19 @@ def test_empty_and_bad_input():
         segment_rooms(Apartment(), [], wall_band_m=(1.0, 0.5))
     with pytest.raises(ValueError, match="finite"):
         segment_rooms(Apartment(), []).room_at((np.nan, 1.0))
+
+
+def test_two_rooms_behind_an_unseen_wall_split_between_their_furniture():
+    # no wall seen between the halves: one open region, yet a fridge and a toilet say two rooms
+    apt = Apartment(door_m=(0.0, 4.0))
+    objs = [_block_obj(1, "fridge", 0.2, 0.9, 0.2, 0.9, 1.8), _block_obj(2, "counter", 0.2, 2.2, 3.3, 3.9, 0.9),
+            _block_obj(3, "toilet", 7.3, 7.9, 0.2, 0.8, 0.75), _block_obj(4, "bathtub", 6.3, 7.9, 3.1, 3.9, 0.55),
+            Obj(5, "mug", np.array([1.5, 2.0, 0.8]))]
+    assert len(segment_rooms(apt, objs[4:]).rooms) == 1
+    rm = segment_rooms(apt, objs)
+    assert len(rm.rooms) == 2
+    kitchen, bathroom = rm.by_name("kitchen"), rm.by_name("bathroom")
+    assert len(kitchen) == 1 and len(bathroom) == 1
+    assert sorted(kitchen[0].object_ids) == [1, 2, 5] and sorted(bathroom[0].object_ids) == [3, 4]
+    # the split falls between the furniture groups
+    assert rm.room_at((3.5, 2.0)) is kitchen[0] and rm.room_at((5.0, 2.0)) is bathroom[0]
