@@ -374,7 +374,11 @@ class SceneMemory:
         n_dyn = 0
         dyn_px_mask = None
         if self.dynamic_enabled and len(pts_world):
-            lo = self.octree.log_odds(pts_world)
+            # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
+            # at the edge of mapped structure (its voxel grazed free by passing rays) is not one
+            ray = pts_world - origin
+            beyond = pts_world + ray * (1.5 * self.voxel_size_m / np.maximum(np.linalg.norm(ray, axis=1, keepdims=True), 1e-9))
+            lo = np.maximum(self.octree.log_odds(pts_world), self.octree.log_odds(beyond))  # NaN (unknown) stays NaN
             split = split_dynamic(
                 (frame.height, frame.width),
                 instances=frame.instances,

@@ -207,6 +207,23 @@ def test_object_put_down_joins_the_static_map(world):
     assert counts[0.0] == 0  # without settling it would stay transient forever
 
 
+def test_surface_grazed_free_is_not_taken_for_motion(world):
+    """Rays passing along a surface can wear its voxels down to free; depth that then lands on
+    that surface, with mapped structure right behind it, is no contradiction of the static map."""
+    mem = SceneMemory(voxel_size_m=0.05, depth_stride=1, settle_weight=0.0)  # no settling: only the contradiction test
+    view = camera(0, 0, 0, pitch_deg=5)
+    for _ in range(3):
+        mem.integrate(world.frame(view))
+    occ = mem.octree.occupied_centers()
+    face = occ[np.all((occ >= [3.9, -1.0, 0.6]) & (occ <= [4.05, 1.0, 1.6]), axis=1)]  # the wall's surface voxels
+    assert len(face) >= 400
+    mem.octree.update_points(face, -10.0)  # worn down to confidently free
+    assert (mem.octree.state(face) == 1).all()
+    for _ in range(3):
+        mem.integrate(world.frame(view))
+    assert (mem.octree.state(face) == 2).mean() > 0.95
+
+
 def test_person_leaves_no_trail_in_the_static_map(world):
     mem = SceneMemory(voxel_size_m=0.05, transient_half_life_s=1.0)
     swept_lo, swept_hi = np.array([3.0, -1.5, 0.1]), np.array([3.4, 1.5, 1.7])
