@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Room", "RoomMap", "segment_rooms", "ROOM_SIGNATURES"]
+__all__ = ["ROOM_SIGNATURES", "Room", "RoomMap", "segment_rooms"]
 
 # category -> weight, per room type; storage furniture (shelf, cabinet) is weak evidence for
 # the rooms that usually hold it, enough to name a room that holds nothing else
@@ -230,7 +230,7 @@ def segment_rooms(
     seen, wall, origin = g
     res = resolution_m
     # the floor plan: seen cells, with small holes (unseen floor under furniture) filled
-    k = max(1, int(round(0.3 / res)))
+    k = max(1, round(0.3 / res))
     plan = cv2.morphologyEx((seen | wall).astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
     plan = _fill_holes(plan.astype(bool))
     space = plan & ~wall

@@ -16,14 +16,13 @@ and asks again, within a step budget.
 from __future__ import annotations
 
 import inspect
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EmbodiedQA", "EQAAnswer", "parse_structured", "merge_fragments", "llm_match_to_100", "llm_spl"]
+__all__ = ["EQAAnswer", "EmbodiedQA", "llm_match_to_100", "llm_spl", "merge_fragments", "parse_structured"]
 
 NOT_OBSERVED = "not observed yet"
 
