@@ -399,19 +399,11 @@ def _split_mixed_rooms(labels: np.ndarray, objects: list, floor_z_m: float, orig
     probe = RoomMap(labels, origin, res, [Room(i, "", np.zeros(2), 0.0) for i in range(n)])
     anchors: dict[int, dict[str, list]] = {}
     weight: dict[tuple[int, str], float] = {}
-    for o in objects:
-        c = np.asarray(o.centroid, float)
-        if c.shape[0] < 2 or not np.all(np.isfinite(c[:2])):
-            continue
-        room = probe.room_at(c[:2])
-        if room is None:
-            continue
-        for cue in _object_cues(o, floor_z_m):
-            for rtype, sig in ROOM_SIGNATURES.items():
-                w = sig.get(cue, 0.0)
-                if w >= ANCHOR_WEIGHT:
-                    anchors.setdefault(room.id, {}).setdefault(rtype, []).append(o)
-                    weight[room.id, rtype] = weight.get((room.id, rtype), 0.0) + w
+    for room, o, evidence in _room_evidence(probe, objects, floor_z_m):
+        for rtype, w in evidence:
+            if w >= ANCHOR_WEIGHT:
+                anchors.setdefault(room.id, {}).setdefault(rtype, []).append(o)
+                weight[room.id, rtype] = weight.get((room.id, rtype), 0.0) + w
     out = labels.copy()
     nxt = n
     h, w_ = labels.shape
@@ -449,7 +441,8 @@ def _object_cues(o, floor_z_m: float) -> list[str]:
     return [label]
 
 
-def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
+def _room_evidence(rm: RoomMap, objects: list, floor_z_m: float):
+    """(room, object, [(room type, weight), ...]) for every object with a finite centroid inside a room."""
     for o in objects:
         c = np.asarray(o.centroid, float)
         if c.shape[0] < 2 or not np.all(np.isfinite(c[:2])):
@@ -457,12 +450,17 @@ def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
         room = rm.room_at(c[:2])
         if room is None:
             continue
+        evidence = [
+            (rtype, sig[cue]) for cue in _object_cues(o, floor_z_m) for rtype, sig in ROOM_SIGNATURES.items() if sig.get(cue, 0.0)
+        ]
+        yield room, o, evidence
+
+
+def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
+    for room, o, evidence in _room_evidence(rm, objects, floor_z_m):
         room.object_ids.append(int(o.id))
-        for cue in _object_cues(o, floor_z_m):
-            for rtype, sig in ROOM_SIGNATURES.items():
-                wgt = sig.get(cue, 0.0)
-                if wgt:
-                    room.scores[rtype] = room.scores.get(rtype, 0.0) + wgt
+        for rtype, wgt in evidence:
+            room.scores[rtype] = room.scores.get(rtype, 0.0) + wgt
     # greedy unique assignment: strongest evidence first
     pairs = sorted(((s, r.id, t) for r in rm.rooms for t, s in r.scores.items()), key=lambda p: (-p[0], p[1], p[2]))
     used_types: set[str] = set()

@@ -408,14 +408,7 @@ def astar(cost: np.ndarray, sr: int, sc: int, gr: int, gc: int) -> np.ndarray | 
     if not np.isfinite(cost[sr, sc]) or not np.isfinite(cost[gr, gc]):
         return None
     parent, _, ok = _astar_kernel(cost, sr, sc, gr, gc)
-    if not ok:
-        return None
-    out = [(gr, gc)]
-    cur = parent[gr, gc]
-    while cur >= 0:
-        out.append((cur // w, cur % w))
-        cur = parent[cur // w, cur % w]
-    return np.array(out[::-1], dtype=np.int64)
+    return trace_path(parent, gr, gc) if ok else None
 
 
 def yaw_of(pose) -> float:
