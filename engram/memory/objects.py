@@ -115,6 +115,17 @@ class MapObject:
             )
 
 
+def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
+    """Add one detection's label evidence: its label distribution when it has one, else its label."""
+    if det.label_scores:
+        for lab, p in det.label_scores.items():
+            if p > 0:
+                votes[lab] = votes.get(lab, 0.0) + det.score * float(p)
+    else:
+        votes[det.label] = votes.get(det.label, 0.0) + det.score
+    return votes
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
     keys = pack_voxel_keys(np.floor(points / voxel_size_m).astype(np.int64))
@@ -330,7 +341,7 @@ class ObjectMap:
             id=oid,
             points=pts,
             colors=col,
-            label_votes={det.label: det.score},
+            label_votes=_vote({}, det),
             n_detections=1,
             first_seen_s=timestamp_s,
             last_seen_s=timestamp_s,
@@ -357,7 +368,7 @@ class ObjectMap:
             if not keep.all():
                 obj.points, obj.colors = obj.points[keep], obj.colors[keep]
                 added_keys = None
-        obj.label_votes[det.label] = obj.label_votes.get(det.label, 0.0) + det.score
+        _vote(obj.label_votes, det)
         obj.first_seen_s = min(obj.first_seen_s, timestamp_s)
         obj.last_seen_s = max(obj.last_seen_s, timestamp_s)
         if not obj.frames or obj.frames[-1] != frame_index:

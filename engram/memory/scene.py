@@ -19,6 +19,8 @@ integrated: a reader/writer lock keeps results whole.
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import logging
 import threading
@@ -150,6 +152,11 @@ class SceneMemory:
         snapshot_image_width: width of stored snapshot images (pixels).
         budget: a `MemoryBudget` (or its keyword arguments) enforced every
             ``budget.every_frames`` frames; None keeps everything.
+        detector: where objects come from: a registry name of
+            `engram.perception.detectors` ("rgbd", "rgb", "oracle", a plug-in) or a
+            detector instance. Only "oracle" reads a simulator's ``Frame.instances``;
+            every other detector ignores them. Built on the first frame that needs it.
+        detector_kwargs: keyword arguments for `build_detector` when ``detector`` is a name.
     """
 
     def __init__(
@@ -172,6 +179,8 @@ class SceneMemory:
         snapshot_image_width: int = 160,
         octree_kwargs: dict[str, Any] | None = None,
         budget: MemoryBudget | dict[str, Any] | None = None,
+        detector: Any = "oracle",
+        detector_kwargs: dict[str, Any] | None = None,
     ) -> None:
         from engram.memory.objects import ObjectMap
         from engram.memory.places import PlaceGraph
@@ -210,7 +219,12 @@ class SceneMemory:
             "timeline": bool(timeline),
             "snapshot_image_width": self.snapshot_image_width,
             "octree_kwargs": dict(octree_kwargs or {}),
+            "detector": detector if isinstance(detector, str) or detector is None else getattr(detector, "name", "custom"),
+            "detector_kwargs": dict(detector_kwargs or {}),
         }
+        self._detector_spec = detector
+        self._detector_kwargs = dict(detector_kwargs or {})
+        self._detector: Any = None if isinstance(detector, str) or detector is None else detector
 
         self.octree = OccupancyOctree(self.voxel_size_m, **(octree_kwargs or {}))
         self.objects = ObjectMap(voxel_size_m=self.voxel_size_m)
@@ -248,6 +262,45 @@ class SceneMemory:
         build = encoders.build_image_encoder if kind == "image" else encoders.build_text_encoder
         return build(spec)
 
+    @property
+    def detector(self) -> Any:
+        """The detector objects come from (built on first use); None when objects are off."""
+        if self._detector is None and isinstance(self._detector_spec, str):
+            from engram.perception.detectors import build_detector
+
+            self._detector = build_detector(self._detector_spec, **self._detector_kwargs)
+        return self._detector
+
+    @property
+    def detector_name(self) -> str | None:
+        return self.config["detector"]
+
+    def _perceive(self, frame: Frame) -> tuple[np.ndarray | None, dict[int, str], dict[int, float] | None, dict | None, dict | None]:
+        """Instances for this frame from the chosen detector, as an instance image.
+
+        Returns:
+            ("H W" int32 ids or None, {id: label}, {id: score} or None,
+            {id: embedding} or None, {id: label distribution} or None).
+        """
+        det = self.detector
+        if det is None:
+            return None, {}, None, None, None
+        if getattr(det, "name", "") == "oracle":
+            # the simulator's masks, as they come (the baseline every table labels "oracle")
+            return frame.instances, dict(frame.labels or {}), None, None, None
+        if not frame.has_geometry and getattr(det, "needs_depth", False):
+            return None, {}, None, None, None
+        from engram.perception.detectors import run_detector
+        from engram.perception.segmentation import instances_from_masks
+
+        masks = run_detector(det, frame)
+        if len(masks) == 0:
+            return None, {}, None, None, None
+        ids, labels, scores = instances_from_masks(masks)
+        emb = None if masks.embeddings is None else {i + 1: masks.embeddings[i] for i in range(len(masks))}
+        dist = None if masks.label_scores is None else {i + 1: masks.label_scores[i] for i in range(len(masks))}
+        return ids, labels, scores, emb, dist
+
     @classmethod
     def from_config(cls, cfg: Any) -> SceneMemory:
         """From a mapping or an OmegaConf node (``_target_`` is ignored)."""
@@ -282,6 +335,9 @@ class SceneMemory:
         """
         if not isinstance(frame, Frame):
             raise ValueError(f"integrate expects an engram Frame, got {type(frame).__name__}")
+        if frame.instances is not None and self.config["detector"] != "oracle":
+            # a simulator's ground truth never feeds the memory unless the oracle is asked for
+            frame = dataclasses.replace(frame, instances=None, labels={})
         with self._lock.write():
             if self.last_timestamp_s is not None and frame.timestamp_s < self.last_timestamp_s:
                 raise ValueError(
@@ -326,7 +382,8 @@ class SceneMemory:
         centroid projects onto an instance of its own category.
         """
         pos = frame.world_from_camera.translation
-        seen = self._sightings(frame)
+        inst, labels, *_ = self._perceive(frame)
+        seen = self._sightings(frame, inst, labels)
         t = frame.timestamp_s
         for oid in seen:
             o = self.objects.objects[oid]
@@ -342,9 +399,9 @@ class SceneMemory:
         self.places.add_pose(np.array(pos), t, frame.index, seen)
         return seen
 
-    def _sightings(self, frame: Frame) -> list[int]:
+    def _sightings(self, frame: Frame, instances: np.ndarray | None, labels: dict[int, str]) -> list[int]:
         k, pose = frame.intrinsics, frame.world_from_camera
-        if k is None or frame.instances is None or not frame.labels or not self.objects.objects:
+        if k is None or instances is None or not labels or not self.objects.objects:
             return []
         ids = self.tracker.expected_visible(self.objects.objects, pose, k, None)
         if not ids:
@@ -353,10 +410,8 @@ class SceneMemory:
         uv, _, _ = project_points(pose.inverse().transform_points(cents), k)
         u = np.clip(np.round(uv[:, 0]).astype(np.int64), 0, k.width - 1)
         v = np.clip(np.round(uv[:, 1]).astype(np.int64), 0, k.height - 1)
-        inst = frame.instances[v, u]
-        return sorted(
-            i for i, iid in zip(ids, inst) if frame.labels.get(int(iid), "") == self.objects.objects[i].label
-        )
+        inst = instances[v, u]
+        return sorted(i for i, iid in zip(ids, inst) if labels.get(int(iid), "") == self.objects.objects[i].label)
 
     def _integrate_geometry(self, frame: Frame) -> IntegrationReport:
         from engram.perception.segmentation import detections_from_instances
@@ -365,6 +420,8 @@ class SceneMemory:
         world_from_camera = frame.world_from_camera
         origin = world_from_camera.translation
         t = frame.timestamp_s
+        # 0. instances: the detector's (or, for the oracle, the simulator's); nothing written yet
+        inst, inst_labels, inst_scores, inst_emb, inst_dist = self._perceive(frame)
 
         # 1. points for the octree
         pts_cam, px = backproject_depth(frame.depth_m, k, stride=self.depth_stride, return_pixels=True)
@@ -381,8 +438,8 @@ class SceneMemory:
             lo = np.maximum(self.octree.log_odds(pts_world), self.octree.log_odds(beyond))  # NaN (unknown) stays NaN
             split = split_dynamic(
                 (frame.height, frame.width),
-                instances=frame.instances,
-                labels=frame.labels,
+                instances=inst,
+                labels=inst_labels,
                 pixels_uv=px,
                 endpoint_log_odds=lo,
                 stride=self.depth_stride,
@@ -425,9 +482,17 @@ class SceneMemory:
         # 3. object detections (sim masks or a detector); moving categories are not map objects
         ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
         dets = []
-        if frame.instances is not None:
+        if inst is not None:
             dets = detections_from_instances(
-                frame, stride=self.object_stride, max_depth_m=self.max_range_m, ignore_labels=ignore
+                frame,
+                stride=self.object_stride,
+                max_depth_m=self.max_range_m,
+                ignore_labels=ignore,
+                instances=inst,
+                labels=inst_labels,
+                scores=inst_scores,
+                embeddings=inst_emb,
+                label_scores=inst_dist,
             )
         # was each detection's place seen empty before? (then the object appeared, rather than
         # being seen for the first time)
@@ -454,7 +519,7 @@ class SceneMemory:
         # empty (occlusion is judged per surface point there), not merely an undetected object
         in_view = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, None)
         absent = self.tracker.seen_through(
-            self.objects.objects, in_view, world_from_camera, k, frame.depth_m, frame.instances, frame.labels,
+            self.objects.objects, in_view, world_from_camera, k, frame.depth_m, inst, inst_labels,
             ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
         )
         expected = [i for i in in_view if i in absent]

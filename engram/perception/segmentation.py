@@ -59,6 +59,8 @@ class Detection:
         timestamp_s: time of that frame.
         mask: optional "h w" bool crop of the mask inside ``bbox_xyxy``.
         embedding: optional "D" float32 feature (image crop or region).
+        label_scores: optional label distribution ({label: probability}) from
+            the detector; the object map votes with it instead of ``label`` alone.
     """
 
     instance_id: int
@@ -72,6 +74,7 @@ class Detection:
     timestamp_s: float = 0.0
     mask: np.ndarray | None = None
     embedding: np.ndarray | None = None
+    label_scores: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         p = np.asarray(self.points_world, dtype=np.float32)
@@ -112,12 +115,17 @@ class InstanceMasks:
         labels: K category names.
         scores: "K" confidences in [0, 1].
         embeddings: optional "K D" float32 features, one per mask.
+        label_scores: optional per-mask label distribution ({label: probability}),
+            so that a later view can overrule a doubtful label; ``labels[i]`` is
+            its best entry (or "object" when none is confident).
+        extra: backend-specific extras (kept out of the memory).
     """
 
     masks: np.ndarray
     labels: list[str]
     scores: np.ndarray
     embeddings: np.ndarray | None = None
+    label_scores: list[dict[str, float]] | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -139,16 +147,51 @@ class InstanceMasks:
             if e.ndim != 2 or e.shape[0] != k:
                 raise ValueError(f"InstanceMasks.embeddings must have shape ({k}, D), got {e.shape}")
             self.embeddings = e
+        self.labels = list(self.labels)
+        if self.label_scores is not None:
+            if len(self.label_scores) != k:
+                raise ValueError(f"InstanceMasks.label_scores has {len(self.label_scores)} entries for {k} masks")
+            self.label_scores = [{str(a): float(b) for a, b in d.items()} for d in self.label_scores]
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def boxes_xyxy(self) -> np.ndarray:
+        """"K 4" int64 inclusive pixel boxes (x0, y0, x1, y1) of the masks; -1 rows for empty masks."""
+        k = self.masks.shape[0]
+        out = np.full((k, 4), -1, np.int64)
+        if k == 0:
+            return out
+        rows = self.masks.any(axis=2)
+        cols = self.masks.any(axis=1)
+        has = rows.any(axis=1)
+        h, w = self.masks.shape[1:]
+        out[has, 1] = rows[has].argmax(axis=1)
+        out[has, 3] = h - 1 - rows[has, ::-1].argmax(axis=1)
+        out[has, 0] = cols[has].argmax(axis=1)
+        out[has, 2] = w - 1 - cols[has, ::-1].argmax(axis=1)
+        return out
+
+    @classmethod
+    def empty(cls, height: int, width: int) -> InstanceMasks:
+        """No instances in an image of this size."""
+        return cls(np.zeros((0, height, width), bool), [], np.zeros(0))
 
 
 @runtime_checkable
 class Detector(Protocol):
-    """A plug-in instance segmenter: RGB image in, masks + labels + scores out."""
+    """An instance segmenter: one frame in, masks + labels + scores (+ embeddings) out.
+
+    Backends read what they need from the `Frame` (``rgb`` always; ``depth_m``,
+    ``intrinsics`` and ``world_from_camera`` when they use geometry). Built by
+    name with `engram.perception.detectors.build_detector`.
+    """
 
     name: str
 
-    def detect(self, rgb: np.ndarray) -> InstanceMasks:
-        """"H W 3" uint8 RGB -> the instances found in it."""
+    def detect(self, frame: Frame) -> InstanceMasks:
+        """The instances found in ``frame`` (masks at the frame's full resolution)."""
         ...
 
 
@@ -348,8 +391,11 @@ def detections_from_masks(frame: Frame, masks: InstanceMasks, **kwargs) -> list[
     embeddings = None
     if masks.embeddings is not None:
         embeddings = {i + 1: masks.embeddings[i] for i in range(len(masks.labels))}
+    label_scores = None
+    if masks.label_scores is not None:
+        label_scores = {i + 1: masks.label_scores[i] for i in range(len(masks.labels))}
     return detections_from_instances(
-        frame, instances=ids, labels=labels, scores=scores, embeddings=embeddings, **kwargs
+        frame, instances=ids, labels=labels, scores=scores, embeddings=embeddings, label_scores=label_scores, **kwargs
     )
 
 
@@ -368,6 +414,7 @@ def detections_from_instances(
     labels: Mapping[int, str] | None = None,
     scores: Mapping[int, float] | None = None,
     embeddings: Mapping[int, np.ndarray] | None = None,
+    label_scores: Mapping[int, Mapping[str, float]] | None = None,
 ) -> list[Detection]:
     """Turn a frame's instance image into 3D detections in the world frame.
 
@@ -389,6 +436,7 @@ def detections_from_instances(
             (for masks from a detector).
         scores: per-id confidence (default 1.0).
         embeddings: per-id feature vectors.
+        label_scores: per-id label distributions.
 
     Returns:
         Detections sorted by decreasing pixel count.
@@ -499,6 +547,7 @@ def detections_from_instances(
                 timestamp_s=frame.timestamp_s,
                 mask=crop,
                 embedding=emb,
+                label_scores=None if label_scores is None else dict(label_scores.get(iid) or {}) or None,
             )
         )
     out.sort(key=lambda d: -d.pixel_count)

@@ -172,7 +172,7 @@ def test_masks_from_a_detector_resolve_overlaps_by_score():
     class Fixed:
         name = "fixed"
 
-        def detect(self, rgb):
+        def detect(self, frame):
             return masks
 
     assert isinstance(Fixed(), Detector)

@@ -63,6 +63,10 @@ class EmbeddedSim:
         near_m, far_m: clipping planes; depth beyond ``far_m`` reads 0.
         n_rooms, n_objects: passed to `generate_apartment` (None: from the seed).
         cull_hidden_rooms: skip rooms the camera cannot see (faster, same image).
+        instance_masks: put the renderer's ground-truth instance masks and labels
+            into each frame (the ``oracle`` detector reads them). False gives frames
+            as a real camera would (RGB-D and pose only); the truth is still there
+            for scoring through `last_ground_truth`.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class EmbeddedSim:
         n_rooms: int | None = None,
         n_objects: int | None = None,
         cull_hidden_rooms: bool = True,
+        instance_masks: bool = True,
     ) -> None:
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 8 <= value <= 4096:
@@ -103,6 +108,8 @@ class EmbeddedSim:
         if not (0 < near_m < far_m):
             raise ValueError(f"need 0 < near_m < far_m, got near_m={near_m}, far_m={far_m}")
         self.width, self.height = int(width), int(height)
+        self.instance_masks = bool(instance_masks)
+        self._last_gt: tuple[np.ndarray, dict[int, str]] | None = None
         self.vertical_fov_deg = float(vertical_fov_deg)
         self.camera_height_m = float(camera_height_m)
         self.camera_pitch_deg = float(camera_pitch_deg)
@@ -341,6 +348,16 @@ class EmbeddedSim:
             self._world.set_object_pose(self._person_id, pos, yaw)
             gt.record_pose(self._person_id, PERSON_LABEL, max(t1, 0.0), pos, yaw)
 
+    def last_ground_truth(self) -> tuple[np.ndarray, dict[int, str]]:
+        """Ground-truth instance ids ("H W" int32) and {id: label} of the last rendered view.
+
+        For scoring only: with ``instance_masks=False`` the frames carry no
+        instances, and this is where benchmarks read the truth they score against.
+        """
+        if self._last_gt is None:
+            raise RuntimeError("no view rendered yet: call reset() first")
+        return self._last_gt
+
     def observe(self) -> Frame:
         """Render the current view (time does not advance)."""
         world = self._world
@@ -354,6 +371,7 @@ class EmbeddedSim:
         ids = np.nonzero(counts)[0]
         all_labels = self._labels
         labels = {int(i): all_labels[int(i)] for i in ids if i != 0}
+        self._last_gt = (r.instances, labels)
         return Frame(
             index=self._index,
             timestamp_s=self._time_s,
@@ -361,8 +379,8 @@ class EmbeddedSim:
             depth_m=r.depth_m,
             intrinsics=self.intrinsics,
             world_from_camera=wfc,
-            instances=r.instances,
-            labels=labels,
+            instances=r.instances if self.instance_masks else None,
+            labels=labels if self.instance_masks else {},
             meta={
                 "source": "embedded",
                 "seed": self._seed,
