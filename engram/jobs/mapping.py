@@ -56,20 +56,10 @@ def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames
     raise ValueError(f"unknown format {fmt!r}: use auto, icl, tum or bag")
 
 
-def _height_colors(z: np.ndarray) -> np.ndarray:
-    import cv2
-
-    if not len(z):
-        return np.zeros((0, 3), np.uint8)
-    t = (z - np.percentile(z, 2)) / max(np.percentile(z, 98) - np.percentile(z, 2), 1e-6)
-    g = (np.clip(t, 0, 1) * 255).astype(np.uint8)
-    return cv2.applyColorMap(g.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)[:, ::-1].copy()
-
-
 def run_map(cfg: Any) -> dict[str, Any]:
     """Run the map job for a composed config (engram/configs/map.yaml)."""
     from engram.config import to_plain
-    from engram.memory.export import ObjectCloud, export_folder
+    from engram.memory.export import ObjectCloud, export_folder, height_colors
     from engram.memory.scene import SceneMemory
 
     c = to_plain(cfg)
@@ -116,7 +106,7 @@ def run_map(cfg: Any) -> dict[str, Any]:
         pts, cols = tsdf.extract_point_cloud()
         mesh = tsdf.extract_mesh()
     else:
-        pts, cols = occ, _height_colors(occ[:, 2])
+        pts, cols = occ, height_colors(occ[:, 2])
     objects = [
         ObjectCloud(int(o.id), o.label, np.asarray(o.points), np.asarray(o.colors),
                     {"first_seen_s": float(o.first_seen_s), "last_seen_s": float(o.last_seen_s), "detections": int(o.n_detections)})
@@ -128,7 +118,7 @@ def run_map(cfg: Any) -> dict[str, Any]:
                             trajectory=traj if len(traj) else None, timestamps_s=times if len(times) else None)
     from engram.memory.export import write_point_cloud_ply
 
-    written["occupancy"] = write_point_cloud_ply(out / "occupancy.ply", occ, _height_colors(occ[:, 2]))
+    written["occupancy"] = write_point_cloud_ply(out / "occupancy.ply", occ, height_colors(occ[:, 2]))
     summary = {
         "source": str(c["source"]),
         "frames": n,

@@ -36,6 +36,7 @@ __all__ = [
     "top_down_image",
     "write_top_down_png",
     "export_folder",
+    "height_colors",
     "TsdfSurface",
 ]
 
@@ -369,6 +370,18 @@ def write_top_down_png(path: str | Path, points: Any, colors: Any = None, **kwar
 
 
 # --------------------------------------------------------------------------- one folder
+def height_colors(z: np.ndarray) -> np.ndarray:
+    """RGB colours (uint8, N x 3) for heights ``z``: viridis between the 2nd and 98th percentile."""
+    import cv2
+
+    z = np.asarray(z, np.float64).reshape(-1)
+    if not len(z):
+        return np.zeros((0, 3), np.uint8)
+    t = (z - np.percentile(z, 2)) / max(np.percentile(z, 98) - np.percentile(z, 2), 1e-6)
+    g = (np.clip(t, 0, 1) * 255).astype(np.uint8)
+    return cv2.applyColorMap(g.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)[:, ::-1].copy()
+
+
 def export_folder(
     out_dir: str | Path,
     *,

@@ -49,23 +49,45 @@ STRUCTURE_LABELS = ("wall", "floor", "ceiling", "door", "window", "background")
 
 
 class RWLock:
-    """Many readers or one writer. Writers wait for readers to leave and block new ones."""
+    """Many readers or one writer, with writer preference; re-entrant for the thread holding it.
+
+    New readers wait while a writer holds the lock or waits for it, so a stream
+    of readers cannot starve `integrate`. A thread that already holds the lock
+    (to read or to write) may take it again to read without waiting: public
+    read methods call each other (`save` -> `stats`, `where_is` -> `query`),
+    and a nested read that queued behind a waiting writer would deadlock every
+    thread. Taking the write lock while holding only the read lock cannot be
+    granted (the writer would wait for itself) and raises `RuntimeError`.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._readers = 0
-        self._writer = False
+        self._writer: int | None = None  # thread id of the writer
         self._waiting_writers = 0
+        self._local = threading.local()
+
+    def _depth(self) -> int:
+        return getattr(self._local, "depth", 0)
 
     @contextmanager
     def read(self):
+        if self._depth():  # this thread holds the lock already (read or write): nest without waiting
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
         with self._cond:
-            while self._writer or self._waiting_writers:
+            while self._writer is not None or self._waiting_writers:
                 self._cond.wait()
             self._readers += 1
+        self._local.depth = 1
         try:
             yield
         finally:
+            self._local.depth = 0
             with self._cond:
                 self._readers -= 1
                 if not self._readers:
@@ -73,17 +95,31 @@ class RWLock:
 
     @contextmanager
     def write(self):
+        me = threading.get_ident()
+        if self._depth():
+            if self._writer != me:
+                raise RuntimeError("RWLock: cannot take the write lock while holding the read lock")
+            self._local.depth += 1
+            try:
+                yield
+            finally:
+                self._local.depth -= 1
+            return
         with self._cond:
             self._waiting_writers += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writer = True
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting_writers -= 1
+            self._writer = me
+        self._local.depth = 1
         try:
             yield
         finally:
+            self._local.depth = 0
             with self._cond:
-                self._writer = False
+                self._writer = None
                 self._cond.notify_all()
 
 
@@ -841,30 +877,29 @@ class SceneMemory:
 
     def where_is(self, obj: int | str, at_s: float | None = None) -> list[Hit]:
         """Where an object (id or text) is now, or was at ``at_s``."""
-        with self._lock.read():
-            ids = self._resolve_object(obj)
-        out = []
-        for oid in ids:
-            o = self.objects.objects[oid]
-            pos = self.tracker.where_is(oid, at_s)
-            if pos is None:
-                if at_s is not None and o.first_seen_s > at_s:
-                    continue
-                pos = np.asarray(o.centroid, np.float64)
-            st = self.tracker.status.get(oid)
-            out.append(
-                Hit(
-                    kind="object",
-                    id=oid,
-                    score=1.0,
-                    label=o.label,
-                    position=pos,
-                    time_span_s=(float(o.first_seen_s), float(o.last_seen_s)),
-                    frame_indices=list(getattr(o, "frames", []))[-5:],
-                    evidence={"state": st.state if st else "present"},
+        with self._lock.read():  # the whole answer under one lock: a frame integrated half-way is never read
+            out = []
+            for oid in self._resolve_object(obj):
+                o = self.objects.objects[oid]
+                pos = self.tracker.where_is(oid, at_s)
+                if pos is None:
+                    if at_s is not None and o.first_seen_s > at_s:
+                        continue
+                    pos = np.asarray(o.centroid, np.float64)
+                st = self.tracker.status.get(oid)
+                out.append(
+                    Hit(
+                        kind="object",
+                        id=oid,
+                        score=1.0,
+                        label=o.label,
+                        position=pos,
+                        time_span_s=(float(o.first_seen_s), float(o.last_seen_s)),
+                        frame_indices=list(getattr(o, "frames", []))[-5:],
+                        evidence={"state": st.state if st else "present"},
+                    )
                 )
-            )
-        return out
+            return out
 
     def last_seen(self, obj: int | str) -> list[tuple[int, float, np.ndarray]]:
         """(object id, time, position) of the last sighting of each matching object."""
@@ -924,6 +959,38 @@ class SceneMemory:
 
         with self._lock.read():
             save_scene(self, path)
+
+    def export(self, out_dir: str) -> dict[str, Any]:
+        """Write the static map, objects and trajectory as files 3D viewers open (`export_folder`).
+
+        Files: ``map.ply`` (occupied voxel centres coloured by height), ``objects/``
+        (one cloud per object and ``labels.json``), ``trajectory.ply`` /
+        ``trajectory.txt`` (TUM) and ``top_down.png``. Returns what was written.
+        """
+        from engram.memory.export import ObjectCloud, export_folder, height_colors
+
+        with self._lock.read():
+            occ = self.octree.occupied_centers()
+            objects = [
+                ObjectCloud(
+                    int(o.id),
+                    o.label,
+                    np.array(o.points),
+                    np.array(o.colors),
+                    {"first_seen_s": float(o.first_seen_s), "last_seen_s": float(o.last_seen_s)},
+                )
+                for o in self.objects.objects.values()
+            ]
+            traj = np.array([m for _, _, m in self.trajectory], np.float64).reshape(-1, 4, 4)
+            times = np.array([t for _, t, _ in self.trajectory], np.float64)
+        return export_folder(
+            out_dir,
+            points=occ,
+            colors=height_colors(occ[:, 2]),
+            objects=objects,
+            trajectory=traj if len(traj) else None,
+            timestamps_s=times if len(times) else None,
+        )
 
     @classmethod
     def load(cls, path: str) -> SceneMemory:
