@@ -60,7 +60,7 @@ def peer_read(path: Path, topics: list[str]) -> int:
     if path.suffix == ".mcap":
         from mcap.reader import make_reader
 
-        store = ros._ros2_typestore()
+        store = ros.ros2_typestore()
         n = 0
         with open(path, "rb") as f:
             for schema, _, message in make_reader(f).iter_messages(topics=topics, log_time_order=True):
@@ -69,7 +69,7 @@ def peer_read(path: Path, topics: list[str]) -> int:
         return n
     from rosbags.highlevel import AnyReader
 
-    with AnyReader([path], default_typestore=ros._ros2_typestore()) as reader:
+    with AnyReader([path], default_typestore=ros.ros2_typestore()) as reader:
         conns = [c for c in reader.connections if c.topic in topics]
         n = 0
         for conn, _, raw in reader.messages(connections=conns):

@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from engram.sims.ros import TOPICS, FrameAssembler, RosBagError, _BagReader
+from engram.sims.ros import TOPICS, FrameAssembler, RosBagError, live_routes
+from engram.sims.ros.bags import _BagReader
 from engram.types import Frame
 
 __all__ = ["import_rospy", "EngramNode", "play_bag", "ask", "hits_to_json", "main"]
@@ -240,51 +241,35 @@ class EngramNode:
         self._last_publish = -math.inf
 
         rospy = self.rospy
-        img_cls = _message_class("sensor_msgs/Image")
-        comp_cls = _message_class("sensor_msgs/CompressedImage")
-        asm = self.assembler
         self._subs = []
 
-        def locked(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        def locked(fn: Callable[[Any], None], topic: str) -> Callable[[Any], None]:
             def cb(msg: Any) -> None:
                 with self._lock:
-                    name = msg._connection_header.get("topic", "?") if hasattr(msg, "_connection_header") else "?"
-                    self.received[name] = self.received.get(name, 0) + 1
+                    self.received[topic] = self.received.get(topic, 0) + 1
                     try:
                         fn(msg)
                     except (RosBagError, ValueError) as exc:
-                        self.errors.append(str(exc))
-                        rospy.logwarn_throttle(5.0, f"engram: {exc}")
+                        self.errors.append(f"{topic}: {exc}")
+                        rospy.logwarn_throttle(5.0, f"engram: {topic}: {exc}")
 
             return cb
 
-        for kind, topic in (("rgb", rgb_topic), ("depth", depth_topic)):
-            compressed = topic.endswith("/compressed") or topic.endswith("/compressedDepth")
-            add = asm.add_rgb if kind == "rgb" else asm.add_depth
-            cb = locked(lambda m, add=add, topic=topic, compressed=compressed: add(m, topic, compressed))
-            self._subs.append(
-                rospy.Subscriber(topic, comp_cls if compressed else img_cls, cb, queue_size=queue_size, buff_size=2**24)
-            )
-        self._subs.append(
-            rospy.Subscriber(info_topic, _message_class("sensor_msgs/CameraInfo"), locked(asm.add_camera_info), queue_size=queue_size)
-        )
-        tf_cls = _message_class("tf2_msgs/TFMessage")
-        self._subs.append(rospy.Subscriber("/tf_static", tf_cls, locked(lambda m: asm.add_tf(m, True)), queue_size=100))
-        if pose_source == "tf":
-            self._subs.append(rospy.Subscriber("/tf", tf_cls, locked(lambda m: asm.add_tf(m, False)), queue_size=1000))
-        else:
-            typ = "nav_msgs/Odometry" if pose_source == "odom" else "geometry_msgs/PoseStamped"
-            topic = pose_topic or (TOPICS["odom"] if pose_source == "odom" else TOPICS["pose"])
-            self._subs.append(rospy.Subscriber(topic, _message_class(typ), locked(asm.add_odometry), queue_size=1000))
-        if instances_topic is not None:
-            self._subs.append(
-                rospy.Subscriber(instances_topic, img_cls, locked(lambda m: asm.add_instances(m, instances_topic)), queue_size=queue_size)
-            )
-        if labels_topic is not None:
+        queue = {"tf": 1000, "odom": 1000, "pose": 1000, "tf_static": 100, "labels": 10}
+        for route in live_routes(
+            self.assembler,
+            rgb_topic=rgb_topic,
+            depth_topic=depth_topic,
+            info_topic=info_topic,
+            pose_topic=pose_topic,
+            instances_topic=instances_topic,
+            labels_topic=labels_topic,
+        ):
+            kwargs = {"buff_size": 2**24} if route.role in ("rgb", "depth", "instances") else {}
             self._subs.append(
                 rospy.Subscriber(
-                    labels_topic, _message_class("std_msgs/String"),
-                    locked(lambda m: asm.add_labels(m, None)), queue_size=10,
+                    route.topic, _message_class(route.msgtype), locked(route.handle, route.topic),
+                    queue_size=queue.get(route.role, queue_size), **kwargs,
                 )
             )
         self._subs.append(
@@ -416,7 +401,7 @@ class EngramNode:
 
     def _has_pending(self) -> bool:
         with self._lock:
-            return bool(self.assembler._pending) or any(self.assembler._sync.queues[n] for n in self.assembler._sync.queues)
+            return self.assembler.has_pending()
 
     def dump(self, out_dir: str | Path) -> None:
         """Write occupied.npy, objects.json and summary.json (for tools and tests)."""

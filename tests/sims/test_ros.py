@@ -388,7 +388,7 @@ def test_tf_matches_the_ros_tf2_library() -> None:
 
 
 def _write(path: Path, fmt: str, messages: list[tuple[str, str, int, object]]) -> None:
-    w = ros._Writer(path, fmt)
+    w = ros.record._Writer(path, fmt)
     for topic, typ, t_ns, msg in messages:
         w.write(topic, typ, t_ns, msg)
     w.close()
@@ -414,7 +414,7 @@ def _bag_messages(m, frames: list[Frame], *, depth_offset_s: float = 0.0, rgb_en
 
 
 def test_depth_within_tolerance_pairs_and_beyond_is_skipped(tmp_path: Path, frames: list[Frame]) -> None:
-    m = ros._MsgFactory(ros1=True)
+    m = ros.record._MsgFactory(ros1=True)
     _write(tmp_path / "near.bag", "ros1", _bag_messages(m, frames, depth_offset_s=0.008))
     got = list(ros.RosBagSource(tmp_path / "near.bag", sync_tolerance_s=0.01))
     assert_same_frames(got, frames)
@@ -432,7 +432,7 @@ def test_depth_within_tolerance_pairs_and_beyond_is_skipped(tmp_path: Path, fram
 
 
 def test_ambiguous_topics_need_naming(tmp_path: Path, frames: list[Frame]) -> None:
-    m = ros._MsgFactory(ros1=False)
+    m = ros.record._MsgFactory(ros1=False)
     msgs = _bag_messages(m, frames[:2])
     msgs += [("/cam2/rgb", t, ns, x) for topic, t, ns, x in msgs if topic == "/cam/rgb"]
     _write(tmp_path / "two.mcap", "mcap", msgs)
@@ -446,7 +446,7 @@ def test_ambiguous_topics_need_naming(tmp_path: Path, frames: list[Frame]) -> No
 
 
 def test_missing_depth_or_camera_info_topic(tmp_path: Path, frames: list[Frame]) -> None:
-    m = ros._MsgFactory(ros1=True)
+    m = ros.record._MsgFactory(ros1=True)
     msgs = _bag_messages(m, frames[:2])
     _write(tmp_path / "nodepth.bag", "ros1", [x for x in msgs if x[0] != "/cam/depth"])
     with pytest.raises(ros.RosBagError, match="no depth image topic"):
@@ -461,14 +461,14 @@ def test_missing_depth_or_camera_info_topic(tmp_path: Path, frames: list[Frame])
 
 
 def test_unknown_encoding_names_topic_and_time(tmp_path: Path, frames: list[Frame]) -> None:
-    m = ros._MsgFactory(ros1=False)
+    m = ros.record._MsgFactory(ros1=False)
     _write(tmp_path / "yuv", "sqlite3", _bag_messages(m, frames[:2], rgb_encoding="yuv422"))
     with pytest.raises(ros.UnsupportedEncodingError, match=r"/cam/rgb at t=100\.000 s: .*'yuv422'"):
         list(ros.RosBagSource(tmp_path / "yuv"))
 
 
 def test_broken_tf_chain_names_frames_and_time(tmp_path: Path, frames: list[Frame]) -> None:
-    m = ros._MsgFactory(ros1=True)
+    m = ros.record._MsgFactory(ros1=True)
     # map -> odom and base -> camera, but nothing links odom to base
     _write(tmp_path / "broken.bag", "ros1",
            _bag_messages(m, frames[:2], tf_pairs=(("map", "odom"), ("base_link", "camera_color_optical_frame"))))
@@ -586,7 +586,7 @@ def test_live_assembler_waits_for_tf_after_the_image(frames: list[Frame]) -> Non
 def test_recorded_bag_is_found_by_the_configured_source(tmp_path: Path, frames: list[Frame]) -> None:
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.load(Path(ros.__file__).parents[1] / "configs" / "sim" / "rosbag.yaml")
+    cfg = OmegaConf.load(Path(ros.__file__).parents[2] / "configs" / "sim" / "rosbag.yaml")
     assert cfg._target_ == "engram.sims.ros.RosBagSource"
     path = ros.record_bag(frames[:2], tmp_path / "run.mcap")
     from hydra.utils import instantiate
