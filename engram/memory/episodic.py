@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from engram.memory.episodic_moves import MoveTracker
 from engram.types import Frame
 
 __all__ = [
@@ -268,8 +269,7 @@ class EpisodicMemory:
         self._last_slot: int | None = None
         self._frames_seen = 0
         self._frames_sampled = 0
-        # instance id -> (label, observed extent [min xyz, max xyz], time_s)
-        self._positions: dict[int, tuple[str, np.ndarray, float]] = {}
+        self._moves = MoveTracker(self.move_threshold_m)
         self._text_pending: set[int] = set()
         self._cache: dict[int, dict[str, Any]] = {}
         self._finalized = False
@@ -413,7 +413,7 @@ class EpisodicMemory:
         emb = self._frame_embedding(frame, image_embedding)
         tag_list = self._frame_tags(frame, tags)
         label_w = self._frame_labels(frame, labels)
-        moved = self._frame_moves(frame) if self.move_threshold_m > 0 else []
+        moved = self._moves.observe(frame)
         thumb = self._thumbnail(frame.rgb) if self.keyframes_per_node > 0 else b""
 
         # --- from here on nothing can fail on bad input: commit the frame
@@ -555,52 +555,6 @@ class EpisodicMemory:
                     raise ValueError(f"label weight for {name!r} must be in [0, 1], got {w}")
                 out[name] = max(out.get(name, 0.0), w)
         return out
-
-    def _frame_moves(self, frame: Frame) -> list[str]:
-        """Labels of instances seen away from where they were seen before (updates the extents).
-
-        Each instance keeps the box its observed surface points spanned so far
-        (10th-90th percentile per view, merged over views). An instance moved
-        when its points now lie further than ``move_threshold_m`` from that box:
-        partial views of one large object (a sofa seen from either end) stay
-        next to each other, a relocated mug lands metres away. Instance ids are
-        assumed stable across frames (simulators, trackers).
-        """
-        if not (frame.has_geometry and frame.instances is not None and frame.labels):
-            return []
-        from engram.perception.geometry import backproject_depth
-
-        stride = max(1, frame.width // 80)
-        pts, px = backproject_depth(frame.depth_m, frame.intrinsics, stride=stride, return_pixels=True)
-        if len(pts) == 0:
-            return []
-        ids = frame.instances[px[:, 1], px[:, 0]].astype(np.int64)
-        keep = ids > 0
-        ids, pts = ids[keep], pts[keep]
-        if ids.size == 0:
-            return []
-        world = frame.world_from_camera.transform_points(pts)
-        order = np.argsort(ids, kind="stable")
-        ids, world = ids[order], world[order]
-        uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)
-        min_pts = 3  # a few surface points place an object well enough to see a move of metres
-        moved: list[str] = []
-        for i, j, n in zip(uniq.tolist(), first.tolist(), counts.tolist()):
-            name = frame.labels.get(i)
-            if name is None or n < min_pts:
-                continue
-            lo, hi = np.percentile(world[j : j + n], [10.0, 90.0], axis=0)
-            box = np.concatenate([lo, hi])
-            prev = self._positions.get(i)
-            if prev is not None and prev[0] == name:
-                old = prev[1]
-                gap = np.maximum(0.0, np.maximum(old[:3] - hi, lo - old[3:]))
-                if float(np.linalg.norm(gap)) > self.move_threshold_m:
-                    moved.append(name)
-                else:
-                    box = np.concatenate([np.minimum(old[:3], lo), np.maximum(old[3:], hi)])
-            self._positions[i] = (name, box, frame.timestamp_s)
-        return moved
 
     def _thumbnail(self, rgb: np.ndarray) -> bytes:
         import cv2
@@ -1175,102 +1129,18 @@ class EpisodicMemory:
 
     def to_files(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The memory as store files and manifest metadata (see `save`)."""
-        self._embed_pending_text()
-        kf_index: dict[int, int] = {}
-        blobs: list[bytes] = []
+        from engram.memory.episodic_store import episodic_to_files
 
-        def ref(b: bytes) -> int:
-            key = id(b)
-            if key not in kf_index:
-                kf_index[key] = len(blobs)
-                blobs.append(b)
-            return kf_index[key]
-
-        order = [nid for ids in self._levels for nid in ids]
-        records = []
-        img = np.zeros((len(order), self._dim or 0), dtype=np.float16)
-        txt = np.zeros((len(order), self._text_dim or 0), dtype=np.float16)
-        for row, nid in enumerate(order):
-            n = self._nodes[nid]
-            if not n.closed:
-                self._fill(n, self._acc[nid])
-            if n.image_embedding is not None and self._dim:
-                img[row] = n.image_embedding
-            if n.text_embedding is not None and self._text_dim:
-                txt[row] = n.text_embedding
-            records.append(
-                {
-                    "id": n.node_id,
-                    "level": n.level,
-                    "start_s": n.start_s,
-                    "end_s": n.end_s,
-                    "frames": n.frame_count,
-                    "tags": [[k, v] for k, v in n.tags],
-                    "labels": [[k, v] for k, v in n.labels],
-                    "moved": n.moved,
-                    "caption": n.caption,
-                    "description": n.description,
-                    "keyframes": [ref(b) for b in n.keyframes],
-                    "keyframe_times_s": n.keyframe_times_s,
-                    "children": n.children,
-                    "parent": n.parent,
-                    "closed": n.closed,
-                    "has_text": n.text_embedding is not None,
-                }
-            )
-        # working state of the open nodes, so a build can resume exactly
-        open_state = []
-        sums = []
-        cand_embs = []
-        for nid, acc in self._acc.items():
-            open_state.append(
-                {
-                    "id": nid,
-                    "tag_sum": acc.tag_sum,
-                    "label_sum": acc.label_sum,
-                    "moved": acc.moved,
-                    "cands": [[t, ref(b)] for t, b, _ in acc.cands],
-                    "last_t": acc.last_t if math.isfinite(acc.last_t) else None,
-                }
-            )
-            sums.append(acc.emb_sum)
-            cand_embs.extend(e for _, _, e in acc.cands)
-        offsets = np.zeros((len(blobs), 2), dtype=np.int64)
-        pos = 0
-        for i, b in enumerate(blobs):
-            offsets[i] = (pos, len(b))
-            pos += len(b)
-        state = {
-            "next_id": self._next_id,
-            "open": self._open,
-            "last_t": self._last_t,
-            "last_slot": self._last_slot,
-            "frames_seen": self._frames_seen,
-            "frames_sampled": self._frames_sampled,
-            "finalized": self._finalized,
-            "open_nodes": open_state,
-            "positions": [[k, v[0], v[1].tolist(), v[2]] for k, v in self._positions.items()],
-        }
-        dim = self._dim or 0
-        files: dict[str, Any] = {
-            "nodes.json": records,
-            "state.json": state,
-            "image_embeddings.npy": img,
-            "text_embeddings.npy": txt,
-            "keyframes.bin": b"".join(blobs),
-            "keyframes_index.npy": offsets,
-            "open_sums.npy": np.array(sums, dtype=np.float64).reshape(len(sums), dim),
-            "open_cand_embeddings.npy": np.array(cand_embs, dtype=np.float32).reshape(len(cand_embs), dim),
-        }
-        meta = {"config": self.config(), "encoders": self.encoder_info(), "nodes": len(self._nodes)}
-        return files, meta
+        return episodic_to_files(self)
 
     def save(self, path: str, extra_meta: Mapping[str, Any] | None = None) -> None:
         """Write the memory atomically as a store directory (see `engram.memory.store`)."""
+        from engram.memory.episodic_store import write_episodic
+
         files, meta = self.to_files()
         if extra_meta:
             meta["extra"] = dict(extra_meta)
-        _write(path, files, meta)
+        write_episodic(path, files, meta)
 
     @classmethod
     def load(
@@ -1284,7 +1154,9 @@ class EpisodicMemory:
             FileNotFoundError: nothing at ``path``.
             ValueError: a damaged store, or encoders other than the ones the memory was built with.
         """
-        files, meta = _read(path)
+        from engram.memory.episodic_store import read_episodic
+
+        files, meta = read_episodic(path)
         return cls.from_files(
             files, meta, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner, where=str(path)
         )
@@ -1301,77 +1173,11 @@ class EpisodicMemory:
         where: str = "memory",
     ) -> EpisodicMemory:
         """Rebuild a memory from `to_files` output."""
-        cfg = dict(meta.get("config", {}))
-        enc = dict(meta.get("encoders", {}))
-        check_encoders(enc, image_encoder, text_encoder, where=where)
-        mem = cls(**cfg, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner)
-        try:
-            records = files["nodes.json"]
-            state = files["state.json"]
-            img = np.asarray(files["image_embeddings.npy"], dtype=np.float32)
-            txt = np.asarray(files["text_embeddings.npy"], dtype=np.float32)
-            blob = files["keyframes.bin"]
-            offsets = np.asarray(files["keyframes_index.npy"])
-            sums = np.asarray(files["open_sums.npy"], dtype=np.float64)
-            cand_embs = np.asarray(files["open_cand_embeddings.npy"], dtype=np.float64)
-        except KeyError as exc:
-            raise ValueError(f"{where}: the episodic memory is missing {exc}") from exc
-        if len(img) != len(records) or len(txt) != len(records):
-            raise ValueError(f"{where}: {len(records)} nodes but {len(img)} image / {len(txt)} text embeddings")
-        if offsets.size and int(offsets[-1].sum()) != len(blob):
-            raise ValueError(f"{where}: keyframes.bin has {len(blob)} bytes, the index expects {int(offsets[-1].sum())}")
-        blobs = [bytes(blob[o : o + n]) for o, n in offsets.tolist()]
-        mem._dim = enc.get("image_dim")
-        mem._text_dim = enc.get("text_dim")
-        mem._builtin_embedding = enc.get("image_encoder") == THUMBNAIL_NAME
-        for row, r in enumerate(records):
-            n = EpisodicNode(
-                node_id=int(r["id"]),
-                level=int(r["level"]),
-                start_s=float(r["start_s"]),
-                end_s=float(r["end_s"]),
-                frame_count=int(r["frames"]),
-                image_embedding=img[row] if mem._dim else None,
-                text_embedding=txt[row] if (mem._text_dim and r.get("has_text")) else None,
-                tags=[(str(k), float(v)) for k, v in r["tags"]],
-                labels=[(str(k), float(v)) for k, v in r["labels"]],
-                moved=list(r["moved"]),
-                caption=r.get("caption", ""),
-                description=r["description"],
-                keyframes=[blobs[i] for i in r["keyframes"]],
-                keyframe_times_s=[float(t) for t in r["keyframe_times_s"]],
-                children=[int(c) for c in r["children"]],
-                parent=None if r["parent"] is None else int(r["parent"]),
-                closed=bool(r["closed"]),
-            )
-            if not 0 <= n.level < mem.num_levels:
-                raise ValueError(f"{where}: node {n.node_id} has level {n.level} outside 0..{mem.num_levels - 1}")
-            mem._nodes[n.node_id] = n
-            mem._levels[n.level].append(n.node_id)
-            mem._starts[n.level].append(n.start_s)
-            if mem._text_dim and n.text_embedding is None:
-                mem._text_pending.add(n.node_id)
-        mem._next_id = int(state["next_id"])
-        mem._open = [None if o is None else int(o) for o in state["open"]]
-        mem._last_t = state["last_t"]
-        mem._last_slot = state["last_slot"]
-        mem._frames_seen = int(state["frames_seen"])
-        mem._frames_sampled = int(state["frames_sampled"])
-        mem._finalized = bool(state["finalized"])
-        ci = 0
-        for row, o in enumerate(state["open_nodes"]):
-            acc = _Acc(mem._dim or 1)
-            acc.emb_sum = sums[row].copy() if mem._dim else acc.emb_sum
-            acc.tag_sum = {str(k): float(v) for k, v in o["tag_sum"].items()}
-            acc.label_sum = {str(k): float(v) for k, v in o["label_sum"].items()}
-            acc.moved = {str(k): int(v) for k, v in o["moved"].items()}
-            acc.last_t = -math.inf if o["last_t"] is None else float(o["last_t"])
-            for t, bi in o["cands"]:
-                acc.cands.append((float(t), blobs[bi], cand_embs[ci]))
-                ci += 1
-            mem._acc[int(o["id"])] = acc
-        mem._positions = {int(k): (str(name), np.array(p, dtype=np.float64), float(t)) for k, name, p, t in state["positions"]}
-        return mem
+        from engram.memory.episodic_store import episodic_from_files
+
+        return episodic_from_files(
+            cls, files, meta, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner, where=where
+        )
 
 
 THUMBNAIL_NAME = "builtin-thumbnail"
@@ -1416,18 +1222,3 @@ def check_encoders(recorded: Mapping[str, Any], image_encoder: Any, text_encoder
                 f"{where} was built with {kind} encoder {want_name!r} ({want_dim}-d) but {kind} encoder "
                 f"{name!r} ({dim}-d) was given: rebuild the memory, or query it with {want_name!r}"
             )
-
-
-def _write(path: str, files: dict[str, Any], meta: dict[str, Any]) -> None:
-    """The one place that writes an episodic memory to disk (atomically, via the shared store)."""
-    from engram.memory.store import write_store
-
-    write_store(path, files, kind=EPISODIC_KIND, version=EPISODIC_VERSION, meta=meta)
-
-
-def _read(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    from engram.memory.store import read_store
-
-    contents = read_store(path, kind=EPISODIC_KIND, supported_versions=[EPISODIC_VERSION])
-    files = {name: contents[name] for name in contents.names()}
-    return files, dict(contents.meta)
