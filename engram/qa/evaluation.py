@@ -6,7 +6,9 @@ with a pluggable judge (any callable prompt -> reply text, e.g. an
 OpenAI-compatible chat backend); and reading / writing question files in the
 EgoSchema (JSON) and NExT-QA (CSV) layouts, plus a JSON-lines layout that
 keeps everything engram knows about a question (spans, type). Embodied-QA
-scoring builds on the same pieces in its own section.
+scoring builds on the same pieces in its own section. Object maps are scored
+by matching their 3D boxes one to one to ground truth (`match_object_boxes`):
+localisation, labels, precision and duplicates read off one matching.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "Box3D",
+    "ObjectMapScore",
+    "ObjectMatch",
     "Span",
     "multiple_choice_accuracy",
     "temporal_iou",
@@ -35,6 +40,8 @@ __all__ = [
     "token_f1",
     "token_overlap_judge",
     "VideoQuestion",
+    "box_iou_3d",
+    "match_object_boxes",
     "read_questions",
     "write_questions",
 ]
@@ -580,3 +587,251 @@ def write_questions(
                 )
     else:
         raise ValueError(f"unknown question format {fmt!r}: use egoschema, nextqa or jsonl")
+
+
+# ---------------------------------------------------------------------------
+# 3D object maps: localisation, labels, precision
+
+
+@dataclass(frozen=True)
+class Box3D:
+    """An object box: centre, half extents along its own axes, a yaw about world z, a label.
+
+    Memory boxes are axis-aligned (``yaw_rad`` 0); simulator and annotated boxes may be yawed.
+    """
+
+    centre: tuple[float, float, float]
+    half_extents: tuple[float, float, float]
+    yaw_rad: float = 0.0
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        c = tuple(float(v) for v in self.centre)
+        h = tuple(float(v) for v in self.half_extents)
+        if len(c) != 3 or len(h) != 3 or not all(math.isfinite(v) for v in c + h + (float(self.yaw_rad),)):
+            raise ValueError(f"a box needs a finite 3D centre, half extents and yaw, got {self.centre!r}, {self.half_extents!r}")
+        if min(h) < 0:
+            raise ValueError(f"box half extents must be >= 0, got {h}")
+        object.__setattr__(self, "centre", c)
+        object.__setattr__(self, "half_extents", h)
+        object.__setattr__(self, "yaw_rad", float(self.yaw_rad))
+
+    @classmethod
+    def from_min_max(cls, box_min: Sequence[float], box_max: Sequence[float], label: str = "") -> Box3D:
+        """An axis-aligned box from its corners (a memory object's ``box_min`` / ``box_max``)."""
+        lo = [float(v) for v in box_min]
+        hi = [float(v) for v in box_max]
+        if len(lo) != 3 or len(hi) != 3 or any(b < a for a, b in zip(lo, hi)):
+            raise ValueError(f"box_min must be <= box_max in 3D, got {box_min!r}, {box_max!r}")
+        return cls(tuple((a + b) / 2 for a, b in zip(lo, hi)), tuple((b - a) / 2 for a, b in zip(lo, hi)), 0.0, label)
+
+    @property
+    def volume(self) -> float:
+        hx, hy, hz = self.half_extents
+        return 8.0 * hx * hy * hz
+
+    def footprint(self) -> list[tuple[float, float]]:
+        """The four xy corners, counter-clockwise."""
+        cx, cy, _ = self.centre
+        hx, hy, _ = self.half_extents
+        c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        return [(cx + c * x - s * y, cy + s * x + c * y) for x, y in ((-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy))]
+
+    def contains(self, point: Sequence[float], margin_m: float = 0.0) -> bool:
+        """True when ``point`` lies inside the box grown by ``margin_m`` on every side."""
+        d = [float(p) - c for p, c in zip(point, self.centre)]
+        c, s = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        local = (c * d[0] + s * d[1], -s * d[0] + c * d[1], d[2])
+        return all(abs(v) <= h + margin_m + 1e-9 for v, h in zip(local, self.half_extents))
+
+
+def _clip(poly: list[tuple[float, float]], a: tuple[float, float], b: tuple[float, float]) -> list[tuple[float, float]]:
+    """Sutherland-Hodgman: the part of a convex polygon on the left of the directed edge a -> b."""
+
+    def side(p):
+        return (b[0] - a[0]) * (p[1] - a[1]) - (b[1] - a[1]) * (p[0] - a[0])
+
+    out: list[tuple[float, float]] = []
+    for i, p in enumerate(poly):
+        q = poly[(i + 1) % len(poly)]
+        sp, sq = side(p), side(q)
+        if sp >= 0:
+            out.append(p)
+        if (sp >= 0) != (sq >= 0):
+            t = sp / (sp - sq)
+            out.append((p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1])))
+    return out
+
+
+def _area(poly: list[tuple[float, float]]) -> float:
+    return 0.5 * abs(sum(p[0] * q[1] - q[0] * p[1] for p, q in zip(poly, poly[1:] + poly[:1])))
+
+
+def box_iou_3d(a: Box3D, b: Box3D) -> float:
+    """Exact intersection over union of two boxes yawed about z (0 when they do not overlap)."""
+    z = min(a.centre[2] + a.half_extents[2], b.centre[2] + b.half_extents[2]) - max(
+        a.centre[2] - a.half_extents[2], b.centre[2] - b.half_extents[2]
+    )
+    if z <= 0:
+        return 0.0
+    poly = a.footprint()
+    fb = b.footprint()
+    for i in range(4):
+        poly = _clip(poly, fb[i], fb[(i + 1) % 4])
+        if not poly:
+            return 0.0
+    inter = _area(poly) * z
+    union = a.volume + b.volume - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class ObjectMatch:
+    """One ground-truth object paired with one predicted object."""
+
+    gt: int
+    pred: int
+    iou: float
+    centroid_inside: bool
+    label_correct: bool
+
+
+@dataclass
+class ObjectMapScore:
+    """The one-to-one matching of predicted objects to ground truth, and the figures read off it.
+
+    Attributes:
+        matches: the pairs (localisation hits, whatever their labels).
+        missed: indices of counted ground-truth objects with no match.
+        false: indices of predictions matched to nothing (duplicates included).
+        duplicates: the false predictions that would have matched an already matched object.
+        counted: per ground-truth object, whether recall counts it.
+        gt_labels, pred_labels: the labels, for label figures.
+    """
+
+    matches: list[ObjectMatch]
+    missed: list[int]
+    false: list[int]
+    duplicates: list[int]
+    counted: list[bool]
+    gt_labels: list[str]
+    pred_labels: list[str]
+
+    @property
+    def n_counted(self) -> int:
+        return sum(self.counted)
+
+    @property
+    def found(self) -> int:
+        """Counted ground-truth objects that were localised."""
+        return sum(1 for m in self.matches if self.counted[m.gt])
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.n_counted if self.n_counted else float("nan")
+
+    @property
+    def n_scored_pred(self) -> int:
+        """Predictions that precision judges: matched to a counted object, or to nothing."""
+        return sum(1 for m in self.matches if self.counted[m.gt]) + len(self.false)
+
+    @property
+    def precision(self) -> float:
+        n = self.n_scored_pred
+        return self.found / n if n else float("nan")
+
+    @property
+    def duplicate_rate(self) -> float:
+        n = self.n_scored_pred
+        return len(self.duplicates) / n if n else 0.0
+
+    def label_hits(self, categories: Sequence[str] | None = None) -> tuple[int, int]:
+        """(correctly labelled, localised) among counted matches whose true category is in ``categories``."""
+        cats = None if categories is None else {c.lower() for c in categories}
+        ms = [m for m in self.matches if self.counted[m.gt] and (cats is None or self.gt_labels[m.gt].lower() in cats)]
+        return sum(m.label_correct for m in ms), len(ms)
+
+    def label_accuracy(self, categories: Sequence[str] | None = None) -> float:
+        """Share of localised objects (true category in ``categories``) whose predicted label is right."""
+        ok, n = self.label_hits(categories)
+        return ok / n if n else float("nan")
+
+    def matched_pred(self, gt_index: int) -> int | None:
+        """The prediction matched to a ground-truth object, or None."""
+        return next((m.pred for m in self.matches if m.gt == gt_index), None)
+
+
+def match_object_boxes(
+    gt: Sequence[Box3D],
+    pred: Sequence[Box3D],
+    *,
+    pred_centroids: Sequence[Sequence[float]] | None = None,
+    counted: Sequence[bool] | None = None,
+    min_iou: float = 0.25,
+) -> ObjectMapScore:
+    """Match predicted object boxes to ground-truth boxes one to one, by where they are.
+
+    A pair can match when their 3D IoU is at least ``min_iou`` or the
+    prediction's centroid lies inside the ground-truth box. Labels play no part
+    in the matching: a found object with the wrong name is a localisation hit
+    and a label miss. Pairs are taken greedily, highest IoU first (then nearest
+    centroid), each object at most once. Unmatched predictions are false
+    objects; those that could have matched an object already taken are
+    duplicates.
+
+    Args:
+        gt: ground-truth boxes (with labels).
+        pred: predicted boxes (with labels).
+        pred_centroids: the predictions' point centroids (default: box centres).
+        counted: per ground-truth object, whether recall counts it (e.g. it
+            was seen well enough). A prediction matched to an object that is not
+            counted is neither a hit nor a false object.
+        min_iou: the IoU that makes a pair on its own.
+
+    Raises:
+        ValueError: ``pred_centroids`` or ``counted`` do not match the box lists in length, or min_iou is not in (0, 1].
+    """
+    if not 0 < min_iou <= 1:
+        raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
+    cents = [tuple(float(v) for v in c) for c in pred_centroids] if pred_centroids is not None else [p.centre for p in pred]
+    if len(cents) != len(pred):
+        raise ValueError(f"{len(cents)} centroids for {len(pred)} predicted boxes")
+    cnt = [bool(c) for c in counted] if counted is not None else [True] * len(gt)
+    if len(cnt) != len(gt):
+        raise ValueError(f"{len(cnt)} counted flags for {len(gt)} ground-truth boxes")
+    pairs = []
+    for j, p in enumerate(pred):
+        for i, g in enumerate(gt):
+            reach = math.hypot(*g.half_extents) + math.hypot(*p.half_extents)
+            if math.dist(g.centre, p.centre) > reach and not g.contains(cents[j]):
+                continue
+            iou = box_iou_3d(g, p)
+            inside = g.contains(cents[j])
+            if iou >= min_iou or inside:
+                pairs.append((-iou, math.dist(g.centre, cents[j]), i, j, inside))
+    pairs.sort()
+    gt_taken: set[int] = set()
+    pred_taken: set[int] = set()
+    matches = []
+    for neg_iou, _, i, j, inside in pairs:
+        if i in gt_taken or j in pred_taken:
+            continue
+        gt_taken.add(i)
+        pred_taken.add(j)
+        matches.append(ObjectMatch(i, j, -neg_iou, inside, pred[j].label.lower() == gt[i].label.lower()))
+    could = {j for _, _, i, j, _ in pairs}
+    # a leftover prediction next to an object that recall does not count is not judged either way
+    uncounted_only = {j for _, _, i, j, _ in pairs if j not in pred_taken} - {
+        j for _, _, i, j, _ in pairs if j not in pred_taken and cnt[i]
+    }
+    judged_false = [j for j in range(len(pred)) if j not in pred_taken and j not in uncounted_only]
+    dups = [j for j in judged_false if j in could]
+    return ObjectMapScore(
+        matches=matches,
+        missed=[i for i in range(len(gt)) if cnt[i] and i not in gt_taken],
+        false=judged_false,
+        duplicates=dups,
+        counted=cnt,
+        gt_labels=[g.label for g in gt],
+        pred_labels=[p.label for p in pred],
+    )
