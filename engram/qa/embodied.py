@@ -258,8 +258,13 @@ class EmbodiedQA:
             return self._not_observed("which_room", x)
         rooms = sorted({self._room_name(o.centroid) or "unknown room" for o in objs})
         descs = [self._describe(o) for o in objs]
+        text = ", ".join(rooms)
+        if len(objs) > 1:  # several instances: name each one, even when they share a room
+            text = f"{len(objs)} candidates for '{x}': " + "; ".join(
+                f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'}" for d in descs
+            )
         return EQAAnswer(
-            ", ".join(rooms), "which_room", value=rooms if len(rooms) > 1 else rooms[0],
+            text, "which_room", value=rooms if len(rooms) > 1 else rooms[0],
             candidates=descs if len(objs) > 1 else [], **self._evidence_fields(objs)
         )
 
@@ -278,11 +283,8 @@ class EmbodiedQA:
             return EQAAnswer(f"no (the {r} is {NOT_OBSERVED})", "is_there", value=False, enough_evidence=False)
         return EQAAnswer("yes" if objs else "no", "is_there", value=bool(objs), **self._evidence_fields(objs))
 
-    def _q_near(self, x: str) -> EQAAnswer:
-        objs = self.match_objects(x)
-        if not objs:
-            return self._not_observed("near", x)
-        ref = objs[0]
+    def _near_of(self, ref) -> list[tuple[float, Any]]:
+        """Objects whose boxes lie within ``near_radius_m`` of ``ref``'s (in the floor plane), nearest first."""
         lo, hi = np.asarray(ref.box_min, float), np.asarray(ref.box_max, float)
         near = []
         for o in self.memory.objects.objects.values():
@@ -294,10 +296,34 @@ class EmbodiedQA:
             if d <= self.near_radius_m:
                 near.append((d, o))
         near.sort(key=lambda t: t[0])
-        labels = [o.label for _, o in near]
-        text = ", ".join(dict.fromkeys(labels)) if labels else "nothing remembered within 1 m"
-        return EQAAnswer(text, "near", value=sorted(set(labels)), candidates=[self._describe(o) for o in objs] if len(objs) > 1 else [],
-                         **self._evidence_fields([ref] + [o for _, o in near]))
+        return near
+
+    def _q_near(self, x: str) -> EQAAnswer:
+        objs = self.match_objects(x)
+        if not objs:
+            return self._not_observed("near", x)
+        per = [(o, self._near_of(o)) for o in objs]
+        nothing = f"nothing remembered within {self.near_radius_m:g} m"
+        if len(objs) == 1:
+            labels = [o.label for _, o in per[0][1]]
+            text = ", ".join(dict.fromkeys(labels)) if labels else nothing
+            return EQAAnswer(text, "near", value=sorted(set(labels)),
+                             **self._evidence_fields([objs[0]] + [o for _, o in per[0][1]]))
+        # several instances: what is next to each one, each named (the value is the union)
+        descs, parts, evidence = [], [], []
+        for o, near in per:
+            labels = [n.label for _, n in near]
+            d = self._describe(o)
+            d["near"] = sorted(set(labels))
+            descs.append(d)
+            parts.append(f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'}: "
+                         + (", ".join(dict.fromkeys(labels)) if labels else nothing))
+            for e in [o] + [n for _, n in near]:
+                if all(e is not k for k in evidence):
+                    evidence.append(e)
+        union = sorted({lab for d in descs for lab in d["near"]})
+        return EQAAnswer(f"{len(objs)} candidates for '{x}': " + "; ".join(parts), "near", value=union,
+                         candidates=descs, **self._evidence_fields(evidence))
 
     def _q_last_seen(self, x: str) -> EQAAnswer:
         objs = self.match_objects(x, merge=False)  # a fragment's sighting is a sighting too
@@ -305,8 +331,16 @@ class EmbodiedQA:
             return self._not_observed("last_seen", x)
         o = max(objs, key=lambda o: o.last_seen_s)
         t = float(o.last_seen_s)
-        return EQAAnswer(f"at t={t:.1f} s, in the {self._room_name(o.centroid) or 'unknown room'}", "last_seen", value=t,
-                         **self._evidence_fields([o]))
+        text = f"at t={t:.1f} s, in the {self._room_name(o.centroid) or 'unknown room'}"
+        whole = merge_fragments(objs, self.fragment_gap_m, self.fragment_share)
+        if len(whole) > 1:  # several instances: when each was last seen (the value is the latest)
+            descs = [self._describe(w) | {"last_seen_s": round(float(w.last_seen_s), 1)} for w in whole]
+            descs.sort(key=lambda d: -d["last_seen_s"])
+            text = f"{len(whole)} candidates for '{x}': " + "; ".join(
+                f"{d['label']} {d['id']} at t={d['last_seen_s']:.1f} s, in the {d['room'] or 'unknown room'}" for d in descs
+            )
+            return EQAAnswer(text, "last_seen", value=t, candidates=descs, **self._evidence_fields(whole))
+        return EQAAnswer(text, "last_seen", value=t, **self._evidence_fields([o]))
 
     def _q_changed(self, t: float | None = None) -> EQAAnswer:
         events = self.memory.changes(since_s=t)

@@ -74,3 +74,30 @@ def test_unseen_and_empty(box_renderer):
     assert qa.ask("How many giraffes are there?").value == 0
     with pytest.raises(ValueError):
         qa.ask("   ")
+
+
+def test_ambiguous_questions_name_every_instance(box_renderer):
+    # two chairs: where / which room / near / last seen must name both, each with its own facts
+    mem, seen_at = build(box_renderer, [-60, -40, -20, 0, 20, 40, 60])
+    qa = EmbodiedQA(mem)
+    chairs = qa.match_objects("chair")
+    assert len(chairs) == 2
+    ids = {int(o.id) for o in chairs}
+    for q in ("Where is the chair?", "Which room is the chair in?", "What is next to the chair?", "When did I last see the chair?"):
+        a = qa.ask(q)
+        assert {c["id"] for c in a.candidates} == ids, q
+        for i in ids:
+            assert f"chair {i} " in a.text, (q, a.text)
+    near = qa.ask("What is next to the chair?")
+    by_id = {c["id"]: c["near"] for c in near.candidates}
+    # the chair beside the mug has the mug next to it; the far chair does not (1.5 m away)
+    beside = min(chairs, key=lambda o: abs(float(o.centroid[1]) - 0.3))
+    far = max(chairs, key=lambda o: float(o.centroid[1]))
+    assert "mug" in by_id[int(beside.id)] and "mug" not in by_id[int(far.id)]
+    assert set(near.value) == set(by_id[int(beside.id)]) | set(by_id[int(far.id)])
+    last = qa.ask("When did I last see the chair?")
+    assert last.value == pytest.approx(max(c["last_seen_s"] for c in last.candidates), abs=0.05)
+    assert last.value == pytest.approx(seen_at["chair"], abs=0.51)
+    # one instance: the answer is about that one object, no candidate list
+    single = qa.ask("What is next to the mug?")
+    assert single.candidates == [] and "chair" in single.value
