@@ -9,11 +9,14 @@ Subcommands take hydra-style ``key=value`` overrides after their own options:
     engram qa ask runs/video_mem "where did I leave the mug?" --options kitchen bedroom
     engram sim record --bag runs/walk.mcap
     engram info runs/apt3/memory
+    engram index videos/ runs/*.mcap --out runs/catalogue    # many sources, in parallel on Ray
+    engram search runs/catalogue "red toolbox" --near 1.0 2.0
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +55,13 @@ def _qa(args: argparse.Namespace) -> int:
             print(summary)
         print(f"memory written to {args.out}")
     else:
+        from engram.fleet.catalogue import is_catalogue
+
+        if is_catalogue(args.memory):  # a catalogue of many sources (engram index)
+            from engram.fleet.catalogue import ask_command as ask_catalogue_command
+
+            print(ask_catalogue_command(args.memory, args.question, options=args.options, answerer=args.answerer))
+            return 0
         print(ask_command(args.memory, args.question, options=args.options, answerer=args.answerer))
     return 0
 
@@ -61,6 +71,37 @@ def _sim(args: argparse.Namespace) -> int:
 
     path = record_sim(args.bag, seed=args.seed, steps=args.steps)
     print(f"wrote {path}")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from engram._optional import available
+    from engram.fleet.index import build_index
+
+    use_ray = False if args.no_ray else None
+    if use_ray is None and not available("ray") and not (args.address or os.environ.get("RAY_ADDRESS")):
+        print("engram index: Ray is not installed, indexing in this process; "
+              "for parallel workers: pip install 'engram[fleet]'", file=sys.stderr)  # fmt: skip
+    report = build_index(
+        args.sources, args.out, overrides=args.overrides, address=args.address, workers=args.workers,
+        use_ray=use_ray, progress=not args.quiet,
+    )  # fmt: skip
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from engram.fleet.catalogue import Catalogue
+
+    cat = Catalogue.open(args.catalogue)
+    hits = cat.search(
+        args.text, k=args.k, since=args.since, until=args.until, near=args.near, radius_m=args.radius,
+        sources=args.source, kinds=args.kind,
+    )  # fmt: skip
+    if not hits:
+        print("no match")
+    for h in hits:
+        print(h.line())
     return 0
 
 
@@ -94,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     qb.add_argument("--out", required=True)
     qb.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
     qb.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
-    qa = qs.add_parser("ask", help="ask a question of a built memory")
+    qa = qs.add_parser("ask", help="ask a question of a built memory or a catalogue (engram index)")
     qa.add_argument("memory")
     qa.add_argument("question")
     qa.add_argument("--options", nargs="+", default=None, help="multiple-choice options")
@@ -108,6 +149,28 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--steps", type=int, default=120)
     s.set_defaults(func=_sim)
+
+    x = sub.add_parser("index", help="index many videos, RGB-D folders and bags into one catalogue (in parallel on Ray)")
+    x.add_argument("sources", nargs="+", help="files, folders, globs, URIs or a .txt list of paths")
+    x.add_argument("--out", required=True, help="the catalogue folder (created or extended)")
+    x.add_argument("--address", default=None, help="a Ray cluster to join (default: RAY_ADDRESS or a local runtime)")
+    x.add_argument("--workers", type=int, default=None, help="parallel workers (default: the CPUs available)")
+    x.add_argument("--no-ray", action="store_true", help="index in this process even when Ray is installed")
+    x.add_argument("--quiet", action="store_true", help="no progress bar")
+    x.add_argument("overrides", nargs="*", help="overrides of engram/configs/fleet.yaml, e.g. video.sample_fps=0.5")
+    x.set_defaults(func=_index)
+
+    f = sub.add_parser("search", help="search every source of a catalogue")
+    f.add_argument("catalogue")
+    f.add_argument("text")
+    f.add_argument("-k", type=int, default=5, help="hits to show")
+    f.add_argument("--since", default=None, help="stream seconds (90, 1:30) or a UTC date (2026-12-06)")
+    f.add_argument("--until", default=None, help="as --since")
+    f.add_argument("--near", type=float, nargs="+", default=None, metavar="X", help="x y [z] in metres")
+    f.add_argument("--radius", type=float, default=None, help="with --near: drop hits farther than this (m)")
+    f.add_argument("--source", action="append", default=None, help="keep sources whose path or id contains this")
+    f.add_argument("--kind", action="append", default=None, choices=["event", "keyframe", "object"])
+    f.set_defaults(func=_search)
 
     i = sub.add_parser("info", help="print what a saved memory holds")
     i.add_argument("path")

@@ -1,0 +1,434 @@
+"""`build_index`: every source to its own memory, in parallel on Ray (or in this process), then one table.
+
+With Ray installed, sources are built by a pool of Ray actors, one source at
+a time each; an actor loads the encoders once in its constructor and keeps
+them for every source it builds. By default a local Ray runtime sized to
+the machine is started (and stopped at the end); ``address`` (or
+``RAY_ADDRESS``) joins a running cluster instead, whose workers must see the
+source paths and the catalogue folder (shared storage) or read the sources
+from object-store URIs. A worker process that dies mid-source is restarted
+by Ray and its source retried (`max_task_retries`); the driver resubmits a
+source whose retries ran out, up to ``max_attempts`` times, then records it
+as failed. Without Ray the same `SourceIndexer` runs here, one source after
+another.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engram.fleet.sources import SourceSpec, expand_sources
+
+__all__ = ["IndexReport", "build_index", "default_settings"]
+
+# per-source build keys of the qa/video config that are not memory settings
+_VIDEO_RUN_KEYS = ("_target_", "_convert_", "resume", "progress")
+
+
+@dataclass
+class IndexReport:
+    """What a `build_index` run did.
+
+    Attributes:
+        catalogue: the catalogue folder.
+        engine: "ray" or "local".
+        workers: parallel workers used (1 for local).
+        done, skipped: source ids built now / already complete from an earlier run.
+        failed: ``{"source_id", "path", "error"}`` of sources that could not be indexed.
+        duplicates: paths given more than once (indexed once).
+        frames: frames read by this run.
+        rows: rows in the catalogue table after the run.
+        wall_s: wall-clock seconds of the run.
+        worker_cpu_s: CPU seconds the workers spent on the sources (summed over workers).
+        attempts: source id -> times it was started (more than 1: retried after a worker died).
+    """
+
+    catalogue: str
+    engine: str = "local"
+    workers: int = 1
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    frames: int = 0
+    rows: int = 0
+    wall_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    attempts: dict[str, int] = field(default_factory=dict)
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        head = (
+            f"catalogue {self.catalogue}: {len(self.done)} built, {len(self.skipped)} already complete, "
+            f"{len(self.failed)} failed; {self.frames} frames, {self.rows} rows; "
+            f"{self.wall_s:.1f} s wall, {self.worker_cpu_s:.1f} s worker CPU ({self.engine}, {self.workers} worker"
+            f"{'s' if self.workers != 1 else ''})"
+        )
+        lines = [head]
+        if self.duplicates:
+            lines.append(
+                f"given more than once (indexed once): {', '.join(self.duplicates)}"
+            )
+        retried = sorted(s for s, n in self.attempts.items() if n > 1)
+        if retried:
+            lines.append(f"retried after a worker died: {', '.join(retried)}")
+        lines += [f"FAILED {f['path']}: {f['error']}" for f in self.failed]
+        return "\n".join(lines)
+
+
+def default_settings(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """engram/configs/fleet.yaml with overrides, as plain dicts (what `build_index` records in the catalogue)."""
+    from engram.config import compose, to_plain
+
+    s = to_plain(compose("fleet", list(overrides)))
+    s["video"] = {k: v for k, v in s["video"].items() if k not in _VIDEO_RUN_KEYS}
+    s["memory"] = {k: v for k, v in s["memory"].items() if k != "_target_"}
+    return s
+
+
+def _check_address(address: str) -> None:
+    """Fail fast, before anything is written, when no cluster answers at ``address``."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(
+            f"cluster address {address!r} is not host:port (or ray://host:port, or auto)"
+        )
+    try:
+        socket.create_connection((host, int(port)), timeout=5.0).close()
+    except OSError as exc:
+        raise ConnectionError(
+            f"no Ray cluster answers at {address} ({exc}); start one with `ray start --head` or fix --address"
+        ) from None
+
+
+def build_index(
+    sources: Sequence[str | Path] | str | Path,
+    out: str | Path,
+    *,
+    settings: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    address: str | None = None,
+    workers: int | None = None,
+    use_ray: bool | None = None,
+    progress: bool = True,
+    max_attempts: int = 3,
+    ray_init: dict[str, Any] | None = None,
+    _kill_worker_after_frames: int | None = None,
+) -> IndexReport:
+    """Index many sources into the catalogue at ``out`` (see the package doc).
+
+    Args:
+        sources: videos, RGB-D folders, bags, folders of them, globs, list files or URIs.
+        out: the catalogue folder (created; an existing catalogue is extended, complete
+            sources skipped).
+        settings: plain fleet settings; default `default_settings(overrides)`.
+        overrides: hydra-style overrides of engram/configs/fleet.yaml.
+        address: a Ray cluster to join ("host:port", "ray://host:port", "auto");
+            default ``RAY_ADDRESS`` or a local runtime.
+        workers: parallel workers (default: the CPUs of the local runtime or cluster,
+            at most one per source).
+        use_ray: False runs in this process; None uses Ray when it is installed.
+        progress: show a progress bar of sources and frames.
+        max_attempts: times a source is started before it counts as failed when its
+            worker keeps dying (a source that raises fails at once).
+        ray_init: more keyword arguments for ``ray.init`` of the local runtime.
+
+    Raises:
+        ValueError: no sources, a glob matching nothing, bad settings, or a catalogue
+            of another version / other settings (`CatalogueError`).
+        ConnectionError: no cluster answers at ``address``.
+        MissingExtraError: ``address`` or ``use_ray=True`` without Ray installed.
+    """
+    from engram.fleet.catalogue import Catalogue
+    from engram.fleet.worker import is_complete, settings_key
+
+    t0 = time.perf_counter()
+    specs, duplicates = expand_sources(sources)
+    settings = default_settings(overrides) if settings is None else settings
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    if use_ray is None:
+        from engram._optional import available
+
+        use_ray = available("ray") or address is not None
+    if use_ray:
+        from engram._optional import require
+
+        require("ray", "parallel indexing (engram index)")
+        if address is not None:
+            _check_address(address)
+    cat = Catalogue.create(out, settings)
+    report = IndexReport(catalogue=str(cat.path), duplicates=duplicates)
+    key = settings_key(settings)
+    with cat.writer_lock():
+        todo: list[SourceSpec] = []
+        for spec in specs:
+            if not spec.error and is_complete(
+                cat.path / "sources" / spec.source_id, spec, key
+            ):
+                report.skipped.append(spec.source_id)
+                cat.clear_failure(spec.source_id)
+            else:
+                todo.append(spec)
+        if todo and use_ray:
+            results = _run_ray(todo, cat.path, settings, address, workers, progress, max_attempts, ray_init or {}, report,
+                               _kill_worker_after_frames)  # fmt: skip
+        elif todo:
+            results = _run_local(todo, cat.path, settings, progress, report)
+        else:
+            results = {}
+        by_id = {s.source_id: s for s in todo}
+        for sid, res in results.items():
+            report.results[sid] = res
+            report.worker_cpu_s += float(res.get("cpu_s", 0.0))
+            if res["status"] == "failed":
+                spec = by_id[sid]
+                report.failed.append(
+                    {"source_id": sid, "path": spec.path, "error": res["error"]}
+                )
+                cat.record_failure(
+                    spec.to_json(), res["error"], report.attempts.get(sid, 1)
+                )
+                continue
+            cat.clear_failure(sid)
+            report.frames += int(res.get("frames", 0))
+            (report.done if res["status"] == "done" else report.skipped).append(sid)
+        cat.clean_tmp()  # every worker is done: what is left in .tmp is from attempts that died
+        meta = cat.refresh_table()
+    report.rows = int(meta["rows"])
+    report.wall_s = time.perf_counter() - t0
+    return report
+
+
+def _run_local(
+    todo: list[SourceSpec],
+    root: Path,
+    settings: dict[str, Any],
+    progress: bool,
+    report: IndexReport,
+) -> dict:
+    from engram.fleet.worker import SourceIndexer
+
+    bar = _bar(len(todo), progress)
+    frames = [0]
+
+    def tick(n: int) -> None:
+        frames[0] += n
+        if bar is not None:
+            bar.set_postfix(frames=frames[0], refresh=False)
+            bar.refresh()
+
+    indexer = SourceIndexer(settings, root)
+    results = {}
+    try:
+        for spec in todo:
+            report.attempts[spec.source_id] = 1
+            results[spec.source_id] = indexer.index(spec, progress=tick)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _bar(total: int, progress: bool) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="index", unit="source")
+
+
+def _run_ray(
+    todo: list[SourceSpec],
+    root: Path,
+    settings: dict[str, Any],
+    address: str | None,
+    workers: int | None,
+    progress: bool,
+    max_attempts: int,
+    ray_init: dict[str, Any],
+    report: IndexReport,
+    kill_after_frames: int | None,
+) -> dict[str, dict[str, Any]]:
+    import ray
+
+    threads = "1"
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "NUMBA_NUM_THREADS": threads,
+           "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+    started = False
+    if not ray.is_initialized():
+        kw: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"env_vars": env}}
+        if address is not None:
+            try:
+                ray.init(address=address, **kw)
+            except Exception as exc:
+                raise ConnectionError(
+                    f"cannot join the Ray cluster at {address}: {exc}"
+                ) from exc
+        else:
+            kw.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+            kw.update(ray_init)
+            ray.init(**kw)
+        started = True
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        n = max(1, min(workers or cpus, len(todo)))
+        report.engine, report.workers = "ray", n
+        return _schedule(
+            ray,
+            todo,
+            root,
+            settings,
+            n,
+            progress,
+            max_attempts,
+            report,
+            kill_after_frames,
+        )
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _schedule(
+    ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames
+) -> dict:
+    from engram.fleet.worker import SourceIndexer
+
+    @ray.remote(num_cpus=0)
+    class Progress:
+        def __init__(self) -> None:
+            self.frames: dict[str, int] = {}
+            self.starts: dict[str, int] = {}
+
+        def start(self, sid: str) -> None:
+            self.frames[sid] = 0
+            self.starts[sid] = self.starts.get(sid, 0) + 1
+
+        def add(self, sid: str, k: int) -> None:
+            self.frames[sid] = self.frames.get(sid, 0) + k
+
+        def get(self) -> tuple[int, dict[str, int]]:
+            return sum(self.frames.values()), dict(self.starts)
+
+    @ray.remote(
+        num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1
+    )
+    class FleetWorker:
+        def __init__(self, settings_json: str, root: str, tracker: Any) -> None:
+            import json
+
+            try:
+                import torch
+
+                torch.set_num_threads(1)
+            except ImportError:
+                pass
+            self.indexer = SourceIndexer(
+                json.loads(settings_json), root
+            )  # encoders load here, once per actor
+            self.tracker = tracker
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        def index(self, spec: dict[str, str]) -> dict[str, Any]:
+            sid = spec["source_id"]
+            self.tracker.start.remote(sid)
+            return self.indexer.index(
+                SourceSpec(**spec), progress=lambda k: self.tracker.add.remote(sid, k)
+            )
+
+    import json
+
+    tracker = Progress.remote()
+    settings_json = json.dumps(
+        settings
+    )  # small arguments travel inline, so a restarted actor gets them again
+    pool = [FleetWorker.remote(settings_json, str(root), tracker) for _ in range(n)]
+    pids = dict(
+        enumerate(ray.get([a.pid.remote() for a in pool]))
+    )  # waits for the encoders to load
+    queue = list(todo)
+    attempts: dict[str, int] = {}
+    running: dict[Any, tuple[int, SourceSpec]] = {}
+    idle = list(range(n))
+    results: dict[str, dict[str, Any]] = {}
+    bar = _bar(len(todo), progress)
+    killed = kill_after_frames is None
+    frames_seen = 0
+    try:
+        while queue or running:
+            while queue and idle:
+                w = idle.pop(0)
+                spec = queue.pop(0)
+                attempts[spec.source_id] = attempts.get(spec.source_id, 0) + 1
+                running[pool[w].index.remote(spec.to_json())] = (w, spec)
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+            frames_seen, starts = ray.get(tracker.get.remote())
+            for sid, s in starts.items():
+                report.attempts[sid] = max(report.attempts.get(sid, 0), s)
+            if bar is not None:
+                bar.set_postfix(frames=frames_seen, refresh=False)
+                bar.refresh()
+            if not killed and frames_seen >= kill_after_frames and running:
+                # fault injection for tests and the benchmark: SIGKILL a busy worker process
+                w = next(iter(running.values()))[0]
+                os.kill(pids[w], signal.SIGKILL)
+                killed = True
+            for fut in ready:
+                w, spec = running.pop(fut)
+                try:
+                    res = ray.get(fut)
+                except Exception as exc:  # noqa: BLE001 - the worker died more often than Ray retries
+                    if attempts[spec.source_id] < max_attempts:
+                        queue.append(spec)
+                    else:
+                        res = {
+                            "source_id": spec.source_id,
+                            "status": "failed",
+                            "error": f"worker died: {type(exc).__name__}",
+                        }
+                        results[spec.source_id] = res
+                        if bar is not None:
+                            bar.update(1)
+                    pool[w] = FleetWorker.remote(settings_json, str(root), tracker)
+                    idle.append(w)
+                    continue
+                if res.get("pid") not in (
+                    None,
+                    pids[w],
+                ):  # Ray restarted the actor and retried the source
+                    attempts[spec.source_id] += 1
+                    pids[w] = res["pid"]
+                results[spec.source_id] = res
+                idle.append(w)
+                if bar is not None:
+                    bar.update(1)
+        _, starts = ray.get(tracker.get.remote())
+        for sid, s in starts.items():
+            report.attempts[sid] = max(
+                report.attempts.get(sid, 0), s, attempts.get(sid, 0)
+            )
+    finally:
+        if bar is not None:
+            bar.close()
+        for a in pool:
+            ray.kill(a)
+        ray.kill(tracker)
+    return results
