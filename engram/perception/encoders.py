@@ -460,6 +460,11 @@ class EfficientNetLite0Encoder:
         k = _check_k(k)
         return _top_k_tags(self._run(images, False, True)[1], k)
 
+    def logits_and_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """"B 1000" ImageNet logits and "B 1280" L2-normalised features from one forward pass."""
+        feats, logits = self._run(images, True, True)
+        return logits, feats
+
     def encode_with_tags(
         self, images: Sequence[np.ndarray], k: int = 5
     ) -> tuple[np.ndarray, list[list[tuple[str, float]]]]:

