@@ -25,7 +25,15 @@ Ground truth is read only for scoring:
 * static_iou: IoU of the occupied voxels of the static map against the
   reference run's.
 
-    python benchmarks/dynamic.py --apartments 5
+Each perception (``--perception``) gets its own pair of memories fed the same
+frames, one table row each: ``oracle`` reads the simulator's instance masks and
+labels (the person included: an upper bound), every other detector (``rgbd``,
+the default, and plug-ins) gets the frames with the ground truth taken out, so
+the person is known only if the detector names it. The summary line comes from
+the ``rgbd`` split-on row. The reference run is a scoring device (depth only
+matters there) and keeps the simulator's masks.
+
+    python benchmarks/dynamic.py --apartments 5 --perception oracle,rgbd
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 from engram.memory.scene import SceneMemory  # noqa: E402
 
 MATCH_M = 0.3
+DEFAULT_DETECTOR = "rgbd"
 PERSON_RADIUS_M = 0.3
 PERSON_Z_M = (0.05, 1.75)
 
@@ -89,8 +98,28 @@ def walk(sim, laps: int):
             yield sim.step(action)
 
 
+class SharedDetector:
+    """One detector for the two memories of a perception: the second call on the same frame reuses the first's output."""
+
+    def __init__(self, name: str) -> None:
+        from engram.perception.detectors import build_detector
+
+        self._det = build_detector(name)
+        self._last = None
+
+    def __getattr__(self, attr: str):
+        return getattr(self._det, attr)
+
+    def detect(self, frame):
+        key = (frame.index, frame.timestamp_s)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, self._det.detect(frame))
+        return self._last[1]
+
+
 def run_apartment(
-    seed: int, n_relocations: int, period_s: float, min_pixels: int, max_frames: int | None = None, laps: int = 2
+    seed: int, n_relocations: int, period_s: float, min_pixels: int, max_frames: int | None = None, laps: int = 2,
+    perceptions: tuple[str, ...] = ("oracle",),
 ) -> dict:
     from engram.sims.embedded import EmbeddedSim, ScriptedDynamics, generate_apartment
 
@@ -98,43 +127,53 @@ def run_apartment(
     script = ScriptedDynamics.random(spec, seed=seed, n_relocations=n_relocations, period_s=period_s)
     by_id = spec.by_id()
     sim = EmbeddedSim(seed=seed, dynamics=script)
-    mem_on = SceneMemory(timeline=False)
-    mem_off = SceneMemory(timeline=False, dynamic=False)
+    mems: dict[tuple[str, str], SceneMemory] = {}
+    for p in perceptions:
+        det = "oracle" if p == "oracle" else SharedDetector(p)
+        mems[(p, "on")] = SceneMemory(timeline=False, detector=det)
+        mems[(p, "off")] = SceneMemory(timeline=False, dynamic=False, detector=det)
+    max_range_m = next(iter(mems.values())).max_range_m
     poses = []
-    id_at_move: dict[int, tuple[int | None, np.ndarray]] = {}  # event index -> (memory id, old centre)
+    # (perception, memory, event index) -> (memory id, old centre), noted just before the move
+    id_at_move: dict[tuple[str, str, int], tuple[int | None, np.ndarray]] = {}
     seen_after = np.zeros(len(script.relocations), np.int64)
     pending = list(enumerate(script.relocations))
     truth_now = {o.instance_id: np.asarray(o.position_m, np.float64) for o in spec.all_objects()}
-    ms_on = []
+    ms_on: dict[str, list[float]] = {p: [] for p in perceptions}
     try:
         sim.reset()
         for frame in walk(sim, laps):
             if max_frames is not None and len(poses) >= max_frames:
                 break
             t = frame.timestamp_s
-            # note the memory's object for each relocated instance just before it moves
+            # note each memory's object for each relocated instance just before it moves
             while pending and pending[0][1].time_s <= t:
                 k, ev = pending.pop(0)
                 o = by_id[ev.instance_id]
                 old = truth_now[ev.instance_id]
-                cands = [
-                    m for m in mem_on.objects.objects.values()
-                    if m.label == o.label and box_distance_m(m.centroid, old, np.asarray(o.half_extents_m), o.yaw_rad) <= MATCH_M
-                ]
-                best = min(cands, key=lambda m: float(np.linalg.norm(np.asarray(m.centroid) - old)), default=None)
-                id_at_move[k] = (None if best is None else int(best.id), old.copy())
+                for mk, mem in mems.items():
+                    cands = [
+                        m for m in mem.objects.objects.values()
+                        if m.label == o.label and box_distance_m(m.centroid, old, np.asarray(o.half_extents_m), o.yaw_rad) <= MATCH_M
+                    ]
+                    best = min(cands, key=lambda m: float(np.linalg.norm(np.asarray(m.centroid) - old)), default=None)
+                    id_at_move[(*mk, k)] = (None if best is None else int(best.id), old.copy())
                 truth_now[ev.instance_id] = np.asarray(ev.position_m, np.float64)
-            near = (frame.depth_m > 0) & (frame.depth_m <= mem_on.max_range_m)
+            truth, _ = sim.last_ground_truth()  # scoring only
+            near = (frame.depth_m > 0) & (frame.depth_m <= max_range_m)
             for k, ev in enumerate(script.relocations):
-                if ev.time_s <= t and int(np.count_nonzero(frame.instances[near] == ev.instance_id)) >= min_pixels:
+                if ev.time_s <= t and int(np.count_nonzero(truth[near] == ev.instance_id)) >= min_pixels:
                     seen_after[k] += 1
-            w0 = time.perf_counter()
-            mem_on.integrate(frame)
-            ms_on.append((time.perf_counter() - w0) * 1e3)
-            mem_off.integrate(frame)
+            # every detector but the oracle sees the frame as a camera would: no ground truth
+            blind = dataclasses.replace(frame, instances=None, labels={})
+            for (p, which), mem in mems.items():
+                w0 = time.process_time()
+                mem.integrate(frame if p == "oracle" else blind)
+                if which == "on":
+                    ms_on[p].append((time.process_time() - w0) * 1e3)
             poses.append((sim.agent_xy_yaw, t))
-        mem_on.finalize()
-        mem_off.finalize()
+        for mem in mems.values():
+            mem.finalize()
         person_log = [(tt, p) for tt, iid, _, p, _ in sim.ground_truth.pose_log() if iid == sim.person_instance_id]
         final_poses = sim.ground_truth.object_poses()
     finally:
@@ -157,12 +196,13 @@ def run_apartment(
     finally:
         ref.close()
 
-    vs = mem_on.voxel_size_m
+    vs = mem_ref.voxel_size_m
     occ_ref = voxel_set(mem_ref.octree.occupied_centers(), vs)
     swept = swept_voxels(np.array([p[:2] for tt, p in person_log if tt <= poses[-1][1]]), vs) if person_log else np.zeros((0, 3), np.int64)
     swept_c = (swept + 0.5) * vs
-    out = {"seed": seed, "frames": len(poses), "ms_per_frame": float(np.mean(ms_on)), "swept_voxels": len(swept)}
-    for name, mem in (("on", mem_on), ("off", mem_off)):
+    out = {"seed": seed, "frames": len(poses), "cpu_ms_per_frame": {p: float(np.mean(v)) for p, v in ms_on.items()},
+           "swept_voxels": len(swept)}
+    for (perception, name), mem in mems.items():
         occ = voxel_set(mem.octree.occupied_centers(), vs)
         iou = len(occ & occ_ref) / max(len(occ | occ_ref), 1)
         st = mem.octree.state(swept_c) if len(swept) else np.zeros(0)
@@ -181,7 +221,7 @@ def run_apartment(
             half = np.asarray(o.half_extents_m, np.float64)
             fp = final_poses[ev.instance_id]
             new_c = np.asarray(fp.position_m, np.float64)
-            mem_id, old_c = id_at_move[k]
+            mem_id, old_c = id_at_move[(perception, name, k)]
             hits = mem.where_is(mem_id) if mem_id is not None else []
             query = f"id {mem_id}"
             if not hits:
@@ -200,7 +240,7 @@ def run_apartment(
                 for p in pos
             )
             rows.append({"label": o.label, "query": query, "found": bool(found), "stale": bool(stale)})
-        out[name] = {
+        out[f"{perception}/{name}"] = {
             "occupied": len(occ),
             "iou": iou,
             "swept_observed": int(observed.sum()),
@@ -222,12 +262,16 @@ def main() -> None:
     ap.add_argument("--period", type=float, default=10.0, help="seconds between relocations")
     ap.add_argument("--min-pixels", type=int, default=100)
     ap.add_argument("--laps", type=int, default=2, help="coverage walks through every room, one after the other")
+    ap.add_argument("--perception", default=f"oracle,{DEFAULT_DETECTOR}",
+                    help="comma-separated detectors, one pair of rows each (oracle = the simulator's masks and labels)")
     ap.add_argument("--jobs", type=int, default=1, help="apartments run in parallel processes")
     ap.add_argument("--max-frames", type=int, default=None, help="stop each walk after this many frames (smoke tests)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    perceptions = tuple(p.strip() for p in args.perception.split(",") if p.strip())
     if args.one is not None:
-        print(json.dumps(run_apartment(args.one, args.relocations, args.period, args.min_pixels, args.max_frames, args.laps)))
+        print(json.dumps(run_apartment(args.one, args.relocations, args.period, args.min_pixels, args.max_frames, args.laps,
+                                       perceptions)))
         return
 
     load0 = os.getloadavg()[0]
@@ -237,7 +281,8 @@ def main() -> None:
         procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "--one", str(s), "--relocations", str(args.relocations),
-                 "--period", str(args.period), "--min-pixels", str(args.min_pixels), "--laps", str(args.laps)]
+                 "--period", str(args.period), "--min-pixels", str(args.min_pixels), "--laps", str(args.laps),
+                 "--perception", ",".join(perceptions)]
                 + ([] if args.max_frames is None else ["--max-frames", str(args.max_frames)]),
                 stdout=subprocess.PIPE, text=True,
             )
@@ -249,32 +294,43 @@ def main() -> None:
                 raise SystemExit(f"apartment run failed with exit code {p.returncode}")
             r = json.loads(out.strip().splitlines()[-1])
             results.append(r)
-            print(f"# seed {r['seed']}: {json.dumps({k: r[k] for k in ('frames', 'relocations', 'seen_after', 'swept_voxels')})} "
-                  f"on {r['on']['moved']} off {r['off']['moved']}", flush=True)
+            print(f"# seed {r['seed']}: {json.dumps({k: r[k] for k in ('frames', 'relocations', 'seen_after', 'swept_voxels', 'cpu_ms_per_frame')})} "
+                  + " ".join(f"{p}: {r[f'{p}/on']['moved']}" for p in perceptions), flush=True)
     load1 = os.getloadavg()[0]
 
     print(f"# 320x240 coverage walk x{args.laps}, seeds {seeds[0]}..{seeds[-1]}, {args.relocations} relocations every {args.period:g} s, "
           f"a walking person; {os.cpu_count()} CPUs, load average {load0:.1f} -> {load1:.1f}")
-    print("| memory | moved scored | moved found | old place still reported | ghost voxels / swept observed | ghost_rate | static IoU vs no person |")
-    print("|--------|--------------|-------------|--------------------------|-------------------------------|------------|-------------------------|")
+    print("# oracle = the simulator's masks and labels (the person's label included); other rows get no ground truth")
+    print("| perception | memory | moved scored | moved found | old place still reported | ghost voxels / swept observed | ghost_rate | "
+          "static IoU vs no person |")
+    print("|---|---|---|---|---|---|---|---|")
     summary = {}
-    for name, title in (("off", "SceneMemory(dynamic=False)"), ("on", "SceneMemory() (split on)")):
-        moved = [m for r in results for m in r[name]["moved"]]
-        found = sum(m["found"] for m in moved)
-        stale = sum(m["stale"] for m in moved)
-        ghosts = sum(r[name]["ghosts"] for r in results)
-        swept = sum(r[name]["swept_observed"] for r in results)
-        inter_union = [r[name]["iou"] for r in results]
-        mf = found / max(len(moved), 1)
-        gr = ghosts / max(swept, 1)
-        iou = float(np.mean(inter_union))
-        summary[name] = (mf, gr, iou)
-        print(f"| {title} | {len(moved)} | {found} ({mf:.2f}) | {stale} | {ghosts} / {swept} | {gr:.4f} | "
-              f"{iou:.4f} (min {min(inter_union):.4f}) |")
-    print("# per seed (split on): " + "; ".join(
-        f"{r['seed']}: found {sum(m['found'] for m in r['on']['moved'])}/{len(r['on']['moved'])}, ghosts {r['on']['ghosts']}/{r['on']['swept_observed']}, IoU {r['on']['iou']:.3f}"
-        for r in results))
-    mf, gr, iou = summary["on"]
+    for perception in perceptions:
+        for name, title in (("off", "SceneMemory(dynamic=False)"), ("on", "SceneMemory() (split on)")):
+            key = f"{perception}/{name}"
+            moved = [m for r in results for m in r[key]["moved"]]
+            found = sum(m["found"] for m in moved)
+            stale = sum(m["stale"] for m in moved)
+            ghosts = sum(r[key]["ghosts"] for r in results)
+            swept = sum(r[key]["swept_observed"] for r in results)
+            inter_union = [r[key]["iou"] for r in results]
+            mf = found / max(len(moved), 1)
+            gr = ghosts / max(swept, 1)
+            iou = float(np.mean(inter_union))
+            summary[key] = (mf, gr, iou)
+            label = f"{perception} (upper bound)" if perception == "oracle" else perception
+            print(f"| {label} | {title} | {len(moved)} | {found} ({mf:.2f}) | {stale} | {ghosts} / {swept} | {gr:.4f} | "
+                  f"{iou:.4f} (min {min(inter_union):.4f}) |")
+    for perception in perceptions:
+        key = f"{perception}/on"
+        print(f"# per seed ({perception}, split on): " + "; ".join(
+            f"{r['seed']}: found {sum(m['found'] for m in r[key]['moved'])}/{len(r[key]['moved'])}, "
+            f"ghosts {r[key]['ghosts']}/{r[key]['swept_observed']}, IoU {r[key]['iou']:.3f}"
+            for r in results))
+    head = DEFAULT_DETECTOR if DEFAULT_DETECTOR in perceptions else perceptions[0]
+    if head != DEFAULT_DETECTOR:
+        print(f"(no {DEFAULT_DETECTOR} row: the summary line below is the {head} row)")
+    mf, gr, iou = summary[f"{head}/on"]
     print(f"moved_found: {mf:.3f} ghost_rate: {gr:.4f} static_iou: {iou:.4f}")
 
 
