@@ -534,7 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--dump", default=None, help="write occupied.npy, objects.json, summary.json here on publish and exit")
     run.add_argument("--save", default=None, help="save the memory here on exit")
     run.add_argument("--name", default="engram")
-    play = sub.add_parser("play", help="publish a bag (ROS 1 or ROS 2) on ROS 1")
+    play = sub.add_parser("play", help="publish a bag (ROS 1 or ROS 2) on ROS 1 (or ROS 2 with --ros2)")
     play.add_argument("bag")
     play.add_argument("--rate", type=float, default=1.0)
     play.add_argument("--topics", nargs="*", default=None)
@@ -542,8 +542,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     query = sub.add_parser("query", help="ask a running node")
     query.add_argument("text")
     query.add_argument("--timeout-s", type=float, default=10.0)
+    for p in (run, play, query):
+        p.add_argument("--ros2", action="store_true", help="ROS 2 over DDS (Cyclone DDS wheel) instead of ROS 1")
+        p.add_argument("--domain-id", type=int, default=None, help="ROS 2 domain (default: $ROS_DOMAIN_ID or 0)")
+        p.add_argument("--loopback", action="store_true", help="ROS 2: keep DDS traffic on 127.0.0.1")
+    run.add_argument("--reliable", action="store_true", help="ROS 2: ask reliable delivery of camera and pose topics")
+    run.add_argument("--sim-truth", action="store_true", help="ROS 2: also read /engram/instances and /engram/labels")
     args = parser.parse_args(argv)
 
+    if args.ros2:
+        return _main_ros2(args)
     rospy = import_rospy()
     if args.command == "run":
         memory = _load_factory(args.memory)(voxel_size_m=args.voxel_size_m)
@@ -582,6 +590,63 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     rospy.init_node("engram_query", anonymous=True)
     print(json.dumps(ask(args.text, timeout_s=args.timeout_s)))
+    return 0
+
+
+def _main_ros2(args: argparse.Namespace) -> int:
+    import signal
+
+    from engram.ros2_node import Ros2Node, ask_ros2
+    from engram.sims.ros.dds import play_bag_ros2
+
+    domain = args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    config = "loopback" if args.loopback else None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.command == "play":
+        n = play_bag_ros2(args.bag, domain_id=domain, rate=args.rate, topics=args.topics, config=config,
+                          wait_for_subscribers_s=args.wait_s, stop=stop)
+        print(json.dumps({"published": n}))
+        return 0
+    if args.command == "query":
+        print(json.dumps(ask_ros2(args.text, domain_id=domain, config=config, timeout_s=args.timeout_s)))
+        return 0
+    memory = _load_factory(args.memory)(voxel_size_m=args.voxel_size_m)
+    truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
+    node = Ros2Node(
+        memory,
+        domain_id=domain,
+        config=config,
+        reliable=args.reliable,
+        publish_period_s=args.publish_period_s,
+        rgb_topic=args.rgb_topic,
+        depth_topic=args.depth_topic,
+        info_topic=args.info_topic,
+        pose_source=args.pose_source,
+        pose_topic=args.pose_topic,
+        world_frame=args.world_frame,
+        camera_frame=args.camera_frame,
+        sync_tolerance_s=args.sync_tolerance_s,
+        **truth,
+    )
+    if args.dump:
+        publish = node.publish
+
+        def publish_and_dump() -> None:
+            publish()
+            node.dump(args.dump)
+
+        node.publish = publish_and_dump  # type: ignore[method-assign]
+    node._log(f"domain {domain}: listening on {args.rgb_topic}, {args.depth_topic}, {args.info_topic}")
+    try:
+        node.spin(stop)
+    finally:
+        if args.dump:
+            node.dump(args.dump)
+        if args.save:
+            memory.save(args.save)
+        node.close()
     return 0
 
 

@@ -203,6 +203,8 @@ class FrameAssembler:
         self._pending: deque = deque()  # synchronised images waiting for pose data (live)
         self._next_index = int(first_index)
         self.stats = _Stats()
+        # live sources log skipped frames themselves (message starts with the topic) instead of warning
+        self.on_skip: Callable[[str, str], None] | None = None
 
     # inputs -------------------------------------------------------------
     def add_rgb(self, msg: Any, topic: str = "rgb", compressed: bool = False) -> None:
@@ -321,6 +323,9 @@ class FrameAssembler:
     # output -------------------------------------------------------------
     def _skip(self, kind: str, message: str) -> None:
         self.stats.skipped[kind] = self.stats.skipped.get(kind, 0) + 1
+        if self.on_skip is not None:
+            self.on_skip(kind, message)
+            return
         n = self.stats.warned.get(kind, 0)
         if n < _WARN_LIMIT:
             self.stats.warned[kind] = n + 1
@@ -356,8 +361,17 @@ class FrameAssembler:
     def has_camera_info(self) -> bool:
         return bool(self._infos)
 
-    def pop_frames(self, final: bool = False) -> list[Frame]:
-        """Frames completed so far; ``final=True`` flushes everything (end of a bag or shutdown)."""
+    def pop_frames(
+        self, final: bool = False, on_error: Callable[[RosBagError], None] | None = None
+    ) -> list[Frame]:
+        """Frames completed so far; ``final=True`` flushes everything (end of a bag or shutdown).
+
+        Args:
+            final: flush images still waiting for a partner or a pose.
+            on_error: live sources: an image that cannot become a frame for a
+                structural reason (unknown encoding, broken tf chain) is
+                passed here and dropped, and assembly goes on; None raises.
+        """
         for t, rgb_item, matches in self._sync.pop_ready(final):
             self._pending.append((t, rgb_item, matches))
         frames: list[Frame] = []
@@ -369,7 +383,13 @@ class FrameAssembler:
             if not (final or give_up or ready):
                 break
             self._pending.popleft()
-            frame = self._build(t, topic, rgb_msg, compressed, matches, camera)
+            try:
+                frame = self._build(t, topic, rgb_msg, compressed, matches, camera)
+            except RosBagError as exc:
+                if on_error is None:
+                    raise
+                on_error(exc)
+                continue
             if frame is not None:
                 frames.append(frame)
         return frames

@@ -350,6 +350,34 @@ class _BagReader:
                 data = message.data if channel.message_encoding == "ros1" else ros2.cdr_to_ros1(message.data, msgtype)
                 yield channel.topic, msgtype, message.log_time, bytes(data)
 
+    def cdr_messages(self, topics: Iterable[str] | None = None) -> Iterator[tuple[str, str, int, bytes]]:
+        """(topic, msgtype, log_time_ns, ROS 2 CDR bytes) in log-time order, for publishing on ROS 2.
+
+        ROS 2 messages are passed on as recorded; ROS 1 messages are converted.
+        """
+        wanted = set(self.topics if topics is None else topics)
+        ros2 = ros2_typestore()
+        if self.kind == "mcap":
+            mcap_reader = require("mcap.reader", "reading .mcap files")
+            with open(self.path, "rb") as f:
+                for schema, channel, message in mcap_reader.make_reader(f).iter_messages(
+                    topics=sorted(wanted), log_time_order=True
+                ):
+                    msgtype = norm_type(schema.name)
+                    data = message.data if channel.message_encoding == "cdr" else ros2.ros1_to_cdr(message.data, msgtype)
+                    yield channel.topic, msgtype, message.log_time, bytes(data)
+            return
+        if self.kind == "any":
+            with self._any_reader() as reader:
+                if reader.is2:
+                    conns = [c for c in reader.connections if c.topic in wanted]
+                    for conn, t_ns, raw in reader.messages(connections=conns):
+                        yield conn.topic, norm_type(conn.msgtype), t_ns, bytes(raw)
+                    return
+        for topic, msgtype, t_ns, raw in self.ros1_messages(wanted):
+            ros2_type = "tf2_msgs/msg/TFMessage" if msgtype == "tf/msg/tfMessage" else msgtype
+            yield topic, ros2_type, t_ns, bytes(ros2.ros1_to_cdr(raw, ros2_type))
+
     def _mcap_messages(self, wanted: set[str]) -> Iterator[tuple[str, str, int, Any]]:
         mcap_reader = require("mcap.reader", "reading .mcap files")
         ros2, ros1 = ros2_typestore(), None

@@ -469,6 +469,8 @@ class TfBuffer:
         parent, child = self._name(parent), self._name(child)
         if parent == child:
             raise TfError(f"tf transform from {parent!r} to itself")
+        if self._parent.get(child) != parent and child in self._ancestors(parent):
+            raise TfError(f"tf transform {parent!r} -> {child!r} closes a loop ({child!r} is already above {parent!r})")
         self._parent[child] = parent
         if static:
             self._static[child] = parent_from_child
@@ -479,6 +481,13 @@ class TfBuffer:
             track.add(stamp_s, parent_from_child.translation.copy(), parent_from_child.as_quaternion())
             if self.history_s is not None:
                 track.prune(self.history_s)
+
+    def _ancestors(self, frame: str) -> set[str]:
+        seen = set()
+        while frame in self._parent and frame not in seen:
+            seen.add(frame)
+            frame = self._parent[frame]
+        return seen | {frame}
 
     def add_message(self, msg: Any, static: bool) -> None:
         """Add every transform of a ``tf2_msgs/TFMessage``."""
