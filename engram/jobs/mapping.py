@@ -1,7 +1,8 @@
 """`engram map SOURCE --out DIR`: a recorded source through memory, then 3D exports.
 
 The source is found from the path: an Open3D / ICL-NUIM folder (color/,
-depth/, trajectory.log), a TUM folder (rgb.txt, depth.txt), a ROS bag
+depth/, trajectory.log), a TUM folder (rgb.txt, depth.txt), a 7-Scenes
+folder (frame-NNNNNN.color/.depth/.pose files), a ROS bag
 (.bag, .mcap, or a ROS 2 folder with metadata.yaml). Frames without poses are
 tracked with RGB-D odometry first. The memory is saved, and the folder gets
 the static map and TSDF surface as .ply, objects as separate clouds with
@@ -34,15 +35,18 @@ def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames
             fmt = "icl"
         elif p.is_dir() and (p / "rgb.txt").exists():
             fmt = "tum"
+        elif p.is_dir() and next(p.glob("frame-*.depth.png"), None) is not None:
+            fmt = "7scenes"
         elif p.suffix in (".bag", ".mcap") or (p.is_dir() and (p / "metadata.yaml").exists()):
             fmt = "bag"
         elif p.suffix.lower() in _VIDEO:
             fmt = "video"
         else:
             raise ValueError(
-                f"cannot tell what {p} is: expected an Open3D/ICL-NUIM or TUM folder, a ROS bag or a video (or pass format=...)"
+                f"cannot tell what {p} is: expected an Open3D/ICL-NUIM, TUM or 7-Scenes folder, a ROS bag or a video "
+                "(or pass format=...)"
             )
-    if fmt in ("icl", "tum"):
+    if fmt in ("icl", "tum", "7scenes"):
         from engram.sims.rgbd import RgbdDataset
 
         return RgbdDataset(p, format=fmt, stride=stride, max_frames=max_frames, missing_poses="keep")
@@ -53,7 +57,7 @@ def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames
         return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
     if fmt == "video":
         raise ValueError(f"{p} is a video: it has no depth to map; use `engram qa build` for video memory")
-    raise ValueError(f"unknown format {fmt!r}: use auto, icl, tum or bag")
+    raise ValueError(f"unknown format {fmt!r}: use auto, icl, tum, 7scenes or bag")
 
 
 def run_map(cfg: Any) -> dict[str, Any]:

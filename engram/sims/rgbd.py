@@ -1,6 +1,6 @@
 """Recorded RGB-D datasets as a stream of `Frame`s.
 
-`RgbdDataset` owns two on-disk layouts:
+`RgbdDataset` owns three on-disk layouts:
 
 - TUM RGB-D: ``rgb.txt`` / ``depth.txt`` (``timestamp path`` lines),
   ``groundtruth.txt`` (``timestamp tx ty tz qx qy qz qw``, camera to world);
@@ -9,11 +9,17 @@
 - Open3D / ICL-NUIM: ``color/`` (or ``image/``), ``depth/`` and
   ``trajectory.log`` (per frame a line ``i j n`` and a 4x4 camera-to-world
   matrix); depth PNGs are uint16 millimetres.
+- Microsoft 7-Scenes: ``frame-NNNNNN.color.{png,jpg}``, ``frame-NNNNNN.depth.png``
+  (uint16 millimetres, 0 or 65535 = no return), ``frame-NNNNNN.pose.txt``
+  (4x4 camera-to-world, OpenCV camera) and ``camera-intrinsics.txt`` (3x3 K,
+  when present; 585/585/320/240 otherwise).
 
 Depth becomes float32 metres with 0 for no return. Poses are expressed in a
 z-up world (the ICL-NUIM log's world is the first camera's OpenCV frame,
 y down, and is rotated to z up here; TUM's motion-capture world is already
-z up). `load_rgbd_pair` reads one colour/depth pair, e.g. the single TUM
+z up; 7-Scenes' world is KinectFusion's first camera, usually tilted, so
+gravity is estimated from the data, see `estimate_world_from_dataset`).
+`load_rgbd_pair` reads one colour/depth pair, e.g. the single TUM
 frame in the sample data.
 """
 
@@ -31,27 +37,35 @@ import numpy as np
 from engram.types import CameraIntrinsics, Frame, Pose
 
 __all__ = [
+    "ICL_INTRINSICS",
+    "SEVENSCENES_INTRINSICS",
+    "TUM_FR1_INTRINSICS",
+    "WORLD_FROM_OPENCV_CAMERA",
     "RgbdDataset",
+    "associate_timestamps",
+    "estimate_world_from_dataset",
+    "is_sevenscenes_folder",
     "load_rgbd_pair",
+    "read_sevenscenes_pose",
+    "read_trajectory_log",
     "read_tum_list",
     "read_tum_trajectory",
     "write_tum_trajectory",
-    "read_trajectory_log",
-    "associate_timestamps",
-    "TUM_FR1_INTRINSICS",
-    "ICL_INTRINSICS",
-    "WORLD_FROM_OPENCV_CAMERA",
 ]
 
 # (fx, fy, cx, cy) defaults; the image size comes from the files.
 TUM_FR1_INTRINSICS = (517.3, 516.5, 318.6, 255.3)
 ICL_INTRINSICS = (525.0, 525.0, 319.5, 239.5)
+SEVENSCENES_INTRINSICS = (585.0, 585.0, 320.0, 240.0)
 
 # A level OpenCV camera (x right, y down, z forward) seen from a z-up world
 # whose x axis points where the camera looks.
 WORLD_FROM_OPENCV_CAMERA = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0.0, 0.0, 0.0])
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_FORMATS = ("auto", "tum", "icl", "7scenes")
+_DEFAULT_INTRINSICS = {"tum": TUM_FR1_INTRINSICS, "icl": ICL_INTRINSICS, "7scenes": SEVENSCENES_INTRINSICS}
+_DEFAULT_DEPTH_SCALE = {"tum": 5000.0, "icl": 1000.0, "7scenes": 1000.0}
 _MISSING_POSES = ("error", "skip", "keep")
 
 
@@ -155,6 +169,156 @@ def read_trajectory_log(path: str | Path) -> np.ndarray:
         except ValueError as exc:
             raise ValueError(f"{path}: pose {k} (line {5 * k + 2}) is not numeric") from exc
     return mats
+
+
+def read_sevenscenes_pose(path: str | Path) -> np.ndarray | None:
+    """A 7-Scenes ``frame-NNNNNN.pose.txt``: one 4x4 ``world_from_camera`` matrix, or None.
+
+    None where tracking was lost (the dataset writes ``-inf`` / ``nan`` then).
+
+    Raises:
+        ValueError: not 16 numbers, or a last row other than (0, 0, 0, 1).
+    """
+    try:
+        m = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a 4x4 matrix of numbers") from exc
+    if m.shape != (4, 4):
+        raise ValueError(f"{path}: expected a 4x4 matrix, got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        return None
+    if not np.allclose(m[3], (0, 0, 0, 1), atol=1e-6):
+        raise ValueError(f"{path}: the last row of a pose must be 0 0 0 1, got {m[3].tolist()}")
+    # KinectFusion writes rotations orthonormal to ~1e-4 only: snap to the nearest rotation
+    u, sv, vt = np.linalg.svd(m[:3, :3])
+    if np.max(np.abs(sv - 1.0)) > 1e-2 or np.linalg.det(u @ vt) < 0:
+        raise ValueError(f"{path}: the 3x3 block is not a rotation (singular values {np.round(sv, 4).tolist()})")
+    m[:3, :3] = u @ vt
+    return m
+
+
+def _points(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int) -> np.ndarray:
+    """Camera-frame points "N 3" of the valid depth pixels, every ``step`` pixels."""
+    fx, fy, cx, cy = k
+    d = depth_m[::step, ::step].astype(np.float64)
+    v, u = np.mgrid[0 : depth_m.shape[0] : step, 0 : depth_m.shape[1] : step]
+    ok = d > 0
+    d, u, v = d[ok], u[ok], v[ok]
+    return np.stack([(u - cx) / fx * d, (v - cy) / fy * d, d], axis=-1)
+
+
+def _upward_normals(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int) -> np.ndarray:
+    """Unit surface normals "N 3" (camera frame, facing the camera) from a depth image, every ``step`` pixels."""
+    fx, fy, cx, cy = k
+    d = depth_m[::step, ::step].astype(np.float64)
+    v, u = np.mgrid[0 : depth_m.shape[0] : step, 0 : depth_m.shape[1] : step]
+    p = np.stack([(u - cx) / fx * d, (v - cy) / fy * d, d], axis=-1)
+    dx = p[:-1, 1:] - p[:-1, :-1]
+    dy = p[1:, :-1] - p[:-1, :-1]
+    n = -np.cross(dx, dy)  # x right cross y down points away from the camera; flip it
+    ok = (d[:-1, :-1] > 0) & (d[:-1, 1:] > 0) & (d[1:, :-1] > 0)
+    # neighbours on one surface only (no depth jumps)
+    ok &= (np.abs(dx[..., 2]) < 0.05 * d[:-1, :-1]) & (np.abs(dy[..., 2]) < 0.05 * d[:-1, :-1])
+    n = n[ok]
+    norm = np.linalg.norm(n, axis=1)
+    keep = norm > 0
+    return n[keep] / norm[keep, None]
+
+
+def estimate_world_from_dataset(
+    poses: np.ndarray,
+    depths_m: list[np.ndarray] | None = None,
+    intrinsics: tuple[float, float, float, float] | None = None,
+    *,
+    step: int = 4,
+    align_walls: bool = True,
+) -> Pose:
+    """A rotation taking a dataset's world (any orientation) to engram's z-up world.
+
+    Hand-held cameras are held roughly level, so the mean of the cameras'
+    "down" axes (OpenCV +y) is a first guess of gravity. With depth images it
+    is refined from the surfaces seen: floors, table tops and counters are
+    the large horizontal planes, so their normals form the densest cluster
+    within 60 degrees of the cameras' up (walls lie further out); "up" is the
+    densest normal direction (most normals within 5 degrees), refined by the
+    mean of the normals within 3 degrees of it, so clutter does not pull it.
+    Depth quantisation tilts per-pixel normals toward the camera, so the
+    last step fits a plane to the points of the largest horizontal surface
+    (the densest height along that "up", a few centimetres either side). The
+    world x axis is the first camera's viewing direction made horizontal, as
+    `WORLD_FROM_OPENCV_CAMERA` does for a level camera, then (with
+    ``align_walls``) turned by less than 45 degrees onto the dominant wall
+    direction, so that walls and furniture line up with the world axes and
+    axis-aligned boxes fit them. The origin is kept.
+
+    Args:
+        poses: "N 4 4" ``dataset_from_camera`` matrices (OpenCV camera).
+        depths_m: optional depth images (metres) of some of those frames,
+            ``depths_m[i]`` seen from ``poses[i]``.
+        intrinsics: (fx, fy, cx, cy) of the depth images.
+        step: pixel step for the normals.
+        align_walls: turn the x axis onto the dominant wall direction (needs depth).
+
+    Returns:
+        ``world_from_dataset`` (a pure rotation).
+    """
+    poses = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
+    if not len(poses):
+        return Pose.identity()
+    down = poses[:, :3, 1].mean(axis=0)
+    up = -down / max(np.linalg.norm(down), 1e-12)
+    n_all = np.zeros((0, 3))
+    if depths_m and intrinsics is not None:
+        normals = [
+            _upward_normals(d, intrinsics, step) @ poses[i, :3, :3].T for i, d in enumerate(depths_m) if d is not None
+        ]
+        n = n_all = np.concatenate(normals) if normals else np.zeros((0, 3))
+        # horizontal surfaces lie within 60 degrees of the cameras' up (pitch and roll
+        # stay below that); walls seen by those cameras lie further out
+        n = n[n @ up > 0.5]
+        if len(n) >= 200:
+            rng = np.random.default_rng(0)
+            sample = n[rng.choice(len(n), min(len(n), 20000), replace=False)]
+            candidates = sample[: min(len(sample), 2000)]
+            # the densest direction: most normals within 5 degrees of it
+            counts = (candidates @ sample.T > math.cos(math.radians(5.0))).sum(axis=1)
+            up = candidates[int(np.argmax(counts))]
+            for max_deg in (5.0, 3.0, 3.0):
+                near = n[n @ up > math.cos(math.radians(max_deg))]
+                up = near.mean(axis=0)
+                up /= np.linalg.norm(up)
+        # Depth quantisation biases per-pixel normals toward the camera by a few
+        # degrees; a plane fitted to the points of the largest horizontal surface
+        # (the densest height along "up") is not biased.
+        pts = np.concatenate(
+            [_points(d, intrinsics, 2 * step) @ poses[i, :3, :3].T + poses[i, :3, 3] for i, d in enumerate(depths_m) if d is not None]
+        )
+        for half_width_m in (0.06, 0.04, 0.03, 0.02, 0.02):
+            h = pts @ up
+            if len(h) < 200:
+                break
+            counts, edges = np.histogram(h, bins=max(1, int(np.ptp(h) / 0.01)))
+            peak = 0.5 * (edges[np.argmax(counts)] + edges[np.argmax(counts) + 1])
+            plane = pts[np.abs(h - peak) < half_width_m]
+            if len(plane) < 200:
+                break
+            normal = np.linalg.svd(plane - plane.mean(axis=0), full_matrices=False)[2][-1]
+            if abs(normal @ up) < math.cos(math.radians(10.0)):
+                break  # not a horizontal surface after all: keep the normals' estimate
+            up = normal * np.sign(normal @ up)
+    forward = poses[0, :3, 2] - (poses[0, :3, 2] @ up) * up
+    if np.linalg.norm(forward) < 1e-6:  # first camera looks straight up or down
+        forward = poses[0, :3, 0] - (poses[0, :3, 0] @ up) * up
+    x = forward / np.linalg.norm(forward)
+    y = np.cross(up, x)
+    if align_walls and len(walls := n_all[np.abs(n_all @ up) < 0.15]) >= 200:
+        # rooms are boxes: turn x (by less than 45 degrees) onto the dominant wall direction,
+        # the mode of the walls' horizontal angles modulo 90 degrees
+        phi = np.arctan2(walls @ y, walls @ x)
+        turn = np.angle(np.exp(4j * phi).mean()) / 4.0
+        x, y = math.cos(turn) * x + math.sin(turn) * y, -math.sin(turn) * x + math.cos(turn) * y
+    world_from_dataset = np.stack([x, y, up])  # rows: the world axes in dataset coordinates
+    return Pose.from_rt(world_from_dataset, [0.0, 0.0, 0.0])
 
 
 def _poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
@@ -262,6 +426,8 @@ def _read_depth_m(path: Path, depth_scale: float) -> np.ndarray | None:
     if raw.ndim == 3:
         raw = raw[..., 0]
     depth = raw.astype(np.float32) / np.float32(depth_scale)
+    if raw.dtype == np.uint16:
+        depth[raw == 65535] = 0.0  # 7-Scenes (and other Kinect recordings) mark no return with the largest value
     depth[~np.isfinite(depth) | (depth < 0)] = 0.0
     return depth
 
@@ -341,6 +507,17 @@ def _make_intrinsics(
 
 
 # --------------------------------------------------------------------------- the dataset
+def _frame_number(stem: str) -> int:
+    digits = "".join(ch for ch in stem.split("-")[-1] if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def is_sevenscenes_folder(path: str | Path) -> bool:
+    """True when ``path`` holds 7-Scenes ``frame-NNNNNN.depth.png`` files."""
+    path = Path(path)
+    return path.is_dir() and next(path.glob("frame-*.depth.png"), None) is not None
+
+
 @dataclass(frozen=True)
 class _Entry:
     index: int
@@ -351,14 +528,15 @@ class _Entry:
 
 
 class RgbdDataset:
-    """Frames of a recorded RGB-D sequence (TUM or Open3D/ICL-NUIM layout).
+    """Frames of a recorded RGB-D sequence (TUM, Open3D/ICL-NUIM or 7-Scenes layout).
 
     Args:
         path: the sequence folder.
-        format: "tum", "icl" (Open3D layout) or "auto" (decided by the files).
-        depth_scale: depth PNG units per metre; 5000 (TUM) or 1000 (ICL) when None.
-        intrinsics: `CameraIntrinsics` or (fx, fy, cx, cy); TUM freiburg1 or
-            ICL-NUIM (525, 525, 319.5, 239.5) defaults when None.
+        format: "tum", "icl" (Open3D layout), "7scenes" or "auto" (decided by the files).
+        depth_scale: depth PNG units per metre; 5000 (TUM) or 1000 (ICL, 7-Scenes) when None.
+        intrinsics: `CameraIntrinsics` or (fx, fy, cx, cy); when None, TUM
+            freiburg1, ICL-NUIM (525, 525, 319.5, 239.5), or 7-Scenes'
+            ``camera-intrinsics.txt`` (585, 585, 320, 240 without it).
         stride: keep every ``stride``-th frame.
         max_frames: keep at most this many frames (after the stride).
         with_poses: read the trajectory (False: frames without poses).
@@ -366,8 +544,10 @@ class RgbdDataset:
             frame: "error" (raise, the default), "skip" (drop such frames) or
             "keep" (yield them without a pose).
         world_from_dataset: maps the dataset's world frame into engram's z-up
-            world; `WORLD_FROM_OPENCV_CAMERA` for ICL (its world is the first
-            camera), identity for TUM when None.
+            world; when None, `WORLD_FROM_OPENCV_CAMERA` for ICL (its world
+            is the first camera), identity for TUM, and for 7-Scenes a
+            rotation estimated from the poses and the horizontal surfaces in
+            a few depth images (`estimate_world_from_dataset`).
         max_difference_s: TUM colour/depth (and pose) association tolerance.
         fps: frame rate giving ICL timestamps (``index / fps``).
 
@@ -411,38 +591,50 @@ class RgbdDataset:
         if not (math.isfinite(fps) and fps > 0):
             raise ValueError(f"fps must be a positive number, got {fps!r}")
         self.format = self._detect(format)
-        self.depth_scale = float(depth_scale) if depth_scale is not None else (5000.0 if self.format == "tum" else 1000.0)
+        self.depth_scale = float(depth_scale) if depth_scale is not None else _DEFAULT_DEPTH_SCALE[self.format]
         self.with_poses = bool(with_poses)
         self.missing_poses = missing_poses
         self.max_difference_s = float(max_difference_s)
         self.fps = float(fps)
+        self._intrinsics_arg = intrinsics
+        self._intrinsics: CameraIntrinsics | None = None
+        index = {"tum": self._index_tum, "icl": self._index_icl, "7scenes": self._index_7scenes}[self.format]
+        all_entries = index()
         if world_from_dataset is None:
-            world_from_dataset = WORLD_FROM_OPENCV_CAMERA if self.format == "icl" else Pose.identity()
+            if self.format == "icl":
+                world_from_dataset = WORLD_FROM_OPENCV_CAMERA
+            elif self.format == "7scenes" and self.with_poses:
+                world_from_dataset = self._estimate_gravity(all_entries)
+            else:
+                world_from_dataset = Pose.identity()
         self.world_from_dataset = world_from_dataset if isinstance(world_from_dataset, Pose) else Pose(world_from_dataset)
 
-        entries = self._index_tum() if self.format == "tum" else self._index_icl()
-        entries = entries[:: int(stride)]
+        entries = all_entries[:: int(stride)]
         if max_frames is not None:
             entries = entries[: int(max_frames)]
         self._entries: list[_Entry] = entries
-        self._intrinsics_arg = intrinsics
-        self._intrinsics: CameraIntrinsics | None = None
 
     # layout -----------------------------------------------------------------
     def _detect(self, fmt: str) -> str:
-        if fmt not in ("auto", "tum", "icl"):
-            raise ValueError(f"format must be 'auto', 'tum' or 'icl', got {fmt!r}")
+        if fmt not in _FORMATS:
+            raise ValueError(f"format must be one of {_FORMATS}, got {fmt!r}")
         is_tum = (self.path / "rgb.txt").is_file() and (self.path / "depth.txt").is_file()
         is_icl = self._color_dir() is not None and (self.path / "depth").is_dir()
+        is_7scenes = is_sevenscenes_folder(self.path)
         if fmt == "auto":
             if is_tum:
                 return "tum"
             if is_icl:
                 return "icl"
+            if is_7scenes:
+                return "7scenes"
             raise ValueError(
-                f"{self.path} is neither a TUM sequence (rgb.txt + depth.txt) "
-                "nor an Open3D/ICL-NUIM one (color/ + depth/ + trajectory.log)"
+                f"{self.path} is neither a TUM sequence (rgb.txt + depth.txt), "
+                "an Open3D/ICL-NUIM one (color/ + depth/ + trajectory.log) "
+                "nor a 7-Scenes one (frame-NNNNNN.color.png/.jpg + .depth.png + .pose.txt)"
             )
+        if fmt == "7scenes" and not is_7scenes:
+            raise FileNotFoundError(f"{self.path} is not a 7-Scenes sequence: frame-NNNNNN.depth.png files are required")
         if fmt == "tum" and not is_tum:
             raise FileNotFoundError(f"{self.path} is not a TUM sequence: rgb.txt and depth.txt are required")
         if fmt == "icl" and not is_icl:
@@ -544,6 +736,65 @@ class RgbdDataset:
             entries.append(_Entry(k, k / self.fps, colors[stem], depths[stem], pose))
         return entries
 
+    def _index_7scenes(self) -> list[_Entry]:
+        depths = {p.name[: -len(".depth.png")]: p for p in self.path.glob("frame-*.depth.png")}
+        colors: dict[str, Path] = {}
+        for p in self.path.glob("frame-*.color.*"):
+            if p.suffix.lower() in _IMAGE_SUFFIXES:
+                colors.setdefault(p.name.split(".")[0], p)
+        stems = sorted(colors, key=_frame_number)
+        entries = []
+        n_missing = 0
+        for stem in stems:
+            number = _frame_number(stem)
+            if stem not in depths:
+                warnings.warn(f"skipping frame {number}: no depth image {stem}.depth.png in {self.path}", RuntimeWarning, stacklevel=3)
+                continue
+            pose = None
+            if self.with_poses:
+                pose_path = self.path / f"{stem}.pose.txt"
+                if pose_path.is_file():
+                    pose = read_sevenscenes_pose(pose_path)
+                if pose is None:
+                    n_missing += 1
+                    if self.missing_poses == "skip":
+                        continue
+            entries.append(_Entry(number, number / self.fps, colors[stem], depths[stem], pose))
+        if n_missing and self.missing_poses == "error":
+            raise ValueError(
+                f"{self.path}: {n_missing} of {len(stems)} frames have no readable frame-NNNNNN.pose.txt; "
+                "pass missing_poses='skip' or 'keep' to use the frames without a pose"
+            )
+        return entries
+
+    def _estimate_gravity(self, entries: list[_Entry], n_views: int = 24) -> Pose:
+        posed = [e for e in entries if e.world_from_camera is not None]
+        if not posed:
+            return Pose.identity()
+        views = [posed[i] for i in np.linspace(0, len(posed) - 1, min(n_views, len(posed))).astype(int)]
+        depths = [_read_depth_m(e.depth, self.depth_scale) for e in views]
+        k = self._intrinsics_tuple()
+        return estimate_world_from_dataset(np.stack([e.world_from_camera for e in views]), depths, k)
+
+    def _intrinsics_tuple(self) -> tuple[float, float, float, float]:
+        """(fx, fy, cx, cy) as given, or the layout's default."""
+        given = self._intrinsics_arg
+        if isinstance(given, CameraIntrinsics):
+            return (given.fx, given.fy, given.cx, given.cy)
+        if given is not None:
+            return tuple(float(v) for v in given)  # type: ignore[return-value]
+        if self.format == "7scenes":
+            k_path = self.path / "camera-intrinsics.txt"
+            if k_path.is_file():
+                try:
+                    k = np.loadtxt(k_path, dtype=np.float64, ndmin=2)
+                except ValueError as exc:
+                    raise ValueError(f"{k_path}: not a 3x3 matrix of numbers") from exc
+                if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+                    raise ValueError(f"{k_path}: expected a 3x3 camera matrix K with positive focal lengths, got {k.tolist()}")
+                return (float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
+        return _DEFAULT_INTRINSICS[self.format]
+
     # access -------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._entries)
@@ -566,8 +817,8 @@ class RgbdDataset:
             rgb = _read_rgb(self._entries[0].color)
             if rgb is None:
                 raise ValueError(f"colour image {self._entries[0].color} could not be read")
-            default = TUM_FR1_INTRINSICS if self.format == "tum" else ICL_INTRINSICS
-            self._intrinsics = _make_intrinsics(self._intrinsics_arg, default, rgb.shape[1], rgb.shape[0])
+            given = self._intrinsics_arg if isinstance(self._intrinsics_arg, CameraIntrinsics) else None
+            self._intrinsics = _make_intrinsics(given, self._intrinsics_tuple(), rgb.shape[1], rgb.shape[0])
         return self._intrinsics
 
     def _pose(self, e: _Entry) -> Pose | None:
