@@ -94,6 +94,13 @@ def _search(args: argparse.Namespace) -> int:
     from engram.fleet.catalogue import Catalogue
 
     cat = Catalogue.open(args.catalogue)
+    if "torch" in sys.modules or cat.settings.get("text_encoder") not in (None, "hash"):
+        try:  # one short query gains nothing from threads, and on a busy machine they spin
+            import torch
+
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
     hits = cat.search(
         args.text, k=args.k, since=args.since, until=args.until, near=args.near, radius_m=args.radius,
         sources=args.source, kinds=args.kind,

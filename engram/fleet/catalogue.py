@@ -406,8 +406,8 @@ class Catalogue:
         cols = {
             c: table.column(c).to_numpy(zero_copy_only=False) for c in _columns()[:-1]
         }
-        src_ids, src_code = np.unique(
-            cols["source_id"].astype(str), return_inverse=True
+        src_ids, first, src_code = np.unique(
+            cols["source_id"].astype(str), return_index=True, return_inverse=True
         )
         self._table = {
             "meta": meta,
@@ -416,7 +416,7 @@ class Catalogue:
             "index": _read_index(folder / "index.faiss", emb),
             "source_ids": src_ids,
             "source_code": src_code,
-            "tokens": None,
+            "source_paths": cols["source_path"][first].astype(str),
         }
         self._table_gen = gen
         return self._table
@@ -562,15 +562,9 @@ class Catalogue:
         elif radius_m is not None:
             raise CatalogueError("radius_m needs near")
         if sources:
-            ids = t["source_ids"]
-            paths = {
-                str(i): str(p) for i, p in zip(cols["source_id"], cols["source_path"])
-            }
+            ids, paths = t["source_ids"], t["source_paths"]
             ok = np.array(
-                [
-                    any(s in i or s in paths.get(str(i), "") for s in sources)
-                    for i in ids
-                ],
+                [any(s in i or s in p for s in sources) for i, p in zip(ids, paths)],
                 bool,
             )
             if not ok.any():
