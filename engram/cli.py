@@ -46,23 +46,66 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_overrides(group: str, key: str, args: argparse.Namespace, name: str | None) -> list[str]:
+    """--answerer/--captioner NAME, --base-url, --model, --api-key-env as hydra overrides of ``qa/<group>``."""
+    out = [] if name is None else [f"qa/{group}@{key}={name}"]
+    if args.base_url is not None:
+        out.append(f"{key}.base_url={args.base_url}")
+    if args.model is not None:
+        out.append(f"{key}.{'model_path' if name == 'transformers' else 'model'}={args.model}")
+    if args.api_key_env is not None:
+        out.append(f"{key}.api_key_env={args.api_key_env}")
+    return out
+
+
+def _build_backend(cfg: object) -> object:
+    """Instantiate an answerer or captioner config; its own ValueError comes through as it is."""
+    from engram.config import instantiate
+
+    try:
+        return instantiate(cfg)
+    except Exception as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ValueError):
+            raise cause from None
+        raise
+
+
 def _qa(args: argparse.Namespace) -> int:
-    from engram.qa.video import ask_command, build_command
+    from engram.config import compose, to_plain
 
     if args.qa_command == "build":
-        summary = build_command(args.video, args.out, sample_fps=args.fps, resume=not args.no_resume)
-        if summary:
-            print(summary)
+        from hydra.utils import get_method
+
+        from engram.qa.video import build_summary
+
+        over = _backend_overrides("captioner", "captioner", args, args.captioner)
+        if args.fps is not None:
+            over.append(f"qa.sample_fps={args.fps}")
+        if args.no_resume:
+            over.append("qa.resume=false")
+        cfg = compose("qa_build", over + list(args.overrides))
+        captioner = _build_backend(cfg.captioner) if cfg.get("captioner") is not None else None
+        opts = to_plain(cfg.qa)
+        build = get_method(opts.pop("_target_"))
+        opts.pop("_convert_", None)
+        qa = build(video_path=args.video, out_dir=args.out, captioner=captioner, **opts)
+        print(build_summary(qa, args.out))
         print(f"memory written to {args.out}")
     else:
         from engram.fleet.catalogue import is_catalogue
+        from engram.qa.ask import ask_path
 
+        over = _backend_overrides("answerer", "answerer", args, args.answerer)
+        answerer: object = "offline"
+        if over != ["qa/answerer@answerer=offline"] or args.overrides:
+            answerer = _build_backend(compose("qa_ask", over + list(args.overrides)).answerer)
         if is_catalogue(args.memory):  # a catalogue of many sources (engram index)
             from engram.fleet.catalogue import ask_command as ask_catalogue_command
 
-            print(ask_catalogue_command(args.memory, args.question, options=args.options, answerer=args.answerer))
+            print(ask_catalogue_command(args.memory, args.question, options=args.options, answerer=answerer))
             return 0
-        print(ask_command(args.memory, args.question, options=args.options, answerer=args.answerer))
+        print(ask_path(args.memory, args.question, options=args.options, answerer=answerer))
     return 0
 
 
@@ -137,16 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("qa", help="long-video question answering")
     qs = q.add_subparsers(dest="qa_command", required=True)
-    qb = qs.add_parser("build", help="build the episodic memory of a video")
+    qb = qs.add_parser("build", help="build the episodic memory of a video (config: qa/video.yaml)")
     qb.add_argument("video")
     qb.add_argument("--out", required=True)
-    qb.add_argument("--fps", type=float, default=1.0, help="frames sampled per second of video")
+    qb.add_argument("--fps", type=float, default=None, help="frames sampled per second of video (qa.sample_fps)")
     qb.add_argument("--no-resume", action="store_true", help="start over instead of resuming")
-    qa = qs.add_parser("ask", help="ask a question of a built memory or a catalogue (engram index)")
+    qb.add_argument("--captioner", default=None, help="caption events with: openai | transformers")
+    qa = qs.add_parser("ask", help="ask a question of a memory (video, scene) or a catalogue (engram index)")
     qa.add_argument("memory")
     qa.add_argument("question")
     qa.add_argument("--options", nargs="+", default=None, help="multiple-choice options")
-    qa.add_argument("--answerer", default="offline", help="offline | openai | transformers")
+    qa.add_argument("--answerer", default=None, help="offline (default) | openai | transformers")
+    for sp in (qb, qa):
+        sp.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
+        sp.add_argument("--model", default=None, help="model name on the server, or a local model folder (transformers)")
+        sp.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
+        sp.add_argument("overrides", nargs="*", help="hydra overrides, e.g. qa.sample_fps=2 answerer.timeout_s=60")
     q.set_defaults(func=_qa)
 
     s = sub.add_parser("sim", help="embedded-world utilities")

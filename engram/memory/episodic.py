@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from engram.memory.episodic_moves import MoveTracker
+from engram.memory.episodic_objects import ObjectTracker
 from engram.types import Frame
 
 __all__ = [
@@ -270,6 +271,7 @@ class EpisodicMemory:
         self._frames_seen = 0
         self._frames_sampled = 0
         self._moves = MoveTracker(self.move_threshold_m)
+        self.objects = ObjectTracker()
         self._text_pending: set[int] = set()
         self._cache: dict[int, dict[str, Any]] = {}
         self._finalized = False
@@ -378,6 +380,7 @@ class EpisodicMemory:
         image_embedding: np.ndarray | None = None,
         tags: Sequence[tuple[str, float]] | Sequence[str] | None = None,
         labels: Iterable[str] | Mapping[str, float] | None = None,
+        detections: Any = None,
     ) -> bool:
         """Add one frame; returns True when it was sampled (False when skipped by the sample rate).
 
@@ -389,6 +392,9 @@ class EpisodicMemory:
                 memory's image encoder when None.
             tags: (label, probability) pairs or bare labels; from the image encoder when None.
             labels: extra object labels (names, or name -> weight in [0, 1]).
+            detections: a detector's `InstanceMasks` for this frame: linked into
+                object tracks (`objects`) by box overlap and appearance, and their
+                labels count as object labels of the event.
 
         Raises:
             ValueError: the frame goes back in time, the embedding has the wrong
@@ -413,6 +419,11 @@ class EpisodicMemory:
         emb = self._frame_embedding(frame, image_embedding)
         tag_list = self._frame_tags(frame, tags)
         label_w = self._frame_labels(frame, labels)
+        dets = self._frame_detections(frame, detections)
+        if dets is not None:
+            for name, score in zip(dets[0], dets[2].tolist()):
+                if name != "object":
+                    label_w[name] = max(label_w.get(name, 0.0), float(min(max(score, 0.0), 1.0)))
         moved = self._moves.observe(frame)
         thumb = self._thumbnail(frame.rgb) if self.keyframes_per_node > 0 else b""
 
@@ -422,6 +433,8 @@ class EpisodicMemory:
         self._last_t = t
         self._last_slot = slot
         self._cache.clear()
+        if dets is not None:
+            self.objects.update(t, *dets)
 
         ev_id = self._open[0]
         if ev_id is not None:
@@ -556,6 +569,25 @@ class EpisodicMemory:
                 out[name] = max(out.get(name, 0.0), w)
         return out
 
+    def _frame_detections(self, frame: Frame, detections: Any) -> tuple | None:
+        """(labels, boxes as image fractions, scores, embeddings) of the non-empty masks, checked."""
+        if detections is None:
+            return None
+        masks = getattr(detections, "masks", None)
+        if masks is None or not hasattr(detections, "boxes_xyxy"):
+            raise ValueError(f"detections must be InstanceMasks, got {type(detections).__name__}")
+        if len(detections) == 0:
+            return [], np.zeros((0, 4)), np.zeros(0), None
+        boxes = np.asarray(detections.boxes_xyxy, np.float64)
+        keep = np.flatnonzero(boxes[:, 0] >= 0)
+        scale = np.array([frame.width, frame.height, frame.width, frame.height], np.float64)
+        boxes = (boxes[keep] + np.array([0.0, 0.0, 1.0, 1.0])) / scale
+        labels = [detections.labels[i] for i in keep.tolist()]
+        scores = np.asarray(detections.scores, np.float64)[keep]
+        emb = None if detections.embeddings is None else np.asarray(detections.embeddings)[keep]
+        self.objects.check(labels, boxes, scores, emb)
+        return labels, boxes, scores, emb
+
     def _thumbnail(self, rgb: np.ndarray) -> bytes:
         import cv2
 
@@ -681,6 +713,17 @@ class EpisodicMemory:
             if img is not None:
                 out.append(img[:, :, ::-1].copy())
         return out
+
+    def set_caption(self, node_id: int, caption: str) -> None:
+        """Give a closed node a caption (a captioner's text for its keyframes); its description follows."""
+        if not isinstance(caption, str):
+            raise ValueError(f"caption must be a string, got {type(caption).__name__}")
+        node = self.node(node_id)
+        node.caption = " ".join(caption.split())
+        node.description = self._describe(node)
+        node.text_embedding = None
+        self._text_pending.add(node.node_id)
+        self._cache.clear()
 
     def keyframe_images(self, node: EpisodicNode | int) -> list[np.ndarray]:
         """The keyframes of a node decoded to "H W 3" uint8 RGB."""

@@ -24,6 +24,7 @@ from engram.memory.episodic import (
     _Acc,
     check_encoders,
 )
+from engram.memory.episodic_objects import ObjectTracker
 
 if TYPE_CHECKING:
     from engram.memory.episodic import EpisodicMemory
@@ -120,6 +121,7 @@ def episodic_to_files(mem: EpisodicMemory) -> tuple[dict[str, Any], dict[str, An
         "open_sums.npy": np.array(sums, dtype=np.float64).reshape(len(sums), dim),
         "open_cand_embeddings.npy": np.array(cand_embs, dtype=np.float32).reshape(len(cand_embs), dim),
     }
+    files.update(mem.objects.to_files())
     meta = {"config": mem.config(), "encoders": mem.encoder_info(), "nodes": len(mem._nodes)}
     return files, meta
 
@@ -205,6 +207,8 @@ def episodic_from_files(
             ci += 1
         mem._acc[int(o["id"])] = acc
     mem._moves.load_state(state["positions"])
+    if "tracks.json" in files:  # memories written before object tracks have none
+        mem.objects = ObjectTracker.from_files(files, where=where)
     return mem
 
 

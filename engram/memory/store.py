@@ -59,6 +59,7 @@ __all__ = [
     "register_migration",
     "set_fault_hook",
     "store_generations",
+    "store_kind",
     "write_store",
 ]
 
@@ -343,6 +344,20 @@ def _read_manifest(directory: Path) -> dict[str, Any]:
         if not isinstance(manifest.get(key), typ):
             raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} field {key!r} is missing or malformed")
     return manifest
+
+
+def store_kind(path: str | os.PathLike[str]) -> str:
+    """What the store at ``path`` holds (its manifest's ``kind``), without reading its files.
+
+    Raises:
+        FileNotFoundError: no store at ``path``.
+        StoreError: ``path`` is not an engram store, or its manifest is damaged.
+    """
+    p = Path(path)
+    where = _resolve(p)
+    if where is None:
+        raise FileNotFoundError(f"no engram memory at {p}")
+    return str(_read_manifest(where)["kind"])
 
 
 def _resolve(path: Path) -> Path | None:

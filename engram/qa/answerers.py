@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 NOT_ENOUGH = "NOT ENOUGH EVIDENCE"
+CANT_TELL = "I can't tell from what I saw"
 
 
 class AnswererError(RuntimeError):
@@ -246,6 +247,46 @@ def _span_distance_s(t_s: float, span: tuple[float, float]) -> float:
     return max(span[0] - t_s, 0.0, t_s - span[1])
 
 
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    )
+}
+
+
+def _numbers_in(text: str) -> list[int]:
+    out = [int(m) for m in re.findall(r"\b\d+\b", text)]
+    return out + [_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS]
+
+
+def _option_for_fact(meta: dict[str, Any], options: Sequence[str]) -> int | None:
+    """The option that states a structured answer's value (None when no option does, or there is none)."""
+    if "answer" not in meta or not meta.get("found", True):
+        return None
+    value, kind = meta.get("value"), meta.get("kind")
+    hits: list[int] = []
+    if isinstance(value, bool):
+        word = "yes" if value else "no"
+        hits = [i for i, o in enumerate(options) if re.match(rf"^\s*{word}\b", o, re.IGNORECASE)]
+    elif isinstance(value, int):
+        hits = [i for i, o in enumerate(options) if value in _numbers_in(o)]
+    elif isinstance(value, float) and kind in ("last_seen", "first_seen"):
+        times = [_times_in(o) for o in options]
+        if all(times):
+            d = [min(abs(t - value) for t in ts) for ts in times]
+            return int(np.argmin(d))
+    elif isinstance(value, str):
+        hits = [i for i, o in enumerate(options) if value.lower() in o.lower()]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _what(ev: Evidence) -> str:
+    """What an evidence item shows, in words (its caption or description without the time prefix)."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", ev.text.strip())
+    return text or "nothing recognised"
+
+
 # ---------------------------------------------------------------------------
 # registry
 
@@ -344,16 +385,35 @@ class OfflineAnswerer:
         return self._choice(question, evidence, options, enough)
 
     def _open(self, question: str, evidence: list[Evidence], enough: bool) -> Answer:
+        """A sentence: the structured answer when there is one, a time, or "I can't tell", then the evidence."""
         if not evidence:
-            return Answer(text=f"{NOT_ENOUGH}: nothing in memory matches the question", enough_evidence=False)
+            return Answer(text=f"{CANT_TELL}: nothing in memory matches the question.", enough_evidence=False)
+        fact = evidence[0].meta.get("answer") if isinstance(evidence[0].meta, dict) else None
+        if fact:
+            rest = [j for j in range(1, len(evidence))][: self.max_evidence - 1]
+            lines = [_evidence_line(evidence[0])] + [_evidence_line(evidence[j]) for j in rest]
+            found = bool(evidence[0].meta.get("found", True))
+            return Answer(
+                text=f"{fact} Evidence: " + "; ".join(lines),
+                confidence=1.0 if found else 0.0,
+                evidence_used=[0, *rest],
+                enough_evidence=found,
+            )
         enc = self.text_encoder.encode([question] + [_evidence_line(ev) for ev in evidence])
         sim = enc[1:] @ enc[0]
         rel = 0.5 * self._relevance(evidence) + 0.5 * np.clip(sim, 0.0, 1.0)
         order = [int(i) for i in np.argsort(-rel, kind="stable")[: self.max_evidence]]
         lines = [_evidence_line(evidence[i]) for i in order]
-        prefix = "Best evidence: " if enough else f"{NOT_ENOUGH} (weak matches only): "
+        best = evidence[order[0]]
+        if _times_in(question) and best.time_span_s is not None:
+            head = f"At {_fmt_span(best.time_span_s)} I saw {_what(best)}."
+        elif re.match(r"^\s*when\b", question, re.IGNORECASE) and best.time_span_s is not None and enough:
+            head = f"Most likely at {_fmt_span(best.time_span_s)} ({_what(best)})."
+        else:
+            head = f"{CANT_TELL}."
+            enough = False
         return Answer(
-            text=prefix + "; ".join(lines),
+            text=f"{head} Closest memories: " + "; ".join(lines),
             choice_index=None,
             confidence=float(np.clip(rel[order[0]], 0.0, 1.0)),
             evidence_used=order,
@@ -363,6 +423,15 @@ class OfflineAnswerer:
     def _choice(self, question: str, evidence: list[Evidence], options: list[str], enough: bool) -> Answer:
         n = len(options)
         used: list[int] = []
+        picked = _option_for_fact(evidence[0].meta, options) if evidence and isinstance(evidence[0].meta, dict) else None
+        if picked is not None:
+            return Answer(
+                text=f"{option_letter(picked)}. {options[picked]} (evidence: {_evidence_line(evidence[0])})",
+                choice_index=picked,
+                confidence=1.0,
+                evidence_used=[0],
+                enough_evidence=True,
+            )
         option_times = [_times_in(o) for o in options]
         spans = [ev.time_span_s for ev in evidence]
         if not evidence:
@@ -487,19 +556,93 @@ def _jpeg_data_url(img: np.ndarray, max_side_px: int, quality: int) -> str:
 
 
 def _pick_keyframes(evidence: Sequence[Evidence], max_images: int) -> list[tuple[int, np.ndarray]]:
-    """Up to ``max_images`` (evidence index, image): the first keyframe of each item, then the second, ..."""
+    """The fewest keyframes that cover the evidence (3D-Mem's prefiltering), at most ``max_images``.
+
+    A keyframe at time t covers every evidence item whose time span holds t (an
+    item without keyframe times is covered by its own keyframes only); keyframes
+    are taken greedily, most newly covered items first, higher-ranked evidence
+    breaking ties. Returns (evidence index, image) pairs in evidence order.
+    """
+    cands: list[tuple[int, int, np.ndarray, set[int]]] = []
+    for j, ev in enumerate(evidence):
+        times = ev.meta.get("keyframe_times_s") if isinstance(ev.meta, dict) else None
+        for k, img in enumerate(ev.images):
+            covers = {j}
+            if times and k < len(times):
+                t = float(times[k])
+                covers |= {
+                    i for i, other in enumerate(evidence)
+                    if other.time_span_s is not None and other.time_span_s[0] - 0.5 <= t <= other.time_span_s[1] + 0.5
+                }
+            cands.append((j, k, img, covers))
     out: list[tuple[int, np.ndarray]] = []
-    depth = 0
-    while len(out) < max_images and any(len(ev.images) > depth for ev in evidence):
-        for j, ev in enumerate(evidence):
-            if len(ev.images) > depth and len(out) < max_images:
-                out.append((j, ev.images[depth]))
-        depth += 1
-    return out
+    covered: set[int] = set()
+    while cands and len(out) < max_images:
+        best = max(cands, key=lambda c: (len(c[3] - covered), -c[0], -c[1]))
+        if not best[3] - covered:
+            break
+        out.append((best[0], best[2]))
+        covered |= best[3]
+        cands.remove(best)
+    return sorted(out, key=lambda p: p[0])
 
 
 # ---------------------------------------------------------------------------
 # OpenAI-compatible HTTP
+
+
+def chat_url(base_url: str) -> str:
+    """``.../v1/chat/completions`` from a server root given with or without ``/v1``."""
+    if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
+        raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+    root = base_url.rstrip("/")
+    if root.endswith("/chat/completions"):
+        return root
+    return root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+
+
+def post_chat(url: str, body: dict, *, model: str, api_key_env: str | None, timeout_s: float) -> dict:
+    """POST a chat-completions body; every failure is an `AnswererError` naming the URL and the model."""
+    who = f"{url} (model {model!r})"
+    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    key = os.environ.get(api_key_env) if api_key_env else None
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            payload = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:500].decode("utf-8", "replace")
+        raise AnswererError(f"{who} answered HTTP {exc.code}: {detail}") from exc
+    except TimeoutError as exc:
+        raise AnswererTimeout(f"no answer from {who} within {timeout_s:g} s (timeout_s)") from exc
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise AnswererTimeout(f"no answer from {who} within {timeout_s:g} s (timeout_s)") from exc
+        raise AnswererError(f"cannot reach {who}: {exc.reason}") from exc
+    except (ConnectionError, OSError) as exc:
+        raise AnswererError(f"connection to {who} failed: {exc}") from exc
+    try:
+        reply = json.loads(payload)
+    except ValueError as exc:
+        raise AnswererError(f"{who} sent a reply that is not JSON: {payload[:200]!r}") from exc
+    if not isinstance(reply, dict):
+        raise AnswererError(f"{who} sent JSON that is not an object: {str(reply)[:200]}")
+    return reply
+
+
+def reply_text(reply: dict, url: str, model: str) -> str:
+    """The text of ``choices[0].message.content`` (content parts joined)."""
+    try:
+        content = reply["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise AnswererError(f"{url} (model {model!r}) sent no choices[0].message.content: {str(reply)[:300]}") from exc
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        raise AnswererError(f"{url} (model {model!r}) sent a non-text message content: {content!r}")
+    return content
 
 
 @register_answerer("openai")
@@ -541,8 +684,6 @@ class OpenAIChatAnswerer:
         max_tokens: int = 256,
         temperature: float = 0.0,
     ) -> None:
-        if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
@@ -553,8 +694,7 @@ class OpenAIChatAnswerer:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
         if not 1 <= int(jpeg_quality) <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality!r}")
-        root = base_url.rstrip("/")
-        self.url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
+        self.url = chat_url(base_url)
         self.model = model
         self.api_key_env = api_key_env
         self.timeout_s = float(timeout_s)
@@ -589,29 +729,7 @@ class OpenAIChatAnswerer:
         }
 
     def _post(self, body: dict) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        req = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                payload = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:500].decode("utf-8", "replace")
-            raise AnswererError(f"{self.url} answered HTTP {exc.code}: {detail}") from exc
-        except TimeoutError as exc:
-            raise AnswererTimeout(f"no answer from {self.url} within {self.timeout_s:g} s (timeout_s)") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, TimeoutError):
-                raise AnswererTimeout(f"no answer from {self.url} within {self.timeout_s:g} s (timeout_s)") from exc
-            raise AnswererError(f"cannot reach {self.url}: {exc.reason}") from exc
-        except (ConnectionError, OSError) as exc:
-            raise AnswererError(f"connection to {self.url} failed: {exc}") from exc
-        try:
-            return json.loads(payload)
-        except ValueError as exc:
-            raise AnswererError(f"{self.url} sent a reply that is not JSON: {payload[:200]!r}") from exc
+        return post_chat(self.url, body, model=self.model, api_key_env=self.api_key_env, timeout_s=self.timeout_s)
 
     def answer(self, question: str, evidence: list[Evidence], options: list[str] | None = None) -> Answer:
         body = self.build_request(question, evidence, options)
@@ -619,11 +737,13 @@ class OpenAIChatAnswerer:
         try:
             content = reply["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
-            raise AnswererError(f"{self.url} sent no choices[0].message.content: {str(reply)[:300]}") from exc
+            raise AnswererError(
+                f"{self.url} (model {self.model!r}) sent no choices[0].message.content: {str(reply)[:300]}"
+            ) from exc
         if isinstance(content, list):  # some servers return content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         if not isinstance(content, str):
-            raise AnswererError(f"{self.url} sent a non-text message content: {content!r}")
+            raise AnswererError(f"{self.url} (model {self.model!r}) sent a non-text message content: {content!r}")
         return parse_reply(content, options, len(evidence))
 
 
@@ -649,9 +769,14 @@ class TransformersAnswerer:
 
     name = "transformers"
 
-    def __init__(self, model_path: str | os.PathLike, max_new_tokens: int = 64, num_threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike | None = None, max_new_tokens: int = 64, num_threads: int | None = None
+    ) -> None:
         if model_path is None:
-            raise ValueError("TransformersAnswerer needs model_path: a local model folder (nothing is downloaded)")
+            raise ValueError(
+                "the transformers answerer needs model_path: a local model folder (nothing is downloaded); "
+                "on the command line: --answerer transformers --model PATH"
+            )
         path = Path(model_path).expanduser()
         if not path.is_dir():
             raise ValueError(f"transformers model folder not found: {path} (give a local folder; nothing is downloaded)")

@@ -243,6 +243,9 @@ class VideoQA:
         captioner: Any = None,
         memory_options: dict[str, Any] | None = None,
         image_encoder_options: dict[str, Any] | None = None,
+        detector: Any = None,
+        detector_options: dict[str, Any] | None = None,
+        detect_width_px: int = 320,
     ) -> VideoQA:
         """Build (or resume building) the memory of a video file or image folder and write it to ``out_dir``.
 
@@ -259,7 +262,12 @@ class VideoQA:
             batch_size: frames per encoder call.
             max_frames: stop after this many sampled frames (for trials).
             progress: show a progress bar.
-            captioner: optional keyframes -> caption callable for node descriptions.
+            captioner: a captioner (registry name such as ``"openai"``, or an object with
+                ``caption_batch(list of keyframe lists) -> captions``; a plain
+                keyframes -> caption callable works too). Events are captioned after
+                the frames are read, in batches, saving after each batch, so a
+                failure part-way keeps the captions made and the next build
+                resumes with the rest.
             memory_options: more `EpisodicMemory` settings (level spans, thresholds, ...).
             image_encoder_options: keyword arguments for building the image encoder by
                 name, e.g. ``{"input_size_px": 160}`` (kept with the memory, used again
@@ -300,6 +308,9 @@ class VideoQA:
             captioner=captioner,
             memory_options=memory_options,
             image_encoder_options=image_encoder_options,
+            detector=detector,
+            detector_options=detector_options,
+            detect_width_px=detect_width_px,
             source_name=str(video),
         )
 
@@ -321,6 +332,9 @@ class VideoQA:
         captioner: Any = None,
         memory_options: dict[str, Any] | None = None,
         image_encoder_options: dict[str, Any] | None = None,
+        detector: Any = None,
+        detector_options: dict[str, Any] | None = None,
+        detect_width_px: int = 320,
     ) -> VideoQA:
         """Like `build`, from any iterable of frames (a simulator run, a bag, a recording).
 
@@ -350,6 +364,9 @@ class VideoQA:
             captioner=captioner,
             memory_options=memory_options,
             image_encoder_options=image_encoder_options,
+            detector=detector,
+            detector_options=detector_options,
+            detect_width_px=detect_width_px,
             source_name=source_id,
         )
 
@@ -372,6 +389,9 @@ class VideoQA:
         memory_options: dict[str, Any] | None,
         image_encoder_options: dict[str, Any] | None,
         source_name: str,
+        detector: Any = None,
+        detector_options: dict[str, Any] | None = None,
+        detect_width_px: int = 320,
     ) -> VideoQA:
         if not (math.isfinite(sample_fps) and sample_fps > 0):
             raise ValueError(f"sample_fps must be a positive number, got {sample_fps!r}")
@@ -385,6 +405,16 @@ class VideoQA:
             from omegaconf import OmegaConf
 
             image_encoder_options = OmegaConf.to_container(image_encoder_options, resolve=True)
+        if type(detector_options).__module__.startswith("omegaconf"):
+            from omegaconf import OmegaConf
+
+            detector_options = OmegaConf.to_container(detector_options, resolve=True)
+        det = None
+        if detector is not None:
+            from engram.perception.detectors import build_detector
+
+            det = build_detector(detector, **(detector_options or {}) if isinstance(detector, str) else {})
+        cap = None if captioner is None else _resolve_captioner(captioner)
         img_opts = dict(image_encoder_options or {}) if isinstance(image_encoder, str) else {}
         img_enc = _resolve_encoder(image_encoder, "image", img_opts)
         txt_enc = _resolve_encoder(text_encoder, "text")
@@ -401,24 +431,26 @@ class VideoQA:
             },
             "memory_options": opts,
             "image_encoder_options": img_opts,
+            "detector": None if det is None else getattr(det, "name", type(det).__name__),
         }
         report = BuildReport(source=source_name)
         memory = None
         if resume and _store_exists(out):
             qa = cls.load(out, image_encoder=img_enc, text_encoder=txt_enc)
-            old = {k: qa.info.get(k) for k in ("source", "memory_options")}
-            if old != {"source": ident, "memory_options": opts}:
+            old = {k: qa.info.get(k) for k in ("source", "memory_options", "detector")}
+            if old != {"source": ident, "memory_options": opts, "detector": settings["detector"]}:
                 raise ValueError(
                     f"{out} holds the memory of another source or other settings "
                     f"({old['source']}, {old['memory_options']}); pass resume=False to rebuild it"
                 )
             if qa.info.get("finished"):
+                if cap is not None:
+                    qa._caption_pending(cap, progress=progress)
                 return qa
             memory = qa.memory
-            memory.captioner = captioner
             report.resumed_from_s = memory.last_time_s
         if memory is None:
-            memory = EpisodicMemory(**opts, image_encoder=img_enc, text_encoder=txt_enc, captioner=captioner)
+            memory = EpisodicMemory(**opts, image_encoder=img_enc, text_encoder=txt_enc)
         if memory.last_time_s is None:
             start_s = 0.0
         else:  # the next sampling slot, so a resumed build samples the same frames as one pass
@@ -447,9 +479,10 @@ class VideoQA:
                         embs, tags = [None] * len(batch), [[] for _ in batch]
                     else:
                         embs, tags = _encode_batch(img_enc, rgbs, memory.tags_per_node)
+                    dets = [None] * len(batch) if det is None else [_detect(det, f, detect_width_px) for f in batch]
                     before = memory.last_time_s or 0.0
-                    for f, e, tg in zip(batch, embs, tags):
-                        memory.add_frame(f, image_embedding=e, tags=tg)
+                    for f, e, tg, d in zip(batch, embs, tags, dets):
+                        memory.add_frame(f, image_embedding=e, tags=tg, detections=d)
                     if first_t is None:
                         first_t = batch[0].timestamp_s
                     if bar is not None:
@@ -490,9 +523,54 @@ class VideoQA:
         qa = cls(memory, out, {**settings, "finished": True, "report": report.to_json()})
         _save(out, memory, qa.info)
         qa.report = report
+        if cap is not None:
+            qa._caption_pending(cap, progress=progress)
         if not report.complete:
             warnings.warn(f"{report.summary()}; the memory covers what was read", RuntimeWarning, stacklevel=3)
         return qa
+
+    def _caption_pending(self, captioner: Any, *, progress: bool = True, batch_size: int = 8) -> int:
+        """Caption the events that have keyframes and no caption yet, saving after each batch.
+
+        Returns how many were captioned. A captioner error stops the pass with the
+        captions made so far saved; the next build resumes with the rest.
+        """
+        from engram.qa.captioners import caption_batch
+
+        mem = self.memory
+        todo = [n for n in mem.nodes(0) if n.keyframes and not n.caption]
+        if not todo:
+            return 0
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(todo), unit="event", desc="captioning")
+        done = 0
+        try:
+            for i in range(0, len(todo), batch_size):
+                chunk = todo[i : i + batch_size]
+                captions = caption_batch(captioner, [mem.keyframe_images(n) for n in chunk])
+                for n, c in zip(chunk, captions):
+                    mem.set_caption(n.node_id, c)
+                done += len(chunk)
+                if self.path is not None:
+                    self.info["captioner"] = str(getattr(captioner, "label", getattr(captioner, "name", "custom")))
+                    _save(self.path, mem, self.info)
+                if bar is not None:
+                    bar.update(len(chunk))
+        except Exception as exc:
+            from engram.qa.answerers import AnswererError
+
+            where = f"the memory at {self.path}" if self.path else "the memory"
+            raise AnswererError(
+                f"captioning stopped after {done} of {len(todo)} events ({exc}); {where} keeps the captions made: "
+                "run the build again to resume"
+            ) from exc
+        finally:
+            if bar is not None:
+                bar.close()
+        return done
 
     # -- loading ----------------------------------------------------------------
     @classmethod
@@ -614,7 +692,46 @@ class VideoQA:
             images=self.memory.keyframe_images(n),
             score=hit.score,
             source_id=f"episodic:{n.node_id}",
-            meta={"level": n.level, "tags": n.tags, "labels": n.labels, "moved": n.moved},
+            meta={
+                "level": n.level,
+                "tags": n.tags,
+                "labels": n.labels,
+                "moved": n.moved,
+                "keyframe_times_s": list(n.keyframe_times_s),
+            },
+        )
+
+    def structured(self, question: str) -> Any:
+        """The `engram.qa.facts.TrackFact` answering ``question`` from the object tracks, or None."""
+        from engram.qa.facts import answer_from_tracks
+
+        if len(self.memory.objects) == 0:
+            return None
+        self._ensure_text_encoder()
+        return answer_from_tracks(question, self.memory, self.memory.text_encoder)
+
+    def _fact_evidence(self, fact: Any) -> Any:
+        from engram.qa.answerers import Evidence
+
+        images, times = [], []
+        if fact.time_span_s is not None:
+            node = self.memory.at_time(fact.time_span_s[1], level=0) or self.memory.at_time(fact.time_span_s[0], level=0)
+            if node is not None:
+                images, times = self.memory.keyframe_images(node), list(node.keyframe_times_s)
+        return Evidence(
+            text=f"object tracks: {fact.answer}",
+            time_span_s=fact.time_span_s,
+            images=images,
+            score=1.0 if fact.found else 0.0,
+            source_id="tracks",
+            meta={
+                "answer": fact.answer,
+                "kind": fact.kind,
+                "value": fact.value,
+                "found": fact.found,
+                "labels": fact.labels,
+                "keyframe_times_s": times,
+            },
         )
 
     def ask(
@@ -647,7 +764,15 @@ class VideoQA:
             options = [str(o) for o in options]
             if len(options) < 2:
                 raise ValueError(f"a multiple-choice question needs at least two options, got {options}")
-        evidence = self.retrieve(question, image=image, k=k)
+        fact = self.structured(question) if image is None else None
+        try:
+            evidence = self.retrieve(question, image=image, k=k)
+        except ValueError:
+            if fact is None:
+                raise
+            evidence = []
+        if fact is not None:
+            evidence = [self._fact_evidence(fact), *evidence[: max(k - 1, 1)]]
         if isinstance(answerer, str):
             self._ensure_text_encoder()
         backend = _resolve_answerer(answerer, self.memory.text_encoder)
@@ -689,6 +814,25 @@ def _encode_batch(encoder: Any, rgbs: list[np.ndarray], k: int) -> tuple[np.ndar
     return embs, list(tags)
 
 
+def _detect(detector: Any, frame: Frame, width_px: int) -> Any:
+    """The detector's masks for a frame shrunk to ``width_px`` (boxes are kept as image fractions)."""
+    import cv2
+
+    from engram.perception.detectors import run_detector
+
+    if frame.width > width_px:
+        h = max(1, round(frame.height * width_px / frame.width))
+        rgb = cv2.resize(frame.rgb, (width_px, h), interpolation=cv2.INTER_AREA)
+        frame = Frame(index=frame.index, timestamp_s=frame.timestamp_s, rgb=rgb)
+    return run_detector(detector, frame)
+
+
+def _resolve_captioner(captioner: Any) -> Any:
+    from engram.qa.captioners import build_captioner
+
+    return build_captioner(captioner) if isinstance(captioner, str) else captioner
+
+
 def _store_exists(path: Path) -> bool:
     from engram.memory.store import MANIFEST_NAME
 
@@ -708,36 +852,26 @@ def _save(path: Path, memory: EpisodicMemory, info: dict[str, Any]) -> None:
 # command-line bodies
 
 
-def build_command(video: str, out_dir: str, **opts: Any) -> str:
-    """``engram qa build VIDEO --out DIR``: build (or resume) and return a one-paragraph summary."""
-    qa = VideoQA.build(video, out_dir, **opts)
+def build_summary(qa: VideoQA, out_dir: str | Path) -> str:
+    """One paragraph on a built memory: the report, its size on disk, nodes per level and object tracks."""
     m = qa.memory
     counts = ", ".join(f"level {lvl}: {len(m.nodes(lvl))}" for lvl in range(m.num_levels))
     size_mb = _dir_size_mb(Path(out_dir))
-    return f"{qa.report.summary()}\nmemory at {out_dir} ({size_mb:.1f} MB): {counts}"
+    return f"{qa.report.summary()}\nmemory at {out_dir} ({size_mb:.1f} MB): {counts}; object tracks: {len(m.objects)}"
+
+
+def build_command(video: str, out_dir: str, **opts: Any) -> str:
+    """``engram qa build VIDEO --out DIR`` from Python: build (or resume) and return a one-paragraph summary."""
+    return build_summary(VideoQA.build(video, out_dir, **opts), out_dir)
 
 
 def ask_command(
     memory_dir: str, question: str, options: Sequence[str] | None = None, answerer: Any = "offline"
 ) -> str:
-    """``engram qa ask DIR "question" [--options A B C D]``: the answer and its evidence as text."""
-    qa = VideoQA.load(memory_dir)
-    ans = qa.ask(question, options=options, answerer=answerer)
-    lines = [f"answer: {ans.text}"]
-    if options is not None and getattr(ans, "choice_index", None) is not None:
-        lines.append(f"choice: {ans.choice_index} ({options[ans.choice_index]})")
-    conf = getattr(ans, "confidence", None)
-    if conf is not None:
-        lines.append(f"confidence: {conf:.2f}")
-    used = getattr(ans, "evidence_used", None) or []
-    evidence = getattr(qa, "last_evidence", [])
-    if used:
-        lines.append("evidence:")
-        for ev in used:
-            if isinstance(ev, (int, np.integer)) and 0 <= ev < len(evidence):
-                ev = evidence[ev]
-            lines.append(f"  {getattr(ev, 'text', ev)}")
-    return "\n".join(lines)
+    """``engram qa ask DIR "question" [--options A B C D]``: the answer and its evidence as text (any memory kind)."""
+    from engram.qa.ask import ask_path
+
+    return ask_path(memory_dir, question, options=options, answerer=answerer)
 
 
 def _dir_size_mb(path: Path) -> float:
