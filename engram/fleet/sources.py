@@ -1,6 +1,6 @@
 """What `engram index` is asked to index: paths, folders, globs and lists of paths, as `SourceSpec`.
 
-Each argument is a video file, an RGB-D folder (Open3D / ICL-NUIM or TUM),
+Each argument is a video file, an RGB-D folder (Open3D / ICL-NUIM, TUM or 7-Scenes),
 a ROS bag (``.bag``, ``.mcap`` or a ROS 2 folder), a folder holding any of
 these (searched recursively), a glob, a text file (``.txt`` / ``.list``) of
 such paths one per line, or an object-store URI (``s3://``, ``gs://``,
@@ -84,6 +84,7 @@ def source_kind(path: str | Path) -> str:
             (p / "trajectory.log").exists()
             or (p / "color").is_dir()
             or (p / "rgb.txt").exists()
+            or next(p.glob("frame-*.depth.png"), None) is not None  # 7-Scenes
         ):
             return "rgbd"
         if (p / "metadata.yaml").exists():
@@ -176,7 +177,7 @@ def expand_sources(
         if not error and not kind:
             error = (
                 f"cannot tell what {path} is: expected a video ({', '.join(VIDEO_SUFFIXES)}), an RGB-D folder "
-                "(Open3D / ICL-NUIM or TUM), a ROS bag (.bag, .mcap or a ROS 2 folder) or a folder of them"
+                "(Open3D / ICL-NUIM, TUM or 7-Scenes), a ROS bag (.bag, .mcap or a ROS 2 folder) or a folder of them"
             )
         specs.append(
             SourceSpec(path=key, kind=kind, source_id=_source_id(key), error=error)

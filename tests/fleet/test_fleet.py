@@ -433,3 +433,27 @@ def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically
                 err_msg=f"{sid} {name}",
             )
     assert len(Catalogue.open(out)) == local.rows
+
+
+def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(
+    shared_data, tmp_path
+):
+    specs, _ = expand_sources([str(shared_data)])
+    kinds = {Path(s.path).name: s.kind for s in specs}
+    assert (
+        kinds["icl_livingroom1"] == "rgbd" and kinds["sevenscenes_redkitchen"] == "rgbd"
+    )
+    assert all(k == "video" for n, k in kinds.items() if n.endswith(".mp4"))
+    out = tmp_path / "cat"
+    report = build_index(
+        [shared_data / "icl_livingroom1"], out, overrides=[*OVERRIDES, "scene.stride=20", "scene.max_frames=6"],
+        use_ray=False, progress=False,
+    )  # fmt: skip
+    assert len(report.done) == 1 and report.frames == 6 and not report.failed
+    rows = _records(out, report.done[0]).to_pydict()
+    assert rows["kind"] and set(rows["source_kind"]) == {"rgbd"}
+    # events of a posed RGB-D run carry the camera position
+    ev = [i for i, k in enumerate(rows["kind"]) if k == "event"]
+    assert ev and all(
+        np.isfinite([rows["x"][i], rows["y"][i], rows["z"][i]]).all() for i in ev
+    )
