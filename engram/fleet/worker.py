@@ -232,30 +232,47 @@ class SourceIndexer:
         _write_records(tmp / "records.parquet", rows, self.text_encoder)
         return counter.total, len(rows["kind"])
 
+    def detector(self, name: Any, options: dict[str, Any] | None = None) -> Any:
+        """The detector ``name`` (built once per worker), or ``name`` itself when it is not a name."""
+        if not isinstance(name, str):
+            return name
+        key = ("detector", name, json.dumps(options or {}, sort_keys=True))
+        if key not in self._encoders:
+            from engram.perception.detectors import build_detector
+
+            self._encoders[key] = build_detector(name, **(options or {}))
+        return self._encoders[key]
+
     def _build_video(
         self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter
     ) -> dict[str, list]:
+        import inspect
+
         from engram.qa.video import VideoQA
         from engram.sims.video import VideoSource
 
         v = dict(self.settings["video"])
         fps = float(v.get("sample_fps", 1.0))
-        img_opts = dict(v.get("image_encoder_options") or {})
         src = VideoSource(local, target_fps=fps, max_frames=v.get("max_frames"))
+        # every setting the public build API takes goes through, so new build options reach the fleet
+        accepted = inspect.signature(VideoQA.build_from_frames).parameters
+        kw = {
+            k: val
+            for k, val in v.items()
+            if k in accepted and k not in ("frames", "out_dir", "source_id", "total_s")
+        }
+        kw.update(resume=False, progress=False, sample_fps=fps)
+        img_opts = dict(v.get("image_encoder_options") or {})
+        kw["image_encoder"] = self.encoder("image", v.get("image_encoder"), img_opts)
+        kw["text_encoder"] = self.encoder("text", v.get("text_encoder"))
+        if v.get("detector") is not None and "detector" in accepted:
+            kw["detector"] = self.detector(v["detector"], v.get("detector_options"))
         qa = VideoQA.build_from_frames(
             counter.wrap(iter(src)),
             tmp / "memory",
             source_id=spec.path,
-            sample_fps=fps,
-            image_encoder=self.encoder("image", v.get("image_encoder"), img_opts),
-            text_encoder=self.encoder("text", v.get("text_encoder")),
-            resume=False,
-            checkpoint_every_s=float(v.get("checkpoint_every_s", 300.0)),
-            batch_size=int(v.get("batch_size", 16)),
             total_s=src.duration_s,
-            progress=False,
-            memory_options=v.get("memory_options"),
-            image_encoder_options=img_opts,
+            **kw,
         )
         if not qa.report.complete:
             raise ValueError(f"{spec.path}: {qa.report.summary()}")
@@ -294,6 +311,12 @@ class SourceIndexer:
         for name, kind in (("image_encoder", "image"), ("text_encoder", "text")):
             if isinstance(cfg.get(name), str):
                 cfg[name] = self.encoder(kind, cfg[name])
+        if isinstance(
+            cfg.get("detector"), str
+        ):  # loaded once per worker, like the encoders
+            cfg["detector"] = self.detector(
+                cfg["detector"], cfg.pop("detector_kwargs", None)
+            )
         mem = SceneMemory.from_config(cfg)
         for frame in counter.wrap(stream):
             mem.integrate(frame)

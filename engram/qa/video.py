@@ -415,7 +415,8 @@ class VideoQA:
 
             det = build_detector(detector, **(detector_options or {}) if isinstance(detector, str) else {})
         cap = None if captioner is None else _resolve_captioner(captioner)
-        img_opts = dict(image_encoder_options or {}) if isinstance(image_encoder, str) else {}
+        # kept with the memory for image queries; with an encoder object they say how it was built
+        img_opts = dict(image_encoder_options or {})
         img_enc = _resolve_encoder(image_encoder, "image", img_opts)
         txt_enc = _resolve_encoder(text_encoder, "text")
         opts = dict(memory_options or {})
