@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,9 @@ class Ros2Node:
         reliable: ask reliable delivery of the camera and pose topics.
         publish_period_s: how often the cloud and markers are published.
         max_queries_per_spin: queries answered per step; more are dropped and logged.
+        max_backlog: frames kept waiting for integration when the memory is
+            slower than the camera; older ones are dropped (counted and logged),
+            so the node stays current and its memory use bounded.
         **source_kwargs: topics and pose options for `Ros2Source`.
     """
 
@@ -78,6 +82,7 @@ class Ros2Node:
         reliable: bool = False,
         publish_period_s: float = 1.0,
         max_queries_per_spin: int = 5,
+        max_backlog: int = 30,
         cloud_topic: str = CLOUD_TOPIC,
         markers_topic: str = MARKERS_TOPIC,
         query_topic: str = QUERY_TOPIC,
@@ -92,6 +97,11 @@ class Ros2Node:
         self.source.log = self._log
         self.publish_period_s = float(publish_period_s)
         self.max_queries_per_spin = int(max_queries_per_spin)
+        if max_backlog < 1:
+            raise ValueError(f"max_backlog must be >= 1, got {max_backlog}")
+        self.backlog: deque[Frame] = deque()
+        self.max_backlog = int(max_backlog)
+        self.frames_dropped = 0
         self.query_topic = query_topic
         self.frames_integrated = 0
         self.queries_dropped = 0
@@ -113,16 +123,30 @@ class Ros2Node:
 
     # work -------------------------------------------------------------------
     def spin_once(self, final: bool = False, publish: bool = True) -> int:
-        """Integrate completed frames, answer waiting queries, publish when due; returns frames integrated."""
-        frames = self.source.poll(final=final)
-        for frame in frames:
-            self.integrate(frame)
+        """Take completed frames, integrate the oldest waiting one (all with ``final``), answer queries, publish when due.
+
+        Returns the number of frames integrated.
+        """
+        self.backlog.extend(self.source.poll(final=final))
+        if len(self.backlog) > self.max_backlog:
+            dropped = len(self.backlog) - self.max_backlog
+            for _ in range(dropped):
+                frame = self.backlog.popleft()
+            self.frames_dropped += dropped
+            self.source.error(
+                f"{frame.meta.get('rgb_topic', 'camera')}: the memory is slower than the camera: dropped {dropped} "
+                f"frames (total {self.frames_dropped}), keeping the newest {self.max_backlog}"
+            )
+        n = 0
+        while self.backlog and (final or n == 0):
+            self.integrate(self.backlog.popleft())
+            n += 1
         self._answer_queries()
         now = time.monotonic()
-        if publish and frames and (final or now - self._last_publish >= self.publish_period_s):
+        if publish and n and (final or now - self._last_publish >= self.publish_period_s):
             self.publish()
             self._last_publish = now
-        return len(frames)
+        return n
 
     def integrate(self, frame: Frame) -> None:
         try:
@@ -238,7 +262,8 @@ class Ros2Node:
             elif not flushed and now - last_work > idle_flush_s and self.source.has_pending():
                 self.spin_once(final=True)
                 flushed = True
-            time.sleep(sleep_s)
+            if not self.backlog:
+                time.sleep(sleep_s)
         self.spin_once(final=True, publish=False)
 
     def dump(self, out_dir: str | Path) -> None:
@@ -264,6 +289,7 @@ class Ros2Node:
             "received": dict(self.source.received),
             "errors": self.errors[-20:],
             "queries_dropped": self.queries_dropped,
+            "frames_dropped": self.frames_dropped,
         }
         tmp = out / ".summary.json"
         tmp.write_text(json.dumps(summary))

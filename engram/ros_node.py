@@ -548,6 +548,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--loopback", action="store_true", help="ROS 2: keep DDS traffic on 127.0.0.1")
     run.add_argument("--reliable", action="store_true", help="ROS 2: ask reliable delivery of camera and pose topics")
     run.add_argument("--sim-truth", action="store_true", help="ROS 2: also read /engram/instances and /engram/labels")
+    run.add_argument("--max-backlog", type=int, default=30, help="ROS 2: frames waiting for the memory before the oldest are dropped")
     args = parser.parse_args(argv)
 
     if args.ros2:
@@ -620,6 +621,7 @@ def _main_ros2(args: argparse.Namespace) -> int:
         config=config,
         reliable=args.reliable,
         publish_period_s=args.publish_period_s,
+        max_backlog=args.max_backlog,
         rgb_topic=args.rgb_topic,
         depth_topic=args.depth_topic,
         info_topic=args.info_topic,

@@ -182,3 +182,27 @@ def test_a_query_flood_is_cut_and_logged_and_the_node_keeps_answering() -> None:
     finally:
         node.close()
         client.close()
+
+
+def test_a_slow_memory_drops_the_oldest_frames_and_stays_current() -> None:
+    """Frames arriving faster than the memory integrates them: the backlog is bounded, the newest are kept."""
+    from engram.ros2_node import Ros2Node
+    from engram.types import CameraIntrinsics, Frame
+
+    memory = _StubMemory()
+    integrated = []
+    memory.integrate = lambda frame: integrated.append(frame.index)
+    node = Ros2Node(memory, domain_id=100 + (os.getpid() * 17) % 120, config="loopback", max_backlog=4)
+    node._log = lambda line: None
+    k = CameraIntrinsics(10.0, 10.0, 2.0, 2.0, 4, 4)
+    burst = [Frame(index=i, timestamp_s=float(i), rgb=np.zeros((4, 4, 3), np.uint8), intrinsics=k,
+                   meta={"rgb_topic": "/camera/color/image_raw"}) for i in range(10)]
+    try:
+        node.source.poll = lambda final=False: burst if not integrated else []
+        assert node.spin_once() == 1
+        while node.spin_once():
+            pass
+    finally:
+        node.close()
+    assert integrated == [6, 7, 8, 9] and node.frames_dropped == 6
+    assert any(e.startswith("/camera/color/image_raw: the memory is slower") for e in node.errors), node.errors

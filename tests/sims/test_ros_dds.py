@@ -148,10 +148,11 @@ def _collect(source: dds.Ros2Source, n: int, timeout_s: float = 20.0) -> list:
 
 
 @pytest.mark.timeout(120)
-def test_live_frames_equal_the_bag_frames(room_bag) -> None:
+@pytest.mark.parametrize("pose_source", ["tf", "odom"])
+def test_live_frames_equal_the_bag_frames(room_bag, pose_source: str) -> None:
     frames, bag = room_bag
     dom = domain_id()
-    source = dds.Ros2Source(dom, config="loopback", reliable=True).start()
+    source = dds.Ros2Source(dom, config="loopback", reliable=True, pose_source=pose_source).start()
     pub = dds.Ros2Graph(dom, config="loopback")
     try:
         messages = _bag_cdr(bag)
@@ -163,7 +164,7 @@ def test_live_frames_equal_the_bag_frames(room_bag) -> None:
     finally:
         source.close()
         pub.close()
-    want = list(ros.RosBagSource(bag))
+    want = list(ros.RosBagSource(bag, pose_source=pose_source))
     assert len(got) == len(want) == len(frames), source.errors
     for a, b in zip(got, want):
         assert a.timestamp_s == b.timestamp_s
