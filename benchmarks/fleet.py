@@ -9,7 +9,8 @@
    MiniLM), bags with the default SceneMemory, every 4th frame (1 frame/s).
 2. The same sources are indexed three times on a local Ray runtime
    (``num_cpus=2``): 1 worker, 2 workers, and 2 workers with one worker
-   process SIGKILLed a third of the way through. Wall time of each whole
+   process SIGKILLed half-way through its first source (`build_index`'s fault
+   hook: the worker kills itself). Wall time of each whole
    `build_index` call (Ray start and stop included) and the CPU seconds the
    workers spent per source (``time.process_time`` in the worker). The CPU
    figure of the 2-worker run is the busier worker's CPU seconds: what wall

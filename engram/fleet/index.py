@@ -142,6 +142,8 @@ def build_index(
         max_attempts: times a source is started before it counts as failed when its
             worker keeps dying (a source that raises fails at once).
         ray_init: more keyword arguments for ``ray.init`` of the local runtime.
+        _kill_worker_after_frames: fault injection for tests and the benchmark: the first Ray
+            worker whose source reaches this many frames SIGKILLs its own process (once a run).
 
     Raises:
         ValueError: no sources, a glob matching nothing, bad settings, or a catalogue
@@ -330,7 +332,13 @@ def _schedule(
         num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1
     )
     class FleetWorker:
-        def __init__(self, settings_json: str, root: str, tracker: Any) -> None:
+        def __init__(
+            self,
+            settings_json: str,
+            root: str,
+            tracker: Any,
+            kill_after_frames: int | None = None,
+        ) -> None:
             import json
 
             try:
@@ -343,6 +351,8 @@ def _schedule(
                 json.loads(settings_json), root
             )  # encoders load here, once per actor
             self.tracker = tracker
+            self.kill_after_frames = kill_after_frames
+            self.kill_marker = Path(root) / ".tmp" / ".fault-injected"
 
         def pid(self) -> int:
             return os.getpid()
@@ -350,9 +360,27 @@ def _schedule(
         def index(self, spec: dict[str, str]) -> dict[str, Any]:
             sid = spec["source_id"]
             self.tracker.start.remote(sid)
-            return self.indexer.index(
-                SourceSpec(**spec), progress=lambda k: self.tracker.add.remote(sid, k)
-            )
+            done = [0]
+
+            def progress(k: int) -> None:
+                self.tracker.add.remote(sid, k)
+                done[0] += k
+                if (
+                    self.kill_after_frames is not None
+                    and done[0] >= self.kill_after_frames
+                ):
+                    # fault injection (tests, benchmark): the first worker to get this far is SIGKILLed mid-source
+                    try:
+                        os.close(
+                            os.open(
+                                self.kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                            )
+                        )
+                    except FileExistsError:
+                        return
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            return self.indexer.index(SourceSpec(**spec), progress=progress)
 
     import json
 
@@ -360,7 +388,10 @@ def _schedule(
     settings_json = json.dumps(
         settings
     )  # small arguments travel inline, so a restarted actor gets them again
-    pool = [FleetWorker.remote(settings_json, str(root), tracker) for _ in range(n)]
+    pool = [
+        FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames)
+        for _ in range(n)
+    ]
     pids = dict(
         enumerate(ray.get([a.pid.remote() for a in pool]))
     )  # waits for the encoders to load
@@ -370,7 +401,6 @@ def _schedule(
     idle = list(range(n))
     results: dict[str, dict[str, Any]] = {}
     bar = _bar(len(todo), progress)
-    killed = kill_after_frames is None
     frames_seen = 0
     try:
         while queue or running:
@@ -386,11 +416,6 @@ def _schedule(
             if bar is not None:
                 bar.set_postfix(frames=frames_seen, refresh=False)
                 bar.refresh()
-            if not killed and frames_seen >= kill_after_frames and running:
-                # fault injection for tests and the benchmark: SIGKILL a busy worker process
-                w = next(iter(running.values()))[0]
-                os.kill(pids[w], signal.SIGKILL)
-                killed = True
             for fut in ready:
                 w, spec = running.pop(fut)
                 try:
@@ -407,7 +432,9 @@ def _schedule(
                         results[spec.source_id] = res
                         if bar is not None:
                             bar.update(1)
-                    pool[w] = FleetWorker.remote(settings_json, str(root), tracker)
+                    pool[w] = FleetWorker.remote(
+                        settings_json, str(root), tracker, kill_after_frames
+                    )
                     idle.append(w)
                     continue
                 if res.get("pid") not in (

@@ -282,6 +282,18 @@ def test_rerun_skips_complete_sources_and_rebuilds_a_changed_one(
     assert r1.done == r2.done and r2.rows != r1.rows
 
 
+def test_object_store_uris_are_read_through_pyarrow(sources, tmp_path):
+    uri = (sources / "blue.avi").resolve().as_uri()
+    specs, _ = expand_sources([uri])
+    assert specs[0].kind == "video" and specs[0].path == uri
+    out = tmp_path / "cat"
+    report = build_index([uri], out, overrides=OVERRIDES, use_ray=False, progress=False)
+    assert len(report.done) == 1 and not report.failed
+    assert Catalogue.open(out).sources()[0]["source"]["path"] == uri
+    again = build_index([uri], out, overrides=OVERRIDES, use_ray=False, progress=False)
+    assert again.skipped == report.done
+
+
 def test_a_killed_build_leaves_nothing_half_written(sources, tmp_path):
     """A process killed mid-source leaves a temp folder only; the next run cleans it and builds the source once."""
     out = tmp_path / "cat"
@@ -411,7 +423,7 @@ def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically
     out = tmp_path / "ray_cat"
     report = build_index(
         [sources], out, overrides=OVERRIDES, workers=2, progress=False, ray_init={"num_cpus": 2},
-        _kill_worker_after_frames=12,
+        _kill_worker_after_frames=5,
     )  # fmt: skip
     assert report.engine == "ray" and report.workers == 2
     assert sorted(report.done) == sorted(local.done)
