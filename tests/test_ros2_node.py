@@ -150,7 +150,7 @@ class _StubMemory:
         return []
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_a_query_flood_is_cut_and_logged_and_the_node_keeps_answering() -> None:
     from engram.ros2_node import QUERY_QOS, Ros2Node
 
@@ -206,3 +206,40 @@ def test_a_slow_memory_drops_the_oldest_frames_and_stays_current() -> None:
         node.close()
     assert integrated == [6, 7, 8, 9] and node.frames_dropped == 6
     assert any(e.startswith("/camera/color/image_raw: the memory is slower") for e in node.errors), node.errors
+
+
+def test_map_topics_reach_a_late_subscriber_as_ros2_messages() -> None:
+    """/engram/occupied and /engram/objects are latched: a subscriber joining after the publish gets both, decodable."""
+    from engram.ros2_node import MAP_QOS, Ros2Node
+
+    centers = np.array([[0.05, 0.15, 0.25], [1.05, -0.35, 0.75]])
+    obj = type("Obj", (), {"label": "mug", "box_min": np.array([1.0, 2.0, 0.0]), "box_max": np.array([1.2, 2.2, 0.3])})()
+    memory = _StubMemory()
+    memory.octree.occupied_centers = lambda: centers
+    memory.objects.objects = {4: obj}
+    dom = 100 + (os.getpid() * 19) % 120
+    node = Ros2Node(memory, domain_id=dom, config="loopback")
+    node._log = lambda line: None
+    client = dds.Ros2Graph(dom, config="loopback")
+    try:
+        node.publish()
+        cloud_r = client.reader("/engram/occupied", "sensor_msgs/msg/PointCloud2", MAP_QOS)
+        markers_r = client.reader("/engram/objects", "visualization_msgs/msg/MarkerArray", MAP_QOS)
+        got: dict = {}
+        deadline = time.monotonic() + 30
+        while len(got) < 2 and time.monotonic() < deadline:
+            for name, r in (("cloud", cloud_r), ("markers", markers_r)):
+                for data in client.take_raw(r):
+                    got[name] = client.decode(r, data)
+            time.sleep(0.05)
+    finally:
+        node.close()
+        client.close()
+    cloud, markers = got["cloud"], got["markers"]
+    assert cloud.header.frame_id == "map" and cloud.width == 2 and cloud.point_step == 12
+    assert [f.name for f in cloud.fields] == ["x", "y", "z"] and {f.datatype for f in cloud.fields} == {7}
+    np.testing.assert_allclose(np.frombuffer(cloud.data.tobytes(), "<f4").reshape(-1, 3), centers, rtol=1e-6)
+    kinds = [(m.type, m.action, m.id, m.text) for m in markers.markers]
+    assert kinds == [(0, 3, 0, ""), (1, 0, 4, ""), (9, 0, 4, "mug #4")]
+    cube = markers.markers[1]
+    np.testing.assert_allclose([cube.pose.position.x, cube.pose.position.y, cube.scale.z], [1.1, 2.1, 0.3])

@@ -355,6 +355,20 @@ def test_tf_chain_interpolates_translation_and_rotation() -> None:
         buf.lookup("map", "other", 11.0)
 
 
+def test_tf_loop_is_refused_and_the_tree_is_kept() -> None:
+    buf = ros.TfBuffer()
+    for parent, child in (("map", "odom"), ("odom", "base"), ("base", "cam")):
+        buf.add_message(ros.message_from_dict({"transforms": [_ts(parent, child, 0, (1, 0, 0), (0, 0, 0, 1))]}), True)
+    want = buf.lookup("map", "cam", 0.0)
+    for parent, child in (("cam", "odom"), ("base", "map")):  # each would make a frame its own ancestor
+        with pytest.raises(ros.TfError, match=f"'{parent}' -> '{child}' closes a loop"):
+            buf.add_message(ros.message_from_dict({"transforms": [_ts(parent, child, 0, (0, 0, 0), (0, 0, 0, 1))]}), True)
+    assert buf.lookup("map", "cam", 0.0).allclose(want, atol=0)
+    # re-parenting without a loop is a tf update, not an error
+    buf.add_message(ros.message_from_dict({"transforms": [_ts("map", "base", 0, (0, 0, 0), (0, 0, 0, 1))]}), True)
+    assert buf.lookup("map", "cam", 0.0).translation[0] == pytest.approx(1.0)
+
+
 def test_tf_matches_the_ros_tf2_library() -> None:
     """Compare chain lookups with tf2 (the ROS implementation) at times between samples."""
     _ros1_python("tf2_py")

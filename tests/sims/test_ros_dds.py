@@ -132,14 +132,14 @@ def _publish(pub: dds.Ros2Graph, messages, writers: dict, skip=(), period_s: flo
         time.sleep(period_s)
 
 
-def _wait_matched(source: dds.Ros2Source, pub: dds.Ros2Graph, writers: dict, timeout_s: float = 20.0) -> None:
+def _wait_matched(source: dds.Ros2Source, pub: dds.Ros2Graph, writers: dict, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not all(pub.matched(w) for t, w in writers.items() if t in source.received):
         assert time.monotonic() < deadline, "DDS endpoints did not match on loopback"
         time.sleep(0.05)
 
 
-def _collect(source: dds.Ros2Source, n: int, timeout_s: float = 20.0) -> list:
+def _collect(source: dds.Ros2Source, n: int, timeout_s: float = 60.0) -> list:
     frames, deadline = [], time.monotonic() + timeout_s
     while len(frames) < n and time.monotonic() < deadline:
         frames += source.poll()
@@ -147,7 +147,7 @@ def _collect(source: dds.Ros2Source, n: int, timeout_s: float = 20.0) -> list:
     return frames + source.poll(final=len(frames) < n)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("pose_source", ["tf", "odom"])
 def test_live_frames_equal_the_bag_frames(room_bag, pose_source: str) -> None:
     frames, bag = room_bag
@@ -183,7 +183,7 @@ def test_undecodable_sample_names_the_topic() -> None:
         graph.decode(reader, b"\x00\x01\x00\x00\xff\xff\xff\x7f")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_bad_samples_are_logged_by_topic_and_good_frames_still_come(room_bag) -> None:
     """Short image data, an unknown encoding and a tf loop: each an error naming its topic; the rest becomes frames."""
     frames, bag = room_bag
@@ -220,7 +220,7 @@ def test_bad_samples_are_logged_by_topic_and_good_frames_still_come(room_bag) ->
     assert any(e.startswith(f"{tf}: ") and "loop" in e for e in source.errors), errors
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_qos_mismatch_and_missing_tf_static_name_the_topic(room_bag) -> None:
     """/tf_static published volatile (no latching) cannot match a latched subscriber: an error naming /tf_static."""
     _, bag = room_bag
@@ -235,14 +235,21 @@ def test_qos_mismatch_and_missing_tf_static_name_the_topic(room_bag) -> None:
         _wait_matched(source, pub, writers)
         writers["/tf_static"] = static
         _publish(pub, messages, writers)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(source.errors) < 2:
+
+        def mismatch() -> bool:
+            return any(e.startswith("/tf_static: a publisher does not match") and ("DURABILITY" in e or "RELIABILITY" in e)
+                       for e in source.errors)
+
+        def missing() -> bool:
+            return any(e.startswith("/tf_static: no message") for e in source.errors)
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (mismatch() and missing()):
             source.poll()
             time.sleep(0.05)
     finally:
         source.close()
         pub.close()
     errors = "\n".join(source.errors)
-    assert any(e.startswith("/tf_static: a publisher does not match") and ("DURABILITY" in e or "RELIABILITY" in e)
-               for e in source.errors), errors
-    assert any(e.startswith("/tf_static: no message") for e in source.errors), errors
+    assert mismatch(), errors
+    assert missing(), errors
