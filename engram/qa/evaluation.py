@@ -8,7 +8,10 @@ EgoSchema (JSON) and NExT-QA (CSV) layouts, plus a JSON-lines layout that
 keeps everything engram knows about a question (spans, type). Embodied-QA
 scoring builds on the same pieces in its own section. Object maps are scored
 by matching their 3D boxes one to one to ground truth (`match_object_boxes`):
-localisation, labels, precision and duplicates read off one matching.
+localisation, labels, precision and duplicates read off one matching. A
+memory built on real data is scored against hand-made boxes
+(`load_annotated_boxes`, `score_objects`): is each object found, and does a
+text query for its name bring it back.
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AnnotatedObject",
     "Box3D",
+    "ObjectFound",
+    "RealObjectScore",
+    "load_annotated_boxes",
+    "score_objects",
     "ObjectMapScore",
     "ObjectMatch",
     "Span",
@@ -835,3 +843,155 @@ def match_object_boxes(
         gt_labels=[g.label for g in gt],
         pred_labels=[p.label for p in pred],
     )
+
+
+# ---------------------------------------------------------------------------
+# Real data: a memory against hand-made boxes
+
+
+@dataclass(frozen=True)
+class AnnotatedObject:
+    """One hand-made ground-truth object: its name (what a query asks for) and box."""
+
+    name: str
+    box: Box3D
+    instance: str | None = None
+    note: str = ""
+
+
+def load_annotated_boxes(path: str | Path) -> list[AnnotatedObject]:
+    """Objects of a box file (``{"objects": [{"name", "min", "max", "instance"?, "note"?}]}``).
+
+    The layout of ``tests/data/*_boxes.json`` (see tests/data/README.md).
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: malformed JSON or an entry without a name or with min > max.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"box file {path} does not exist")
+    try:
+        entries = json.loads(path.read_text())["objects"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: expected a JSON object with an 'objects' list") from exc
+    out = []
+    for i, e in enumerate(entries):
+        name = e.get("name") if isinstance(e, dict) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{path}: object {i} has no name")
+        try:
+            box = Box3D.from_min_max(e["min"], e["max"], label=name)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: object {i} ({name}): {exc}") from exc
+        out.append(AnnotatedObject(name, box, e.get("instance"), str(e.get("note", ""))))
+    return out
+
+
+@dataclass
+class ObjectFound:
+    """How one annotated object fared.
+
+    Attributes:
+        name, instance: the annotation.
+        object_ids: memory objects that localise it (centroid inside its box,
+            or 3D IoU at least the threshold).
+        best_iou: the best IoU among all memory objects.
+        rank: 1-based rank of the first of ``object_ids`` among the text
+            query's object hits, or None when none is in the top k.
+    """
+
+    name: str
+    instance: str | None
+    object_ids: list[int]
+    best_iou: float
+    rank: int | None
+
+    @property
+    def found(self) -> bool:
+        return bool(self.object_ids)
+
+    @property
+    def retrieved(self) -> bool:
+        return self.rank is not None
+
+
+@dataclass
+class RealObjectScore:
+    """Per-object results of `score_objects`, and the shares read off them."""
+
+    rows: list[ObjectFound]
+    k: int
+    n_memory_objects: int
+
+    @property
+    def found_rate(self) -> float:
+        return sum(r.found for r in self.rows) / len(self.rows) if self.rows else float("nan")
+
+    @property
+    def retrieved_rate(self) -> float:
+        """Objects found AND returned in the top k by a query for their name."""
+        return sum(r.found and r.retrieved for r in self.rows) / len(self.rows) if self.rows else float("nan")
+
+    def table(self) -> str:
+        """A markdown table, one row per annotated object."""
+        lines = [f"| object | found (objects) | best IoU | rank in top {self.k} |", "|---|---|---|---|"]
+        for r in self.rows:
+            name = r.name + (f" ({r.instance})" if r.instance else "")
+            ids = ",".join(str(i) for i in r.object_ids[:4]) + ("..." if len(r.object_ids) > 4 else "")
+            lines.append(f"| {name} | {'yes' if r.found else 'no'} ({ids}) | {r.best_iou:.2f} | {r.rank or '-'} |")
+        lines.append(
+            f"found {self.found_rate:.2f}, found and retrieved {self.retrieved_rate:.2f} "
+            f"({len(self.rows)} objects, {self.n_memory_objects} in memory)"
+        )
+        return "\n".join(lines)
+
+
+def score_objects(
+    memory: Any,
+    boxes: Sequence[AnnotatedObject] | str | Path,
+    *,
+    k: int = 3,
+    min_iou: float = 0.25,
+) -> RealObjectScore:
+    """Score a memory's objects against hand-made boxes.
+
+    An annotated object is found when some memory object's centroid lies
+    inside its box or their 3D IoU is at least ``min_iou`` (several fragments
+    may all find it: this is about being there, not one-to-one matching; see
+    `match_object_boxes` for precision and duplicates). It is retrieved when
+    ``memory.query(text=name, kinds=("object",), k=k)`` returns one of the
+    objects that found it.
+
+    Args:
+        memory: a `SceneMemory` (anything with ``objects.objects`` holding
+            objects with ``id``, ``box_min``, ``box_max``, ``centroid``, and a
+            ``query`` method).
+        boxes: annotated objects, or the path of a box file.
+        k: how deep the query looks.
+        min_iou: the IoU that finds an object on its own.
+
+    Raises:
+        ValueError: k < 1 or min_iou not in (0, 1].
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not 0 < min_iou <= 1:
+        raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
+    annotated = load_annotated_boxes(boxes) if isinstance(boxes, (str, Path)) else list(boxes)
+    objs = list(memory.objects.objects.values())
+    pred = [Box3D.from_min_max(o.box_min, o.box_max, getattr(o, "label", "")) for o in objs]
+    rows = []
+    for a in annotated:
+        ids, best = [], 0.0
+        for o, p in zip(objs, pred):
+            iou = box_iou_3d(a.box, p)
+            best = max(best, iou)
+            if iou >= min_iou or a.box.contains(o.centroid):
+                ids.append(int(o.id))
+        rank = None
+        if ids:
+            hits = memory.query(text=a.name, kinds=("object",), k=k)
+            rank = next((n for n, h in enumerate(hits, start=1) if h.id in set(ids)), None)
+        rows.append(ObjectFound(a.name, a.instance, ids, best, rank))
+    return RealObjectScore(rows, k, len(objs))
