@@ -26,31 +26,31 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "LLM_MATCH_PROMPT",
     "AnnotatedObject",
     "Box3D",
+    "LLMMatchResult",
     "ObjectFound",
-    "RealObjectScore",
-    "load_annotated_boxes",
-    "score_objects",
     "ObjectMapScore",
     "ObjectMatch",
+    "RealObjectScore",
     "Span",
-    "multiple_choice_accuracy",
-    "temporal_iou",
-    "spans_overlap",
-    "recall_at_k",
-    "mean_best_iou",
-    "LLM_MATCH_PROMPT",
-    "llm_match_prompt",
-    "parse_judge_score",
-    "LLMMatchResult",
-    "llm_match_score",
-    "token_f1",
-    "token_overlap_judge",
     "VideoQuestion",
     "box_iou_3d",
+    "llm_match_prompt",
+    "llm_match_score",
+    "load_annotated_boxes",
     "match_object_boxes",
+    "mean_best_iou",
+    "multiple_choice_accuracy",
+    "parse_judge_score",
     "read_questions",
+    "recall_at_k",
+    "score_objects",
+    "spans_overlap",
+    "temporal_iou",
+    "token_f1",
+    "token_overlap_judge",
     "write_questions",
 ]
 
@@ -896,6 +896,7 @@ class ObjectFound:
         name, instance: the annotation.
         object_ids: memory objects that localise it (centroid inside its box,
             or 3D IoU at least the threshold).
+        object_labels: their labels.
         best_iou: the best IoU among all memory objects.
         rank: 1-based rank of the first of ``object_ids`` among the text
             query's object hits, or None when none is in the top k.
@@ -904,6 +905,7 @@ class ObjectFound:
     name: str
     instance: str | None
     object_ids: list[int]
+    object_labels: list[str]
     best_iou: float
     rank: int | None
 
@@ -935,11 +937,12 @@ class RealObjectScore:
 
     def table(self) -> str:
         """A markdown table, one row per annotated object."""
-        lines = [f"| object | found (objects) | best IoU | rank in top {self.k} |", "|---|---|---|---|"]
+        lines = [f"| object | found by (id:label) | best IoU | rank in top {self.k} |", "|---|---|---|---|"]
         for r in self.rows:
             name = r.name + (f" ({r.instance})" if r.instance else "")
-            ids = ",".join(str(i) for i in r.object_ids[:4]) + ("..." if len(r.object_ids) > 4 else "")
-            lines.append(f"| {name} | {'yes' if r.found else 'no'} ({ids}) | {r.best_iou:.2f} | {r.rank or '-'} |")
+            ids = " ".join(f"{i}:{lab}" for i, lab in list(zip(r.object_ids, r.object_labels))[:4])
+            more = f" +{len(r.object_ids) - 4}" if len(r.object_ids) > 4 else ""
+            lines.append(f"| {name} | {ids or 'not found'}{more} | {r.best_iou:.2f} | {r.rank or '-'} |")
         lines.append(
             f"found {self.found_rate:.2f}, found and retrieved {self.retrieved_rate:.2f} "
             f"({len(self.rows)} objects, {self.n_memory_objects} in memory)"
@@ -983,15 +986,16 @@ def score_objects(
     pred = [Box3D.from_min_max(o.box_min, o.box_max, getattr(o, "label", "")) for o in objs]
     rows = []
     for a in annotated:
-        ids, best = [], 0.0
+        ids, labels, best = [], [], 0.0
         for o, p in zip(objs, pred):
             iou = box_iou_3d(a.box, p)
             best = max(best, iou)
             if iou >= min_iou or a.box.contains(o.centroid):
                 ids.append(int(o.id))
+                labels.append(p.label)
         rank = None
         if ids:
             hits = memory.query(text=a.name, kinds=("object",), k=k)
             rank = next((n for n, h in enumerate(hits, start=1) if h.id in set(ids)), None)
-        rows.append(ObjectFound(a.name, a.instance, ids, best, rank))
+        rows.append(ObjectFound(a.name, a.instance, ids, labels, best, rank))
     return RealObjectScore(rows, k, len(objs))
