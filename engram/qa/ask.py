@@ -44,7 +44,12 @@ def readable_kinds() -> list[str]:
     return sorted(_READERS)
 
 
-def ask_path(path: str | Path, question: str, options: Sequence[str] | None = None, answerer: Any = "offline") -> str:
+def ask_path(
+    path: str | Path,
+    question: str,
+    options: Sequence[str] | None = None,
+    answerer: Any = "offline",
+) -> str:
     """Answer ``question`` over the memory stored at ``path``, whatever kind it is.
 
     Args:
@@ -66,11 +71,15 @@ def ask_path(path: str | Path, question: str, options: Sequence[str] | None = No
         raise ValueError(str(exc)) from exc
     reader = _READERS.get(kind)
     if reader is None:
-        raise ValueError(f"{p} holds a {kind!r}; questions can be asked of: {', '.join(readable_kinds())}")
+        raise ValueError(
+            f"{p} holds a {kind!r}; questions can be asked of: {', '.join(readable_kinds())}"
+        )
     return reader(p, question, options, answerer)
 
 
-def format_answer(ans: Any, evidence: Sequence[Any], options: Sequence[str] | None) -> str:
+def format_answer(
+    ans: Any, evidence: Sequence[Any], options: Sequence[str] | None
+) -> str:
     """An `Answer` and the evidence it used as lines of text."""
     import numpy as np
 
@@ -91,7 +100,9 @@ def format_answer(ans: Any, evidence: Sequence[Any], options: Sequence[str] | No
 
 
 @register_reader("video_memory")
-def _ask_video(path: Path, question: str, options: Sequence[str] | None, answerer: Any) -> str:
+def _ask_video(
+    path: Path, question: str, options: Sequence[str] | None, answerer: Any
+) -> str:
     from engram.qa.video import VideoQA
 
     qa = VideoQA.load(path)
@@ -99,11 +110,16 @@ def _ask_video(path: Path, question: str, options: Sequence[str] | None, answere
     return format_answer(ans, qa.last_evidence, options)
 
 
-_TIME_NAMED = re.compile(r"\d{1,2}:\d{2}|\b\d+(?:\.\d+)?\s*(?:s|sec|secs|seconds|min|mins|minutes)\b", re.IGNORECASE)
+_TIME_NAMED = re.compile(
+    r"\d{1,2}:\d{2}|\b\d+(?:\.\d+)?\s*(?:s|sec|secs|seconds|min|mins|minutes)\b",
+    re.IGNORECASE,
+)
 
 
 @register_reader("scene_memory")
-def _ask_scene(path: Path, question: str, options: Sequence[str] | None, answerer: Any) -> str:
+def _ask_scene(
+    path: Path, question: str, options: Sequence[str] | None, answerer: Any
+) -> str:
     from engram.memory.scene import SceneMemory
     from engram.qa.embodied import EmbodiedQA
 
@@ -123,7 +139,12 @@ def _ask_scene(path: Path, question: str, options: Sequence[str] | None, answere
     eqa = EmbodiedQA(mem, answerer=backend)
     ans = eqa.ask(question, options=list(options) if options else None)
     lines = [f"answer: {ans.text}"]
-    if options is not None and isinstance(ans.value, int) and not isinstance(ans.value, bool) and 0 <= ans.value < len(options):
+    if (
+        options is not None
+        and isinstance(ans.value, int)
+        and not isinstance(ans.value, bool)
+        and 0 <= ans.value < len(options)
+    ):
         lines.append(f"choice: {ans.value} ({options[ans.value]})")
     evidence = []
     if ans.object_ids:
@@ -131,7 +152,9 @@ def _ask_scene(path: Path, question: str, options: Sequence[str] | None, answere
     for t in ans.times_s[:5]:
         evidence.append(f"  seen at t={t:.1f} s")
     if ans.snapshot_frames:
-        evidence.append(f"  snapshot frames: {', '.join(str(f) for f in ans.snapshot_frames[:5])}")
+        evidence.append(
+            f"  snapshot frames: {', '.join(str(f) for f in ans.snapshot_frames[:5])}"
+        )
     if evidence:
         lines += ["evidence:", *evidence]
     return "\n".join(lines)

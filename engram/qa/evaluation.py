@@ -28,6 +28,9 @@ from typing import Any
 __all__ = [
     "LLM_MATCH_PROMPT",
     "AnnotatedObject",
+    "answer_head",
+    "answerer_judge",
+    "score_answer",
     "Box3D",
     "LLMMatchResult",
     "ObjectFound",
@@ -317,6 +320,67 @@ def token_overlap_judge(prompt: str) -> str:
     refs = [ans.group(1)] + (extra.group(1).split("; ") if extra else [])
     f1 = max(token_f1(r, resp.group(1)) for r in refs)
     return str(1 + int(round(4 * f1)))
+
+
+def answerer_judge(answerer: Any) -> Callable[[str], str]:
+    """Any answerer back end (``answer(question, evidence, options)``) as an LLM-Match judge: prompt -> reply."""
+
+    def judge(prompt: str) -> str:
+        return answerer.answer(prompt, [], None).text
+
+    judge.__name__ = f"judge:{getattr(answerer, 'label', getattr(answerer, 'name', type(answerer).__name__))}"
+    return judge
+
+
+_NUM_WORDS = {
+    w: i
+    for i, w in enumerate(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+    )
+}
+_CLOCK_RE = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})(?:\.\d+)?\b")
+_SEC_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds?)\b", re.IGNORECASE)
+
+
+def answer_head(text: str) -> str:
+    """The answer itself: the text before the evidence an answerer quotes after it."""
+    return re.split(r"\bEvidence:|\bClosest memories:|\(evidence:", text, maxsplit=1)[0]
+
+
+def score_answer(kind: str, truth: Any, text: str, *, tolerance_s: float = 1.5, accept: Sequence[str] = ()) -> bool:
+    """Is an answer right? Exact for counts, within ``tolerance_s`` for times, by place name for places.
+
+    Args:
+        kind: "count", "when", "where", "yesno" or "order".
+        truth: the integer, time in seconds, place name, bool or object name.
+        text: the answer as given (only the part before its quoted evidence is read).
+        tolerance_s: for "when".
+        accept: other words that count as the right place or object.
+
+    "I can't tell" and answers naming no value are wrong.
+    """
+    head = answer_head(text).lower()
+    if "can't tell" in head or "cannot tell" in head:
+        return False
+    if kind == "count":
+        # the first number the answer states (digits outside clock times, or a number word)
+        words = [(m.start(), _NUM_WORDS[m.group(0)]) for m in re.finditer(r"[a-z]+", head) if m.group(0) in _NUM_WORDS]
+        digits = [(m.start(), int(m.group(0))) for m in re.finditer(r"(?<![:\d])\b\d+\b(?!:\d)", head)]
+        first = sorted(digits + words)
+        return bool(first) and first[0][1] == int(truth)
+    if kind == "yesno":
+        m = re.search(r"\b(yes|no)\b", head)
+        return m is not None and (m.group(1) == "yes") == bool(truth)
+    if kind == "when":
+        times = [int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) for m in _CLOCK_RE.finditer(head)]
+        times += [float(m.group(1)) for m in _SEC_RE.finditer(head)]
+        return bool(times) and abs(times[0] - float(truth)) <= tolerance_s
+    if kind in ("where", "order"):
+        names = [str(truth).lower(), *[a.lower() for a in accept]]
+        if kind == "order":  # the answer must open with the right object
+            return any(re.match(rf"^\W*(?:the )?{re.escape(n)}", head.strip()) for n in names)
+        return any(re.search(rf"\b{re.escape(n)}", head) for n in names)
+    raise ValueError(f"unknown answer kind {kind!r}; expected count, when, where, yesno or order")
 
 
 # ---------------------------------------------------------------------------

@@ -28,30 +28,194 @@ import numpy as np
 
 from engram.qa.embodied import _singular, parse_structured
 
-__all__ = ["CANT_TELL", "ROOM_CUES", "TrackFact", "answer_from_tracks", "guess_room", "parse_video_question"]
+__all__ = [
+    "CANT_TELL",
+    "ROOM_CUES",
+    "TrackFact",
+    "answer_from_tracks",
+    "guess_room",
+    "parse_video_question",
+]
 
 CANT_TELL = "I can't tell from what I saw"
 
 # objects that tell a room apart (ImageNet / COCO style names); one vote each, furniture weighs more
 ROOM_CUES: dict[str, tuple[str, ...]] = {
-    "kitchen": ("refrigerator", "fridge", "oven", "stove", "microwave", "sink", "dishwasher", "toaster", "kettle",
-                "frying pan", "wok", "pot", "cabinet", "kitchen"),
-    "bedroom": ("bed", "four-poster", "quilt", "pillow", "wardrobe", "dresser", "nightstand", "crib", "bedroom"),
-    "bathroom": ("toilet", "bathtub", "tub", "shower", "washbasin", "towel", "bathroom", "medicine chest"),
-    "living room": ("sofa", "couch", "studio couch", "television", "tv", "entertainment center", "fireplace",
-                    "armchair", "coffee table", "living room", "home theater"),
+    "kitchen": (
+        "refrigerator",
+        "fridge",
+        "oven",
+        "stove",
+        "microwave",
+        "sink",
+        "dishwasher",
+        "toaster",
+        "kettle",
+        "frying pan",
+        "wok",
+        "pot",
+        "cabinet",
+        "kitchen",
+    ),
+    "bedroom": (
+        "bed",
+        "four-poster",
+        "quilt",
+        "pillow",
+        "wardrobe",
+        "dresser",
+        "nightstand",
+        "crib",
+        "bedroom",
+    ),
+    "bathroom": (
+        "toilet",
+        "bathtub",
+        "tub",
+        "shower",
+        "washbasin",
+        "towel",
+        "bathroom",
+        "medicine chest",
+    ),
+    "living room": (
+        "sofa",
+        "couch",
+        "studio couch",
+        "television",
+        "tv",
+        "entertainment center",
+        "fireplace",
+        "armchair",
+        "coffee table",
+        "living room",
+        "home theater",
+    ),
     "dining room": ("dining table", "dining room", "chair", "tableware"),
-    "office": ("desk", "desktop computer", "monitor", "keyboard", "laptop", "bookcase", "office", "printer"),
+    "outdoors": (
+        "tree",
+        "grass",
+        "lawn",
+        "park",
+        "garden",
+        "patio",
+        "street",
+        "sidewalk",
+        "lakeside",
+        "valley",
+        "fence",
+        "soccer ball",
+        "car",
+        "bicycle",
+        "outdoors",
+    ),
+    "office": (
+        "desk",
+        "desktop computer",
+        "monitor",
+        "keyboard",
+        "laptop",
+        "bookcase",
+        "office",
+        "printer",
+    ),
+}
+
+# ImageNet names a kind of thing by its breed or model; these words say which kind
+TAG_KINDS: dict[str, tuple[str, ...]] = {
+    "dog": (
+        "spaniel",
+        "hound",
+        "terrier",
+        "retriever",
+        "setter",
+        "pointer",
+        "collie",
+        "shepherd",
+        "poodle",
+        "corgi",
+        "cardigan",
+        "pembroke",
+        "husky",
+        "malamute",
+        "pug",
+        "chihuahua",
+        "beagle",
+        "dachshund",
+        "schnauzer",
+        "sheepdog",
+        "mastiff",
+        "bulldog",
+        "dalmatian",
+        "labrador",
+        "greyhound",
+        "whippet",
+        "pinscher",
+        "boxer",
+        "great dane",
+        "saint bernard",
+        "samoyed",
+        "pomeranian",
+        "chow",
+        "keeshond",
+        "basenji",
+        "papillon",
+        "maltese",
+        "shih-tzu",
+        "bernese",
+        "newfoundland",
+        "leonberg",
+        "vizsla",
+        "weimaraner",
+        "briard",
+        "kelpie",
+    ),
+    "cat": ("tabby", "tiger cat", "persian cat", "siamese cat", "egyptian cat"),
+    "cup": ("coffee mug", "cup"),
+    "ball": (
+        "soccer ball",
+        "tennis ball",
+        "golf ball",
+        "basketball",
+        "volleyball",
+        "croquet ball",
+        "rugby ball",
+    ),
 }
 
 _ART = r"(?:the |a |an |any |my |some )?"
 _EXTRA = [
-    ("first_seen", re.compile(rf"^when (?:did|have) (?:i|you|we) first (?:see|seen|notice) {_ART}(?P<x>.+?)\??$")),
-    ("first_seen", re.compile(rf"^when (?:did|does) {_ART}(?P<x>.+?) first (?:appear|show up|come into view)\??$")),
+    (
+        "first_seen",
+        re.compile(
+            rf"^when (?:did|have) (?:i|you|we) first (?:see|seen|notice) {_ART}(?P<x>.+?)\??$"
+        ),
+    ),
+    (
+        "first_seen",
+        re.compile(
+            rf"^when (?:did|does) {_ART}(?P<x>.+?) first (?:appear|show up|come into view)\??$"
+        ),
+    ),
     ("last_seen", re.compile(rf"^when was {_ART}(?P<x>.+?) last (?:seen|visible)\??$")),
-    ("order", re.compile(rf"^(?:which|what) (?:came|did (?:i|you|we) see|appeared|was seen) first,? {_ART}(?P<x>.+?) or {_ART}(?P<y>.+?)\??$")),
-    ("before", re.compile(rf"^did (?:i|you|we) see {_ART}(?P<x>.+?) before {_ART}(?P<y>.+?)\??$")),
-    ("saw", re.compile(r"^(?:did|do|have) (?:i|you|we) (?:see|seen|notice) (?:a |an |any |the |some )?(?P<x>.+?)\??$")),
+    (
+        "order",
+        re.compile(
+            rf"^(?:which|what) (?:came|did (?:i|you|we) see|appeared|was seen) first,? {_ART}(?P<x>.+?) or {_ART}(?P<y>.+?)\??$"
+        ),
+    ),
+    (
+        "before",
+        re.compile(
+            rf"^did (?:i|you|we) see {_ART}(?P<x>.+?) before {_ART}(?P<y>.+?)\??$"
+        ),
+    ),
+    (
+        "saw",
+        re.compile(
+            r"^(?:did|do|have) (?:i|you|we) (?:see|seen|notice) (?:a |an |any |the |some )?(?P<x>.+?)\??$"
+        ),
+    ),
     ("saw", re.compile(rf"^(?:is|are|was|were) there {_ART}(?P<x>.+?)\??$")),
 ]
 
@@ -85,7 +249,12 @@ def parse_video_question(question: str) -> tuple[str, dict[str, Any]] | None:
         if m:
             return kind, {k: v for k, v in m.groupdict().items() if v}
     parsed = parse_structured(question)
-    if parsed is not None and parsed[0] in ("how_many", "last_seen", "where", "which_room"):
+    if parsed is not None and parsed[0] in (
+        "how_many",
+        "last_seen",
+        "where",
+        "which_room",
+    ):
         return parsed
     for kind, pat in _EXTRA[3:]:
         m = pat.match(q)
@@ -102,10 +271,16 @@ def _fmt(t: float) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [_singular(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("the", "a", "an", "of", "my")]
+    return [
+        _singular(w)
+        for w in re.findall(r"[a-z]+", text.lower())
+        if w not in ("the", "a", "an", "of", "my")
+    ]
 
 
-def match_labels(name: str, labels: list[str], text_encoder: Any = None, min_similarity: float = 0.6) -> list[str]:
+def match_labels(
+    name: str, labels: list[str], text_encoder: Any = None, min_similarity: float = 0.6
+) -> list[str]:
     """Track labels that mean ``name``: the same words (singular) first, else close in the text encoder's space."""
     want = _words(name)
     if not want or not labels:
@@ -143,11 +318,94 @@ def guess_room(names: list[tuple[str, float]]) -> tuple[str | None, list[str]]:
     return room, sorted(set(cues[room]))
 
 
+def _tag_means(tag: str, name: str) -> bool:
+    words = _words(name)
+    low = tag.lower().replace("_", " ")
+    if words and all(re.search(rf"\b{re.escape(w)}(?:s|es)?\b", low) for w in words):
+        return True
+    kinds = TAG_KINDS.get(" ".join(words), ())
+    return any(re.search(rf"\b{re.escape(k)}\b", low) for k in kinds)
+
+
+def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact | None:
+    """No track has the object: the events whose scene tags name it (or a breed of it) answer yes/when/where."""
+    if kind not in (
+        "saw",
+        "last_seen",
+        "first_seen",
+        "where",
+        "which_room",
+        "how_many",
+    ):
+        return None
+    nodes = [
+        n
+        for n in memory.nodes(0)
+        if any(_tag_means(t, x) for t, p in n.tags if p >= 0.05)
+    ]
+    if not nodes:
+        return None
+    tag = next(t for t, _ in nodes[0].tags if _tag_means(t, x))
+    what = f"what looks like a {_singular(x)} ({tag})"
+    first, last = nodes[0], nodes[-1]
+    span = (first.start_s, last.end_s)
+    if kind == "saw":
+        return TrackFact(
+            kind,
+            f"Yes, I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}.",
+            True,
+            span,
+        )
+    if kind == "how_many":  # scene tags say that, not how many
+        return TrackFact(
+            kind,
+            f"At least 1: I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}; "
+            "no detection counted them.",
+            1,
+            span,
+        )
+    if kind == "last_seen":
+        return TrackFact(
+            kind,
+            f"I last saw {what} at {_fmt(last.end_s)}.",
+            last.end_s,
+            (last.start_s, last.end_s),
+        )
+    if kind == "first_seen":
+        return TrackFact(
+            kind,
+            f"I first saw {what} at {_fmt(first.start_s)}.",
+            first.start_s,
+            (first.start_s, first.end_s),
+        )
+    names = [(n, w) for node in nodes for n, w in node.labels] + [
+        (t, 0.5 * w) for node in nodes for t, w in node.tags
+    ]
+    room, cues = guess_room(names)
+    if room is None:
+        return TrackFact(
+            kind,
+            f"{CANT_TELL} which room: I saw {what} at {_fmt(last.end_s)}.",
+            None,
+            span,
+        )
+    return TrackFact(
+        kind,
+        f"In the {room}: I saw {what} there at {_fmt(last.end_s)} (with {', '.join(cues[:3])}).",
+        room,
+        span,
+    )
+
+
 def _not_seen(kind: str, x: str) -> TrackFact:
-    return TrackFact(kind, f"{CANT_TELL}: I did not see any {x}.", value=None, found=False)
+    return TrackFact(
+        kind, f"{CANT_TELL}: I did not see any {x}.", value=None, found=False
+    )
 
 
-def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> TrackFact | None:
+def answer_from_tracks(
+    question: str, memory: Any, text_encoder: Any = None
+) -> TrackFact | None:
     """The structured answer to ``question`` from ``memory.objects`` (an `ObjectTracker`), or None.
 
     Args:
@@ -173,13 +431,30 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         first = x if tx <= ty else y
         span = (min(tx, ty), max(tx, ty))
         if kind == "order":
-            return TrackFact(kind, f"The {first} came first: {x} at {_fmt(tx)}, {y} at {_fmt(ty)}.", first, span, xs + ys)
+            return TrackFact(
+                kind,
+                f"The {first} came first: {x} at {_fmt(tx)}, {y} at {_fmt(ty)}.",
+                first,
+                span,
+                xs + ys,
+            )
         yes = tx < ty
         word = "Yes" if yes else "No"
-        return TrackFact(kind, f"{word}: I first saw the {x} at {_fmt(tx)} and the {y} at {_fmt(ty)}.", yes, span, xs + ys)
+        return TrackFact(
+            kind,
+            f"{word}: I first saw the {x} at {_fmt(tx)} and the {y} at {_fmt(ty)}.",
+            yes,
+            span,
+            xs + ys,
+        )
     if not xs:
+        tagged = _from_tags(kind, x, memory, text_encoder)
+        if tagged is not None:
+            return tagged
         if kind == "saw":
-            return TrackFact(kind, f"No, I did not see any {x}.", False, None, [], found=False)
+            return TrackFact(
+                kind, f"No, I did not see any {x}.", False, None, [], found=False
+            )
         return _not_seen(kind, x)
     tracks = tracker.of_labels(xs)
     first_s = min(t.first_s for t in tracks)
@@ -187,18 +462,40 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
     if kind == "how_many":
         n, when = tracker.most_at_once(xs)
         n = max(n, 1)
-        noun = x if n != 1 else _singular(x)
-        return TrackFact(kind, f"{n} — I saw at most {n} {noun} at once (at {_fmt(when or first_s)}).", n,
-                         (when or first_s, when or first_s), xs)
+        noun = x if n != 1 else xs[0]
+        return TrackFact(
+            kind,
+            f"{n} — I saw at most {n} {noun} at once (at {_fmt(when or first_s)}).",
+            n,
+            (when or first_s, when or first_s),
+            xs,
+        )
     if kind == "last_seen":
         span = max((s for t in tracks for s in t.spans), key=lambda s: s[1])
-        return TrackFact(kind, f"I last saw the {x} at {_fmt(span[1])} (in view {_fmt(span[0])}-{_fmt(span[1])}).",
-                         span[1], (span[0], span[1]), xs)
+        return TrackFact(
+            kind,
+            f"I last saw the {x} at {_fmt(span[1])} (in view {_fmt(span[0])}-{_fmt(span[1])}).",
+            span[1],
+            (span[0], span[1]),
+            xs,
+        )
     if kind == "first_seen":
         span = min((s for t in tracks for s in t.spans), key=lambda s: s[0])
-        return TrackFact(kind, f"I first saw the {x} at {_fmt(span[0])}.", span[0], (span[0], span[1]), xs)
+        return TrackFact(
+            kind,
+            f"I first saw the {x} at {_fmt(span[0])}.",
+            span[0],
+            (span[0], span[1]),
+            xs,
+        )
     if kind == "saw":
-        return TrackFact(kind, f"Yes, I saw the {x} from {_fmt(first_s)} to {_fmt(last_s)}.", True, (first_s, last_s), xs)
+        return TrackFact(
+            kind,
+            f"Yes, I saw the {x} from {_fmt(first_s)} to {_fmt(last_s)}.",
+            True,
+            (first_s, last_s),
+            xs,
+        )
     # where / which_room: the place the events showing it look like
     times = tracker.frames_with(xs)
     names: list[tuple[str, float]] = []
@@ -208,15 +505,33 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         if node is None or node.node_id in seen_nodes:
             continue
         seen_nodes.add(node.node_id)
-        names += [(n, w) for n, w in node.labels if n not in xs] + [(n, 0.5 * w) for n, w in node.tags]
+        names += [(n, w) for n, w in node.labels if n not in xs] + [
+            (n, 0.5 * w) for n, w in node.tags
+        ]
         if node.caption:
             names.append((node.caption, 1.0))
-    others = {tr.label for tr in tracker.in_span(first_s, last_s) if tr.label not in xs and tr.label != "object"}
-    room, cues = guess_room(names)
+    others = {
+        tr.label
+        for tr in tracker.in_span(first_s, last_s)
+        if tr.label not in xs and tr.label != "object"
+    }
+    # the object itself tells the room when it belongs to one (a bed is in a bedroom)
+    room, cues = guess_room([(lab, 3.0 * len(times)) for lab in xs] + names)
     span = (first_s, last_s)
     if room is None:
         near = ", ".join(sorted(others)[:4])
         where = f"; it was with {near}" if near else ""
-        return TrackFact(kind, f"{CANT_TELL} which room: I saw the {x} at {_fmt(last_s)}{where}.", None, span, xs)
-    return TrackFact(kind, f"In the {room}: I saw the {x} there at {_fmt(last_s)} (with {', '.join(cues[:3])}).",
-                     room, span, xs)
+        return TrackFact(
+            kind,
+            f"{CANT_TELL} which room: I saw the {x} at {_fmt(last_s)}{where}.",
+            None,
+            span,
+            xs,
+        )
+    return TrackFact(
+        kind,
+        f"In the {room}: I saw the {x} there at {_fmt(last_s)} (with {', '.join(cues[:3])}).",
+        room,
+        span,
+        xs,
+    )

