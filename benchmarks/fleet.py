@@ -305,18 +305,20 @@ def main() -> int:
     for name, workers, kill in (
         ("1 worker", 1, None),
         ("2 workers", 2, None),
-        ("2 workers, one killed", 2, "third"),
+        ("2 workers, one killed", 2, "half-way"),
     ):
         out = work / f"cat_{workers}{'_killed' if kill else ''}"
         if not args.skip_index:
             shutil.rmtree(out, ignore_errors=True)
             kill_at = None
             if kill:
-                frames = sum(
+                frames = [
                     runs["1 worker"]["report"].results[s]["frames"]
                     for s in runs["1 worker"]["report"].done
-                )
-                kill_at = frames // 3
+                ]
+                kill_at = (
+                    int(np.median(frames)) // 2
+                )  # the first source to get half-way kills its worker
             la = os.getloadavg()[0]
             w0 = time.perf_counter()
             rep = build_index(srcs, out, overrides=overrides, workers=workers, progress=False,

@@ -205,7 +205,7 @@ class Catalogue:
             FileNotFoundError: no such folder.
             CatalogueError: not a catalogue, another format version, or damaged.
         """
-        p = Path(path).expanduser()
+        p = Path(path).expanduser().resolve()
         if not p.exists():
             raise FileNotFoundError(f"no catalogue at {p}")
         if not (p / "catalogue.json").is_file():
@@ -224,7 +224,7 @@ class Catalogue:
         """
         from engram.fleet.worker import settings_key
 
-        p = Path(path).expanduser()
+        p = Path(path).expanduser().resolve()
         key = settings_key(settings)
         if p.exists() and not p.is_dir():
             raise CatalogueError(f"{p} is a file, not a catalogue folder")

@@ -435,6 +435,7 @@ def _schedule(
                     pool[w] = FleetWorker.remote(
                         settings_json, str(root), tracker, kill_after_frames
                     )
+                    pids[w] = ray.get(pool[w].pid.remote())
                     idle.append(w)
                     continue
                 if res.get("pid") not in (
