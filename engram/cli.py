@@ -11,6 +11,9 @@ Subcommands take hydra-style ``key=value`` overrides after their own options:
     engram info runs/apt3/memory
     engram index videos/ runs/*.mcap --out runs/catalogue    # many sources, in parallel on Ray
     engram search runs/catalogue "red toolbox" --near 1.0 2.0
+
+Exit status: 0 done, 2 an error (one line on stderr; ``--debug`` for the
+traceback), 3 partial results written (the input was cut short).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+# Exit status when a command wrote what it could but the input stopped early (a cut bag or video);
+# errors are 2 (one line on stderr; --debug shows the traceback).
+PARTIAL = 3
 
 
 def _explore(args: argparse.Namespace) -> int:
@@ -40,9 +47,18 @@ def _map(args: argparse.Namespace) -> int:
     from engram.config import compose
     from engram.jobs.mapping import run_map
 
-    cfg = compose("map", [f"source={args.source}", f"out={args.out}", *args.overrides])
+    from omegaconf import open_dict
+
+    # paths are set on the composed config, never parsed by hydra's override grammar
+    # (a path with ',', '=', quotes or brackets would break it)
+    cfg = compose("map", list(args.overrides))
+    with open_dict(cfg):
+        cfg.source, cfg.out = str(args.source), str(args.out)
     result = run_map(cfg)
     print(f"wrote {result['out_dir']}")
+    if not result.get("complete", True):
+        print(f"engram map: STOPPED EARLY: {result['stopped_early']} (mapped what came before)", file=sys.stderr)
+        return PARTIAL
     return 0
 
 
@@ -92,6 +108,8 @@ def _qa(args: argparse.Namespace) -> int:
         qa = build(video_path=args.video, out_dir=args.out, captioner=captioner, **opts)
         print(build_summary(qa, args.out))
         print(f"memory written to {args.out}")
+        if summary and "STOPPED EARLY" in summary:  # the video ended before its stated length
+            return PARTIAL
     else:
         from engram.fleet.catalogue import is_catalogue
         from engram.qa.ask import ask_path
@@ -234,8 +252,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if isinstance(exc, (ValueError, OSError)) else f"{type(exc).__name__}: {text}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors are one line on stderr and exit status 2 (``--debug``: the traceback)."""
     parser = build_parser()
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args, extra = parser.parse_known_args(argv)
     # hydra overrides may come after options (engram map SRC --out DIR key=value)
     bad = [e for e in extra if "=" not in e or e.startswith("-")]
@@ -247,8 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides = list(args.overrides) + extra
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"engram {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"engram {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # bad input of any kind: one line, no traceback (unless --debug)
+        if debug:
+            raise
+        print(f"engram {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

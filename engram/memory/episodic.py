@@ -1198,11 +1198,13 @@ class EpisodicMemory:
             ValueError: a damaged store, or encoders other than the ones the memory was built with.
         """
         from engram.memory.episodic_store import read_episodic
+        from engram.memory.store import decoding
 
         files, meta = read_episodic(path)
-        return cls.from_files(
-            files, meta, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner, where=str(path)
-        )
+        with decoding(path, "an episodic memory"):
+            return cls.from_files(
+                files, meta, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner, where=str(path)
+            )
 
     @classmethod
     def from_files(

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engram.memory.store import read_store, write_store
+from engram.memory.store import StoreCorruptError, StoreError, read_store, write_store
 
 __all__ = ["save_scene", "load_scene", "SCENE_KIND", "SCENE_VERSION"]
 
@@ -156,7 +156,25 @@ class _Prefixed:
 
 
 def load_scene(path: str):
-    """Read a SceneMemory saved with `save_scene`; checksum or version problems name the file."""
+    """Read a SceneMemory saved with `save_scene`; checksum or version problems name the file.
+
+    Raises:
+        StoreNotFoundError: no store at ``path``.
+        StoreError: any problem with what is there (a `StoreCorruptError` when the
+            files pass their checksums but do not decode as a scene memory).
+    """
+    from engram.memory.store import decoding
+
+    try:
+        with decoding(path, "a scene memory"):
+            return _load_scene(path)
+    except StoreError:
+        raise
+    except ValueError as exc:  # a setting out of range: SceneMemory(**config) refuses it
+        raise StoreCorruptError(f"store {path}: its files do not decode as a scene memory ({str(exc)[:300]})") from exc
+
+
+def _load_scene(path: str):
     from engram.memory.dynamic import TransientLayer
     from engram.memory.objects import ObjectMap
     from engram.memory.octree import OccupancyOctree
@@ -182,6 +200,12 @@ def load_scene(path: str):
     mem.trajectory = [(int(i), float(t), m) for i, t, m in zip(tr["index"], tr["t_s"], tr["world_from_camera"])]
     mem.frames_seen = int(scene["frames_seen"])
     mem.frames_mapped = int(scene["frames_mapped"])
+    from engram.memory.scene import MAX_TIMESTAMP_S
+
+    for key in ("first_timestamp_s", "last_timestamp_s"):
+        t = scene[key]
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not abs(t) <= MAX_TIMESTAMP_S):
+            raise StoreCorruptError(f"store {path}: scene.json {key}={t!r} is not a plausible time in seconds")
     mem.last_timestamp_s = scene["last_timestamp_s"]
     mem.first_timestamp_s = scene["first_timestamp_s"]
     if want_timeline:

@@ -39,6 +39,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -54,7 +55,10 @@ __all__ = [
     "StoreContents",
     "StoreCorruptError",
     "StoreError",
+    "StoreNotFoundError",
     "StoreVersionError",
+    "decoding",
+    "manifest_checksum",
     "read_store",
     "register_migration",
     "set_fault_hook",
@@ -70,6 +74,15 @@ MANIFEST_NAME = "manifest.json"
 _GEN_RE = re.compile(r"^\.(?P<name>.+)\.engram-g(?P<gen>\d{8})$")
 _FILE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
 _CHUNK = 1 << 20
+_MAX_MANIFEST_BYTES = 64 << 20  # a manifest lists names and checksums: kilobytes, not gigabytes
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_FILE_TYPES = ("bytes", "npy", "json")
+_MANIFEST_KEYS = frozenset(
+    {"format", "format_version", "kind", "version", "generation", "created", "meta", "files", "manifest_sha256"}
+)
+_ENTRY_KEYS = frozenset({"sha256", "size", "type"})
+# open(2) flags for reading store files: never follow a link, never block on a FIFO or device
+_O_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 # Fault injection for crash tests: when set, called with a step name before and
 # after every durable filesystem operation of a save (a test kills the process
@@ -87,6 +100,10 @@ class StoreCorruptError(StoreError):
 
 class StoreVersionError(StoreError):
     """The store's format version cannot be read by this engram."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """No store at the path (also a `FileNotFoundError`)."""
 
 
 def _engram_version() -> str:
@@ -195,7 +212,7 @@ def _encode(name: str, value: Any) -> tuple[bytes | np.ndarray, str]:
 
 
 def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or not _FILE_NAME_RE.match(name) or len(name) > 255:
+    if not isinstance(name, str) or not _FILE_NAME_RE.fullmatch(name) or len(name) > 255:
         raise StoreError(
             f"store file name {name!r} is invalid: use a relative path of letters, digits, '_', '-', '.' and '/'"
         )
@@ -328,22 +345,125 @@ def store_generations(path: str | os.PathLike[str]) -> dict[int, Path]:
     return out
 
 
+def manifest_checksum(manifest: Mapping[str, Any]) -> str:
+    """The sha256 a manifest carries of itself: over its canonical JSON without the checksum field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _open_regular(path: Path, what: str, directory: Path) -> tuple[int, int]:
+    """Open a store file for reading without following links or blocking; returns (fd, size).
+
+    Raises `StoreCorruptError` when the file is a link, a FIFO, a device or a directory.
+    """
+    if not stat.S_ISREG(os.lstat(path).st_mode):  # FileNotFoundError: the caller's
+        raise StoreCorruptError(f"store {directory}: {what} is not a regular file (a link, folder or device)")
+    try:
+        fd = os.open(path, _O_READ)  # O_NOFOLLOW, O_NONBLOCK: in case it changed since the lstat
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: a symlink under O_NOFOLLOW; ENXIO: a FIFO without writer; EACCES ...
+        raise StoreCorruptError(f"store {directory}: {what} cannot be opened as a plain file ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise StoreCorruptError(f"store {directory}: {what} is not a regular file")
+    return fd, st.st_size
+
+
+def _read_exact(fd: int, size: int) -> bytearray:
+    """Read up to ``size`` bytes from ``fd`` (fewer if the file is shorter); the fd stays open."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    with open(fd, "rb", buffering=0, closefd=False) as fh:
+        while got < size:
+            n = fh.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    view.release()
+    return data if got == size else data[:got]
+
+
+def _check_manifest(manifest: Any, directory: Path) -> dict[str, Any]:
+    """The schema of a manifest: every field engram reads, with its type; unknown fields are damage."""
+
+    def bad(field: str, why: str = "is missing or malformed") -> StoreCorruptError:
+        return StoreCorruptError(f"store {directory}: {MANIFEST_NAME} field {field!r} {why}")
+
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not an {FORMAT_NAME} manifest")
+    for key, check in (
+        ("format_version", lambda v: _is_int(v) and v >= 1),
+        ("kind", lambda v: isinstance(v, str) and 0 < len(v) <= 200),
+        ("version", lambda v: _is_int(v) and v >= 1),
+        ("files", lambda v: isinstance(v, dict)),
+    ):
+        if not check(manifest.get(key)):
+            raise bad(key)
+    if manifest["format_version"] > FORMAT_VERSION:
+        return manifest  # a newer container: read_store reports the version, not the fields it cannot know
+    unknown = sorted(set(manifest) - _MANIFEST_KEYS)
+    if unknown:
+        raise bad(unknown[0], "is unknown")
+    if "generation" in manifest and not (_is_int(manifest["generation"]) and manifest["generation"] >= 0):
+        raise bad("generation")
+    if not isinstance(manifest.get("meta", {}), dict):
+        raise bad("meta")
+    created = manifest.get("created", {})
+    if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
+        raise bad("created")
+    if "manifest_sha256" in manifest:
+        if not (isinstance(manifest["manifest_sha256"], str) and _SHA256_RE.match(manifest["manifest_sha256"])):
+            raise bad("manifest_sha256")
+        if manifest_checksum(manifest) != manifest["manifest_sha256"]:
+            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} fails its own sha256 checksum")
+    for fname, entry in manifest["files"].items():
+        try:
+            _check_name(fname)
+        except StoreError:
+            raise StoreCorruptError(
+                f"store {directory}: {MANIFEST_NAME} names a file outside the store or with a bad name: {fname[:200]!r}"
+            ) from None
+        if (
+            not isinstance(entry, dict)
+            or set(entry) - _ENTRY_KEYS
+            or not (isinstance(entry.get("sha256"), str) and _SHA256_RE.match(entry["sha256"]))
+            or not (_is_int(entry.get("size")) and entry["size"] >= 0)
+            or entry.get("type", "bytes") not in _FILE_TYPES
+        ):
+            raise StoreCorruptError(f"store {directory}: manifest entry for file {fname!r} is malformed")
+    names = set(manifest["files"])
+    for fname in names:  # "a" and "a/b" cannot both be files
+        parts = fname.split("/")
+        if any("/".join(parts[:i]) in names for i in range(1, len(parts))):
+            raise StoreCorruptError(f"store {directory}: manifest lists {fname!r} inside another file")
+    return manifest
+
+
 def _read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
+        fd, size = _open_regular(path, MANIFEST_NAME, directory)
     except FileNotFoundError as exc:
         raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is missing") from exc
     try:
+        if size > _MAX_MANIFEST_BYTES:
+            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is {size} bytes, too large to be a manifest")
+        raw = bytes(_read_exact(fd, size))
+    finally:
+        os.close(fd)
+    try:
         manifest = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not valid JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not an {FORMAT_NAME} manifest")
-    for key, typ in (("format_version", int), ("kind", str), ("version", int), ("files", dict)):
-        if not isinstance(manifest.get(key), typ):
-            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} field {key!r} is missing or malformed")
-    return manifest
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not valid JSON ({exc})") from None
+    return _check_manifest(manifest, directory)
 
 
 def store_kind(path: str | os.PathLike[str]) -> str:
@@ -367,7 +487,7 @@ def _resolve(path: Path) -> Path | None:
         if (target / MANIFEST_NAME).is_file():
             return target
     elif path.is_dir():
-        if (path / MANIFEST_NAME).is_file():
+        if os.path.lexists(path / MANIFEST_NAME):  # whatever it is, _read_manifest judges it
             return path
         if any(path.iterdir()):
             raise StoreError(f"{path} is a directory but not an engram store (no {MANIFEST_NAME})")
@@ -474,6 +594,7 @@ def write_store(
             "meta": meta_dict,
             "files": entries,
         }
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
         _checkpoint("write:manifest")
         _write_durable(tmp / MANIFEST_NAME, json.dumps(manifest, indent=1).encode("utf-8"))
         _checkpoint("fsync_tmp")
@@ -582,6 +703,20 @@ def _commit(p: Path, final: Path, current: Path | None, current_gen: int) -> Non
 # reading
 
 
+@contextlib.contextmanager
+def decoding(path: Any, what: str) -> Iterator[None]:
+    """Turn a decoding failure of verified store files (a missing key, a wrong type) into one
+    `StoreCorruptError` naming the store, for loaders of a store kind."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+        raise StoreCorruptError(
+            f"store {path}: its files do not decode as {what} ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from exc
+
+
 def _npy_from_buffer(data: bytes | bytearray) -> np.ndarray:
     """Parse .npy bytes; a bytearray is used in place (zero copy, writable)."""
     fmt = np.lib.format
@@ -667,6 +802,38 @@ class StoreContents:
         return len(self.names())
 
     # access ----------------------------------------------------------
+    def _member(self, name: str) -> Path:
+        """The path of file ``name``, checked to lie inside the store: every folder on the way a real
+        folder (no link), the name relative and without '..' (checked with the manifest)."""
+        _check_name(name)
+        cur = self.path
+        for part in name.split("/")[:-1]:
+            cur = cur / part
+            st = os.lstat(cur)  # FileNotFoundError: handled by the caller
+            if not stat.S_ISDIR(st.st_mode):
+                raise StoreCorruptError(f"store {self.path}: file {name!r} lies under {part!r}, which is not a folder")
+        return cur / name.rsplit("/", 1)[-1]
+
+    def check_files(self) -> None:
+        """Check, without reading them, that every file is a regular file inside the store with the
+        manifest's size (raises `StoreCorruptError` naming the first that is not)."""
+        root = os.path.realpath(self.path)
+        for name in self.names():
+            if name in self._overrides:
+                continue
+            try:
+                path = self._member(name)
+                st = os.lstat(path)
+            except FileNotFoundError:
+                raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from None
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreCorruptError(f"store {self.path}: file {name!r} is not a regular file (a link, folder or device)")
+            if os.path.commonpath([root, os.path.realpath(path)]) != root:
+                raise StoreCorruptError(f"store {self.path}: file {name!r} lies outside the store")
+            want = self._manifest["files"][name]["size"]
+            if st.st_size != want:
+                raise StoreCorruptError(f"store {self.path}: file {name!r} has {st.st_size} bytes, the manifest says {want}")
+
     def _read_verified(self, name: str) -> bytes | bytearray:
         if name in self._overrides:
             return self._overrides[name].data
@@ -674,10 +841,7 @@ class StoreContents:
             raise KeyError(f"store {self.path} has no file {name!r} (files: {', '.join(self.names()) or 'none'})")
         entry = self._manifest["files"][name]
         try:
-            with open(self.path / name, "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                data = bytearray(size)
-                got = fh.readinto(data)
+            fd, size = _open_regular(self._member(name), f"file {name!r}", self.path)
         except FileNotFoundError as exc:
             if not self.path.exists():
                 raise StoreError(
@@ -685,11 +849,15 @@ class StoreContents:
                     "being read; open the store again"
                 ) from exc
             raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from exc
-        if got != size or size != entry.get("size"):
-            raise StoreCorruptError(
-                f"store {self.path}: file {name!r} has {got} bytes, the manifest says {entry.get('size')}"
-            )
-        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        try:
+            if size != entry["size"]:  # before reading: a huge or truncated file is not read at all
+                raise StoreCorruptError(f"store {self.path}: file {name!r} has {size} bytes, the manifest says {entry['size']}")
+            data = _read_exact(fd, size)
+        finally:
+            os.close(fd)
+        if len(data) != size:
+            raise StoreCorruptError(f"store {self.path}: file {name!r} has {len(data)} bytes, the manifest says {size}")
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise StoreCorruptError(f"store {self.path}: file {name!r} fails its sha256 checksum")
         return data
 
@@ -771,9 +939,15 @@ def read_store(
             An older version is upgraded through `register_migration` functions.
         verify: check every file's checksum now instead of on first access.
 
+    Every file the manifest names is checked before any is opened: a relative
+    name without '..', a regular file (no link, FIFO or device) inside the
+    store, of the size the manifest gives. The manifest carries its own sha256
+    and every field of it is checked, so damage is one `StoreCorruptError`.
+
     Raises:
-        FileNotFoundError: no store at ``path``.
-        StoreCorruptError: the manifest or (with ``verify``) a file is damaged.
+        StoreNotFoundError: no store at ``path`` (a `FileNotFoundError` too).
+        StoreCorruptError: the manifest, a file's place or size, or (with ``verify``)
+            a file's checksum is wrong.
         StoreVersionError: the store is newer than supported (the message names the
             engram version that wrote it) or older with no migration path.
     """
@@ -783,7 +957,7 @@ def read_store(
     p = Path(os.path.abspath(os.fspath(path)))
     directory = _resolve(p)
     if directory is None:
-        raise FileNotFoundError(f"no engram store at {p}")
+        raise StoreNotFoundError(f"no engram store at {p}")
     manifest = _read_manifest(directory)
     writer = manifest.get("created", {}).get("engram_version", "unknown")
     if manifest["format_version"] > FORMAT_VERSION:
@@ -793,10 +967,8 @@ def read_store(
         )
     if manifest["kind"] != kind:
         raise StoreError(f"store {p} holds a {manifest['kind']!r}, not a {kind!r}")
-    for fname, entry in manifest["files"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise StoreCorruptError(f"store {p}: manifest entry for file {fname!r} is malformed")
     contents = StoreContents(directory, manifest)
+    contents.check_files()  # names, links, devices and sizes, before any file is opened
     version = contents.stored_version
     if version > supported[-1]:
         raise StoreVersionError(

@@ -585,17 +585,18 @@ class VideoQA:
             FileNotFoundError: no memory at ``path``.
             ValueError: a damaged store, or other encoders than the memory was built with.
         """
-        from engram.memory.store import read_store
+        from engram.memory.store import decoding, read_store
 
         contents = read_store(path, kind=VIDEO_MEMORY_KIND, supported_versions=[VIDEO_MEMORY_VERSION])
-        info = contents.json("video.json")
-        recorded = info.get("encoders", {})
-        img = _resolve_encoder(image_encoder, "image")
-        txt = _resolve_encoder(text_encoder, "text")
-        check_encoders(recorded, img, txt, where=f"the memory at {path}")
-        files = {name: contents[name] for name in contents.names() if name != "video.json"}
-        memory = EpisodicMemory.from_files(files, contents.meta, image_encoder=img, text_encoder=txt, where=str(path))
-        return cls(memory, path, info)
+        with decoding(path, "a video memory"):
+            info = contents.json("video.json")
+            recorded = info.get("encoders", {})
+            img = _resolve_encoder(image_encoder, "image")
+            txt = _resolve_encoder(text_encoder, "text")
+            check_encoders(recorded, img, txt, where=f"the memory at {path}")
+            files = {name: contents[name] for name in contents.names() if name != "video.json"}
+            memory = EpisodicMemory.from_files(files, contents.meta, image_encoder=img, text_encoder=txt, where=str(path))
+            return cls(memory, path, info)
 
     def _ensure_text_encoder(self) -> None:
         if self.memory.text_encoder is None and self._encoder_names.get("text_encoder"):

@@ -19,6 +19,7 @@ from engram.memory.store import (
     StoreCorruptError,
     StoreError,
     StoreVersionError,
+    manifest_checksum,
     read_store,
     register_migration,
     store_generations,
@@ -201,6 +202,7 @@ def _rewrite_manifest(p: Path, **changes) -> None:
             manifest["created"]["engram_version"] = value
         else:
             manifest[key] = value
+    manifest["manifest_sha256"] = manifest_checksum(manifest)  # as a newer or older engram would have written it
     (gen / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
