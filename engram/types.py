@@ -293,7 +293,40 @@ class Frame:
         if not math.isfinite(ts):
             raise ValueError(f"Frame.timestamp_s must be finite, got {ts}")
         self.timestamp_s = ts
+        self.world_from_camera = _as_pose(self.world_from_camera, "world_from_camera")
+        self._check_fields()
+        d = self.depth_m
+        if d is not None:
+            with np.errstate(invalid="ignore"):
+                bad = np.isinf(d) | (d < 0)
+            if bad.any():
+                raise ValueError(
+                    f"Frame.depth_m has {int(bad.sum())} negative or infinite values; use 0 or NaN for no return"
+                )
 
+    def check(self) -> None:
+        """Check again a frame that may have been changed since it was built.
+
+        `SceneMemory.integrate` calls this before it writes anything: a Frame is
+        a plain (mutable) dataclass, so a field set after construction (a NaN
+        time, a float image, a raw array as pose) is caught here. Cheap: types,
+        shapes and dtypes only, no pass over the pixels (readers of depth treat
+        negative, infinite and NaN values as no return).
+
+        Raises:
+            ValueError: naming the field.
+        """
+        if isinstance(self.index, bool) or not isinstance(self.index, (int, np.integer)) or self.index < 0:
+            raise ValueError(f"Frame.index must be a non-negative integer, got {self.index!r}")
+        ts = self.timestamp_s
+        if isinstance(ts, bool) or not isinstance(ts, (int, float, np.integer, np.floating)) or not math.isfinite(ts):
+            raise ValueError(f"Frame.timestamp_s must be a finite number, got {ts!r}")
+        if self.world_from_camera is not None and not isinstance(self.world_from_camera, Pose):
+            raise ValueError(f"Frame.world_from_camera must be a Pose, got {type(self.world_from_camera).__name__}")
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Types, shapes and dtypes of the images, intrinsics and labels."""
         rgb = self.rgb
         if not isinstance(rgb, np.ndarray):
             raise ValueError(f"Frame.rgb must be a numpy array, got {type(rgb).__name__}")
@@ -313,12 +346,6 @@ class Frame:
                 raise ValueError(f"Frame.depth_m must have shape {(h, w)} to match rgb, got {d.shape}")
             if d.dtype != np.float32:
                 raise ValueError(f"Frame.depth_m must be float32 metres, got {d.dtype}")
-            with np.errstate(invalid="ignore"):
-                bad = np.isinf(d) | (d < 0)
-            if bad.any():
-                raise ValueError(
-                    f"Frame.depth_m has {int(bad.sum())} negative or infinite values; use 0 or NaN for no return"
-                )
 
         if self.intrinsics is not None:
             k = self.intrinsics
@@ -328,8 +355,6 @@ class Frame:
                 raise ValueError(
                     f"Frame.intrinsics size {k.width}x{k.height} does not match the image size {w}x{h}"
                 )
-
-        self.world_from_camera = _as_pose(self.world_from_camera, "world_from_camera")
 
         if self.instances is not None:
             ins = self.instances
@@ -342,7 +367,7 @@ class Frame:
         if not isinstance(self.labels, dict):
             raise ValueError(f"Frame.labels must be a dict {{id: name}}, got {type(self.labels).__name__}")
         for key, name in self.labels.items():
-            if not isinstance(key, (int, np.integer)) or not isinstance(name, str):
+            if isinstance(key, bool) or not isinstance(key, (int, np.integer)) or not isinstance(name, str):
                 raise ValueError(f"Frame.labels must map int ids to str names, got {key!r}: {name!r}")
 
     @property

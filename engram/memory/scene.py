@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["SceneMemory", "Hit", "IntegrationReport", "RWLock"]
 
+# Beyond this a time in seconds is a unit mistake (1.7e18 is nanoseconds since 1970), not a clock.
+MAX_TIMESTAMP_S = 1e11
+
 # Structure that is not an object.
 STRUCTURE_LABELS = ("wall", "floor", "ceiling", "door", "window", "background")
 
@@ -193,6 +196,11 @@ class SceneMemory:
             detector instance. Only "oracle" reads a simulator's ``Frame.instances``;
             every other detector ignores them. Built on the first frame that needs it.
         detector_kwargs: keyword arguments for `build_detector` when ``detector`` is a name.
+        min_range_m: depth closer than this is no return (a sensor's blind zone; a depth of
+            1e-40 m is noise, not an object at the lens).
+        max_time_gap_s: a frame more than this later than the previous one is refused
+            (a clock in nanoseconds, a corrupt stamp) instead of becoming the new clock;
+            None allows any forward jump.
     """
 
     def __init__(
@@ -217,6 +225,8 @@ class SceneMemory:
         budget: MemoryBudget | dict[str, Any] | None = None,
         detector: Any = "oracle",
         detector_kwargs: dict[str, Any] | None = None,
+        min_range_m: float = 0.01,
+        max_time_gap_s: float | None = 7 * 86400.0,
     ) -> None:
         from engram.memory.objects import ObjectMap
         from engram.memory.places import PlaceGraph
@@ -257,7 +267,15 @@ class SceneMemory:
             "octree_kwargs": dict(octree_kwargs or {}),
             "detector": detector if isinstance(detector, str) or detector is None else getattr(detector, "name", "custom"),
             "detector_kwargs": dict(detector_kwargs or {}),
+            "min_range_m": float(min_range_m),
+            "max_time_gap_s": None if max_time_gap_s is None else float(max_time_gap_s),
         }
+        if not 0.0 <= self.config["min_range_m"] < self.max_range_m:
+            raise ValueError(f"min_range_m must be in [0, max_range_m), got {min_range_m}")
+        if max_time_gap_s is not None and not max_time_gap_s > 0:
+            raise ValueError(f"max_time_gap_s must be positive or None, got {max_time_gap_s}")
+        self.min_range_m = self.config["min_range_m"]
+        self.max_time_gap_s = self.config["max_time_gap_s"]
         self._detector_spec = detector
         self._detector_kwargs = dict(detector_kwargs or {})
         self._detector: Any = None if isinstance(detector, str) or detector is None else detector
@@ -365,12 +383,26 @@ class SceneMemory:
     def integrate(self, frame: Frame) -> IntegrationReport:
         """Run perception on one frame and update every layer.
 
+        Every check runs before the first layer is written: the frame is checked
+        again (`Frame.check`: it may have changed since it was built) and its time
+        must be finite, plausible and not before the previous frame's nor more than
+        ``max_time_gap_s`` after it.
+
         Raises:
-            ValueError: the frame is not a `Frame`, or time went backwards.
+            ValueError: the frame is not a `Frame`, a field is wrong, or its time is.
                 The memory is unchanged.
         """
         if not isinstance(frame, Frame):
             raise ValueError(f"integrate expects an engram Frame, got {type(frame).__name__}")
+        frame.check()
+        if abs(frame.timestamp_s) > MAX_TIMESTAMP_S:
+            raise ValueError(
+                f"frame {frame.index}: timestamp_s={frame.timestamp_s} is not a plausible time in seconds "
+                f"(|t| > {MAX_TIMESTAMP_S:g}; nanoseconds given as seconds?)"
+            )
+        d = frame.depth_m
+        if d is not None and self.min_range_m > 0 and np.count_nonzero((d > 0) & (d < self.min_range_m)):
+            frame = dataclasses.replace(frame, depth_m=np.where(d < self.min_range_m, np.float32(0), d))
         if frame.instances is not None and self.config["detector"] != "oracle":
             # a simulator's ground truth never feeds the memory unless the oracle is asked for
             frame = dataclasses.replace(frame, instances=None, labels={})
@@ -380,6 +412,15 @@ class SceneMemory:
                     f"time went backwards: frame {frame.index} has timestamp_s={frame.timestamp_s} "
                     f"but the previous frame had timestamp_s={self.last_timestamp_s}"
                 )
+            gap = self.max_time_gap_s
+            if self.last_timestamp_s is not None and gap is not None and frame.timestamp_s - self.last_timestamp_s > gap:
+                raise ValueError(
+                    f"time jumped: frame {frame.index} has timestamp_s={frame.timestamp_s}, "
+                    f"{frame.timestamp_s - self.last_timestamp_s:g} s after the previous frame "
+                    f"(max_time_gap_s={gap:g}; raise it for a longer pause)"
+                )
+            # the image encoder may fail: run it before any layer is written
+            timeline_image = self._timeline_image(frame) if self.timeline is not None else None
             t0 = time.perf_counter()
             # Work that can fail runs before anything is written, so a failure leaves the memory as it was.
             if frame.has_geometry:
@@ -392,7 +433,7 @@ class SceneMemory:
                 if frame.world_from_camera is not None:
                     report.detected_object_ids = self._integrate_pose_only(frame)
             if self.timeline is not None:
-                self._add_to_timeline(frame, report)
+                self._add_to_timeline(frame, report, *timeline_image)
             self.frames_seen += 1
             self.last_timestamp_s = frame.timestamp_s
             if self.first_timestamp_s is None:
@@ -630,16 +671,17 @@ class SceneMemory:
         s = self.snapshot_image_width / w
         return cv2.resize(rgb, (self.snapshot_image_width, max(1, int(round(h * s)))), interpolation=cv2.INTER_AREA)
 
-    def _add_to_timeline(self, frame: Frame, report: IntegrationReport) -> None:
+    def _timeline_image(self, frame: Frame) -> tuple[Any, Any]:
+        """The timeline's image embedding and tags of a frame (None, None without an image encoder)."""
+        if self._image_encoder is None:
+            return None, None
+        small = self._small_rgb(frame.rgb)
+        return self._image_encoder.encode([small])[0], self._image_encoder.tags([small], k=3)[0]
+
+    def _add_to_timeline(self, frame: Frame, report: IntegrationReport, emb: Any = None, tags: Any = None) -> None:
         labels = sorted({self.objects.objects[i].label for i in report.detected_object_ids if i in self.objects.objects})
         if not labels and frame.labels:
             labels = sorted(set(frame.labels.values()) - set(STRUCTURE_LABELS))
-        emb = None
-        tags = None
-        if self._image_encoder is not None:
-            small = self._small_rgb(frame.rgb)
-            emb = self._image_encoder.encode([small])[0]
-            tags = self._image_encoder.tags([small], k=3)[0]
         self.timeline.add_frame(frame, image_embedding=emb, tags=tags, labels=labels)
 
     def finalize(self) -> None:
