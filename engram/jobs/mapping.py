@@ -8,12 +8,18 @@ tracked with RGB-D odometry first. The memory is saved, and the folder gets
 the static map and TSDF surface as .ply, objects as separate clouds with
 their labels, the trajectory, and a top-down picture, ready for MeshLab,
 CloudCompare or Open3D's viewer.
+
+A source that stops early (a bag cut short) still gives a map of the frames
+before the cut; the summary says ``complete: false`` and why, and the command
+exits with status 3. Frames without poses are an error unless
+``estimate_poses`` tracks them.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +27,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["open_source", "run_map"]
+
+log = logging.getLogger(__name__)
 
 _VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -80,7 +88,15 @@ def run_map(cfg: Any) -> dict[str, Any]:
         raise ValueError(f"{c['source']}: frames have no depth or intrinsics, so there is nothing to map")
     stream = itertools.chain([first], frames)
     est = c.get("estimate_poses", "auto")
-    if est is True or (est == "auto" and first.world_from_camera is None):
+    estimate = est is True or (est == "auto" and first.world_from_camera is None)
+    if not estimate and hasattr(source, "poses"):
+        missing = sum(p is None for p in source.poses())
+        if missing:  # mapping only the posed frames would leave holes nobody asked for
+            raise ValueError(
+                f"{c['source']}: {missing} of {len(source)} frames have no pose; pass estimate_poses=true to "
+                "track them with RGB-D odometry"
+            )
+    if estimate:
         from engram.perception.odometry import with_estimated_poses
 
         stream = with_estimated_poses(stream)
@@ -95,7 +111,19 @@ def run_map(cfg: Any) -> dict[str, Any]:
 
         stream = tqdm(stream, desc="map", unit="frame", total=len(source) if hasattr(source, "__len__") else None)
     n = mapped = 0
-    for frame in stream:
+    stopped = None
+    frames_in = iter(stream)
+    while True:
+        try:
+            frame = next(frames_in)
+        except StopIteration:
+            break
+        except Exception as exc:  # noqa: BLE001 - a source cut short (a truncated bag): keep what came before
+            stopped = f"the source stopped after {n} frames: {' '.join(str(exc).split()) or type(exc).__name__}"
+            log.warning("map: %s; mapping the frames before it", stopped)
+            break
+        if frame.world_from_camera is None and not estimate:
+            raise ValueError(f"{c['source']}: frame {frame.index} has no pose; pass estimate_poses=true to track it")
         rep = memory.integrate(frame)
         n += 1
         mapped += int(rep.mapped)
@@ -130,6 +158,8 @@ def run_map(cfg: Any) -> dict[str, Any]:
         "occupied_voxels": int(len(occ)),
         "objects": len(objects),
         "seconds": round(time.perf_counter() - t0, 2),
+        "complete": stopped is None,
+        "stopped_early": stopped,
         "files": {k: str(v) for k, v in written.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
