@@ -44,10 +44,10 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _map(args: argparse.Namespace) -> int:
+    from omegaconf import open_dict
+
     from engram.config import compose
     from engram.jobs.mapping import run_map
-
-    from omegaconf import open_dict
 
     # paths are set on the composed config, never parsed by hydra's override grammar
     # (a path with ',', '=', quotes or brackets would break it)

@@ -145,19 +145,45 @@ def hits_to_json(hits: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _parse_query(text: str) -> dict[str, Any]:
+# A query is a short text or a small JSON object: anything bigger is refused with an error reply.
+MAX_QUERY_CHARS = 4096
+MAX_QUERY_K = 100
+MAX_QUEUED_QUERIES = 32
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_query(text: Any) -> dict[str, Any]:
+    """A query message as `SceneMemory.query` keyword arguments; ValueError names what is wrong."""
+    if not isinstance(text, str):
+        raise ValueError(f"a query must be text, got {type(text).__name__}")
+    if len(text) > MAX_QUERY_CHARS:
+        raise ValueError(f"query is {len(text)} characters; at most {MAX_QUERY_CHARS}")
     text = text.strip()
     if text.startswith("{"):
         try:
             q = json.loads(text)
-        except ValueError as exc:
-            raise ValueError(f"query is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"query is not valid JSON: {exc}") from None
         if not isinstance(q, dict):
             raise ValueError("a JSON query must be an object")
         allowed = {"text", "k", "near", "radius_m", "since_s", "until_s", "at_s"}
         unknown = set(q) - allowed - {"id"}
         if unknown:
             raise ValueError(f"unknown query fields {sorted(unknown)} (allowed: {sorted(allowed)})")
+        if "text" in q and not (isinstance(q["text"], str) and q["text"].strip()):
+            raise ValueError("query field 'text' must be non-empty text")
+        if "k" in q and not (isinstance(q["k"], int) and not isinstance(q["k"], bool) and 1 <= q["k"] <= MAX_QUERY_K):
+            raise ValueError(f"query field 'k' must be an integer in 1..{MAX_QUERY_K}")
+        if "near" in q and not (isinstance(q["near"], list) and len(q["near"]) in (2, 3) and all(map(_finite, q["near"]))):
+            raise ValueError("query field 'near' must be [x, y] or [x, y, z] in metres")
+        for key in ("radius_m", "since_s", "until_s", "at_s"):
+            if key in q and not _finite(q[key]):
+                raise ValueError(f"query field {key!r} must be a finite number")
+        if "id" in q and not (q["id"] is None or isinstance(q["id"], (str, int)) and len(str(q["id"])) <= 200):
+            raise ValueError("query field 'id' must be a short string or integer")
         return q
     if not text:
         raise ValueError("empty query")
@@ -190,8 +216,9 @@ class EngramNode:
         publish_period_s: how often the cloud and markers are published.
         queue_size: rospy subscriber queue length per topic.
         instances_topic, labels_topic: engram's simulator-truth instance
-            images and labels (as `engram.sims.ros.record_bag` writes them);
-            None to ignore. Frames do not wait for them until one arrives.
+            images and labels (as `engram.sims.ros.record_bag` writes them).
+            Off (None) by default: on a robot's network any publisher could
+            inject labelled objects there. Frames do not wait for them until one arrives.
     """
 
     def __init__(
@@ -209,8 +236,8 @@ class EngramNode:
         sync_tolerance_s: float = 0.02,
         publish_period_s: float = 1.0,
         queue_size: int = 30,
-        instances_topic: str | None = TOPICS["instances"],
-        labels_topic: str | None = TOPICS["labels"],
+        instances_topic: str | None = None,
+        labels_topic: str | None = None,
         cloud_topic: str = CLOUD_TOPIC,
         markers_topic: str = MARKERS_TOPIC,
         query_topic: str = QUERY_TOPIC,
@@ -237,7 +264,8 @@ class EngramNode:
         self.errors: list[str] = []
         self.received: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._queries: deque[str] = deque()
+        self._queries: deque[str] = deque(maxlen=MAX_QUEUED_QUERIES)  # a flood drops the oldest
+        self.queries_dropped = 0
         self._last_publish = -math.inf
 
         rospy = self.rospy
@@ -284,6 +312,8 @@ class EngramNode:
     # callbacks --------------------------------------------------------------
     def _on_query(self, msg: Any) -> None:
         with self._lock:
+            if len(self._queries) == self._queries.maxlen:
+                self.queries_dropped += 1
             self._queries.append(msg.data)
 
     # work -------------------------------------------------------------------
@@ -329,6 +359,8 @@ class EngramNode:
             reply["objects"] = int(len(self.memory.objects.objects))
         except (ValueError, TypeError) as exc:
             reply["error"] = str(exc)
+        if isinstance(text, str) and len(text) > MAX_QUERY_CHARS:
+            reply["query"] = text[:200] + "..."  # an oversize query is not echoed whole
         self.answer_pub.publish(self.answer_pub.data_class(data=json.dumps(reply)))
         return reply
 
@@ -547,7 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--domain-id", type=int, default=None, help="ROS 2 domain (default: $ROS_DOMAIN_ID or 0)")
         p.add_argument("--loopback", action="store_true", help="ROS 2: keep DDS traffic on 127.0.0.1")
     run.add_argument("--reliable", action="store_true", help="ROS 2: ask reliable delivery of camera and pose topics")
-    run.add_argument("--sim-truth", action="store_true", help="ROS 2: also read /engram/instances and /engram/labels")
+    run.add_argument("--sim-truth", action="store_true", help="also read the simulator-truth topics /engram/instances and /engram/labels (off: any publisher could inject objects there)")
     run.add_argument("--max-backlog", type=int, default=30, help="ROS 2: frames waiting for the memory before the oldest are dropped")
     args = parser.parse_args(argv)
 
@@ -557,8 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         memory = _load_factory(args.memory)(voxel_size_m=args.voxel_size_m)
         rospy.init_node(args.name, anonymous=False)
+        truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
         node = EngramNode(
             memory,
+            **truth,
             rgb_topic=args.rgb_topic,
             depth_topic=args.depth_topic,
             info_topic=args.info_topic,

@@ -73,6 +73,23 @@ def test_query_parsing_and_hit_json() -> None:
     with pytest.raises(ValueError, match="empty"):
         ros_node._parse_query("  ")
 
+    # oversize or malformed queries are refused with a message (the node replies with it)
+    bad = [
+        ("x" * (ros_node.MAX_QUERY_CHARS + 1), "characters"),
+        ('{"text": 5}', "'text'"),
+        ('{"text": "mug", "k": 10000}', "'k'"),
+        ('{"text": "mug", "k": true}', "'k'"),
+        ('{"near": [1, "a"]}', "'near'"),
+        ('{"near": [1, 2, 3, 4]}', "'near'"),
+        ('{"text": "mug", "since_s": "yesterday"}', "since_s"),
+        ('{"text": "mug", "at_s": NaN}', "at_s"),
+        ("{" + '"a":' * 500, "JSON"),
+        (b"mug", "text"),
+    ]
+    for text, match in bad:
+        with pytest.raises(ValueError, match=match):
+            ros_node._parse_query(text)
+
     class Hit:
         kind, id, score, label = "object", np.int64(3), np.float32(0.5), "mug"
         position, time_span_s, frame_indices = np.array([1.0, 2.0, 0.5]), (1.0, 2.0), [4, 5]
@@ -179,7 +196,7 @@ def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, 
     dump = tmp_path / "dump"
     rosenv = _Ros(tmp_path)
     try:
-        node = rosenv.node("--dump", str(dump), "--publish-period-s", "0.2", "--voxel-size-m", "0.05")
+        node = rosenv.node("--sim-truth", "--dump", str(dump), "--publish-period-s", "0.2", "--voxel-size-m", "0.05")
         direct = _memory(0.05)  # the reference, built while the node starts
         for frame in frames:
             direct.integrate(frame)

@@ -47,3 +47,68 @@ def test_map_rejects_what_it_cannot_map(tmp_path):
         open_source(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("hello")
     assert main(["map", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o")]) == 2
+
+
+FAST = ["progress=false", "tsdf=false", "memory.voxel_size_m=0.1", "memory.depth_stride=8", "memory.object_stride=8"]
+
+
+def _icl_subset(src, dst, n_frames: int, n_poses: int):
+    """The first frames of the ICL sample (linked), with a trajectory of ``n_poses`` poses."""
+    import os
+
+    for sub in ("color", "depth"):
+        (dst / sub).mkdir(parents=True)
+        for name in sorted(os.listdir(src / sub))[:n_frames]:
+            os.symlink(src / sub / name, dst / sub / name)
+    lines = (src / "trajectory.log").read_text().splitlines()
+    (dst / "trajectory.log").write_text("\n".join(lines[: 5 * n_poses]) + "\n")
+    return dst
+
+
+def test_map_refuses_frames_without_poses_unless_tracked(shared_data, tmp_path):
+    src = _icl_subset(shared_data / "icl_livingroom1", tmp_path / "icl", 4, 2)
+    args = ["map", str(src), "--out", str(tmp_path / "o"), *FAST]
+    assert main(args) == 2  # 2 poses for 4 frames: an error, not a map of 2 frames
+    assert not (tmp_path / "o" / "summary.json").exists()
+    assert main([*args, "estimate_poses=true"]) == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["frames"] == 4
+
+
+def test_map_paths_with_hydra_syntax(shared_data, tmp_path):
+    src = _icl_subset(shared_data / "icl_livingroom1", tmp_path / "we,ird='x=[1]", 3, 3)
+    out = tmp_path / "out,a=b 'c'"
+    assert main(["map", str(src), "--out", str(out), *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["source"] == str(src) and summary["frames_mapped"] == 3 and summary["complete"]
+
+
+def test_map_of_a_cut_bag_keeps_the_frames_before_the_cut(tmp_path, capsys, box_renderer):
+    pytest.importorskip("rosbags")
+    import math
+
+    from engram.sims.ros import record_bag
+    from engram.types import CameraIntrinsics, Frame, Pose
+
+    k = CameraIntrinsics(fx=120.0, fy=120.0, cx=79.5, cy=59.5, width=160, height=120)
+    r0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(40):
+        body = Pose.from_xyz_yaw(0.0, 0.0, 0.0, math.radians(-40 + 2 * i))
+        pose = Pose.from_rt(body.rotation @ r0, [0.0, 0.0, 1.2])
+        d, _ = box_renderer([(1, (2.0, -1.0, 0.0), (2.5, 1.0, 0.8))], pose, k)
+        rgb = rng.integers(0, 255, (k.height, k.width, 3), dtype=np.uint8)  # noise: chunks stay big
+        frames.append(Frame(i, 100.0 + 0.1 * i, rgb, d, k, pose))
+    data = record_bag(frames, tmp_path / "run.mcap").read_bytes()
+    cut = tmp_path / "cut.mcap"
+    cut.write_bytes(data[: int(len(data) * 0.7)])
+    out = tmp_path / "o"
+    rc = main(["map", str(cut), "--out", str(out), "progress=false", "tsdf=false"])
+    assert rc == 3, capsys.readouterr().err
+    assert "STOPPED EARLY" in capsys.readouterr().err
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["complete"] and "truncated" in summary["stopped_early"]
+    assert 1 <= summary["frames"] < 40 and summary["frames_mapped"] == summary["frames"]
+    from engram.memory.scene import SceneMemory
+
+    assert SceneMemory.load(str(out / "memory")).frames_seen == summary["frames"]
