@@ -108,7 +108,7 @@ def _qa(args: argparse.Namespace) -> int:
         qa = build(video_path=args.video, out_dir=args.out, captioner=captioner, **opts)
         print(build_summary(qa, args.out))
         print(f"memory written to {args.out}")
-        if summary and "STOPPED EARLY" in summary:  # the video ended before its stated length
+        if not getattr(getattr(qa, "report", None), "complete", True):  # the video ended early: what came before is kept
             return PARTIAL
     else:
         from engram.fleet.catalogue import is_catalogue

@@ -19,10 +19,17 @@ def test_errors_are_one_line_and_status_2(tmp_path, capsys, monkeypatch):
         cli.main(["--debug", "info", str(tmp_path)])
 
 
-def test_a_video_that_stops_early_is_status_3(tmp_path, capsys, monkeypatch):
+def test_a_video_that_stops_early_is_status_3(tmp_path, monkeypatch):
+    import types
+
+    import hydra.utils
+
     from engram.qa import video
 
-    monkeypatch.setattr(video, "build_command", lambda *a, **k: "10 frames, STOPPED EARLY at 0:20: cut")
-    assert cli.main(["qa", "build", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "m")]) == cli.PARTIAL == 3
-    monkeypatch.setattr(video, "build_command", lambda *a, **k: "10 frames, complete")
-    assert cli.main(["qa", "build", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "m")]) == 0
+    report = types.SimpleNamespace(complete=False)
+    monkeypatch.setattr(hydra.utils, "get_method", lambda target: lambda **kw: types.SimpleNamespace(report=report))
+    monkeypatch.setattr(video, "build_summary", lambda qa, out: "10 frames, STOPPED EARLY at 0:20: cut")
+    argv = ["qa", "build", str(tmp_path / "v.mp4"), "--out", str(tmp_path / "m")]
+    assert cli.main(argv) == cli.PARTIAL == 3
+    report.complete = True
+    assert cli.main(argv) == 0
