@@ -17,14 +17,34 @@ Three parts, each on a real `SceneMemory`:
    construction and `SceneMemory.integrate`; only ValueError (or a warning and
    a skip) is allowed and the memory's digest must not change.
 
+4. concurrency: one thread integrates frames while one thread each calls
+   every public read method (query, where_is, last_seen, changes, stats,
+   digest, transient_points, save, export) for ``--concurrency-s`` seconds;
+   then all are told to stop, and a thread still blocked two minutes later is
+   a deadlock. Runs in a child process with a thread-safe numba layer (see
+   `main`).
+5. hostile stores: crafted and damaged copies of a saved memory (manifest
+   names that climb out or are absolute, links to files, folders and devices
+   outside, FIFOs, 1 GiB sparse files, wrong manifest types and keys, cut and
+   garbage manifests, undecodable contents with valid checksums, then single
+   bit flips of the manifest) must each make `SceneMemory.load` raise a
+   `StoreError` within 1 s with nothing opened outside the folder (an audit
+   hook records every open), and `engram info` print one line and exit 2.
+6. partial writes: frames changed after construction (NaN / nanosecond /
+   jumping times, float images, raw arrays as poses, wrong dtypes, shapes and
+   labels, ...) go to `integrate`; a refusal that changed the digest is a
+   partial write.
+
 There is no peer: each part checks a property of engram's own store and
 memory, pass or fail.
 
 Usage:
     python benchmarks/durability.py [--kills 240] [--soak-frames 100000] [--fuzz 10000]
+        [--concurrency-runs 10] [--concurrency-s 60] [--hostile 256] [--partial 1000] [--parts kills,fuzz,...]
 
-Last line:
+Last line (parts not run print ``not-run``):
     kill_during_save_intact: K/N soak_rss_growth_mb: G soak_fps_drop: D fuzz_cases: F
+    concurrent_deadlocks: D hostile_stores_refused: H/N partial_writes: P
 """
 
 from __future__ import annotations
@@ -34,6 +54,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -514,66 +535,588 @@ def bench_soak(n_frames: int, n_loop: int = 600, fps: float = 30.0, progress: bo
     }
 
 
+# ---------------------------------------------------------------------------
+# 4. concurrency: one integrating thread, readers of every public read method, saves and exports
+
+
+READERS = ("query", "where_is", "last_seen", "changes", "stats", "digest", "transient_points", "save", "export")
+
+
+def bench_concurrency(n_runs: int, run_s: float, grace_s: float = 120.0) -> dict:
+    """Each run: a fresh memory, one thread integrating frames and one thread per read method,
+    for ``run_s`` seconds; then every thread is told to stop and must end within ``grace_s``.
+    A thread still blocked after that is a deadlock (the run's threads are daemons, so a hung run
+    cannot stop the benchmark)."""
+    import threading
+
+    loop = make_frames(60, SOAK_K)
+    deadlocks = 0
+    errors: list[str] = []
+    ops: dict[str, int] = {}
+    t0, c0 = time.monotonic(), time.process_time()
+    with tempfile.TemporaryDirectory(prefix="engram-concurrency-") as tmp:
+        for run in range(n_runs):
+            mem = soak_memory()
+            mem.integrate(frame_at(0, loop, SOAK_K))
+            stop = threading.Event()
+            counts = dict.fromkeys(("integrate", *READERS), 0)
+            frame_no = [1]
+
+            def integrate(mem=mem, frame_no=frame_no) -> None:
+                mem.integrate(frame_at(frame_no[0], loop, SOAK_K))
+                frame_no[0] += 1
+
+            calls = {
+                "integrate": integrate,
+                "query": lambda mem=mem: mem.query(text="table", near=(1.5, 0.0), k=3),
+                "where_is": lambda mem=mem: mem.where_is("chair"),
+                "last_seen": lambda mem=mem: mem.last_seen("cabinet"),
+                "changes": lambda mem=mem: mem.changes(0.0),
+                "stats": lambda mem=mem: mem.stats(),
+                "digest": lambda mem=mem: mem.digest(),
+                "transient_points": lambda mem=mem: mem.transient_points(),
+                "save": lambda mem=mem, run=run: mem.save(f"{tmp}/run{run}"),
+                "export": lambda mem=mem, run=run: mem.export(f"{tmp}/export{run}"),
+            }
+
+            def worker(name: str, fn, stop=stop, counts=counts, run=run) -> None:
+                try:
+                    while not stop.is_set():
+                        fn()
+                        counts[name] += 1
+                except Exception as exc:  # noqa: BLE001 - counted and reported
+                    errors.append(f"run {run} {name}: {type(exc).__name__}: {exc}")
+
+            threads = [threading.Thread(target=worker, args=(n, f), daemon=True, name=n) for n, f in calls.items()]
+            for t in threads:
+                t.start()
+            time.sleep(run_s)
+            stop.set()
+            deadline = time.monotonic() + grace_s
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            hung = [t.name for t in threads if t.is_alive()]
+            if hung:
+                deadlocks += 1
+                errors.append(f"run {run}: threads still blocked {grace_s:.0f} s after stop: {hung}")
+            for k, v in counts.items():
+                ops[k] = ops.get(k, 0) + v
+            print(f"concurrency run {run + 1}/{n_runs}: {counts} hung={hung}", file=sys.stderr, flush=True)
+    return {
+        "runs": n_runs,
+        "run_s": run_s,
+        "deadlocks": deadlocks,
+        "errors": errors,
+        "ops": ops,
+        "s": time.monotonic() - t0,
+        "cpu_s": time.process_time() - c0,
+    }
+
+
+# ---------------------------------------------------------------------------
+# 5. hostile stores: crafted and damaged memory folders
+
+
+_OPENED: list[list[str]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if _OPENED and event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED[-1].append(os.fsdecode(args[0]))
+
+
+def _rewrite(store: Path, change, checksum: bool = True) -> None:
+    """Edit the manifest with ``change`` and (``checksum``) give it a matching checksum: a crafted
+    store, not a damaged one."""
+    m = json.loads((store / store_mod.MANIFEST_NAME).read_text())
+    change(m)
+    if checksum:
+        m["manifest_sha256"] = store_mod.manifest_checksum(m)
+    (store / store_mod.MANIFEST_NAME).write_text(json.dumps(m))
+
+
+def _entry_of(data: bytes, typ: str = "npy") -> dict:
+    import hashlib
+
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "type": typ}
+
+
+def _hostile_cases(outside: Path) -> list[tuple[str, object]]:
+    """(kind, function(store folder)) for every crafted case; bit flips are added by the caller."""
+    secret = (outside / "secret.npy").read_bytes()
+    cases: list[tuple[str, object]] = []
+
+    def name_case(name: str):
+        def f(s: Path) -> None:
+            def change(m):
+                m["files"].pop("octree/log_odds.npy")
+                m["files"][name] = _entry_of(secret)
+
+            _rewrite(s, change)
+
+        return f
+
+    names = [
+        "octree/../../outside/secret.npy", "../outside/secret.npy", "../../outside/secret.npy", "octree/../../../etc/hostname",
+        str(outside / "secret.npy"), "/etc/hostname", "//etc/hostname", "octree/./log_odds.npy", "./scene.json", "..",
+        ".", "", "a\\..\\..\\b", "scene.json\n", "scene.json\x00x", "x" * 300, "octree//log_odds.npy", "octree/",
+        ".hidden", "~/secret.npy", "C:\\secret.npy", "octree/\u2025/secret.npy", "scene.json/x", MANIFEST_NAME,
+    ]
+    for n in names:
+        cases.append(("name", name_case(n)))
+
+    def link_file(target_abs: bool, member: str):
+        def f(s: Path) -> None:
+            (s / member).unlink()
+            tgt = outside / "secret.npy"
+            os.symlink(tgt if target_abs else os.path.relpath(tgt, (s / member).parent), s / member)
+            _rewrite(s, lambda m: m["files"].__setitem__(member, _entry_of(secret, m["files"][member]["type"])))
+
+        return f
+
+    for member in ("scene.json", "octree/log_odds.npy", "objects.npz", "timeline/nodes.json"):
+        cases += [("link", link_file(True, member)), ("link", link_file(False, member))]
+
+    def link_dir(s: Path) -> None:
+        shutil.copytree(s / "octree", outside / f"octree-{secrets_hex()}")
+        shutil.rmtree(s / "octree")
+        os.symlink(max(outside.glob("octree-*")), s / "octree")
+
+    def link_manifest(s: Path) -> None:
+        dst = outside / f"manifest-{secrets_hex()}.json"
+        shutil.copy(s / MANIFEST_NAME, dst)
+        (s / MANIFEST_NAME).unlink()
+        os.symlink(dst, s / MANIFEST_NAME)
+
+    def link_dev(s: Path) -> None:
+        (s / "scene.json").unlink()
+        os.symlink("/dev/zero", s / "scene.json")
+
+    def link_loop(s: Path) -> None:
+        (s / "scene.json").unlink()
+        os.symlink("scene.json", s / "scene.json")
+
+    cases += [("link", link_dir), ("link", link_manifest), ("link", link_dev), ("link", link_loop)]
+
+    def fifo(member: str):
+        def f(s: Path) -> None:
+            (s / member).unlink()
+            os.mkfifo(s / member)
+
+        return f
+
+    for member in ("scene.json", MANIFEST_NAME, "octree/log_odds.npy", "timeline/nodes.json"):
+        cases.append(("fifo", fifo(member)))
+
+    def giant(member: str, manifest_agrees: bool = False):
+        def f(s: Path) -> None:
+            with open(s / member, "r+b") as fh:
+                fh.truncate(1 << 30)  # sparse: 1 GiB that costs no disk
+            if manifest_agrees:
+                _rewrite(s, lambda m: m["files"][member].update(size=1 << 30))
+
+        return f
+
+    for member in ("scene.json", MANIFEST_NAME, "octree/log_odds.npy", "snapshots.npz"):
+        cases.append(("giant", giant(member)))
+
+    def folder_instead(member: str):
+        def f(s: Path) -> None:
+            (s / member).unlink()
+            (s / member).mkdir()
+
+        return f
+
+    cases += [("non-regular", folder_instead("scene.json")), ("non-regular", folder_instead(MANIFEST_NAME))]
+
+    schema = [
+        lambda m: m.update(files=list(m["files"])), lambda m: m.update(files=None), lambda m: m["files"]["scene.json"].update(size="12"),
+        lambda m: m["files"]["scene.json"].update(size=-1), lambda m: m["files"]["scene.json"].update(size=1.5),
+        lambda m: m["files"]["scene.json"].pop("sha256"), lambda m: m["files"]["scene.json"].update(sha256="00"),
+        lambda m: m["files"]["scene.json"].update(type="pickle"), lambda m: m["files"]["scene.json"].update(extra=1),
+        lambda m: m["files"].update({"scene.json": []}), lambda m: m.update(generation="1"), lambda m: m.update(generation=-1),
+        lambda m: m.update(version=True), lambda m: m.update(version=0), lambda m: m.update(kind=""), lambda m: m.update(kind=7),
+        lambda m: m.update(format_version="1"), lambda m: m.update(format_version=0), lambda m: m.update(format="engram.stor"),
+        lambda m: m.update(meta=[]), lambda m: m.update(created={"host": 5}), lambda m: m.update(created="today"),
+        lambda m: m.update(surprise={}), lambda m: m["files"].pop("scene.json"),
+        lambda m: m["files"].update({"scene.json/inner": m["files"]["scene.json"]}),
+    ]
+    def schema_case(change):
+        return lambda s: _rewrite(s, change)
+
+    cases += [("schema", schema_case(ch)) for ch in schema]
+    def bad_checksum(value):
+        return lambda s: _rewrite(s, lambda m: m.update(manifest_sha256=value), checksum=False)
+
+    cases += [("schema", bad_checksum(v)) for v in (5, "ab" * 32, None, "AB" * 32)]  # wrong type or value
+
+    def raw_manifest(data: bytes):
+        def f(s: Path) -> None:
+            (s / MANIFEST_NAME).write_bytes(data)
+
+        return f
+
+    for data in (b"", b"{", b"null", b"[]", b"\xff\xfe", b"[" * 200_000, b'{"format": "engram.store"}', b"\x00" * 64):
+        cases.append(("manifest bytes", raw_manifest(data)))
+
+    def truncated_manifest(frac: float):
+        def f(s: Path) -> None:
+            raw = (s / MANIFEST_NAME).read_bytes()
+            (s / MANIFEST_NAME).write_bytes(raw[: int(len(raw) * frac)])
+
+        return f
+
+    cases += [("manifest cut", truncated_manifest(fr)) for fr in (0.1, 0.5, 0.9, 0.999)]
+
+    def scene_json(value):
+        def f(s: Path) -> None:
+            data = json.dumps(value).encode()
+            (s / "scene.json").write_bytes(data)
+            _rewrite(s, lambda m: m["files"].__setitem__("scene.json", _entry_of(data, "json")))
+
+        return f
+
+    base_scene = {"config": {"voxel_size_m": 0.1}, "frames_seen": 1, "frames_mapped": 1, "last_timestamp_s": 0.0, "first_timestamp_s": 0.0}
+    for v in (
+        [], {}, {"config": []}, {**base_scene, "config": {"voxel_size_m": -1}}, {**base_scene, "config": {"surprise": 1}},
+        {**base_scene, "frames_seen": []}, {**base_scene, "last_timestamp_s": 1.7e18}, {**base_scene, "last_timestamp_s": "now"},
+        {**base_scene, "config": {"voxel_size_m": "big"}},
+    ):
+        cases.append(("contents", scene_json(v)))
+    return cases
+
+
+def secrets_hex() -> str:
+    import secrets
+
+    return secrets.token_hex(4)
+
+
+MANIFEST_NAME = store_mod.MANIFEST_NAME
+
+
+def bench_hostile(n_cases: int, seed: int = 0, limit_s: float = 1.0) -> dict:
+    """Crafted and damaged stores: each must be refused with a StoreError subclass within ``limit_s``,
+    without opening anything outside the store's folder; `engram info` must print one line and exit 2."""
+    import contextlib
+    import io
+    import threading
+
+    from engram.cli import main as cli_main
+
+    sys.addaudithook(_audit)
+    rng = np.random.default_rng(seed)
+    t0 = time.monotonic()
+    results = {"n": 0, "refused": 0, "kinds": {}, "failures": [], "max_s": 0.0, "max_cpu_s": 0.0}
+    with tempfile.TemporaryDirectory(prefix="engram-hostile-") as tmp_s:
+        tmp = Path(tmp_s)
+        mem = soak_memory()
+        loop = make_frames(30, SOAK_K)
+        for i in range(30):
+            mem.integrate(frame_at(i, loop, SOAK_K))
+        mem.save(str(tmp / "base"))
+        base = Path(os.path.realpath(tmp / "base"))
+        outside = tmp / "outside"
+        outside.mkdir()
+        (outside / "secret.npy").write_bytes(b"secret outside the store\n")
+        crafted = _hostile_cases(outside)
+        raw = (base / MANIFEST_NAME).read_bytes()
+        n_flips = max(0, n_cases - len(crafted))
+        cases = list(crafted)
+        for pos in rng.choice(len(raw) * 8, size=min(n_flips, len(raw) * 8), replace=False):
+
+            def flip(s: Path, pos=int(pos)) -> None:
+                data = bytearray((s / MANIFEST_NAME).read_bytes())
+                data[pos // 8] ^= 1 << (pos % 8)
+                (s / MANIFEST_NAME).write_bytes(bytes(data))
+
+            cases.append(("bit flip", flip))
+        for i, (kind, make) in enumerate(cases):
+            store = tmp / f"case{i}"
+            shutil.copytree(base, store)
+            make(store)
+            box: dict = {}
+
+            def load(store=store, box=box) -> None:
+                _OPENED.append([])
+                c0 = time.process_time()
+                try:
+                    SceneMemory.load(str(store))
+                except BaseException as caught:  # noqa: BLE001 - judged below
+                    box["exc"] = caught
+                box["cpu"] = time.process_time() - c0
+                box["opened"] = _OPENED.pop()
+
+            w0 = time.monotonic()
+            th = threading.Thread(target=load, daemon=True)
+            th.start()
+            th.join(30.0)
+            wall = time.monotonic() - w0
+            exc = box.get("exc")
+            outside_read = [p for p in box.get("opened", []) if os.path.realpath(p).startswith(str(outside))]
+            err = io.StringIO()
+            if not th.is_alive():
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                    rc = cli_main(["info", str(store)])
+            else:
+                rc = None
+            ok = (
+                not th.is_alive()
+                and isinstance(exc, store_mod.StoreError)
+                and wall <= limit_s
+                and not outside_read
+                and rc == 2
+                and err.getvalue().count("\n") == 1
+                and "Traceback" not in err.getvalue()
+            )
+            results["n"] += 1
+            results["refused"] += int(ok)
+            results["max_s"] = max(results["max_s"], wall)
+            results["max_cpu_s"] = max(results["max_cpu_s"], box.get("cpu", 0.0))
+            k = results["kinds"].setdefault(kind, [0, 0])
+            k[0] += int(ok)
+            k[1] += 1
+            if not ok:
+                results["failures"].append(
+                    f"hostile case {i} ({kind}): {'HUNG' if th.is_alive() else type(exc).__name__ if exc else 'loaded'}: "
+                    f"{str(exc)[:160] if exc else ''} wall {wall:.2f} s outside {outside_read[:2]} cli rc {rc}"
+                )
+            if not th.is_alive():
+                shutil.rmtree(store, ignore_errors=True)
+    results["s"] = time.monotonic() - t0
+    return results
+
+
+# ---------------------------------------------------------------------------
+# 6. frames changed after construction: integrate must refuse them whole or apply them whole
+
+
+def _mutate(rng: np.random.Generator, f: Frame) -> str:
+    """Change one field of a built frame in place; returns the kind of change."""
+    h, w = f.rgb.shape[:2]
+
+    def pick(options: list):
+        return options[int(rng.integers(len(options)))]
+
+    kinds = [
+        ("time_nan", lambda: setattr(f, "timestamp_s", float("nan"))),
+        ("time_inf", lambda: setattr(f, "timestamp_s", float("inf"))),
+        ("time_str", lambda: setattr(f, "timestamp_s", "later")),
+        ("time_none", lambda: setattr(f, "timestamp_s", None)),
+        ("time_ns", lambda: setattr(f, "timestamp_s", 1.7e18)),
+        ("time_jump", lambda: setattr(f, "timestamp_s", f.timestamp_s + 1e7)),
+        ("time_back", lambda: setattr(f, "timestamp_s", -5.0)),
+        ("index", lambda: setattr(f, "index", pick([-1, "3", 2.5, None, True]))),
+        ("rgb_float", lambda: setattr(f, "rgb", f.rgb.astype(np.float32))),
+        ("rgb_shape", lambda: setattr(f, "rgb", f.rgb[:, :, :2])),
+        ("rgb_list", lambda: setattr(f, "rgb", f.rgb.tolist())),
+        ("rgb_none", lambda: setattr(f, "rgb", None)),
+        ("depth_dtype", lambda: setattr(f, "depth_m", f.depth_m.astype(np.float64))),
+        ("depth_shape", lambda: setattr(f, "depth_m", f.depth_m[: h // 2])),
+        ("depth_str", lambda: setattr(f, "depth_m", "deep")),
+        ("depth_values", lambda: f.depth_m.__setitem__(slice(None), pick([-1.0, np.inf, np.nan, 1e-40, 1e30]))),
+        ("pose_array", lambda: setattr(f, "world_from_camera", np.eye(4))),
+        ("pose_str", lambda: setattr(f, "world_from_camera", "map")),
+        ("intrinsics", lambda: setattr(f, "intrinsics", pick([None, "k", CameraIntrinsics(10, 10, 5, 5, w + 1, h)]))),
+        ("instances_dtype", lambda: setattr(f, "instances", f.instances.astype(np.int64))),
+        ("instances_shape", lambda: setattr(f, "instances", f.instances[:, : w // 2])),
+        ("labels", lambda: setattr(f, "labels", pick([None, [1, 2], {"1": "table"}, {1: 5}, {True: "x"}]))),
+        ("meta", lambda: setattr(f, "meta", None)),
+    ]
+    name, fn = kinds[int(rng.integers(len(kinds)))]
+    fn()
+    return name
+
+
+def bench_partial(n_cases: int, seed: int = 0) -> dict:
+    """``n_cases`` frames changed after they were built go to `SceneMemory.integrate`: a refusal
+    must leave the digest unchanged (else a partial write); anything but ValueError is a crash."""
+    rng = np.random.default_rng(seed)
+    loop = make_frames(60, SOAK_K)
+    mem = soak_memory()
+    i = 0
+    for i in range(10):
+        mem.integrate(frame_at(i, loop, SOAK_K))
+    counts = {"rejected": 0, "applied": 0, "partial": 0, "crash": 0}
+    kinds: dict[str, int] = {}
+    problems: list[str] = []
+    t0 = time.monotonic()
+    for _ in range(n_cases):
+        i += 1
+        f = frame_at(i, loop, SOAK_K)
+        f.depth_m = f.depth_m.copy()  # frames share the loop's arrays; a mutation stays in this one
+        kind = _mutate(rng, f)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        before = mem.digest()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mem.integrate(f)
+            counts["applied"] += 1
+        except ValueError as exc:
+            if mem.digest() == before:
+                counts["rejected"] += 1
+            else:
+                counts["partial"] += 1
+                problems.append(f"partial write ({kind}): {exc}")
+        except Exception as exc:  # noqa: BLE001 - a crash, counted
+            counts["partial" if mem.digest() != before else "crash"] += 1
+            problems.append(f"{type(exc).__name__} ({kind}): {exc}")
+    return {"n": n_cases, "counts": counts, "kinds": kinds, "problems": problems[:20], "s": time.monotonic() - t0}
+
+
+# ---------------------------------------------------------------------------
+
+
+PARTS = ("kills", "fuzz", "soak", "concurrency", "hostile", "partial")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kills", type=int, default=240)
     ap.add_argument("--soak-frames", type=int, default=100_000)
     ap.add_argument("--fuzz", type=int, default=10_000)
+    ap.add_argument("--concurrency-runs", type=int, default=10)
+    ap.add_argument("--concurrency-s", type=float, default=60.0, help="seconds of each concurrency run")
+    ap.add_argument("--hostile", type=int, default=256, help="crafted and damaged stores (crafted kinds, then manifest bit flips)")
+    ap.add_argument("--partial", type=int, default=1000, help="frames changed after construction")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        ap.error(f"unknown parts {sorted(parts - set(PARTS))}; choose from {PARTS}")
 
-    kills = bench_kills(args.kills)
-    print(f"kills: {kills['intact']}/{kills['n']} intact in {kills['s']:.0f} s", file=sys.stderr, flush=True)
-    fuzz = bench_fuzz(args.fuzz)
-    print(f"fuzz: {fuzz['ok']}/{fuzz['n']} in {fuzz['s']:.0f} s", file=sys.stderr, flush=True)
-    soak = bench_soak(args.soak_frames)
+    res: dict = {}
+    if "kills" in parts:
+        res["kills"] = kills = bench_kills(args.kills)
+        print(f"kills: {kills['intact']}/{kills['n']} intact in {kills['s']:.0f} s", file=sys.stderr, flush=True)
+    if "fuzz" in parts:
+        res["fuzz"] = fuzz = bench_fuzz(args.fuzz)
+        print(f"fuzz: {fuzz['ok']}/{fuzz['n']} in {fuzz['s']:.0f} s", file=sys.stderr, flush=True)
+    if "concurrency" in parts:
+        if os.environ.get("NUMBA_THREADING_LAYER") == "threadsafe":
+            res["concurrency"] = conc = bench_concurrency(args.concurrency_runs, args.concurrency_s)
+        else:
+            # Readers run numba's parallel kernels from several threads at once, which the
+            # workqueue layer (set above for the forking kill test) does not allow: it aborts
+            # the process. Run this part in a child with a thread-safe layer (tbb or omp).
+            import subprocess
+
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "concurrency.json"
+                cmd = [sys.executable, __file__, "--parts", "concurrency", "--json", str(out),
+                       "--concurrency-runs", str(args.concurrency_runs), "--concurrency-s", str(args.concurrency_s)]
+                env = {**os.environ, "NUMBA_THREADING_LAYER": "threadsafe"}
+                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                res["concurrency"] = conc = json.loads(out.read_text())["concurrency"]
+    if "hostile" in parts:
+        res["hostile"] = hostile = bench_hostile(args.hostile)
+        print(f"hostile: {hostile['refused']}/{hostile['n']} in {hostile['s']:.0f} s", file=sys.stderr, flush=True)
+    if "partial" in parts:
+        res["partial"] = partial = bench_partial(args.partial)
+        print(f"partial: {partial['counts']} in {partial['s']:.0f} s", file=sys.stderr, flush=True)
+    if "soak" in parts:
+        res["soak"] = soak = bench_soak(args.soak_frames)
     if args.json:
-        Path(args.json).write_text(json.dumps({"kills": kills, "fuzz": fuzz, "soak": soak}, indent=1, default=str))
+        Path(args.json).write_text(json.dumps(res, indent=1, default=str))
 
-    rows = [
-        (
-            "kill during save (SIGKILL)",
-            f"{kills['intact']}/{kills['n']} previous-or-committed save loads intact",
-            f"{kills['steps_per_save']} checkpoints per save, every 5th kill timed; save {kills['save_s'] * 1e3:.0f} ms",
-        ),
-        ("kill points hit", ", ".join(f"{k} {v}" for k, v in sorted(kills["killed_at"].items())), ""),
-        ("soak frames", f"{soak['n']} frames 64x48 in {soak['s']:.0f} s", f"final: {soak['stats']}"),
-        (
-            "soak RSS (MB)",
-            " -> ".join(f"{v:.1f} @ {k}" for k, v in soak["rss_mb"].items()),
-            f"growth {soak['growth_mb']:.1f} MB (target <= 50)",
-        ),
-        (
-            "soak frames/s",
-            f"first 10% {soak['fps_first']:.1f}, last 10% {soak['fps_last']:.1f}",
-            f"wall clock, machine shared: drop {soak['drop_pct']:.1f}%",
-        ),
-        (
-            "soak frames/CPU-s",
-            f"first 10% {soak['cpu_fps_first']:.1f}, last 10% {soak['cpu_fps_last']:.1f}",
-            f"this process's CPU time: drop {soak['cpu_drop_pct']:.1f}% (target <= 20; the last line's D)",
-        ),
-        (
-            "soak evictions",
-            ", ".join(f"{k} {v}" for k, v in soak["evicted"].items() if v),
-            f"query 'table' after the run: {'found' if soak['table_found'] else 'NOT found'}",
-        ),
-        ("fuzz bad inputs", f"{fuzz['ok']}/{fuzz['n']} no crash, memory unchanged when rejected", f"{fuzz['counts']}"),
-        ("fuzz kinds", ", ".join(f"{k} {v}" for k, v in sorted(fuzz["kinds"].items())), ""),
-    ]
+    rows = []
+    if "kills" in parts:
+        rows += [
+            (
+                "kill during save (SIGKILL)",
+                f"{kills['intact']}/{kills['n']} previous-or-committed save loads intact",
+                f"{kills['steps_per_save']} checkpoints per save, every 5th kill timed; save {kills['save_s'] * 1e3:.0f} ms",
+            ),
+            ("kill points hit", ", ".join(f"{k} {v}" for k, v in sorted(kills["killed_at"].items())), ""),
+        ]
+    if "soak" in parts:
+        rows += [
+            ("soak frames", f"{soak['n']} frames 64x48 in {soak['s']:.0f} s", f"final: {soak['stats']}"),
+            (
+                "soak RSS (MB)",
+                " -> ".join(f"{v:.1f} @ {k}" for k, v in soak["rss_mb"].items()),
+                f"growth {soak['growth_mb']:.1f} MB (target <= 50)",
+            ),
+            (
+                "soak frames/s",
+                f"first 10% {soak['fps_first']:.1f}, last 10% {soak['fps_last']:.1f}",
+                f"wall clock, machine shared: drop {soak['drop_pct']:.1f}%",
+            ),
+            (
+                "soak frames/CPU-s",
+                f"first 10% {soak['cpu_fps_first']:.1f}, last 10% {soak['cpu_fps_last']:.1f}",
+                f"this process's CPU time: drop {soak['cpu_drop_pct']:.1f}% (target <= 20; the last line's D)",
+            ),
+            (
+                "soak evictions",
+                ", ".join(f"{k} {v}" for k, v in soak["evicted"].items() if v),
+                f"query 'table' after the run: {'found' if soak['table_found'] else 'NOT found'}",
+            ),
+        ]
+    if "fuzz" in parts:
+        rows += [
+            ("fuzz bad inputs", f"{fuzz['ok']}/{fuzz['n']} no crash, memory unchanged when rejected", f"{fuzz['counts']}"),
+            ("fuzz kinds", ", ".join(f"{k} {v}" for k, v in sorted(fuzz["kinds"].items())), ""),
+        ]
+    if "concurrency" in parts:
+        rows += [
+            (
+                "concurrent readers + integrate",
+                f"{conc['deadlocks']} deadlocks in {conc['runs']} runs of {conc['run_s']:.0f} s, {len(conc['errors'])} errors",
+                f"1 integrating thread + 1 thread each for {', '.join(READERS)}; {conc['cpu_s']:.0f} CPU-s",
+            ),
+            ("concurrent calls made", ", ".join(f"{k} {v}" for k, v in conc["ops"].items()), ""),
+        ]
+    if "hostile" in parts:
+        rows += [
+            (
+                "hostile stores",
+                f"{hostile['refused']}/{hostile['n']} refused: StoreError within 1 s, nothing opened outside, `engram info` one line, exit 2",
+                f"slowest {hostile['max_s'] * 1e3:.0f} ms wall, {hostile['max_cpu_s'] * 1e3:.0f} ms CPU",
+            ),
+            ("hostile kinds", ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in hostile["kinds"].items()), ""),
+        ]
+    if "partial" in parts:
+        rows += [
+            (
+                "frames changed after build",
+                f"{partial['counts']['partial']} partial writes in {partial['n']}",
+                f"{partial['counts']}",
+            ),
+            ("changes made", ", ".join(f"{k} {v}" for k, v in sorted(partial["kinds"].items())), ""),
+        ]
     w0 = max(len(r[0]) for r in rows)
     print(f"{'check'.ljust(w0)} | result | notes")
     print(f"{'-' * w0}-|--------|------")
     for a, b, c in rows:
         print(f"{a.ljust(w0)} | {b} | {c}")
-    for f in kills["failures"] + fuzz["crashes"] + fuzz["changed"]:
+    problems = []
+    if "kills" in parts:
+        problems += kills["failures"]
+    if "fuzz" in parts:
+        problems += fuzz["crashes"] + fuzz["changed"]
+    if "concurrency" in parts:
+        problems += conc["errors"]
+    if "hostile" in parts:
+        problems += hostile["failures"]
+    if "partial" in parts:
+        problems += partial["problems"]
+    for f in problems:
         print(f"  problem: {f}")
     print("(no peer: the checks are pass/fail properties of engram's own store and memory)")
-    print(
-        f"kill_during_save_intact: {kills['intact']}/{kills['n']} "
-        f"soak_rss_growth_mb: {soak['growth_mb']:.1f} soak_fps_drop: {soak['cpu_drop_pct']:.1f}% "
-        f"fuzz_cases: {fuzz['ok']}"
-    )
+    na = "not-run"
+    line = {
+        "kill_during_save_intact": f"{kills['intact']}/{kills['n']}" if "kills" in parts else na,
+        "soak_rss_growth_mb": f"{soak['growth_mb']:.1f}" if "soak" in parts else na,
+        "soak_fps_drop": f"{soak['cpu_drop_pct']:.1f}%" if "soak" in parts else na,
+        "fuzz_cases": fuzz["ok"] if "fuzz" in parts else na,
+        "concurrent_deadlocks": conc["deadlocks"] if "concurrency" in parts else na,
+        "hostile_stores_refused": f"{hostile['refused']}/{hostile['n']}" if "hostile" in parts else na,
+        "partial_writes": partial["counts"]["partial"] if "partial" in parts else na,
+    }
+    print(" ".join(f"{k}: {v}" for k, v in line.items()))
 
 
 if __name__ == "__main__":
