@@ -399,6 +399,15 @@ def _check_manifest(manifest: Any, directory: Path) -> dict[str, Any]:
 
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} is not an {FORMAT_NAME} manifest")
+    if "manifest_sha256" in manifest:  # first: a damaged version or kind is damage, not a newer store
+        if not (isinstance(manifest["manifest_sha256"], str) and _SHA256_RE.match(manifest["manifest_sha256"])):
+            raise bad("manifest_sha256")
+        try:
+            ok = manifest_checksum(manifest) == manifest["manifest_sha256"]
+        except (ValueError, TypeError, RecursionError):  # NaN or nesting no writer produces
+            ok = False
+        if not ok:
+            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} fails its own sha256 checksum")
     for key, check in (
         ("format_version", lambda v: _is_int(v) and v >= 1),
         ("kind", lambda v: isinstance(v, str) and 0 < len(v) <= 200),
@@ -419,11 +428,6 @@ def _check_manifest(manifest: Any, directory: Path) -> dict[str, Any]:
     created = manifest.get("created", {})
     if not isinstance(created, dict) or not all(isinstance(v, str) for v in created.values()):
         raise bad("created")
-    if "manifest_sha256" in manifest:
-        if not (isinstance(manifest["manifest_sha256"], str) and _SHA256_RE.match(manifest["manifest_sha256"])):
-            raise bad("manifest_sha256")
-        if manifest_checksum(manifest) != manifest["manifest_sha256"]:
-            raise StoreCorruptError(f"store {directory}: {MANIFEST_NAME} fails its own sha256 checksum")
     for fname, entry in manifest["files"].items():
         try:
             _check_name(fname)
