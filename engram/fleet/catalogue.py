@@ -406,6 +406,7 @@ class Catalogue:
         cols = {
             c: table.column(c).to_numpy(zero_copy_only=False) for c in _columns()[:-1]
         }
+        cols["kind"] = cols["kind"].astype(str)  # compared on every filtered search
         src_ids, first, src_code = np.unique(
             cols["source_id"].astype(str), return_index=True, return_inverse=True
         )
@@ -413,7 +414,9 @@ class Catalogue:
             "meta": meta,
             "cols": cols,
             "emb": emb,
-            "index": _read_index(folder / "index.faiss", emb),
+            "index": _read_index(
+                folder / "index.faiss", emb, meta.get("index", "flat")
+            ),
             "source_ids": src_ids,
             "source_code": src_code,
             "source_paths": cols["source_path"][first].astype(str),
@@ -473,17 +476,25 @@ class Catalogue:
         if mask is None:
             rows, sims = _index_search(t["index"], t["emb"], q, want)
         else:
-            sel = np.flatnonzero(mask)
-            if len(sel) == 0:
+            kept = int(mask.sum())
+            if kept == 0:
                 return []
-            if len(sel) <= n // 2:
+            if kept <= max(
+                n // 10, 4096
+            ):  # a narrow filter: an exact scan of what it keeps
+                sel = np.flatnonzero(mask)
                 s = t["emb"][sel] @ q
                 top = np.argsort(-s, kind="stable")[: min(len(sel), want)]
                 rows, sims = sel[top], s[top]
-            else:
-                rows, sims = _index_search(t["index"], t["emb"], q, min(n, want * 4))
-                keep = mask[rows]
-                rows, sims = rows[keep], sims[keep]
+            else:  # a wide one: the index, asked for more until enough rows pass the filter
+                ask = want * 4
+                while True:
+                    rows, sims = _index_search(t["index"], t["emb"], q, min(n, ask))
+                    keep = mask[rows]
+                    if int(keep.sum()) >= want or ask >= n:
+                        break
+                    ask *= 4
+                rows, sims = rows[keep][:want], sims[keep][:want]
         scores = sims.astype(np.float64) + _LEXICAL_WEIGHT * self._lexical(
             t, rows, text
         )
@@ -579,7 +590,7 @@ class Catalogue:
                 raise CatalogueError(
                     f"unknown record kinds {sorted(bad)}: use event, keyframe, object"
                 )
-            mask &= np.isin(cols["kind"].astype(str), list(kinds))
+            mask &= np.isin(cols["kind"], list(kinds))
             used = True
         if levels is not None:
             mask &= np.isin(cols["level"], list(levels))
@@ -627,38 +638,47 @@ def _embeddings(table: Any) -> np.ndarray:
 
 
 def _write_index(path: Path, emb: np.ndarray, kind: str) -> None:
-    """A faiss index over the rows (inner product of unit vectors = cosine); none without faiss."""
-    try:
-        import faiss
-    except ImportError:
-        return  # searched by an exact numpy scan instead
-    d = emb.shape[1]
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-    elif kind == "flat":
-        index = faiss.IndexFlatIP(d)
-    else:
+    """The vector index over the rows (inner product of unit vectors = cosine).
+
+    "flat" (exact) is rebuilt from the table's embeddings when the catalogue is opened, a
+    copy of the same numbers, so nothing is written for it; "hnsw" (approximate, for tables
+    too large to scan) is written to ``path``.
+    """
+    if kind == "flat":
+        return
+    if kind != "hnsw":
         raise CatalogueError(f"unknown vector index {kind!r}: use flat or hnsw")
+    from engram._optional import require
+
+    faiss = require("faiss", "an HNSW catalogue index")
+    index = faiss.IndexHNSWFlat(emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 80
     if len(emb):
         index.add(np.ascontiguousarray(emb, np.float32))
     faiss.write_index(index, str(path))
 
 
-def _read_index(path: Path, emb: np.ndarray) -> Any:
-    if not path.is_file():
-        return None
+def _read_index(path: Path, emb: np.ndarray, kind: str = "flat") -> Any:
+    """The index of a table generation: HNSW from ``path``, else faiss flat over ``emb`` (None without faiss)."""
     try:
         import faiss
     except ImportError:
-        return None
+        return None  # searched by an exact numpy scan instead
+    if kind == "flat":
+        index = faiss.IndexFlatIP(emb.shape[1])
+        if len(emb):
+            index.add(np.ascontiguousarray(emb, np.float32))
+        return index
+    if not path.is_file():
+        raise CatalogueError(
+            f"{path} is missing: the catalogue is damaged; run engram index again to rebuild its table"
+        )
     index = faiss.read_index(str(path))
     if index.ntotal != len(emb):
         raise CatalogueError(
             f"{path} indexes {index.ntotal} rows but the table has {len(emb)}: the catalogue is damaged"
         )
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = 128
+    index.hnsw.efSearch = 128
     return index
 
 

@@ -46,6 +46,8 @@ class IndexReport:
         frames: frames read by this run.
         rows: rows in the catalogue table after the run.
         wall_s: wall-clock seconds of the run.
+        build_wall_s: wall-clock seconds from the first source handed to a worker to the last
+            result (without starting Ray, loading models and writing the table).
         worker_cpu_s: CPU seconds the workers spent on the sources (summed over workers).
         attempts: source id -> times it was started (more than 1: retried after a worker died).
     """
@@ -60,6 +62,7 @@ class IndexReport:
     frames: int = 0
     rows: int = 0
     wall_s: float = 0.0
+    build_wall_s: float = 0.0
     worker_cpu_s: float = 0.0
     attempts: dict[str, int] = field(default_factory=dict)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -185,6 +188,8 @@ def build_index(
                 cat.clear_failure(spec.source_id)
             else:
                 todo.append(spec)
+        # largest first, so that the sources still running at the end are small ones (workers finish together)
+        todo.sort(key=lambda spec: -_size_bytes(spec.path))
         if todo and use_ray:
             results = _run_ray(todo, cat.path, settings, address, workers, progress, max_attempts, ray_init or {}, report,
                                _kill_worker_after_frames)  # fmt: skip
@@ -215,6 +220,18 @@ def build_index(
     return report
 
 
+def _size_bytes(path: str) -> int:
+    p = Path(path)
+    try:
+        if p.is_file():
+            return p.stat().st_size
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    except OSError:
+        pass
+    return 0
+
+
 def _run_local(
     todo: list[SourceSpec],
     root: Path,
@@ -235,6 +252,7 @@ def _run_local(
 
     indexer = SourceIndexer(settings, root)
     results = {}
+    t0 = time.perf_counter()
     try:
         for spec in todo:
             report.attempts[spec.source_id] = 1
@@ -242,6 +260,7 @@ def _run_local(
             if bar is not None:
                 bar.update(1)
     finally:
+        report.build_wall_s = time.perf_counter() - t0
         if bar is not None:
             bar.close()
     return results
@@ -402,6 +421,7 @@ def _schedule(
     results: dict[str, dict[str, Any]] = {}
     bar = _bar(len(todo), progress)
     frames_seen = 0
+    t0 = time.perf_counter()
     try:
         while queue or running:
             while queue and idle:
@@ -448,6 +468,7 @@ def _schedule(
                 idle.append(w)
                 if bar is not None:
                     bar.update(1)
+        report.build_wall_s = time.perf_counter() - t0
         _, starts = ray.get(tracker.get.remote())
         for sid, s in starts.items():
             report.attempts[sid] = max(
