@@ -29,6 +29,7 @@ KIND_DROPPED = 0  # NaN / inf coordinate
 KIND_OUT_OF_BOUNDS = 1  # outside the 16-bit key space
 KIND_HIT = 2  # ends at a surface: endpoint occupied, cells before it free
 KIND_MAX_RANGE = 3  # beyond max range: free up to max range, no endpoint
+KIND_FREE_END = 4  # a ray toward a moving body: its end cell is freed too, unless an endpoint holds it
 
 _FIB = np.uint64(0x9E3779B97F4A7C15)
 
@@ -511,6 +512,9 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
             _walk(nc - 1 - m, txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e, grid, size)
             _walk(nd - 1 - m, txd, tyd, tzd, dxd, dyd, dzd, ixd, iyd, szd, d, grid, size)
         total += steps
+    for i in range(n):
+        if kinds[i] == KIND_FREE_END:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 1
     for i in prange(n):
         if kinds[i] == KIND_HIT:
             grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
@@ -614,6 +618,175 @@ def fill_ray_codes(origin, ends, end_keys, kinds, res, offsets, out):
                 kz += stz
                 tz += ddz
             out[o + m] = _encode(min(max(kx, 0), KEY_LIMIT - 1), min(max(ky, 0), KEY_LIMIT - 1), min(max(kz, 0), KEY_LIMIT - 1))
+
+
+# depth images -------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _cached_value(tkeys, trows, shift, pool, code, last_brick, last_base):
+    """Log-odds at ``code`` reusing the previous brick's row (neighbouring pixels share bricks)."""
+    b = code >> BRICK_BITS
+    if b != last_brick:
+        last_brick = b
+        s = _slot_of(tkeys, shift, b)
+        last_base = np.int64(-1) if s < 0 else np.int64(trows[s]) * BRICK_SIZE
+    if last_base < 0:
+        return np.float32(np.nan), last_brick, last_base
+    return pool[last_base + (code & (BRICK_SIZE - 1))], last_brick, last_base
+
+
+@njit(cache=True)
+def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyond_m,
+                tkeys, trows, shift, pool, want_log_odds, pixels, codes, log_odds):
+    """One pass from depth pixels to the Morton codes of their endpoint voxels.
+
+    Every ``stride``-th pixel with a finite depth above 0 is back-projected
+    (OpenCV pinhole, pixel centres at integer coordinates), moved to the
+    world frame and keyed; nothing is stored in between. With
+    ``want_log_odds`` it also reads the map as it was before this frame: the
+    larger of the log-odds at the endpoint and at the point ``beyond_m``
+    farther along the ray (NaN when either is unknown), which the
+    static/dynamic split needs.
+
+    Returns:
+        number of valid pixels n; ``pixels[:n]`` (flat index v * W + u),
+        ``codes[:n]`` (-1 outside the key space) and ``log_odds[:n]`` are filled.
+    """
+    h = depth.shape[0]
+    w = depth.shape[1]
+    m = world_from_camera
+    ox = m[0, 3]
+    oy = m[1, 3]
+    oz = m[2, 3]
+    n = 0
+    lb_a = np.int64(-2)
+    base_a = np.int64(-1)
+    lb_b = np.int64(-2)
+    base_b = np.int64(-1)
+    for v in range(0, h, stride):
+        yn = (np.float64(v) - cy) / fy
+        for u in range(0, w, stride):
+            z = np.float64(depth[v, u])
+            if not (z > 0.0 and z < np.inf):
+                continue
+            xc = (np.float64(u) - cx) / fx * z
+            yc = yn * z
+            wx = m[0, 0] * xc + m[0, 1] * yc + m[0, 2] * z + ox
+            wy = m[1, 0] * xc + m[1, 1] * yc + m[1, 2] * z + oy
+            wz = m[2, 0] * xc + m[2, 1] * yc + m[2, 2] * z + oz
+            kx = _point_key(wx, inv_res)
+            ky = _point_key(wy, inv_res)
+            kz = _point_key(wz, inv_res)
+            code = np.int64(-1)
+            if kx >= 0 and ky >= 0 and kz >= 0:
+                code = _encode(kx, ky, kz)
+            pixels[n] = v * w + u
+            codes[n] = code
+            if want_log_odds:
+                va = np.float32(np.nan)
+                vb = np.float32(np.nan)
+                if code >= 0:
+                    va, lb_a, base_a = _cached_value(tkeys, trows, shift, pool, code, lb_a, base_a)
+                if not np.isnan(va):
+                    dx = wx - ox
+                    dy = wy - oy
+                    dz = wz - oz
+                    s = beyond_m / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-9)
+                    bx = _point_key(wx + dx * s, inv_res)
+                    by = _point_key(wy + dy * s, inv_res)
+                    bz = _point_key(wz + dz * s, inv_res)
+                    if bx >= 0 and by >= 0 and bz >= 0:
+                        vb, lb_b, base_b = _cached_value(tkeys, trows, shift, pool, _encode(bx, by, bz), lb_b, base_b)
+                log_odds[n] = max(va, vb) if not (np.isnan(va) or np.isnan(vb)) else np.float32(np.nan)
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def unique_codes(codes, mask):
+    """The distinct non-negative ``codes[i]`` with ``mask[i]``, in order of first appearance (a hash set)."""
+    n = codes.shape[0]
+    bits = 10
+    while (1 << bits) < 2 * n:
+        bits += 1
+    table = np.full(1 << bits, EMPTY, np.int64)
+    shift = 64 - bits
+    out = np.empty(n, np.int64)
+    m = 0
+    last = np.int64(-1)
+    for i in range(n):
+        c = codes[i]
+        if c < 0 or not mask[i] or c == last:
+            continue
+        last = c
+        s = -_slot_of(table, shift, c) - 1
+        if s >= 0:
+            table[s] = c
+            out[m] = c
+            m += 1
+    return out[:m]
+
+
+@njit(cache=True)
+def prepare_targets(codes, target_kinds, origin, res, max_range_m, ends, end_keys, kinds, box):
+    """Rays to voxel centres (OctoMap's ``discretize``): end points, keys, kinds and the key box.
+
+    ``target_kinds`` is KIND_HIT (the voxel holds an endpoint) or
+    KIND_FREE_END (the ray frees its end voxel too). A centre farther than
+    ``max_range_m`` (if > 0) is cut at max range and becomes KIND_MAX_RANGE.
+    """
+    inv_res = 1.0 / res
+    okx = _point_key(origin[0], inv_res)
+    oky = _point_key(origin[1], inv_res)
+    okz = _point_key(origin[2], inv_res)
+    box[0] = okx
+    box[1] = oky
+    box[2] = okz
+    box[3] = okx
+    box[4] = oky
+    box[5] = okz
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        kx = _compact(c)
+        ky = _compact(c >> 1)
+        kz = _compact(c >> 2)
+        x = (np.float64(kx - KEY_OFFSET) + 0.5) * res
+        y = (np.float64(ky - KEY_OFFSET) + 0.5) * res
+        z = (np.float64(kz - KEY_OFFSET) + 0.5) * res
+        kind = target_kinds[i]
+        dx = x - origin[0]
+        dy = y - origin[1]
+        dz = z - origin[2]
+        d2 = dx * dx + dy * dy + dz * dz
+        if max_range_m > 0.0 and d2 > max_range_m * max_range_m:
+            s = max_range_m / math.sqrt(d2)
+            x = origin[0] + dx * s
+            y = origin[1] + dy * s
+            z = origin[2] + dz * s
+            kind = KIND_MAX_RANGE
+            kx = _point_key(x, inv_res)
+            ky = _point_key(y, inv_res)
+            kz = _point_key(z, inv_res)
+            if kx < 0 or ky < 0 or kz < 0:
+                kind = KIND_OUT_OF_BOUNDS
+                x = origin[0]
+                y = origin[1]
+                z = origin[2]
+                kx = okx
+                ky = oky
+                kz = okz
+        kinds[i] = kind
+        ends[i, 0] = x
+        ends[i, 1] = y
+        ends[i, 2] = z
+        end_keys[i, 0] = kx
+        end_keys[i, 1] = ky
+        end_keys[i, 2] = kz
+        box[0] = min(box[0], kx)
+        box[1] = min(box[1], ky)
+        box[2] = min(box[2], kz)
+        box[3] = max(box[3], kx)
+        box[4] = max(box[4], ky)
+        box[5] = max(box[5], kz)
 
 
 # ray casting --------------------------------------------------------------------

@@ -285,30 +285,36 @@ class OccupancyOctree:
         return _kernels().decode_codes(codes) - _KEY_OFFSET
 
     # scans -----------------------------------------------------------------------
-    def _scan_codes(
-        self, points_world: Any, origin: Any, max_range_m: float | None
-    ) -> tuple[np.ndarray, np.ndarray, int, int]:
-        """Free and occupied Morton codes of a scan, each once, occupied winning; plus dropped and steps."""
-        k = _kernels()
-        p = _check_points(points_world, "points_world", allow_nonfinite=True)
+    def _check_origin_range(self, origin: Any, max_range_m: float | None) -> tuple[np.ndarray, float]:
         o = _check_vector3(origin, "origin")
         if np.any(np.abs(np.floor(o * self._inv_res)) >= _KEY_OFFSET):
             raise ValueError(f"origin {o.tolist()} is outside the octree's key space")
         if max_range_m is None:
-            max_r = -1.0
-        else:
-            try:
-                max_r = float(max_range_m)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"max_range_m must be a positive number or None, got {max_range_m!r}") from exc
-            if not max_r > 0.0 or math.isnan(max_r):
-                raise ValueError(f"max_range_m must be a positive number or None, got {max_range_m!r}")
-            if math.isinf(max_r):
-                max_r = -1.0
+            return o, -1.0
+        try:
+            max_r = float(max_range_m)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"max_range_m must be a positive number or None, got {max_range_m!r}") from exc
+        if not max_r > 0.0 or math.isnan(max_r):
+            raise ValueError(f"max_range_m must be a positive number or None, got {max_range_m!r}")
+        return o, (-1.0 if math.isinf(max_r) else max_r)
+
+    def _scan_codes(
+        self, points_world: Any, origin: Any, max_range_m: float | None, discretize: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Free and occupied Morton codes of a scan, each once, occupied winning; plus dropped and steps."""
+        k = _kernels()
+        p = _check_points(points_world, "points_world", allow_nonfinite=True)
+        o, max_r = self._check_origin_range(origin, max_range_m)
         n = p.shape[0]
         empty = np.zeros(0, np.int64)
         if n == 0:
             return empty, empty, 0, 0
+        if discretize:
+            codes = k.point_codes(p, self._inv_res)
+            hits = k.unique_codes(codes, np.ones(n, np.bool_))
+            free, occ, steps = self._target_codes(hits, empty, o, max_r)
+            return free, occ, int(np.count_nonzero(codes < 0)), steps
         ends = np.empty((n, 3), np.float64)
         end_keys = np.empty((n, 3), np.int64)
         kinds = np.empty(n, np.int8)
@@ -317,6 +323,40 @@ class OccupancyOctree:
         n_dropped = int(np.count_nonzero(kinds < k.KIND_HIT))
         if n_dropped == n:
             return empty, empty, n_dropped, 0
+        free, occ, steps = self._mark_rays(o, ends, end_keys, kinds, box)
+        return free, occ, n_dropped, steps
+
+    def _target_codes(
+        self, hit_codes: np.ndarray, free_end_codes: np.ndarray, origin: np.ndarray, max_r: float
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """A discretized scan: one ray to the centre of each voxel (OctoMap's ``discretize``).
+
+        ``hit_codes`` hold endpoints (occupied); rays to ``free_end_codes``
+        free their end voxel as well, unless an endpoint holds it.
+
+        Returns:
+            (free codes, occupied codes, DDA steps).
+        """
+        k = _kernels()
+        codes = np.concatenate([hit_codes, free_end_codes])
+        n = codes.shape[0]
+        if n == 0:
+            return codes, codes, 0
+        target_kinds = np.full(n, k.KIND_HIT, np.int8)
+        target_kinds[hit_codes.shape[0] :] = k.KIND_FREE_END
+        ends = np.empty((n, 3), np.float64)
+        end_keys = np.empty((n, 3), np.int64)
+        kinds = np.empty(n, np.int8)
+        box = np.empty(6, np.int64)
+        k.prepare_targets(codes, target_kinds, origin, self.voxel_size_m, max_r, ends, end_keys, kinds, box)
+        return self._mark_rays(origin, ends, end_keys, kinds, box)
+
+    def _mark_rays(
+        self, o: np.ndarray, ends: np.ndarray, end_keys: np.ndarray, kinds: np.ndarray, box: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Free and occupied codes of prepared rays (`prepare_scan` / `prepare_targets` output), and steps."""
+        k = _kernels()
+        n = kinds.shape[0]
         lo = box[:3] - 1  # one cell of margin around the scan's key box
         dims = box[3:] - lo + 2
         if int(np.prod(dims)) <= _MAX_SCAN_GRID_CELLS:
@@ -324,7 +364,7 @@ class OccupancyOctree:
             n_chunks = max(1, min(n // 256, 256))
             steps = k.mark_scan(o, ends, end_keys, kinds, lo, dims, self.voxel_size_m, grid, n_chunks)
             free, occ = k.collect_marks(grid, lo, dims)
-            return free, occ, n_dropped, int(steps)
+            return free, occ, int(steps)
         # a scan spread over a huge box (long-range lidar): collect every ray's cells and sort
         counts = k.count_ray_steps(o, ends, end_keys, kinds, self.voxel_size_m)
         offsets = np.zeros(n, np.int64)
@@ -333,11 +373,14 @@ class OccupancyOctree:
         k.fill_ray_codes(o, ends, end_keys, kinds, self.voxel_size_m, offsets, ray_codes)
         hit_keys = end_keys[kinds == k.KIND_HIT]
         occ = np.unique(k.encode_keys(np.ascontiguousarray(hit_keys)))
-        free = np.unique(ray_codes)
+        free_end_keys = np.ascontiguousarray(end_keys[kinds == k.KIND_FREE_END])
+        free = np.unique(np.concatenate([ray_codes, k.encode_keys(free_end_keys)]))
         free = free[~np.isin(free, occ, assume_unique=True)]
-        return free, occ, n_dropped, int(counts.sum())
+        return free, occ, int(counts.sum())
 
-    def insert_scan(self, points_world: Any, origin: Any, max_range_m: float | None = None) -> ScanStats:
+    def insert_scan(
+        self, points_world: Any, origin: Any, max_range_m: float | None = None, *, discretize: bool = False
+    ) -> ScanStats:
         """Integrate one scan: endpoints get a hit, cells crossed by a ray a miss.
 
         Every cell is updated at most once per scan and a cell holding an
@@ -350,6 +393,10 @@ class OccupancyOctree:
             points_world: "N 3" ray endpoints in the world frame, metres.
             origin: sensor position in the world frame, metres.
             max_range_m: longest ray to integrate (None or inf: no limit).
+            discretize: OctoMap's ``discretize`` option: points are first
+                reduced to their voxels and one ray goes to the centre of each
+                (max range applies to that centre). Far fewer ray steps for
+                dense depth images; the same map as OctoMap run with the option.
 
         Returns:
             What was updated.
@@ -358,21 +405,93 @@ class OccupancyOctree:
             ValueError: wrong shape or dtype, a non-finite origin, a bad max range.
                 The map is unchanged.
         """
-        free, occ, n_dropped, steps = self._scan_codes(points_world, origin, max_range_m)
+        free, occ, n_dropped, steps = self._scan_codes(points_world, origin, max_range_m, discretize)
         n = int(np.shape(points_world)[0])
         self._apply_codes(free, occ)
         return ScanStats(n_points=n, n_dropped=n_dropped, n_occupied=int(occ.shape[0]), n_free=int(free.shape[0]),
                          n_steps=steps)  # fmt: skip
 
-    def scan_keys(self, points_world: Any, origin: Any, max_range_m: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def scan_keys(
+        self, points_world: Any, origin: Any, max_range_m: float | None = None, *, discretize: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The voxels `insert_scan` would update, without applying them.
 
         Returns:
             (free "F 3", occupied "O 3") int64 voxel indices, each voxel once,
             disjoint (occupied wins). ``apply_keys`` of them equals ``insert_scan``.
         """
-        free, occ, _, _ = self._scan_codes(points_world, origin, max_range_m)
+        free, occ, _, _ = self._scan_codes(points_world, origin, max_range_m, discretize)
         return self._indices_of_codes(free), self._indices_of_codes(occ)
+
+    def voxel_scan(
+        self, hit_codes: np.ndarray, origin: Any, max_range_m: float | None = None, *,
+        free_end_codes: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A discretized scan from voxel Morton codes (`FrameScan.codes`), without applying it.
+
+        One ray goes from ``origin`` to the centre of each voxel, as OctoMap's
+        ``insertPointCloud(..., discretize=true)`` does after reducing the
+        points to their voxels; a centre beyond ``max_range_m`` frees up to max
+        range only. Rays toward ``free_end_codes`` (moving bodies) free their
+        end voxel as well, unless a hit voxel is the same.
+
+        Args:
+            hit_codes: "K" distinct int64 Morton codes of endpoint voxels.
+            origin: sensor position, metres.
+            max_range_m: longest ray (None: no limit).
+            free_end_codes: "L" distinct codes of voxels whose rays free them.
+
+        Returns:
+            (free codes, occupied codes): each voxel once, disjoint; `apply_codes` applies them.
+        """
+        o, max_r = self._check_origin_range(origin, max_range_m)
+        hits = np.ascontiguousarray(hit_codes, np.int64)
+        ends = np.zeros(0, np.int64) if free_end_codes is None else np.ascontiguousarray(free_end_codes, np.int64)
+        for name, c in (("hit_codes", hits), ("free_end_codes", ends)):
+            if c.ndim != 1 or (c.size and (c.min() < 0 or c.max() >= 1 << (3 * DEPTH))):
+                raise ValueError(f"{name} must be a vector of Morton codes in the 16-level key space")
+        free, occ, _ = self._target_codes(hits, ends, o, max_r)
+        return free, occ
+
+    def scan_codes(
+        self, points_world: Any, origin: Any, max_range_m: float | None = None, *, n_free_ends: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`scan_keys` as Morton codes; the last ``n_free_ends`` rays free their end voxel too
+        (rays toward moving bodies), unless another ray ends there.
+        """
+        k = _kernels()
+        p = _check_points(points_world, "points_world", allow_nonfinite=True)
+        o, max_r = self._check_origin_range(origin, max_range_m)
+        n = p.shape[0]
+        if not 0 <= n_free_ends <= n:
+            raise ValueError(f"n_free_ends must be in [0, {n}], got {n_free_ends}")
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ends = np.empty((n, 3), np.float64)
+        end_keys = np.empty((n, 3), np.int64)
+        kinds = np.empty(n, np.int8)
+        box = np.empty(6, np.int64)
+        k.prepare_scan(p, o, self._inv_res, max_r, ends, end_keys, kinds, box)
+        tail = kinds[n - n_free_ends :]
+        tail[tail == k.KIND_HIT] = k.KIND_FREE_END
+        free, occ, _ = self._mark_rays(o, ends, end_keys, kinds, box)
+        return free, occ
+
+    def point_codes(self, points: Any) -> np.ndarray:
+        """"N" int64 Morton codes of the voxels holding ``points`` (-1 for non-finite or out-of-space points)."""
+        p = _check_points(points, allow_nonfinite=True)
+        return _kernels().point_codes(p, self._inv_res)
+
+    @staticmethod
+    def unique_codes(codes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The distinct non-negative codes (where ``mask``), in order of first appearance (no sort)."""
+        c = np.ascontiguousarray(codes, np.int64)
+        m = np.ones(c.shape[0], np.bool_) if mask is None else np.ascontiguousarray(mask, np.bool_)
+        return _kernels().unique_codes(c, m)
+
+    def apply_codes(self, free_codes: np.ndarray, occupied_codes: np.ndarray) -> None:
+        """`apply_keys` for Morton codes (as `voxel_scan` returns them): one miss / one hit per code."""
+        self._apply_codes(np.ascontiguousarray(free_codes, np.int64), np.ascontiguousarray(occupied_codes, np.int64))
 
     def _apply_codes(self, free: np.ndarray, occ: np.ndarray) -> None:
         codes = np.concatenate([free, occ])

@@ -36,7 +36,8 @@ import numpy as np
 from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
 from engram.memory.octree import OccupancyOctree
-from engram.perception.geometry import backproject_depth, project_points
+from engram.memory.scan import FrameScan, scan_frame
+from engram.perception.geometry import project_points
 from engram.perception.motion import DYNAMIC_CATEGORIES, split_dynamic
 from engram.types import Frame, Pose
 
@@ -201,6 +202,9 @@ class SceneMemory:
         max_time_gap_s: a frame more than this later than the previous one is refused
             (a clock in nanoseconds, a corrupt stamp) instead of becoming the new clock;
             None allows any forward jump.
+        discretize: integrate depth as OctoMap's ``discretize`` mode does: one
+            ray per endpoint voxel, to its centre (far fewer ray steps at
+            camera resolution). False casts one ray per depth sample.
     """
 
     def __init__(
@@ -227,6 +231,7 @@ class SceneMemory:
         detector_kwargs: dict[str, Any] | None = None,
         min_range_m: float = 0.01,
         max_time_gap_s: float | None = 7 * 86400.0,
+        discretize: bool = True,
     ) -> None:
         from engram.memory.objects import ObjectMap
         from engram.memory.places import PlaceGraph
@@ -241,6 +246,7 @@ class SceneMemory:
         self.depth_stride = int(depth_stride)
         self.object_stride = int(object_stride)
         self.dynamic_enabled = bool(dynamic)
+        self.discretize = bool(discretize)
         self.dynamic_categories = tuple(dynamic_categories)
         if not settle_weight >= 0:
             raise ValueError(f"settle_weight must be >= 0, got {settle_weight}")
@@ -269,6 +275,7 @@ class SceneMemory:
             "detector_kwargs": dict(detector_kwargs or {}),
             "min_range_m": float(min_range_m),
             "max_time_gap_s": None if max_time_gap_s is None else float(max_time_gap_s),
+            "discretize": self.discretize,
         }
         if not 0.0 <= self.config["min_range_m"] < self.max_range_m:
             raise ValueError(f"min_range_m must be in [0, max_range_m), got {min_range_m}")
@@ -500,61 +507,57 @@ class SceneMemory:
         # 0. instances: the detector's (or, for the oracle, the simulator's); nothing written yet
         inst, inst_labels, inst_scores, inst_emb, inst_dist = self._perceive(frame)
 
-        # 1. points for the octree
-        pts_cam, px = backproject_depth(frame.depth_m, k, stride=self.depth_stride, return_pixels=True)
-        pts_world = world_from_camera.transform_points(pts_cam)
+        # 1. one pass from depth pixels to endpoint voxels (and the map's values there)
+        scan = scan_frame(
+            self.octree, frame.depth_m, k, world_from_camera, stride=self.depth_stride,
+            beyond_m=1.5 * self.voxel_size_m if self.dynamic_enabled else None,
+        )  # fmt: skip
 
         # 2. static / dynamic split
         n_dyn = 0
-        dyn_px_mask = None
-        if self.dynamic_enabled and len(pts_world):
+        if self.dynamic_enabled and len(scan):
             # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
             # at the edge of mapped structure (its voxel grazed free by passing rays) is not one
-            ray = pts_world - origin
-            beyond = pts_world + ray * (1.5 * self.voxel_size_m / np.maximum(np.linalg.norm(ray, axis=1, keepdims=True), 1e-9))
-            lo = np.maximum(self.octree.log_odds(pts_world), self.octree.log_odds(beyond))  # NaN (unknown) stays NaN
             split = split_dynamic(
                 (frame.height, frame.width),
                 instances=inst,
                 labels=inst_labels,
-                pixels_uv=px,
-                endpoint_log_odds=lo,
+                pixels_uv=scan.uv(),
+                endpoint_log_odds=scan.log_odds,
                 stride=self.depth_stride,
                 categories=self.dynamic_categories,
             )
-            dyn_px_mask = split.dynamic_pixels
-            is_dyn = dyn_px_mask[px[:, 1], px[:, 0]]
+            is_dyn = split.dynamic_pixels.reshape(-1)[scan.pixels]
             if self.settle_weight > 0 and is_dyn.any():
                 # contradictions that stay put (not a moving category) are a changed static scene
-                geo = np.flatnonzero(is_dyn & ~split.semantic_pixels[px[:, 1], px[:, 0]])
+                geo = np.flatnonzero(is_dyn & ~split.semantic_pixels.reshape(-1)[scan.pixels])
                 if len(geo):
-                    settled = self.transient.weight_at(pts_world[geo], t) >= self.settle_weight
+                    settled = self.transient.weight_at(scan.points_world(geo), t) >= self.settle_weight
                     is_dyn[geo[settled]] = False
             n_dyn = int(is_dyn.sum()) * self.depth_stride**2
         else:
-            is_dyn = np.zeros(len(pts_world), bool)
-        static_pts = pts_world[~is_dyn]
-        dyn_pts = pts_world[is_dyn]
+            is_dyn = np.zeros(len(scan), bool)
+        dyn_pts = scan.points_world(np.flatnonzero(is_dyn)) if is_dyn.any() else np.zeros((0, 3))
 
+        # Rays toward moving bodies still show free space in front of them: they join the scan
+        # shortened by two voxels, in one pass (OctoMap's per-scan rule: each cell once, occupied
+        # wins), and their endpoint cells count as free unless a static ray ends there.
+        short = np.zeros((0, 3))
         if len(dyn_pts):
-            # Rays toward moving bodies still show free space in front of them: they join the
-            # scan shortened by two voxels, in one pass (OctoMap's per-scan rule: each cell once,
-            # occupied wins), and their endpoint cells count as free unless a static ray ends there.
-            from engram.memory.dynamic import pack_keys
-
             d = dyn_pts - origin
             dist = np.linalg.norm(d, axis=1, keepdims=True)
             short = origin + d * np.clip((dist - 2 * self.voxel_size_m) / np.maximum(dist, 1e-9), 0.0, 1.0)
-            free_keys, occ_keys = self.octree.scan_keys(np.concatenate([static_pts, short]), origin, max_range_m=self.max_range_m)
-            in_range = np.linalg.norm(static_pts - origin, axis=1) <= self.max_range_m
-            static_ends = pack_keys(self.octree.voxel_indices(static_pts[in_range]))
-            occ_packed = pack_keys(occ_keys)
-            moving = np.isin(occ_packed, pack_keys(self.octree.voxel_indices(short))) & ~np.isin(occ_packed, static_ends)
-            if moving.any():
-                free_keys = np.concatenate([free_keys, occ_keys[moving]])
-                occ_keys = occ_keys[~moving]
+        if self.discretize:
+            hit_codes = self.octree.unique_codes(scan.codes, ~is_dyn)
+            short_codes = self.octree.unique_codes(self.octree.point_codes(short))
+            free_codes, occ_codes = self.octree.voxel_scan(
+                hit_codes, origin, self.max_range_m, free_end_codes=short_codes
+            )
         else:
-            free_keys, occ_keys = self.octree.scan_keys(static_pts, origin, max_range_m=self.max_range_m)
+            static_pts = scan.points_world(np.flatnonzero(~is_dyn))
+            free_codes, occ_codes = self.octree.scan_codes(
+                np.concatenate([static_pts, short]), origin, self.max_range_m, n_free_ends=len(short)
+            )
 
         # 3. object detections (sim masks or a detector); moving categories are not map objects
         ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
@@ -585,7 +588,7 @@ class SceneMemory:
             known_before = list(free_share >= 0.5)
 
         # ---- from here on the memory is written ----
-        self.octree.apply_keys(free_keys, occ_keys)
+        self.octree.apply_codes(free_codes, occ_codes)
         if len(dyn_pts):
             self.transient.add(dyn_pts, t)
         if self.frames_mapped % 20 == 0:
@@ -623,7 +626,7 @@ class SceneMemory:
             frame.index,
             t,
             mapped=True,
-            n_points=len(pts_world),
+            n_points=len(scan),
             n_dynamic_px=n_dyn,
             detected_object_ids=visible,
             new_object_ids=sorted(new_ids - {n for _, n in merges}),
