@@ -635,7 +635,7 @@ def _cached_value(tkeys, trows, shift, pool, code, last_brick, last_base):
 
 
 @njit(cache=True)
-def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyond_m,
+def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyond_m, beyond_below,
                 tkeys, trows, shift, pool, want_log_odds, pixels, codes, log_odds):
     """One pass from depth pixels to the Morton codes of their endpoint voxels.
 
@@ -645,7 +645,9 @@ def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyon
     ``want_log_odds`` it also reads the map as it was before this frame: the
     larger of the log-odds at the endpoint and at the point ``beyond_m``
     farther along the ray (NaN when either is unknown), which the
-    static/dynamic split needs.
+    static/dynamic split needs. The point beyond is only read where the
+    endpoint's value is at most ``beyond_below`` (elsewhere the larger value
+    is above it too, and the endpoint's value is stored).
 
     Returns:
         number of valid pixels n; ``pixels[:n]`` (flat index v * W + u),
@@ -686,6 +688,10 @@ def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyon
                 vb = np.float32(np.nan)
                 if code >= 0:
                     va, lb_a, base_a = _cached_value(tkeys, trows, shift, pool, code, lb_a, base_a)
+                if va > beyond_below:
+                    log_odds[n] = va
+                    n += 1
+                    continue
                 if not np.isnan(va):
                     dx = wx - ox
                     dy = wy - oy
@@ -787,6 +793,29 @@ def prepare_targets(codes, target_kinds, origin, res, max_range_m, ends, end_key
         box[3] = max(box[3], kx)
         box[4] = max(box[4], ky)
         box[5] = max(box[5], kz)
+
+
+@njit(cache=True)
+def band_columns(codes, level, size, z_lo, z_hi, cols):
+    """Which voxels lie in a height band, by their level-``level`` node's centre, and that node's (x, y).
+
+    Returns a bool mask; ``cols[i]`` gets the signed node indices (x, y) of
+    the voxels in the band (the 2D cell of a top-down grid with cells of ``size``).
+    """
+    n = codes.shape[0]
+    mask = np.zeros(n, np.bool_)
+    off = KEY_OFFSET >> level
+    for i in range(n):
+        c = codes[i]
+        if c < 0:
+            continue
+        nz = _compact(c >> 2) >> level
+        zc = (np.float64(nz - off) + 0.5) * size
+        if zc >= z_lo and zc <= z_hi:
+            mask[i] = True
+            cols[i, 0] = (_compact(c) >> level) - off
+            cols[i, 1] = (_compact(c >> 1) >> level) - off
+    return mask
 
 
 # ray casting --------------------------------------------------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FloorGrid", "Frontier", "floor_band_grid", "detect_frontiers", "UNKNOWN", "FREE", "OCCUPIED"]
+__all__ = ["BandGrid", "FloorGrid", "Frontier", "floor_band_grid", "detect_frontiers", "UNKNOWN", "FREE", "OCCUPIED"]
 
 UNKNOWN, FREE, OCCUPIED = 0, 1, 2
 
@@ -145,6 +145,125 @@ def floor_band_grid(
     oc = np.floor(occ / cell).astype(np.int64) - lo_idx
     states[oc[:, 1], oc[:, 0]] = OCCUPIED  # occupied wins over free in a column
     return FloorGrid(states, origin.astype(np.float64), cell, float(floor_z_m))
+
+
+class BandGrid:
+    """`floor_band_grid` kept up to date scan by scan instead of rebuilt from the whole map.
+
+    Per top-down cell it counts the known and the occupied voxels of the band
+    (a voxel belongs to the band when the centre of its level-``level`` node
+    does, as in `floor_band_grid`). `apply_scan` writes a scan into the octree
+    and moves the counts of the voxels that scan touched, so `grid` costs the
+    grid's size, not the map's. A change to the octree made elsewhere (a
+    felt obstacle, eviction, loading) is noticed by the octree's version and
+    answered with one full recount.
+
+    Args:
+        voxel_size_m: the octree's voxel edge.
+        floor_z_m, band_m, level: as in `floor_band_grid`.
+    """
+
+    def __init__(
+        self, voxel_size_m: float, *, floor_z_m: float = 0.0, band_m: tuple[float, float] = (0.1, 1.5), level: int = 1
+    ) -> None:
+        self.z_lo, self.z_hi = _check_band(floor_z_m, band_m)
+        if level < 0:
+            raise ValueError(f"level must be >= 0, got {level}")
+        self.floor_z_m = float(floor_z_m)
+        self.band_m = (float(band_m[0]), float(band_m[1]))
+        self.level = int(level)
+        self.cell_size_m = float(voxel_size_m) * (1 << self.level)
+        self._occ = np.zeros((0, 0), np.int32)  # [y, x] counts of occupied band voxels
+        self._known = np.zeros((0, 0), np.int32)  # [y, x] counts of known band voxels
+        self._lo = np.zeros(2, np.int64)  # cell (x, y) index of element [0, 0]
+        self._tree = None
+        self._version = -1
+        self.n_rebuilds = 0
+
+    def _columns(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from engram.memory import _octree_kernels as kern
+
+        cols = np.empty((codes.shape[0], 2), np.int64)
+        mask = kern.band_columns(codes, self.level, self.cell_size_m, self.z_lo, self.z_hi, cols)
+        return mask, cols[mask]
+
+    def _cover(self, cols: np.ndarray) -> None:
+        """Grow the count arrays to hold cells ``cols`` "N 2" (x, y), with slack."""
+        if cols.shape[0] == 0:
+            return
+        lo = cols.min(axis=0)
+        hi = cols.max(axis=0)
+        h, w = self._occ.shape
+        if self._occ.size and np.all(lo >= self._lo) and np.all(hi < self._lo + np.array([w, h])):
+            return
+        slack = 16
+        new_lo = np.minimum(lo, self._lo) - slack if self._occ.size else lo - slack
+        new_hi = np.maximum(hi, self._lo + np.array([w, h]) - 1) + slack if self._occ.size else hi + slack
+        nw, nh = (new_hi - new_lo + 1).tolist()
+        occ = np.zeros((nh, nw), np.int32)
+        known = np.zeros((nh, nw), np.int32)
+        if self._occ.size:
+            dx, dy = (self._lo - new_lo).tolist()
+            occ[dy : dy + h, dx : dx + w] = self._occ
+            known[dy : dy + h, dx : dx + w] = self._known
+        self._occ, self._known, self._lo = occ, known, new_lo
+
+    def _count(self, cols: np.ndarray, d_occ: np.ndarray, d_known: np.ndarray) -> None:
+        changed = (d_occ != 0) | (d_known != 0)  # most voxels a scan touches keep their state
+        cols, d_occ, d_known = cols[changed], d_occ[changed], d_known[changed]
+        self._cover(cols)
+        y = cols[:, 1] - self._lo[1]
+        x = cols[:, 0] - self._lo[0]
+        np.add.at(self._occ, (y, x), d_occ)
+        np.add.at(self._known, (y, x), d_known)
+
+    def rebuild(self, octree) -> None:
+        """Recount from every voxel of ``octree``."""
+        codes, values = octree._sorted()
+        mask, cols = self._columns(codes)
+        self._occ = np.zeros((0, 0), np.int32)
+        self._known = np.zeros((0, 0), np.int32)
+        self._lo = np.zeros(2, np.int64)
+        self._count(cols, (values[mask] >= octree._thr).astype(np.int32), np.ones(cols.shape[0], np.int32))
+        self._tree, self._version = octree, octree._version
+        self.n_rebuilds += 1
+
+    def apply_scan(self, octree, free_codes: np.ndarray, occupied_codes: np.ndarray) -> None:
+        """``octree.apply_codes(free_codes, occupied_codes)``, keeping the counts in step."""
+        if self._tree is not octree or self._version != octree._version:
+            octree.apply_codes(free_codes, occupied_codes)
+            self.rebuild(octree)
+            return
+        codes = np.concatenate([free_codes, occupied_codes])
+        mask, cols = self._columns(codes)
+        touched = codes[mask]
+        before = octree.lookup_codes(touched)
+        octree.apply_codes(free_codes, occupied_codes)
+        after = octree.lookup_codes(touched)
+        thr = octree._thr
+        with np.errstate(invalid="ignore"):
+            d_occ = (after >= thr).astype(np.int32) - (before >= thr)
+        d_known = (~np.isnan(after)).astype(np.int32) - ~np.isnan(before)
+        self._count(cols, d_occ, d_known)
+        self._version = octree._version
+
+    def grid(self, octree, margin_cells: int = 2) -> FloorGrid:
+        """The `FloorGrid` `floor_band_grid` would build from ``octree`` now."""
+        if self._tree is not octree or self._version != octree._version:
+            self.rebuild(octree)
+        ys, xs = np.nonzero(self._known > 0)
+        if len(xs) == 0:
+            return FloorGrid(np.zeros((1, 1), np.int8), np.zeros(2), self.cell_size_m, self.floor_z_m)
+        y0, y1 = ys.min() - margin_cells, ys.max() + margin_cells + 1
+        x0, x1 = xs.min() - margin_cells, xs.max() + margin_cells + 1
+        states = np.zeros((y1 - y0, x1 - x0), np.int8)
+        cy0, cx0 = max(y0, 0), max(x0, 0)
+        known = self._known[cy0:y1, cx0:x1]
+        occ = self._occ[cy0:y1, cx0:x1]
+        sub = np.where(occ > 0, OCCUPIED, np.where(known > 0, FREE, UNKNOWN)).astype(np.int8)
+        states[cy0 - y0 : cy0 - y0 + sub.shape[0], cx0 - x0 : cx0 - x0 + sub.shape[1]] = sub
+        origin = (np.array([x0, y0]) + self._lo) * self.cell_size_m
+        return FloorGrid(states, origin.astype(np.float64), self.cell_size_m, self.floor_z_m)
 
 
 def detect_frontiers(

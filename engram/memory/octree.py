@@ -477,6 +477,11 @@ class OccupancyOctree:
         free, occ, _ = self._mark_rays(o, ends, end_keys, kinds, box)
         return free, occ
 
+    def lookup_codes(self, codes: np.ndarray) -> np.ndarray:
+        """Log-odds "N" float32 of voxels given by Morton codes (NaN unknown or negative code)."""
+        c = np.ascontiguousarray(codes, np.int64)
+        return _kernels().lookup_codes(self._tkeys, self._trows, self._shift, self._pool, c)
+
     def point_codes(self, points: Any) -> np.ndarray:
         """"N" int64 Morton codes of the voxels holding ``points`` (-1 for non-finite or out-of-space points)."""
         p = _check_points(points, allow_nonfinite=True)

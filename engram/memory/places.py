@@ -187,7 +187,7 @@ class PlaceGraph:
         self._last_xy = p[:2].copy()
         return pid
 
-    def add_free_space(self, octree, *, refresh_edges: bool = True) -> list[int]:
+    def add_free_space(self, octree, *, refresh_edges: bool = True, grid=None) -> list[int]:
         """Add places in observed free floor and join places where the way is free.
 
         New places go on free cells that have ``clearance_m`` to any occupied
@@ -195,14 +195,17 @@ class PlaceGraph:
         blocks first), at least 0.75 ``spacing_m`` from every other place. Then every pair of
         places closer than ``edge_max_m`` is checked against the octree:
         free pairs are joined; with ``refresh_edges`` existing edges are
-        re-checked first (`check_edges`).
+        re-checked first (`check_edges`). ``grid`` is the octree's `FloorGrid`
+        for this graph's floor, band and level when the caller keeps one up to
+        date (`BandGrid`); None builds it from the octree.
 
         Returns:
             Ids of the new places.
         """
         import cv2
 
-        grid = floor_band_grid(octree, floor_z_m=self.floor_z_m, band_m=self.band_m, level=self.level)
+        if grid is None:
+            grid = floor_band_grid(octree, floor_z_m=self.floor_z_m, band_m=self.band_m, level=self.level)
         cell = grid.cell_size_m
         free = (grid.states == FREE).astype(np.uint8)
         new_ids: list[int] = []

@@ -32,7 +32,9 @@ class FrameScan:
             endpoint (-1 outside the key space); see `OccupancyOctree`.
         log_odds: "N" float32 static-map log-odds before this frame: the
             larger of the endpoint's and that of the point ``beyond_m``
-            farther along the ray (NaN when either is unknown); None when not asked.
+            farther along the ray (NaN when either is unknown); None when not
+            asked. Where the endpoint's value is above ``beyond_below`` it is
+            stored alone (the larger value is above that bound as well).
         depth_m: the frame's "H W" depth image.
         intrinsics: its camera.
         world_from_camera: its pose.
@@ -78,7 +80,7 @@ class FrameScan:
 
 def scan_frame(
     octree, depth_m: np.ndarray, intrinsics: CameraIntrinsics, world_from_camera: Pose, *, stride: int = 1,
-    beyond_m: float | None = None,
+    beyond_m: float | None = None, beyond_below: float = np.inf,
 ) -> FrameScan:
     """Key every ``stride``-th valid depth pixel to its octree voxel in one compiled pass.
 
@@ -90,6 +92,8 @@ def scan_frame(
         stride: sample every ``stride``-th pixel in both directions.
         beyond_m: also read the map's log-odds at each endpoint and this far
             beyond it along the ray (`FrameScan.log_odds`); None skips the reads.
+        beyond_below: read the point beyond only where the endpoint's
+            log-odds is at most this (a caller testing ``log_odds <= x`` passes x).
 
     Returns:
         The scan; the octree is not modified.
@@ -111,7 +115,7 @@ def scan_frame(
     m = np.ascontiguousarray(world_from_camera.matrix, np.float64)
     n = kern.depth_codes(
         d, int(stride), float(intrinsics.fx), float(intrinsics.fy), float(intrinsics.cx), float(intrinsics.cy), m,
-        octree._inv_res, float(beyond_m or 0.0), octree._tkeys, octree._trows, octree._shift, octree._pool, want,
+        octree._inv_res, float(beyond_m or 0.0), float(beyond_below), octree._tkeys, octree._trows, octree._shift, octree._pool, want,
         pixels, codes, log_odds,
     )  # fmt: skip
     return FrameScan(

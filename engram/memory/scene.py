@@ -35,6 +35,7 @@ import numpy as np
 
 from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
+from engram.memory.frontiers import BandGrid
 from engram.memory.octree import OccupancyOctree
 from engram.memory.scan import FrameScan, scan_frame
 from engram.perception.geometry import project_points
@@ -47,6 +48,9 @@ __all__ = ["SceneMemory", "Hit", "IntegrationReport", "RWLock"]
 
 # Beyond this a time in seconds is a unit mistake (1.7e18 is nanoseconds since 1970), not a clock.
 MAX_TIMESTAMP_S = 1e11
+
+# Depth ending where the static map is at most this confidently free contradicts it (about three misses).
+_FREE_LOG_ODDS = -1.0
 
 # Structure that is not an object.
 STRUCTURE_LABELS = ("wall", "floor", "ceiling", "door", "window", "background")
@@ -294,6 +298,7 @@ class SceneMemory:
         self.transient = TransientLayer(self.voxel_size_m, half_life_s=transient_half_life_s)
         self.tracker = ObjectTracker(max_range_m=min(self.max_range_m, 4.0))
         self.frontiers: list[Any] = []
+        self._band = BandGrid(self.voxel_size_m, floor_z_m=self.floor_z_m)  # frontiers' floor grid, kept per scan
         self.trajectory: list[tuple[int, float, np.ndarray]] = []  # (frame index, t, 4x4)
         self.frames_seen = 0
         self.frames_mapped = 0
@@ -510,22 +515,25 @@ class SceneMemory:
         # 1. one pass from depth pixels to endpoint voxels (and the map's values there)
         scan = scan_frame(
             self.octree, frame.depth_m, k, world_from_camera, stride=self.depth_stride,
-            beyond_m=1.5 * self.voxel_size_m if self.dynamic_enabled else None,
+            beyond_m=1.5 * self.voxel_size_m if self.dynamic_enabled else None, beyond_below=_FREE_LOG_ODDS,
         )  # fmt: skip
 
         # 2. static / dynamic split
         n_dyn = 0
         if self.dynamic_enabled and len(scan):
             # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
-            # at the edge of mapped structure (its voxel grazed free by passing rays) is not one
+            # at the edge of mapped structure (its voxel grazed free by passing rays) is not one;
+            # only endpoints in confidently free space can contradict the map
+            cand = np.flatnonzero(scan.log_odds <= _FREE_LOG_ODDS)
             split = split_dynamic(
                 (frame.height, frame.width),
                 instances=inst,
                 labels=inst_labels,
-                pixels_uv=scan.uv(),
-                endpoint_log_odds=scan.log_odds,
+                pixels_uv=scan.uv(cand),
+                endpoint_log_odds=scan.log_odds[cand],
                 stride=self.depth_stride,
                 categories=self.dynamic_categories,
+                free_log_odds=_FREE_LOG_ODDS,
             )
             is_dyn = split.dynamic_pixels.reshape(-1)[scan.pixels]
             if self.settle_weight > 0 and is_dyn.any():
@@ -588,7 +596,7 @@ class SceneMemory:
             known_before = list(free_share >= 0.5)
 
         # ---- from here on the memory is written ----
-        self.octree.apply_codes(free_codes, occ_codes)
+        self._band.apply_scan(self.octree, free_codes, occ_codes)
         if len(dyn_pts):
             self.transient.add(dyn_pts, t)
         if self.frames_mapped % 20 == 0:
@@ -620,8 +628,11 @@ class SceneMemory:
         self.places.add_pose(np.array(origin), t, frame.index, visible)
         self.trajectory.append((frame.index, t, np.array(world_from_camera.matrix)))
         self.frames_mapped += 1
+        # the two halves of the periodic work run half a period apart: no frame pays for both
         if self.frames_mapped % self.frontier_every == 0:
-            self._periodic()
+            self._periodic_objects()
+        if self.frames_mapped % self.frontier_every == self.frontier_every // 2:
+            self._periodic_space()
         return IntegrationReport(
             frame.index,
             t,
@@ -650,8 +661,11 @@ class SceneMemory:
         self.places.rename_object(new, old)
 
     def _periodic(self) -> None:
-        from engram.memory.frontiers import detect_frontiers
+        self._periodic_objects()
+        self._periodic_space()
 
+    def _periodic_objects(self) -> None:
+        """Merge duplicate objects; snapshots follow the objects."""
         merged = self.objects.merge_duplicates()
         if merged:
             self.snapshots.remap_objects({gone: keep for keep, gone in merged})
@@ -660,9 +674,17 @@ class SceneMemory:
                 self.tracker.aliases[gone] = keep
                 self.tracker.forget(gone)
         self.snapshots.update({i: o.centroid for i, o in self.objects.objects.items()})
-        self.frontiers = detect_frontiers(self.octree, floor_z_m=self.floor_z_m)
+
+    def _periodic_space(self) -> None:
+        """Frontiers and free-space places from the floor grid kept up to date per scan."""
+        from engram.memory.frontiers import detect_frontiers
+
+        grid = self._band.grid(self.octree)
+        self.frontiers = detect_frontiers(self.octree, grid=grid)
         self.snapshots.update_frontiers(self.frontiers)
-        self.places.add_free_space(self.octree)
+        p = self.places
+        same = (p.floor_z_m, p.band_m, p.level) == (self._band.floor_z_m, self._band.band_m, self._band.level)
+        self.places.add_free_space(self.octree, grid=grid if same else None)
         self.places.attach_snapshots(self.snapshots.snapshots)
 
     def _small_rgb(self, rgb: np.ndarray) -> np.ndarray:
