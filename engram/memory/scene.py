@@ -37,7 +37,7 @@ from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
 from engram.memory.frontiers import BandGrid
 from engram.memory.octree import OccupancyOctree
-from engram.memory.scan import FrameScan, scan_frame
+from engram.memory.scan import scan_frame
 from engram.perception.geometry import project_points
 from engram.perception.motion import DYNAMIC_CATEGORIES, split_dynamic
 from engram.types import Frame, Pose

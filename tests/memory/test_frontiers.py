@@ -99,3 +99,30 @@ def test_bad_arguments():
         detect_frontiers(tree, min_cluster_cells=0)
     with pytest.raises(ValueError, match="floor_z_m"):
         floor_band_grid(tree, floor_z_m=float("nan"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_band_grid_kept_per_scan_equals_a_full_recompute(seed):
+    from engram.memory.frontiers import BandGrid
+    from engram.memory.octree import OccupancyOctree
+
+    rng = np.random.default_rng(seed)
+    tree = OccupancyOctree(0.1)
+    band = BandGrid(0.1, floor_z_m=0.0)
+    for step in range(8):
+        pts = rng.uniform([-3, -3, -0.5], [3, 3, 2.5], size=(600, 3))
+        origin = rng.uniform([-1, -1, 0.3], [1, 1, 1.2])
+        free, occ = tree.voxel_scan(tree.unique_codes(tree.point_codes(pts)), origin, 4.0)
+        band.apply_scan(tree, free, occ)
+        if step == 4:
+            tree.update_points(pts[:80], -4.0)  # a change made elsewhere: noticed, recounted
+        if step == 6:
+            tree.remove_points(pts[80:160])
+        ours, full = band.grid(tree), floor_band_grid(tree)
+        assert ours.states.shape == full.states.shape
+        assert np.array_equal(ours.states, full.states)
+        assert np.allclose(ours.origin_xy, full.origin_xy)
+        a, b = detect_frontiers(tree, grid=ours), detect_frontiers(tree)
+        assert [f.size for f in a] == [f.size for f in b]
+        assert all(np.allclose(x.cells, y.cells) for x, y in zip(a, b))
+    assert band.n_rebuilds == 3  # first use, then after each outside change only

@@ -566,3 +566,59 @@ def test_nonfinite_points_are_dropped_and_counted():
     pts = np.array([[1.0, 0.0, 0.0], [np.nan, 1.0, 0.0], [0.0, np.inf, 0.0], [0.0, 1.0, 0.0]], np.float32)
     stats = tree.insert_scan(pts, np.zeros(3) + 0.01)
     assert (stats.n_points, stats.n_dropped, stats.n_occupied) == (4, 2, 2)
+
+
+# discretize (OctoMap's option: one ray per endpoint voxel) ----------------------------
+@pytest.mark.parametrize("max_range", [4.0, None])
+def test_discretize_matches_octomap_with_the_same_option(shared_data, max_range):
+    tree = OccupancyOctree(RES)
+    ot = _octomap_tree()
+    for index in (0, 45, 90):
+        points, origin = _icl_scan(shared_data, index, stride=2)
+        stats = tree.insert_scan(points, origin, max_range_m=max_range, discretize=True)
+        ot.insertPointCloud(points, origin, max_range=-1.0 if max_range is None else max_range, discretize=True)
+        assert stats.n_points == len(points) and stats.n_dropped == 0
+        # far fewer rays than points: one per endpoint voxel
+        assert stats.n_occupied < len(points) / 5
+    agreement, overlap = _agreement(tree, ot, RES)
+    # OctoMap computes in float32 (centres, the max-range test, truncated ray ends); engram in float64
+    assert agreement >= 0.999 and overlap >= 0.998, (agreement, overlap)
+
+
+def test_discretize_is_one_ray_to_each_endpoint_voxel_centre():
+    rng = np.random.default_rng(3)
+    points = rng.uniform(-2, 2, size=(3000, 3))
+    origin = np.array([0.02, -0.03, 0.01])
+    a, b = OccupancyOctree(0.1), OccupancyOctree(0.1)
+    a.insert_scan(points, origin, max_range_m=2.5, discretize=True)
+    centres = (np.unique(a.voxel_indices(points), axis=0) + 0.5) * 0.1  # independent: voxel centres, plain rays
+    b.insert_scan(centres, origin, max_range_m=2.5)
+    assert a.digest() == b.digest()
+
+
+def test_voxel_scan_from_codes_equals_insert_scan_discretize():
+    rng = np.random.default_rng(4)
+    points = rng.normal(size=(2000, 3)) * 1.5
+    origin = np.array([0.3, 0.1, -0.2])
+    a, b = OccupancyOctree(RES), OccupancyOctree(RES)
+    a.insert_scan(points, origin, max_range_m=3.0, discretize=True)
+    hits = b.unique_codes(b.point_codes(points))
+    assert len(hits) == len(np.unique(b.voxel_indices(points), axis=0))
+    free, occ = b.voxel_scan(hits, origin, 3.0)
+    assert len(np.intersect1d(free, occ)) == 0
+    b.apply_codes(free, occ)
+    assert a.digest() == b.digest()
+    with pytest.raises(ValueError):
+        b.voxel_scan(np.array([-5]), origin, 3.0)
+
+
+def test_free_end_rays_free_their_end_voxel_unless_a_hit_is_there():
+    tree = OccupancyOctree(0.1)
+    origin = np.zeros(3)
+    wall = np.array([[1.05, 0.05, 0.05]])
+    body = np.array([[0.55, 0.05, 0.05], [1.05, 0.05, 0.05]])  # one in free space, one on the wall's voxel
+    free, occ = tree.scan_codes(np.concatenate([wall, body]), origin, 5.0, n_free_ends=2)
+    codes = tree.point_codes(np.concatenate([wall, body]))
+    assert codes[0] in occ and codes[1] in free and codes[1] not in occ
+    free_v, occ_v = tree.voxel_scan(tree.point_codes(wall), origin, 5.0, free_end_codes=tree.point_codes(body))
+    assert set(free_v) == set(free) and set(occ_v) == set(occ)
