@@ -328,21 +328,29 @@ class RgbdDetector(_Labelled):
         return boundary
 
     def _update_floor(self, heights: np.ndarray, up_dot: np.ndarray, has_pose: bool) -> float | None:
+        """The floor's height in this frame (world z with a pose, camera-relative without).
+
+        With poses, the lowest well-supported level seen so far is the reference, and a
+        frame's own lowest level within 0.25 m of it is taken as this frame's floor (a
+        world frame that is not quite level puts the floor a few centimetres higher in
+        one corner of a room than in another; a table top is higher than 0.25 m).
+        """
         level = up_dot > 0.9
         hs = heights[level & np.isfinite(heights)]
         total = np.isfinite(heights).sum()
-        if len(hs) < max(30, 0.03 * total):
-            return self.floor_z_m if has_pose else None
-        lo = float(np.percentile(hs, 2))
-        near = np.count_nonzero(np.abs(hs - lo) < 0.05)
-        if near < 0.015 * total:
-            return self.floor_z_m if has_pose else None
+        frame_floor = None
+        if len(hs) >= max(30, 0.03 * total):
+            lo = float(np.percentile(hs, 2))
+            if np.count_nonzero(np.abs(hs - lo) < 0.05) >= 0.015 * total:
+                frame_floor = lo
         if not has_pose:
-            return lo
-        if self.floor_z_m is None or lo < self.floor_z_m - 0.02:
-            # lower floors win, but only over a few centimetres of noise at a time per frame
-            self.floor_z_m = lo if self.floor_z_m is None else max(lo, self.floor_z_m - 0.25)
-        return self.floor_z_m
+            return frame_floor
+        if frame_floor is None:
+            return self.floor_z_m
+        if self.floor_z_m is None or frame_floor < self.floor_z_m:
+            self.floor_z_m = frame_floor
+            return frame_floor
+        return frame_floor if frame_floor - self.floor_z_m < 0.25 else self.floor_z_m
 
     def segments(self, frame: Frame) -> tuple[np.ndarray, int, int]:
         """Object segments on the reduced grid: ("h w" int32 ids, 0 = none; id count; grid step)."""
@@ -352,9 +360,15 @@ class RgbdDetector(_Labelled):
         n = self._normals(pts)
         up_dot = n @ up
         boundary = self._cuts(pts, n)
-        ncomp, seg = cv2.connectedComponents((~boundary).astype(np.uint8), connectivity=4)
-        seg = seg.astype(np.int32)
         floor_z = self._update_floor(heights, up_dot, frame.world_from_camera is not None)
+        floor_px = np.zeros(boundary.shape, bool)
+        if floor_z is not None:
+            # the floor goes pixel by pixel, before segments form: an object whose thin legs
+            # join it to the floor (a chair's runners) must not go with it
+            with np.errstate(invalid="ignore"):
+                floor_px = (up_dot > 0.85) & (np.abs(heights - floor_z) < 0.06)
+        ncomp, seg = cv2.connectedComponents((~(boundary | floor_px)).astype(np.uint8), connectivity=4)
+        seg = seg.astype(np.int32)
 
         # per-segment statistics in one pass (sorted by id)
         flat = seg.ravel()
@@ -370,18 +384,25 @@ class RgbdDetector(_Labelled):
         np.minimum.at(lo, flat, hflat)
         np.maximum.at(hi, flat, hflat)
         p = np.nan_to_num(pts.reshape(-1, 3))
-        # horizontal extent: spread of the points perpendicular to up
+        if frame.world_from_camera is not None:
+            p = p @ frame.world_from_camera.rotation.T.astype(np.float32)  # world axes (translation cancels)
+        else:
+            p = p[:, [0, 2, 1]]  # camera x and z are horizontal, y is vertical
         lo3 = np.full((ncomp, 3), np.inf)
         hi3 = np.full((ncomp, 3), -np.inf)
         np.minimum.at(lo3, flat, p)
         np.maximum.at(hi3, flat, p)
-        size3 = np.linalg.norm(hi3 - lo3, axis=1)  # box diagonal in the camera frame
+        size3 = np.linalg.norm(hi3 - lo3, axis=1)  # box diagonal
+        width = np.linalg.norm((hi3 - lo3)[:, :2], axis=1)  # horizontal extent
         h_ext = hi - lo
+        top_row = np.zeros(ncomp, bool)
+        top_row[seg[0]] = True  # continues above the image
 
         cam_h = 0.0 if frame.world_from_camera is None else float(frame.world_from_camera.translation[2])
-        floor = (frac_up > 0.7) & (floor_z is not None) & (np.abs(mean_h - (floor_z or 0.0)) < 0.08)
+        floor = (frac_up > 0.7) & (floor_z is not None) & (np.abs(mean_h - (floor_z or 0.0)) < 0.1)
         ceiling = (frac_down > 0.7) & (mean_h > cam_h + 0.2)
-        wall = (frac_vert > 0.6) & (h_ext > self.wall_min_height_m)
+        # a wall: a vertical plane taller than furniture, or a wide one that goes on above the image
+        wall = (frac_vert > 0.6) & ((h_ext > self.wall_min_height_m) | (top_row & (width > 1.2) & (h_ext > 0.6)))
         huge = size3 > self.max_extent_m * np.sqrt(3)
         tiny = (cnt < self.min_pixels) | (size3 < self.min_extent_m)
         structure = floor | ceiling | wall | huge
@@ -389,11 +410,17 @@ class RgbdDetector(_Labelled):
 
         keep = ~structure & ~tiny
         out = np.where(keep[seg], seg, 0).astype(np.int32)
+        # what each grid pixel was taken for (0 none, 1 floor, 2 ceiling, 3 wall, 4 too big, 5 too small, 6 object)
+        kind = np.select(
+            [floor_px, seg == 0, floor[seg], ceiling[seg], wall[seg], huge[seg], tiny[seg]], [1, 0, 1, 2, 3, 4, 5], 6
+        )
+        self.last_grid = {"segments": seg, "kind": kind.astype(np.uint8), "floor_z_m": floor_z}
         next_id = ncomp
         if self.colour_split is not None:
             level = ud.reshape(seg.shape) > 0.9
             up_cnt = np.bincount(flat, weights=level.ravel(), minlength=ncomp)
-            supports = np.flatnonzero((floor | ~structure) & (up_cnt >= 4 * self.min_pixels))
+            # table tops and shelves, not the floor: on floors, sunlight and wood grain beat the odd flat book
+            supports = np.flatnonzero(~structure & (up_cnt >= 4 * self.min_pixels))
             supports = supports[supports > 0]
             out, next_id = self._split_by_colour(out, seg, level, supports, rgb, next_id)
         return out, next_id, step
