@@ -40,7 +40,7 @@ def _room_frames(n: int):
 def _memory(voxel_size_m: float = 0.05):
     from engram.memory.scene import SceneMemory
 
-    return SceneMemory(voxel_size_m=voxel_size_m)
+    return SceneMemory(detector="oracle", voxel_size_m=voxel_size_m)
 
 
 def _free_port() -> int:

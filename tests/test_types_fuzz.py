@@ -254,7 +254,7 @@ _MEMORY: list = []
 def _memory():
     if not _MEMORY:
         scene = pytest.importorskip("engram.memory.scene")
-        _MEMORY.append(scene.SceneMemory())
+        _MEMORY.append(scene.SceneMemory(detector="oracle"))
     return _MEMORY[0]
 
 

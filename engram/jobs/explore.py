@@ -1,7 +1,9 @@
 """The main job: explore a seeded apartment, build the memory, navigate to named objects, report.
 
-Everything the agent decides comes from its memory; the simulator's ground
-truth is read only to score the run (coverage, object-goal success).
+Everything the agent decides comes from its memory, built from RGB-D frames by
+the chosen detector (``rgbd`` by default); its pose comes from the simulator,
+like Habitat's GPS+compass sensor. The simulator's ground truth is read only to
+score the run (coverage, object-goal success).
 """
 
 from __future__ import annotations
@@ -96,11 +98,17 @@ def shortest_to_goal(gt, label: str, start_xy, success_m: float = 1.0) -> float:
     return best
 
 
-def object_in_view(frame, instance_ids, min_pixels: int = 20) -> bool:
-    """True when any of the ground-truth instances covers at least ``min_pixels`` of the frame."""
-    if frame.instances is None:
+def object_in_view(sim, instance_ids, min_pixels: int = 20) -> bool:
+    """True when any of the ground-truth instances covers at least ``min_pixels`` of the current view.
+
+    Reads the simulator's truth for the last rendered view (scoring only: the frames
+    the memory sees may carry no instances).
+    """
+    sim.observe()
+    truth = sim.last_ground_truth()[0] if hasattr(sim, "last_ground_truth") else sim.observe().instances
+    if truth is None:
         return False
-    return bool(np.isin(frame.instances, np.asarray(list(instance_ids), np.int32)).sum() >= min_pixels)
+    return bool(np.isin(truth, np.asarray(list(instance_ids), np.int32)).sum() >= min_pixels)
 
 
 def pick_goal_labels(memory, n: int, seed: int, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -123,8 +131,11 @@ def run_explore(cfg: Any) -> dict[str, Any]:
     out = Path(c["out"]).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    sim = instantiate(cfg.sim)
     memory = SceneMemory.from_config(c["memory"])
+    sim_kwargs = {}
+    if memory.detector_name == "oracle" and "instance_masks" in cfg.sim:
+        sim_kwargs["instance_masks"] = True  # the oracle baseline reads the simulator's masks
+    sim = instantiate(cfg.sim, **sim_kwargs)
     pl = c["planner"]
     try:
         frame = sim.reset(seed=int(c["seed"]))
@@ -160,7 +171,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
                 ids = [i for i, lab in gt.labels().items() if lab == label]
                 dist = goal_distance(gt, label, sim.agent_pose.translation[:2])
                 ep["distance_to_nearest_m"] = round(dist, 3)
-                ep["success"] = bool(dist <= 1.0 and object_in_view(sim.observe(), ids))
+                ep["success"] = bool(dist <= 1.0 and object_in_view(sim, ids))
             else:
                 ep["success"] = res.success
             if res.goal_xy is not None:
@@ -172,6 +183,8 @@ def run_explore(cfg: Any) -> dict[str, Any]:
         stats = memory.stats()
         metrics = {
             "seed": int(c["seed"]),
+            "perception": memory.detector_name,
+            "pose_source": "simulator (like Habitat's GPS+compass sensor)",
             "frames": stats["frames_seen"],
             "explore_steps": result.steps,
             "explore_stop_reason": result.reason,

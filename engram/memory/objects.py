@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
     Detection,
     largest_clusters_mask,
@@ -113,6 +114,27 @@ class MapObject:
             self.match_keys = np.unique(
                 pack_voxel_keys(np.floor(p.astype(np.float64) / match_voxel_m).astype(np.int64))
             )
+
+
+def _labels_agree(
+    label_a: str, dist_a: dict[str, float] | None, label_b: str, dist_b: dict[str, float] | None
+) -> bool:
+    """Do two label opinions name the same kind of thing?
+
+    The same top label agrees; so does an unknown ("object") with anything, since a
+    learned detector often cannot name what it segments; and two distributions that
+    share at least a fifth of their mass (a chair seen as "chair" 0.4 / "table" 0.3
+    and as "table" 0.5 / "chair" 0.3 is one thing seen twice).
+    """
+    a, b = label_a.lower(), label_b.lower()
+    if a == b or a == UNKNOWN or b == UNKNOWN:
+        return True
+    if not dist_a or not dist_b:
+        return False
+    ta = sum(v for k, v in dist_a.items() if k != UNKNOWN) or 1.0
+    tb = sum(v for k, v in dist_b.items() if k != UNKNOWN) or 1.0
+    shared = sum(min(v / ta, dist_b.get(k, 0.0) / tb) for k, v in dist_a.items() if k != UNKNOWN)
+    return shared >= 0.2
 
 
 def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
@@ -317,21 +339,24 @@ class ObjectMap:
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
         if overlap < self.min_overlap:
             return None
-        same_label = det.label.lower() == obj.label.lower()
+        exact = det.label.lower() == obj.label.lower() and det.label != UNKNOWN
         cos = None
         emb = obj.embedding
         if det.embedding is not None and emb is not None and det.embedding.shape == emb.shape:
             n = float(np.linalg.norm(det.embedding))
             cos = float(det.embedding @ emb) / n if n > 0 else 0.0
-        if not same_label:
-            # a small object on a large one (a cup on a table) touches it almost
-            # everywhere; a relabelled view of the same object also covers a fair
-            # share of the object
-            if overlap < self.relabel_overlap or object_share < self.relabel_object_share:
+        agree = exact or _labels_agree(det.label, det.label_scores, obj.label, obj.label_votes)
+        if not exact:
+            # a small object on a large one (a cup on a table) touches it almost everywhere;
+            # a view of the same object covers a fair share of it, or lies on it and looks like it
+            looks_alike = cos is not None and cos >= self.min_embedding_similarity + 0.1
+            if not (object_share >= self.relabel_object_share or (overlap >= 0.8 and looks_alike)):
+                return None
+            if not agree and overlap < self.relabel_overlap:
                 return None
             if cos is not None and cos < self.min_embedding_similarity:
                 return None
-        return overlap + 0.5 * same_label + (0.5 * max(cos, 0.0) if cos is not None else 0.0)
+        return overlap + 0.5 * agree + (0.5 * max(cos, 0.0) if cos is not None else 0.0)
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
         pts, col = _downsample(det.points_world, det.colors, self.voxel_size_m)
@@ -584,16 +609,17 @@ class ObjectMap:
                     if len(other.match_keys) < len(obj.match_keys):
                         continue  # the smaller side decides; it will be visited from there
                     ratio = cnt / max(len(obj.match_keys), 1)
-                    same = obj.label.lower() == other.label.lower()
+                    exact = obj.label.lower() == other.label.lower() and obj.label != UNKNOWN
+                    same = exact or _labels_agree(obj.label, obj.label_votes, other.label, other.label_votes)
                     need = self.merge_overlap if same else self.merge_overlap_any_label
                     if ratio < need:
                         continue
                     # a small object resting on a large one touches it almost everywhere:
-                    # different labels merge only when the two are of comparable size
-                    if not same and cnt < self.relabel_object_share * len(other.match_keys):
+                    # unless both are named the same, they merge only when of comparable size
+                    if not exact and cnt < self.relabel_object_share * len(other.match_keys):
                         continue
                     ea, eb = obj.embedding, other.embedding
-                    if not same and ea is not None and eb is not None and ea.shape == eb.shape:
+                    if not exact and ea is not None and eb is not None and ea.shape == eb.shape:
                         if float(ea @ eb) < self.min_embedding_similarity:
                             continue
                     if best is None or ratio > best[0]:

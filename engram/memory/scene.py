@@ -197,9 +197,10 @@ class SceneMemory:
         budget: a `MemoryBudget` (or its keyword arguments) enforced every
             ``budget.every_frames`` frames; None keeps everything.
         detector: where objects come from: a registry name of
-            `engram.perception.detectors` ("rgbd", "rgb", "oracle", a plug-in) or a
-            detector instance. Only "oracle" reads a simulator's ``Frame.instances``;
-            every other detector ignores them. Built on the first frame that needs it.
+            `engram.perception.detectors` ("rgbd" by default, "rgb", "oracle", a
+            plug-in), a detector instance, or None (no objects). Only "oracle" reads a
+            simulator's ``Frame.instances``; every other detector ignores them. Built on
+            the first frame that needs it.
         detector_kwargs: keyword arguments for `build_detector` when ``detector`` is a name.
         min_range_m: depth closer than this is no return (a sensor's blind zone; a depth of
             1e-40 m is noise, not an object at the lens).
@@ -231,7 +232,7 @@ class SceneMemory:
         snapshot_image_width: int = 160,
         octree_kwargs: dict[str, Any] | None = None,
         budget: MemoryBudget | dict[str, Any] | None = None,
-        detector: Any = "oracle",
+        detector: Any = "rgbd",
         detector_kwargs: dict[str, Any] | None = None,
         min_range_m: float = 0.01,
         max_time_gap_s: float | None = 7 * 86400.0,
@@ -375,6 +376,12 @@ class SceneMemory:
 
             cfg = OmegaConf.to_container(cfg, resolve=True)
         kwargs = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
+        det = kwargs.get("detector")
+        if isinstance(det, dict):
+            # a perception/detector config node: {_target_: ..., name: rgbd, **kwargs}
+            det = {k: v for k, v in det.items() if not k.startswith("_")}
+            kwargs["detector"] = det.pop("name")
+            kwargs["detector_kwargs"] = {**det, **dict(kwargs.get("detector_kwargs") or {})}
         return cls(**kwargs)
 
     # helpers -------------------------------------------------------------------
@@ -721,16 +728,30 @@ class SceneMemory:
 
     # reading -------------------------------------------------------------------
     def label_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:
-        """Similarity of a text query to category labels: exact words first, then the text encoder."""
-        q = text.strip().lower()
+        """Similarity of a text query to category labels: exact words first (the query's own,
+        then the vocabulary words it names: "television" names "tv", "sideboard" names
+        "cabinet"), then the text encoder."""
+        from engram.perception.detectors.vocabulary import expand_query, related_words
+
+        queries = expand_query(text)
         out = np.zeros(len(labels), np.float64)
-        words = set(q.replace(",", " ").split())
+        named = set()
+        for rank, q in enumerate(queries):
+            weight = 1.0 if rank == 0 else 0.95  # the user's own word first
+            words = set(q.replace(",", " ").split())
+            for i, lab in enumerate(labels):
+                ll = lab.lower()
+                if ll == q or ll in words or ll.replace("_", " ") in q:
+                    out[i] = max(out[i], weight)
+                    named.add(ll)
+                elif q in ll:
+                    out[i] = max(out[i], 0.9 * weight)
+            named |= {w for w in expand_query(q) if w != q}
+        # a related word (a "desk" for a "table") ranks below every exact match
+        near = set().union(*(related_words(w) for w in named | set(queries))) if queries else set()
         for i, lab in enumerate(labels):
-            ll = lab.lower()
-            if ll == q or ll in words or ll.replace("_", " ") in q:
-                out[i] = 1.0
-            elif q in ll:
-                out[i] = 0.9
+            if out[i] == 0.0 and lab.lower() in near:
+                out[i] = 0.7
         rest = [i for i in range(len(labels)) if out[i] == 0.0]
         if rest and self._text_encoder is not None:
             missing = [labels[i] for i in rest if labels[i] not in self._label_vec]
@@ -824,10 +845,19 @@ class SceneMemory:
             return []
         scores = np.ones(len(objs))
         if text is not None:
-            labels = [o.label for o in objs]
-            uniq = sorted(set(labels))
+            # every label an object was given counts, weighted by its share of the votes
+            # relative to the winning label (a detector's second guess still answers a query)
+            votes = [dict(getattr(o, "label_votes", None) or {o.label: 1.0}) for o in objs]
+            uniq = sorted({lab for v in votes for lab in v} | {o.label for o in objs})
             s = dict(zip(uniq, self.label_scores(text, uniq)))
-            scores = np.array([s[lab] for lab in labels])
+            scores = np.zeros(len(objs))
+            for j, (o, v) in enumerate(zip(objs, votes)):  # one step per object
+                top = max(v.values()) if v else 1.0
+                best = s[o.label]
+                for lab, w in v.items():
+                    if w > 0 and lab != "object":
+                        best = max(best, s[lab] * (0.5 + 0.5 * w / top) if lab != o.label else s[lab])
+                scores[j] = best
             # more detections, more confidence: a small tie-breaker
             scores = scores + 1e-3 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
         if img_vec is not None:

@@ -1028,7 +1028,8 @@ def score_objects(
     may all find it: this is about being there, not one-to-one matching; see
     `match_object_boxes` for precision and duplicates). It is retrieved when
     ``memory.query(text=name, kinds=("object",), k=k)`` returns one of the
-    objects that found it.
+    objects that found it (k grows to the number of annotated objects sharing
+    the name: five chairs are looked for among the first five hits).
 
     Args:
         memory: a `SceneMemory` (anything with ``objects.objects`` holding
@@ -1059,7 +1060,9 @@ def score_objects(
                 labels.append(p.label)
         rank = None
         if ids:
-            hits = memory.query(text=a.name, kinds=("object",), k=k)
+            # a name shared by n annotated objects (five chairs) looks n deep, at least k
+            same = sum(b.name == a.name for b in annotated)
+            hits = memory.query(text=a.name, kinds=("object",), k=max(k, same))
             rank = next((n for n, h in enumerate(hits, start=1) if h.id in set(ids)), None)
         rows.append(ObjectFound(a.name, a.instance, ids, labels, best, rank))
     return RealObjectScore(rows, k, len(objs))

@@ -68,7 +68,7 @@ def frames(box_renderer):
 
 
 def _memory(**kw) -> SceneMemory:
-    return SceneMemory(voxel_size_m=0.1, depth_stride=2, object_stride=2, **kw)
+    return SceneMemory(detector="oracle", voxel_size_m=0.1, depth_stride=2, object_stride=2, **kw)
 
 
 TIGHT = {
@@ -222,5 +222,5 @@ def test_bad_budget_values_are_refused(kwargs, word) -> None:
 def test_budget_from_keywords_and_round_trip() -> None:
     b = MemoryBudget(max_voxels=10, every_frames=7)
     assert MemoryBudget(**b.to_dict()) == b
-    mem = SceneMemory(voxel_size_m=0.1, budget={"max_voxels": 10, "every_frames": 7})
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.1, budget={"max_voxels": 10, "every_frames": 7})
     assert mem._budget == b

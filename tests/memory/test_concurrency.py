@@ -114,7 +114,7 @@ def test_writer_preference_and_reentrant_write():
 
 def test_integrating_thread_with_every_reader_meets_a_deadline(box_renderer, tmp_path):
     views = _views(box_renderer)
-    mem = SceneMemory(voxel_size_m=0.1, frontier_every=3)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.1, frontier_every=3)
     mem.integrate(_frame(views, 0))
     stop = threading.Event()
     errors: list[BaseException] = []

@@ -277,3 +277,51 @@ def test_incremental_index_answers_like_a_fresh_map():
     probe = [view(k) for k in range(12)]
     assert omap.update(probe, 99, 99.0) == fresh.update(probe, 99, 99.0)
     assert omap.digest() == fresh.digest()
+
+
+def _det(points, label, label_scores=None, embedding=None):
+    from engram.perception.segmentation import Detection
+
+    pts = np.asarray(points, np.float32)
+    return Detection(0, label, 1.0, len(pts), pts, np.zeros_like(pts, dtype=np.uint8), (0, 0, 1, 1),
+                     label_scores=label_scores, embedding=embedding)
+
+
+def _slab(x0, x1, y0, y1, z, step=0.02):
+    xs, ys = np.meshgrid(np.arange(x0, x1, step), np.arange(y0, y1, step))
+    return np.stack([xs.ravel(), ys.ravel(), np.full(xs.size, z)], 1)
+
+
+def _blob(c, r=0.04, step=0.02):
+    g = np.arange(-r, r + 1e-9, step)
+    return np.stack(np.meshgrid(g, g, g), -1).reshape(-1, 3) + np.asarray(c)
+
+
+def test_an_unnamed_cup_on_an_unnamed_table_stays_its_own_object():
+    from engram.memory.objects import ObjectMap
+
+    omap = ObjectMap()
+    table = _slab(0.0, 1.0, 0.0, 0.6, 0.75)
+    cup = _blob((0.5, 0.3, 0.80))
+    rng = np.random.default_rng(0)
+    e_table, e_cup = rng.normal(size=8), rng.normal(size=8)
+    for t in range(4):
+        ids = omap.update([_det(table, "object", embedding=e_table), _det(cup, "object", embedding=e_cup)], t, float(t))
+        assert ids[0] != ids[1]
+        # frames where only the cup is segmented must not fuse it into the table
+        omap.update([_det(cup, "object", embedding=e_cup)], 10 + t, 10.0 + t)
+    omap.merge_duplicates()
+    assert len(omap.objects) == 2
+
+
+def test_views_with_different_but_overlapping_label_opinions_fuse():
+    from engram.memory.objects import ObjectMap
+
+    omap = ObjectMap()
+    chair = _blob((2.0, 2.0, 0.5), r=0.2)
+    a = omap.update([_det(chair, "chair", {"chair": 0.6, "table": 0.3})], 0, 0.0)
+    b = omap.update([_det(chair, "table", {"table": 0.5, "chair": 0.3})], 1, 1.0)
+    c = omap.update([_det(chair, "object", {"object": 0.25})], 2, 2.0)
+    assert a == b == c
+    obj = omap.objects[a[0]]
+    assert obj.label == "chair" and set(obj.label_votes) >= {"chair", "table"}

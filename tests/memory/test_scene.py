@@ -57,7 +57,7 @@ def sweep(world, mem, x=0.0, y=0.0, yaws=(-30, 0, 30, 60, 90)):
 
 
 def test_objects_fused_and_found_by_text_and_position(world):
-    mem = SceneMemory(voxel_size_m=0.05, depth_stride=1, object_stride=1)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, depth_stride=1, object_stride=1)
     sweep(world, mem)
     mem.finalize()
     objs = list(mem.objects.objects.values())
@@ -77,7 +77,7 @@ def test_objects_fused_and_found_by_text_and_position(world):
 
 
 def test_time_filters(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem, yaws=(-30, -20))  # sees the mug only (t = 0, 0.5)
     t_mid = world.t
     sweep(world, mem, yaws=(80, 90))  # sees the chair (t >= 1.0)
@@ -88,7 +88,7 @@ def test_time_filters(world):
 
 
 def test_save_load_round_trip(world, tmp_path):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem)
     mem.finalize()
     mem.save(str(tmp_path / "mem"))
@@ -104,7 +104,7 @@ def test_save_load_round_trip(world, tmp_path):
 
 
 def test_rejected_frames_leave_memory_unchanged(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem, yaws=(0, 30))
     before = mem.digest()
     late = world.frame(camera(0, 0, 0))
@@ -120,7 +120,7 @@ def test_rejected_frames_leave_memory_unchanged(world):
 
 
 def test_frame_without_depth_is_kept_for_time_and_images(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         rep = mem.integrate(world.frame(camera(0, 0, 0), depth=False))
@@ -131,7 +131,7 @@ def test_frame_without_depth_is_kept_for_time_and_images(world):
 
 
 def test_frame_without_depth_updates_sightings_only(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem, yaws=(-20, 0, 60))
     before = {o.label: o.last_seen_s for o in mem.objects.objects.values()}
     occupied, n_objects, digest = len(mem.octree.occupied_centers()), len(mem.objects), mem.octree.digest()
@@ -150,7 +150,7 @@ def test_frame_without_depth_updates_sightings_only(world):
 
 
 def test_moved_object_is_found_at_its_new_place(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     for _ in range(3):
         sweep(world, mem, yaws=(-20, 0))
     t_before = world.t
@@ -174,7 +174,7 @@ def test_moved_object_is_found_at_its_new_place(world):
 
 
 def test_move_inferred_when_the_old_place_is_not_seen_again(world):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     for _ in range(3):
         sweep(world, mem, yaws=(-20, 0, 45, 60))  # the mug, and the empty floor where it will go
     world.boxes[1] = ((1.2, 1.4, 0.0), (1.5, 1.7, 0.3))
@@ -194,7 +194,7 @@ def test_object_put_down_joins_the_static_map(world):
     counts = {}
     for settle in (1.5, 0.0):
         w = World(world.render)
-        mem = SceneMemory(voxel_size_m=0.05, settle_weight=settle)
+        mem = SceneMemory(detector="oracle", voxel_size_m=0.05, settle_weight=settle)
         for _ in range(3):
             sweep(w, mem, yaws=(0, 20))
         w.boxes[5], w.labels[5] = (tuple(box_lo), tuple(box_hi)), "box"
@@ -210,7 +210,7 @@ def test_object_put_down_joins_the_static_map(world):
 def test_surface_grazed_free_is_not_taken_for_motion(world):
     """Rays passing along a surface can wear its voxels down to free; depth that then lands on
     that surface, with mapped structure right behind it, is no contradiction of the static map."""
-    mem = SceneMemory(voxel_size_m=0.05, depth_stride=1, settle_weight=0.0)  # no settling: only the contradiction test
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, depth_stride=1, settle_weight=0.0)  # no settling: only the contradiction test
     view = camera(0, 0, 0, pitch_deg=5)
     for _ in range(3):
         mem.integrate(world.frame(view))
@@ -225,7 +225,7 @@ def test_surface_grazed_free_is_not_taken_for_motion(world):
 
 
 def test_person_leaves_no_trail_in_the_static_map(world):
-    mem = SceneMemory(voxel_size_m=0.05, transient_half_life_s=1.0)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, transient_half_life_s=1.0)
     swept_lo, swept_hi = np.array([3.0, -1.5, 0.1]), np.array([3.4, 1.5, 1.7])
     for step in range(12):
         y = -1.2 + step * 0.2
@@ -243,7 +243,7 @@ def test_person_leaves_no_trail_in_the_static_map(world):
 def test_concurrent_readers_see_whole_results(world):
     import threading
 
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     errors = []
     stop = threading.Event()
 

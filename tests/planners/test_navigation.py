@@ -123,7 +123,7 @@ def test_exploration_can_be_resumed_on_the_same_memory():
     sim = EmbeddedSim(seed=1, width=96, height=72)
     try:
         sim.reset()
-        mem = SceneMemory(voxel_size_m=0.1, timeline=False)
+        mem = SceneMemory(detector="oracle", voxel_size_m=0.1, timeline=False)
         ex = FrontierExplorer(mem, look_around=False)
         first = ex.explore(sim, max_steps=3)
         second = ex.explore(sim, max_steps=3)
@@ -245,7 +245,7 @@ def test_view_check_agrees_with_the_camera_projection():
 
     intr = CameraIntrinsics.from_fov(320, 240, 60.0)
     b_from_c = base_from_camera(1.3, 20.0)
-    nav = Navigator(SceneMemory(voxel_size_m=0.1, timeline=False))
+    nav = Navigator(SceneMemory(detector="oracle", voxel_size_m=0.1, timeline=False))
     cam = CameraModel(eye_z_m=1.3, axis_elevation_rad=-math.radians(20.0), half_vfov_rad=math.atan2(120, intr.fy),
                       half_hfov_rad=math.atan2(160, intr.fx))
     nav.camera = cam

@@ -30,7 +30,7 @@ def camera(yaw_deg, pitch_deg=25.0) -> Pose:
 
 
 def build(render_boxes, yaws):
-    mem = SceneMemory(voxel_size_m=0.05)
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     labels = {i: lab for i, (lab, _, _) in BOXES.items()}
     seen_at = {}
     for k, yaw in enumerate(yaws):
@@ -65,7 +65,7 @@ def test_structured_answers(box_renderer):
 
 
 def test_unseen_and_empty(box_renderer):
-    empty = EmbodiedQA(SceneMemory(voxel_size_m=0.05))
+    empty = EmbodiedQA(SceneMemory(detector="oracle", voxel_size_m=0.05))
     a = empty.ask("Where is the mug?")
     assert NOT_OBSERVED in a.text and not a.enough_evidence
     mem, _ = build(box_renderer, [-60, -40])

@@ -658,12 +658,12 @@ def test_embedded_world_bag_builds_the_same_memory(sim_bags: dict[str, Path]) ->
     try:
         from engram.memory.scene import SceneMemory
 
-        SceneMemory(voxel_size_m=0.1)
+        SceneMemory(detector="oracle", voxel_size_m=0.1)
     except ImportError as exc:
         pytest.skip(f"SceneMemory not available: {exc}")
 
     def build(source) -> SceneMemory:
-        mem = SceneMemory(voxel_size_m=0.1, text_encoder="hash")
+        mem = SceneMemory(detector="oracle", voxel_size_m=0.1, text_encoder="hash")
         for frame in source:
             mem.integrate(frame)
         return mem

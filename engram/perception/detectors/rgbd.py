@@ -404,7 +404,19 @@ class RgbdDetector(_Labelled):
         # a wall: a vertical plane taller than furniture, or a wide one that goes on above the image
         wall = (frac_vert > 0.6) & ((h_ext > self.wall_min_height_m) | (top_row & (width > 1.2) & (h_ext > 0.6)))
         huge = size3 > self.max_extent_m * np.sqrt(3)
-        tiny = (cnt < self.min_pixels) | (size3 < self.min_extent_m)
+        # thin slivers (a table's leg, a strip of wall beside a door frame) are parts, not objects:
+        # pixels per unit of the longer box side on the grid
+        ys, xs = np.divmod(np.arange(flat.size), seg.shape[1])
+        bw = np.zeros(ncomp)
+        bh = np.zeros(ncomp)
+        for arr, out_ in ((xs, bw), (ys, bh)):
+            lo_ = np.full(ncomp, np.iinfo(np.int64).max)
+            hi_ = np.full(ncomp, -1)
+            np.minimum.at(lo_, flat, arr)
+            np.maximum.at(hi_, flat, arr)
+            out_[:] = hi_ - lo_ + 1
+        thickness = cnt / np.maximum(np.maximum(bw, bh), 1)
+        tiny = (cnt < self.min_pixels) | (size3 < self.min_extent_m) | (thickness < 2.5)
         structure = floor | ceiling | wall | huge
         structure[0] = True  # boundaries and invalid pixels
 

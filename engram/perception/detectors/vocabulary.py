@@ -49,7 +49,7 @@ CURATED: dict[str, str] = {
     "refrigerator": "fridge", "microwave": "microwave", "stove": "stove", "Dutch oven": "pot",
     "dishwasher": "dishwasher", "washbasin": "sink", "toaster": "toaster", "espresso maker": "kettle",
     "coffeepot": "kettle", "teapot": "kettle", "Crock Pot": "pot", "hot pot": "pot", "wok": "pan",
-    "frying pan": "pan", "caldron": "pot", "coffee mug": "mug", "cup": "cup", "measuring cup": "cup",
+    "frying pan": "pan", "caldron": "pot", "coffee mug": "mug", "cup": "mug", "measuring cup": "cup",
     "espresso": "cup", "eggnog": "cup", "beer glass": "cup", "goblet": "cup", "mixing bowl": "bowl",
     "soup bowl": "bowl", "consomme": "bowl", "plate": "plate", "water bottle": "bottle",
     "wine bottle": "bottle", "beer bottle": "bottle", "pop bottle": "bottle", "pill bottle": "bottle",
@@ -164,3 +164,85 @@ def _nearest_words(words: tuple[str, ...], targets: tuple[str, ...], threshold: 
     enc = build_text_encoder("minilm")
     sim = enc.encode(list(words)) @ enc.encode(list(targets)).T
     return np.where(sim.max(axis=1) >= threshold, sim.argmax(axis=1), -1).astype(np.int64)
+
+
+# Everyday words for the vocabulary's words, so that a query need not use the label itself.
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "tv": ("television", "telly", "tv set", "television set", "flat screen"),
+    "monitor": ("screen", "display", "computer screen", "wall screen", "flat screen"),
+    "sofa": ("couch", "settee", "loveseat", "studio couch"),
+    "cabinet": ("cupboard", "sideboard", "dresser", "chest of drawers", "kitchen cabinet", "credenza", "drawers"),
+    "fridge": ("refrigerator", "freezer", "icebox"),
+    "mug": ("coffee mug", "tea mug", "coffee cup"),
+    "cup": ("glass", "tumbler", "teacup"),
+    "bed": ("four-poster", "bunk", "cot", "mattress"),
+    "table": ("dining table", "coffee table", "kitchen table", "side table"),
+    "desk": ("writing desk", "work desk", "office desk"),
+    "chair": ("armchair", "rocking chair", "stool", "seat", "office chair"),
+    "bookcase": ("bookshelf", "book shelf", "shelves"),
+    "shelf": ("shelves", "rack", "shelving"),
+    "magazine": ("magazines", "newspaper", "leaflet", "brochure", "comic"),
+    "book": ("books", "notebook", "novel"),
+    "keyboard": ("computer keyboard", "typewriter"),
+    "phone": ("telephone", "mobile phone", "cellphone", "smartphone"),
+    "remote": ("remote control", "controller", "clicker"),
+    "plant": ("flower pot", "houseplant", "potted plant", "flowerpot"),
+    "lamp": ("light", "table lamp", "floor lamp", "lampshade"),
+    "trash can": ("bin", "dustbin", "garbage can", "wastebasket", "rubbish bin"),
+    "bottle": ("water bottle", "wine bottle", "flask"),
+    "vase": ("urn", "jar"),
+    "stove": ("cooker", "hob", "range"),
+    "oven": ("cooker",),
+    "sink": ("washbasin", "basin"),
+    "toilet": ("loo", "wc", "lavatory"),
+    "bathtub": ("bath", "tub"),
+    "laptop": ("notebook computer", "computer"),
+    "computer": ("pc", "desktop computer"),
+    "person": ("people", "man", "woman", "child", "kid", "human"),
+    "rug": ("carpet", "mat", "doormat"),
+    "curtain": ("curtains", "drapes", "blind", "blinds"),
+    "box": ("carton", "crate", "package", "parcel"),
+    "basket": ("hamper",),
+    "bag": ("handbag", "purse", "plastic bag"),
+    "ball": ("football", "soccer ball", "basketball"),
+    "pillow": ("cushion",),
+    "teddy bear": ("teddy", "stuffed animal", "soft toy"),
+}
+
+
+def expand_query(text: str) -> list[str]:
+    """The query and the vocabulary words it names (by synonym or by an ImageNet class name)."""
+    q = " ".join(str(text).strip().lower().split())
+    out = [q]
+    out += [w for w in DEFAULT_VOCABULARY if w != q and _contains_phrase(q, w)]
+    for word, syns in SYNONYMS.items():
+        if q in syns or any(_contains_phrase(q, s) for s in syns):
+            out.append(word)
+    lowered = {k.lower(): v for k, v in CURATED.items()}
+    if q in lowered and lowered[q] != "person":
+        out.append(lowered[q])
+    return list(dict.fromkeys(out))
+
+
+def _contains_phrase(text: str, phrase: str) -> bool:
+    return f" {phrase} " in f" {text} "
+
+
+# Words close enough that a query for one should find the other, below an exact match: an
+# ImageNet classifier often names a kitchen table "desk" or a row of cabinets "bookcase".
+RELATED: tuple[tuple[str, str], ...] = (
+    ("desk", "table"), ("bookcase", "shelf"), ("bookcase", "cabinet"), ("cabinet", "shelf"),
+    ("cabinet", "wardrobe"), ("cabinet", "drawer"), ("cabinet", "dishwasher"), ("cup", "mug"),
+    ("tv", "monitor"), ("monitor", "computer"), ("laptop", "computer"), ("keyboard", "computer"),
+    ("sofa", "chair"), ("bed", "sofa"), ("bench", "chair"), ("magazine", "book"), ("jug", "kettle"),
+    ("jug", "vase"), ("pot", "pan"), ("pot", "vase"), ("box", "basket"), ("box", "trash can"),
+    ("stove", "oven"), ("microwave", "oven"), ("fridge", "cabinet"), ("remote", "phone"),
+    ("remote", "mouse"), ("towel", "curtain"), ("pillow", "bed"), ("bottle", "jug"), ("bowl", "plate"),
+    ("bowl", "cup"), ("printer", "box"),
+)
+
+
+def related_words(word: str) -> set[str]:
+    """Vocabulary words related to ``word`` (see `RELATED`)."""
+    w = word.strip().lower()
+    return {b for a, b in RELATED if a == w} | {a for a, b in RELATED if b == w}
