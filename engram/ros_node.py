@@ -579,7 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--domain-id", type=int, default=None, help="ROS 2 domain (default: $ROS_DOMAIN_ID or 0)")
         p.add_argument("--loopback", action="store_true", help="ROS 2: keep DDS traffic on 127.0.0.1")
     run.add_argument("--reliable", action="store_true", help="ROS 2: ask reliable delivery of camera and pose topics")
-    run.add_argument("--sim-truth", action="store_true", help="also read the simulator-truth topics /engram/instances and /engram/labels (off: any publisher could inject objects there)")
+    run.add_argument("--sim-truth", action="store_true", help="also read the simulator-truth topics /engram/instances and /engram/labels (off: any publisher could inject objects there); objects then come from them (the oracle detector) unless --detector says otherwise")
+    run.add_argument("--detector", default=None, help="where objects come from: rgbd (default), rgb, oracle (needs --sim-truth) or a plug-in name")
     run.add_argument("--max-backlog", type=int, default=30, help="ROS 2: frames waiting for the memory before the oldest are dropped")
     args = parser.parse_args(argv)
 
@@ -587,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main_ros2(args)
     rospy = import_rospy()
     if args.command == "run":
-        memory = _load_factory(args.memory)(voxel_size_m=args.voxel_size_m)
+        memory = _make_memory(args)
         rospy.init_node(args.name, anonymous=False)
         truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
         node = EngramNode(
@@ -628,6 +629,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _make_memory(args: argparse.Namespace) -> Any:
+    """The memory the node fills, from ``--memory`` (its factory gets the detector when it takes one)."""
+    import inspect
+
+    factory = _load_factory(args.memory)
+    kwargs: dict[str, Any] = {"voxel_size_m": args.voxel_size_m}
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "detector" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs["detector"] = _detector_of(args)
+    return factory(**kwargs)
+
+
+def _detector_of(args: argparse.Namespace) -> str:
+    """The detector a run uses: as asked, else the simulator's masks when they are read, else rgbd."""
+    if args.detector:
+        if args.detector == "oracle" and not args.sim_truth:
+            raise SystemExit("--detector oracle reads the simulator-truth topics: add --sim-truth")
+        return args.detector
+    return "oracle" if args.sim_truth else "rgbd"
+
+
 def _main_ros2(args: argparse.Namespace) -> int:
     import signal
 
@@ -647,7 +672,7 @@ def _main_ros2(args: argparse.Namespace) -> int:
     if args.command == "query":
         print(json.dumps(ask_ros2(args.text, domain_id=domain, config=config, timeout_s=args.timeout_s)))
         return 0
-    memory = _load_factory(args.memory)(voxel_size_m=args.voxel_size_m)
+    memory = _make_memory(args)
     truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
     node = Ros2Node(
         memory,

@@ -58,6 +58,8 @@ class SegmentLabeller:
         vocabulary: words labels are drawn from (None: the default household list).
         crop_px: side of the square network input per crop.
         context: padding around a segment's box, as a fraction of its size.
+        background: how much of what lies around a segment stays in its crop (the
+            rest fades to grey; 1.0 keeps the plain crop).
         min_probability: vocabulary mass a label needs; below it the segment is "object".
     """
 
@@ -69,6 +71,7 @@ class SegmentLabeller:
         context: float = 0.15,
         min_probability: float = 0.2,
         num_threads: int | None = 1,
+        background: float = 1.0,
     ) -> None:
         if isinstance(encoder, str):
             from engram.perception.encoders import build_image_encoder
@@ -81,34 +84,45 @@ class SegmentLabeller:
         self.crop_px = int(crop_px)
         self.context = float(context)
         self.min_probability = float(min_probability)
+        self.background = float(background)
         self.label_map = LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
         return self.label_map.vocabulary if self.label_map is not None else ()
 
-    def crops(self, rgb: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        """Square crops around "K 4" inclusive xyxy boxes, resized to ``crop_px``."""
+    def crops(self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None) -> list[np.ndarray]:
+        """Square crops around "K 4" inclusive xyxy boxes, resized to ``crop_px``.
+
+        With ``masks`` ("K H W" bool), what lies outside a segment is faded to grey
+        (``background`` keeps that share of it), so that the classifier names the
+        segment rather than the table it lies on.
+        """
         h, w = rgb.shape[:2]
         out = []
-        for x0, y0, x1, y1 in np.asarray(boxes, np.float64):  # one step per segment
+        for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, np.float64)):  # one step per segment
             cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
             side = max(x1 - x0 + 1, y1 - y0 + 1) * (1 + 2 * self.context)
             side = min(max(side, 24.0), max(h, w))
             a0 = int(round(np.clip(cx - side / 2, 0, max(w - side, 0))))
             b0 = int(round(np.clip(cy - side / 2, 0, max(h - side, 0))))
             crop = rgb[b0 : b0 + int(side), a0 : a0 + int(side)]
+            if masks is not None and self.background < 1.0:
+                m = masks[i, b0 : b0 + int(side), a0 : a0 + int(side)]
+                m = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+                faded = (self.background * crop + (1.0 - self.background) * 128.0).astype(np.uint8)
+                crop = np.where(m[..., None], crop, faded)
             out.append(cv2.resize(crop, (self.crop_px, self.crop_px), interpolation=cv2.INTER_AREA))
         return out
 
     def __call__(
-        self, rgb: np.ndarray, boxes: np.ndarray
+        self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None
     ) -> tuple[list[str], list[dict[str, float]], np.ndarray | None]:
         """Labels, label distributions and embeddings ("K D" or None) for the boxes."""
         k = len(boxes)
         if k == 0 or self.encoder is None:
             return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], None
-        crops = self.crops(rgb, boxes)
+        crops = self.crops(rgb, boxes, masks)
         if self.label_map is None:
             return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], self.encoder.encode(crops)
         logits, feats = self.encoder.logits_and_features(crops)
@@ -171,8 +185,8 @@ class _Labelled:
         full_boxes[:, 2:] = (boxes[ids, 2:] + 1) * scale - 1
         full_boxes[:, [0, 2]] = full_boxes[:, [0, 2]].clip(0, frame.width - 1)
         full_boxes[:, [1, 3]] = full_boxes[:, [1, 3]].clip(0, frame.height - 1)
-        labels, dists, emb = self.labeller(frame.rgb, full_boxes)
         masks = _masks_from_segments(seg, ids.astype(seg.dtype), frame.height, frame.width)
+        labels, dists, emb = self.labeller(frame.rgb, full_boxes, masks)
         keep = masks.reshape(len(ids), -1).any(axis=1)
         scores = np.ones(len(ids))
         return InstanceMasks(
