@@ -210,7 +210,7 @@ def main() -> None:
     args = ap.parse_args()
 
     ref_ds = RgbdDataset(args.data, max_frames=args.frames)
-    ref = [p for p in ref_ds.poses()]
+    ref = list(ref_ds.poses())
     frames = list(RgbdDataset(args.data, with_poses=False, max_frames=args.frames))
     k = frames[0].intrinsics
     print(f"ICL-NUIM living room 1: {len(frames)} frames at {k.width}x{k.height}, shipped poses removed")

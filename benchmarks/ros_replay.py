@@ -48,6 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engram._util import dir_size_mb  # noqa: E402
 from engram.sims import ros  # noqa: E402
 from engram.types import Frame  # noqa: E402
 
@@ -161,7 +162,7 @@ def main() -> None:
             peer_s, n_msgs = best_of(lambda p=path, t=topics: peer_read(p, t), args.repeats)
             eng_s, got = best_of(lambda p=path: list(ros.RosBagSource(p)), args.repeats)
             assert len(got) == len(frames), (name, len(got))
-            size_mb = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))) / 1e6
+            size_mb = dir_size_mb(path)
             rows.append((name, size_mb, len(frames) / write_s, len(frames) / peer_s, len(frames) / eng_s, n_msgs))
 
         print()

@@ -51,9 +51,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engram._util import dir_size_mb, fmt_time  # noqa: E402
 from engram.memory.episodic import EpisodicMemory  # noqa: E402
 from engram.qa.evaluation import VideoQuestion, recall_at_k  # noqa: E402
-from engram.qa.video import VideoQA, _fmt_time, _save, parse_time_s  # noqa: E402
+from engram.qa.video import VideoQA, _save, parse_time_s  # noqa: E402
 from engram.types import CameraIntrinsics, Frame, Pose  # noqa: E402
 
 CACHE = ROOT / "runs" / "bench_video_qa"
@@ -296,7 +297,7 @@ def make_questions(meta: dict, *, n_per_kind: int = 15, seed: int = 0) -> list[V
             VideoQuestion(
                 qid=f"room{k}",
                 video="embedded",
-                question=f"which room was I in at {_fmt_time(t)}?",
+                question=f"which room was I in at {fmt_time(t)}?",
                 answer=str(name),
                 spans_s=[(a, b)],
                 qtype="room",
@@ -409,11 +410,6 @@ def repeat_memory(mem: EpisodicMemory, reps: int, period_s: float) -> EpisodicMe
     return EpisodicMemory.from_files(out, meta, text_encoder=mem.text_encoder, image_encoder=mem.image_encoder)
 
 
-def dir_mb(path: Path) -> float:
-    root = path.resolve()
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=31.0, help="simulated minutes recorded")
@@ -484,7 +480,7 @@ def main() -> None:
     video_s = meta["duration_s"]
     build_x = video_s / build_wall
     recall, per_kind = evaluate(lambda q: qa.retrieve_hits(q, k=5), questions)
-    mb_30 = dir_mb(runs / "engram")
+    mb_30 = dir_size_mb(runs / "engram")
 
     # --- peer: uniform 10 s chunks, flat text search, same embeddings -------
     base = EpisodicMemory(
@@ -526,7 +522,7 @@ def main() -> None:
     info = dict(qa.info)
     info["source"] = {"kind": "frames", "id": f"{folder.name} x{reps}"}
     _save(runs / "long", long_mem, info)
-    mb_per_hour = dir_mb(runs / "long") / hours
+    mb_per_hour = dir_size_mb(runs / "long") / hours
     long_qa = VideoQA.load(runs / "long", image_encoder=img, text_encoder=txt)
     qtexts = [q.question for q in questions]
     for q in qtexts[:3]:

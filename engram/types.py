@@ -14,9 +14,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CameraIntrinsics", "Pose", "Frame"]
+__all__ = ["MAX_TIMESTAMP_S", "CameraIntrinsics", "Pose", "Frame"]
 
 _RIGID_TOL = 1e-4
+
+# Beyond this a time in seconds is a unit mistake (1.7e18 is nanoseconds since 1970), not a clock.
+MAX_TIMESTAMP_S = 1e11
 
 
 @dataclass(frozen=True)

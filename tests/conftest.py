@@ -1,7 +1,8 @@
-"""Shared fixtures: the real sample data beside the repository, small synthetic frames."""
+"""Shared fixtures: the real sample data beside the repository, small synthetic frames, toy encoders."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -83,3 +84,78 @@ def render_boxes(boxes, world_from_camera: Pose, k: CameraIntrinsics, floor_z: f
 @pytest.fixture
 def box_renderer():
     return render_boxes
+
+
+# ---------------------------------------------------------------------------
+# tiny deterministic encoders for the episodic memory and video QA tests
+
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 40),
+    "blue": (30, 40, 220),
+    "yellow": (230, 220, 30),
+    "grey": (128, 128, 128),
+}
+
+
+class ColourEncoder:
+    """A tiny image encoder: the normalised 2x2x2-bin colour histogram plus a constant (9-d).
+
+    Tags name the nearest colour of `COLOURS` with ``noun`` ("red wall"). ``fail_at_call``
+    raises KeyboardInterrupt from that call of `encode` on, as a user stopping a long build.
+    """
+
+    name = "test-colour"
+    dim = 9
+
+    def __init__(self, noun: str = "wall", tag_prob: float = 0.9, fail_at_call: int | None = None):
+        self.noun = noun
+        self.tag_prob = tag_prob
+        self.calls = 0
+        self.fail_at_call = fail_at_call
+
+    def encode(self, images):
+        self.calls += 1
+        if self.fail_at_call is not None and self.calls >= self.fail_at_call:
+            raise KeyboardInterrupt
+        out = []
+        for img in images:
+            q = (np.asarray(img).reshape(-1, 3) >= 128).astype(int)
+            h = np.bincount(q[:, 0] * 4 + q[:, 1] * 2 + q[:, 2], minlength=8).astype(np.float32)
+            v = np.append(h / h.sum(), 0.05)
+            out.append(v / np.linalg.norm(v))
+        return np.stack(out).astype(np.float32)
+
+    def tags(self, images, k=5):
+        out = []
+        for img in images:
+            mean = np.asarray(img).reshape(-1, 3).mean(axis=0)
+            name = min(COLOURS, key=lambda c: np.linalg.norm(mean - np.array(COLOURS[c])))
+            out.append([(f"{name} {self.noun}", self.tag_prob)])
+        return out
+
+
+class WordEncoder:
+    """A tiny text encoder: a hashed bag of words (64-d), punctuation ignored."""
+
+    name = "test-words"
+    dim = 64
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().replace(",", " ").replace(";", " ").replace(":", " ").replace("?", " ").split():
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+@pytest.fixture
+def colour_encoder() -> type[ColourEncoder]:
+    """The `ColourEncoder` class (call it for an instance; subclass it for a variant)."""
+    return ColourEncoder
+
+
+@pytest.fixture
+def word_encoder() -> type[WordEncoder]:
+    """The `WordEncoder` class."""
+    return WordEncoder

@@ -167,13 +167,6 @@ class _Acc:
         self.last_t = -math.inf
 
 
-def _fmt_time(t_s: float) -> str:
-    t = int(round(max(t_s, 0.0)))
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 class EpisodicMemory:
     """A multi-scale timeline of events with embeddings, tags, text and keyframes.
 

@@ -123,7 +123,7 @@ def save_scene(memory, path: str) -> None:
             "world_from_camera": np.array([m for _, _, m in traj], np.float64).reshape(-1, 4, 4),
         }
     )
-    meta: dict[str, Any] = {"stats": {k: v for k, v in memory.stats().items()}}
+    meta: dict[str, Any] = {"stats": dict(memory.stats())}
     if memory.timeline is not None:
         tfiles, tmeta = memory.timeline.to_files()
         for name, value in tfiles.items():
@@ -155,8 +155,13 @@ class _Prefixed:
         return self[name] if name in self else default
 
 
-def load_scene(path: str):
-    """Read a SceneMemory saved with `save_scene`; checksum or version problems name the file.
+def load_scene(path: str, scene_cls: type):
+    """Read a memory saved with `save_scene`; checksum or version problems name the file.
+
+    Args:
+        path: the store folder.
+        scene_cls: the class to build (`SceneMemory` or a subclass), called with the saved
+            settings; passed in because this module sits below `engram.memory.scene`.
 
     Raises:
         StoreNotFoundError: no store at ``path``.
@@ -167,19 +172,18 @@ def load_scene(path: str):
 
     try:
         with decoding(path, "a scene memory"):
-            return _load_scene(path)
+            return _load_scene(path, scene_cls)
     except StoreError:
         raise
     except ValueError as exc:  # a setting out of range: SceneMemory(**config) refuses it
         raise StoreCorruptError(f"store {path}: its files do not decode as a scene memory ({str(exc)[:300]})") from exc
 
 
-def _load_scene(path: str):
+def _load_scene(path: str, scene_cls: type):
     from engram.memory.dynamic import TransientLayer
     from engram.memory.objects import ObjectMap
     from engram.memory.octree import OccupancyOctree
     from engram.memory.places import PlaceGraph
-    from engram.memory.scene import SceneMemory
     from engram.memory.snapshots import SnapshotMemory
 
     c = read_store(path, kind=SCENE_KIND, supported_versions=[SCENE_VERSION])
@@ -187,7 +191,7 @@ def _load_scene(path: str):
     cfg = dict(scene["config"])
     cfg.pop("timeline", None)
     want_timeline = "timeline/nodes.json" in c
-    mem = SceneMemory(**cfg, timeline=False)
+    mem = scene_cls(**cfg, timeline=False)
     octree_arrays = {n[len("octree/") : -len(".npy")]: c.array(n) for n in c.names() if n.startswith("octree/")}
     mem.octree = OccupancyOctree.from_arrays(octree_arrays)
     mem.objects = ObjectMap.from_records(_read_layer(c, "objects"), voxel_size_m=mem.voxel_size_m)
@@ -200,7 +204,7 @@ def _load_scene(path: str):
     mem.trajectory = [(int(i), float(t), m) for i, t, m in zip(tr["index"], tr["t_s"], tr["world_from_camera"])]
     mem.frames_seen = int(scene["frames_seen"])
     mem.frames_mapped = int(scene["frames_mapped"])
-    from engram.memory.scene import MAX_TIMESTAMP_S
+    from engram.types import MAX_TIMESTAMP_S
 
     for key in ("first_timestamp_s", "last_timestamp_s"):
         t = scene[key]

@@ -37,17 +37,15 @@ from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
 from engram.memory.frontiers import BandGrid
 from engram.memory.octree import OccupancyOctree
+from engram.memory.persist import load_scene, save_scene
 from engram.memory.scan import scan_frame
 from engram.perception.geometry import project_points
 from engram.perception.motion import DYNAMIC_CATEGORIES, split_dynamic
-from engram.types import Frame, Pose
+from engram.types import MAX_TIMESTAMP_S, Frame, Pose
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SceneMemory", "Hit", "IntegrationReport", "RWLock"]
-
-# Beyond this a time in seconds is a unit mistake (1.7e18 is nanoseconds since 1970), not a clock.
-MAX_TIMESTAMP_S = 1e11
 
 # Depth ending where the static map is at most this confidently free contradicts it (about three misses).
 _FREE_LOG_ODDS = -1.0
@@ -1052,8 +1050,6 @@ class SceneMemory:
     # persistence ---------------------------------------------------------------------
     def save(self, path: str) -> None:
         """Save every layer atomically (see `engram.memory.store`)."""
-        from engram.memory.persist import save_scene
-
         with self._lock.read():
             save_scene(self, path)
 
@@ -1091,6 +1087,4 @@ class SceneMemory:
 
     @classmethod
     def load(cls, path: str) -> SceneMemory:
-        from engram.memory.persist import load_scene
-
-        return load_scene(path)
+        return load_scene(path, cls)

@@ -35,6 +35,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from engram._util import fmt_time
+
 __all__ = [
     "Answer",
     "Answerer",
@@ -192,18 +194,11 @@ def option_letter(index: int) -> str:
     return chr(ord("A") + index)
 
 
-def _fmt_time(t_s: float) -> str:
-    t = round(t_s)
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def _fmt_span(span: tuple[float, float] | None) -> str:
     if span is None:
         return ""
     a, b = span
-    return f"{_fmt_time(a)}" if abs(b - a) < 0.5 else f"{_fmt_time(a)}-{_fmt_time(b)}"
+    return f"{fmt_time(a)}" if abs(b - a) < 0.5 else f"{fmt_time(a)}-{fmt_time(b)}"
 
 
 def _evidence_line(ev: Evidence) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from engram._util import dir_size_mb, fmt_time
 from engram.memory.episodic import (
     THUMBNAIL_DIM,
     THUMBNAIL_NAME,
@@ -32,7 +33,6 @@ from engram.memory.episodic import (
     EpisodicMemory,
     EpisodicNode,
     _content_tokens,
-    _fmt_time,
     check_encoders,
 )
 from engram.types import Frame
@@ -155,12 +155,12 @@ class BuildReport:
         return self.video_s / self.wall_s if self.wall_s > 0 else float("inf")
 
     def summary(self) -> str:
-        head = f"{self.source}: {self.frames_sampled} frames, {_fmt_time(self.video_s)} of video in {self.wall_s:.1f} s"
+        head = f"{self.source}: {self.frames_sampled} frames, {fmt_time(self.video_s)} of video in {self.wall_s:.1f} s"
         if self.resumed_from_s is not None:
-            head += f" (resumed at {_fmt_time(self.resumed_from_s)})"
+            head += f" (resumed at {fmt_time(self.resumed_from_s)})"
         if self.complete:
             return head + ", complete"
-        where = "?" if self.stopped_at_s is None else _fmt_time(self.stopped_at_s)
+        where = "?" if self.stopped_at_s is None else fmt_time(self.stopped_at_s)
         return head + f", STOPPED EARLY at {where}: {self.reason}"
 
     def to_json(self) -> dict[str, Any]:
@@ -687,7 +687,7 @@ class VideoQA:
         from engram.qa.answerers import Evidence
 
         n = hit.node
-        text = f"[{_fmt_time(n.start_s)}-{_fmt_time(n.end_s)}] {n.description}"
+        text = f"[{fmt_time(n.start_s)}-{fmt_time(n.end_s)}] {n.description}"
         return Evidence(
             text=text,
             time_span_s=(n.start_s, n.end_s),
@@ -858,7 +858,7 @@ def build_summary(qa: VideoQA, out_dir: str | Path) -> str:
     """One paragraph on a built memory: the report, its size on disk, nodes per level and object tracks."""
     m = qa.memory
     counts = ", ".join(f"level {lvl}: {len(m.nodes(lvl))}" for lvl in range(m.num_levels))
-    size_mb = _dir_size_mb(Path(out_dir))
+    size_mb = dir_size_mb(Path(out_dir))
     return f"{qa.report.summary()}\nmemory at {out_dir} ({size_mb:.1f} MB): {counts}; object tracks: {len(m.objects)}"
 
 
@@ -876,6 +876,3 @@ def ask_command(
     return ask_path(memory_dir, question, options=options, answerer=answerer)
 
 
-def _dir_size_mb(path: Path) -> float:
-    root = path.resolve()
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import cv2
 import numpy as np
 import pytest
@@ -18,45 +16,6 @@ COLOURS = {
     "yellow": (230, 220, 30),
     "grey": (128, 128, 128),
 }
-
-
-class ColourEncoder:
-    """A tiny image encoder: the normalised 2x2x2-bin colour histogram plus a constant."""
-
-    name = "test-colour"
-    dim = 9
-
-    def encode(self, images):
-        out = []
-        for img in images:
-            q = (np.asarray(img).reshape(-1, 3) >= 128).astype(int)
-            h = np.bincount(q[:, 0] * 4 + q[:, 1] * 2 + q[:, 2], minlength=8).astype(np.float32)
-            v = np.append(h / h.sum(), 0.05)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out).astype(np.float32)
-
-    def tags(self, images, k=5):
-        out = []
-        for img in images:
-            mean = np.asarray(img).reshape(-1, 3).mean(axis=0)
-            name = min(COLOURS, key=lambda c: np.linalg.norm(mean - np.array(COLOURS[c])))
-            out.append([(f"{name} wall", 0.9)])
-        return out
-
-
-class WordEncoder:
-    """A tiny text encoder: hashed bag of words."""
-
-    name = "test-words"
-    dim = 64
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().replace(",", " ").replace(";", " ").replace(":", " ").split():
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
-        n = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(n, 1e-12)
 
 
 def solid(colour: str, h: int = 24, w: int = 32) -> np.ndarray:
@@ -78,22 +37,28 @@ def stream(duration_s: float, fps: float = 1.0, labels_at=None):
         yield Frame(index=i, timestamp_s=t, rgb=solid(colour_at(t)), labels=labels)
 
 
-def build(duration_s: float = 60.0, **kw) -> EpisodicMemory:
-    kw.setdefault("level_spans_s", (10.0, 30.0, 120.0))
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), text_encoder=WordEncoder(), **kw)
-    for f in stream(duration_s):
-        mem.add_frame(f)
-    mem.finalize()
-    return mem
+@pytest.fixture
+def build(colour_encoder, word_encoder):
+    """A memory of ``duration_s`` seconds of the colour stream, with the toy encoders."""
+
+    def make(duration_s: float = 60.0, **kw) -> EpisodicMemory:
+        kw.setdefault("level_spans_s", (10.0, 30.0, 120.0))
+        mem = EpisodicMemory(image_encoder=colour_encoder(), text_encoder=word_encoder(), **kw)
+        for f in stream(duration_s):
+            mem.add_frame(f)
+        mem.finalize()
+        return mem
+
+    return make
 
 
-def test_events_start_at_every_colour_change_and_hold_one_colour():
+def test_events_start_at_every_colour_change_and_hold_one_colour(build, colour_encoder):
     mem = build(60.0)
     events = mem.nodes(0)
     starts = [e.start_s for e in events]
     for t, _ in SCRIPT:
         assert t in starts, f"no event starts at the colour change at {t} s: {starts}"
-    enc = ColourEncoder()
+    enc = colour_encoder()
     for e in events:
         assert e.duration_s <= 10.0 + 1e-9
         # one colour per event: its mean embedding is the colour's own embedding
@@ -101,14 +66,14 @@ def test_events_start_at_every_colour_change_and_hold_one_colour():
         assert float(e.image_embedding @ want) > 0.999
         assert e.tags[0][0] == f"{colour_at(e.start_s)} wall"
     # without max length, the events are exactly the colour segments
-    mem2 = EpisodicMemory(image_encoder=ColourEncoder(), level_spans_s=(1000.0,))
+    mem2 = EpisodicMemory(image_encoder=colour_encoder(), level_spans_s=(1000.0,))
     for f in stream(60.0):
         mem2.add_frame(f)
     mem2.finalize()
     assert [(e.start_s, e.end_s) for e in mem2.nodes(0)] == [(0, 13), (13, 30), (30, 47), (47, 60)]
 
 
-def test_hierarchy_tiles_time_and_parents_cover_children():
+def test_hierarchy_tiles_time_and_parents_cover_children(build):
     mem = build(250.0)
     for level in range(mem.num_levels):
         nodes = mem.nodes(level)
@@ -127,8 +92,8 @@ def test_hierarchy_tiles_time_and_parents_cover_children():
     assert all(n.parent is None for n in mem.nodes(mem.num_levels - 1))
 
 
-def test_sampling_rate_and_constant_working_state():
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), sample_fps=1.0, level_spans_s=(10.0, 60.0))
+def test_sampling_rate_and_constant_working_state(colour_encoder):
+    mem = EpisodicMemory(image_encoder=colour_encoder(), sample_fps=1.0, level_spans_s=(10.0, 60.0))
     sampled = 0
     for i in range(30 * 40):  # 40 s at 30 fps
         t = i / 30.0
@@ -139,8 +104,8 @@ def test_sampling_rate_and_constant_working_state():
     assert all(len(a.cands) <= max(4 * mem.keyframes_per_node, 8) for a in mem._acc.values())
 
 
-def test_long_stream_keeps_bounded_working_state():
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), level_spans_s=(10.0, 60.0, 600.0, 3600.0))
+def test_long_stream_keeps_bounded_working_state(colour_encoder):
+    mem = EpisodicMemory(image_encoder=colour_encoder(), level_spans_s=(10.0, 60.0, 600.0, 3600.0))
     colours = list(COLOURS)
     for i in range(2 * 3600):
         c = colours[(i // 7) % len(colours)]
@@ -152,11 +117,11 @@ def test_long_stream_keeps_bounded_working_state():
     assert len(mem.nodes(3)) == 2
 
 
-def test_search_by_time_image_and_text():
+def test_search_by_time_image_and_text(colour_encoder, word_encoder):
     def labels_at(t):
         return {1: "mug"} if 31 <= t < 36 else {2: "chair"}
 
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), text_encoder=WordEncoder(), level_spans_s=(10.0, 30.0, 120.0))
+    mem = EpisodicMemory(image_encoder=colour_encoder(), text_encoder=word_encoder(), level_spans_s=(10.0, 30.0, 120.0))
     for f in stream(60.0, labels_at=labels_at):
         mem.add_frame(f)
     mem.finalize()
@@ -185,7 +150,7 @@ def test_search_by_time_image_and_text():
         mem.search(image=np.ones(5), k=1)
 
 
-def test_keyframes_are_jpegs_of_the_event():
+def test_keyframes_are_jpegs_of_the_event(build):
     mem = build(60.0)
     for e in mem.nodes(0):
         assert 1 <= len(e.keyframes) <= mem.keyframes_per_node
@@ -200,10 +165,10 @@ def test_keyframes_are_jpegs_of_the_event():
     assert all(id(b) in child_kf for p in mem.nodes(1) for b in p.keyframes)
 
 
-def test_moved_object_is_recorded_where_the_move_is_seen():
+def test_moved_object_is_recorded_where_the_move_is_seen(colour_encoder):
     k = CameraIntrinsics(fx=80.0, fy=80.0, cx=39.5, cy=29.5, width=80, height=60)
     pose = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0.0, 0.0, 1.0])
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), level_spans_s=(10.0, 60.0), move_threshold_m=0.75)
+    mem = EpisodicMemory(image_encoder=colour_encoder(), level_spans_s=(10.0, 60.0), move_threshold_m=0.75)
     for i in range(40):
         t = float(i)
         ins = np.zeros((60, 80), np.int32)
@@ -232,7 +197,7 @@ def test_moved_object_is_recorded_where_the_move_is_seen():
     assert mem.search(text="when was the mug moved", k=1)[0].node.node_id == moved[0].node_id
 
 
-def test_consolidation_merges_redundant_neighbours_under_a_budget():
+def test_consolidation_merges_redundant_neighbours_under_a_budget(build):
     mem = build(200.0)  # the yellow tail is cut into many identical 10 s events
     n_before = len(mem)
     assert mem.consolidate() > 0
@@ -257,10 +222,10 @@ def test_consolidation_merges_redundant_neighbours_under_a_budget():
     assert len(mem2) <= 12
 
 
-def test_save_load_round_trip_and_exact_resume(tmp_path):
+def test_save_load_round_trip_and_exact_resume(tmp_path, build, colour_encoder, word_encoder):
     full = build(150.0)
     full.save(str(tmp_path / "full"))
-    loaded = EpisodicMemory.load(str(tmp_path / "full"), image_encoder=ColourEncoder(), text_encoder=WordEncoder())
+    loaded = EpisodicMemory.load(str(tmp_path / "full"), image_encoder=colour_encoder(), text_encoder=word_encoder())
     for level in range(full.num_levels):
         a, b = full.nodes(level), loaded.nodes(level)
         assert [(n.node_id, n.start_s, n.end_s, n.description, n.keyframes) for n in a] == [
@@ -273,12 +238,12 @@ def test_save_load_round_trip_and_exact_resume(tmp_path):
     assert [h.node.node_id for h in full.search(**q)] == [h.node.node_id for h in loaded.search(**q)]
 
     # interrupted at 70 s, saved, loaded, continued: the same timeline as one pass
-    part = EpisodicMemory(image_encoder=ColourEncoder(), text_encoder=WordEncoder(), level_spans_s=(10.0, 30.0, 120.0))
+    part = EpisodicMemory(image_encoder=colour_encoder(), text_encoder=word_encoder(), level_spans_s=(10.0, 30.0, 120.0))
     frames = list(stream(150.0))
     for f in frames[:70]:
         part.add_frame(f)
     part.save(str(tmp_path / "part"))
-    resumed = EpisodicMemory.load(str(tmp_path / "part"), image_encoder=ColourEncoder(), text_encoder=WordEncoder())
+    resumed = EpisodicMemory.load(str(tmp_path / "part"), image_encoder=colour_encoder(), text_encoder=word_encoder())
     assert resumed.last_time_s == 69.0
     for f in frames[70:]:
         resumed.add_frame(f)
@@ -289,11 +254,11 @@ def test_save_load_round_trip_and_exact_resume(tmp_path):
         ]
 
 
-def test_other_encoders_are_a_clear_error(tmp_path):
+def test_other_encoders_are_a_clear_error(tmp_path, build, word_encoder):
     mem = build(20.0)
     mem.save(str(tmp_path / "m"))
 
-    class Other(WordEncoder):
+    class Other(word_encoder):
         name = "other-words"
         dim = 32
 
@@ -303,9 +268,9 @@ def test_other_encoders_are_a_clear_error(tmp_path):
         check_encoders(mem.encoder_info(), Other(), None)
 
 
-def test_bad_input_raises_and_leaves_the_memory_unchanged():
+def test_bad_input_raises_and_leaves_the_memory_unchanged(colour_encoder):
     mem = EpisodicMemory(level_spans_s=(10.0, 60.0))
-    enc = ColourEncoder()
+    enc = colour_encoder()
     for f in stream(20.0):
         mem.add_frame(f, image_embedding=enc.encode([f.rgb])[0])
     before = (len(mem), mem.frames_seen, mem.last_time_s, [(n.start_s, n.frame_count) for n in mem.nodes(0)])
@@ -327,7 +292,7 @@ def test_bad_input_raises_and_leaves_the_memory_unchanged():
         mem.add_frame(Frame(index=100, timestamp_s=100.0, rgb=solid("red")))
 
 
-def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path):
+def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path, colour_encoder):
     mem = EpisodicMemory(level_spans_s=(1000.0,))  # no encoders at all, as in a bare robot run
     for f in stream(60.0):
         mem.add_frame(f)
@@ -336,15 +301,15 @@ def test_frames_without_embeddings_use_the_builtin_thumbnail_embedding(tmp_path)
     assert mem.encoder_info()["image_encoder"] == "builtin-thumbnail"
     mem.save(str(tmp_path / "m"))
     with pytest.raises(ValueError, match="built with image encoder 'builtin-thumbnail'"):
-        EpisodicMemory.load(str(tmp_path / "m"), image_encoder=ColourEncoder())
+        EpisodicMemory.load(str(tmp_path / "m"), image_encoder=colour_encoder())
     hit = EpisodicMemory.load(str(tmp_path / "m")).search(image=solid("blue"), k=1)[0]
     node, score = hit  # hits unpack as (node, score)
     assert score == hit.score
     assert node.start_s == 30.0 and node.time_span_s == (30.0, 47.0) and node.id == node.node_id
 
 
-def test_search_while_streaming_sees_the_open_event():
-    mem = EpisodicMemory(image_encoder=ColourEncoder(), text_encoder=WordEncoder(), level_spans_s=(1000.0, 5000.0))
+def test_search_while_streaming_sees_the_open_event(colour_encoder, word_encoder):
+    mem = EpisodicMemory(image_encoder=colour_encoder(), text_encoder=word_encoder(), level_spans_s=(1000.0, 5000.0))
     for f in stream(20.0, labels_at=lambda t: {3: "kettle"} if t >= 15 else {}):
         mem.add_frame(f)
     hit = mem.search(text="kettle", k=1)[0]

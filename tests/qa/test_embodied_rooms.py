@@ -107,7 +107,9 @@ def test_merge_fragments_rules():
     far_small = Obj(3, "sofa", (3.0, 0, 0), (3.2, 0.2, 0.3), 50)  # 1 m away: another object
     near_big = Obj(4, "sofa", (2.1, 0, 0), (3.5, 1, 1), 600)  # as large: a second sofa
     other_label = Obj(5, "cushion", (2.2, 0, 0), (2.4, 0.2, 0.3), 50)
-    ids = lambda objs: sorted(o.id for o in objs)
+    def ids(objs):
+        return sorted(o.id for o in objs)
+
     assert ids(merge_fragments([big, near_small])) == [1]
     assert ids(merge_fragments([big, far_small])) == [1, 3]
     assert ids(merge_fragments([big, near_big])) == [1, 4]

@@ -25,49 +25,6 @@ def colour_at(t: float) -> str:
     return [c for start, c in SCRIPT if start <= t][-1]
 
 
-class ColourEncoder:
-    """A tiny image encoder: the normalised 2x2x2-bin colour histogram, tagged by nearest colour name."""
-
-    name = "test-colour"
-    dim = 9
-
-    def __init__(self, fail_at_call: int | None = None):
-        self.calls = 0
-        self.fail_at_call = fail_at_call
-
-    def encode(self, images):
-        self.calls += 1
-        if self.fail_at_call is not None and self.calls >= self.fail_at_call:
-            raise KeyboardInterrupt  # simulates a user stopping a long build
-        out = []
-        for img in images:
-            q = (np.asarray(img).reshape(-1, 3) >= 128).astype(int)
-            h = np.bincount(q[:, 0] * 4 + q[:, 1] * 2 + q[:, 2], minlength=8).astype(np.float32)
-            v = np.append(h / h.sum(), 0.05)
-            out.append(v / np.linalg.norm(v))
-        return np.stack(out).astype(np.float32)
-
-    def tags(self, images, k=5):
-        out = []
-        for img in images:
-            mean = np.asarray(img).reshape(-1, 3).mean(axis=0)
-            name = min(COLOURS, key=lambda c: np.linalg.norm(mean - np.array(COLOURS[c])))
-            out.append([(f"{name} balloon", 0.8)])
-        return out
-
-
-class WordEncoder:
-    name = "test-words"
-    dim = 64
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), self.dim), np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().replace(",", " ").replace(";", " ").replace(":", " ").replace("?", " ").split():
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-
-
 class RecordingAnswerer:
     name = "recording"
 
@@ -104,8 +61,14 @@ def video(tmp_path_factory) -> Path:
     return path
 
 
-def encoders(**kw):
-    return dict(image_encoder=ColourEncoder(**kw), text_encoder=WordEncoder())
+@pytest.fixture
+def encoders(colour_encoder, word_encoder):
+    """The toy encoders as keyword arguments; ``encoders(fail_at_call=7)`` stops a build."""
+
+    def make(**kw):
+        return dict(image_encoder=colour_encoder(noun="balloon", tag_prob=0.8, **kw), text_encoder=word_encoder())
+
+    return make
 
 
 OPTS = dict(memory_options={"level_spans_s": [10.0, 30.0, 60.0]}, progress=False, batch_size=8)
@@ -120,7 +83,7 @@ def spans(qa: VideoQA, level: int = 0):
     return [(n.start_s, n.end_s, n.frame_count) for n in qa.memory.nodes(level)]
 
 
-def test_build_from_video_then_load_and_retrieve(video, tmp_path):
+def test_build_from_video_then_load_and_retrieve(video, tmp_path, encoders):
     qa = VideoQA.build(video, tmp_path / "mem", sample_fps=1.0, **encoders(), **OPTS)
     assert qa.report.complete and qa.report.frames_sampled == DURATION_S
     starts = [n.start_s for n in qa.memory.nodes(0)]
@@ -146,7 +109,7 @@ def test_build_from_video_then_load_and_retrieve(video, tmp_path):
     assert all(colour_at(h.node.start_s) == "green" for h in hits)
 
 
-def test_resume_after_interruption_gives_the_same_memory(video, tmp_path):
+def test_resume_after_interruption_gives_the_same_memory(video, tmp_path, encoders):
     full = VideoQA.build(video, tmp_path / "full", **encoders(), **OPTS)
     with pytest.raises(KeyboardInterrupt):
         VideoQA.build(video, tmp_path / "part", checkpoint_every_s=20.0, **encoders(fail_at_call=7), **OPTS)
@@ -165,7 +128,7 @@ def test_resume_after_interruption_gives_the_same_memory(video, tmp_path):
         VideoQA.build(video, tmp_path / "part", sample_fps=2.0, **encoders(), **OPTS)
 
 
-def test_truncated_video_builds_what_it_can_and_says_where(video, tmp_path):
+def test_truncated_video_builds_what_it_can_and_says_where(video, tmp_path, encoders):
     data = video.read_bytes()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
@@ -182,10 +145,10 @@ def test_truncated_video_builds_what_it_can_and_says_where(video, tmp_path):
         VideoQA.build(junk, tmp_path / "junk", **encoders(), **OPTS)
 
 
-def test_other_encoders_are_refused(video, tmp_path):
+def test_other_encoders_are_refused(video, tmp_path, encoders, word_encoder):
     VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
 
-    class OtherWords(WordEncoder):
+    class OtherWords(word_encoder):
         name = "other-words"
         dim = 32
 
@@ -193,7 +156,7 @@ def test_other_encoders_are_refused(video, tmp_path):
         VideoQA.load(tmp_path / "mem", text_encoder=OtherWords())
 
 
-def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video, tmp_path):
+def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video, tmp_path, encoders):
     pytest.importorskip("engram.qa.answerers")
     qa = VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
     rec = RecordingAnswerer()
@@ -210,7 +173,7 @@ def test_ask_hands_evidence_to_the_answerer_and_a_silent_server_times_out(video,
     assert tree_digest(tmp_path / "mem") == before
 
 
-def test_offline_answerer_and_a_real_silent_http_server(video, tmp_path):
+def test_offline_answerer_and_a_real_silent_http_server(video, tmp_path, encoders):
     answerers = pytest.importorskip("engram.qa.answerers")
     qa = VideoQA.build(video, tmp_path / "mem", **encoders(), **OPTS)
     offline = answerers.build_answerer("offline", text_encoder=qa.memory.text_encoder)
@@ -271,13 +234,13 @@ def test_question_parsing():
         parse_question("  ")
 
 
-def test_build_from_frames_stream(tmp_path):
+def test_build_from_frames_stream(tmp_path, encoders):
     frames = (Frame(index=i, timestamp_s=float(i), rgb=frame_rgb(float(i))) for i in range(DURATION_S))
     qa = VideoQA.build_from_frames(frames, tmp_path / "mem", source_id="synthetic-colours", **encoders(), **OPTS)
     assert qa.report.complete and [n.start_s for n in qa.memory.nodes(0)][:3] == [0.0, 10.0, 20.0]
 
 
-def test_shipped_config_builds_a_memory(video, tmp_path):
+def test_shipped_config_builds_a_memory(video, tmp_path, colour_encoder, word_encoder):
     from engram.config import compose, instantiate, to_plain
 
     cfg = compose("qa/video").qa
@@ -289,8 +252,8 @@ def test_shipped_config_builds_a_memory(video, tmp_path):
         cfg,
         video_path=str(video),
         out_dir=str(tmp_path / "mem"),
-        image_encoder=ColourEncoder(),
-        text_encoder=WordEncoder(),
+        image_encoder=colour_encoder(),
+        text_encoder=word_encoder(),
         progress=False,
     )
     assert qa.report.complete and len(qa.memory.nodes(3)) == 1

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engram.sims.embedded.scenes import (
+from engram.sims.embedded.spec import (
     ApartmentSpec,
     Box2D,
     Door,

@@ -168,7 +168,9 @@ class ManipulationScene:
         self._apply_targets()
 
         # Layout: containers on the robot's left, objects in front; small jitter from the seed.
-        jit = lambda: rng.uniform(-0.03, 0.03)
+        def jit() -> float:
+            return float(rng.uniform(-0.03, 0.03))
+
         self._items: list[_Item] = []
         self._add(self._make_mug((0.45 + jit(), -0.15 + jit())), "mug", "object")
         self._add(self._make_block((0.55 + jit(), 0.0 + jit())), "block", "object")
