@@ -11,7 +11,6 @@ reachable frontier is left, or at the step budget.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,29 +23,16 @@ from engram.planners.navigation import (
     TraversabilityGrid,
     densify,
     distance_field,
+    forget_bump,
     memory_grid,
     planning_cost,
+    record_bump,
     shortcut_path,
     trace_path,
     yaw_of,
 )
 
 __all__ = ["FrontierRegion", "grid_frontiers", "FrontierExplorer", "ExplorationResult", "yaw_of", "record_bump"]
-
-
-def record_bump(memory, frame, pose, radius_m: float) -> np.ndarray | None:
-    """If the last move was blocked (a bump), mark a small column just ahead as an obstacle in memory.
-
-    Returns:
-        The (x, y) of the bump, or None when the move was not blocked.
-    """
-    if not frame.meta.get("collided"):
-        return None
-    yaw = yaw_of(pose)
-    ahead = pose.translation[:2] + (radius_m + 0.02) * np.array([math.cos(yaw), math.sin(yaw)])
-    zs = np.arange(0.2, 1.0, 0.1)
-    memory.mark_obstacle(np.c_[np.full((len(zs), 2), ahead), zs])
-    return ahead
 
 
 @dataclass
@@ -129,6 +115,8 @@ class FrontierExplorer:
         blacklist_radius_m: frontiers near a goal that could not be reached are skipped.
         unknown_radius_m: when no frontier is reachable, unknown floor this close to the robot
             counts as passable (the camera never sees the floor right around the robot).
+        max_forgets: when no frontier is reachable while obstacles felt from bumps are in the map,
+            take those guesses back and try again, at most this many times per exploration.
     """
 
     def __init__(
@@ -144,6 +132,7 @@ class FrontierExplorer:
         turn_deg: float = 30.0,
         blacklist_radius_m: float = 0.5,
         unknown_radius_m: float = 1.0,
+        max_forgets: int = 3,
     ) -> None:
         self.memory = memory
         self.robot_radius_m = robot_radius_m
@@ -163,6 +152,11 @@ class FrontierExplorer:
         # few, because where the contact was is a guess (straight ahead); an old wrong guess must not wall
         # off a doorway for good (the octree keeps the felt obstacle until the camera sees otherwise)
         self.bumps: deque[np.ndarray] = deque(maxlen=3)
+        # every obstacle this explorer marked from a bump and has not taken back: where the contact was is a
+        # guess (straight ahead), so a side contact in a narrow passage can mark the passage itself shut
+        self.felt: list[np.ndarray] = []
+        self.max_forgets = max_forgets
+        self.forgets = 0
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
         return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
@@ -205,6 +199,16 @@ class FrontierExplorer:
         cells = shortcut_path(np.isfinite(cost), trace_path(parent, int(cell[0]), int(cell[1])))
         return region, densify(grid.cell_to_world(cells), 0.25)
 
+    def forget_felt(self) -> int:
+        """Take back every obstacle this explorer marked from a bump; returns how many."""
+        n = len(self.felt)
+        for xy in self.felt:
+            forget_bump(self.memory, xy)
+        self.felt.clear()
+        self.bumps.clear()
+        self.forgets += 1
+        return n
+
     def explore(
         self,
         sim,
@@ -239,6 +243,7 @@ class FrontierExplorer:
                 bump = record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
                 if bump is not None:
                     self.bumps.append(bump)
+                    self.felt.append(bump)
             frames += 1
             p = sim.agent_pose.translation
             traj.append((float(p[0]), float(p[1])))
@@ -279,6 +284,11 @@ class FrontierExplorer:
             if choice is None:
                 # a passage the body fits through only on the voxels' rounding (bumps will tell)
                 choice = self.choose(self.grid(self.squeeze_radius_m), xy, unknown_radius_m=self.unknown_radius_m)
+            if choice is None and self.felt and self.forgets < self.max_forgets:
+                # every way on may be shut by obstacles only felt, at guessed places: take them back and
+                # look again (a real obstacle is felt again, or seen, and the budget bounds the retries)
+                self.forget_felt()
+                continue
             if choice is None:
                 reason = "no reachable frontier"
                 break

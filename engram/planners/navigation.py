@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "planning_cost", "ObjectTarget", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
+__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "record_bump", "forget_bump", "yaw_of", "planning_cost", "ObjectTarget", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
 
 UNKNOWN, FREE, OBSTACLE = 0, 1, 2
 
@@ -417,6 +417,38 @@ def yaw_of(pose) -> float:
     return math.atan2(r[1, 0], r[0, 0])
 
 
+def record_bump(memory, frame, pose, radius_m: float) -> np.ndarray | None:
+    """If the last move was blocked (a bump), mark a small column just ahead as an obstacle in memory.
+
+    Returns:
+        The (x, y) of the bump, or None when the move was not blocked.
+    """
+    if not frame.meta.get("collided"):
+        return None
+    yaw = yaw_of(pose)
+    ahead = pose.translation[:2] + (radius_m + 0.02) * np.array([math.cos(yaw), math.sin(yaw)])
+    memory.mark_obstacle(_bump_column(ahead), BUMP_LOG_ODDS)
+    return ahead
+
+
+BUMP_LOG_ODDS = 2.0
+
+
+def _bump_column(xy) -> np.ndarray:
+    zs = np.arange(0.2, 1.0, 0.1)
+    return np.c_[np.full((len(zs), 2), np.asarray(xy, float)[:2]), zs]
+
+
+def forget_bump(memory, xy) -> None:
+    """Take back the obstacle `record_bump` marked at ``xy`` (its log-odds, subtracted).
+
+    What the camera saw there stays: a wall seen (clamped high) is still occupied after. A voxel
+    known only from the bump would land exactly on the occupancy threshold (0), which counts as
+    occupied, so a hundredth more is taken: it ends as barely free air.
+    """
+    memory.mark_obstacle(_bump_column(xy), -(BUMP_LOG_ODDS + 0.01))
+
+
 def distance_map(cost: np.ndarray, sr: int, sc: int) -> np.ndarray:
     """Path cost from (sr, sc) to every cell (Dijkstra, same moves as `astar`); inf where unreachable."""
     return distance_field(cost, sr, sc)[0]
@@ -680,6 +712,7 @@ class Navigator:
         self.follower = PathFollower(turn_deg=turn_deg)
         self.camera: CameraModel | None = None
         self.bumps: deque[np.ndarray] = deque(maxlen=3)  # the last blocked moves (shared with an explorer it drives)
+        self.on_frame = None  # called with every frame it integrates (a live view, a logger)
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
         return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
@@ -825,11 +858,11 @@ class Navigator:
         before = sim.agent_pose.translation[:2].copy()
         frame = sim.step(action)
         self.memory.integrate(frame)
+        if self.on_frame is not None:
+            self.on_frame(frame)
         if self.camera is None:
             self.camera = CameraModel.from_frame(frame)
         if action == "move_forward" and hasattr(self.memory, "mark_obstacle"):
-            from engram.planners.frontier import record_bump
-
             bump = record_bump(self.memory, frame, sim.agent_pose, self.robot_radius_m)
             if bump is not None:
                 self.bumps.append(bump)

@@ -350,3 +350,84 @@ def test_object_goal_that_memory_does_not_know_ends_at_once():
         nav.go_to_object(Sim(), "  ")
     with pytest.raises(ValueError, match="max_steps"):
         nav.go_to_object(Sim(), "mug", max_steps=0)
+
+
+def _octree_memory():
+    """A real SceneMemory whose map is FakeOctree's two rooms (floor and wall seen, door open)."""
+    from engram.memory.scene import SceneMemory
+
+    mem = SceneMemory(voxel_size_m=0.1, timeline=False)
+    mem.octree.update_points(FakeOctree().occupied_centers(), 3.0)
+    return mem
+
+
+def test_a_felt_obstacle_can_be_taken_back_but_a_seen_one_stays():
+    from types import SimpleNamespace
+
+    from engram.planners.navigation import forget_bump, memory_grid, record_bump
+    from engram.types import Pose
+
+    mem = _octree_memory()
+
+    def route():
+        return memory_grid(mem, robot_radius_m=0.2).plan((1.0, 0.5), (5.0, 0.5))
+
+    assert route() is not None
+    bumped = SimpleNamespace(meta={"collided": True})
+    facing_x = Pose.from_rt(np.eye(3), [3.05 - 0.22, 1.5, 0.0])
+    assert record_bump(mem, SimpleNamespace(meta={}), facing_x, 0.2) is None  # not blocked: nothing felt
+    assert route() is not None
+    xy = record_bump(mem, bumped, facing_x, 0.2)
+    assert np.allclose(xy, [3.05, 1.5])
+    assert route() is None  # the felt column shuts the only door
+    forget_bump(mem, xy)
+    assert route() is not None
+    # a bump against the wall, taken back: the wall the camera saw is still there
+    wall = mem.octree.occupied_centers()
+    xy = record_bump(mem, bumped, Pose.from_rt(np.eye(3), [3.05 - 0.22, 0.55, 0.0]), 0.2)
+    forget_bump(mem, xy)
+    assert {tuple(p) for p in np.round(wall, 3)} == {tuple(p) for p in np.round(mem.octree.occupied_centers(), 3)}
+
+
+def test_explorer_takes_back_felt_obstacles_before_giving_up():
+    """No frontier reachable with felt obstacles in the map: forget them, look again, then stop."""
+    from types import SimpleNamespace
+
+    from engram.planners.frontier import FrontierExplorer
+    from engram.types import Pose
+
+    class Mem:
+        octree = FakeOctree()
+        trajectory = []
+        floor_z_m = 0.0
+        last_timestamp_s = None
+
+        def __init__(self):
+            self.marks = []
+
+        def integrate(self, frame):
+            self.last_timestamp_s = frame.timestamp_s
+
+        def mark_obstacle(self, points, log_odds=2.0):
+            self.marks.append((np.asarray(points)[:, :2].mean(0).round(3).tolist(), log_odds))
+
+    class Sim:
+        agent_pose = Pose.from_rt(np.eye(3), [1.0, 0.5, 0.0])
+
+        def observe(self):
+            return SimpleNamespace(timestamp_s=0.0, meta={})
+
+    mem = Mem()
+    ex = FrontierExplorer(mem, look_around=False, max_forgets=1)
+    ex.felt = [np.array([3.05, 1.5])]
+    tries = []
+
+    def choose(grid, xy, unknown_radius_m=0.0):
+        tries.append(len(ex.felt))
+        return None
+
+    ex.choose = choose
+    res = ex.explore(Sim(), max_steps=10)
+    assert res.reason == "no reachable frontier"
+    assert tries == [1, 1, 1, 0, 0, 0]  # three plans with the felt obstacle, three after taking it back
+    assert mem.marks == [([3.05, 1.5], -2.01)] and ex.felt == [] and ex.forgets == 1

@@ -1,0 +1,65 @@
+"""The package's import graph: no module imports one that imports it back (directly or in a ring).
+
+Imports inside functions count too: a local import only hides a cycle from the interpreter, and
+the layering (types <- perception <- memory <- planners / qa; sims never import memory) is what
+keeps the package readable from the bottom up.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+import engram
+
+PACKAGE = Path(engram.__file__).resolve().parent
+
+
+def import_graph(package_dir: Path = PACKAGE) -> nx.DiGraph:
+    """Module -> modules of the package it imports (at the top or inside functions)."""
+    root = package_dir.parent
+    modules = {}
+    for path in package_dir.rglob("*.py"):
+        name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        modules[name] = path
+    g = nx.DiGraph()
+    g.add_nodes_from(modules)
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from pkg import submodule` imports the submodule, `from mod import name` the module
+                targets = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+                targets = targets or [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            g.add_edges_from((name, t) for t in targets if t in modules and t != name)
+    return g
+
+
+def test_graph_sees_imports():
+    g = import_graph()
+    assert g.has_edge("engram.memory.scene", "engram.memory.octree")
+    assert g.has_edge("engram.planners.frontier", "engram.planners.navigation")
+    assert g.has_edge("engram.memory.persist", "engram.memory.objects")  # a local import counts
+
+
+def test_no_import_cycles():
+    cycles = sorted(sorted(c) for c in nx.simple_cycles(import_graph()))
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def test_layering():
+    g = import_graph()
+    bad = [
+        (a, b)
+        for a, b in g.edges
+        if (a.startswith("engram.memory") and b.startswith(("engram.planners", "engram.qa")))
+        or (a.startswith("engram.perception") and b.startswith("engram.memory"))
+        or (a.startswith("engram.sims") and b.startswith("engram.memory"))
+        or (a == "engram.types" and b.startswith("engram."))
+    ]
+    assert bad == []
