@@ -44,16 +44,25 @@ def _explore(args: argparse.Namespace) -> int:
 
 
 def _map(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from omegaconf import open_dict
 
     from engram.config import compose
     from engram.jobs.mapping import run_map
 
+    overrides = list(args.overrides)
+    source = args.source
+    if source is not None and "=" in source and not Path(source).exists():
+        overrides.insert(0, source)  # `engram map --out DIR sim=tum ...`: no SOURCE, only overrides
+        source = None
     # paths are set on the composed config, never parsed by hydra's override grammar
     # (a path with ',', '=', quotes or brackets would break it)
-    cfg = compose("map", list(args.overrides))
+    cfg = compose("map", overrides)
     with open_dict(cfg):
-        cfg.source, cfg.out = str(args.source), str(args.out)
+        cfg.out = str(args.out)
+        if source is not None:
+            cfg.source = str(source)
     result = run_map(cfg)
     print(f"wrote {result['out_dir']}")
     if not result.get("complete", True):
@@ -186,12 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engram", description="A spatial and episodic memory for robots and video.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("explore", help="explore a seeded apartment, build the memory, navigate, write a report")
+    e = sub.add_parser("explore", help="explore a seeded apartment, build the memory, navigate, write a report",
+                       description="Explore an interactive world (sim=embedded, the default, or sim=habitat). Recorded "
+                       "sources (sim=icl, tum, rosbag) cannot be driven: map them with `engram map`.")
     e.add_argument("overrides", nargs="*", help="hydra overrides, e.g. seed=3 out=runs/x sim.width=640")
     e.set_defaults(func=_explore)
 
-    m = sub.add_parser("map", help="run a frame source through memory and write 3D exports")
-    m.add_argument("source", help="a dataset folder (TUM / ICL-NUIM), a video, or a bag")
+    m = sub.add_parser(
+        "map",
+        help="run a recorded RGB-D source through memory and write 3D exports",
+        description="Map a recording that has depth: an Open3D/ICL-NUIM, TUM RGB-D or 7-Scenes folder, or a ROS bag "
+        "with a depth topic, given as SOURCE or as sim=icl|tum|rosbag with sim.path=... . A video has no depth: "
+        "`engram qa build VIDEO --out DIR` builds a video's memory.",
+    )
+    m.add_argument("source", nargs="?", default=None,
+                   help="an ICL-NUIM/Open3D, TUM RGB-D or 7-Scenes folder, or a ROS bag with depth (.bag, .mcap, ROS 2 folder)")
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("overrides", nargs="*", help="hydra overrides")
     m.set_defaults(func=_map)

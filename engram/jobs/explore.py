@@ -1,9 +1,10 @@
 """The main job: explore a seeded apartment, build the memory, navigate to named objects, report.
 
-Everything the agent decides comes from its memory, built from RGB-D frames by
-the chosen detector (``rgbd`` by default); its pose comes from the simulator,
-like Habitat's GPS+compass sensor. The simulator's ground truth is read only to
-score the run (coverage, object-goal success).
+Everything the agent decides about the world (where to go, what is where) comes
+from its memory, built from RGB-D frames by the chosen detector (``rgbd`` by
+default); its own pose comes from the simulator, as Habitat's GPS+compass sensor
+gives it (no localisation is estimated here). The simulator's ground truth is
+read only to score the run (coverage, object-goal success, SPL's reference path).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+_WALL_MAPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # ground truth -> its wall raster
 
-__all__ = ["run_explore", "coverage", "object_in_view"]
+__all__ = ["check_interactive", "coverage", "object_in_view", "run_explore", "shortest_to_goal", "wall_sight"]
 
 
 def coverage(memory, gt, robot_radius_m: float = 0.2) -> float:
@@ -60,9 +63,51 @@ def goal_distance(gt, label: str, xy, t_s: float | None = None) -> float:
     )
 
 
+def _footprint_point(xy: np.ndarray, position_m, half_extents_m, yaw_rad: float) -> np.ndarray:
+    """The point of an object's yawed footprint nearest to each floor point ("N 2")."""
+    import math
+
+    rel = xy - np.asarray(position_m, float)[:2]
+    c, s = math.cos(yaw_rad), math.sin(yaw_rad)
+    local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], 1)
+    local = np.clip(local, -np.asarray(half_extents_m, float)[:2], np.asarray(half_extents_m, float)[:2])
+    return np.asarray(position_m, float)[:2] + np.stack([c * local[:, 0] - s * local[:, 1],
+                                                         s * local[:, 0] + c * local[:, 1]], 1)
+
+
+def wall_sight(gt, from_xy: np.ndarray, to_xy: np.ndarray, step_m: float = 0.025, end_m: float = 0.1) -> np.ndarray:
+    """For each pair of floor points, whether the straight line between them crosses no wall.
+
+    Walls are the ground truth's wall boxes that reach below 1.8 m (door openings are gaps; furniture
+    does not count, the camera sees over most of it). The last ``end_m`` before ``to_xy`` is not
+    checked: an object against a wall touches the wall's cells.
+    """
+    from engram.sims.embedded.groundtruth import rasterize_obstacles
+
+    walls = _WALL_MAPS.get(gt)
+    if walls is None:
+        walls = _WALL_MAPS[gt] = rasterize_obstacles(gt.spec.bounds, gt.spec.walls, (), gt.reachable_map().resolution_m)
+    a = np.asarray(from_xy, float).reshape(-1, 2)
+    b = np.asarray(to_xy, float).reshape(-1, 2)
+    if not len(a):
+        return np.zeros(0, bool)
+    d = b - a
+    length = np.linalg.norm(d, axis=1)
+    n = int(np.ceil(length.max() / step_m)) + 1
+    t = np.linspace(0.0, 1.0, n)
+    pts = a[:, None, :] + t[None, :, None] * d[:, None, :]
+    checked = (t[None, :] * length[:, None]) <= (length[:, None] - end_m)
+    rc = walls.world_to_cell(pts.reshape(-1, 2))
+    inside = walls.in_bounds(rc)
+    blocked = np.ones(len(rc), bool)
+    blocked[inside] = ~walls.free[rc[inside, 0], rc[inside, 1]]
+    return ~(blocked.reshape(len(a), n) & checked).any(axis=1)
+
+
 def shortest_to_goal(gt, label: str, start_xy, success_m: float = 1.0) -> float:
     """Ground-truth geodesic distance from ``start_xy`` to the nearest reachable cell within
-    ``success_m`` of a ``label`` footprint (the reference path for SPL)."""
+    ``success_m`` of a ``label`` footprint with no wall between the cell and the object (the
+    reference path for SPL: success needs the object in view, which a wall next to it prevents)."""
     from engram.planners.navigation import distance_map
 
     reach = gt.reachable_map()
@@ -85,16 +130,14 @@ def shortest_to_goal(gt, label: str, start_xy, success_m: float = 1.0) -> float:
         if p.label != label or i not in spec:
             continue
         o = spec[i]
-        # vectorised footprint distance for all reachable cells
-        import math
-
-        rel = xy - np.asarray(p.position_m[:2])
-        c, s = math.cos(-p.yaw_rad), math.sin(-p.yaw_rad)
-        local = np.stack([c * rel[:, 0] - s * rel[:, 1], s * rel[:, 0] + c * rel[:, 1]], 1)
-        fd = np.linalg.norm(np.maximum(np.abs(local) - np.asarray(o.half_extents_m[:2]), 0.0), axis=1)
-        ok = fd <= success_m
-        if ok.any():
-            best = min(best, float(dist[cells[ok, 0], cells[ok, 1]].min()))
+        near = _footprint_point(xy, p.position_m, o.half_extents_m, p.yaw_rad)
+        ok = np.linalg.norm(near - xy, axis=1) <= success_m
+        if not ok.any():
+            continue
+        idx = np.flatnonzero(ok)
+        idx = idx[wall_sight(gt, xy[idx], near[idx])]
+        if len(idx):
+            best = min(best, float(dist[cells[idx, 0], cells[idx, 1]].min()))
     return best
 
 
@@ -119,6 +162,30 @@ def pick_goal_labels(memory, n: int, seed: int, exclude: tuple[str, ...] = ()) -
     return labels[:n]
 
 
+def check_interactive(sim_cfg: Any) -> None:
+    """Refuse a recorded source (a dataset, bag or video): exploring needs a world the agent moves in."""
+    target = str(sim_cfg.get("_target_", "")) if sim_cfg is not None else ""
+    name = target.rsplit(".", 1)[-1]
+    if name in ("RgbdDataset", "RosBagSource"):
+        raise ValueError(f"{name} is a recording (frames in a fixed order), not a world an agent can move in: "
+                         "map it with `engram map --out DIR sim=<icl|tum|rosbag> sim.path=...` "
+                         "(explore needs sim=embedded or sim=habitat)")
+    if name == "VideoSource":
+        raise ValueError("a video is a recording with colour only, not a world an agent can move in: "
+                         "`engram qa build VIDEO --out DIR` builds its memory (explore needs sim=embedded or sim=habitat)")
+    if target and name not in ("EmbeddedSim", "HabitatSource"):
+        import importlib
+
+        module, _, cls = target.rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            return  # hydra names what it cannot build
+        if not (callable(getattr(obj, "step", None)) and callable(getattr(obj, "reset", None))):
+            raise ValueError(f"{target} has no reset()/step(action): explore needs an interactive world; "
+                             "`engram map` reads recordings")
+
+
 def run_explore(cfg: Any) -> dict[str, Any]:
     """Run the explore job described by a composed config (see engram/configs/explore.yaml)."""
     from engram.config import instantiate, to_plain
@@ -127,6 +194,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
     from engram.planners.navigation import Navigator
     from engram.report import write_report
 
+    check_interactive(cfg.sim)
     c = to_plain(cfg)
     out = Path(c["out"]).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +206,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
     sim = instantiate(cfg.sim, **sim_kwargs)
     pl = c["planner"]
     try:
-        frame = sim.reset(seed=int(c["seed"]))
+        sim.reset(seed=int(c["seed"]))
         gt = getattr(sim, "ground_truth", None)
         explorer = FrontierExplorer(
             memory,
@@ -146,7 +214,15 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             replan_every=pl["replan_every"],
             min_frontier_m=pl["min_frontier_m"],
         )
-        rerun_log = _rerun_logger(c) if c.get("rerun") else None
+        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"],
+                        stop_distance_m=pl.get("stop_distance_m", 0.9))
+        rerun_log = None
+        if c.get("rerun") or c.get("rerun_save"):
+            from engram.viz import RerunLogger
+
+            following = [explorer.follower]  # whose path the view shows: the explorer's, then the navigator's
+            rerun_log = RerunLogger(memory, spawn=bool(c.get("rerun")), save_path=c.get("rerun_save"),
+                                    plan_fn=lambda: following[0].path, floor_z_m=memory.floor_z_m)
         t0 = time.perf_counter()
         result = explorer.explore(sim, max_steps=pl["explore_steps"], progress=c.get("progress", True), on_frame=rerun_log)
         t_explore = time.perf_counter() - t0
@@ -155,8 +231,9 @@ def run_explore(cfg: Any) -> dict[str, Any]:
         log.info("explored %d steps (%s), coverage %s", result.steps, result.reason, cov)
 
         # object-goal navigation to a few categories the memory knows
-        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"],
-                        stop_distance_m=pl.get("stop_distance_m", 0.9))
+        if rerun_log is not None:
+            following[0] = nav.follower
+            nav.on_frame = rerun_log
         episodes = []
         trajectory = list(result.trajectory_xy)
         goals = list(result.goals_xy)
@@ -199,30 +276,13 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             "objectnav_success": round(float(np.mean([e["success"] for e in episodes])), 3) if episodes else None,
             "seconds": round(time.perf_counter() - t_start, 2),
         }
+        if rerun_log is not None:
+            rrd = rerun_log.finish()
+            if rrd is not None:
+                metrics["rerun_recording"] = str(rrd)
         write_report(out, memory, metrics=metrics, trajectory_xy=trajectory, goals_xy=goals, episodes=episodes,
                      title=f"engram explore · seed {c['seed']}")
         (out / "episodes.json").write_text(json.dumps(episodes, indent=2))
         return {"out_dir": str(out), "metrics": metrics, "episodes": episodes}
     finally:
         sim.close()
-
-
-def _rerun_logger(c: dict[str, Any]):
-    """Live 3D view with rerun (the [viz] extra), logging every 5th frame."""
-    from engram._optional import require
-
-    rr = require("rerun", "live 3D logging")
-    rr.init("engram", spawn=False)
-    if c.get("rerun_save"):
-        rr.save(c["rerun_save"])
-
-    def on_frame(frame) -> None:
-        if frame.index % 5:
-            return
-        rr.set_time("sim_time", duration=frame.timestamp_s)
-        rr.log("camera/rgb", rr.Image(frame.rgb))
-        if frame.world_from_camera is not None:
-            t = frame.world_from_camera
-            rr.log("world/camera", rr.Transform3D(translation=t.translation, mat3x3=t.rotation))
-
-    return on_frame

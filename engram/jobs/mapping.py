@@ -1,12 +1,18 @@
-"""`engram map SOURCE --out DIR`: a recorded source through memory, then 3D exports.
+"""`engram map SOURCE --out DIR`: a recorded RGB-D source through memory, then 3D exports.
 
-The source is found from the path: an Open3D / ICL-NUIM folder (color/,
-depth/, trajectory.log), a TUM folder (rgb.txt, depth.txt), a 7-Scenes
-folder (frame-NNNNNN.color/.depth/.pose files), a ROS bag
-(.bag, .mcap, or a ROS 2 folder with metadata.yaml). Frames without poses are
-tracked with RGB-D odometry first. The memory is saved, and the folder gets
-the static map and TSDF surface as .ply, objects as separate clouds with
-their labels, the trajectory, and a top-down picture, ready for MeshLab,
+An occupancy map needs metric depth, so the source must carry it: an Open3D /
+ICL-NUIM folder (color/, depth/, trajectory.log), a TUM folder (rgb.txt,
+depth.txt), a 7-Scenes folder (frame-NNNNNN.color/.depth/.pose files), or a
+ROS bag with a depth topic (.bag, .mcap, or a ROS 2 folder
+with metadata.yaml). The same sources can be named by their config instead of
+a path (``engram map --out DIR sim=tum sim.path=...``; groups in
+engram/configs/sim). A plain video has colour only: no depth estimate is made
+from it here (that would need a model the user brings and gives no metric
+scale), so a video is refused with a pointer to ``engram qa build``, which
+builds the memory a video can give (the episodic timeline). Frames without
+poses are tracked with RGB-D odometry first. The memory is saved, and the
+folder gets the static map and TSDF surface as .ply, objects as separate clouds
+with their labels, the trajectory, and a top-down picture, ready for MeshLab,
 CloudCompare or Open3D's viewer.
 
 A source that stops early (a bag cut short) still gives a map of the frames
@@ -26,11 +32,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["open_source", "run_map"]
+__all__ = ["ACCEPTED", "VIDEO_HINT", "open_source", "run_map"]
 
 log = logging.getLogger(__name__)
 
 _VIDEO = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+ACCEPTED = "an Open3D/ICL-NUIM, TUM RGB-D or 7-Scenes folder, or a ROS bag with depth (.bag, .mcap, ROS 2 folder)"
+VIDEO_HINT = "a video has colour only, no depth to map: `engram qa build VIDEO --out DIR` builds its (episodic) memory"
 
 
 def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames: int | None = None):
@@ -50,10 +58,7 @@ def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames
         elif p.suffix.lower() in _VIDEO:
             fmt = "video"
         else:
-            raise ValueError(
-                f"cannot tell what {p} is: expected an Open3D/ICL-NUIM, TUM or 7-Scenes folder, a ROS bag or a video "
-                "(or pass format=...)"
-            )
+            raise ValueError(f"cannot tell what {p} is: expected {ACCEPTED} (or pass format=icl|tum|7scenes|bag)")
     if fmt in ("icl", "tum", "7scenes"):
         from engram.sims.rgbd import RgbdDataset
 
@@ -64,8 +69,23 @@ def open_source(path: str | Path, fmt: str = "auto", stride: int = 1, max_frames
         src = RosBagSource(p)
         return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
     if fmt == "video":
-        raise ValueError(f"{p} is a video: it has no depth to map; use `engram qa build` for video memory")
+        raise ValueError(f"{p}: {VIDEO_HINT}")
     raise ValueError(f"unknown format {fmt!r}: use auto, icl, tum, 7scenes or bag")
+
+
+def _configured_source(cfg: Any, stride: int, max_frames: int | None):
+    """The recorded source a ``sim=`` config group names (icl, tum, rosbag); refuses the others."""
+    from engram.config import instantiate
+
+    target = str(cfg.get("_target_", ""))
+    if target.endswith("VideoSource"):
+        raise ValueError(f"sim=video: {VIDEO_HINT}")
+    if target.endswith(("EmbeddedSim", "HabitatSource")):
+        raise ValueError(f"{target} is a world an agent moves in, not a recording: `engram explore` maps it")
+    src = instantiate(cfg)
+    if not hasattr(src, "__iter__"):
+        raise ValueError(f"{target} does not yield frames; engram map reads {ACCEPTED}")
+    return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
 
 
 def run_map(cfg: Any) -> dict[str, Any]:
@@ -78,14 +98,25 @@ def run_map(cfg: Any) -> dict[str, Any]:
     out = Path(c["out"]).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    source = open_source(c["source"], c.get("format", "auto"), int(c.get("stride", 1)), c.get("max_frames"))
+    stride, max_frames = int(c.get("stride", 1)), c.get("max_frames")
+    if c.get("sim"):
+        if c.get("source"):
+            raise ValueError("give either a SOURCE path or a sim= config, not both")
+        source = _configured_source(cfg.sim, stride, max_frames)
+        name = f"sim={c['sim'].get('_target_', '?').rsplit('.', 1)[-1]} ({c['sim'].get('path', '')})"
+    elif c.get("source"):
+        source = open_source(c["source"], c.get("format", "auto"), stride, max_frames)
+        name = str(c["source"])
+    else:
+        raise ValueError(f"nothing to map: give a SOURCE path ({ACCEPTED}) or sim=icl|tum|rosbag sim.path=...")
     frames = iter(source)
     try:
         first = next(frames)
     except StopIteration:
-        raise ValueError(f"{c['source']} holds no frames") from None
+        raise ValueError(f"{name} holds no frames") from None
     if first.depth_m is None or first.intrinsics is None:
-        raise ValueError(f"{c['source']}: frames have no depth or intrinsics, so there is nothing to map")
+        missing = " and ".join(k for k, v in (("depth", first.depth_m), ("camera intrinsics", first.intrinsics)) if v is None)
+        raise ValueError(f"{name}: its frames have no {missing}, so there is nothing to map; engram map reads {ACCEPTED}")
     stream = itertools.chain([first], frames)
     est = c.get("estimate_poses", "auto")
     estimate = est is True or (est == "auto" and first.world_from_camera is None)
@@ -152,7 +183,7 @@ def run_map(cfg: Any) -> dict[str, Any]:
 
     written["occupancy"] = write_point_cloud_ply(out / "occupancy.ply", occ, height_colors(occ[:, 2]))
     summary = {
-        "source": str(c["source"]),
+        "source": name,
         "frames": n,
         "frames_mapped": mapped,
         "occupied_voxels": int(len(occ)),

@@ -112,3 +112,70 @@ def test_map_of_a_cut_bag_keeps_the_frames_before_the_cut(tmp_path, capsys, box_
     from engram.memory.scene import SceneMemory
 
     assert SceneMemory.load(str(out / "memory")).frames_seen == summary["frames"]
+
+
+def test_map_refuses_a_video_and_names_qa_build(tmp_path, capsys):
+    import cv2
+
+    video = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (32, 24))
+    for _ in range(3):
+        w.write(np.zeros((24, 32, 3), np.uint8))
+    w.release()
+    assert main(["map", str(video), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no depth" in err and "engram qa build" in err
+    # the sim=video config is refused the same way
+    assert main(["map", "--out", str(tmp_path / "o"), "sim=video", f"sim.path={video}"]) == 2
+    assert "engram qa build" in capsys.readouterr().err
+    # and the help says what is accepted
+    from engram.cli import build_parser
+
+    text = build_parser()._subparsers._group_actions[0].choices["map"].format_help()
+    assert "video" in text and "qa build" in text and "TUM" in text and "bag" in text
+
+
+def test_map_needs_a_source_and_refuses_an_interactive_world(tmp_path, capsys):
+    assert main(["map", "--out", str(tmp_path / "o")]) == 2
+    assert "nothing to map" in capsys.readouterr().err
+    assert main(["map", "--out", str(tmp_path / "o"), "sim=embedded"]) == 2
+    assert "engram explore" in capsys.readouterr().err
+
+
+def test_map_with_the_icl_config(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("ENGRAM_DATA", str(shared_data))
+    out = tmp_path / "icl"
+    assert main(["map", "--out", str(out), "sim=icl", "sim.max_frames=4", "sim.stride=20", "tsdf=false",
+                 "progress=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == summary["frames_mapped"] == 4 and summary["occupied_voxels"] > 500
+    assert "icl_livingroom1" in summary["source"]
+
+
+def test_map_with_the_tum_config(shared_data, tmp_path):
+    """A TUM folder written from the ICL frames (depth x 5000, poses as TUM lines) maps through sim=tum."""
+    import cv2
+
+    from engram.sims.rgbd import RgbdDataset, write_tum_trajectory
+
+    root = tmp_path / "tum"
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rgb_lines, depth_lines, times, poses = [], [], [], []
+    for i, f in enumerate(RgbdDataset(shared_data / "icl_livingroom1", stride=20, max_frames=3)):
+        t = 1.0 + i / 30.0
+        cv2.imwrite(str(root / "rgb" / f"{t:.6f}.png"), f.rgb[:, :, ::-1])
+        cv2.imwrite(str(root / "depth" / f"{t:.6f}.png"), np.round(f.depth_m * 5000).astype(np.uint16))
+        rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth_lines.append(f"{t:.6f} depth/{t:.6f}.png")
+        times.append(t)
+        poses.append(f.world_from_camera.matrix)
+    k = f.intrinsics
+    (root / "rgb.txt").write_text("\n".join(rgb_lines) + "\n")
+    (root / "depth.txt").write_text("\n".join(depth_lines) + "\n")
+    write_tum_trajectory(root / "groundtruth.txt", np.array(times), np.stack(poses))
+    out = tmp_path / "out"
+    assert main(["map", "--out", str(out), "sim=tum", f"sim.path={root}",
+                 f"sim.intrinsics=[{k.fx},{k.fy},{k.cx},{k.cy}]", "tsdf=false", "progress=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == summary["frames_mapped"] == 3 and summary["occupied_voxels"] > 500
