@@ -1,6 +1,7 @@
 """The package's import graph: no module imports one that imports it back (directly or in a ring).
 
-Imports inside functions count too: a local import only hides a cycle from the interpreter, and
+Imports inside functions count too (a local import only hides a cycle from the interpreter; imports
+under ``if TYPE_CHECKING:`` do not, they never run), and
 the layering (types <- perception <- memory <- planners / qa; sims never import memory) is what
 keeps the package readable from the bottom up.
 """
@@ -27,7 +28,18 @@ def import_graph(package_dir: Path = PACKAGE) -> nx.DiGraph:
     g = nx.DiGraph()
     g.add_nodes_from(modules)
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        tree = ast.parse(path.read_text(), str(path))
+        # imports only a type checker follows (under `if TYPE_CHECKING:`) are no runtime cycle
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for stmt in block.body
+            for n in ast.walk(stmt)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 # `from pkg import submodule` imports the submodule, `from mod import name` the module
                 targets = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]

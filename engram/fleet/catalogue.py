@@ -150,7 +150,7 @@ class CatalogueHit:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def line(self) -> str:
-        from engram.memory.episodic import _fmt_time
+        from engram._util import fmt_time
 
         where = (
             ""
@@ -160,7 +160,7 @@ class CatalogueHit:
         name = Path(self.source_path.rstrip("/")).name
         snap = f"  {self.snapshot}" if self.snapshot else ""
         return (
-            f"{self.score:.3f}  {name}  {self.kind} {_fmt_time(self.start_s)}-{_fmt_time(self.end_s)}{where}  "
+            f"{self.score:.3f}  {name}  {self.kind} {fmt_time(self.start_s)}-{fmt_time(self.end_s)}{where}  "
             f"{self.text}{snap}"
         )
 
@@ -715,7 +715,7 @@ def ask_catalogue(
     Returns:
         (the answerer's `Answer`, the `Evidence` it was given, the hits behind it).
     """
-    from engram.memory.episodic import _fmt_time
+    from engram._util import fmt_time
     from engram.qa.answerers import Evidence, build_answerer
     from engram.qa.video import parse_question
 
@@ -754,7 +754,7 @@ def ask_catalogue(
         img = cat.snapshot_image(h)
         evidence.append(
             Evidence(
-                text=f"[{name} {_fmt_time(h.start_s)}-{_fmt_time(h.end_s)}{where}] {h.text}",
+                text=f"[{name} {fmt_time(h.start_s)}-{fmt_time(h.end_s)}{where}] {h.text}",
                 time_span_s=(h.start_s, h.end_s),
                 images=[] if img is None else [img],
                 score=h.score,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engram.memory.episodic import (
+from engram.memory.episodic_nodes import (
     EPISODIC_KIND,
     EPISODIC_VERSION,
     THUMBNAIL_NAME,

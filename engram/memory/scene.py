@@ -20,7 +20,6 @@ integrated: a reader/writer lock keeps results whole.
 from __future__ import annotations
 
 import dataclasses
-
 import hashlib
 import logging
 import threading

@@ -66,7 +66,7 @@ class _ApproxSync:
         self.tolerance_s = tolerance_s
         self.max_pending = max_pending
         self.queues: dict[str, deque] = {n: deque() for n in [primary, *others]}
-        self.latest: dict[str, float] = {n: -math.inf for n in [primary, *others]}
+        self.latest: dict[str, float] = dict.fromkeys([primary, *others], -math.inf)
 
     def push(self, stream: str, t_s: float, item: Any) -> None:
         self.queues[stream].append((t_s, item))
