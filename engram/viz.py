@@ -40,7 +40,7 @@ ENTITIES = (
 
 
 def _height_colors(z: np.ndarray) -> np.ndarray:
-    """"N 3" uint8 colours from blue (low) to yellow (high) over 0-2.5 m."""
+    """ "N 3" uint8 colours from blue (low) to yellow (high) over 0-2.5 m."""
     t = np.clip(np.asarray(z, np.float64) / 2.5, 0.0, 1.0)[:, None]
     lo, hi = np.array([40, 60, 200], np.float64), np.array([250, 220, 40], np.float64)
     return (lo + t * (hi - lo)).astype(np.uint8)
@@ -75,7 +75,9 @@ class RerunLogger:
         from engram._optional import require
 
         if not spawn and save_path is None:
-            raise ValueError("rerun logging needs a viewer (spawn=True) or a file (save_path=...rrd): the data would go nowhere")
+            raise ValueError(
+                "rerun logging needs a viewer (spawn=True) or a file (save_path=...rrd): the data would go nowhere"
+            )
         if image_every < 1 or map_every < 1:
             raise ValueError(f"image_every and map_every must be >= 1, got {image_every}, {map_every}")
         rr = require("rerun", "live 3D logging")
@@ -112,8 +114,12 @@ class RerunLogger:
             if k is not None:
                 rec.log(
                     "world/camera",
-                    rr.Pinhole(focal_length=[k.fx, k.fy], principal_point=[k.cx, k.cy], resolution=[k.width, k.height],
-                               image_plane_distance=0.3),
+                    rr.Pinhole(
+                        focal_length=[k.fx, k.fy],
+                        principal_point=[k.cx, k.cy],
+                        resolution=[k.width, k.height],
+                        image_plane_distance=0.3,
+                    ),
                 )
         if frame.index % self.image_every == 0:
             rec.log("world/camera/image", rr.Image(frame.rgb))
@@ -126,14 +132,23 @@ class RerunLogger:
         """The occupied voxels, objects, trajectory and frontiers as the memory holds them now."""
         rr, rec, mem = self.rr, self.rec, self.memory
         occ = np.asarray(mem.octree.occupied_centers(), np.float32).reshape(-1, 3)
-        rec.log("world/map/occupied",
-                rr.Points3D(occ, colors=_height_colors(occ[:, 2]), radii=0.5 * float(mem.octree.voxel_size_m)))
+        rec.log(
+            "world/map/occupied",
+            rr.Points3D(occ, colors=_height_colors(occ[:, 2]), radii=0.5 * float(mem.octree.voxel_size_m)),
+        )
         objs = list(mem.objects.objects.values())
         if objs:
             lo = np.array([np.asarray(o.box_min, float) for o in objs])
             hi = np.array([np.asarray(o.box_max, float) for o in objs])
-            rec.log("world/objects", rr.Boxes3D(centers=(lo + hi) / 2, half_sizes=np.maximum((hi - lo) / 2, 1e-3),
-                                                labels=[o.label for o in objs], class_ids=[int(o.id) for o in objs]))
+            rec.log(
+                "world/objects",
+                rr.Boxes3D(
+                    centers=(lo + hi) / 2,
+                    half_sizes=np.maximum((hi - lo) / 2, 1e-3),
+                    labels=[o.label for o in objs],
+                    class_ids=[int(o.id) for o in objs],
+                ),
+            )
         traj = np.array([m[:3, 3] for _, _, m in mem.trajectory], np.float64).reshape(-1, 3)
         if len(traj) > 1:
             traj[:, 2] = self.z_m
@@ -141,7 +156,9 @@ class RerunLogger:
         fr = list(getattr(mem, "frontiers", None) or [])
         cells = [np.asarray(f.cells, float).reshape(-1, 2) for f in fr]
         pts = np.concatenate(cells) if cells else np.zeros((0, 2))
-        rec.log("world/frontiers", rr.Points3D(np.c_[pts, np.full(len(pts), self.z_m)], colors=[(255, 140, 0)], radii=0.03))
+        rec.log(
+            "world/frontiers", rr.Points3D(np.c_[pts, np.full(len(pts), self.z_m)], colors=[(255, 140, 0)], radii=0.03)
+        )
 
     def log_plan(self) -> None:
         if self.plan_fn is None:
@@ -151,8 +168,10 @@ class RerunLogger:
             self.rec.log("world/plan", self.rr.Clear(recursive=False))
             return
         p = np.asarray(path, float)[:, :2]
-        self.rec.log("world/plan", self.rr.LineStrips3D([np.c_[p, np.full(len(p), self.z_m + 0.02)]],
-                                                        colors=[(220, 30, 30)], radii=0.025))
+        self.rec.log(
+            "world/plan",
+            self.rr.LineStrips3D([np.c_[p, np.full(len(p), self.z_m + 0.02)]], colors=[(220, 30, 30)], radii=0.025),
+        )
 
     def finish(self) -> Path | None:
         """Log the final memory and flush; returns the .rrd path when saving."""

@@ -45,6 +45,14 @@ def _check_cap(name: str, value: Any, minimum: int = 1) -> int | None:
     return int(value)
 
 
+def _check_count(name: str, value: Any, minimum: int = 1) -> int:
+    """Like `_check_cap`, for settings that cannot be None."""
+    checked = _check_cap(name, value, minimum)
+    if checked is None:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got None")
+    return checked
+
+
 def _check_positive(name: str, value: Any) -> float:
     try:
         v = float(value)
@@ -112,9 +120,9 @@ class MemoryBudget:
         self.max_change_events = _check_cap("max_change_events", self.max_change_events, 0)
         self.keep_radius_m = _check_positive("keep_radius_m", self.keep_radius_m)
         self.object_stale_s = _check_positive("object_stale_s", self.object_stale_s)
-        self.recent_poses = int(_check_cap("recent_poses", self.recent_poses))
-        self.object_min_detections = int(_check_cap("object_min_detections", self.object_min_detections))
-        self.every_frames = int(_check_cap("every_frames", self.every_frames))
+        self.recent_poses = _check_count("recent_poses", self.recent_poses)
+        self.object_min_detections = _check_count("object_min_detections", self.object_min_detections)
+        self.every_frames = _check_count("every_frames", self.every_frames)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain keyword arguments (``MemoryBudget(**b.to_dict()) == b``)."""

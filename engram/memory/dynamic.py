@@ -268,6 +268,10 @@ class ChangeMemory:
         return len(self.entries)
 
 
+def _xyz(p) -> tuple[float, float, float]:
+    return float(p[0]), float(p[1]), float(p[2])
+
+
 def _centroid(obj: TrackedObject) -> np.ndarray:
     return np.asarray(obj.centroid, dtype=np.float64)
 
@@ -496,7 +500,7 @@ class ObjectTracker:
             st = self.status.setdefault(oid, ObjectStatus())
             c = _centroid(objects[oid])
             if not st.history or np.linalg.norm(np.asarray(st.history[-1][1:]) - c) > 0.05:
-                st.history.append((t_s, *map(float, c)))
+                st.history.append((t_s, float(c[0]), float(c[1]), float(c[2])))
             if st.state == "missing":
                 # found again where it was: it was hidden, not gone
                 st.state = "present"
@@ -518,7 +522,7 @@ class ObjectTracker:
                             oid,
                             objects[oid].label,
                             t_s,
-                            from_xyz=tuple(map(float, _centroid(objects[oid]))),
+                            from_xyz=_xyz(_centroid(objects[oid])),
                             last_seen_before_s=float(objects[oid].last_seen_s),
                         )
                     )
@@ -538,7 +542,7 @@ class ObjectTracker:
                 self._log_move(old, nid, objects, t_s, inferred=True)
             else:
                 self._log(
-                    ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=tuple(map(float, _centroid(objects[nid]))))
+                    ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=_xyz(_centroid(objects[nid])))
                 )
         return merges
 
@@ -630,8 +634,8 @@ class ObjectTracker:
                 old,
                 objects[old].label,
                 t_s,
-                from_xyz=tuple(map(float, _centroid(objects[old]))),
-                to_xyz=tuple(map(float, to)),
+                from_xyz=_xyz(_centroid(objects[old])),
+                to_xyz=_xyz(to),
                 last_seen_before_s=float(objects[old].last_seen_s),
                 inferred=inferred,
             )
@@ -640,7 +644,7 @@ class ObjectTracker:
         st.misses = 0
         st.missing_since_s = None
         new_hist = self.status.pop(new, ObjectStatus()).history
-        st.history.extend(new_hist or [(t_s, *map(float, to))])
+        st.history.extend(new_hist or [(t_s, *_xyz(to))])
         st.history.sort(key=lambda h: h[0])
         self.aliases[new] = old
 

@@ -41,10 +41,10 @@ class MoveTracker:
             return []
         from engram.perception.geometry import backproject_depth
 
+        depth, k, pose = frame.depth_m, frame.intrinsics, frame.world_from_camera
+        assert depth is not None and k is not None and pose is not None  # has_geometry
         stride = max(1, frame.width // 80)
-        pts, px = backproject_depth(
-            frame.depth_m, frame.intrinsics, stride=stride, return_pixels=True
-        )
+        pts, px = backproject_depth(depth, k, stride=stride, return_pixels=True)
         if len(pts) == 0:
             return []
         ids = frame.instances[px[:, 1], px[:, 0]].astype(np.int64)
@@ -52,7 +52,7 @@ class MoveTracker:
         ids, pts = ids[keep], pts[keep]
         if ids.size == 0:
             return []
-        world = frame.world_from_camera.transform_points(pts)
+        world = pose.transform_points(pts)
         order = np.argsort(ids, kind="stable")
         ids, world = ids[order], world[order]
         uniq, first, counts = np.unique(ids, return_index=True, return_counts=True)

@@ -85,7 +85,7 @@ def episodic_to_files(mem: EpisodicMemory) -> tuple[dict[str, Any], dict[str, An
     # working state of the open nodes, so a build can resume exactly
     open_state = []
     sums = []
-    cand_embs = []
+    cand_embs: list[np.ndarray] = []
     for nid, acc in mem._acc.items():
         open_state.append(
             {

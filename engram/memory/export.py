@@ -497,6 +497,7 @@ class TsdfSurface:
             raise ValueError(f"frame {frame.index} cannot be fused into the TSDF: missing {', '.join(missing)}")
         o3d = self._o3d
         core = o3d.core
+        assert frame.depth_m is not None and frame.intrinsics is not None and frame.world_from_camera is not None
         depth = np.nan_to_num(frame.depth_m, nan=0.0).astype(np.float32)
         depth[depth > self.depth_max_m] = 0.0
         if not np.any(depth > 0):

@@ -343,7 +343,7 @@ def detect_frontiers(
         members = by_label[starts[new_id] : starts[new_id] + int(count[L])]
         rc = np.stack([rows[members], cols[members]], axis=1)
         cr, cc = centre_of[L]
-        centre_xy = g.cell_to_world([[cr, cc]])[0]
+        centre_xy = g.cell_to_world(np.array([[cr, cc]]))[0]
         d = np.array([sum_dc[L], sum_dr[L], 0.0])  # x follows columns, y follows rows
         norm = np.linalg.norm(d)
         direction = d / norm if norm > 0 else np.array([1.0, 0.0, 0.0])

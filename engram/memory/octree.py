@@ -780,7 +780,7 @@ class OccupancyOctree:
     def save(self, path: str | os.PathLike) -> None:
         """Write the map to ``path`` (an uncompressed ``.npz``, engram's versioned layout)."""
         with open(path, "wb") as f:
-            np.savez(f, **self.to_arrays())
+            np.savez(f, **self.to_arrays())  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> OccupancyOctree:

@@ -19,6 +19,7 @@ Records with arrays are split into JSON (structure) and one .npz per layer
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -78,7 +79,7 @@ def _unpack(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
     return buf.getvalue()
 
 
@@ -132,7 +133,7 @@ def save_scene(memory, path: str) -> None:
     write_store(path, files, kind=SCENE_KIND, version=SCENE_VERSION, meta=meta)
 
 
-class _Prefixed:
+class _Prefixed(Mapping):
     """A read-only view of the store files under one folder, named without the folder."""
 
     def __init__(self, contents, prefix: str) -> None:
@@ -150,6 +151,9 @@ class _Prefixed:
 
     def __iter__(self):
         return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
 
     def get(self, name: str, default: Any = None) -> Any:
         return self[name] if name in self else default

@@ -101,7 +101,7 @@ class PlaceGraph:
             raise ValueError(f"no place with id {place_id!r}")
         return np.array(self.graph.nodes[place_id]["position"])
 
-    def nearest(self, point: Sequence[float]) -> int | None:
+    def nearest(self, point: Sequence[float] | np.ndarray) -> int | None:
         """Id of the place nearest to ``point`` in the floor plane (None when empty)."""
         p = _xyz(point, "point")
         if len(self._ids) == 0:
@@ -279,8 +279,8 @@ class PlaceGraph:
         arms = np.array([[r, 0.0], [0.0, r]])
         starts = (vias[:, None, :] - arms[None]).reshape(-1, 2)
         ends = (vias[:, None, :] + arms[None]).reshape(-1, 2)
-        usable = self.segments_free(octree, starts, ends).reshape(-1, 2).all(axis=1)
-        detours = [d for d, ok in zip(detours, usable.tolist()) if ok]
+        usable = np.asarray(self.segments_free(octree, starts, ends).reshape(-1, 2).all(axis=1))
+        detours = [d for d, ok in zip(detours, usable) if ok]
         for a, b, via in detours:  # one step per blocked edge
             d2 = ((self._xy - via) ** 2).sum(axis=1)
             i = int(np.argmin(d2))

@@ -319,7 +319,7 @@ def _grow(markers: np.ndarray, space: np.ndarray, max_rings: int | None = None) 
     """
     import cv2
 
-    out = markers.astype(np.uint16 if markers.max() < 65535 else np.float32)
+    out: np.ndarray = markers.astype(np.uint16 if markers.max() < 65535 else np.float32)
     kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
     free = space & (out == 0)
     rings = 0

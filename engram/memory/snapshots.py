@@ -374,11 +374,11 @@ class SnapshotMemory:
             stack.extend(p for p in parts if p)
         # frames that stopped being snapshots may now be dominated by another cached frame
         for f in previous - set(self._snapshots):
-            c = self._candidates.get(f)
-            if c is None:
+            cand = self._candidates.get(f)
+            if cand is None:
                 continue
             for d in self._candidates.values():
-                if d is not c and c.objects <= d.objects and (c.objects != d.objects or d.score >= c.score):
+                if d is not cand and cand.objects <= d.objects and (cand.objects != d.objects or d.score >= cand.score):
                     self._drop_candidate(f)
                     break
 

@@ -20,10 +20,18 @@ def explore_run(tmp_path_factory):
     from engram.jobs.explore import run_explore
 
     out = tmp_path_factory.mktemp("explore")
-    cfg = compose("explore", [
-        f"out={out}", "seed=0", "progress=false", "planner.explore_steps=60", "planner.n_goals=2",
-        "planner.nav_steps=40", f"rerun_save={out / 'run.rrd'}",
-    ])
+    cfg = compose(
+        "explore",
+        [
+            f"out={out}",
+            "seed=0",
+            "progress=false",
+            "planner.explore_steps=60",
+            "planner.n_goals=2",
+            "planner.nav_steps=40",
+            f"rerun_save={out / 'run.rrd'}",
+        ],
+    )
     result = run_explore(cfg)
     return out, result
 
@@ -108,9 +116,15 @@ def test_rerun_logging_needs_a_destination():
         RerunLogger(SceneMemory(timeline=False), spawn=False, save_path=None)
 
 
-@pytest.mark.parametrize(("sim", "command"), [
-    ("icl", "engram map"), ("tum", "engram map"), ("rosbag", "engram map"), ("video", "engram qa build"),
-])
+@pytest.mark.parametrize(
+    ("sim", "command"),
+    [
+        ("icl", "engram map"),
+        ("tum", "engram map"),
+        ("rosbag", "engram map"),
+        ("video", "engram qa build"),
+    ],
+)
 def test_explore_refuses_a_recording_and_names_the_command(sim, command, tmp_path, capsys):
     assert main(["explore", f"sim={sim}", f"out={tmp_path}", "progress=false"]) == 2
     err = capsys.readouterr().err
@@ -127,8 +141,15 @@ def test_write_report_escapes_and_lists_everything(tmp_path, wall_frame):
     mem.finalize()
     episodes = [{"goal": "<mug>", "status": "reached", "success": True, "steps": 3, "message": "a & b"}]
     metrics = {"coverage": 0.123456, "nested": {"skip": 1}, "name": "<b>x</b>"}
-    page = write_report(tmp_path / "r", mem, metrics=metrics, trajectory_xy=[(0, 0), (0.5, 0.0), (0.5, 0.5)],
-                        goals_xy=[(1.0, 0.0)], episodes=episodes, title="t <1>")
+    page = write_report(
+        tmp_path / "r",
+        mem,
+        metrics=metrics,
+        trajectory_xy=[(0, 0), (0.5, 0.0), (0.5, 0.5)],
+        goals_xy=[(1.0, 0.0)],
+        episodes=episodes,
+        title="t <1>",
+    )
     html = page.read_text()
     assert page == tmp_path / "r" / "report.html"
     assert "&lt;mug&gt;" in html and "a &amp; b" in html and "&lt;b&gt;x&lt;/b&gt;" in html and "t &lt;1&gt;" in html
@@ -152,3 +173,23 @@ def test_sim_record_writes_a_bag_that_maps(tmp_path, capsys):
     assert main(["map", "--out", str(out), "sim=rosbag", f"sim.path={bag}", "tsdf=false", "progress=false"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == summary["frames_mapped"] == 7 and summary["occupied_voxels"] > 100
+
+
+def test_every_sim_config_names_the_command_that_reads_it():
+    """A new source config needs a command (and a test that drives it through that command)."""
+    from pathlib import Path
+
+    import engram
+
+    driven_by = {
+        "embedded": "engram explore",  # explore_run above
+        "habitat": "engram explore",  # tests/sims/test_habitat.py (needs habitat-sim)
+        "icl": "engram map",  # tests/jobs/test_mapping.py
+        "tum": "engram map",  # tests/jobs/test_mapping.py
+        "rosbag": "engram map",  # test_sim_record_writes_a_bag_that_maps
+        "video": "engram qa build",  # map and explore refuse it, naming this
+    }
+    folder = Path(engram.__file__).parent / "configs" / "sim"
+    assert {p.stem for p in folder.glob("*.yaml")} == set(driven_by)
+    for name, command in driven_by.items():
+        assert command in (folder / f"{name}.yaml").read_text(), name

@@ -46,8 +46,7 @@ class Box2D:
 
     def contains(self, x: float, y: float, margin_m: float = 0.0) -> bool:
         return (
-            self.x_min + margin_m <= x <= self.x_max - margin_m
-            and self.y_min + margin_m <= y <= self.y_max - margin_m
+            self.x_min + margin_m <= x <= self.x_max - margin_m and self.y_min + margin_m <= y <= self.y_max - margin_m
         )
 
     def shrink(self, margin_m: float) -> Box2D:
