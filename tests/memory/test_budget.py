@@ -212,6 +212,9 @@ def test_stale_one_off_objects_are_pruned_and_forgotten_everywhere(frames) -> No
         ({"every_frames": 0}, "every_frames"),
         ({"max_trajectory_poses": 1}, "max_trajectory_poses"),
         ({"object_stale_s": "soon"}, "object_stale_s"),
+        ({"every_frames": None}, "every_frames"),  # counts that cannot be off
+        ({"recent_poses": None}, "recent_poses"),
+        ({"object_min_detections": None}, "object_min_detections"),
     ],
 )
 def test_bad_budget_values_are_refused(kwargs, word) -> None:
