@@ -122,8 +122,8 @@ def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: in
 
 
 def run_pick_place(seed: int, perception: str = "oracle") -> dict:
-    from engram.sims.embedded import ManipulationScene
     from engram.planners.manipulation import ManipulationPlanner
+    from engram.sims.embedded import ManipulationScene
 
     t0 = time.perf_counter()
     sc = ManipulationScene(seed=seed)

@@ -207,7 +207,7 @@ class ObjectTracker:
                     if t.embedding is not None and t.embedding.size == emb.shape[1]
                 ]
                 if has:
-                    tm = np.stack([active[a].embedding for a in has]).astype(np.float64)
+                    tm = np.stack([np.asarray(active[a].embedding) for a in has]).astype(np.float64)
                     cos[:, has] = emb[keep] @ tm.T
             for r, j in enumerate(keep.tolist()):
                 for c, t in enumerate(active):
@@ -351,11 +351,7 @@ class ObjectTracker:
 
     def to_files(self) -> dict[str, Any]:
         ids = sorted(self.tracks)
-        dims = {
-            self.tracks[i].embedding.size
-            for i in ids
-            if self.tracks[i].embedding is not None
-        }
+        dims = {e.size for i in ids if (e := self.tracks[i].embedding) is not None}
         dim = dims.pop() if len(dims) == 1 else 0
         emb = np.zeros((len(ids), dim), np.float16)
         for row, i in enumerate(ids):

@@ -385,7 +385,7 @@ class OfflineAnswerer:
             return Answer(text=f"{CANT_TELL}: nothing in memory matches the question.", enough_evidence=False)
         fact = evidence[0].meta.get("answer") if isinstance(evidence[0].meta, dict) else None
         if fact:
-            rest = [j for j in range(1, len(evidence))][: self.max_evidence - 1]
+            rest = list(range(1, len(evidence)))[: self.max_evidence - 1]
             lines = [_evidence_line(evidence[0])] + [_evidence_line(evidence[j]) for j in rest]
             found = bool(evidence[0].meta.get("found", True))
             return Answer(
