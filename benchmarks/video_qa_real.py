@@ -33,14 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engram.qa.evaluation import (
+from engram.qa.evaluation import (  # noqa: E402
     answer_head,
     answerer_judge,
     llm_match_score,
     score_answer,
     token_overlap_judge,
 )
-from engram.qa.video import VideoQA
+from engram.qa.video import VideoQA  # noqa: E402
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 QUESTIONS = ROOT / "tests" / "data" / "real_clips_qa.json"
