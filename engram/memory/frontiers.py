@@ -13,6 +13,7 @@ the unknown side. Everything is array work over the grid; no loop over cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,7 @@ class BandGrid:
         self._occ = np.zeros((0, 0), np.int32)  # [y, x] counts of occupied band voxels
         self._known = np.zeros((0, 0), np.int32)  # [y, x] counts of known band voxels
         self._lo = np.zeros(2, np.int64)  # cell (x, y) index of element [0, 0]
-        self._tree = None
+        self._tree: Any = None  # the octree the counts follow (compared by identity)
         self._version = -1
         self.n_rebuilds = 0
 
