@@ -11,6 +11,9 @@ into a `SceneMemory`, and publishes
   received on ``/engram/query`` (``std_msgs/String``: plain text, or JSON
   ``{"text": ..., "k": ..., "near": [x, y, z], "radius_m": ...}``).
 
+With ``--ros2`` (``run``, ``play``, ``query``) the same commands speak ROS 2
+over DDS instead, with no ROS installed (`engram.ros2_node`).
+
 Two helpers make a bag-only setup testable and usable without ``rosbag``:
 ``python -m engram.ros_node play BAG`` republishes any bag engram reads (ROS 1
 or ROS 2) on ROS 1, and ``python -m engram.ros_node query TEXT`` asks a running

@@ -31,7 +31,7 @@ from engram.memory.scene import SceneMemory
 
 
 def make(voxel_size_m):
-    return SceneMemory(voxel_size_m=voxel_size_m, text_encoder="hash")
+    return SceneMemory(voxel_size_m=voxel_size_m, text_encoder="hash", detector="oracle")
 '''
 
 
@@ -87,7 +87,7 @@ class _Procs:
                     p.wait(5)
 
 
-@pytest.mark.timeout(420)  # a cold numba cache compiles the memory kernels in two processes
+@pytest.mark.timeout(900)  # a cold numba cache compiles the memory kernels in two processes; a loaded machine
 def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path) -> None:
     SceneMemory = _memory_or_skip()
     bag = ros.record_sim(tmp_path / "walk.mcap", seed=3, steps=10, width=96, height=72)
@@ -100,14 +100,14 @@ def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path)
     try:
         node = procs.spawn(["run", *common, "--reliable", "--sim-truth", "--dump", str(dump), "--publish-period-s", "0.2",
                             "--voxel-size-m", "0.1", "--memory", f"{factory}:make"], "node.log")
-        direct = SceneMemory(voxel_size_m=0.1, text_encoder="hash")  # the reference, built while the node starts
+        direct = SceneMemory(voxel_size_m=0.1, text_encoder="hash", detector="oracle")  # the reference, built while the node starts
         n_frames = 0
         for frame in ros.RosBagSource(bag):
             direct.integrate(frame)
             n_frames += 1
-        played = procs.tool(["play", *common, str(bag), "--rate", "2.0", "--wait-s", "60"], timeout_s=180)
+        played = procs.tool(["play", *common, str(bag), "--rate", "2.0", "--wait-s", "300"], timeout_s=420)
         assert played["published"] > 5 * n_frames
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         summary: dict = {}
         while summary.get("frames_integrated", 0) < n_frames:
             assert node.poll() is None, procs.log("node.log")
@@ -116,7 +116,7 @@ def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path)
             if (dump / "summary.json").exists():
                 summary = json.loads((dump / "summary.json").read_text())
         label = min(o.label for o in direct.objects.objects.values())
-        answer = procs.tool(["query", *common, json.dumps({"text": label, "k": 3}), "--timeout-s", "60"], timeout_s=120)
+        answer = procs.tool(["query", *common, json.dumps({"text": label, "k": 3}), "--timeout-s", "120"], timeout_s=240)
         assert answer["frames_integrated"] == n_frames
         assert answer["occupied_voxels"] == len(direct.octree.occupied_centers())
         assert answer["hits"] and any(h["label"] == label for h in answer["hits"]), answer

@@ -10,8 +10,11 @@ One module per part; everything public is importable from here
 - `engram.sims.ros.bags`: `RosBagSource`, reading ROS 1 and ROS 2 bags;
 - `engram.sims.ros.record`: `record_bag`, writing frames as a bag;
 - `engram.sims.ros.rosbridge`: `RosbridgeSource`, live topics over rosbridge.
+- `engram.sims.ros.dds`: `Ros2Source`, live ROS 2 topics over DDS (Cyclone
+  DDS wheel, no ROS 2 install), and `play_bag_ros2`; imported on use.
 
-The live ROS 1 node that feeds a memory is `engram.ros_node`; it reuses
+The live nodes that feed a memory are `engram.ros_node` (ROS 1) and
+`engram.ros2_node` (``python -m engram.ros_node run --ros2``); they reuse
 `FrameAssembler`, so bags and live topics go through one code path.
 """
 

@@ -502,7 +502,13 @@ class Ros2Source:
         while not self._stop.is_set():
             waitset.wait(100_000_000)  # 0.1 s, so stop is seen
             for reader, handle, role in self._readers:
-                for data in self.graph.take_raw(reader):
+                try:
+                    samples = self.graph.take_raw(reader)
+                except RosBagError as exc:
+                    with self._lock:
+                        self.error(str(exc))
+                    continue
+                for data in samples:
                     try:
                         msg = self.graph.decode(reader, data)
                     except RosBagError as exc:
@@ -516,7 +522,7 @@ class Ros2Source:
                             self._first_image_at = time.monotonic()
                         try:
                             handle(msg)
-                        except (RosBagError, ValueError, TypeError, AttributeError) as exc:
+                        except Exception as exc:  # noqa: BLE001 (one bad message never stops the receiver)
                             self.error(f"{reader.topic}: {exc}")
 
     def poll(self, final: bool = False) -> list[Frame]:
@@ -620,7 +626,7 @@ def play_bag_ros2(
     Any bag engram reads (ROS 1 ``.bag``, ROS 2 sqlite3 / mcap) is published
     as ROS 2 CDR on ``rt/<topic>``; /tf_static is latched (reliable,
     transient local). Waits up to ``wait_for_subscribers_s`` for a subscriber
-    on every image topic, then publishes at ``rate`` times the recorded
+    on every camera image topic, then publishes at ``rate`` times the recorded
     speed, and waits for reliable subscribers to acknowledge before returning.
 
     Returns:
@@ -639,7 +645,8 @@ def play_bag_ros2(
     graph = graph or Ros2Graph(domain_id, config=config)
     try:
         writers = {t: graph.writer(t, reader.topics[t], _writer_qos(t, reliable)) for t in wanted}
-        images = [t for t in wanted if "Image" in reader.topics[t]]
+        # camera images; engram's own simulator-truth topics are read only by choice
+        images = [t for t in wanted if "Image" in reader.topics[t] and not t.startswith("/engram/")]
         deadline = time.monotonic() + wait_for_subscribers_s
         while time.monotonic() < deadline and not all(graph.matched(writers[t]) for t in images):
             if stop is not None and stop.is_set():
