@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from engram._util import dir_size_mb, fmt_time  # noqa: E402
 from engram.memory.episodic import EpisodicMemory  # noqa: E402
 from engram.qa.evaluation import VideoQuestion, recall_at_k  # noqa: E402
-from engram.qa.video import VideoQA, _save, parse_time_s  # noqa: E402
+from engram.qa.video import VideoQA, _save  # noqa: E402
 from engram.types import CameraIntrinsics, Frame, Pose  # noqa: E402
 
 CACHE = ROOT / "runs" / "bench_video_qa"
@@ -74,7 +74,7 @@ def record(out: Path, *, seed: int, duration_s: float, video_fps: float, n_moves
     from engram.sims.embedded import EmbeddedSim
     from engram.sims.embedded.sim import coverage_actions
 
-    tag = f"seed{seed}_{int(duration_s)}s_{video_fps:g}fps_{n_moves}uniquemoves"
+    tag = f"seed{seed}_{int(duration_s)}s_{video_fps:g}fps_{n_moves}uniquemoves_v2"
     folder = out / tag
     if (folder / "done.json").exists():
         return folder
@@ -135,6 +135,7 @@ def record(out: Path, *, seed: int, duration_s: float, video_fps: float, n_moves
         "intrinsics": [sim.intrinsics.fx, sim.intrinsics.fy, sim.intrinsics.cx, sim.intrinsics.cy, 320, 240],
         "labels": labels,
         "furniture_or_object": {int(o.instance_id): o.kind for o in spec.all_objects()},
+        "object_rooms": {int(o.instance_id): o.room for o in spec.all_objects()},
         "times": times,
         "rooms": rooms,
         "visible": visible,
@@ -336,6 +337,57 @@ def make_questions(meta: dict, *, n_per_kind: int = 15, seed: int = 0) -> list[V
     return qs
 
 
+def make_answer_questions(meta: dict, vocabulary: set[str], *, n_per_kind: int = 15, seed: int = 0) -> list[dict]:
+    """Questions scored by their answers: how many X (instances seen), which room is X in, when did I last see X.
+
+    Only objects whose label the default detector's vocabulary has are asked about
+    (a detector cannot name what it has no word for); answers come from the
+    simulator's ground truth, which never enters the memory.
+    """
+    rng = np.random.default_rng(seed + 1)
+    labels = {int(k): v for k, v in meta["labels"].items()}
+    rooms = {int(k): v for k, v in meta.get("object_rooms", {}).items()}
+    times = meta["times"]
+    vis = [set(v) for v in meta["visible"]]
+    frame_s = 1.0 / meta["video_fps"]
+    seen = {i: _intervals(times, [i in v for v in vis], frame_s=frame_s) for i in labels}
+    seen = {i: s for i, s in seen.items() if s}
+    by_label: dict[str, list[int]] = {}
+    for i in seen:
+        if labels[i] in vocabulary and labels[i] != "person":
+            by_label.setdefault(labels[i], []).append(i)
+    names = sorted(by_label)
+    rng.shuffle(names)
+    out: list[dict] = []
+    for name in names[:n_per_kind]:
+        out.append({"kind": "count", "question": f"how many {name}s are there?", "answer": len(by_label[name])})
+    unique = [n for n in names if len(by_label[n]) == 1]
+    for name in unique[:n_per_kind]:
+        i = by_label[name][0]
+        if rooms.get(i):
+            out.append({"kind": "where", "question": f"which room is the {name} in?", "answer": rooms[i]})
+    for name in unique[:n_per_kind]:
+        i = by_label[name][0]
+        out.append({"kind": "when", "question": f"when did I last see the {name}?", "answer": seen[i][-1][1] - frame_s,
+                    "tolerance_s": 10.0})  # fmt: skip
+    return out
+
+
+def score_answers(ask, questions: list[dict]) -> tuple[float, dict[str, float]]:
+    """Share of right answers (`engram.qa.evaluation.score_answer`), overall and per kind."""
+    from engram.qa.evaluation import score_answer
+
+    right = [
+        score_answer(q["kind"], q["answer"], ask(q["question"]), tolerance_s=q.get("tolerance_s", 10.0))
+        for q in questions
+    ]
+    per = {}
+    for kind in sorted({q["kind"] for q in questions}):
+        r = [ok for ok, q in zip(right, questions) if q["kind"] == kind]
+        per[kind] = sum(r) / len(r)
+    return (sum(right) / len(right) if right else 0.0), per
+
+
 def evaluate(retrieve, questions: list[VideoQuestion], k: int = 5) -> tuple[float, dict[str, float]]:
     spans = [[h.node.span_s for h in retrieve(q.question)[:k]] for q in questions]
     gt = [q.spans_s for q in questions]
@@ -407,6 +459,19 @@ def repeat_memory(mem: EpisodicMemory, reps: int, period_s: float) -> EpisodicMe
     out["keyframes.bin"] = b"".join(blobs)
     out["keyframes_index.npy"] = np.concatenate(idx)
     out["state.json"] = dict(state, next_id=reps * step, last_t=(state["last_t"] or 0.0) + (reps - 1) * period_s)
+    if "tracks.json" in files:  # object tracks repeat with the events
+        doc = files["tracks.json"]
+        tstep = int(doc["next_id"])
+        tracks, counts = [], []
+        for r in range(reps):
+            dt = r * period_s
+            for tr in doc["tracks"]:
+                tracks.append({**tr, "id": tr["id"] + r * tstep, "first_s": tr["first_s"] + dt, "last_s": tr["last_s"] + dt,
+                               "spans": [[a + dt, b + dt] for a, b in tr["spans"]]})  # fmt: skip
+            counts += [[t + dt, c] for t, c in doc["frame_counts"]]
+        out["tracks.json"] = {**doc, "next_id": reps * tstep, "active": [], "tracks": tracks,
+                              "has_embedding": doc["has_embedding"] * reps, "frame_counts": counts}  # fmt: skip
+        out["track_embeddings.npy"] = np.concatenate([files["track_embeddings.npy"]] * reps)
     return EpisodicMemory.from_files(out, meta, text_encoder=mem.text_encoder, image_encoder=mem.image_encoder)
 
 
@@ -423,6 +488,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--queries", type=int, default=50, help="timed queries on the long memory")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the encoders (1 suits a shared machine)")
+    ap.add_argument("--detector", default="rgb", help="detector for the object tracks ('none': scene embeddings only)")
+    ap.add_argument("--no-real", action="store_true", help="skip the real-clip questions (benchmarks/video_qa_real.py)")
     args = ap.parse_args()
 
     from engram.perception.encoders import build_image_encoder, build_text_encoder
@@ -436,7 +503,7 @@ def main() -> None:
 
     from engram.config import compose, to_plain
 
-    shipped = to_plain(compose("qa/video").qa)  # the settings `engram qa build` uses
+    shipped = to_plain(compose("qa_build").qa)  # the settings `engram qa build` uses
     memory_options = dict(shipped["memory_options"])
     img_opts = dict(shipped.get("image_encoder_options") or {}) if args.image_encoder == "efficientnet_lite0" else {}
     if args.input_px is not None and img_opts:
@@ -456,14 +523,18 @@ def main() -> None:
         txt.encode(["warm up"])
     cache_img = CachingImageEncoder(img) if img is not None else None
 
+    from engram.perception.detectors.vocabulary import DEFAULT_VOCABULARY
+
+    answer_qs = make_answer_questions(meta, set(DEFAULT_VOCABULARY), seed=args.seed)
+    print(f"{len(answer_qs)} answer questions: {dict(Counter(q['kind'] for q in answer_qs))}", flush=True)
     runs = args.cache / "memories"
     shutil.rmtree(runs, ignore_errors=True)
     runs.mkdir(parents=True)
-    # --- engram build, timed ------------------------------------------------
+    # --- engram build from pixels (no simulator labels, masks, depth or poses), timed ----
     t0 = time.perf_counter()
     c0 = time.process_time()
     qa = VideoQA.build_from_frames(
-        RecordedFrames(folder),
+        RecordedFrames(folder, rgb_only=True),
         runs / "engram",
         source_id=folder.name,
         image_encoder=cache_img,
@@ -474,15 +545,19 @@ def main() -> None:
         memory_options=memory_options,
         batch_size=shipped["batch_size"],
         checkpoint_every_s=shipped["checkpoint_every_s"],
+        detector=args.detector if args.detector != "none" else None,
+        detector_options={"num_threads": args.threads} if args.detector == "rgb" else {},
+        detect_width_px=shipped["detect_width_px"],
     )
     build_wall = time.perf_counter() - t0
     build_cpu = time.process_time() - c0
     video_s = meta["duration_s"]
-    build_x = video_s / build_wall
+    build_x = video_s / build_cpu  # CPU time: the machine is shared
     recall, per_kind = evaluate(lambda q: qa.retrieve_hits(q, k=5), questions)
+    acc, acc_per = score_answers(lambda q: qa.ask(q).text, answer_qs)
     mb_30 = dir_size_mb(runs / "engram")
 
-    # --- peer: uniform 10 s chunks, flat text search, same embeddings -------
+    # --- peer: uniform 10 s chunks, the same question parser and answerer, same embeddings ----
     base = EpisodicMemory(
         sample_fps=1.0,
         level_spans_s=(10.0,),
@@ -491,27 +566,33 @@ def main() -> None:
         text_encoder=txt,
     )
     t0 = time.perf_counter()
-    for j, f in enumerate(RecordedFrames(folder)):
+    for j, f in enumerate(RecordedFrames(folder, rgb_only=True)):
         e = cache_img.embeddings[j] if cache_img else None
         tg = cache_img.tag_lists[j] if cache_img else []
         base.add_frame(f, image_embedding=e, tags=tg)
     base.finalize()
     base_wall = time.perf_counter() - t0
-    def base_retrieve(q: str):
-        t = parse_time_s(q)  # the peer also looks up named times; otherwise flat text search
-        return base.search(time_s=t, k=5) if t is not None else base.search(text=q, k=5)
+    base_qa = VideoQA(base)
+    base_recall, base_per = evaluate(lambda q: base_qa.retrieve_hits(q, k=5), questions)
+    base_acc, base_acc_per = score_answers(lambda q: base_qa.ask(q).text, answer_qs)
 
-    base_recall, base_per = evaluate(base_retrieve, questions)
-
-    # --- engram without the simulator's labels (RGB and encoder tags only) ----
-    rgb_mem = EpisodicMemory(**qa.info["memory_options"], text_encoder=txt)
-    for j, f in enumerate(RecordedFrames(folder, rgb_only=True)):
+    # --- reference only: the same memory fed the simulator's instance labels (not a result) ----
+    lab_mem = EpisodicMemory(**qa.info["memory_options"], text_encoder=txt)
+    for j, f in enumerate(RecordedFrames(folder)):
         e = cache_img.embeddings[j] if cache_img else None
         tg = cache_img.tag_lists[j] if cache_img else []
-        rgb_mem.add_frame(f, image_embedding=e, tags=tg)
-    rgb_mem.finalize()
-    rgb_qa = VideoQA(rgb_mem)
-    rgb_recall, rgb_per = evaluate(lambda q: rgb_qa.retrieve_hits(q, k=5), questions)
+        lab_mem.add_frame(f, image_embedding=e, tags=tg)
+    lab_mem.finalize()
+    lab_qa = VideoQA(lab_mem)
+    lab_recall, lab_per = evaluate(lambda q: lab_qa.retrieve_hits(q, k=5), questions)
+
+    real_acc = None
+    if not args.no_real:
+        import video_qa_real as real
+
+        rq = json.loads(real.QUESTIONS.read_text())["questions"]
+        mems, _, _ = real.build_all(rq, [], rebuild=False)
+        real_acc = real.score(rq, real.ask_all(mems, rq, "offline"), real.token_overlap_judge, "token overlap")["accuracy"]
 
     # --- a long memory made by repeating the recording's memory in time -----
     reps = max(1, int(math.ceil(args.hours * 3600.0 / video_s)))
@@ -560,13 +641,18 @@ def main() -> None:
     for name, b, e in rows:
         ratio = e / b if b else float("inf")
         print(f"{name:<{w}} {b:>28.3f} {e:>12.3f} {ratio:>12.2f}")
-    print(f"{'engram, RGB only (no labels)':<{w}} {'-':>28} {rgb_recall:>12.3f}")
-    for k in sorted(rgb_per):
-        print(f"{f'  RGB only [{k}]':<{w}} {'-':>28} {rgb_per[k]:>12.3f}")
+    print(f"{'answer_accuracy':<{w}} {base_acc:>28.3f} {acc:>12.3f}")
+    for k in sorted(acc_per):
+        n = sum(q["kind"] == k for q in answer_qs)
+        print(f"{f'  answers [{k}] (n={n})':<{w}} {base_acc_per[k]:>28.3f} {acc_per[k]:>12.3f}")
+    print(f"{'object tracks':<{w}} {'-':>28} {len(qa.memory.objects):>12d}")
+    print(f"{'with simulator labels (ref.)':<{w}} {'-':>28} {lab_recall:>12.3f}")
+    for k in sorted(lab_per):
+        print(f"{f'  sim labels [{k}]':<{w}} {'-':>28} {lab_per[k]:>12.3f}")
     label = f"build wall s ({args.minutes:g} min)"
     print(f"{label:<{w}} {'(reuses engram embeddings)':>28} {build_wall:>12.1f}")
     print(f"{'  build CPU s (all threads)':<{w}} {'':>28} {build_cpu:>12.1f}")
-    print(f"{'  video s per CPU s':<{w}} {'':>28} {video_s / build_cpu:>12.1f}")
+    print(f"{'  video s per CPU s':<{w}} {'':>28} {video_s / build_cpu:>12.1f}  (build_x_realtime)")
     print(f"{'  peer memory-only wall s':<{w}} {base_wall:>28.1f}")
     label = f"disk MB ({args.minutes:g} min)"
     print(f"{label:<{w}} {'-':>28} {mb_30:>12.2f}")
@@ -575,8 +661,10 @@ def main() -> None:
     if enc_ms:
         print(f"{'  of which text encoding ms':<{w}} {'':>28} {statistics.median(enc_ms):>12.1f}")
     print()
+    real = "-" if real_acc is None else f"{real_acc:.3f}"
     print(
-        f"build_x_realtime: {build_x:.1f} temporal_recall5: {recall:.3f} query_ms: {query_ms:.1f} mb_per_hour: {mb_per_hour:.2f}"
+        f"answer_accuracy: {acc:.3f} temporal_recall5: {recall:.3f} real_clip_accuracy: {real} "
+        f"build_x_realtime: {build_x:.1f} query_ms: {query_ms:.1f} mb_per_hour: {mb_per_hour:.2f}"
     )
 
 

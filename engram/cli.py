@@ -97,6 +97,16 @@ def _build_backend(cfg: object) -> object:
 
 
 def _qa(args: argparse.Namespace) -> int:
+    from engram.qa.answerers import AnswererError
+
+    try:
+        return _qa_run(args)
+    except AnswererError as exc:  # a server that failed, timed out or sent garbage: the memory is unchanged
+        print(f"engram qa: error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _qa_run(args: argparse.Namespace) -> int:
     from engram.config import compose, to_plain
 
     if args.qa_command == "build":

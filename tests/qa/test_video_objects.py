@@ -126,6 +126,11 @@ def test_tracks_in_the_timeline_survive_save_and_resume(tmp_path):
     assert [t.to_json() for t in loaded.memory.objects.tracks.values()] == [
         t.to_json() for t in objs.tracks.values()
     ]
+    for (
+        tid,
+        t,
+    ) in objs.tracks.items():  # appearance kept to within 1 % cosine (stored as int8)
+        assert float(loaded.memory.objects.tracks[tid].embedding @ t.embedding) > 0.99
     # an event's description names the detected objects, so text retrieval finds them too
     assert any("potted plant" in n.description for n in loaded.memory.nodes(0))
 
@@ -378,3 +383,18 @@ def test_real_clip_answers_with_the_shipped_config(shared_data, tmp_path, capsys
     assert main(["qa", "ask", str(tmp_path / "bed"), "Where is the bed?"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("answer: In the bedroom"), first
+
+
+def test_cli_reports_a_refusing_server_by_url_and_model(tmp_path, capsys):
+    import socket
+
+    from engram.cli import main
+
+    build(tmp_path)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["qa", "ask", str(tmp_path / "mem"), "why is the floor green", "--answerer", "openai",
+               "--base-url", f"http://127.0.0.1:{port}/v1", "--model", "tiny-vlm"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 3 and f"127.0.0.1:{port}" in err and "'tiny-vlm'" in err
