@@ -236,3 +236,18 @@ def test_live_node_builds_the_same_memory_as_direct_integration(tmp_path: Path, 
     for got_o, (_, want_o) in zip(objects, want_objects):
         np.testing.assert_allclose(got_o["centroid"], want_o.centroid, atol=1e-9)
         np.testing.assert_allclose(got_o["box_min"], want_o.box_min, atol=1e-9)
+
+
+def test_the_node_reads_simulator_truth_only_with_the_oracle():
+    import argparse
+
+    from engram.ros_node import _detector_of
+
+    def args(**kw):
+        return argparse.Namespace(**{"detector": None, "sim_truth": False, **kw})
+
+    assert _detector_of(args()) == "rgbd"
+    assert _detector_of(args(sim_truth=True)) == "oracle"
+    assert _detector_of(args(sim_truth=True, detector="rgbd")) == "rgbd"
+    with pytest.raises(SystemExit, match="--sim-truth"):
+        _detector_of(args(detector="oracle"))

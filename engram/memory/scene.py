@@ -168,6 +168,26 @@ class IntegrationReport:
     ms: float = 0.0
 
 
+def _without_fragments(hits: list[Hit]) -> list[Hit]:
+    """Drop object hits whose centroid lies inside the box of a better object hit.
+
+    A learned detector often maps one thing as a main object plus fragments (a
+    cabinet's door, a chair's back seen alone); a query's answer should list
+    things, not pieces of the thing it already named. Hits come sorted best first.
+    """
+    kept: list[Hit] = []
+    boxes: list[tuple[np.ndarray, np.ndarray]] = []
+    for h in hits:
+        if h.kind == "object" and h.position is not None:
+            p = np.asarray(h.position, np.float64)
+            if any(np.all(p >= lo - 0.05) and np.all(p <= hi + 0.05) for lo, hi in boxes):
+                continue
+            if "box_min" in h.evidence:
+                boxes.append((np.asarray(h.evidence["box_min"], np.float64), np.asarray(h.evidence["box_max"], np.float64)))
+        kept.append(h)
+    return kept
+
+
 class SceneMemory:
     """The dual static/dynamic spatial memory of one scene.
 
@@ -757,7 +777,9 @@ class SceneMemory:
                 self._label_vec.update(zip(missing, vecs))
             qv = self._text_encoder.encode([text])[0]
             sims = np.array([float(self._label_vec[labels[i]] @ qv) for i in rest])
-            out[rest] = 0.8 * np.clip(sims, 0.0, 1.0)
+            # a hashing encoder matches spelling, not meaning: below any related word
+            scale = 0.5 if getattr(self._text_encoder, "name", "") == "hash" else 0.8
+            out[rest] = scale * np.clip(sims, 0.0, 1.0)
         return out
 
     def query(
@@ -825,6 +847,8 @@ class SceneMemory:
                     kept.append(h)
                 hits = kept
             hits.sort(key=lambda h: -h.score)
+            if text is not None or img_vec is not None:
+                hits = _without_fragments(hits)
             return hits[:k]
 
     @staticmethod
@@ -852,8 +876,8 @@ class SceneMemory:
                 top = max(v.values()) if v else 1.0
                 best = s[o.label]
                 for lab, w in v.items():
-                    if w > 0 and lab != "object":
-                        best = max(best, s[lab] * (0.5 + 0.5 * w / top) if lab != o.label else s[lab])
+                    if w > 0 and lab != "object" and lab != o.label:
+                        best = max(best, s[lab] * np.sqrt(w / top))
                 scores[j] = best
             # more detections, more confidence: a small tie-breaker
             scores = scores + 1e-3 * np.log1p([getattr(o, "n_detections", 1) for o in objs])

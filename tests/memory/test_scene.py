@@ -264,3 +264,28 @@ def test_concurrent_readers_see_whole_results(world):
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_text_queries_reach_labels_by_synonym_and_related_word(world):
+    world.labels.update({1: "monitor", 2: "desk", 3: "table"})
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, timeline=False)
+    sweep(world, mem)
+    by_label = {o.label: o.id for o in mem.objects.objects.values()}
+    assert {"monitor", "desk", "table"} <= set(by_label)
+    assert mem.query(text="television", kinds=("object",), k=1)[0].id == by_label["monitor"]
+    hits = mem.query(text="table", kinds=("object",), k=3)
+    # the exact word first, the related word ("desk") after it, the unrelated not at all
+    assert [h.id for h in hits[:2]] == [by_label["table"], by_label["desk"]]
+    assert by_label["monitor"] not in [h.id for h in hits if h.score >= 0.6]
+
+
+def test_a_fragment_inside_a_better_hit_is_not_listed_again():
+    from engram.memory.scene import Hit, _without_fragments
+
+    big = Hit(kind="object", id=1, score=1.0, label="cabinet", position=np.array([1.0, 1.0, 0.5]),
+              evidence={"box_min": [0.5, 0.5, 0.0], "box_max": [1.5, 1.5, 1.0]})
+    part = Hit(kind="object", id=2, score=0.9, label="cabinet", position=np.array([1.2, 0.8, 0.4]),
+               evidence={"box_min": [1.1, 0.7, 0.3], "box_max": [1.3, 0.9, 0.5]})
+    other = Hit(kind="object", id=3, score=0.8, label="cabinet", position=np.array([3.0, 1.0, 0.5]),
+                evidence={"box_min": [2.8, 0.8, 0.3], "box_max": [3.2, 1.2, 0.7]})
+    assert [h.id for h in _without_fragments([big, part, other])] == [1, 3]

@@ -16,7 +16,7 @@ import pytest
 
 from engram.qa.evaluation import load_annotated_boxes, score_objects
 
-pytestmark = pytest.mark.real_data
+pytestmark = [pytest.mark.real_data, pytest.mark.timeout(1800)]  # two real sequences through the default detector
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 # sequence folder, box file, frame stride, share (or count) of objects required
