@@ -26,8 +26,8 @@ CASES = {
 }
 RETRIEVAL_XFAIL = pytest.mark.xfail(
     strict=False,
-    reason="rgbd detector labels: query(text=name) does not yet bring the found object into the top 3 "
-    "often enough (see the printed table: labels such as cup/desk/bookcase on mugs, tables and cabinets)",
+    reason="red kitchen: 14 of 17 objects found but 5 of 17 retrieved by name (70% needed); EfficientNet-Lite0 "
+    "calls the cabinets bookcase, the table desk, the chairs sofa/box (see the printed table)",
 )
 
 
@@ -66,8 +66,9 @@ def test_annotated_objects_are_found(memories: dict, name: str) -> None:
     assert found >= _needed(CASES[name][2], len(boxes)), score.table()
 
 
-@RETRIEVAL_XFAIL
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=RETRIEVAL_XFAIL) if n == "sevenscenes_redkitchen" else n for n in sorted(CASES)]
+)
 def test_found_objects_come_back_for_their_names(memories: dict, name: str) -> None:
     if name not in memories:
         pytest.skip(f"{name} not in the sample data")
