@@ -328,6 +328,8 @@ def main() -> None:
     ap.add_argument("--icl-stride", type=int, default=2)
     ap.add_argument("--no-icl", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="apartment runs in parallel processes")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="JSON file keeping each (apartment, perception) result, so a run can be resumed or extended")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     perceptions = (["oracle", DEFAULT_DETECTOR] + available_plugins() if args.perception == "auto"
@@ -342,28 +344,42 @@ def main() -> None:
     # one thread everywhere: CPU figures per frame are then one core's work
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     results: dict[str, list[dict]] = {p: [] for p in perceptions}
-    for i in range(0, len(runs), args.jobs):
+    cache = json.loads(args.cache.read_text()) if args.cache is not None and args.cache.exists() else {}
+
+    def key(seed: int, perception: str) -> str:
+        return f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f"
+
+    todo = [(s, p) for s, p in runs if key(s, p) not in cache]
+    for i in range(0, len(todo), args.jobs):
         procs = [
             subprocess.Popen(
                 [sys.executable, __file__, "--one", str(s), "--perception", p, "--min-pixels", str(args.min_pixels),
                  "--min-frames", str(args.min_frames)],
                 stdout=subprocess.PIPE, text=True, env=env,
             )
-            for s, p in runs[i: i + args.jobs]
+            for s, p in todo[i: i + args.jobs]
         ]
         for proc in procs:
             out, _ = proc.communicate()
             if proc.returncode != 0:
                 raise SystemExit(f"apartment run failed with exit code {proc.returncode}")
             r = json.loads(out.strip().splitlines()[-1])
-            results[r["perception"]].append(r)
-            print(
-                f"# seed {r['seed']} {r['perception']}: frames {r['frames']} seen {r['seen']}/{r['gt_objects']} found {r['found']} "
-                f"remembered {r['fused']} false {r['false']} {sorted(r['false_labels'])} dup {r['duplicates']} "
-                f"misnamed {[(g, p) for g, p in r['label_pairs'] if g != p]} retrieved {r['retrieved']}/{r['categories']} "
-                f"missed {r['missed']} not retrieved {r['wrong']}",
-                flush=True,
-            )
+            cache[key(r["seed"], r["perception"])] = r
+            if args.cache is not None:
+                args.cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = args.cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache))
+                tmp.replace(args.cache)
+    for s, p in runs:
+        r = cache[key(s, p)]
+        results[p].append(r)
+        print(
+            f"# seed {r['seed']} {r['perception']}: frames {r['frames']} seen {r['seen']}/{r['gt_objects']} found {r['found']} "
+            f"remembered {r['fused']} false {r['false']} {sorted(r['false_labels'])} dup {r['duplicates']} "
+            f"misnamed {[(g, q) for g, q in r['label_pairs'] if g != q]} retrieved {r['retrieved']}/{r['categories']} "
+            f"missed {r['missed']} not retrieved {r['wrong']}",
+            flush=True,
+        )
     load1 = os.getloadavg()[0]
     vocab = detector_vocabulary(DEFAULT_DETECTOR) if DEFAULT_DETECTOR in perceptions else None
     text_enc = next((r["text_encoder"] for rs in results.values() for r in rs), "?")
