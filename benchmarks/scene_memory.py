@@ -366,8 +366,11 @@ def main() -> None:
             r = json.loads(out.strip().splitlines()[-1])
             cache[key(r["seed"], r["perception"])] = r
             if args.cache is not None:
+                # merge with what another run may have written meanwhile
+                on_disk = json.loads(args.cache.read_text()) if args.cache.exists() else {}
+                cache = {**on_disk, **cache}
                 args.cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = args.cache.with_suffix(".tmp")
+                tmp = args.cache.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(json.dumps(cache))
                 tmp.replace(args.cache)
     for s, p in runs:
@@ -391,7 +394,11 @@ def main() -> None:
     if vocab is None:
         print("# label accuracy over every category (the default detector names no vocabulary)")
     else:
-        print(f"# label accuracy among categories in the {DEFAULT_DETECTOR} vocabulary: {', '.join(vocab)}")
+        from engram.sims.embedded.scenes import generate_apartment
+
+        cats = sorted({o.label for s in seeds for o in generate_apartment(s).all_objects()} - SKIP_LABELS)
+        print(f"# label accuracy among the categories of these apartments that the {DEFAULT_DETECTOR} vocabulary covers: "
+              f"{', '.join(c for c in cats if c in vocab)}; not covered: {', '.join(c for c in cats if c not in vocab) or 'none'}")
     print(f"# retrieval: a synonym or description (never the label), text encoder {text_enc}; "
           "hit = top-1 object matched to a true object of that category")
     print("| perception | apartments | frames | seen | found (recall) | right label (accuracy) | remembered | false | "
