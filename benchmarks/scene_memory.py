@@ -445,6 +445,8 @@ def main() -> None:
                 tmp.write_text(json.dumps({**on_disk, **cache}))
                 tmp.replace(args.cache)
 
+        if args.cache is not None and args.cache.exists():  # another process may have run them meanwhile
+            cache = {**json.loads(args.cache.read_text()), **cache}
         kitchen, icl = real_data_found(DEFAULT_DETECTOR, cache, save_cache)
     learned = sums.get(DEFAULT_DETECTOR)
     if learned is None:
