@@ -52,13 +52,22 @@ def footprint_distance(xy, position_m, half_extents_m, yaw_rad: float) -> float:
     return float(np.linalg.norm(out))
 
 
+def names_match(goal: str, true_label: str) -> bool:
+    """Does a goal word name a true category? The same word, or one is a synonym of the other
+    ("television" and "tv"; the memory's vocabulary need not use the simulator's words)."""
+    from engram.perception.detectors.vocabulary import expand_query
+
+    g, t = goal.strip().lower(), true_label.strip().lower()
+    return g == t or t in expand_query(g) or g in expand_query(t)
+
+
 def goal_distance(gt, label: str, xy, t_s: float | None = None) -> float:
     """Distance from ``xy`` to the nearest footprint of any ``label`` instance (ground truth, for scoring)."""
     spec = {o.instance_id: o for o in gt.spec.all_objects()}
     poses = gt.object_poses() if t_s is None else gt.objects_at(t_s)
     return min(
         (footprint_distance(xy, p.position_m, spec[i].half_extents_m, p.yaw_rad) for i, p in poses.items()
-         if p.label == label and i in spec),
+         if names_match(label, p.label) and i in spec),
         default=float("inf"),
     )
 
@@ -156,7 +165,10 @@ def object_in_view(sim, instance_ids, min_pixels: int = 20) -> bool:
 
 def pick_goal_labels(memory, n: int, seed: int, exclude: tuple[str, ...] = ()) -> list[str]:
     """A few distinct categories the memory knows (from memory only), reproducibly."""
-    labels = sorted({o.label for o in memory.objects.objects.values()} - set(exclude))
+    from engram.perception.detectors.vocabulary import UNKNOWN_LABEL
+
+    # things the memory could not name ("object") are no goal a user would give
+    labels = sorted({o.label for o in memory.objects.objects.values()} - set(exclude) - {UNKNOWN_LABEL})
     rng = np.random.default_rng(seed)
     rng.shuffle(labels)
     return labels[:n]
@@ -245,7 +257,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
                 trajectory.append((float(m[0, 3]), float(m[1, 3])))
             ep = {"goal": label, "status": res.status, "success_planner": res.success, "steps": res.steps, "message": res.message}
             if gt is not None:
-                ids = [i for i, lab in gt.labels().items() if lab == label]
+                ids = [i for i, lab in gt.labels().items() if names_match(label, lab)]
                 dist = goal_distance(gt, label, sim.agent_pose.translation[:2])
                 ep["distance_to_nearest_m"] = round(dist, 3)
                 ep["success"] = bool(dist <= 1.0 and object_in_view(sim, ids))
