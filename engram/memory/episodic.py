@@ -8,7 +8,11 @@ events of at most 10 s, then about 1 min, 10 min and 1 h. Every node keeps its
 time span, a few keyframes (small JPEG bytes), the mean image embedding, tags
 (ImageNet labels from the encoder), object labels (where frames carry
 ``labels``), objects seen to move (where frames carry depth, pose and stable
-instance ids), a text description and its text embedding. Search works by text,
+instance ids), a text description and its text embedding. Frames that come with
+a detector's masks (``add_frame(..., detections=...)``) also feed the object
+tracks beside the timeline (`objects`, an `ObjectTracker` in
+`engram.memory.episodic_objects`): label, box, appearance and the spans each
+object was in view, for counts and last sightings. Search works by text,
 by image, by time, flat at one level or coarse to fine (`retrieve`); adjacent
 redundant nodes are merged under a node budget (`consolidate`). Long videos
 (`engram.qa.video`) and robot runs (the SceneMemory facade) fill the same
