@@ -547,7 +547,9 @@ class RgbdDataset:
             world; when None, `WORLD_FROM_OPENCV_CAMERA` for ICL (its world
             is the first camera), identity for TUM, and for 7-Scenes a
             rotation estimated from the poses and the horizontal surfaces in
-            a few depth images (`estimate_world_from_dataset`).
+            24 depth images spread over the whole sequence
+            (`estimate_world_from_dataset`; ``stride`` and ``max_frames`` do
+            not change it, so every reading of a sequence shares one world).
         max_difference_s: TUM colour/depth (and pose) association tolerance.
         fps: frame rate giving ICL timestamps (``index / fps``).
 
