@@ -290,9 +290,12 @@ def estimate_world_from_dataset(
         # Depth quantisation biases per-pixel normals toward the camera by a few
         # degrees; a plane fitted to the points of the largest horizontal surface
         # (the densest height along "up") is not biased.
-        pts = np.concatenate(
-            [_points(d, intrinsics, 2 * step) @ poses[i, :3, :3].T + poses[i, :3, 3] for i, d in enumerate(depths_m) if d is not None]
-        )
+        clouds = [
+            _points(d, intrinsics, 2 * step) @ poses[i, :3, :3].T + poses[i, :3, 3]
+            for i, d in enumerate(depths_m)
+            if d is not None
+        ]
+        pts = np.concatenate(clouds) if clouds else np.zeros((0, 3))
         for half_width_m in (0.06, 0.04, 0.03, 0.02, 0.02):
             h = pts @ up
             if len(h) < 200:

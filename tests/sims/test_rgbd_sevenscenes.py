@@ -127,6 +127,8 @@ def test_estimate_without_depth_uses_the_cameras_down_axis() -> None:
     tilt = Pose.from_rt(cv2.Rodrigues(np.array([0.2, 0.9, -0.4]))[0], [0, 0, 0]).matrix
     world_from_dataset = estimate_world_from_dataset(np.stack([tilt @ level]))
     camera_in_world = world_from_dataset.matrix @ tilt @ level
+    unreadable = estimate_world_from_dataset(np.stack([tilt @ level]), [None], (585.0, 585.0, 320.0, 240.0))
+    np.testing.assert_allclose(unreadable.matrix, world_from_dataset.matrix)  # no depth read: the same guess
     np.testing.assert_allclose(
         camera_in_world[:3, 1], [0, 0, -1], atol=1e-9
     )  # camera y points down
