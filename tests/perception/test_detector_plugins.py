@@ -76,9 +76,7 @@ def owlv2_folder(tmp_path_factory) -> Path:
     text = {**layers, "vocab_size": 100, "max_position_embeddings": 16, "bos_token_id": 56, "eos_token_id": 57,
             "pad_token_id": 57}  # fmt: skip
     vision = {**layers, "image_size": 64, "patch_size": 16}
-    cfg = transformers.Owlv2Config(
-        text_config=text, vision_config=vision, projection_dim=32
-    )
+    cfg = transformers.Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)
     model = transformers.Owlv2ForObjectDetection(cfg)
     # random box regressions collapse to lines; with the last layer zeroed, boxes are OWLv2's
     # priors (a patch-sized box on every patch), so detections cover real surfaces
@@ -93,9 +91,7 @@ def owlv2_folder(tmp_path_factory) -> Path:
         torch.nn.init.zeros_(layer.bias)
     model.save_pretrained(d)
     image_processor = transformers.Owlv2ImageProcessor(size={"height": 64, "width": 64})
-    transformers.Owlv2Processor(
-        image_processor=image_processor, tokenizer=_clip_tokenizer(d)
-    ).save_pretrained(d)
+    transformers.Owlv2Processor(image_processor=image_processor, tokenizer=_clip_tokenizer(d)).save_pretrained(d)
     return d
 
 
@@ -130,12 +126,8 @@ def grounding_dino_folder(tmp_path_factory) -> Path:
         use_timm_backbone=False, use_pretrained_backbone=False,
     )  # fmt: skip
     transformers.GroundingDinoForObjectDetection(cfg).save_pretrained(d)
-    image_processor = transformers.GroundingDinoImageProcessor(
-        size={"shortest_edge": 64, "longest_edge": 96}
-    )
-    transformers.GroundingDinoProcessor(
-        image_processor=image_processor, tokenizer=tokenizer
-    ).save_pretrained(d)
+    image_processor = transformers.GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
+    transformers.GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(d)
     return d
 
 
@@ -147,19 +139,13 @@ def yolo_world_checkpoint(tmp_path_factory) -> Path:
     import yaml
 
     d = tmp_path_factory.mktemp("yolo_world")
-    cfg = yaml.safe_load(
-        (
-            Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8-worldv2.yaml"
-        ).read_text()
-    )
+    cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8-worldv2.yaml").read_text())
     cfg["scales"] = {"t": [0.33, 0.0625, 128]}
     (d / "yolov8t-worldv2.yaml").write_text(yaml.safe_dump(cfg))
     torch.manual_seed(0)
     model = ultralytics.YOLOWorld(str(d / "yolov8t-worldv2.yaml"), verbose=False)
     world = model.model
-    world.txt_feats = torch.nn.functional.normalize(
-        torch.randn(1, len(CLASSES), 512), dim=-1
-    )
+    world.txt_feats = torch.nn.functional.normalize(torch.randn(1, len(CLASSES), 512), dim=-1)
     world.model[-1].nc = len(CLASSES)
     world.names = dict(enumerate(CLASSES))
     model.save(d / "tiny-world.pt")
@@ -192,9 +178,7 @@ def tiny_clip(tmp_path_factory) -> dict:
     (d / f"{TINY_CLIP}.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(d / f"{TINY_CLIP}.json")
     torch.manual_seed(0)
-    torch.save(
-        open_clip.create_model(TINY_CLIP, pretrained=None).state_dict(), d / "clip.pt"
-    )
+    torch.save(open_clip.create_model(TINY_CLIP, pretrained=None).state_dict(), d / "clip.pt")
     return {
         "name": "open_clip",
         "model_name": TINY_CLIP,
@@ -204,9 +188,7 @@ def tiny_clip(tmp_path_factory) -> dict:
 
 def _camera() -> Pose:
     p = math.radians(20.0)
-    ry = np.array(
-        [[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]]
-    )
+    ry = np.array([[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]])
     r0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
     return Pose.from_rt(ry @ r0, [0.0, 0.0, 1.0])
 
@@ -243,9 +225,7 @@ PLUGINS = ["owlv2", "grounding_dino", "yolo_world"]
 
 # --------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize("name", PLUGINS)
-def test_plugin_frame_to_masks_labels_scores_embeddings(
-    name: str, request, frame: Frame
-) -> None:
+def test_plugin_frame_to_masks_labels_scores_embeddings(name: str, request, frame: Frame) -> None:
     det = _build(name, request)
     assert det.name == name and name in available_detectors()
     out = run_detector(det, frame)
@@ -255,37 +235,26 @@ def test_plugin_frame_to_masks_labels_scores_embeddings(
     assert out.masks.reshape(k, -1).any(axis=1).all()
     assert set(out.labels) <= set(CLASSES)
     assert np.all((out.scores >= 0) & (out.scores <= 1))
-    if (
-        name != "yolo_world"
-    ):  # the transformers models give their own region features and class distributions
+    if name != "yolo_world":  # the transformers models give their own region features
         assert out.embeddings.shape[0] == k and np.all(np.isfinite(out.embeddings))
-        assert all(
-            max(d, key=d.get) == lab for d, lab in zip(out.label_scores, out.labels)
-        )
-    # box masks refined by depth never hold pixels without depth... unless the box has too few
+    assert all(max(d, key=d.get) == lab for d, lab in zip(out.label_scores, out.labels))
     boxes = out.extra["boxes_xyxy"]
     assert boxes.shape == (k, 4) and np.all(boxes[:, 2] >= boxes[:, 0])
 
 
 @pytest.mark.parametrize("name", PLUGINS)
-def test_plugin_detections_fuse_into_scene_memory(
-    name: str, request, frame: Frame
-) -> None:
+def test_plugin_detections_fuse_into_scene_memory(name: str, request, frame: Frame) -> None:
     from engram.memory.scene import SceneMemory
 
     det = _build(name, request)
-    memory = SceneMemory(
-        voxel_size_m=0.05, detector=det, object_stride=1
-    )  # a small frame: every pixel counts
+    memory = SceneMemory(voxel_size_m=0.05, detector=det, object_stride=1)  # a small frame: every pixel counts
     report = memory.integrate(frame)
     assert report.mapped
     labels = {o.label for o in memory.objects.objects.values()}
     assert memory.objects.objects and labels <= set(CLASSES) | {"object"}
 
 
-def test_region_embedder_embeds_each_mask_crop(
-    tiny_clip: dict, owlv2_folder: Path, frame: Frame
-) -> None:
+def test_region_embedder_embeds_each_mask_crop(tiny_clip: dict, owlv2_folder: Path, frame: Frame) -> None:
     det = build_detector("owlv2", model_path=str(owlv2_folder), classes=CLASSES, score_threshold=0.0,
                          max_detections=3, embedder=tiny_clip)  # fmt: skip
     out = run_detector(det, frame)
@@ -297,26 +266,18 @@ def test_region_embedder_embeds_each_mask_crop(
     mask = np.zeros((K.height, K.width), bool)
     mask[10:50, 20:40] = True
     mask[10:20, 20:30] = False
-    (crop,) = RegionEmbedder(det.embedder.encoder, context=0.0).crops(
-        frame.rgb, mask[None]
-    )
+    (crop,) = RegionEmbedder(det.embedder.encoder, context=0.0).crops(frame.rgb, mask[None])
     assert crop.shape == (40, 20, 3)
-    assert np.all(crop[:10, :10] == 127) and np.array_equal(
-        crop[10:], frame.rgb[20:50, 20:40]
-    )
+    assert np.all(crop[:10, :10] == 127) and np.array_equal(crop[10:], frame.rgb[20:50, 20:40])
     with pytest.raises(TypeError, match="needs a 'name'"):
         build_embedder({"model_name": TINY_CLIP})
     assert build_embedder(None) is None
 
 
-def test_yolo_world_vocabulary_from_a_local_text_encoder(
-    yolo_world_checkpoint: Path, tiny_clip: dict, frame
-) -> None:
+def test_yolo_world_vocabulary_from_a_local_text_encoder(yolo_world_checkpoint: Path, tiny_clip: dict, frame) -> None:
     classes = ["sofa", "lamp"]
     with pytest.raises(ValueError, match="give text_encoder"):
-        build_detector(
-            "yolo_world", model_path=str(yolo_world_checkpoint), classes=classes
-        )
+        build_detector("yolo_world", model_path=str(yolo_world_checkpoint), classes=classes)
     det = build_detector("yolo_world", model_path=str(yolo_world_checkpoint), classes=classes, text_encoder=tiny_clip,
                          score_threshold=0.0, image_size_px=64, max_detections=4)  # fmt: skip
     out = run_detector(det, frame)
@@ -357,9 +318,7 @@ def test_missing_weights_name_the_config_key(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "module", "extra"), [("owlv2", "transformers", "vision"),
                                                        ("grounding_dino", "transformers", "vision"),
                                                        ("yolo_world", "ultralytics", "detect")])  # fmt: skip
-def test_missing_package_names_the_extra(
-    name, module, extra, tmp_path: Path, monkeypatch
-) -> None:
+def test_missing_package_names_the_extra(name, module, extra, tmp_path: Path, monkeypatch) -> None:
     weights = tmp_path / "w.pt"
     weights.write_bytes(b"")
     (tmp_path / "folder").mkdir()
@@ -384,11 +343,10 @@ def _memory_state(memory) -> tuple:
         ("nan", "finite"),
         ("label", "non-empty strings"),
         ("count", "boxes and"),
+        ("class", "outside the 3-class vocabulary"),
     ],
 )
-def test_malformed_output_is_a_detector_error_and_memory_is_unchanged(
-    corrupt, message, owlv2_folder, frame
-) -> None:
+def test_malformed_output_is_a_detector_error_and_memory_is_unchanged(corrupt, message, owlv2_folder, frame) -> None:
     from engram.memory.scene import SceneMemory
 
     det = build_detector(
@@ -414,9 +372,9 @@ def test_malformed_output_is_a_detector_error_and_memory_is_unchanged(
             return InstanceMasks(out.masks, [3] + out.labels[1:], out.scores)
         from engram.perception.detectors._plugin import instance_masks
 
-        return instance_masks(
-            f, out.masks, np.zeros(k + 1, int), np.ones(k + 1), CLASSES
-        )
+        if corrupt == "class":
+            return instance_masks(f, out.masks, np.full(k, 7), out.scores, CLASSES)
+        return instance_masks(f, out.masks, np.zeros(k + 1, int), np.ones(k + 1), CLASSES)
 
     det.detect = broken
     later = Frame(index=1, timestamp_s=1.0, rgb=frame.rgb, depth_m=frame.depth_m, intrinsics=K,
@@ -436,9 +394,7 @@ def test_box_masks_keep_the_near_surface_and_fall_back_to_the_box() -> None:
     no_depth = box_masks(np.array([[15.0, 5.0, 45.0, 35.0]]), 40, 60, None)
     assert no_depth.sum() == 30 * 30
     depth[:] = 0
-    assert (
-        box_masks(np.array([[15.0, 5.0, 45.0, 35.0]]), 40, 60, depth).sum() == 30 * 30
-    )
+    assert box_masks(np.array([[15.0, 5.0, 45.0, 35.0]]), 40, 60, depth).sum() == 30 * 30
 
 
 @pytest.mark.parametrize("name", PLUGINS)
@@ -447,12 +403,7 @@ def test_hydra_configs_build_each_plugin(name: str, request) -> None:
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(
-        Path(__file__).resolve().parents[2]
-        / "engram"
-        / "configs"
-        / "perception"
-        / "detector"
-        / f"{name}.yaml"
+        Path(__file__).resolve().parents[2] / "engram" / "configs" / "perception" / "detector" / f"{name}.yaml"
     )
     with pytest.raises(Exception, match="model_path"):
         OmegaConf.to_container(cfg, throw_on_missing=True)

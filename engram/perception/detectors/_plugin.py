@@ -53,15 +53,11 @@ def local_path(value: Any, key: str, backend: str, *, folder: bool = False) -> P
 def check_vocabulary(classes: Any, backend: str, key: str = "classes") -> list[str]:
     """The class vocabulary as a list of non-empty, distinct strings."""
     if isinstance(classes, str) or classes is None:
-        raise ValueError(
-            f"detector {backend!r}: {key} must be a list of class names, got {classes!r}"
-        )
+        raise ValueError(f"detector {backend!r}: {key} must be a list of class names, got {classes!r}")
     out = [c.strip() if isinstance(c, str) else c for c in classes]
     bad = [c for c in out if not isinstance(c, str) or not c]
     if bad or not out:
-        raise ValueError(
-            f"detector {backend!r}: {key} must be non-empty strings, got {list(classes)!r}"
-        )
+        raise ValueError(f"detector {backend!r}: {key} must be non-empty strings, got {list(classes)!r}")
     if len(set(out)) != len(out):
         raise ValueError(f"detector {backend!r}: {key} has repeated names: {out!r}")
     return out
@@ -102,9 +98,7 @@ def box_masks(
         if valid.sum() < min_depth_pixels:
             continue
         ref = np.percentile(d[valid], 25)
-        masks[i, y0[i] : y1[i], x0[i] : x1[i]] = valid & (
-            np.abs(d - ref) <= depth_band * ref
-        )
+        masks[i, y0[i] : y1[i], x0[i] : x1[i]] = valid & (np.abs(d - ref) <= depth_band * ref)
     return masks
 
 
@@ -117,20 +111,13 @@ class RegionEmbedder:
         min_crop_px: crops are at least this many pixels wide.
     """
 
-    def __init__(
-        self, encoder: Any, context: float = 0.1, min_crop_px: int = 16
-    ) -> None:
+    def __init__(self, encoder: Any, context: float = 0.1, min_crop_px: int = 16) -> None:
         if not hasattr(encoder, "encode"):
-            raise ValueError(
-                f"an embedder needs an encode(images) method, got {type(encoder).__name__}"
-            )
+            raise ValueError(f"an embedder needs an encode(images) method, got {type(encoder).__name__}")
         self.encoder = encoder
         self.context = float(context)
         self.min_crop_px = int(min_crop_px)
-        self.space = str(
-            getattr(encoder, "space", None)
-            or getattr(encoder, "name", type(encoder).__name__)
-        )
+        self.space = str(getattr(encoder, "space", None) or getattr(encoder, "name", type(encoder).__name__))
 
     def crops(self, rgb: np.ndarray, masks: np.ndarray) -> list[np.ndarray]:
         h, w = rgb.shape[:2]
@@ -138,9 +125,7 @@ class RegionEmbedder:
         for m in masks:  # one step per mask
             ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
             if not len(ys):
-                out.append(
-                    np.full((self.min_crop_px, self.min_crop_px, 3), 127, np.uint8)
-                )
+                out.append(np.full((self.min_crop_px, self.min_crop_px, 3), 127, np.uint8))
                 continue
             pad_y = max(
                 int(self.context * (ys[-1] - ys[0] + 1)),
@@ -165,9 +150,7 @@ class RegionEmbedder:
             return np.zeros((0, int(getattr(self.encoder, "dim", 0) or 0)), np.float32)
         emb = np.asarray(self.encoder.encode(self.crops(rgb, masks)), np.float32)
         if emb.ndim != 2 or emb.shape[0] != len(masks):
-            raise ValueError(
-                f"embedder {self.space!r} returned shape {emb.shape} for {len(masks)} crops"
-            )
+            raise ValueError(f"embedder {self.space!r} returned shape {emb.shape} for {len(masks)} crops")
         return emb
 
 
@@ -186,9 +169,7 @@ def build_embedder(spec: Any) -> RegionEmbedder | None:
         kwargs = dict(spec)
         name = kwargs.pop("name", None)
         if not isinstance(name, str):
-            raise TypeError(
-                f"embedder config needs a 'name' (an image encoder), got {spec!r}"
-            )
+            raise TypeError(f"embedder config needs a 'name' (an image encoder), got {spec!r}")
         context = kwargs.pop("context", 0.1)
         return RegionEmbedder(build_image_encoder(name, **kwargs), context=context)
     return RegionEmbedder(spec)
@@ -224,16 +205,12 @@ def instance_masks(
         len(np.asarray(scores).reshape(-1)),
     )
     if masks.ndim != 3 or not len(masks) == n_ids == n_scores:
-        raise ValueError(
-            f"{n_ids} boxes and {n_scores} scores but masks of shape {masks.shape}"
-        )
-    keep = (
-        masks.reshape(len(masks), -1).sum(axis=1) >= min_pixels
-        if len(masks)
-        else np.zeros(0, bool)
-    )
+        raise ValueError(f"{n_ids} boxes and {n_scores} scores but masks of shape {masks.shape}")
+    keep = masks.reshape(len(masks), -1).sum(axis=1) >= min_pixels if len(masks) else np.zeros(0, bool)
     masks = masks[keep]
     ids = np.asarray(class_ids, np.int64).reshape(-1)[keep]
+    if len(ids) and (ids.min() < 0 or ids.max() >= len(classes)):
+        raise ValueError(f"class ids {sorted(set(ids.tolist()))[:5]} outside the {len(classes)}-class vocabulary")
     sc = np.asarray(scores, np.float64).reshape(-1)[keep]
     labels = [classes[int(i)] for i in ids]
     label_scores = None
@@ -247,11 +224,5 @@ def instance_masks(
         embeddings = embedder(frame.rgb, masks)
     elif embeddings is not None:
         embeddings = np.asarray(embeddings, np.float32)[keep]
-    extra = (
-        {}
-        if boxes_xyxy is None
-        else {"boxes_xyxy": np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)[keep]}
-    )
-    return InstanceMasks(
-        masks, labels, sc, embeddings=embeddings, label_scores=label_scores, extra=extra
-    )
+    extra = {} if boxes_xyxy is None else {"boxes_xyxy": np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)[keep]}
+    return InstanceMasks(masks, labels, sc, embeddings=embeddings, label_scores=label_scores, extra=extra)

@@ -57,15 +57,11 @@ class BoxPromptSegmenter:
 
     def __init__(self, kind: str, path: str, key: str = "segmenter_path") -> None:
         if kind not in _SEGMENTERS:
-            raise ValueError(
-                f"detector 'yolo_world': segmenter must be one of {_SEGMENTERS} or None, got {kind!r}"
-            )
+            raise ValueError(f"detector 'yolo_world': segmenter must be one of {_SEGMENTERS} or None, got {kind!r}")
         weights = local_path(path, key, "yolo_world")
         ul = _ultralytics()
         self.kind = kind
-        self.model = (
-            ul.FastSAM(str(weights)) if kind == "fast_sam" else ul.SAM(str(weights))
-        )
+        self.model = ul.FastSAM(str(weights)) if kind == "fast_sam" else ul.SAM(str(weights))
 
     def segment(self, rgb: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
         h, w = rgb.shape[:2]
@@ -130,11 +126,7 @@ class YoloWorldDetector:
         self._torch = require("torch", "the yolo_world detector")
         self.model = ul.YOLOWorld(str(weights))
         world = self.model.model
-        own = (
-            [str(world.names[i]) for i in sorted(world.names)]
-            if getattr(world, "names", None)
-            else []
-        )
+        own = [str(world.names[i]) for i in sorted(world.names)] if getattr(world, "names", None) else []
         if classes is None:
             self.classes = check_vocabulary(own, self.name, "the checkpoint's classes")
         else:
@@ -149,9 +141,7 @@ class YoloWorldDetector:
         if isinstance(segmenter, str):
             segmenter = BoxPromptSegmenter(segmenter, segmenter_path)
         elif segmenter is not None and not hasattr(segmenter, "segment"):
-            raise ValueError(
-                f"detector 'yolo_world': segmenter needs a segment(rgb, boxes) method, got {segmenter!r}"
-            )
+            raise ValueError(f"detector 'yolo_world': segmenter needs a segment(rgb, boxes) method, got {segmenter!r}")
         self.segmenter = segmenter
         self.embedder = build_embedder(embedder)
 
@@ -166,20 +156,10 @@ class YoloWorldDetector:
         if isinstance(text_encoder, (str, dict)):
             from engram.perception.encoders import build_text_encoder
 
-            kw = (
-                {"name": text_encoder}
-                if isinstance(text_encoder, str)
-                else dict(text_encoder)
-            )
+            kw = {"name": text_encoder} if isinstance(text_encoder, str) else dict(text_encoder)
             text_encoder = build_text_encoder(kw.pop("name"), **kw)
-        emb = np.asarray(
-            text_encoder.encode([prompt.format(c) for c in self.classes]), np.float32
-        )
-        width = (
-            int(world.txt_feats.shape[-1])
-            if getattr(world, "txt_feats", None) is not None
-            else emb.shape[1]
-        )
+        emb = np.asarray(text_encoder.encode([prompt.format(c) for c in self.classes]), np.float32)
+        width = int(world.txt_feats.shape[-1]) if getattr(world, "txt_feats", None) is not None else emb.shape[1]
         if emb.ndim != 2 or emb.shape != (len(self.classes), width):
             raise ValueError(
                 f"detector 'yolo_world': text_encoder gives embeddings of shape {emb.shape}, "
@@ -189,9 +169,7 @@ class YoloWorldDetector:
         world.txt_feats = torch.from_numpy(emb)[None]
         world.model[-1].nc = len(self.classes)
         world.names = dict(enumerate(self.classes))
-        self.model.predictor = (
-            None  # a predictor built for the old classes would keep their names
-        )
+        self.model.predictor = None  # a predictor built for the old classes would keep their names
 
     def detect(self, frame: Frame) -> InstanceMasks:
         h, w = frame.height, frame.width
@@ -210,12 +188,8 @@ class YoloWorldDetector:
             masks = np.asarray(self.segmenter.segment(frame.rgb, boxes))
         else:
             masks = box_masks(boxes, h, w, frame.depth_m if self.use_depth else None)
+        one_hot = np.zeros((len(cls), len(self.classes)))  # ultralytics keeps the best class only
+        one_hot[np.arange(len(cls)), np.clip(cls, 0, len(self.classes) - 1)] = scores
         return instance_masks(
-            frame,
-            masks,
-            cls,
-            scores,
-            self.classes,
-            embedder=self.embedder,
-            boxes_xyxy=boxes,
+            frame, masks, cls, scores, self.classes, class_scores=one_hot, embedder=self.embedder, boxes_xyxy=boxes
         )
