@@ -6,7 +6,7 @@
 1. Sources made here: embedded-world walks rendered to MJPG videos (4 fps) and
    recorded as ROS 2 mcap bags (colour, depth, instances, tf; 4 Hz). Videos are
    indexed with the default video settings (1 frame/s, EfficientNet-Lite0 +
-   MiniLM), bags with the default SceneMemory, every frame (4 Hz).
+   MiniLM), bags with the default SceneMemory, every 4th frame (1 frame/s).
 2. The same sources are indexed three times on a local Ray runtime
    (``num_cpus=2``): 1 worker, 2 workers, and 2 workers with one worker
    process SIGKILLed half-way through its first source (`build_index`'s fault
@@ -301,7 +301,7 @@ def main() -> int:
         f"# sources: {len(srcs)} made in {time.perf_counter() - t0:.0f} s under {work / 'src'}",
         flush=True,
     )
-    overrides: list[str] = []  # the default settings of engram/configs/fleet.yaml
+    overrides = ["scene.stride=4"]  # bags at 1 frame/s, like the videos
     runs = {}
     for name, workers, kill in (
         ("1 worker", 1, None),

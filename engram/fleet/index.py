@@ -331,7 +331,7 @@ def _schedule(
 ) -> dict:
     from engram.fleet.worker import SourceIndexer
 
-    @ray.remote(num_cpus=0)
+    @ray.remote(num_cpus=0, max_restarts=-1)
     class Progress:
         def __init__(self) -> None:
             self.frames: dict[str, int] = {}
@@ -430,7 +430,10 @@ def _schedule(
                 attempts[spec.source_id] = attempts.get(spec.source_id, 0) + 1
                 running[pool[w].index.remote(spec.to_json())] = (w, spec)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            frames_seen, starts = ray.get(tracker.get.remote())
+            try:  # progress only: a tracker lost (killed for memory) and restarted must not stop the run
+                frames_seen, starts = ray.get(tracker.get.remote(), timeout=30)
+            except Exception:  # noqa: BLE001
+                starts = {}
             for sid, s in starts.items():
                 report.attempts[sid] = max(report.attempts.get(sid, 0), s)
             if bar is not None:
@@ -469,7 +472,10 @@ def _schedule(
                 if bar is not None:
                     bar.update(1)
         report.build_wall_s = time.perf_counter() - t0
-        _, starts = ray.get(tracker.get.remote())
+        try:
+            _, starts = ray.get(tracker.get.remote(), timeout=30)
+        except Exception:  # noqa: BLE001
+            starts = {}
         for sid, s in starts.items():
             report.attempts[sid] = max(
                 report.attempts.get(sid, 0), s, attempts.get(sid, 0)
