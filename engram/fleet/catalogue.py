@@ -60,10 +60,7 @@ class CatalogueError(ValueError):
 def is_catalogue(path: str | Path) -> bool:
     """True when ``path`` is a catalogue folder (of any version)."""
     try:
-        return (
-            json.loads((Path(path) / "catalogue.json").read_text()).get("format")
-            == CATALOGUE_FORMAT
-        )
+        return json.loads((Path(path) / "catalogue.json").read_text()).get("format") == CATALOGUE_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -152,11 +149,7 @@ class CatalogueHit:
     def line(self) -> str:
         from engram._util import fmt_time
 
-        where = (
-            ""
-            if self.position is None
-            else " at ({:.2f}, {:.2f}, {:.2f})".format(*self.position)
-        )
+        where = "" if self.position is None else " at ({:.2f}, {:.2f}, {:.2f})".format(*self.position)
         name = Path(self.source_path.rstrip("/")).name
         snap = f"  {self.snapshot}" if self.snapshot else ""
         return (
@@ -182,9 +175,7 @@ class Catalogue:
         try:
             info = json.loads((path / "catalogue.json").read_text())
         except ValueError as exc:
-            raise CatalogueError(
-                f"{path}/catalogue.json is damaged ({exc}); index into a new folder"
-            ) from exc
+            raise CatalogueError(f"{path}/catalogue.json is damaged ({exc}); index into a new folder") from exc
         if info.get("format") != CATALOGUE_FORMAT:
             raise CatalogueError(
                 f"{path} is not an engram catalogue (catalogue.json names format {info.get('format')!r})"
@@ -237,9 +228,7 @@ class Catalogue:
                 )
             return cls(p, info)
         if p.is_dir() and any(p.iterdir()):
-            raise CatalogueError(
-                f"{p} is a folder with other contents, not a catalogue: choose a new or empty folder"
-            )
+            raise CatalogueError(f"{p} is a folder with other contents, not a catalogue: choose a new or empty folder")
         from engram import __version__
 
         p.mkdir(parents=True, exist_ok=True)
@@ -283,9 +272,7 @@ class Catalogue:
                     entry.unlink(missing_ok=True)
         tmp.mkdir(exist_ok=True)
 
-    def record_failure(
-        self, source: dict[str, Any], error: str, attempts: int = 1
-    ) -> None:
+    def record_failure(self, source: dict[str, Any], error: str, attempts: int = 1) -> None:
         (self.path / "failures").mkdir(exist_ok=True)
         _atomic_json(
             self.path / "failures" / f"{source['source_id']}.json",
@@ -312,17 +299,9 @@ class Catalogue:
         from engram.fleet.worker import read_source_json
 
         out = []
-        for d in (
-            sorted((self.path / "sources").iterdir())
-            if (self.path / "sources").is_dir()
-            else []
-        ):
+        for d in sorted((self.path / "sources").iterdir()) if (self.path / "sources").is_dir() else []:
             info = read_source_json(d)
-            if (
-                info
-                and info.get("status") == "complete"
-                and (d / "records.parquet").is_file()
-            ):
+            if info and info.get("status") == "complete" and (d / "records.parquet").is_file():
                 out.append(info)
         return out
 
@@ -334,19 +313,12 @@ class Catalogue:
         from engram.fleet.worker import records_table
 
         infos = self.sources()
-        tables = [
-            pq.read_table(
-                self.path / "sources" / i["source"]["source_id"] / "records.parquet"
-            )
-            for i in infos
-        ]
+        tables = [pq.read_table(self.path / "sources" / i["source"]["source_id"] / "records.parquet") for i in infos]
         dim = int(self.text_encoder.dim) if hasattr(self.text_encoder, "dim") else None
         if tables:
             table = pa.concat_tables(tables)
         else:
-            table = records_table(
-                {c: [] for c in _columns()[:-1]}, np.zeros((0, dim or 1), np.float32)
-            )
+            table = records_table({c: [] for c in _columns()[:-1]}, np.zeros((0, dim or 1), np.float32))
         gens = sorted((self.path / "tables").glob("g*"))
         n = int(gens[-1].name[1:]) + 1 if gens else 1
         gen = f"g{n:06d}"
@@ -370,9 +342,7 @@ class Catalogue:
         _fsync_tree(tmp)
         os.rename(tmp, self.path / "tables" / gen)
         _atomic_json(self.path / "current.json", {"generation": gen})
-        for old in gens[
-            :-1
-        ]:  # keep the previous generation for readers that opened it just now
+        for old in gens[:-1]:  # keep the previous generation for readers that opened it just now
             shutil.rmtree(old, ignore_errors=True)
         self._table = None
         return meta
@@ -383,9 +353,7 @@ class Catalogue:
         if self._text_encoder is None:
             from engram.perception.encoders import build_text_encoder
 
-            self._text_encoder = build_text_encoder(
-                self.settings.get("text_encoder", "hash")
-            )
+            self._text_encoder = build_text_encoder(self.settings.get("text_encoder", "hash"))
         return self._text_encoder
 
     def _load(self) -> dict[str, Any]:
@@ -403,20 +371,14 @@ class Catalogue:
         table = pq.read_table(folder / "records.parquet")
         meta = json.loads((folder / "table.json").read_text())
         emb = _embeddings(table)
-        cols = {
-            c: table.column(c).to_numpy(zero_copy_only=False) for c in _columns()[:-1]
-        }
+        cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in _columns()[:-1]}
         cols["kind"] = cols["kind"].astype(str)  # compared on every filtered search
-        src_ids, first, src_code = np.unique(
-            cols["source_id"].astype(str), return_index=True, return_inverse=True
-        )
+        src_ids, first, src_code = np.unique(cols["source_id"].astype(str), return_index=True, return_inverse=True)
         self._table = {
             "meta": meta,
             "cols": cols,
             "emb": emb,
-            "index": _read_index(
-                folder / "index.faiss", emb, meta.get("index", "flat")
-            ),
+            "index": _read_index(folder / "index.faiss", emb, meta.get("index", "flat")),
             "source_ids": src_ids,
             "source_code": src_code,
             "source_paths": cols["source_path"][first].astype(str),
@@ -459,9 +421,7 @@ class Catalogue:
             CatalogueError: empty text, bad filters, or no table yet.
         """
         if not isinstance(text, str) or not text.strip():
-            raise CatalogueError(
-                f"search text must be a non-empty string, got {text!r}"
-            )
+            raise CatalogueError(f"search text must be a non-empty string, got {text!r}")
         if k < 1:
             raise CatalogueError(f"k must be >= 1, got {k}")
         t = self._load()
@@ -479,9 +439,7 @@ class Catalogue:
             kept = int(mask.sum())
             if kept == 0:
                 return []
-            if kept <= max(
-                n // 10, 4096
-            ):  # a narrow filter: an exact scan of what it keeps
+            if kept <= max(n // 10, 4096):  # a narrow filter: an exact scan of what it keeps
                 sel = np.flatnonzero(mask)
                 s = t["emb"][sel] @ q
                 top = np.argsort(-s, kind="stable")[: min(len(sel), want)]
@@ -495,9 +453,7 @@ class Catalogue:
                         break
                     ask *= 4
                 rows, sims = rows[keep][:want], sims[keep][:want]
-        scores = sims.astype(np.float64) + _LEXICAL_WEIGHT * self._lexical(
-            t, rows, text
-        )
+        scores = sims.astype(np.float64) + _LEXICAL_WEIGHT * self._lexical(t, rows, text)
         good = scores >= min_score
         rows, scores = rows[good], scores[good]
         pos = np.stack([cols["x"][rows], cols["y"][rows], cols["z"][rows]], 1)
@@ -533,9 +489,7 @@ class Catalogue:
             )
         return out
 
-    def _filter(
-        self, t, since, until, near, radius_m, sources, kinds, levels
-    ) -> np.ndarray | None:
+    def _filter(self, t, since, until, near, radius_m, sources, kinds, levels) -> np.ndarray | None:
         cols = t["cols"]
         n = len(t["emb"])
         mask = np.ones(n, bool)
@@ -560,9 +514,7 @@ class Catalogue:
         if near is not None:
             nv = np.asarray(near, float).reshape(-1)
             if nv.shape not in ((2,), (3,)) or not np.isfinite(nv).all():
-                raise CatalogueError(
-                    f"near must be (x, y) or (x, y, z) in metres, got {near!r}"
-                )
+                raise CatalogueError(f"near must be (x, y) or (x, y, z) in metres, got {near!r}")
             xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1)[:, : len(nv)]
             has = ~np.isnan(xyz).any(axis=1)
             mask &= has
@@ -579,17 +531,13 @@ class Catalogue:
                 bool,
             )
             if not ok.any():
-                raise CatalogueError(
-                    f"no source of {self.path} matches {list(sources)}"
-                )
+                raise CatalogueError(f"no source of {self.path} matches {list(sources)}")
             mask &= ok[t["source_code"]]
             used = True
         if kinds:
             bad = set(kinds) - {"event", "keyframe", "object"}
             if bad:
-                raise CatalogueError(
-                    f"unknown record kinds {sorted(bad)}: use event, keyframe, object"
-                )
+                raise CatalogueError(f"unknown record kinds {sorted(bad)}: use event, keyframe, object")
             mask &= np.isin(cols["kind"], list(kinds))
             used = True
         if levels is not None:
@@ -606,10 +554,7 @@ class Catalogue:
             return np.zeros(len(rows))
         texts = t["cols"]["text"]
         return np.array(
-            [
-                len(words & set(_content_tokens(str(texts[r])))) / len(words)
-                for r in rows
-            ],
+            [len(words & set(_content_tokens(str(texts[r])))) / len(words) for r in rows],
             float,
         )
 
@@ -632,9 +577,7 @@ def _columns() -> tuple[str, ...]:
 def _embeddings(table: Any) -> np.ndarray:
     col = table.column("embedding").combine_chunks()
     dim = col.type.list_size
-    return np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(
-        -1, dim
-    )
+    return np.asarray(col.values.to_numpy(zero_copy_only=False), np.float32).reshape(-1, dim)
 
 
 def _write_index(path: Path, emb: np.ndarray, kind: str) -> None:
@@ -682,9 +625,7 @@ def _read_index(path: Path, emb: np.ndarray, kind: str = "flat") -> Any:
     return index
 
 
-def _index_search(
-    index: Any, emb: np.ndarray, q: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _index_search(index: Any, emb: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if index is None:
         s = emb @ q
         top = np.argpartition(-s, k - 1)[:k] if k < len(s) else np.arange(len(s))
@@ -723,9 +664,7 @@ def ask_catalogue(
     if options is not None:
         options = [str(o) for o in options]
         if len(options) < 2:
-            raise ValueError(
-                f"a multiple-choice question needs at least two options, got {options}"
-            )
+            raise ValueError(f"a multiple-choice question needs at least two options, got {options}")
     plan = parse_question(question)
     hits = cat.search(
         plan.text or question,
@@ -737,19 +676,13 @@ def ask_catalogue(
         close = [h for h in hits if h.score >= best - 0.1]
 
         def when(h: CatalogueHit) -> float:
-            return (
-                h.abs_start_s + (h.end_s - h.start_s)
-                if h.abs_start_s is not None
-                else h.end_s
-            )
+            return h.abs_start_s + (h.end_s - h.start_s) if h.abs_start_s is not None else h.end_s
 
         close.sort(key=when, reverse=plan.order == "last")
         hits = close[:k]
     evidence = []
     for h in hits:
-        where = (
-            "" if h.position is None else " at ({:.1f}, {:.1f})".format(*h.position[:2])
-        )
+        where = "" if h.position is None else " at ({:.1f}, {:.1f})".format(*h.position[:2])
         name = Path(h.source_path.rstrip("/")).name
         img = cat.snapshot_image(h)
         evidence.append(
@@ -775,9 +708,7 @@ def ask_catalogue(
     elif hasattr(answerer, "answer"):
         backend = answerer
     else:
-        raise ValueError(
-            f"answerer must be a name or have an answer() method, got {type(answerer).__name__}"
-        )
+        raise ValueError(f"answerer must be a name or have an answer() method, got {type(answerer).__name__}")
     return backend.answer(question, evidence, options=options), evidence, hits
 
 
@@ -788,9 +719,7 @@ def ask_command(
     answerer: Any = "offline",
 ) -> str:
     """``engram qa ask CATALOGUE "question"``: the answer and the hits behind it, as text."""
-    ans, _evidence, hits = ask_catalogue(
-        path, question, options=options, answerer=answerer
-    )
+    ans, _evidence, hits = ask_catalogue(path, question, options=options, answerer=answerer)
     lines = [f"answer: {ans.text}"]
     if options is not None and getattr(ans, "choice_index", None) is not None:
         lines.append(f"choice: {ans.choice_index} ({options[ans.choice_index]})")

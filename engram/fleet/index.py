@@ -76,9 +76,7 @@ class IndexReport:
         )
         lines = [head]
         if self.duplicates:
-            lines.append(
-                f"given more than once (indexed once): {', '.join(self.duplicates)}"
-            )
+            lines.append(f"given more than once (indexed once): {', '.join(self.duplicates)}")
         retried = sorted(s for s, n in self.attempts.items() if n > 1)
         if retried:
             lines.append(f"retried after a worker died: {', '.join(retried)}")
@@ -103,9 +101,7 @@ def _check_address(address: str) -> None:
     hostport = address.split("://", 1)[-1].rstrip("/")
     host, sep, port = hostport.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(
-            f"cluster address {address!r} is not host:port (or ray://host:port, or auto)"
-        )
+        raise ValueError(f"cluster address {address!r} is not host:port (or ray://host:port, or auto)")
     try:
         socket.create_connection((host, int(port)), timeout=5.0).close()
     except OSError as exc:
@@ -181,9 +177,7 @@ def build_index(
     with cat.writer_lock():
         todo: list[SourceSpec] = []
         for spec in specs:
-            if not spec.error and is_complete(
-                cat.path / "sources" / spec.source_id, spec, key
-            ):
+            if not spec.error and is_complete(cat.path / "sources" / spec.source_id, spec, key):
                 report.skipped.append(spec.source_id)
                 cat.clear_failure(spec.source_id)
             else:
@@ -203,12 +197,8 @@ def build_index(
             report.worker_cpu_s += float(res.get("cpu_s", 0.0))
             if res["status"] == "failed":
                 spec = by_id[sid]
-                report.failed.append(
-                    {"source_id": sid, "path": spec.path, "error": res["error"]}
-                )
-                cat.record_failure(
-                    spec.to_json(), res["error"], report.attempts.get(sid, 1)
-                )
+                report.failed.append({"source_id": sid, "path": spec.path, "error": res["error"]})
+                cat.record_failure(spec.to_json(), res["error"], report.attempts.get(sid, 1))
                 continue
             cat.clear_failure(sid)
             report.frames += int(res.get("frames", 0))
@@ -298,9 +288,7 @@ def _run_ray(
             try:
                 ray.init(address=address, **kw)
             except Exception as exc:
-                raise ConnectionError(
-                    f"cannot join the Ray cluster at {address}: {exc}"
-                ) from exc
+                raise ConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from exc
         else:
             kw.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
             kw.update(ray_init)
@@ -326,9 +314,7 @@ def _run_ray(
             ray.shutdown()
 
 
-def _schedule(
-    ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames
-) -> dict:
+def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames) -> dict:
     from engram.fleet.worker import SourceIndexer
 
     @ray.remote(num_cpus=0, max_restarts=-1)
@@ -347,9 +333,7 @@ def _schedule(
         def get(self) -> tuple[int, dict[str, int]]:
             return sum(self.frames.values()), dict(self.starts)
 
-    @ray.remote(
-        num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1
-    )
+    @ray.remote(num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1)
     class FleetWorker:
         def __init__(
             self,
@@ -366,9 +350,7 @@ def _schedule(
                 torch.set_num_threads(1)
             except ImportError:
                 pass
-            self.indexer = SourceIndexer(
-                json.loads(settings_json), root
-            )  # encoders load here, once per actor
+            self.indexer = SourceIndexer(json.loads(settings_json), root)  # encoders load here, once per actor
             self.tracker = tracker
             self.kill_after_frames = kill_after_frames
             self.kill_marker = Path(root) / ".tmp" / ".fault-injected"
@@ -384,17 +366,10 @@ def _schedule(
             def progress(k: int) -> None:
                 self.tracker.add.remote(sid, k)
                 done[0] += k
-                if (
-                    self.kill_after_frames is not None
-                    and done[0] >= self.kill_after_frames
-                ):
+                if self.kill_after_frames is not None and done[0] >= self.kill_after_frames:
                     # fault injection (tests, benchmark): the first worker to get this far is SIGKILLed mid-source
                     try:
-                        os.close(
-                            os.open(
-                                self.kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY
-                            )
-                        )
+                        os.close(os.open(self.kill_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
                     except FileExistsError:
                         return
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -404,16 +379,9 @@ def _schedule(
     import json
 
     tracker = Progress.remote()
-    settings_json = json.dumps(
-        settings
-    )  # small arguments travel inline, so a restarted actor gets them again
-    pool = [
-        FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames)
-        for _ in range(n)
-    ]
-    pids = dict(
-        enumerate(ray.get([a.pid.remote() for a in pool]))
-    )  # waits for the encoders to load
+    settings_json = json.dumps(settings)  # small arguments travel inline, so a restarted actor gets them again
+    pool = [FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames) for _ in range(n)]
+    pids = dict(enumerate(ray.get([a.pid.remote() for a in pool])))  # waits for the encoders to load
     queue = list(todo)
     attempts: dict[str, int] = {}
     running: dict[Any, tuple[int, SourceSpec]] = {}
@@ -455,10 +423,11 @@ def _schedule(
                         results[spec.source_id] = res
                         if bar is not None:
                             bar.update(1)
-                    pool[w] = FleetWorker.remote(
-                        settings_json, str(root), tracker, kill_after_frames
-                    )
-                    pids[w] = ray.get(pool[w].pid.remote())
+                    pool[w] = FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames)
+                    try:
+                        pids[w] = ray.get(pool[w].pid.remote())
+                    except Exception:  # noqa: BLE001 - killed again (memory pressure): its next task retries
+                        pids[w] = None
                     idle.append(w)
                     continue
                 if res.get("pid") not in (
@@ -477,9 +446,7 @@ def _schedule(
         except Exception:  # noqa: BLE001
             starts = {}
         for sid, s in starts.items():
-            report.attempts[sid] = max(
-                report.attempts.get(sid, 0), s, attempts.get(sid, 0)
-            )
+            report.attempts[sid] = max(report.attempts.get(sid, 0), s, attempts.get(sid, 0))
     finally:
         if bar is not None:
             bar.close()

@@ -57,12 +57,7 @@ class SourceSpec:
 
 
 def _source_id(path: str) -> str:
-    stem = (
-        re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path.rstrip("/")).name.rsplit(".", 1)[0])[
-            :40
-        ].strip("_")
-        or "source"
-    )
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path.rstrip("/")).name.rsplit(".", 1)[0])[:40].strip("_") or "source"
     return f"{stem}-{hashlib.sha1(path.encode()).hexdigest()[:12]}"
 
 
@@ -71,13 +66,7 @@ def source_kind(path: str | Path) -> str:
     s = str(path)
     if _URI.match(s):
         low = s.lower()
-        return (
-            "video"
-            if low.endswith(VIDEO_SUFFIXES)
-            else "bag"
-            if low.endswith(BAG_SUFFIXES)
-            else ""
-        )
+        return "video" if low.endswith(VIDEO_SUFFIXES) else "bag" if low.endswith(BAG_SUFFIXES) else ""
     p = Path(s)
     if p.is_dir():
         if (
@@ -138,9 +127,7 @@ def _read_list(path: Path) -> list[str]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        out.append(
-            line if _URI.match(line) or os.path.isabs(line) else str(path.parent / line)
-        )
+        out.append(line if _URI.match(line) or os.path.isabs(line) else str(path.parent / line))
     return out
 
 
@@ -160,9 +147,7 @@ def expand_sources(
         items = [items]
     items = [str(i) for i in items]
     if not items:
-        raise ValueError(
-            "no sources given: pass videos, RGB-D folders, bags, folders of them, globs or a list file"
-        )
+        raise ValueError("no sources given: pass videos, RGB-D folders, bags, folders of them, globs or a list file")
     specs: list[SourceSpec] = []
     seen: set[str] = set()
     duplicates: list[str] = []
@@ -179,9 +164,7 @@ def expand_sources(
                 f"cannot tell what {path} is: expected a video ({', '.join(VIDEO_SUFFIXES)}), an RGB-D folder "
                 "(Open3D / ICL-NUIM, TUM or 7-Scenes), a ROS bag (.bag, .mcap or a ROS 2 folder) or a folder of them"
             )
-        specs.append(
-            SourceSpec(path=key, kind=kind, source_id=_source_id(key), error=error)
-        )
+        specs.append(SourceSpec(path=key, kind=kind, source_id=_source_id(key), error=error))
 
     def walk(raw: Iterable[str], depth: int) -> None:
         for item in raw:

@@ -54,9 +54,7 @@ def settings_key(settings: dict[str, Any]) -> str:
     """A short hash of the build settings: a memory built with other settings is not reused."""
     import hashlib
 
-    return hashlib.sha256(
-        json.dumps(settings, sort_keys=True, default=str).encode()
-    ).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_source_json(folder: Path) -> dict[str, Any] | None:
@@ -71,10 +69,7 @@ def is_complete(folder: Path, spec: SourceSpec, key: str) -> bool:
     info = read_source_json(folder)
     if not info or info.get("status") != "complete" or info.get("settings_key") != key:
         return False
-    return (
-        info.get("fingerprint") == fingerprint(spec.path)
-        and (folder / "records.parquet").is_file()
-    )
+    return info.get("fingerprint") == fingerprint(spec.path) and (folder / "records.parquet").is_file()
 
 
 def _fsync_tree(root: Path) -> None:
@@ -108,9 +103,7 @@ class SourceIndexer:
         self.text_encoder = self.encoder("text", settings["text_encoder"])
         self.pid = os.getpid()
 
-    def encoder(
-        self, kind: str, name: Any, options: dict[str, Any] | None = None
-    ) -> Any:
+    def encoder(self, kind: str, name: Any, options: dict[str, Any] | None = None) -> Any:
         """The encoder ``name`` (built once per worker), or ``name`` itself when it is not a name."""
         if name is None or not isinstance(name, str):
             return name
@@ -118,18 +111,12 @@ class SourceIndexer:
         if key not in self._encoders:
             from engram.perception import encoders
 
-            build = (
-                encoders.build_image_encoder
-                if kind == "image"
-                else encoders.build_text_encoder
-            )
+            build = encoders.build_image_encoder if kind == "image" else encoders.build_text_encoder
             self._encoders[key] = build(name, **(options or {}))
         return self._encoders[key]
 
     # -- one source -------------------------------------------------------------
-    def index(
-        self, spec: SourceSpec, progress: Callable[[int], None] | None = None
-    ) -> dict[str, Any]:
+    def index(self, spec: SourceSpec, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Build one source and commit it; never raises for a bad source.
 
         Returns:
@@ -153,11 +140,7 @@ class SourceIndexer:
             if is_complete(final, spec, self.key):
                 out["status"] = "skipped"
                 return out
-            tmp = (
-                self.root
-                / ".tmp"
-                / f"{spec.source_id}.{os.getpid()}.{secrets.token_hex(4)}"
-            )
+            tmp = self.root / ".tmp" / f"{spec.source_id}.{os.getpid()}.{secrets.token_hex(4)}"
             tmp.mkdir(parents=True)
             local, cleanup = _localize(spec.path, tmp)
             try:
@@ -243,9 +226,7 @@ class SourceIndexer:
             self._encoders[key] = build_detector(name, **(options or {}))
         return self._encoders[key]
 
-    def _build_video(
-        self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter
-    ) -> dict[str, list]:
+    def _build_video(self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter) -> dict[str, list]:
         import inspect
 
         from engram.qa.video import VideoQA
@@ -257,9 +238,7 @@ class SourceIndexer:
         # every setting the public build API takes goes through, so new build options reach the fleet
         accepted = inspect.signature(VideoQA.build_from_frames).parameters
         kw = {
-            k: val
-            for k, val in v.items()
-            if k in accepted and k not in ("frames", "out_dir", "source_id", "total_s")
+            k: val for k, val in v.items() if k in accepted and k not in ("frames", "out_dir", "source_id", "total_s")
         }
         kw.update(resume=False, progress=False, sample_fps=fps)
         img_opts = dict(v.get("image_encoder_options") or {})
@@ -278,18 +257,14 @@ class SourceIndexer:
             raise ValueError(f"{spec.path}: {qa.report.summary()}")
         return video_records(qa.memory, spec, tmp)
 
-    def _build_scene(
-        self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter
-    ) -> dict[str, list]:
+    def _build_scene(self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter) -> dict[str, list]:
         import itertools
 
         from engram.jobs.mapping import open_source
         from engram.memory.scene import SceneMemory
 
         s = dict(self.settings.get("scene") or {})
-        source = open_source(
-            local, "auto", int(s.get("stride", 1)), s.get("max_frames")
-        )
+        source = open_source(local, "auto", int(s.get("stride", 1)), s.get("max_frames"))
         frames: Iterator = iter(source)
         try:
             first = next(frames)
@@ -297,26 +272,16 @@ class SourceIndexer:
             raise ValueError(f"{spec.path} holds no frames") from None
         stream: Iterator = itertools.chain([first], frames)
         est = s.get("estimate_poses", "auto")
-        if first.depth_m is not None and (
-            est is True or (est == "auto" and first.world_from_camera is None)
-        ):
+        if first.depth_m is not None and (est is True or (est == "auto" and first.world_from_camera is None)):
             from engram.perception.odometry import with_estimated_poses
 
             stream = with_estimated_poses(stream)
-        cfg = {
-            k: v
-            for k, v in dict(self.settings["memory"]).items()
-            if not k.startswith("_")
-        }
+        cfg = {k: v for k, v in dict(self.settings["memory"]).items() if not k.startswith("_")}
         for name, kind in (("image_encoder", "image"), ("text_encoder", "text")):
             if isinstance(cfg.get(name), str):
                 cfg[name] = self.encoder(kind, cfg[name])
-        if isinstance(
-            cfg.get("detector"), str
-        ):  # loaded once per worker, like the encoders
-            cfg["detector"] = self.detector(
-                cfg["detector"], cfg.pop("detector_kwargs", None)
-            )
+        if isinstance(cfg.get("detector"), str):  # loaded once per worker, like the encoders
+            cfg["detector"] = self.detector(cfg["detector"], cfg.pop("detector_kwargs", None))
         mem = SceneMemory.from_config(cfg)
         for frame in counter.wrap(stream):
             mem.integrate(frame)
@@ -374,11 +339,7 @@ def _empty_rows() -> dict[str, list]:
 
 def _add(rows: dict[str, list], spec: SourceSpec, kind: str, record_id: int, level: int, start_s: float, end_s: float,
          position: Any, label: str, text: str, snapshot: str) -> None:  # fmt: skip
-    p = (
-        (np.nan, np.nan, np.nan)
-        if position is None
-        else tuple(float(v) for v in np.asarray(position, float)[:3])
-    )
+    p = (np.nan, np.nan, np.nan) if position is None else tuple(float(v) for v in np.asarray(position, float)[:3])
     rows["source_id"].append(spec.source_id)
     rows["source_path"].append(spec.path)
     rows["source_kind"].append(spec.kind)
@@ -387,9 +348,7 @@ def _add(rows: dict[str, list], spec: SourceSpec, kind: str, record_id: int, lev
     rows["level"].append(int(level))
     rows["start_s"].append(float(start_s))
     rows["end_s"].append(float(end_s))
-    rows["abs_start_s"].append(
-        float(start_s) if start_s >= _UNIX_EPOCH_MIN_S else np.nan
-    )
+    rows["abs_start_s"].append(float(start_s) if start_s >= _UNIX_EPOCH_MIN_S else np.nan)
     rows["x"].append(p[0])
     rows["y"].append(p[1])
     rows["z"].append(p[2])
@@ -423,9 +382,7 @@ def video_records(memory: Any, spec: SourceSpec, tmp: Path) -> dict[str, list]:
                 if level == 0
                 else ""
             )
-            label = ", ".join(t for t, _ in n.labels[:3]) or ", ".join(
-                t for t, _ in n.tags[:2]
-            )
+            label = ", ".join(t for t, _ in n.labels[:3]) or ", ".join(t for t, _ in n.tags[:2])
             _add(
                 rows,
                 spec,
@@ -459,9 +416,7 @@ def scene_records(mem: Any, spec: SourceSpec, tmp: Path) -> dict[str, list]:
         path = _write_jpeg(tmp, f"keyframe-{s.frame_index}.jpg", s.image_jpeg, spec)
         snap_paths[s.frame_index] = path
         labels = sorted({objs[i].label for i in s.object_ids if i in objs})
-        pose = np.asarray(
-            getattr(s.world_from_camera, "matrix", s.world_from_camera), float
-        )
+        pose = np.asarray(getattr(s.world_from_camera, "matrix", s.world_from_camera), float)
         _add(rows, spec, "keyframe", s.frame_index, 0, s.timestamp_s, s.timestamp_s, pose[:3, 3], ", ".join(labels),
              "view of " + ", ".join(labels) if labels else "", path)  # fmt: skip
     for o in objs.values():
@@ -477,9 +432,7 @@ def scene_records(mem: Any, spec: SourceSpec, tmp: Path) -> dict[str, list]:
             for n in mem.timeline.nodes(level):
                 where = None
                 if len(times):
-                    where = pos[
-                        int(np.argmin(np.abs(times - 0.5 * (n.start_s + n.end_s))))
-                    ]
+                    where = pos[int(np.argmin(np.abs(times - 0.5 * (n.start_s + n.end_s))))]
                 label = ", ".join(t for t, _ in n.labels[:3])
                 _add(
                     rows,
@@ -506,9 +459,7 @@ def _write_records(path: Path, rows: dict[str, list], text_encoder: Any) -> None
     dim = int(getattr(text_encoder, "dim", 0) or len(text_encoder.encode(["x"])[0]))
     emb = np.zeros((len(texts), dim), np.float32)
     for i in range(0, len(texts), 256):
-        emb[i : i + 256] = np.asarray(
-            text_encoder.encode(texts[i : i + 256]), np.float32
-        )
+        emb[i : i + 256] = np.asarray(text_encoder.encode(texts[i : i + 256]), np.float32)
     norms = np.linalg.norm(emb, axis=1, keepdims=True)
     emb /= np.maximum(norms, 1e-12)
     table = records_table(rows, emb)
@@ -528,7 +479,5 @@ def records_table(rows: dict[str, list], embeddings: np.ndarray) -> Any:
         cols[c] = pa.array(rows[c], type=t)
     emb = np.ascontiguousarray(embeddings, np.float32)
     dim = emb.shape[1] if emb.ndim == 2 else 0
-    cols["embedding"] = pa.FixedSizeListArray.from_arrays(
-        pa.array(emb.reshape(-1), pa.float32()), dim
-    )
+    cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim)
     return pa.table(cols)
