@@ -123,12 +123,14 @@ def rehash(tkeys, trows, new_capacity, new_shift):
 
 
 @njit(cache=True)
-def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas, start, lo, hi):
+def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas, start, lo, hi, before):
     """Add ``deltas[j]`` to voxel ``codes[j]`` for j >= start, clamped to [lo, hi].
 
     Unknown voxels start at 0, as in OctoMap. Float32 arithmetic, as in
     OctoMap's nodes. Stops early when a new brick is needed and ``n_bricks``
     has reached ``max_bricks`` (the caller grows the storage and resumes).
+    When ``before`` has one entry per code, it receives each voxel's value
+    before the update (NaN: unknown).
 
     Returns:
         (next index to process, bricks in use, voxels that became known)
@@ -136,6 +138,7 @@ def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas,
     n_new = 0
     last_brick = np.int64(-1)
     base = np.int64(0)
+    trace = before.shape[0] == codes.shape[0]
     for j in range(start, codes.shape[0]):
         c = codes[j]
         b = c >> BRICK_BITS
@@ -152,6 +155,8 @@ def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas,
             base = np.int64(trows[s]) * BRICK_SIZE
         p = base + (c & (BRICK_SIZE - 1))
         v = pool[p]
+        if trace:
+            before[j] = v
         if np.isnan(v):
             v = np.float32(0.0)
             n_new += 1

@@ -235,16 +235,14 @@ class BandGrid:
             octree.apply_codes(free_codes, occupied_codes)
             self.rebuild(octree)
             return
-        codes = np.concatenate([free_codes, occupied_codes])
-        mask, cols = self._columns(codes)
-        touched = codes[mask]
-        before = octree.lookup_codes(touched)
-        octree.apply_codes(free_codes, occupied_codes)
-        after = octree.lookup_codes(touched)
+        codes, before, after = octree.apply_codes(free_codes, occupied_codes, trace=True)
         thr = octree._thr
         with np.errstate(invalid="ignore"):
             d_occ = (after >= thr).astype(np.int32) - (before >= thr)
-        d_known = (~np.isnan(after)).astype(np.int32) - ~np.isnan(before)
+        d_known = 1 - (~np.isnan(before)).astype(np.int32)  # every updated voxel is known after
+        changed = (d_occ != 0) | (d_known != 0)  # most voxels a scan touches keep their state
+        mask, cols = self._columns(codes[changed])
+        d_occ, d_known = d_occ[changed][mask], d_known[changed][mask]
         self._count(cols, d_occ, d_known)
         self._version = octree._version
 

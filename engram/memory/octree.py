@@ -228,13 +228,14 @@ class OccupancyOctree:
         self._version += 1
         self._cache.clear()
 
-    def _add(self, codes: np.ndarray, deltas: np.ndarray) -> None:
+    def _add(self, codes: np.ndarray, deltas: np.ndarray, before: np.ndarray | None = None) -> None:
         k = _kernels()
         start, n = 0, codes.shape[0]
+        trace = np.zeros(0, np.float32) if before is None else before
         while start < n:
             start, self._n_bricks, n_new = k.add_log_odds(
                 self._tkeys, self._trows, self._shift, self._pool, self._n_bricks, self._max_bricks(),
-                codes, deltas, start, self._lo, self._hi,
+                codes, deltas, start, self._lo, self._hi, trace,
             )  # fmt: skip
             self._n_known += int(n_new)
             if start < n:
@@ -494,16 +495,30 @@ class OccupancyOctree:
         m = np.ones(c.shape[0], np.bool_) if mask is None else np.ascontiguousarray(mask, np.bool_)
         return _kernels().unique_codes(c, m)
 
-    def apply_codes(self, free_codes: np.ndarray, occupied_codes: np.ndarray) -> None:
-        """`apply_keys` for Morton codes (as `voxel_scan` returns them): one miss / one hit per code."""
-        self._apply_codes(np.ascontiguousarray(free_codes, np.int64), np.ascontiguousarray(occupied_codes, np.int64))
+    def apply_codes(
+        self, free_codes: np.ndarray, occupied_codes: np.ndarray, *, trace: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """`apply_keys` for Morton codes (as `voxel_scan` returns them): one miss / one hit per code.
 
-    def _apply_codes(self, free: np.ndarray, occ: np.ndarray) -> None:
+        With ``trace``, returns (codes, log-odds before, log-odds after) of
+        the voxels updated (free codes first; NaN before: was unknown), for
+        layers kept up to date from the changes alone.
+        """
+        return self._apply_codes(
+            np.ascontiguousarray(free_codes, np.int64), np.ascontiguousarray(occupied_codes, np.int64), trace
+        )
+
+    def _apply_codes(self, free: np.ndarray, occ: np.ndarray, trace: bool = False):
         codes = np.concatenate([free, occ])
         deltas = np.empty(codes.shape[0], np.float32)
         deltas[: free.shape[0]] = self._miss
         deltas[free.shape[0] :] = self._hit
-        self._add(codes, deltas)
+        before = np.empty(codes.shape[0], np.float32) if trace else None
+        self._add(codes, deltas, before)
+        if not trace:
+            return None
+        after = np.clip(np.where(np.isnan(before), np.float32(0.0), before) + deltas, self._lo, self._hi)
+        return codes, before, after
 
     def apply_keys(self, free_keys: Any, occupied_keys: Any) -> None:
         """One miss update per row of ``free_keys``, one hit update per row of ``occupied_keys``.
