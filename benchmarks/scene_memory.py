@@ -331,6 +331,8 @@ def main() -> None:
     ap.add_argument("--icl-stride", type=int, default=2)
     ap.add_argument("--no-icl", action="store_true", help="skip the image-encoder table on ICL-NUIM")
     ap.add_argument("--no-real", action="store_true", help="skip the real samples with hand-made boxes (kitchen, ICL)")
+    ap.add_argument("--real-cached-only", action="store_true",
+                    help="report only the real samples already in --cache (n/a for the others) instead of running them")
     ap.add_argument("--jobs", type=int, default=1, help="apartment runs in parallel processes")
     ap.add_argument("--cache", type=Path, default=None,
                     help="JSON file keeping each (apartment, perception) result, so a run can be resumed or extended")
@@ -447,7 +449,7 @@ def main() -> None:
 
         if args.cache is not None and args.cache.exists():  # another process may have run them meanwhile
             cache = {**json.loads(args.cache.read_text()), **cache}
-        kitchen, icl = real_data_found(DEFAULT_DETECTOR, cache, save_cache)
+        kitchen, icl = real_data_found(DEFAULT_DETECTOR, cache, save_cache, run_missing=not args.real_cached_only)
     learned = sums.get(DEFAULT_DETECTOR)
     if learned is None:
         print(f"(no {DEFAULT_DETECTOR} row: the summary needs --perception to include {DEFAULT_DETECTOR})")
@@ -492,8 +494,8 @@ def run_real(name: str, perception: str) -> dict:
     }
 
 
-def real_data_found(perception: str, cache: dict, save) -> tuple[str, str]:
-    """K/N objects found on the kitchen and ICL samples ("n/a" where the data or boxes are missing)."""
+def real_data_found(perception: str, cache: dict, save, run_missing: bool = True) -> tuple[str, str]:
+    """K/N objects found on the kitchen and ICL samples ("n/a" where the data or boxes are missing, or not run)."""
     out = []
     rows = []
     for name, (folder, boxes_file, every) in REAL_SETS.items():
@@ -501,6 +503,9 @@ def real_data_found(perception: str, cache: dict, save) -> tuple[str, str]:
             out.append("n/a")
             continue
         key = f"real-{name}-{perception}-every{every}"
+        if key not in cache and not run_missing:
+            out.append("n/a")
+            continue
         if key not in cache:
             cache[key] = run_real(name, perception)
             save()
