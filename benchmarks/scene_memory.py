@@ -49,6 +49,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -384,7 +385,7 @@ def main() -> None:
         results[p].append(r)
         print(
             f"# seed {r['seed']} {r['perception']}: frames {r['frames']} seen {r['seen']}/{r['gt_objects']} found {r['found']} "
-            f"remembered {r['fused']} false {r['false']} {sorted(r['false_labels'])} dup {r['duplicates']} "
+            f"remembered {r['fused']} false {r['false']} (most as {Counter(r['false_labels']).most_common(4)}) dup {r['duplicates']} "
             f"misnamed {[(g, q) for g, q in r['label_pairs'] if g != q]} retrieved {r['retrieved']}/{r['categories']} "
             f"missed {r['missed']} not retrieved {r['wrong']}",
             flush=True,
