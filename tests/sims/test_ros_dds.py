@@ -26,6 +26,8 @@ from engram.sims.ros import dds
 from engram.sims.ros.record import _MsgFactory
 
 _ids = itertools.count()
+# reliable with a history deeper than any test sends: a receiver starved on a loaded machine loses nothing
+KEEP_ALL_SENT = dds.QosProfile(reliable=True, depth=1000)
 
 
 def domain_id() -> int:
@@ -126,7 +128,7 @@ def _publish(pub: dds.Ros2Graph, messages, writers: dict, skip=(), period_s: flo
         if topic in skip:
             continue
         if topic not in writers:
-            qos = dds.LATCHED_QOS if topic == "/tf_static" else dds.RELIABLE_QOS
+            qos = dds.LATCHED_QOS if topic == "/tf_static" else KEEP_ALL_SENT
             writers[topic] = pub.writer(topic, msgtype, qos)
         pub.write_raw(writers[topic], data)
         time.sleep(period_s)
@@ -156,7 +158,7 @@ def test_live_frames_equal_the_bag_frames(room_bag, pose_source: str) -> None:
     pub = dds.Ros2Graph(dom, config="loopback")
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else dds.RELIABLE_QOS)
+        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT)
                    for t, ty, _, _ in messages}
         _wait_matched(source, pub, writers)
         _publish(pub, messages, writers)
@@ -193,7 +195,7 @@ def test_bad_samples_are_logged_by_topic_and_good_frames_still_come(room_bag) ->
     m = _MsgFactory(ros1=False)
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else dds.RELIABLE_QOS)
+        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT)
                    for t, ty, _, _ in messages}
         _wait_matched(source, pub, writers)
         rgb, depth, tf = ros.TOPICS["rgb"], ros.TOPICS["depth"], ros.TOPICS["tf"]
@@ -229,7 +231,7 @@ def test_qos_mismatch_and_missing_tf_static_name_the_topic(room_bag) -> None:
     pub = dds.Ros2Graph(dom, config="loopback")
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.SENSOR_QOS if t == "/tf_static" else dds.RELIABLE_QOS)
+        writers = {t: pub.writer(t, ty, dds.SENSOR_QOS if t == "/tf_static" else KEEP_ALL_SENT)
                    for t, ty, _, _ in messages}
         static = writers.pop("/tf_static")
         _wait_matched(source, pub, writers)
