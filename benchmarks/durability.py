@@ -621,7 +621,12 @@ _OPENED: list[list[str]] = []
 
 
 def _audit(event: str, args: tuple) -> None:
-    if _OPENED and event in ("open", "os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes, os.PathLike)):
+    if (
+        _OPENED
+        and event in ("open", "os.listdir", "os.scandir")
+        and args
+        and isinstance(args[0], (str, bytes, os.PathLike))
+    ):
         _OPENED[-1].append(os.fsdecode(args[0]))
 
 
@@ -657,10 +662,30 @@ def _hostile_cases(outside: Path) -> list[tuple[str, object]]:
         return f
 
     names = [
-        "octree/../../outside/secret.npy", "../outside/secret.npy", "../../outside/secret.npy", "octree/../../../etc/hostname",
-        str(outside / "secret.npy"), "/etc/hostname", "//etc/hostname", "octree/./log_odds.npy", "./scene.json", "..",
-        ".", "", "a\\..\\..\\b", "scene.json\n", "scene.json\x00x", "x" * 300, "octree//log_odds.npy", "octree/",
-        ".hidden", "~/secret.npy", "C:\\secret.npy", "octree/\u2025/secret.npy", "scene.json/x", MANIFEST_NAME,
+        "octree/../../outside/secret.npy",
+        "../outside/secret.npy",
+        "../../outside/secret.npy",
+        "octree/../../../etc/hostname",
+        str(outside / "secret.npy"),
+        "/etc/hostname",
+        "//etc/hostname",
+        "octree/./log_odds.npy",
+        "./scene.json",
+        "..",
+        ".",
+        "",
+        "a\\..\\..\\b",
+        "scene.json\n",
+        "scene.json\x00x",
+        "x" * 300,
+        "octree//log_odds.npy",
+        "octree/",
+        ".hidden",
+        "~/secret.npy",
+        "C:\\secret.npy",
+        "octree/\u2025/secret.npy",
+        "scene.json/x",
+        MANIFEST_NAME,
     ]
     for n in names:
         cases.append(("name", name_case(n)))
@@ -730,21 +755,38 @@ def _hostile_cases(outside: Path) -> list[tuple[str, object]]:
     cases += [("non-regular", folder_instead("scene.json")), ("non-regular", folder_instead(MANIFEST_NAME))]
 
     schema = [
-        lambda m: m.update(files=list(m["files"])), lambda m: m.update(files=None), lambda m: m["files"]["scene.json"].update(size="12"),
-        lambda m: m["files"]["scene.json"].update(size=-1), lambda m: m["files"]["scene.json"].update(size=1.5),
-        lambda m: m["files"]["scene.json"].pop("sha256"), lambda m: m["files"]["scene.json"].update(sha256="00"),
-        lambda m: m["files"]["scene.json"].update(type="pickle"), lambda m: m["files"]["scene.json"].update(extra=1),
-        lambda m: m["files"].update({"scene.json": []}), lambda m: m.update(generation="1"), lambda m: m.update(generation=-1),
-        lambda m: m.update(version=True), lambda m: m.update(version=0), lambda m: m.update(kind=""), lambda m: m.update(kind=7),
-        lambda m: m.update(format_version="1"), lambda m: m.update(format_version=0), lambda m: m.update(format="engram.stor"),
-        lambda m: m.update(meta=[]), lambda m: m.update(created={"host": 5}), lambda m: m.update(created="today"),
-        lambda m: m.update(surprise={}), lambda m: m["files"].pop("scene.json"),
+        lambda m: m.update(files=list(m["files"])),
+        lambda m: m.update(files=None),
+        lambda m: m["files"]["scene.json"].update(size="12"),
+        lambda m: m["files"]["scene.json"].update(size=-1),
+        lambda m: m["files"]["scene.json"].update(size=1.5),
+        lambda m: m["files"]["scene.json"].pop("sha256"),
+        lambda m: m["files"]["scene.json"].update(sha256="00"),
+        lambda m: m["files"]["scene.json"].update(type="pickle"),
+        lambda m: m["files"]["scene.json"].update(extra=1),
+        lambda m: m["files"].update({"scene.json": []}),
+        lambda m: m.update(generation="1"),
+        lambda m: m.update(generation=-1),
+        lambda m: m.update(version=True),
+        lambda m: m.update(version=0),
+        lambda m: m.update(kind=""),
+        lambda m: m.update(kind=7),
+        lambda m: m.update(format_version="1"),
+        lambda m: m.update(format_version=0),
+        lambda m: m.update(format="engram.stor"),
+        lambda m: m.update(meta=[]),
+        lambda m: m.update(created={"host": 5}),
+        lambda m: m.update(created="today"),
+        lambda m: m.update(surprise={}),
+        lambda m: m["files"].pop("scene.json"),
         lambda m: m["files"].update({"scene.json/inner": m["files"]["scene.json"]}),
     ]
+
     def schema_case(change):
         return lambda s: _rewrite(s, change)
 
     cases += [("schema", schema_case(ch)) for ch in schema]
+
     def bad_checksum(value):
         return lambda s: _rewrite(s, lambda m: m.update(manifest_sha256=value), checksum=False)
 
@@ -776,10 +818,22 @@ def _hostile_cases(outside: Path) -> list[tuple[str, object]]:
 
         return f
 
-    base_scene = {"config": {"voxel_size_m": 0.1}, "frames_seen": 1, "frames_mapped": 1, "last_timestamp_s": 0.0, "first_timestamp_s": 0.0}
+    base_scene = {
+        "config": {"voxel_size_m": 0.1},
+        "frames_seen": 1,
+        "frames_mapped": 1,
+        "last_timestamp_s": 0.0,
+        "first_timestamp_s": 0.0,
+    }
     for v in (
-        [], {}, {"config": []}, {**base_scene, "config": {"voxel_size_m": -1}}, {**base_scene, "config": {"surprise": 1}},
-        {**base_scene, "frames_seen": []}, {**base_scene, "last_timestamp_s": 1.7e18}, {**base_scene, "last_timestamp_s": "now"},
+        [],
+        {},
+        {"config": []},
+        {**base_scene, "config": {"voxel_size_m": -1}},
+        {**base_scene, "config": {"surprise": 1}},
+        {**base_scene, "frames_seen": []},
+        {**base_scene, "last_timestamp_s": 1.7e18},
+        {**base_scene, "last_timestamp_s": "now"},
         {**base_scene, "config": {"voxel_size_m": "big"}},
     ):
         cases.append(("contents", scene_json(v)))
@@ -978,7 +1032,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fuzz", type=int, default=10_000)
     ap.add_argument("--concurrency-runs", type=int, default=10)
     ap.add_argument("--concurrency-s", type=float, default=60.0, help="seconds of each concurrency run")
-    ap.add_argument("--hostile", type=int, default=256, help="crafted and damaged stores (crafted kinds, then manifest bit flips)")
+    ap.add_argument(
+        "--hostile", type=int, default=256, help="crafted and damaged stores (crafted kinds, then manifest bit flips)"
+    )
     ap.add_argument("--partial", type=int, default=1000, help="frames changed after construction")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     ap.add_argument("--json", type=str, default=None, help="also write the results here")
@@ -1005,8 +1061,18 @@ def main(argv: list[str] | None = None) -> None:
 
             with tempfile.TemporaryDirectory() as tmp:
                 out = Path(tmp) / "concurrency.json"
-                cmd = [sys.executable, __file__, "--parts", "concurrency", "--json", str(out),
-                       "--concurrency-runs", str(args.concurrency_runs), "--concurrency-s", str(args.concurrency_s)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--parts",
+                    "concurrency",
+                    "--json",
+                    str(out),
+                    "--concurrency-runs",
+                    str(args.concurrency_runs),
+                    "--concurrency-s",
+                    str(args.concurrency_s),
+                ]
                 env = {**os.environ, "NUMBA_THREADING_LAYER": "threadsafe"}
                 subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
                 res["concurrency"] = conc = json.loads(out.read_text())["concurrency"]
@@ -1057,7 +1123,11 @@ def main(argv: list[str] | None = None) -> None:
         ]
     if "fuzz" in parts:
         rows += [
-            ("fuzz bad inputs", f"{fuzz['ok']}/{fuzz['n']} no crash, memory unchanged when rejected", f"{fuzz['counts']}"),
+            (
+                "fuzz bad inputs",
+                f"{fuzz['ok']}/{fuzz['n']} no crash, memory unchanged when rejected",
+                f"{fuzz['counts']}",
+            ),
             ("fuzz kinds", ", ".join(f"{k} {v}" for k, v in sorted(fuzz["kinds"].items())), ""),
         ]
     if "concurrency" in parts:

@@ -118,7 +118,12 @@ class SharedDetector:
 
 
 def run_apartment(
-    seed: int, n_relocations: int, period_s: float, min_pixels: int, max_frames: int | None = None, laps: int = 2,
+    seed: int,
+    n_relocations: int,
+    period_s: float,
+    min_pixels: int,
+    max_frames: int | None = None,
+    laps: int = 2,
     perceptions: tuple[str, ...] = ("oracle",),
 ) -> dict:
     from engram.sims.embedded import EmbeddedSim, ScriptedDynamics, generate_apartment
@@ -153,8 +158,10 @@ def run_apartment(
                 old = truth_now[ev.instance_id]
                 for mk, mem in mems.items():
                     cands = [
-                        m for m in mem.objects.objects.values()
-                        if m.label == o.label and box_distance_m(m.centroid, old, np.asarray(o.half_extents_m), o.yaw_rad) <= MATCH_M
+                        m
+                        for m in mem.objects.objects.values()
+                        if m.label == o.label
+                        and box_distance_m(m.centroid, old, np.asarray(o.half_extents_m), o.yaw_rad) <= MATCH_M
                     ]
                     best = min(cands, key=lambda m: float(np.linalg.norm(np.asarray(m.centroid) - old)), default=None)
                     id_at_move[(*mk, k)] = (None if best is None else int(best.id), old.copy())
@@ -198,10 +205,18 @@ def run_apartment(
 
     vs = mem_ref.voxel_size_m
     occ_ref = voxel_set(mem_ref.octree.occupied_centers(), vs)
-    swept = swept_voxels(np.array([p[:2] for tt, p in person_log if tt <= poses[-1][1]]), vs) if person_log else np.zeros((0, 3), np.int64)
+    swept = (
+        swept_voxels(np.array([p[:2] for tt, p in person_log if tt <= poses[-1][1]]), vs)
+        if person_log
+        else np.zeros((0, 3), np.int64)
+    )
     swept_c = (swept + 0.5) * vs
-    out = {"seed": seed, "frames": len(poses), "cpu_ms_per_frame": {p: float(np.mean(v)) for p, v in ms_on.items()},
-           "swept_voxels": len(swept)}
+    out = {
+        "seed": seed,
+        "frames": len(poses),
+        "cpu_ms_per_frame": {p: float(np.mean(v)) for p, v in ms_on.items()},
+        "swept_voxels": len(swept),
+    }
     for (perception, name), mem in mems.items():
         occ = voxel_set(mem.octree.occupied_centers(), vs)
         iou = len(occ & occ_ref) / max(len(occ | occ_ref), 1)
@@ -230,13 +245,16 @@ def run_apartment(
             pos = [np.asarray(h.position, np.float64) for h in hits]
             found = any(box_distance_m(p, new_c, half, fp.yaw_rad) <= MATCH_M for p in pos)
             other_at_old = any(
-                fo.label == o.label and iid != ev.instance_id and float(np.linalg.norm(np.asarray(fo.position_m) - old_c)) <= MATCH_M
+                fo.label == o.label
+                and iid != ev.instance_id
+                and float(np.linalg.norm(np.asarray(fo.position_m) - old_c)) <= MATCH_M
                 for iid, fo in final_poses.items()
             )
             # a position near the old place only counts as stale where the new place does not explain it
             # (a short move on the same surface leaves both within MATCH_M)
             stale = (not other_at_old) and any(
-                box_distance_m(p, old_c, half, o.yaw_rad) <= MATCH_M and box_distance_m(p, new_c, half, fp.yaw_rad) > MATCH_M
+                box_distance_m(p, old_c, half, o.yaw_rad) <= MATCH_M
+                and box_distance_m(p, new_c, half, fp.yaw_rad) > MATCH_M
                 for p in pos
             )
             rows.append({"label": o.label, "query": query, "found": bool(found), "stale": bool(stale)})
@@ -262,16 +280,24 @@ def main() -> None:
     ap.add_argument("--period", type=float, default=10.0, help="seconds between relocations")
     ap.add_argument("--min-pixels", type=int, default=100)
     ap.add_argument("--laps", type=int, default=2, help="coverage walks through every room, one after the other")
-    ap.add_argument("--perception", default=f"oracle,{DEFAULT_DETECTOR}",
-                    help="comma-separated detectors, one pair of rows each (oracle = the simulator's masks and labels)")
+    ap.add_argument(
+        "--perception",
+        default=f"oracle,{DEFAULT_DETECTOR}",
+        help="comma-separated detectors, one pair of rows each (oracle = the simulator's masks and labels)",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="apartments run in parallel processes")
     ap.add_argument("--max-frames", type=int, default=None, help="stop each walk after this many frames (smoke tests)")
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     perceptions = tuple(p.strip() for p in args.perception.split(",") if p.strip())
     if args.one is not None:
-        print(json.dumps(run_apartment(args.one, args.relocations, args.period, args.min_pixels, args.max_frames, args.laps,
-                                       perceptions)))
+        print(
+            json.dumps(
+                run_apartment(
+                    args.one, args.relocations, args.period, args.min_pixels, args.max_frames, args.laps, perceptions
+                )
+            )
+        )
         return
 
     load0 = os.getloadavg()[0]
@@ -280,13 +306,27 @@ def main() -> None:
     for i in range(0, len(seeds), args.jobs):
         procs = [
             subprocess.Popen(
-                [sys.executable, __file__, "--one", str(s), "--relocations", str(args.relocations),
-                 "--period", str(args.period), "--min-pixels", str(args.min_pixels), "--laps", str(args.laps),
-                 "--perception", ",".join(perceptions)]
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(s),
+                    "--relocations",
+                    str(args.relocations),
+                    "--period",
+                    str(args.period),
+                    "--min-pixels",
+                    str(args.min_pixels),
+                    "--laps",
+                    str(args.laps),
+                    "--perception",
+                    ",".join(perceptions),
+                ]
                 + ([] if args.max_frames is None else ["--max-frames", str(args.max_frames)]),
-                stdout=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                text=True,
             )
-            for s in seeds[i: i + args.jobs]
+            for s in seeds[i : i + args.jobs]
         ]
         for p in procs:
             out, _ = p.communicate()
@@ -294,15 +334,22 @@ def main() -> None:
                 raise SystemExit(f"apartment run failed with exit code {p.returncode}")
             r = json.loads(out.strip().splitlines()[-1])
             results.append(r)
-            print(f"# seed {r['seed']}: {json.dumps({k: r[k] for k in ('frames', 'relocations', 'seen_after', 'swept_voxels', 'cpu_ms_per_frame')})} "
-                  + " ".join(f"{p}: {r[f'{p}/on']['moved']}" for p in perceptions), flush=True)
+            print(
+                f"# seed {r['seed']}: {json.dumps({k: r[k] for k in ('frames', 'relocations', 'seen_after', 'swept_voxels', 'cpu_ms_per_frame')})} "
+                + " ".join(f"{p}: {r[f'{p}/on']['moved']}" for p in perceptions),
+                flush=True,
+            )
     load1 = os.getloadavg()[0]
 
-    print(f"# 320x240 coverage walk x{args.laps}, seeds {seeds[0]}..{seeds[-1]}, {args.relocations} relocations every {args.period:g} s, "
-          f"a walking person; {os.cpu_count()} CPUs, load average {load0:.1f} -> {load1:.1f}")
+    print(
+        f"# 320x240 coverage walk x{args.laps}, seeds {seeds[0]}..{seeds[-1]}, {args.relocations} relocations every {args.period:g} s, "
+        f"a walking person; {os.cpu_count()} CPUs, load average {load0:.1f} -> {load1:.1f}"
+    )
     print("# oracle = the simulator's masks and labels (the person's label included); other rows get no ground truth")
-    print("| perception | memory | moved scored | moved found | old place still reported | ghost voxels / swept observed | ghost_rate | "
-          "static IoU vs no person |")
+    print(
+        "| perception | memory | moved scored | moved found | old place still reported | ghost voxels / swept observed | ghost_rate | "
+        "static IoU vs no person |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for perception in perceptions:
@@ -319,14 +366,20 @@ def main() -> None:
             iou = float(np.mean(inter_union))
             summary[key] = (mf, gr, iou)
             label = f"{perception} (upper bound)" if perception == "oracle" else perception
-            print(f"| {label} | {title} | {len(moved)} | {found} ({mf:.2f}) | {stale} | {ghosts} / {swept} | {gr:.4f} | "
-                  f"{iou:.4f} (min {min(inter_union):.4f}) |")
+            print(
+                f"| {label} | {title} | {len(moved)} | {found} ({mf:.2f}) | {stale} | {ghosts} / {swept} | {gr:.4f} | "
+                f"{iou:.4f} (min {min(inter_union):.4f}) |"
+            )
     for perception in perceptions:
         key = f"{perception}/on"
-        print(f"# per seed ({perception}, split on): " + "; ".join(
-            f"{r['seed']}: found {sum(m['found'] for m in r[key]['moved'])}/{len(r[key]['moved'])}, "
-            f"ghosts {r[key]['ghosts']}/{r[key]['swept_observed']}, IoU {r[key]['iou']:.3f}"
-            for r in results))
+        print(
+            f"# per seed ({perception}, split on): "
+            + "; ".join(
+                f"{r['seed']}: found {sum(m['found'] for m in r[key]['moved'])}/{len(r[key]['moved'])}, "
+                f"ghosts {r[key]['ghosts']}/{r[key]['swept_observed']}, IoU {r[key]['iou']:.3f}"
+                for r in results
+            )
+        )
     head = DEFAULT_DETECTOR if DEFAULT_DETECTOR in perceptions else perceptions[0]
     if head != DEFAULT_DETECTOR:
         print(f"(no {DEFAULT_DETECTOR} row: the summary line below is the {head} row)")

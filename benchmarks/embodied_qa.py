@@ -106,7 +106,11 @@ def passive(seed: int, n_per_cat: int, rng, memories: Path = MEMORIES) -> list[d
         o = objs[by_cat[c][0]]
         room = gt.room_of(o.position_m[:2])
         a = eqa.ask(f"Where is the {c}?")
-        ok = isinstance(a.value, dict) and a.value.get("room") == room and np.linalg.norm(np.asarray(a.value["position"][:2]) - o.position_m[:2]) <= 1.0
+        ok = (
+            isinstance(a.value, dict)
+            and a.value.get("room") == room
+            and np.linalg.norm(np.asarray(a.value["position"][:2]) - o.position_m[:2]) <= 1.0
+        )
         add("where", f"Where is the {c}?", ok, a.text)
         a = eqa.ask(f"Which room is the {c} in?")
         add("which_room", f"Which room is the {c} in?", a.value == room, a.text)
@@ -183,7 +187,11 @@ def what_moved(seed: int, perception: str = "oracle") -> list[dict]:
     # the nearest such place: small objects farther away fall under what a detector can see
     cand = np.flatnonzero(ok)
     dest = xy[cand[np.argmin(d[cand])]]
-    dyn = ScriptedDynamics(relocations=(Relocation(3.5, target.instance_id, (float(dest[0]), float(dest[1]), float(target.half_extents_m[2]))),))
+    dyn = ScriptedDynamics(
+        relocations=(
+            Relocation(3.5, target.instance_id, (float(dest[0]), float(dest[1]), float(target.half_extents_m[2]))),
+        )
+    )
     sim = EmbeddedSim(seed=seed, dynamics=dyn, instance_masks=perception == "oracle")
     mem = SceneMemory(timeline=False, detector=perception)
     mem.integrate(sim.reset())
@@ -193,7 +201,15 @@ def what_moved(seed: int, perception: str = "oracle") -> list[dict]:
     sim.close()
     a = EmbodiedQA(mem).ask("What moved?")
     labels = {e["label"] for e in (a.value or []) if e["kind"] == "moved"}
-    return [{"seed": seed, "category": "what_moved", "question": "What moved?", "correct": target.label in labels and len(labels) == 1, "answer": a.text}]
+    return [
+        {
+            "seed": seed,
+            "category": "what_moved",
+            "question": "What moved?",
+            "correct": target.label in labels and len(labels) == 1,
+            "answer": a.text,
+        }
+    ]
 
 
 def active(seed: int, warmup_steps: int, budget: int, perception: str = "oracle") -> list[dict]:
@@ -243,8 +259,20 @@ def active(seed: int, warmup_steps: int, budget: int, perception: str = "oracle"
             outcome = "ambiguous (several candidates)"
         else:
             outcome = f"wrong room ({a.value.get('room')} for {room})"
-        return [{"seed": seed, "category": "active_where", "question": f"Where is the {cat}?", "correct": ok, "answer": a.text,
-                 "steps": a.steps, "path_m": a.path_length_m, "shortest_m": shortest, "llm_spl": spl, "outcome": outcome}]
+        return [
+            {
+                "seed": seed,
+                "category": "active_where",
+                "question": f"Where is the {cat}?",
+                "correct": ok,
+                "answer": a.text,
+                "steps": a.steps,
+                "path_m": a.path_length_m,
+                "shortest_m": shortest,
+                "llm_spl": spl,
+                "outcome": outcome,
+            }
+        ]
     finally:
         sim.close()
 
@@ -258,15 +286,18 @@ def chat_judge(base_url: str, model: str, timeout_s: float = 60.0):
 
     def judge(prompt: str) -> str:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 8, "temperature": 0.0}
-        req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
-                                     method="POST")
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+        )
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 - a URL the user configured
             return json.loads(resp.read())["choices"][0]["message"]["content"]
 
     return judge
 
 
-def openeqa_round_trip(seeds: list[int], memories: Path = MEMORIES, judges: dict | None = None) -> dict[str, tuple[int, float]]:
+def openeqa_round_trip(
+    seeds: list[int], memories: Path = MEMORIES, judges: dict | None = None
+) -> dict[str, tuple[int, float]]:
     """Write OpenEQA-format questions from ground truth, read them back, answer offline, score with each judge.
 
     Returns:
@@ -280,9 +311,15 @@ def openeqa_round_trip(seeds: list[int], memories: Path = MEMORIES, judges: dict
         spec = generate_apartment(seed)
         gt = GroundTruth(spec)
         for o in spec.objects[:3]:
-            qs.append({"question_id": f"s{seed}-{o.instance_id}", "category": "object localization",
-                       "question": f"Which room is the {o.label} in?", "answer": gt.room_of(o.position_m[:2]) or "",
-                       "episode_history": f"engram-embedded/seed{seed}"})
+            qs.append(
+                {
+                    "question_id": f"s{seed}-{o.instance_id}",
+                    "category": "object localization",
+                    "question": f"Which room is the {o.label} in?",
+                    "answer": gt.room_of(o.position_m[:2]) or "",
+                    "episode_history": f"engram-embedded/seed{seed}",
+                }
+            )
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "open-eqa-engram.json"
         write_openeqa(path, qs)
@@ -310,12 +347,21 @@ def main() -> None:
     ap.add_argument("--warmup-steps", type=int, default=40)
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--memories", default=str(MEMORIES),
-                    help="folder of oracle memories saved by benchmarks/navigation.py (other detectors: <folder>_<detector>)")
-    ap.add_argument("--perception", default=f"oracle,{DEFAULT_DETECTOR}",
-                    help="comma-separated detectors, one column each (oracle = memories from the simulator's masks)")
-    ap.add_argument("--judge-url", default=os.environ.get("ENGRAM_JUDGE_URL"),
-                    help="OpenAI-compatible server for an LLM-Match judge row (default: $ENGRAM_JUDGE_URL; none = no such row)")
+    ap.add_argument(
+        "--memories",
+        default=str(MEMORIES),
+        help="folder of oracle memories saved by benchmarks/navigation.py (other detectors: <folder>_<detector>)",
+    )
+    ap.add_argument(
+        "--perception",
+        default=f"oracle,{DEFAULT_DETECTOR}",
+        help="comma-separated detectors, one column each (oracle = memories from the simulator's masks)",
+    )
+    ap.add_argument(
+        "--judge-url",
+        default=os.environ.get("ENGRAM_JUDGE_URL"),
+        help="OpenAI-compatible server for an LLM-Match judge row (default: $ENGRAM_JUDGE_URL; none = no such row)",
+    )
     ap.add_argument("--judge-model", default=os.environ.get("ENGRAM_JUDGE_MODEL", "default"))
     args = ap.parse_args()
     perceptions = [p.strip() for p in args.perception.split(",") if p.strip()]
@@ -323,7 +369,10 @@ def main() -> None:
     t0 = time.perf_counter()
     judges = {"token-overlap": None}
     if args.judge_url:
-        judges = {"token-overlap": None, f"LLM ({args.judge_model} at {args.judge_url})": chat_judge(args.judge_url, args.judge_model)}
+        judges = {
+            "token-overlap": None,
+            f"LLM ({args.judge_model} at {args.judge_url})": chat_judge(args.judge_url, args.judge_model),
+        }
     from engram.qa.evaluation import token_overlap_judge
 
     judges["token-overlap"] = token_overlap_judge
@@ -331,9 +380,13 @@ def main() -> None:
     cols = {}
     for perception in perceptions:
         memories = memories_for(base, perception)
-        seeds = [s for s in range(args.first_seed, args.first_seed + args.apartments) if (memories / f"seed{s}").exists()]
+        seeds = [
+            s for s in range(args.first_seed, args.first_seed + args.apartments) if (memories / f"seed{s}").exists()
+        ]
         if not seeds:
-            sys.exit(f"no explored memories in {memories}: run benchmarks/navigation.py --perception {perception} first")
+            sys.exit(
+                f"no explored memories in {memories}: run benchmarks/navigation.py --perception {perception} first"
+            )
         rng = np.random.default_rng(0)
         rows = []
         for s in seeds:
@@ -344,17 +397,24 @@ def main() -> None:
             act += active(s, args.warmup_steps, args.budget, perception)
             if act and act[-1]["seed"] == s:
                 r = act[-1]
-                print(f"[{perception}] active seed {s}: {r['outcome']}, {r['steps']} steps, {r['path_m']:.1f} m "
-                      f"(shortest {r['shortest_m']:.1f} m)", flush=True)
+                print(
+                    f"[{perception}] active seed {s}: {r['outcome']}, {r['steps']} steps, {r['path_m']:.1f} m "
+                    f"(shortest {r['shortest_m']:.1f} m)",
+                    flush=True,
+                )
             else:
                 print(f"[{perception}] active seed {s}: no category left unseen after the walk", flush=True)
         oe = openeqa_round_trip(seeds[:5], memories, judges)
         cols[perception] = (seeds, rows, act, oe)
 
-    print(f"\napartments: {', '.join(f'{p}: {len(c[0])} ({c[0][0]}-{c[0][-1]})' for p, c in cols.items())}; "
-          f"{time.perf_counter() - t0:.0f} s\n")
-    print("where / which room / near / last seen: categories with one instance in the apartment; "
-          "'(2+ instances)': categories with several seen instances, every one must be named")
+    print(
+        f"\napartments: {', '.join(f'{p}: {len(c[0])} ({c[0][0]}-{c[0][-1]})' for p, c in cols.items())}; "
+        f"{time.perf_counter() - t0:.0f} s\n"
+    )
+    print(
+        "where / which room / near / last seen: categories with one instance in the apartment; "
+        "'(2+ instances)': categories with several seen instances, every one must be named"
+    )
     names = [f"{p} (upper bound)" if p == "oracle" else p for p in perceptions]
     print("| category | " + " | ".join(f"questions, accuracy [{n}]" for n in names) + " |")
     print("|---|" + "---|" * len(perceptions))
@@ -372,25 +432,44 @@ def main() -> None:
         acc = float(np.mean([r["correct"] for r in rows])) if rows else 0.0
         act_succ = float(np.mean([r["correct"] for r in act])) if act else 0.0
         spls = np.array([r["llm_spl"] for r in act], float)
-        spl = float(np.nanmean(spls)) if np.isfinite(spls).any() else 0.0  # episodes without a reference path are left out
+        spl = (
+            float(np.nanmean(spls)) if np.isfinite(spls).any() else 0.0
+        )  # episodes without a reference path are left out
         summary[p] = (acc, act_succ, spl)
         cells.append(f"{len(rows)}, {acc:.3f}")
         acells.append(f"{len(act)}, {act_succ:.3f} (LLM-SPL {spl:.3f})")
     print("| **all structured** | " + " | ".join(cells) + " |")
     print("| active (unseen at question time) | " + " | ".join(acells) + " |")
     for judge in judges:
-        title = ("OpenEQA file, offline answerer, token-overlap F1 judge (lexical proxy, no language model), 0-100"
-                 if judge == "token-overlap" else f"OpenEQA file, offline answerer, LLM-Match judge {judge}, 0-100")
-        print(f"| {title} | " + " | ".join(f"{cols[p][3][judge][0]}, {cols[p][3][judge][1]:.1f}" for p in perceptions) + " |")
+        title = (
+            "OpenEQA file, offline answerer, token-overlap F1 judge (lexical proxy, no language model), 0-100"
+            if judge == "token-overlap"
+            else f"OpenEQA file, offline answerer, LLM-Match judge {judge}, 0-100"
+        )
+        print(
+            f"| {title} | "
+            + " | ".join(f"{cols[p][3][judge][0]}, {cols[p][3][judge][1]:.1f}" for p in perceptions)
+            + " |"
+        )
     if not args.judge_url:
-        print("| OpenEQA file, LLM-Match with a language-model judge | " + " | ".join("not run" for _ in perceptions) + " |")
+        print(
+            "| OpenEQA file, LLM-Match with a language-model judge | "
+            + " | ".join("not run" for _ in perceptions)
+            + " |"
+        )
         print("(no judge server configured: --judge-url or ENGRAM_JUDGE_URL)")
     for p in perceptions:
         rows = cols[p][1]
         missed = [r for r in rows if not r["correct"]]
-        unrecorded = [r for r in missed if "not observed yet" in r["answer"] or (r["category"] == "how_many" and r["answer"].startswith("0"))]
-        print(f"\n[{p}] structured misses: {len(missed)}, of which {len(unrecorded)} about objects seen (>= 20 px) that never "
-              "entered the memory's object map")
+        unrecorded = [
+            r
+            for r in missed
+            if "not observed yet" in r["answer"] or (r["category"] == "how_many" and r["answer"].startswith("0"))
+        ]
+        print(
+            f"\n[{p}] structured misses: {len(missed)}, of which {len(unrecorded)} about objects seen (>= 20 px) that never "
+            "entered the memory's object map"
+        )
         if missed:
             print(f"[{p}] some misses:")
             for r in missed[:8]:

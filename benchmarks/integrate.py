@@ -205,7 +205,9 @@ def row(name: str, cpu: np.ndarray | None, ratio: str = "-", agree: str = "-") -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--icl", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "icl_livingroom1")
+    ap.add_argument(
+        "--icl", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "icl_livingroom1"
+    )
     ap.add_argument("--frames-every", type=int, default=5)
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--no-peers", action="store_true")
@@ -259,8 +261,16 @@ def main() -> None:
         print(row(f"{cm}: engram insert_scan(discretize=True), float64 points", ed["cpu"], vs(ed["cpu"]), fmt(a_disc)))
         print(row(f"{cm}: engram insert_scan, one ray per point", ef["cpu"], vs(ef["cpu"]), fmt(a_full)))
         print(row(f"{cm}: Open3D VoxelBlockGrid TSDF integrate (peer)", o3d_run["cpu"] if o3d_run else None, "1.00x"))
-        print(row(f"{cm}: OctoMap insertPointCloud, discretize", od["cpu"] if od else None, vs(od["cpu"]) if od else "-"))
-        print(row(f"{cm}: OctoMap insertPointCloud, one ray per point", of["cpu"] if of else None, vs(of["cpu"]) if of else "-"))
+        print(
+            row(f"{cm}: OctoMap insertPointCloud, discretize", od["cpu"] if od else None, vs(od["cpu"]) if od else "-")
+        )
+        print(
+            row(
+                f"{cm}: OctoMap insertPointCloud, one ray per point",
+                of["cpu"] if of else None,
+                vs(of["cpu"]) if of else "-",
+            )
+        )
         if res == 0.05:
             summary["vs_open3d_tsdf"] = float(np.median(fast["cpu"]) / base) if base else float("nan")
             summary["agreement"] = a_fast[0] if a_fast else float("nan")
@@ -268,13 +278,20 @@ def main() -> None:
             summary["discretize_vs_rays"] = agreement(fast["tree"], ef["tree"])
     if not args.no_sim:
         sim = sim_integrate(0, 320, 240)
-        print(row(f"embedded world, apartment 0, 320x240, {sim['objects']} objects: SceneMemory.integrate (full)", sim["cpu"]))
+        print(
+            row(
+                f"embedded world, apartment 0, 320x240, {sim['objects']} objects: SceneMemory.integrate (full)",
+                sim["cpu"],
+            )
+        )
         summary["sim_ms_per_frame"] = float(np.median(sim["cpu"]))
         summary["sim_max_ms"] = float(sim["cpu"].max())
     print(f"# load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
     if "discretize_vs_rays" in summary:
         a, o = summary.pop("discretize_vs_rays")
-        print(f"# 5 cm, engram discretize vs one ray per point (same engram, same frames): same state {a:.4f}, overlap {o:.4f}")
+        print(
+            f"# 5 cm, engram discretize vs one ray per point (same engram, same frames): same state {a:.4f}, overlap {o:.4f}"
+        )
     if "icl_2cm_ms_per_frame" in summary:
         print(f"# 2 cm full integrate median {summary.pop('icl_2cm_ms_per_frame'):.1f} ms")
     if "sim_max_ms" in summary:

@@ -56,8 +56,16 @@ def gt_in_view(sim, instance_ids, min_pixels: int = 20) -> bool:
     return bool(np.isin(inst, np.asarray(list(instance_ids), np.int32)).sum() >= min_pixels)
 
 
-def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: int, height: int, save_dir: Path | None = None,
-                  perception: str = "oracle") -> dict:
+def run_apartment(
+    seed: int,
+    steps: int,
+    nav_steps: int,
+    n_goals: int,
+    width: int,
+    height: int,
+    save_dir: Path | None = None,
+    perception: str = "oracle",
+) -> dict:
     from engram.sims.embedded import EmbeddedSim
 
     t0 = time.perf_counter()
@@ -103,9 +111,19 @@ def run_apartment(seed: int, steps: int, nav_steps: int, n_goals: int, width: in
                 spl = float("nan")  # no ground-truth reference path (reported, left out of the mean)
             else:
                 spl = float(ok) * (shortest / max(shortest, taken) if max(shortest, taken) > 0 else 1.0)
-            episodes.append({"goal": str(cat), "status": r.status, "success": ok, "spl": spl, "dist_m": dist,
-                             "shortest_m": shortest, "taken_m": taken, "steps": r.steps,
-                             "message": r.message})
+            episodes.append(
+                {
+                    "goal": str(cat),
+                    "status": r.status,
+                    "success": ok,
+                    "spl": spl,
+                    "dist_m": dist,
+                    "shortest_m": shortest,
+                    "taken_m": taken,
+                    "steps": r.steps,
+                    "message": r.message,
+                }
+            )
         return {
             "seed": seed,
             "coverage": cov,
@@ -129,8 +147,15 @@ def run_pick_place(seed: int, perception: str = "oracle") -> dict:
     sc = ManipulationScene(seed=seed)
     try:
         # any detector but the oracle gets the frames without the scene's masks (SceneMemory strips them)
-        mem = SceneMemory(voxel_size_m=0.01, depth_stride=1, object_stride=1, max_range_m=3.0, timeline=False, dynamic=False,
-                          detector=perception)
+        mem = SceneMemory(
+            voxel_size_m=0.01,
+            depth_stride=1,
+            object_stride=1,
+            max_range_m=3.0,
+            timeline=False,
+            dynamic=False,
+            detector=perception,
+        )
         mem.integrate(sc.reset())
         pl = ManipulationPlanner(mem)
         pl.survey(sc, [(0.45, -0.15, 1.05), (0.45, 0.2, 1.05), (0.6, 0.0, 1.05)])
@@ -140,8 +165,15 @@ def run_pick_place(seed: int, perception: str = "oracle") -> dict:
         if picked:
             pl.place_in(sc, obj, cont)
         inside = sc.is_inside(sc.instance_id(obj), sc.instance_id(cont))
-        return {"seed": seed, "object": obj, "container": cont, "picked": picked, "success": bool(inside),
-                "reason": plan.reason, "seconds": time.perf_counter() - t0}
+        return {
+            "seed": seed,
+            "object": obj,
+            "container": cont,
+            "picked": picked,
+            "success": bool(inside),
+            "reason": plan.reason,
+            "seconds": time.perf_counter() - t0,
+        }
     finally:
         sc.close()
 
@@ -156,8 +188,11 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=10, help="pick-and-place episodes")
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
-    ap.add_argument("--perception", default=f"oracle,{DEFAULT_DETECTOR}",
-                    help="comma-separated detectors, one row each (oracle = the simulator's masks, an upper bound)")
+    ap.add_argument(
+        "--perception",
+        default=f"oracle,{DEFAULT_DETECTOR}",
+        help="comma-separated detectors, one row each (oracle = the simulator's masks, an upper bound)",
+    )
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / ".cache" / "navigation.json"))
     ap.add_argument("--verbose", action="store_true", help="print every object-goal episode")
     args = ap.parse_args()
@@ -184,24 +219,32 @@ def main() -> None:
             if str(seed) not in runs:
                 mem_dir = cache_path.parent / f"memories{tag.replace('-', '_')}"
                 mem_dir.mkdir(exist_ok=True)
-                runs[str(seed)] = run_apartment(seed, args.steps, args.nav_steps, args.goals, args.width, args.height, mem_dir,
-                                                perception)
+                runs[str(seed)] = run_apartment(
+                    seed, args.steps, args.nav_steps, args.goals, args.width, args.height, mem_dir, perception
+                )
                 save()
             r = runs[str(seed)]
-            print(f"[{perception}] apartment {seed}: coverage {r['coverage']:.3f} ({r['steps']} steps, {r['stop']}), "
-                  f"objectnav {sum(e['success'] for e in r['episodes'])}/{len(r['episodes'])}, {r['objects']} objects, "
-                  f"{r['seconds']:.0f} s", flush=True)
+            print(
+                f"[{perception}] apartment {seed}: coverage {r['coverage']:.3f} ({r['steps']} steps, {r['stop']}), "
+                f"objectnav {sum(e['success'] for e in r['episodes'])}/{len(r['episodes'])}, {r['objects']} objects, "
+                f"{r['seconds']:.0f} s",
+                flush=True,
+            )
             if args.verbose:
                 for e in r["episodes"]:
-                    print(f"    {e['goal']}: {e['status']}, success {e['success']}, spl {e['spl']:.2f}, {e['dist_m']:.2f} m from it, "
-                          f"shortest {e['shortest_m']:.2f} m, taken {e['taken_m']:.2f} m, {e.get('steps', '?')} steps: {e.get('message', '')}")
+                    print(
+                        f"    {e['goal']}: {e['status']}, success {e['success']}, spl {e['spl']:.2f}, {e['dist_m']:.2f} m from it, "
+                        f"shortest {e['shortest_m']:.2f} m, taken {e['taken_m']:.2f} m, {e.get('steps', '?')} steps: {e.get('message', '')}"
+                    )
         for seed in range(args.episodes):
             if str(seed) not in pp:
                 pp[str(seed)] = run_pick_place(seed, perception)
                 save()
             e = pp[str(seed)]
-            print(f"[{perception}] pick/place {seed}: {e['object']} -> {e['container']}: {'ok' if e['success'] else 'failed'} {e['reason']}",
-                  flush=True)
+            print(
+                f"[{perception}] pick/place {seed}: {e['object']} -> {e['container']}: {'ok' if e['success'] else 'failed'} {e['reason']}",
+                flush=True,
+            )
 
         covs = np.array([runs[s]["coverage"] for s in seeds])
         eps = [e for s in seeds for e in runs[s]["episodes"]]
@@ -209,22 +252,30 @@ def main() -> None:
         spls = np.array([e["spl"] for e in eps], float)
         spl = float(np.nanmean(spls)) if np.isfinite(spls).any() else 0.0
         if np.isnan(spls).any():
-            print(f"[{perception}] ({int(np.isnan(spls).sum())} episodes without a ground-truth reference path are left out of SPL)")
+            print(
+                f"[{perception}] ({int(np.isnan(spls).sum())} episodes without a ground-truth reference path are left out of SPL)"
+            )
         pps = [pp[str(s)]["success"] for s in range(args.episodes)]
         rows[perception] = (len(seeds), covs, eps, succ, spl, pps)
 
     print()
-    print("| perception | apartments | steps | coverage mean | coverage >= 0.90 | objectnav episodes | success | SPL | pick/place |")
+    print(
+        "| perception | apartments | steps | coverage mean | coverage >= 0.90 | objectnav episodes | success | SPL | pick/place |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for perception, (n, covs, eps, succ, spl, pps) in rows.items():
         name = f"{perception} (simulator masks: upper bound)" if perception == "oracle" else perception
-        print(f"| {name} | {n} | {args.steps} | {covs.mean():.3f} | {np.mean(covs >= 0.9):.2f} | {len(eps)} | {succ:.3f} | {spl:.3f} | "
-              f"{sum(pps)}/{len(pps)} |")
+        print(
+            f"| {name} | {n} | {args.steps} | {covs.mean():.3f} | {np.mean(covs >= 0.9):.2f} | {len(eps)} | {succ:.3f} | {spl:.3f} | "
+            f"{sum(pps)}/{len(pps)} |"
+        )
     head = DEFAULT_DETECTOR if DEFAULT_DETECTOR in rows else perceptions[0]
     if head != DEFAULT_DETECTOR:
         print(f"(no {DEFAULT_DETECTOR} row: the summary line below is the {head} row)")
     _, covs, _, succ, spl, pps = rows[head]
-    print(f"coverage: {covs.mean():.3f} objectnav_success: {succ:.3f} spl: {spl:.3f} pick_place_success: {np.mean(pps) if pps else 0.0:.3f}")
+    print(
+        f"coverage: {covs.mean():.3f} objectnav_success: {succ:.3f} spl: {spl:.3f} pick_place_success: {np.mean(pps) if pps else 0.0:.3f}"
+    )
 
 
 if __name__ == "__main__":

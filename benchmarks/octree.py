@@ -221,16 +221,22 @@ def main() -> None:
             b = f"{bpv:.1f}" if bpv is not None else "-"
             a = f"{agr:.4f}" if agr is not None else "-"
             v = f"{ovl:.4f}" if ovl is not None else "-"
-            return f"| {res * 100:>3.0f}cm | {name:<34} | {ms:>8.1f} | {cpu:>12.1f} | {ns:>7} | {b:>7} | {a:>9} | {v:>7} |"
+            return (
+                f"| {res * 100:>3.0f}cm | {name:<34} | {ms:>8.1f} | {cpu:>12.1f} | {ns:>7} | {b:>7} | {a:>9} | {v:>7} |"
+            )
 
         e_bpv = e1["tree"].nbytes / len(e1["tree"])
         rows.append(row("engram (1 thread)", e1, 1e9 * sum(e1["cpu"]) / steps, e_bpv, agreement, overlap))
-        rows.append(row(f"engram ({max_threads} threads)", e2, 1e9 * sum(e2["wall"]) / steps, e_bpv, agreement, overlap))
+        rows.append(
+            row(f"engram ({max_threads} threads)", e2, 1e9 * sum(e2["wall"]) / steps, e_bpv, agreement, overlap)
+        )
         rows.append(row("OctoMap (pyoctomap insertPointCloud)", om, 1e9 * sum(om["cpu"]) / steps, octo_bytes, 1.0, 1.0))
         if o3 is not None:
             rows.append(row("Open3D VoxelBlockGrid TSDF", o3, None, o3["bytes_per_voxel"], None, None))
         ratio = np.median(om["cpu"]) / np.median(e1["cpu"])
-        rows.append(f"| {res * 100:>3.0f}cm | {'speedup vs OctoMap (cpu, 1 thread)':<34} | {np.median(om['wall']) / np.median(e1['wall']):>8.1f} | {ratio:>12.1f} | {'':>7} | {'':>7} | {'':>9} | {'':>7} |")
+        rows.append(
+            f"| {res * 100:>3.0f}cm | {'speedup vs OctoMap (cpu, 1 thread)':<34} | {np.median(om['wall']) / np.median(e1['wall']):>8.1f} | {ratio:>12.1f} | {'':>7} | {'':>7} | {'':>9} | {'':>7} |"
+        )
         notes.append(
             f"{res * 100:.0f} cm: engram {len(e1['tree'])} voxels in {e1['tree'].nbytes / 1e6:.2f} MB; OctoMap "
             f"{octo_voxels} voxels in {om['tree'].size()} nodes, {om['tree'].memoryUsage() / 1e6:.2f} MB "

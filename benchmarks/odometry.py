@@ -132,7 +132,9 @@ def run_open3d_legacy(frames: list[Frame], factor: int = 2) -> tuple[list[Pose |
     return poses, clock.rates(len(frames))
 
 
-def run_open3d_slam(frames: list[Frame], factor: int = 2, voxel_m: float = 0.02) -> tuple[list[Pose | None], tuple[float, float]]:
+def run_open3d_slam(
+    frames: list[Frame], factor: int = 2, voxel_m: float = 0.02
+) -> tuple[list[Pose | None], tuple[float, float]]:
     import open3d as o3d
 
     core = o3d.core
@@ -249,7 +251,9 @@ def main() -> None:
             f"{label:<{name_w}}  {n_ok:>7}  {ate:>10.4f}  {rpe:>8.4f}  {fps:>6.1f}  "
             f"{fps / default[2]:>9.2f}x  {cpu_fps:>9.1f}"
         )
-    print("fps: wall-clock frames/s; cpu-s fps: frames per CPU-second of this process (all threads), less load-dependent")
+    print(
+        "fps: wall-clock frames/s; cpu-s fps: frames per CPU-second of this process (all threads), less load-dependent"
+    )
 
     t0 = time.perf_counter()
     iou = voxel_iou(point_voxel_keys(frames, engram_est), point_voxel_keys(frames, ref))

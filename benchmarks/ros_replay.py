@@ -97,9 +97,25 @@ def live_ros2(bag: Path, n_frames: int) -> tuple[list[Frame], float, float]:
     topics = [ros.TOPICS[k] for k in ("rgb", "depth", "info", "tf", "tf_static")]
     source = dds.Ros2Source(domain, config="loopback", reliable=True, timeout_s=None).start()
     player = subprocess.Popen(
-        [sys.executable, "-m", "engram.ros_node", "play", "--ros2", "--loopback", "--domain-id", str(domain),
-         str(bag), "--wait-s", "60", "--topics", *topics],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "engram.ros_node",
+            "play",
+            "--ros2",
+            "--loopback",
+            "--domain-id",
+            str(domain),
+            str(bag),
+            "--wait-s",
+            "60",
+            "--topics",
+            *topics,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     frames: list[Frame] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -135,7 +151,9 @@ def main() -> None:
     parser.add_argument("--source", choices=("icl", "sim"), default="icl")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-frames", type=int, default=40, help="frames for the into-memory timing")
-    parser.add_argument("--live-only", action="store_true", help="only the .mcap row, the live ROS 2 row and the memories")
+    parser.add_argument(
+        "--live-only", action="store_true", help="only the .mcap row, the live ROS 2 row and the memories"
+    )
     args = parser.parse_args()
 
     frames = load_frames(args.source, args.frames)
@@ -177,14 +195,20 @@ def main() -> None:
         live, live_cpu_s, live_wall_s = live_ros2(live_bag, len(frames))
         bag_frames = list(ros.RosBagSource(live_bag))
         same_frames = len(live) == len(bag_frames) and all(
-            a.timestamp_s == b.timestamp_s and np.array_equal(a.rgb, b.rgb) and np.array_equal(a.depth_m, b.depth_m)
+            a.timestamp_s == b.timestamp_s
+            and np.array_equal(a.rgb, b.rgb)
+            and np.array_equal(a.depth_m, b.depth_m)
             and np.array_equal(a.world_from_camera.matrix, b.world_from_camera.matrix)
             for a, b in zip(live, bag_frames)
         )
         live_fps = len(live) / live_cpu_s
         print()
-        print(f"{'live ROS 2 (DDS, reliable, loopback)':34s} {'sent':>6s} {'received':>9s} {'cpu s':>7s} {'fps/cpu':>8s} {'wall s':>7s}")
-        print(f"{'ROS 2 .mcap replayed at 1x':34s} {len(frames):6d} {len(live):9d} {live_cpu_s:7.2f} {live_fps:8.1f} {live_wall_s:7.1f}")
+        print(
+            f"{'live ROS 2 (DDS, reliable, loopback)':34s} {'sent':>6s} {'received':>9s} {'cpu s':>7s} {'fps/cpu':>8s} {'wall s':>7s}"
+        )
+        print(
+            f"{'ROS 2 .mcap replayed at 1x':34s} {len(frames):6d} {len(live):9d} {live_cpu_s:7.2f} {live_fps:8.1f} {live_wall_s:7.1f}"
+        )
         print(f"received frames identical to the bag's frames: {same_frames}")
         ros2_line = f"ros2_live_fps: {live_fps:.1f} ros2_frames_received: {len(live)}/{len(frames)}"
         try:
@@ -193,7 +217,9 @@ def main() -> None:
             SceneMemory(voxel_size_m=0.05)
         except ImportError as exc:
             print(f"\nSceneMemory not available ({exc}): decoding only")
-            print(f"ros_replay: {decode_fps:.1f} frames/s decoding a ROS 2 mcap bag into frames (no memory) {ros2_line}")
+            print(
+                f"ros_replay: {decode_fps:.1f} frames/s decoding a ROS 2 mcap bag into frames (no memory) {ros2_line}"
+            )
             return
 
         mem_frames = frames[: args.memory_frames]
@@ -227,9 +253,13 @@ def main() -> None:
         print(f"{f'into SceneMemory(voxel 0.05 m), {len(mem_frames)} frames':34s} {'fps':>9s}")
         print(f"{'frames from RAM':34s} {len(mem_frames) / direct_s:9.1f}")
         print(f"{'frames from the .mcap bag':34s} {len(mem_frames) / replay_s:9.1f}")
-        print(f"identical occupied voxels: {same} ({len(a)} voxels); objects {len(direct.objects.objects)} vs {len(replayed.objects.objects)}")
-        print(f"live ROS 2 frames into SceneMemory: occupied voxels identical to the bag replay: {same_live} "
-              f"({len(c)} voxels); objects {len(from_live.objects.objects)} vs {len(replayed.objects.objects)}")
+        print(
+            f"identical occupied voxels: {same} ({len(a)} voxels); objects {len(direct.objects.objects)} vs {len(replayed.objects.objects)}"
+        )
+        print(
+            f"live ROS 2 frames into SceneMemory: occupied voxels identical to the bag replay: {same_live} "
+            f"({len(c)} voxels); objects {len(from_live.objects.objects)} vs {len(replayed.objects.objects)}"
+        )
         print(
             f"ros_replay: {len(mem_frames) / replay_s:.1f} frames/s replaying a ROS 2 mcap bag into SceneMemory "
             f"({decode_fps:.1f} frames/s decoding only) {ros2_line}"

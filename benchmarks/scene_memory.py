@@ -144,7 +144,11 @@ def gt_boxes(sim) -> tuple[list[int], list[Box3D]]:
 
 def memory_boxes(mem: SceneMemory) -> tuple[list, list[Box3D], list[tuple[float, float, float]]]:
     objs = list(mem.objects.objects.values())
-    return objs, [Box3D.from_min_max(o.box_min, o.box_max, o.label) for o in objs], [tuple(np.asarray(o.centroid, float)) for o in objs]
+    return (
+        objs,
+        [Box3D.from_min_max(o.box_min, o.box_max, o.label) for o in objs],
+        [tuple(np.asarray(o.centroid, float)) for o in objs],
+    )
 
 
 def run_apartment(seed: int, perception: str, min_pixels: int, min_frames: int, width: int, height: int) -> dict:
@@ -324,23 +328,38 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--apartments", type=int, default=6)
     ap.add_argument("--first-seed", type=int, default=0)
-    ap.add_argument("--perception", default="auto",
-                    help="comma-separated detectors, one row each (auto: oracle, rgbd and every plug-in whose weights are present)")
-    ap.add_argument("--min-pixels", type=int, default=100, help="pixels of an object in a frame to count as a good view")
+    ap.add_argument(
+        "--perception",
+        default="auto",
+        help="comma-separated detectors, one row each (auto: oracle, rgbd and every plug-in whose weights are present)",
+    )
+    ap.add_argument(
+        "--min-pixels", type=int, default=100, help="pixels of an object in a frame to count as a good view"
+    )
     ap.add_argument("--min-frames", type=int, default=3, help="good views for an object to count as seen")
     ap.add_argument("--icl", type=Path, default=ROOT.parent / "shared" / "data" / "icl_livingroom1")
     ap.add_argument("--icl-stride", type=int, default=2)
     ap.add_argument("--no-icl", action="store_true", help="skip the image-encoder table on ICL-NUIM")
     ap.add_argument("--no-real", action="store_true", help="skip the real samples with hand-made boxes (kitchen, ICL)")
-    ap.add_argument("--real-cached-only", action="store_true",
-                    help="report only the real samples already in --cache (n/a for the others) instead of running them")
+    ap.add_argument(
+        "--real-cached-only",
+        action="store_true",
+        help="report only the real samples already in --cache (n/a for the others) instead of running them",
+    )
     ap.add_argument("--jobs", type=int, default=1, help="apartment runs in parallel processes")
-    ap.add_argument("--cache", type=Path, default=None,
-                    help="JSON file keeping each (apartment, perception) result, so a run can be resumed or extended")
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="JSON file keeping each (apartment, perception) result, so a run can be resumed or extended",
+    )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    perceptions = (["oracle", DEFAULT_DETECTOR] + available_plugins() if args.perception == "auto"
-                   else [p.strip() for p in args.perception.split(",") if p.strip()])
+    perceptions = (
+        ["oracle", DEFAULT_DETECTOR] + available_plugins()
+        if args.perception == "auto"
+        else [p.strip() for p in args.perception.split(",") if p.strip()]
+    )
     if args.one is not None:
         print(json.dumps(run_apartment(args.one, perceptions[0], args.min_pixels, args.min_frames, 320, 240)))
         return
@@ -360,11 +379,23 @@ def main() -> None:
     for i in range(0, len(todo), args.jobs):
         procs = [
             subprocess.Popen(
-                [sys.executable, __file__, "--one", str(s), "--perception", p, "--min-pixels", str(args.min_pixels),
-                 "--min-frames", str(args.min_frames)],
-                stdout=subprocess.PIPE, text=True, env=env,
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    str(s),
+                    "--perception",
+                    p,
+                    "--min-pixels",
+                    str(args.min_pixels),
+                    "--min-frames",
+                    str(args.min_frames),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=env,
             )
-            for s, p in todo[i: i + args.jobs]
+            for s, p in todo[i : i + args.jobs]
         ]
         for proc in procs:
             out, _ = proc.communicate()
@@ -394,40 +425,54 @@ def main() -> None:
     vocab = detector_vocabulary(DEFAULT_DETECTOR) if DEFAULT_DETECTOR in perceptions else None
     text_enc = next((r["text_encoder"] for rs in results.values() for r in rs), "?")
 
-    print(f"# 320x240 coverage walk, seeds {seeds[0]}..{seeds[-1]}, one thread per run, {os.cpu_count()} CPUs, "
-          f"load average {load0:.1f} -> {load1:.1f}")
-    print(f"# seen = >= {args.min_pixels} px within 5 m in >= {args.min_frames} frames; match = one to one, 3D IoU >= {MIN_IOU} "
-          "or centroid inside the true box, labels apart")
+    print(
+        f"# 320x240 coverage walk, seeds {seeds[0]}..{seeds[-1]}, one thread per run, {os.cpu_count()} CPUs, "
+        f"load average {load0:.1f} -> {load1:.1f}"
+    )
+    print(
+        f"# seen = >= {args.min_pixels} px within 5 m in >= {args.min_frames} frames; match = one to one, 3D IoU >= {MIN_IOU} "
+        "or centroid inside the true box, labels apart"
+    )
     if vocab is None:
         print("# label accuracy over every category (the default detector names no vocabulary)")
     else:
         from engram.sims.embedded.scenes import generate_apartment
 
         cats = sorted({o.label for s in seeds for o in generate_apartment(s).all_objects()} - SKIP_LABELS)
-        print(f"# label accuracy among the categories of these apartments that the {DEFAULT_DETECTOR} vocabulary covers: "
-              f"{', '.join(c for c in cats if c in vocab)}; not covered: {', '.join(c for c in cats if c not in vocab) or 'none'}")
-    print(f"# retrieval: a synonym or description (never the label), text encoder {text_enc}; "
-          "hit = top-1 object matched to a true object of that category")
-    print("| perception | apartments | frames | seen | found (recall) | right label (accuracy) | remembered | false | "
-          "duplicates | precision | snapshots / objects | retrieval top-1 | CPU ms/frame | frames per CPU-s |")
+        print(
+            f"# label accuracy among the categories of these apartments that the {DEFAULT_DETECTOR} vocabulary covers: "
+            f"{', '.join(c for c in cats if c in vocab)}; not covered: {', '.join(c for c in cats if c not in vocab) or 'none'}"
+        )
+    print(
+        f"# retrieval: a synonym or description (never the label), text encoder {text_enc}; "
+        "hit = top-1 object matched to a true object of that category"
+    )
+    print(
+        "| perception | apartments | frames | seen | found (recall) | right label (accuracy) | remembered | false | "
+        "duplicates | precision | snapshots / objects | retrieval top-1 | CPU ms/frame | frames per CPU-s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     sums = {}
     for p in perceptions:
         rs = results[p]
         t = sums[p] = summarise(rs, vocab)
         name = f"{p} (simulator masks: upper bound)" if p == "oracle" else p
-        print(f"| {name} | {len(rs)} | {t['frames']} | {t['seen']} | {t['found']} ({t['recall']:.3f}) | "
-              f"{t['labelled']}/{t['in_vocab']} ({t['label_accuracy']:.3f}) | {t['fused']} | {t['false']} | "
-              f"{t['duplicates']} ({t['duplicate_rate']:.3f}) | {t['found']}/{t['judged']} ({t['precision']:.3f}) | "
-              f"{t['snapshots']}/{t['fused']} ({t['snapshots'] / max(t['fused'], 1):.2f}) | "
-              f"{t['retrieved']}/{t['categories']} ({t['retrieved'] / max(t['categories'], 1):.3f}) | "
-              f"{t['cpu_ms']:.1f} | {t['fps_cpu']:.1f} |")
+        print(
+            f"| {name} | {len(rs)} | {t['frames']} | {t['seen']} | {t['found']} ({t['recall']:.3f}) | "
+            f"{t['labelled']}/{t['in_vocab']} ({t['label_accuracy']:.3f}) | {t['fused']} | {t['false']} | "
+            f"{t['duplicates']} ({t['duplicate_rate']:.3f}) | {t['found']}/{t['judged']} ({t['precision']:.3f}) | "
+            f"{t['snapshots']}/{t['fused']} ({t['snapshots'] / max(t['fused'], 1):.2f}) | "
+            f"{t['retrieved']}/{t['categories']} ({t['retrieved'] / max(t['categories'], 1):.3f}) | "
+            f"{t['cpu_ms']:.1f} | {t['fps_cpu']:.1f} |"
+        )
 
     if not args.no_icl and args.icl.exists() and ICL_QUERIES:
         r = run_icl(args.icl, args.icl_stride, "efficientnet_lite0")
         print()
-        print(f"# ICL-NUIM living room, {r['frames']} frames (stride {args.icl_stride}), image encoder efficientnet_lite0, "
-              f"build {r['build_s']:.1f} s; event top-1 against frame ranges judged by eye")
+        print(
+            f"# ICL-NUIM living room, {r['frames']} frames (stride {args.icl_stride}), image encoder efficientnet_lite0, "
+            f"build {r['build_s']:.1f} s; event top-1 against frame ranges judged by eye"
+        )
         print("| query | frames showing it | top-1 event frames | hit | event description |")
         print("|-------|-------------------|--------------------|-----|-------------------|")
         for q, spans, got, ok, desc in r["rows"]:
@@ -436,7 +481,9 @@ def main() -> None:
             print(f"| {q} | {shown} | {got} | {verdict} | {desc[:70]} |")
         scored = [row for row in r["rows"] if row[3] is not None]
         icl_hits = sum(1 for row in scored if row[3])
-        print(f"# ICL retrieval_top1 (queries with a right answer): {icl_hits / len(scored):.2f} ({icl_hits}/{len(scored)})")
+        print(
+            f"# ICL retrieval_top1 (queries with a right answer): {icl_hits / len(scored):.2f} ({icl_hits}/{len(scored)})"
+        )
 
     kitchen, icl = ("n/a", "n/a")
     if not args.no_real and DEFAULT_DETECTOR in perceptions:
@@ -455,9 +502,11 @@ def main() -> None:
     if learned is None:
         print(f"(no {DEFAULT_DETECTOR} row: the summary needs --perception to include {DEFAULT_DETECTOR})")
         learned = {k: float("nan") for k in ("recall", "label_accuracy", "precision", "fps_cpu")}
-    print(f"learned_recall: {learned['recall']:.3f} learned_label_accuracy: {learned['label_accuracy']:.3f} "
-          f"learned_precision: {learned['precision']:.3f} kitchen_found: {kitchen} icl_found: {icl} "
-          f"detector_fps: {learned['fps_cpu']:.1f}")
+    print(
+        f"learned_recall: {learned['recall']:.3f} learned_label_accuracy: {learned['label_accuracy']:.3f} "
+        f"learned_precision: {learned['precision']:.3f} kitchen_found: {kitchen} icl_found: {icl} "
+        f"detector_fps: {learned['fps_cpu']:.1f}"
+    )
 
 
 # Real RGB-D samples with hand-made boxes (tests/data/README.md says how they were made):
@@ -489,9 +538,16 @@ def run_real(name: str, perception: str) -> dict:
     objs, pred, cents = memory_boxes(mem)
     score = match_object_boxes(gt, pred, pred_centroids=cents, min_iou=MIN_IOU)
     return {
-        "name": name, "perception": perception, "frames": n, "cpu_s": cpu_s, "annotated": len(gt), "found": score.found,
+        "name": name,
+        "perception": perception,
+        "frames": n,
+        "cpu_s": cpu_s,
+        "annotated": len(gt),
+        "found": score.found,
         "found_names": [(gt[m.gt].label, pred[m.pred].label) for m in score.matches],
-        "missed": [gt[i].label for i in score.missed], "remembered": len(objs), "unmatched": len(score.false),
+        "missed": [gt[i].label for i in score.missed],
+        "remembered": len(objs),
+        "unmatched": len(score.false),
     }
 
 
@@ -500,7 +556,10 @@ def real_data_found(perception: str, cache: dict, save, run_missing: bool = True
     out = []
     rows = []
     for name, (folder, boxes_file, every) in REAL_SETS.items():
-        if not (ROOT.parent / "shared" / "data" / folder).exists() or not (ROOT / "tests" / "data" / boxes_file).exists():
+        if (
+            not (ROOT.parent / "shared" / "data" / folder).exists()
+            or not (ROOT / "tests" / "data" / boxes_file).exists()
+        ):
             out.append("n/a")
             continue
         key = f"real-{name}-{perception}-every{every}"
@@ -515,14 +574,20 @@ def real_data_found(perception: str, cache: dict, save, run_missing: bool = True
         out.append(f"{r['found']}/{r['annotated']}")
     if rows:
         print()
-        print(f"# real RGB-D samples, {perception}: objects matched one to one to the hand-made boxes of tests/data "
-              "(3D IoU >= 0.25 or centroid inside); 'not matched' includes real things nobody boxed (leaflets, books, cables)")
-        print("| sample | frames used | boxed objects | found | found as (true name, remembered label) | missed | remembered | not matched | CPU ms/frame |")
+        print(
+            f"# real RGB-D samples, {perception}: objects matched one to one to the hand-made boxes of tests/data "
+            "(3D IoU >= 0.25 or centroid inside); 'not matched' includes real things nobody boxed (leaflets, books, cables)"
+        )
+        print(
+            "| sample | frames used | boxed objects | found | found as (true name, remembered label) | missed | remembered | not matched | CPU ms/frame |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['name']} | {r['frames']} | {r['annotated']} | {r['found']} | "
-                  f"{', '.join(f'{g}: {p}' for g, p in r['found_names'])} | {', '.join(r['missed'])} | {r['remembered']} | "
-                  f"{r['unmatched']} | {1e3 * r['cpu_s'] / max(r['frames'], 1):.0f} |")
+            print(
+                f"| {r['name']} | {r['frames']} | {r['annotated']} | {r['found']} | "
+                f"{', '.join(f'{g}: {p}' for g, p in r['found_names'])} | {', '.join(r['missed'])} | {r['remembered']} | "
+                f"{r['unmatched']} | {1e3 * r['cpu_s'] / max(r['frames'], 1):.0f} |"
+            )
     return out[0], out[1]
 
 

@@ -76,7 +76,12 @@ def main() -> None:
         t_wall, t_cpu = time.perf_counter(), time.process_time()
         for pose in poses:
             _, _, rgba, depth, seg = p.getCameraImage(
-                w, h, viewMatrix=opengl_view_matrix(pose), projectionMatrix=proj, renderer=p.ER_TINY_RENDERER, physicsClientId=cid
+                w,
+                h,
+                viewMatrix=opengl_view_matrix(pose),
+                projectionMatrix=proj,
+                renderer=p.ER_TINY_RENDERER,
+                physicsClientId=cid,
             )
             np.asarray(rgba, np.uint8).reshape(h, w, 4)
             np.asarray(depth, np.float32).reshape(h, w)
@@ -88,8 +93,10 @@ def main() -> None:
     load_after = os.getloadavg()[0]
 
     n_cpu = os.cpu_count()
-    print(f"# {args.width}x{args.height} RGB + depth + segmentation, seeds {args.seeds}, "
-          f"{n_cpu} CPUs, load average {load_before:.1f} -> {load_after:.1f}")
+    print(
+        f"# {args.width}x{args.height} RGB + depth + segmentation, seeds {args.seeds}, "
+        f"{n_cpu} CPUs, load average {load_before:.1f} -> {load_after:.1f}"
+    )
     print(f"| {'renderer':<58} | {'frames':>6} | {'wall fps':>8} | {'CPU fps':>7} | {'ratio (CPU)':>11} |")
     print(f"|{'-' * 60}|{'-' * 8}|{'-' * 10}|{'-' * 9}|{'-' * 13}|")
     peer_cpu_fps = totals["peer"][0] / totals["peer"][2]

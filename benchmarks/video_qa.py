@@ -92,6 +92,7 @@ def record(out: Path, *, seed: int, duration_s: float, video_fps: float, n_moves
     inst = np.lib.format.open_memmap(folder / "instances.npy", "w+", np.int16, (n_side, SIDE_H, SIDE_W))
     poses = np.zeros((n_side, 4, 4))
     times, rooms, visible, xy = [], [], [], []
+
     def actions():
         while True:  # coverage rounds, one after the other
             n = 0
@@ -481,10 +482,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--video-fps", type=float, default=2.0)
     ap.add_argument("--moves", type=int, default=14, help="objects relocated during the recording")
-    ap.add_argument("--hours", type=float, default=10.0, help="length of the replayed memory for query_ms / mb_per_hour")
+    ap.add_argument(
+        "--hours", type=float, default=10.0, help="length of the replayed memory for query_ms / mb_per_hour"
+    )
     ap.add_argument("--image-encoder", default="efficientnet_lite0", help="registry name, or 'none' for the built-in")
     ap.add_argument("--text-encoder", default="minilm")
-    ap.add_argument("--input-px", type=int, default=None, help="short side of the image encoder input (default: the shipped config)")
+    ap.add_argument(
+        "--input-px", type=int, default=None, help="short side of the image encoder input (default: the shipped config)"
+    )
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--queries", type=int, default=50, help="timed queries on the long memory")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the encoders (1 suits a shared machine)")
@@ -495,7 +500,9 @@ def main() -> None:
     from engram.perception.encoders import build_image_encoder, build_text_encoder
 
     print(f"recording {args.minutes:g} min of the embedded world (cached in {args.cache}) ...", flush=True)
-    folder = record(args.cache, seed=args.seed, duration_s=args.minutes * 60.0, video_fps=args.video_fps, n_moves=args.moves)
+    folder = record(
+        args.cache, seed=args.seed, duration_s=args.minutes * 60.0, video_fps=args.video_fps, n_moves=args.moves
+    )
     meta = json.loads((folder / "meta.json").read_text())
     questions = make_questions(meta, seed=args.seed)
     kinds = Counter(q.qtype for q in questions)
@@ -592,7 +599,9 @@ def main() -> None:
 
         rq = json.loads(real.QUESTIONS.read_text())["questions"]
         mems, _, _ = real.build_all(rq, [], rebuild=False)
-        real_acc = real.score(rq, real.ask_all(mems, rq, "offline"), real.token_overlap_judge, "token overlap")["accuracy"]
+        real_acc = real.score(rq, real.ask_all(mems, rq, "offline"), real.token_overlap_judge, "token overlap")[
+            "accuracy"
+        ]
 
     # --- a long memory made by repeating the recording's memory in time -----
     reps = max(1, int(math.ceil(args.hours * 3600.0 / video_s)))
@@ -626,10 +635,18 @@ def main() -> None:
 
     enc_name = f"{getattr(img, 'name', 'builtin-thumbnail')} + {getattr(txt, 'name', 'lexical only')}"
     print()
-    print(f"video: {video_s / 60:.1f} min at 320x240, {meta['video_fps']:g} fps, sampled at 1 fps; encoders: {enc_name}")
-    print(f"image encoder options: {img_opts}; load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    print(f"engram memory: {', '.join(f'L{lvl} {len(qa.memory.nodes(lvl))}' for lvl in range(qa.memory.num_levels))} nodes")
-    print(f"long memory: {hours:.1f} h (the recording's memory repeated x{reps} in time), nodes {n_long}, made in {long_build_wall:.1f} s")
+    print(
+        f"video: {video_s / 60:.1f} min at 320x240, {meta['video_fps']:g} fps, sampled at 1 fps; encoders: {enc_name}"
+    )
+    print(
+        f"image encoder options: {img_opts}; load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"engram memory: {', '.join(f'L{lvl} {len(qa.memory.nodes(lvl))}' for lvl in range(qa.memory.num_levels))} nodes"
+    )
+    print(
+        f"long memory: {hours:.1f} h (the recording's memory repeated x{reps} in time), nodes {n_long}, made in {long_build_wall:.1f} s"
+    )
     print()
     w = 28
     print(f"{'metric':<{w}} {'uniform 10 s chunks (peer)':>28} {'engram':>12} {'engram/peer':>12}")

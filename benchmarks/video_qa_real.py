@@ -47,9 +47,7 @@ QUESTIONS = ROOT / "tests" / "data" / "real_clips_qa.json"
 CACHE = ROOT / "runs" / "bench_video_qa_real"
 
 
-def build_all(
-    questions: list[dict], overrides: list[str], rebuild: bool
-) -> tuple[dict[str, VideoQA], float, float]:
+def build_all(questions: list[dict], overrides: list[str], rebuild: bool) -> tuple[dict[str, VideoQA], float, float]:
     """Memory per clip with the shipped config; returns them, CPU seconds spent, video seconds covered."""
     from hydra.utils import get_method
 
@@ -99,14 +97,9 @@ def score(questions: list[dict], texts: list[str], judge, judge_name: str) -> di
     for q, r in zip(questions, right):
         by_kind[q["kind"]].append(r)
     refs = [
-        str(q["answer"])
-        if not isinstance(q["answer"], bool)
-        else ("yes" if q["answer"] else "no")
-        for q in questions
+        str(q["answer"]) if not isinstance(q["answer"], bool) else ("yes" if q["answer"] else "no") for q in questions
     ]
-    lm = llm_match_score(
-        [q["question"] for q in questions], refs, [answer_head(t) for t in texts], judge
-    )
+    lm = llm_match_score([q["question"] for q in questions], refs, [answer_head(t) for t in texts], judge)
     return {
         "accuracy": sum(right) / len(right),
         "by_kind": {k: (sum(v) / len(v), len(v)) for k, v in sorted(by_kind.items())},
@@ -124,13 +117,9 @@ def start_llama(port: int = 8089):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--questions", type=Path, default=QUESTIONS)
-    ap.add_argument(
-        "--base-url", default=None, help="an OpenAI-compatible answerer server"
-    )
+    ap.add_argument("--base-url", default=None, help="an OpenAI-compatible answerer server")
     ap.add_argument("--model", default="default")
     ap.add_argument(
         "--llama",
@@ -143,15 +132,9 @@ def main() -> None:
         help="an OpenAI-compatible server for the LLM-Match judge",
     )
     ap.add_argument("--judge-model", default="default")
-    ap.add_argument(
-        "--rebuild", action="store_true", help="rebuild the cached memories"
-    )
-    ap.add_argument(
-        "--show", action="store_true", help="print every question and answer"
-    )
-    ap.add_argument(
-        "overrides", nargs="*", help="overrides of qa_build, e.g. qa.detector=null"
-    )
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the cached memories")
+    ap.add_argument("--show", action="store_true", help="print every question and answer")
+    ap.add_argument("overrides", nargs="*", help="overrides of qa_build, e.g. qa.detector=null")
     args = ap.parse_args()
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -218,24 +201,16 @@ def main() -> None:
             proc.wait(timeout=30)
 
     kinds = sorted({q["kind"] for q in questions})
-    print(
-        f"\n{'answerer':40s} {'accuracy':>9s} "
-        + " ".join(f"{k:>9s}" for k in kinds)
-        + f" {'LLM-Match':>10s}  judge"
-    )
+    print(f"\n{'answerer':40s} {'accuracy':>9s} " + " ".join(f"{k:>9s}" for k in kinds) + f" {'LLM-Match':>10s}  judge")
     for name, res, _ in rows:
         cells = " ".join(f"{res['by_kind'][k][0]:9.3f}" for k in kinds)
-        print(
-            f"{name:40s} {res['accuracy']:9.3f} {cells} {res['llm_match']:10.1f}  {res['judge']}"
-        )
+        print(f"{name:40s} {res['accuracy']:9.3f} {cells} {res['llm_match']:10.1f}  {res['judge']}")
     print(" " * 41 + "n=" + " ".join(f"{res['by_kind'][k][1]:>9d}" for k in kinds))
     if args.show:
         for i, q in enumerate(questions):
             print(f"\n[{q['clip']}] {q['question']}  (truth: {q['answer']})")
             for name, res, texts in rows:
-                print(
-                    f"  {'OK ' if res['right'][i] else 'BAD'} {name}: {answer_head(texts[i]).strip()[:160]}"
-                )
+                print(f"  {'OK ' if res['right'][i] else 'BAD'} {name}: {answer_head(texts[i]).strip()[:160]}")
     print(f"\nreal_clip_accuracy: {rows[0][1]['accuracy']:.3f}")
 
 

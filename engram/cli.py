@@ -127,7 +127,9 @@ def _qa_run(args: argparse.Namespace) -> int:
         qa = build(video_path=args.video, out_dir=args.out, captioner=captioner, **opts)
         print(build_summary(qa, args.out))
         print(f"memory written to {args.out}")
-        if not getattr(getattr(qa, "report", None), "complete", True):  # the video ended early: what came before is kept
+        if not getattr(
+            getattr(qa, "report", None), "complete", True
+        ):  # the video ended early: what came before is kept
             return PARTIAL
     else:
         from engram.fleet.catalogue import is_catalogue
@@ -205,9 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engram", description="A spatial and episodic memory for robots and video.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    e = sub.add_parser("explore", help="explore a seeded apartment, build the memory, navigate, write a report",
-                       description="Explore an interactive world (sim=embedded, the default, or sim=habitat). Recorded "
-                       "sources (sim=icl, tum, rosbag) cannot be driven: map them with `engram map`.")
+    e = sub.add_parser(
+        "explore",
+        help="explore a seeded apartment, build the memory, navigate, write a report",
+        description="Explore an interactive world (sim=embedded, the default, or sim=habitat). Recorded "
+        "sources (sim=icl, tum, rosbag) cannot be driven: map them with `engram map`.",
+    )
     e.add_argument("overrides", nargs="*", help="hydra overrides, e.g. seed=3 out=runs/x sim.width=640")
     e.set_defaults(func=_explore)
 
@@ -218,8 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
         "with a depth topic, given as SOURCE or as sim=icl|tum|rosbag with sim.path=... . A video has no depth: "
         "`engram qa build VIDEO --out DIR` builds a video's memory.",
     )
-    m.add_argument("source", nargs="?", default=None,
-                   help="an ICL-NUIM/Open3D, TUM RGB-D or 7-Scenes folder, or a ROS bag with depth (.bag, .mcap, ROS 2 folder)")
+    m.add_argument(
+        "source",
+        nargs="?",
+        default=None,
+        help="an ICL-NUIM/Open3D, TUM RGB-D or 7-Scenes folder, or a ROS bag with depth (.bag, .mcap, ROS 2 folder)",
+    )
     m.add_argument("--out", required=True, help="output folder")
     m.add_argument("overrides", nargs="*", help="hydra overrides")
     m.set_defaults(func=_map)
@@ -239,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     qa.add_argument("--answerer", default=None, help="offline (default) | openai | transformers")
     for sp in (qb, qa):
         sp.add_argument("--base-url", default=None, help="OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1")
-        sp.add_argument("--model", default=None, help="model name on the server, or a local model folder (transformers)")
+        sp.add_argument(
+            "--model", default=None, help="model name on the server, or a local model folder (transformers)"
+        )
         sp.add_argument("--api-key-env", default=None, help="environment variable holding the API key")
         sp.add_argument("overrides", nargs="*", help="hydra overrides, e.g. qa.sample_fps=2 answerer.timeout_s=60")
     q.set_defaults(func=_qa)
@@ -252,7 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--steps", type=int, default=120)
     s.set_defaults(func=_sim)
 
-    x = sub.add_parser("index", help="index many videos, RGB-D folders and bags into one catalogue (in parallel on Ray)")
+    x = sub.add_parser(
+        "index", help="index many videos, RGB-D folders and bags into one catalogue (in parallel on Ray)"
+    )
     x.add_argument("sources", nargs="+", help="files, folders, globs, URIs or a .txt list of paths")
     x.add_argument("--out", required=True, help="the catalogue folder (created or extended)")
     x.add_argument("--address", default=None, help="a Ray cluster to join (default: RAY_ADDRESS or a local runtime)")

@@ -17,8 +17,20 @@ import numpy as np
 __all__ = ["topdown_image", "write_report"]
 
 _PALETTE = np.array(
-    [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240),
-     (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (170, 110, 40), (128, 0, 0)],
+    [
+        (230, 25, 75),
+        (60, 180, 75),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+        (210, 245, 60),
+        (250, 190, 212),
+        (0, 128, 128),
+        (170, 110, 40),
+        (128, 0, 0),
+    ],
     np.uint8,
 )
 
@@ -35,7 +47,9 @@ def topdown_image(memory, trajectory_xy=None, goals_xy=None, scale: int = 4, rob
     from engram.planners.frontier import grid_frontiers
     from engram.planners.navigation import TraversabilityGrid
 
-    grid = TraversabilityGrid.from_octree(memory.octree, floor_z_m=getattr(memory, "floor_z_m", 0.0), robot_radius_m=robot_radius_m)
+    grid = TraversabilityGrid.from_octree(
+        memory.octree, floor_z_m=getattr(memory, "floor_z_m", 0.0), robot_radius_m=robot_radius_m
+    )
     img = grid.to_image()
     img = cv2.resize(img, (img.shape[1] * scale, img.shape[0] * scale), interpolation=cv2.INTER_NEAREST)
     h = img.shape[0]
@@ -110,7 +124,13 @@ def write_report(
     )
     ep_rows = ""
     for ep in episodes or []:
-        ep_rows += "<tr>" + "".join(f"<td>{html.escape(str(ep.get(k, '')))}</td>" for k in ("goal", "status", "success", "steps", "message")) + "</tr>"
+        ep_rows += (
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(ep.get(k, '')))}</td>" for k in ("goal", "status", "success", "steps", "message")
+            )
+            + "</tr>"
+        )
     obj_rows = "".join(
         f"<tr><td>{o.id}</td><td>{html.escape(o.label)}</td><td>{np.round(np.asarray(o.centroid), 2).tolist()}</td>"
         f"<td>{float(o.first_seen_s):.1f}–{float(o.last_seen_s):.1f}</td></tr>"
@@ -126,7 +146,7 @@ figure img{{width:176px}} .map img{{max-width:100%;border:1px solid #888}}</styl
 orange: frontiers; red crosses: navigation goals; dots: objects in memory.</p>
 <div class="map"><img src="data:image/png;base64,{_png_b64(top)}"></div>
 <h2>Navigation episodes</h2><table><tr><th>goal</th><th>status</th><th>success</th><th>steps</th><th>message</th></tr>{ep_rows}</table>
-<h2>Memory snapshots ({len(memory.snapshots.snapshots)})</h2>{''.join(snaps_html)}
+<h2>Memory snapshots ({len(memory.snapshots.snapshots)})</h2>{"".join(snaps_html)}
 <h2>Objects ({len(objs)})</h2><table><tr><th>id</th><th>label</th><th>centroid (m)</th><th>seen (s)</th></tr>{obj_rows}</table>
 </body></html>"""
     (out / "report.html").write_text(page)

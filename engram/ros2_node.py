@@ -239,8 +239,12 @@ class Ros2Node:
                         type=kind,
                         action=0,
                         pose=pose,
-                        scale=ros2_message("geometry_msgs/msg/Vector3", x=float(scale[0]), y=float(scale[1]), z=float(scale[2])),
-                        color=ros2_message("std_msgs/msg/ColorRGBA", r=colour[0], g=colour[1], b=colour[2], a=colour[3]),
+                        scale=ros2_message(
+                            "geometry_msgs/msg/Vector3", x=float(scale[0]), y=float(scale[1]), z=float(scale[2])
+                        ),
+                        color=ros2_message(
+                            "std_msgs/msg/ColorRGBA", r=colour[0], g=colour[1], b=colour[2], a=colour[3]
+                        ),
                         text=f"{obj.label} #{oid}" if kind == 9 else "",
                     )
                 )
@@ -275,8 +279,13 @@ class Ros2Node:
         np.save(tmp, centers)
         tmp.replace(out / "occupied.npy")
         objects = [
-            {"id": int(i), "label": str(o.label), "centroid": _jsonable(np.asarray(o.centroid)),
-             "box_min": _jsonable(np.asarray(o.box_min)), "box_max": _jsonable(np.asarray(o.box_max))}
+            {
+                "id": int(i),
+                "label": str(o.label),
+                "centroid": _jsonable(np.asarray(o.centroid)),
+                "box_min": _jsonable(np.asarray(o.box_min)),
+                "box_max": _jsonable(np.asarray(o.box_max)),
+            }
             for i, o in sorted(self.memory.objects.objects.items())
         ]
         (out / "objects.json").write_text(json.dumps(objects))
@@ -330,7 +339,8 @@ def ask_ros2(
                 if reply.get("id") == qid:
                     return reply
             time.sleep(0.02)
-        raise TimeoutError(f"no answer on {answer_topic} within {timeout_s} s (is the node running on domain {domain_id}?)")
+        raise TimeoutError(
+            f"no answer on {answer_topic} within {timeout_s} s (is the node running on domain {domain_id}?)"
+        )
     finally:
         graph.close()
-

@@ -180,7 +180,9 @@ def _parse_query(text: Any) -> dict[str, Any]:
             raise ValueError("query field 'text' must be non-empty text")
         if "k" in q and not (isinstance(q["k"], int) and not isinstance(q["k"], bool) and 1 <= q["k"] <= MAX_QUERY_K):
             raise ValueError(f"query field 'k' must be an integer in 1..{MAX_QUERY_K}")
-        if "near" in q and not (isinstance(q["near"], list) and len(q["near"]) in (2, 3) and all(map(_finite, q["near"]))):
+        if "near" in q and not (
+            isinstance(q["near"], list) and len(q["near"]) in (2, 3) and all(map(_finite, q["near"]))
+        ):
             raise ValueError("query field 'near' must be [x, y] or [x, y, z] in metres")
         for key in ("radius_m", "since_s", "until_s", "at_s"):
             if key in q and not _finite(q[key]):
@@ -194,7 +196,7 @@ def _parse_query(text: Any) -> dict[str, Any]:
 
 
 def _label_colour(label: str) -> tuple[float, float, float]:
-    h = (sum(ord(c) * 31 ** i for i, c in enumerate(label)) % 360) / 360.0
+    h = (sum(ord(c) * 31**i for i, c in enumerate(label)) % 360) / 360.0
     import colorsys
 
     return colorsys.hsv_to_rgb(h, 0.7, 0.95)
@@ -299,14 +301,19 @@ class EngramNode:
             kwargs = {"buff_size": 2**24} if route.role in ("rgb", "depth", "instances") else {}
             self._subs.append(
                 rospy.Subscriber(
-                    route.topic, _message_class(route.msgtype), locked(route.handle, route.topic),
-                    queue_size=queue.get(route.role, queue_size), **kwargs,
+                    route.topic,
+                    _message_class(route.msgtype),
+                    locked(route.handle, route.topic),
+                    queue_size=queue.get(route.role, queue_size),
+                    **kwargs,
                 )
             )
         self._subs.append(
             rospy.Subscriber(query_topic, _message_class("std_msgs/String"), self._on_query, queue_size=10)
         )
-        self.cloud_pub = rospy.Publisher(cloud_topic, _message_class("sensor_msgs/PointCloud2"), queue_size=1, latch=True)
+        self.cloud_pub = rospy.Publisher(
+            cloud_topic, _message_class("sensor_msgs/PointCloud2"), queue_size=1, latch=True
+        )
         self.markers_pub = rospy.Publisher(
             markers_topic, _message_class("visualization_msgs/MarkerArray"), queue_size=1, latch=True
         )
@@ -376,7 +383,9 @@ class EngramNode:
         msg = PointCloud2()
         msg.header = Header(stamp=self.rospy.Time.now(), frame_id=self.world_frame())
         msg.height, msg.width = 1, len(pts)
-        msg.fields = [PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")]
+        msg.fields = [
+            PointField(name=n, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, n in enumerate("xyz")
+        ]
         msg.is_bigendian = False
         msg.point_step, msg.row_step = 12, 12 * len(pts)
         msg.is_dense = True
@@ -447,8 +456,13 @@ class EngramNode:
         np.save(tmp, centers)
         tmp.replace(out / "occupied.npy")
         objects = [
-            {"id": int(i), "label": str(o.label), "centroid": _jsonable(np.asarray(o.centroid)),
-             "box_min": _jsonable(np.asarray(o.box_min)), "box_max": _jsonable(np.asarray(o.box_max))}
+            {
+                "id": int(i),
+                "label": str(o.label),
+                "centroid": _jsonable(np.asarray(o.centroid)),
+                "box_min": _jsonable(np.asarray(o.box_min)),
+                "box_max": _jsonable(np.asarray(o.box_max)),
+            }
             for i, o in sorted(self.memory.objects.objects.items())
         ]
         (out / "objects.json").write_text(json.dumps(objects))
@@ -519,7 +533,9 @@ def play_bag(
     return count
 
 
-def ask(text: str, *, timeout_s: float = 10.0, query_topic: str = QUERY_TOPIC, answer_topic: str = ANSWER_TOPIC) -> dict[str, Any]:
+def ask(
+    text: str, *, timeout_s: float = 10.0, query_topic: str = QUERY_TOPIC, answer_topic: str = ANSWER_TOPIC
+) -> dict[str, Any]:
     """Send one query to a running node and return its JSON answer (inside an initialised rospy node)."""
     rospy = import_rospy()
     string = _message_class("std_msgs/String")
@@ -564,9 +580,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--camera-frame", default=None)
     run.add_argument("--sync-tolerance-s", type=float, default=0.02)
     run.add_argument("--voxel-size-m", type=float, default=0.05)
-    run.add_argument("--memory", default="engram.memory.scene:SceneMemory", help="factory 'module:Name' or 'file.py:Name'")
+    run.add_argument(
+        "--memory", default="engram.memory.scene:SceneMemory", help="factory 'module:Name' or 'file.py:Name'"
+    )
     run.add_argument("--publish-period-s", type=float, default=1.0)
-    run.add_argument("--dump", default=None, help="write occupied.npy, objects.json, summary.json here on publish and exit")
+    run.add_argument(
+        "--dump", default=None, help="write occupied.npy, objects.json, summary.json here on publish and exit"
+    )
     run.add_argument("--save", default=None, help="save the memory here on exit")
     run.add_argument("--name", default="engram")
     play = sub.add_parser("play", help="publish a bag (ROS 1 or ROS 2) on ROS 1 (or ROS 2 with --ros2)")
@@ -582,9 +602,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--domain-id", type=int, default=None, help="ROS 2 domain (default: $ROS_DOMAIN_ID or 0)")
         p.add_argument("--loopback", action="store_true", help="ROS 2: keep DDS traffic on 127.0.0.1")
     run.add_argument("--reliable", action="store_true", help="ROS 2: ask reliable delivery of camera and pose topics")
-    run.add_argument("--sim-truth", action="store_true", help="also read the simulator-truth topics /engram/instances and /engram/labels (off: any publisher could inject objects there); objects then come from them (the oracle detector) unless --detector says otherwise")
-    run.add_argument("--detector", default=None, help="where objects come from: rgbd (default), rgb, oracle (needs --sim-truth) or a plug-in name")
-    run.add_argument("--max-backlog", type=int, default=30, help="ROS 2: frames waiting for the memory before the oldest are dropped")
+    run.add_argument(
+        "--sim-truth",
+        action="store_true",
+        help="also read the simulator-truth topics /engram/instances and /engram/labels (off: any publisher could inject objects there); objects then come from them (the oracle detector) unless --detector says otherwise",
+    )
+    run.add_argument(
+        "--detector",
+        default=None,
+        help="where objects come from: rgbd (default), rgb, oracle (needs --sim-truth) or a plug-in name",
+    )
+    run.add_argument(
+        "--max-backlog", type=int, default=30, help="ROS 2: frames waiting for the memory before the oldest are dropped"
+    )
     args = parser.parse_args(argv)
 
     if args.ros2:
@@ -668,8 +698,15 @@ def _main_ros2(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if args.command == "play":
-        n = play_bag_ros2(args.bag, domain_id=domain, rate=args.rate, topics=args.topics, config=config,
-                          wait_for_subscribers_s=args.wait_s, stop=stop)
+        n = play_bag_ros2(
+            args.bag,
+            domain_id=domain,
+            rate=args.rate,
+            topics=args.topics,
+            config=config,
+            wait_for_subscribers_s=args.wait_s,
+            stop=stop,
+        )
         print(json.dumps({"published": n}))
         return 0
     if args.command == "query":

@@ -141,7 +141,9 @@ class Pose:
         r = np.asarray(rotation, dtype=np.float64)
         t = np.asarray(translation, dtype=np.float64).reshape(-1)
         if r.shape != (3, 3) or t.shape != (3,):
-            raise ValueError(f"Pose.from_rt needs a (3, 3) rotation and a (3,) translation, got {r.shape} and {t.shape}")
+            raise ValueError(
+                f"Pose.from_rt needs a (3, 3) rotation and a (3,) translation, got {r.shape} and {t.shape}"
+            )
         m = np.eye(4)
         m[:3, :3] = r
         m[:3, 3] = t
@@ -355,9 +357,7 @@ class Frame:
             if not isinstance(k, CameraIntrinsics):
                 raise ValueError(f"Frame.intrinsics must be CameraIntrinsics, got {type(k).__name__}")
             if (k.width, k.height) != (w, h):
-                raise ValueError(
-                    f"Frame.intrinsics size {k.width}x{k.height} does not match the image size {w}x{h}"
-                )
+                raise ValueError(f"Frame.intrinsics size {k.width}x{k.height} does not match the image size {w}x{h}")
 
         if self.instances is not None:
             ins = self.instances

@@ -26,13 +26,13 @@ from engram.sims import ros
 from engram.sims.ros import dds
 
 REPO = Path(__file__).resolve().parents[1]
-_MEMORY = '''
+_MEMORY = """
 from engram.memory.scene import SceneMemory
 
 
 def make(voxel_size_m):
     return SceneMemory(voxel_size_m=voxel_size_m, text_encoder="hash", detector="oracle")
-'''
+"""
 
 
 def _domain() -> int:
@@ -53,13 +53,23 @@ def _memory_or_skip():
 class _Procs:
     def __init__(self, tmp: Path) -> None:
         self.tmp, self.procs = tmp, []
-        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-                        PYTHONUNBUFFERED="1", CYCLONEDDS_URI=dds.loopback_config())
+        self.env = dict(
+            os.environ,
+            PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            PYTHONUNBUFFERED="1",
+            CYCLONEDDS_URI=dds.loopback_config(),
+        )
 
     def spawn(self, args: list[str], log: str) -> subprocess.Popen:
         out = open(self.tmp / log, "w")  # noqa: SIM115 (the child process owns it)
-        p = subprocess.Popen([sys.executable, "-m", "engram.ros_node", *args], env=self.env, cwd=REPO,
-                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "engram.ros_node", *args],
+            env=self.env,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(p)
         return p
 
@@ -68,8 +78,15 @@ class _Procs:
         return path.read_text()[-3000:] if path.exists() else ""
 
     def tool(self, args: list[str], timeout_s: float) -> dict:
-        out = subprocess.run([sys.executable, "-m", "engram.ros_node", *args], env=self.env, cwd=REPO,
-                             capture_output=True, text=True, timeout=timeout_s, check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "engram.ros_node", *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -98,9 +115,26 @@ def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path)
     common = ["--ros2", "--domain-id", dom, "--loopback"]
     procs = _Procs(tmp_path)
     try:
-        node = procs.spawn(["run", *common, "--reliable", "--sim-truth", "--dump", str(dump), "--publish-period-s", "0.2",
-                            "--voxel-size-m", "0.1", "--memory", f"{factory}:make"], "node.log")
-        direct = SceneMemory(voxel_size_m=0.1, text_encoder="hash", detector="oracle")  # the reference, built while the node starts
+        node = procs.spawn(
+            [
+                "run",
+                *common,
+                "--reliable",
+                "--sim-truth",
+                "--dump",
+                str(dump),
+                "--publish-period-s",
+                "0.2",
+                "--voxel-size-m",
+                "0.1",
+                "--memory",
+                f"{factory}:make",
+            ],
+            "node.log",
+        )
+        direct = SceneMemory(
+            voxel_size_m=0.1, text_encoder="hash", detector="oracle"
+        )  # the reference, built while the node starts
         n_frames = 0
         for frame in ros.RosBagSource(bag):
             direct.integrate(frame)
@@ -116,7 +150,9 @@ def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path)
             if (dump / "summary.json").exists():
                 summary = json.loads((dump / "summary.json").read_text())
         label = min(o.label for o in direct.objects.objects.values())
-        answer = procs.tool(["query", *common, json.dumps({"text": label, "k": 3}), "--timeout-s", "120"], timeout_s=240)
+        answer = procs.tool(
+            ["query", *common, json.dumps({"text": label, "k": 3}), "--timeout-s", "120"], timeout_s=240
+        )
         assert answer["frames_integrated"] == n_frames
         assert answer["occupied_voxels"] == len(direct.octree.occupied_centers())
         assert answer["hits"] and any(h["label"] == label for h in answer["hits"]), answer
@@ -131,7 +167,9 @@ def test_ros2_node_builds_the_same_memory_as_the_bag_and_answers(tmp_path: Path)
     assert len(want) > 100
     np.testing.assert_array_equal(got[np.lexsort(got.T)], want[np.lexsort(want.T)])
     objects = json.loads((dump / "objects.json").read_text())
-    assert sorted((o["id"], o["label"]) for o in objects) == sorted((i, o.label) for i, o in direct.objects.objects.items())
+    assert sorted((o["id"], o["label"]) for o in objects) == sorted(
+        (i, o.label) for i, o in direct.objects.objects.items()
+    )
 
 
 class _StubMemory:
@@ -195,8 +233,16 @@ def test_a_slow_memory_drops_the_oldest_frames_and_stays_current() -> None:
     node = Ros2Node(memory, domain_id=100 + (os.getpid() * 17) % 120, config="loopback", max_backlog=4)
     node._log = lambda line: None
     k = CameraIntrinsics(10.0, 10.0, 2.0, 2.0, 4, 4)
-    burst = [Frame(index=i, timestamp_s=float(i), rgb=np.zeros((4, 4, 3), np.uint8), intrinsics=k,
-                   meta={"rgb_topic": "/camera/color/image_raw"}) for i in range(10)]
+    burst = [
+        Frame(
+            index=i,
+            timestamp_s=float(i),
+            rgb=np.zeros((4, 4, 3), np.uint8),
+            intrinsics=k,
+            meta={"rgb_topic": "/camera/color/image_raw"},
+        )
+        for i in range(10)
+    ]
     try:
         node.source.poll = lambda final=False: burst if not integrated else []
         assert node.spin_once() == 1
@@ -213,7 +259,9 @@ def test_map_topics_reach_a_late_subscriber_as_ros2_messages() -> None:
     from engram.ros2_node import MAP_QOS, Ros2Node
 
     centers = np.array([[0.05, 0.15, 0.25], [1.05, -0.35, 0.75]])
-    obj = type("Obj", (), {"label": "mug", "box_min": np.array([1.0, 2.0, 0.0]), "box_max": np.array([1.2, 2.2, 0.3])})()
+    obj = type(
+        "Obj", (), {"label": "mug", "box_min": np.array([1.0, 2.0, 0.0]), "box_max": np.array([1.2, 2.2, 0.3])}
+    )()
     memory = _StubMemory()
     memory.octree.occupied_centers = lambda: centers
     memory.objects.objects = {4: obj}

@@ -96,8 +96,15 @@ def test_query_parsing_and_hit_json() -> None:
 
     out = ros_node.hits_to_json([Hit()])
     assert json.loads(json.dumps(out)) == [
-        {"kind": "object", "id": 3, "score": 0.5, "label": "mug", "position": [1.0, 2.0, 0.5],
-         "time_span_s": [1.0, 2.0], "frame_indices": [4, 5]}
+        {
+            "kind": "object",
+            "id": 3,
+            "score": 0.5,
+            "label": "mug",
+            "position": [1.0, 2.0, 0.5],
+            "time_span_s": [1.0, 2.0],
+            "frame_indices": [4, 5],
+        }
     ]
 
 
@@ -161,7 +168,11 @@ class _Ros:
     def tool(self, *args: str, timeout_s: float = 60) -> dict:
         out = subprocess.run(
             [sys.executable, "-m", "engram.ros_node", *args],
-            env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout_s,
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         return json.loads(out.stdout.strip().splitlines()[-1])

@@ -123,8 +123,10 @@ def test_bad_depth(kw: dict, data) -> None:
     choice = data.draw(st.sampled_from(["inf", "negative", "dtype", "shape", "type"]))
     if choice in ("inf", "negative"):
         i, j = data.draw(st.integers(0, h - 1)), data.draw(st.integers(0, w - 1))
-        d[i, j] = data.draw(st.sampled_from([np.inf, -np.inf])) if choice == "inf" else -data.draw(
-            st.floats(float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max), width=32)
+        d[i, j] = (
+            data.draw(st.sampled_from([np.inf, -np.inf]))
+            if choice == "inf"
+            else -data.draw(st.floats(float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max), width=32))
         )
         bad = d
     elif choice == "dtype":

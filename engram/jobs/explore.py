@@ -66,8 +66,11 @@ def goal_distance(gt, label: str, xy, t_s: float | None = None) -> float:
     spec = {o.instance_id: o for o in gt.spec.all_objects()}
     poses = gt.object_poses() if t_s is None else gt.objects_at(t_s)
     return min(
-        (footprint_distance(xy, p.position_m, spec[i].half_extents_m, p.yaw_rad) for i, p in poses.items()
-         if names_match(label, p.label) and i in spec),
+        (
+            footprint_distance(xy, p.position_m, spec[i].half_extents_m, p.yaw_rad)
+            for i, p in poses.items()
+            if names_match(label, p.label) and i in spec
+        ),
         default=float("inf"),
     )
 
@@ -80,8 +83,9 @@ def _footprint_point(xy: np.ndarray, position_m, half_extents_m, yaw_rad: float)
     c, s = math.cos(yaw_rad), math.sin(yaw_rad)
     local = np.stack([c * rel[:, 0] + s * rel[:, 1], -s * rel[:, 0] + c * rel[:, 1]], 1)
     local = np.clip(local, -np.asarray(half_extents_m, float)[:2], np.asarray(half_extents_m, float)[:2])
-    return np.asarray(position_m, float)[:2] + np.stack([c * local[:, 0] - s * local[:, 1],
-                                                         s * local[:, 0] + c * local[:, 1]], 1)
+    return np.asarray(position_m, float)[:2] + np.stack(
+        [c * local[:, 0] - s * local[:, 1], s * local[:, 0] + c * local[:, 1]], 1
+    )
 
 
 def wall_sight(gt, from_xy: np.ndarray, to_xy: np.ndarray, step_m: float = 0.025, end_m: float = 0.1) -> np.ndarray:
@@ -179,12 +183,16 @@ def check_interactive(sim_cfg: Any) -> None:
     target = str(sim_cfg.get("_target_", "")) if sim_cfg is not None else ""
     name = target.rsplit(".", 1)[-1]
     if name in ("RgbdDataset", "RosBagSource"):
-        raise ValueError(f"{name} is a recording (frames in a fixed order), not a world an agent can move in: "
-                         "map it with `engram map --out DIR sim=<icl|tum|rosbag> sim.path=...` "
-                         "(explore needs sim=embedded or sim=habitat)")
+        raise ValueError(
+            f"{name} is a recording (frames in a fixed order), not a world an agent can move in: "
+            "map it with `engram map --out DIR sim=<icl|tum|rosbag> sim.path=...` "
+            "(explore needs sim=embedded or sim=habitat)"
+        )
     if name == "VideoSource":
-        raise ValueError("a video is a recording with colour only, not a world an agent can move in: "
-                         "`engram qa build VIDEO --out DIR` builds its memory (explore needs sim=embedded or sim=habitat)")
+        raise ValueError(
+            "a video is a recording with colour only, not a world an agent can move in: "
+            "`engram qa build VIDEO --out DIR` builds its memory (explore needs sim=embedded or sim=habitat)"
+        )
     if target and name not in ("EmbeddedSim", "HabitatSource"):
         import importlib
 
@@ -194,8 +202,10 @@ def check_interactive(sim_cfg: Any) -> None:
         except (ImportError, AttributeError):
             return  # hydra names what it cannot build
         if not (callable(getattr(obj, "step", None)) and callable(getattr(obj, "reset", None))):
-            raise ValueError(f"{target} has no reset()/step(action): explore needs an interactive world; "
-                             "`engram map` reads recordings")
+            raise ValueError(
+                f"{target} has no reset()/step(action): explore needs an interactive world; "
+                "`engram map` reads recordings"
+            )
 
 
 def run_explore(cfg: Any) -> dict[str, Any]:
@@ -226,17 +236,28 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             replan_every=pl["replan_every"],
             min_frontier_m=pl["min_frontier_m"],
         )
-        nav = Navigator(memory, robot_radius_m=pl["robot_radius_m"], view_distance_m=pl["view_distance_m"],
-                        stop_distance_m=pl.get("stop_distance_m", 0.9))
+        nav = Navigator(
+            memory,
+            robot_radius_m=pl["robot_radius_m"],
+            view_distance_m=pl["view_distance_m"],
+            stop_distance_m=pl.get("stop_distance_m", 0.9),
+        )
         rerun_log = None
         if c.get("rerun") or c.get("rerun_save"):
             from engram.viz import RerunLogger
 
             following = [explorer.follower]  # whose path the view shows: the explorer's, then the navigator's
-            rerun_log = RerunLogger(memory, spawn=bool(c.get("rerun")), save_path=c.get("rerun_save"),
-                                    plan_fn=lambda: following[0].path, floor_z_m=memory.floor_z_m)
+            rerun_log = RerunLogger(
+                memory,
+                spawn=bool(c.get("rerun")),
+                save_path=c.get("rerun_save"),
+                plan_fn=lambda: following[0].path,
+                floor_z_m=memory.floor_z_m,
+            )
         t0 = time.perf_counter()
-        result = explorer.explore(sim, max_steps=pl["explore_steps"], progress=c.get("progress", True), on_frame=rerun_log)
+        result = explorer.explore(
+            sim, max_steps=pl["explore_steps"], progress=c.get("progress", True), on_frame=rerun_log
+        )
         t_explore = time.perf_counter() - t0
         memory.finalize()
         cov = coverage(memory, gt, pl["robot_radius_m"]) if gt is not None else None
@@ -255,7 +276,13 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             res = nav.go_to_object(sim, label, max_steps=pl["nav_steps"], explorer=explorer)
             for _, _, m in memory.trajectory[before:]:
                 trajectory.append((float(m[0, 3]), float(m[1, 3])))
-            ep = {"goal": label, "status": res.status, "success_planner": res.success, "steps": res.steps, "message": res.message}
+            ep = {
+                "goal": label,
+                "status": res.status,
+                "success_planner": res.success,
+                "steps": res.steps,
+                "message": res.message,
+            }
             if gt is not None:
                 ids = [i for i, lab in gt.labels().items() if names_match(label, lab)]
                 dist = goal_distance(gt, label, sim.agent_pose.translation[:2])
@@ -292,8 +319,15 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             rrd = rerun_log.finish()
             if rrd is not None:
                 metrics["rerun_recording"] = str(rrd)
-        write_report(out, memory, metrics=metrics, trajectory_xy=trajectory, goals_xy=goals, episodes=episodes,
-                     title=f"engram explore · seed {c['seed']}")
+        write_report(
+            out,
+            memory,
+            metrics=metrics,
+            trajectory_xy=trajectory,
+            goals_xy=goals,
+            episodes=episodes,
+            title=f"engram explore · seed {c['seed']}",
+        )
         (out / "episodes.json").write_text(json.dumps(episodes, indent=2))
         return {"out_dir": str(out), "metrics": metrics, "episodes": episodes}
     finally:

@@ -115,8 +115,12 @@ def run_map(cfg: Any) -> dict[str, Any]:
     except StopIteration:
         raise ValueError(f"{name} holds no frames") from None
     if first.depth_m is None or first.intrinsics is None:
-        missing = " and ".join(k for k, v in (("depth", first.depth_m), ("camera intrinsics", first.intrinsics)) if v is None)
-        raise ValueError(f"{name}: its frames have no {missing}, so there is nothing to map; engram map reads {ACCEPTED}")
+        missing = " and ".join(
+            k for k, v in (("depth", first.depth_m), ("camera intrinsics", first.intrinsics)) if v is None
+        )
+        raise ValueError(
+            f"{name}: its frames have no {missing}, so there is nothing to map; engram map reads {ACCEPTED}"
+        )
     stream = itertools.chain([first], frames)
     est = c.get("estimate_poses", "auto")
     estimate = est is True or (est == "auto" and first.world_from_camera is None)
@@ -171,14 +175,30 @@ def run_map(cfg: Any) -> dict[str, Any]:
     else:
         pts, cols = occ, height_colors(occ[:, 2])
     objects = [
-        ObjectCloud(int(o.id), o.label, np.asarray(o.points), np.asarray(o.colors),
-                    {"first_seen_s": float(o.first_seen_s), "last_seen_s": float(o.last_seen_s), "detections": int(o.n_detections)})
+        ObjectCloud(
+            int(o.id),
+            o.label,
+            np.asarray(o.points),
+            np.asarray(o.colors),
+            {
+                "first_seen_s": float(o.first_seen_s),
+                "last_seen_s": float(o.last_seen_s),
+                "detections": int(o.n_detections),
+            },
+        )
         for o in memory.objects.objects.values()
     ]
     traj = np.array([m for _, _, m in memory.trajectory]).reshape(-1, 4, 4)
     times = np.array([t for _, t, _ in memory.trajectory])
-    written = export_folder(out, points=pts, colors=cols, mesh=mesh, objects=objects,
-                            trajectory=traj if len(traj) else None, timestamps_s=times if len(times) else None)
+    written = export_folder(
+        out,
+        points=pts,
+        colors=cols,
+        mesh=mesh,
+        objects=objects,
+        trajectory=traj if len(traj) else None,
+        timestamps_s=times if len(times) else None,
+    )
     from engram.memory.export import write_point_cloud_ply
 
     written["occupancy"] = write_point_cloud_ply(out / "occupancy.ply", occ, height_colors(occ[:, 2]))

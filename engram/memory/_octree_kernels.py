@@ -411,7 +411,18 @@ def _ray_setup(origin, ends, end_keys, i, okx, oky, okz, res):
     """
     nm = abs(end_keys[i, 0] - okx) + abs(end_keys[i, 1] - oky) + abs(end_keys[i, 2] - okz)
     if nm == 0:
-        return 0, _T_NEVER, _T_NEVER, _T_NEVER, np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0), np.int64(0)
+        return (
+            0,
+            _T_NEVER,
+            _T_NEVER,
+            _T_NEVER,
+            np.int64(0),
+            np.int64(0),
+            np.int64(0),
+            np.int64(0),
+            np.int64(0),
+            np.int64(0),
+        )
     stx, tx, ddx = _axis_fixed(origin[0], ends[i, 0], okx, res)
     sty, ty, ddy = _axis_fixed(origin[1], ends[i, 1], oky, res)
     stz, tz, ddz = _axis_fixed(origin[2], ends[i, 2], okz, res)
@@ -622,7 +633,9 @@ def fill_ray_codes(origin, ends, end_keys, kinds, res, offsets, out):
             else:
                 kz += stz
                 tz += ddz
-            out[o + m] = _encode(min(max(kx, 0), KEY_LIMIT - 1), min(max(ky, 0), KEY_LIMIT - 1), min(max(kz, 0), KEY_LIMIT - 1))
+            out[o + m] = _encode(
+                min(max(kx, 0), KEY_LIMIT - 1), min(max(ky, 0), KEY_LIMIT - 1), min(max(kz, 0), KEY_LIMIT - 1)
+            )
 
 
 # depth images -------------------------------------------------------------------
@@ -640,8 +653,26 @@ def _cached_value(tkeys, trows, shift, pool, code, last_brick, last_base):
 
 
 @njit(cache=True)
-def depth_codes(depth, stride, fx, fy, cx, cy, world_from_camera, inv_res, beyond_m, beyond_below,
-                tkeys, trows, shift, pool, want_log_odds, pixels, codes, log_odds):
+def depth_codes(
+    depth,
+    stride,
+    fx,
+    fy,
+    cx,
+    cy,
+    world_from_camera,
+    inv_res,
+    beyond_m,
+    beyond_below,
+    tkeys,
+    trows,
+    shift,
+    pool,
+    want_log_odds,
+    pixels,
+    codes,
+    log_odds,
+):
     """One pass from depth pixels to the Morton codes of their endpoint voxels.
 
     Every ``stride``-th pixel with a finite depth above 0 is back-projected
@@ -825,8 +856,9 @@ def band_columns(codes, level, size, z_lo, z_hi, cols):
 
 # ray casting --------------------------------------------------------------------
 @njit(cache=True, parallel=True)
-def cast_rays(tkeys, trows, shift, pool, origins, directions, max_ranges_m, res, occ_thr, ignore_unknown,
-              hit, hit_points):
+def cast_rays(
+    tkeys, trows, shift, pool, origins, directions, max_ranges_m, res, occ_thr, ignore_unknown, hit, hit_points
+):
     """First occupied voxel along each ray (OctoMap's castRay, batched).
 
     The origin's own voxel counts. A ray stops when the next voxel's centre

@@ -459,7 +459,9 @@ class ObjectTracker:
             present = valid & (np.abs(measured - z) <= self.through_margin_m)
             near_front = valid & (measured >= z - replaced_margin_m) & ~through
         if instances is not None and labels and near_front.any():
-            pix_label = np.array([labels.get(int(i), "") for i in instances[v[near_front], u[near_front]]], dtype=object)
+            pix_label = np.array(
+                [labels.get(int(i), "") for i in instances[v[near_front], u[near_front]]], dtype=object
+            )
             own_label = np.array([objects[ids[n]].label for n in own[near_front]], dtype=object)
             other = (pix_label != "") & (pix_label != own_label) & ~np.isin(pix_label, list(ignore_labels))
             replaced = np.zeros(len(own), bool)
@@ -541,18 +543,16 @@ class ObjectTracker:
                 merges.append((old, nid))
                 self._log_move(old, nid, objects, t_s, inferred=True)
             else:
-                self._log(
-                    ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=_xyz(_centroid(objects[nid])))
-                )
+                self._log(ChangeEvent("appeared", nid, objects[nid].label, t_s, to_xyz=_xyz(_centroid(objects[nid]))))
         return merges
 
     def _is_elsewhere(self, old: TrackedObject, new: TrackedObject) -> bool:
         """Could ``new`` be ``old`` after a move: far enough, and not overlapping the old box."""
-        return bool(
-            np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m and _boxes_apart(old, new)
-        )
+        return bool(np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m and _boxes_apart(old, new))
 
-    def _only_candidate(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: set[int]) -> int | None:
+    def _only_candidate(
+        self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: set[int]
+    ) -> int | None:
         """The one object of ``new_obj``'s category that may have moved to where it appeared."""
         cands = [
             i
@@ -654,9 +654,7 @@ class ObjectTracker:
         return None if st is None else st.position_at(at_s)
 
     def changes(self, since_s: float | None = None, kinds: tuple[str, ...] | None = None) -> list[ChangeEvent]:
-        return [
-            e for e in self.events if (since_s is None or e.t_s >= since_s) and (kinds is None or e.kind in kinds)
-        ]
+        return [e for e in self.events if (since_s is None or e.t_s >= since_s) and (kinds is None or e.kind in kinds)]
 
     def forget(self, object_id: int) -> None:
         self.status.pop(object_id, None)

@@ -60,6 +60,7 @@ __all__ = [
     "thumbnail_embedding",
 ]
 
+
 class EpisodicMemory:
     """A multi-scale timeline of events with embeddings, tags, text and keyframes.
 
@@ -632,7 +633,7 @@ class EpisodicMemory:
         for start in range(0, len(texts), 256):
             emb = np.asarray(self.text_encoder.encode(texts[start : start + 256]), dtype=np.float32)
             if emb.ndim != 2 or emb.shape[0] != len(texts[start : start + 256]):
-                raise ValueError(f"text encoder returned shape {emb.shape} for {len(texts[start:start + 256])} texts")
+                raise ValueError(f"text encoder returned shape {emb.shape} for {len(texts[start : start + 256])} texts")
             if self._text_dim is None:
                 self._text_dim = int(emb.shape[1])
             elif emb.shape[1] != self._text_dim:
@@ -697,7 +698,9 @@ class EpisodicMemory:
             if not (na.closed and nb.closed) or na.parent != nb.parent:
                 return None
             sim = float(na.image_embedding @ nb.image_embedding)
-            if max_nodes is None and (sim < min_similarity or {lab for lab, _ in na.labels} != {lab for lab, _ in nb.labels}):
+            if max_nodes is None and (
+                sim < min_similarity or {lab for lab, _ in na.labels} != {lab for lab, _ in nb.labels}
+            ):
                 return None
             return sim
 
@@ -808,9 +811,7 @@ class EpisodicMemory:
         self._cache[level] = c
         return c
 
-    def _prepare_query(
-        self, text: str | None, image: np.ndarray | None, time_s: float | None
-    ) -> dict[str, Any]:
+    def _prepare_query(self, text: str | None, image: np.ndarray | None, time_s: float | None) -> dict[str, Any]:
         if text is None and image is None and time_s is None:
             raise ValueError("search needs text=, image= or time_s=")
         q: dict[str, Any] = {}
@@ -1089,7 +1090,12 @@ class EpisodicMemory:
         files, meta = read_episodic(path)
         with decoding(path, "an episodic memory"):
             return cls.from_files(
-                files, meta, image_encoder=image_encoder, text_encoder=text_encoder, captioner=captioner, where=str(path)
+                files,
+                meta,
+                image_encoder=image_encoder,
+                text_encoder=text_encoder,
+                captioner=captioner,
+                where=str(path),
             )
 
     @classmethod

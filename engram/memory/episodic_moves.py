@@ -35,9 +35,7 @@ class MoveTracker:
 
     def observe(self, frame: Frame) -> list[str]:
         """Labels of instances seen away from where they were seen before (updates the extents)."""
-        if self.threshold_m <= 0 or not (
-            frame.has_geometry and frame.instances is not None and frame.labels
-        ):
+        if self.threshold_m <= 0 or not (frame.has_geometry and frame.instances is not None and frame.labels):
             return []
         from engram.perception.geometry import backproject_depth
 
@@ -71,9 +69,7 @@ class MoveTracker:
                 if float(np.linalg.norm(gap)) > self.threshold_m:
                     moved.append(name)
                 else:
-                    box = np.concatenate(
-                        [np.minimum(old[:3], lo), np.maximum(old[3:], hi)]
-                    )
+                    box = np.concatenate([np.minimum(old[:3], lo), np.maximum(old[3:], hi)])
             self.positions[i] = (name, box, frame.timestamp_s)
         return moved
 
@@ -82,7 +78,4 @@ class MoveTracker:
         return [[k, v[0], v[1].tolist(), v[2]] for k, v in self.positions.items()]
 
     def load_state(self, rows: list[list[Any]]) -> None:
-        self.positions = {
-            int(k): (str(name), np.array(p, dtype=np.float64), float(t))
-            for k, name, p, t in rows
-        }
+        self.positions = {int(k): (str(name), np.array(p, dtype=np.float64), float(t)) for k, name, p, t in rows}

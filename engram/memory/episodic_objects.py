@@ -51,11 +51,7 @@ class ObjectTrack:
 
     @property
     def label(self) -> str:
-        return (
-            max(self.label_votes.items(), key=lambda kv: (kv[1], kv[0]))[0]
-            if self.label_votes
-            else "object"
-        )
+        return max(self.label_votes.items(), key=lambda kv: (kv[1], kv[0]))[0] if self.label_votes else "object"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -156,13 +152,9 @@ class ObjectTracker:
         if not (np.all(np.isfinite(boxes)) and np.all(np.isfinite(scores))):
             raise ValueError("detections: boxes and scores must be finite")
         if embeddings is not None and (
-            embeddings.ndim != 2
-            or embeddings.shape[0] != k
-            or not np.all(np.isfinite(embeddings))
+            embeddings.ndim != 2 or embeddings.shape[0] != k or not np.all(np.isfinite(embeddings))
         ):
-            raise ValueError(
-                f"detections: embeddings must be finite with shape ({k}, D), got {embeddings.shape}"
-            )
+            raise ValueError(f"detections: embeddings must be finite with shape ({k}, D), got {embeddings.shape}")
 
     def update(
         self,
@@ -187,9 +179,7 @@ class ObjectTracker:
         self.check(labels, boxes, scores, emb)
         if emb is not None:
             emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        self._active = [
-            i for i in self._active if time_s - self.tracks[i].last_s <= self.max_gap_s
-        ]
+        self._active = [i for i in self._active if time_s - self.tracks[i].last_s <= self.max_gap_s]
         keep = np.flatnonzero(scores >= self.min_score)
         out = [-1] * len(labels)
         counts = _count_objects([labels[j] for j in keep.tolist()], boxes[keep])
@@ -201,11 +191,7 @@ class ObjectTracker:
             iou = box_iou(boxes[keep], np.stack([t.box for t in active]))
             cos = np.zeros_like(iou)
             if emb is not None:
-                has = [
-                    a
-                    for a, t in enumerate(active)
-                    if t.embedding is not None and t.embedding.size == emb.shape[1]
-                ]
+                has = [a for a, t in enumerate(active) if t.embedding is not None and t.embedding.size == emb.shape[1]]
                 if has:
                     tm = np.stack([np.asarray(active[a].embedding) for a in has]).astype(np.float64)
                     cos[:, has] = emb[keep] @ tm.T
@@ -214,9 +200,7 @@ class ObjectTracker:
                     same = t.label == labels[j] or labels[j] in t.label_votes
                     one_step = time_s - t.last_s <= self.max_gap_s
                     ok = (same and iou[r, c] >= self.min_iou) or (
-                        same
-                        and cos[r, c] >= self.min_appearance
-                        and (iou[r, c] > 0 or one_step)
+                        same and cos[r, c] >= self.min_appearance and (iou[r, c] > 0 or one_step)
                     )
                     if ok:
                         pairs.append((float(iou[r, c] + cos[r, c]), j, c))
@@ -279,14 +263,8 @@ class ObjectTracker:
         score: float,
         emb: np.ndarray | None,
     ) -> int:
-        trk.label_votes[label] = trk.label_votes.get(label, 0.0) + max(
-            float(score), 1e-3
-        )
-        if (
-            emb is not None
-            and trk.embedding is not None
-            and trk.embedding.size == emb.size
-        ):
+        trk.label_votes[label] = trk.label_votes.get(label, 0.0) + max(float(score), 1e-3)
+        if emb is not None and trk.embedding is not None and trk.embedding.size == emb.size:
             m = trk.embedding.astype(np.float64) * trk.frames + emb
             trk.embedding = (m / max(np.linalg.norm(m), 1e-12)).astype(np.float32)
         trk.box = np.asarray(box, np.float64).copy()
@@ -317,15 +295,9 @@ class ObjectTracker:
 
     def in_span(self, start_s: float, end_s: float) -> list[ObjectTrack]:
         """Tracks in view at some time inside [start_s, end_s]."""
-        return [
-            t
-            for t in self.tracks.values()
-            if any(a <= end_s and b >= start_s for a, b in t.spans)
-        ]
+        return [t for t in self.tracks.values() if any(a <= end_s and b >= start_s for a, b in t.spans)]
 
-    def most_at_once(
-        self, labels: Iterable[str], span: tuple[float, float] | None = None
-    ) -> tuple[int, float | None]:
+    def most_at_once(self, labels: Iterable[str], span: tuple[float, float] | None = None) -> tuple[int, float | None]:
         """The most detections of ``labels`` in one frame (within ``span``), and that frame's time."""
         want = set(labels)
         best, when = 0, None
@@ -340,11 +312,7 @@ class ObjectTracker:
     def frames_with(self, labels: Iterable[str], min_count: int = 1) -> list[float]:
         """Times of the sampled frames in which ``labels`` were detected."""
         want = set(labels)
-        return [
-            t
-            for t, c in self.frame_counts
-            if sum(v for k, v in c.items() if k in want) >= min_count
-        ]
+        return [t for t, c in self.frame_counts if sum(v for k, v in c.items() if k in want) >= min_count]
 
     # ------------------------------------------------------------------
     # persistence
@@ -365,9 +333,7 @@ class ObjectTracker:
                 "next_id": self._next_id,
                 "active": self._active,
                 "tracks": [self.tracks[i].to_json() for i in ids],
-                "has_embedding": [
-                    self.tracks[i].embedding is not None and bool(dim) for i in ids
-                ],
+                "has_embedding": [self.tracks[i].embedding is not None and bool(dim) for i in ids],
                 "frame_counts": [[t, c] for t, c in self.frame_counts],
             },
             "track_embeddings.npy": emb,
@@ -396,12 +362,7 @@ class ObjectTracker:
                     spans=[[float(a), float(b)] for a, b in r["spans"]],
                 )
                 trk.tracks[t.track_id] = t
-            trk.frame_counts = [
-                (float(t), {str(k): int(v) for k, v in c.items()})
-                for t, c in doc["frame_counts"]
-            ]
+            trk.frame_counts = [(float(t), {str(k): int(v) for k, v in c.items()}) for t, c in doc["frame_counts"]]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ValueError(
-                f"{where}: the object tracks are damaged ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise ValueError(f"{where}: the object tracks are damaged ({type(exc).__name__}: {exc})") from exc
         return trk

@@ -124,9 +124,7 @@ def episodic_to_files(mem: EpisodicMemory) -> tuple[dict[str, Any], dict[str, An
         "keyframes.bin": b"".join(blobs),
         "keyframes_index.npy": offsets,
         "open_sums.npy": np.array(sums, dtype=np.float64).reshape(len(sums), dim),
-        "open_cand_embeddings.npy": np.array(cand_embs, dtype=np.float32).reshape(
-            len(cand_embs), dim
-        ),
+        "open_cand_embeddings.npy": np.array(cand_embs, dtype=np.float32).reshape(len(cand_embs), dim),
     }
     files.update(mem.objects.to_files())
     meta = {
@@ -169,13 +167,9 @@ def episodic_from_files(
     except KeyError as exc:
         raise ValueError(f"{where}: the episodic memory is missing {exc}") from exc
     if len(img) != len(records) or len(txt) != len(records):
-        raise ValueError(
-            f"{where}: {len(records)} nodes but {len(img)} image / {len(txt)} text embeddings"
-        )
+        raise ValueError(f"{where}: {len(records)} nodes but {len(img)} image / {len(txt)} text embeddings")
     if offsets.size and int(offsets[-1].sum()) != len(blob):
-        raise ValueError(
-            f"{where}: keyframes.bin has {len(blob)} bytes, the index expects {int(offsets[-1].sum())}"
-        )
+        raise ValueError(f"{where}: keyframes.bin has {len(blob)} bytes, the index expects {int(offsets[-1].sum())}")
     blobs = [bytes(blob[o : o + n]) for o, n in offsets.tolist()]
     mem._dim = enc.get("image_dim")
     mem._text_dim = enc.get("text_dim")
@@ -201,9 +195,7 @@ def episodic_from_files(
             closed=bool(r["closed"]),
         )
         if not 0 <= n.level < mem.num_levels:
-            raise ValueError(
-                f"{where}: node {n.node_id} has level {n.level} outside 0..{mem.num_levels - 1}"
-            )
+            raise ValueError(f"{where}: node {n.node_id} has level {n.level} outside 0..{mem.num_levels - 1}")
         mem._nodes[n.node_id] = n
         mem._levels[n.level].append(n.node_id)
         mem._starts[n.level].append(n.start_s)
@@ -245,8 +237,6 @@ def read_episodic(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Store files and metadata of an episodic memory written by `write_episodic`."""
     from engram.memory.store import read_store
 
-    contents = read_store(
-        path, kind=EPISODIC_KIND, supported_versions=[EPISODIC_VERSION]
-    )
+    contents = read_store(path, kind=EPISODIC_KIND, supported_versions=[EPISODIC_VERSION])
     files = {name: contents[name] for name in contents.names()}
     return files, dict(contents.meta)

@@ -114,7 +114,9 @@ def _normals(normals: Any, n: int) -> np.ndarray | None:
 
 
 # --------------------------------------------------------------------------- PLY
-def _vertex_table(points: np.ndarray, colors: np.ndarray | None, normals: np.ndarray | None) -> tuple[np.ndarray, list[str]]:
+def _vertex_table(
+    points: np.ndarray, colors: np.ndarray | None, normals: np.ndarray | None
+) -> tuple[np.ndarray, list[str]]:
     fields: list[tuple[str, str]] = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     header = ["property float x", "property float y", "property float z"]
     if normals is not None:
@@ -135,7 +137,9 @@ def _vertex_table(points: np.ndarray, colors: np.ndarray | None, normals: np.nda
 def _write_ply(path: Path, header_lines: list[str], blocks: list[np.ndarray]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "\n".join(["ply", "format binary_little_endian 1.0", "comment written by engram", *header_lines, "end_header"])
+    header = "\n".join(
+        ["ply", "format binary_little_endian 1.0", "comment written by engram", *header_lines, "end_header"]
+    )
     with open(path, "wb") as fh:
         fh.write(header.encode("ascii") + b"\n")
         for block in blocks:
@@ -143,9 +147,7 @@ def _write_ply(path: Path, header_lines: list[str], blocks: list[np.ndarray]) ->
     return path
 
 
-def write_point_cloud_ply(
-    path: str | Path, points: Any, colors: Any = None, normals: Any = None
-) -> Path:
+def write_point_cloud_ply(path: str | Path, points: Any, colors: Any = None, normals: Any = None) -> Path:
     """Write a point cloud as binary PLY (float32 positions, uchar colours).
 
     Args:
@@ -190,7 +192,11 @@ def _trajectory_matrices(poses: Any) -> np.ndarray:
     if isinstance(poses, np.ndarray):
         m = np.asarray(poses, dtype=np.float64)
     else:
-        m = np.stack([p.matrix if isinstance(p, Pose) else np.asarray(p, dtype=np.float64) for p in poses]) if len(poses) else np.zeros((0, 4, 4))
+        m = (
+            np.stack([p.matrix if isinstance(p, Pose) else np.asarray(p, dtype=np.float64) for p in poses])
+            if len(poses)
+            else np.zeros((0, 4, 4))
+        )
     if m.ndim != 3 or m.shape[1:] != (4, 4):
         raise ValueError(f"trajectory must be N 4x4 world_from_camera poses, got shape {m.shape}")
     if not np.all(np.isfinite(m)):

@@ -45,13 +45,13 @@ class FloorGrid:
         return self.states.shape
 
     def world_to_cell(self, xy: np.ndarray) -> np.ndarray:
-        """"N 2" world (x, y) -> "N 2" int64 (row, col) (may lie outside the grid)."""
+        """ "N 2" world (x, y) -> "N 2" int64 (row, col) (may lie outside the grid)."""
         p = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         c = np.floor((p - self.origin_xy) / self.cell_size_m).astype(np.int64)
         return c[:, ::-1]
 
     def cell_to_world(self, rc: np.ndarray) -> np.ndarray:
-        """"N 2" (row, col) -> "N 2" world (x, y) of the cell centres."""
+        """ "N 2" (row, col) -> "N 2" world (x, y) of the cell centres."""
         rc = np.asarray(rc, dtype=np.float64).reshape(-1, 2)
         return (rc[:, ::-1] + 0.5) * self.cell_size_m + self.origin_xy
 

@@ -116,9 +116,7 @@ class MapObject:
             )
 
 
-def _labels_agree(
-    label_a: str, dist_a: dict[str, float] | None, label_b: str, dist_b: dict[str, float] | None
-) -> bool:
+def _labels_agree(label_a: str, dist_a: dict[str, float] | None, label_b: str, dist_b: dict[str, float] | None) -> bool:
     """Do two label opinions name the same kind of thing?
 
     The same top label agrees; so does an unknown ("object") with anything, since a
@@ -310,9 +308,7 @@ class ObjectMap:
         dets_i, obj_ids, counts = self._touching(det_keys)
         for i, oid, cnt in zip(dets_i.tolist(), obj_ids.tolist(), counts.tolist()):
             obj = self._objects[oid]
-            score = self._pair_score(
-                detections[i], obj, cnt / len(det_keys[i]), cnt / max(len(obj.match_keys), 1)
-            )
+            score = self._pair_score(detections[i], obj, cnt / len(det_keys[i]), cnt / max(len(obj.match_keys), 1))
             if score is not None:
                 candidates.append((-score, i, oid))
         candidates.sort()
@@ -380,9 +376,7 @@ class ObjectMap:
         self._objects[oid] = obj
         return oid
 
-    def _fuse(
-        self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray
-    ) -> None:
+    def _fuse(self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray) -> None:
         pts = np.concatenate([obj.points, det.points_world])
         col = np.concatenate([obj.colors, det.colors])
         obj.points, obj.colors = _downsample(pts, col, self.voxel_size_m)
@@ -424,7 +418,9 @@ class ObjectMap:
     def _keys_of(self, points: np.ndarray) -> np.ndarray:
         if len(points) == 0:
             return np.zeros(0, np.int64)
-        return np.unique(pack_voxel_keys(np.floor(np.asarray(points, np.float64) / self.match_voxel_m).astype(np.int64)))
+        return np.unique(
+            pack_voxel_keys(np.floor(np.asarray(points, np.float64) / self.match_voxel_m).astype(np.int64))
+        )
 
     @staticmethod
     def _entries(objs: Iterable[MapObject]) -> tuple[np.ndarray, np.ndarray]:
@@ -734,7 +730,9 @@ class ObjectMap:
         """Content hash over ids, labels, counts, times and points (order-independent)."""
         h = hashlib.sha256()
         for o in sorted(self._objects.values(), key=lambda o: o.id):
-            h.update(f"{o.id}|{sorted(o.label_votes.items())}|{o.n_detections}|{o.first_seen_s!r}|{o.last_seen_s!r}".encode())
+            h.update(
+                f"{o.id}|{sorted(o.label_votes.items())}|{o.n_detections}|{o.first_seen_s!r}|{o.last_seen_s!r}".encode()
+            )
             order = np.lexsort(o.points.T[::-1])
             h.update(np.ascontiguousarray(o.points[order]).tobytes())
             h.update(np.asarray(o.frames, np.int64).tobytes())

@@ -425,7 +425,11 @@ class OccupancyOctree:
         return self._indices_of_codes(free), self._indices_of_codes(occ)
 
     def voxel_scan(
-        self, hit_codes: np.ndarray, origin: Any, max_range_m: float | None = None, *,
+        self,
+        hit_codes: np.ndarray,
+        origin: Any,
+        max_range_m: float | None = None,
+        *,
         free_end_codes: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """A discretized scan from voxel Morton codes (`FrameScan.codes`), without applying it.
@@ -484,7 +488,7 @@ class OccupancyOctree:
         return _kernels().lookup_codes(self._tkeys, self._trows, self._shift, self._pool, c)
 
     def point_codes(self, points: Any) -> np.ndarray:
-        """"N" int64 Morton codes of the voxels holding ``points`` (-1 for non-finite or out-of-space points)."""
+        """ "N" int64 Morton codes of the voxels holding ``points`` (-1 for non-finite or out-of-space points)."""
         p = _check_points(points, allow_nonfinite=True)
         return _kernels().point_codes(p, self._inv_res)
 
@@ -515,7 +519,7 @@ class OccupancyOctree:
         deltas[free.shape[0] :] = self._hit
         before = np.empty(codes.shape[0], np.float32) if trace else None
         self._add(codes, deltas, before)
-        if not trace:
+        if before is None:
             return None
         after = np.clip(np.where(np.isnan(before), np.float32(0.0), before) + deltas, self._lo, self._hi)
         return codes, before, after

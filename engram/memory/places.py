@@ -261,7 +261,9 @@ class PlaceGraph:
         if not edges:
             return 0
         pos = dict(zip(self._ids.tolist(), self._xy))
-        ok = self.segments_free(octree, np.stack([pos[a] for a, _, _ in edges]), np.stack([pos[b] for _, b, _ in edges]))
+        ok = self.segments_free(
+            octree, np.stack([pos[a] for a, _, _ in edges]), np.stack([pos[b] for _, b, _ in edges])
+        )
         blocked = [(a, b, d) for (a, b, d), good in zip(edges, ok.tolist()) if not good]
         for a, b, _ in blocked:
             self.graph.remove_edge(a, b)

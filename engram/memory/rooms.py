@@ -31,12 +31,30 @@ __all__ = ["ROOM_SIGNATURES", "Room", "RoomMap", "segment_rooms"]
 # category -> weight, per room type; storage furniture (shelf, cabinet) is weak evidence for
 # the rooms that usually hold it, enough to name a room that holds nothing else
 ROOM_SIGNATURES: dict[str, dict[str, float]] = {
-    "kitchen": {"fridge": 3.0, "counter": 3.0, "stove": 3.0, "oven": 3.0, "microwave": 2.0, "sink": 0.5, "pan": 1.0,
-                "kettle": 1.0, "table": 0.3, "chair": 0.2},
+    "kitchen": {
+        "fridge": 3.0,
+        "counter": 3.0,
+        "stove": 3.0,
+        "oven": 3.0,
+        "microwave": 2.0,
+        "sink": 0.5,
+        "pan": 1.0,
+        "kettle": 1.0,
+        "table": 0.3,
+        "chair": 0.2,
+    },
     "bedroom": {"bed": 3.0, "wardrobe": 2.5, "pillow": 1.0, "nightstand": 1.5, "shelf": 0.1, "cabinet": 0.1},
     "bathroom": {"toilet": 3.0, "bathtub": 3.0, "shower": 3.0, "sink": 2.0, "towel": 1.0},
-    "living room": {"sofa": 3.0, "couch": 3.0, "tv": 2.0, "television": 2.0, "armchair": 1.5, "coffee table": 1.5,
-                    "shelf": 0.1, "cabinet": 0.1},
+    "living room": {
+        "sofa": 3.0,
+        "couch": 3.0,
+        "tv": 2.0,
+        "television": 2.0,
+        "armchair": 1.5,
+        "coffee table": 1.5,
+        "shelf": 0.1,
+        "cabinet": 0.1,
+    },
     "office": {"desk": 3.0, "monitor": 1.5, "keyboard": 1.0, "chair": 0.2, "shelf": 0.1, "cabinet": 0.1},
     "dining room": {"table": 1.0, "chair": 0.5, "cabinet": 0.1},
 }
@@ -124,7 +142,7 @@ class RoomMap:
 
 
 def _object_boxes(objects: list) -> np.ndarray:
-    """"N 2 3" boxes (min, max) of the objects that have a plausible furniture-sized box."""
+    """ "N 2 3" boxes (min, max) of the objects that have a plausible furniture-sized box."""
     boxes = []
     for o in objects:
         lo, hi = getattr(o, "box_min", None), getattr(o, "box_max", None)
@@ -139,7 +157,9 @@ def _object_boxes(objects: list) -> np.ndarray:
     return np.asarray(boxes, float).reshape(-1, 2, 3)
 
 
-def _grids(octree, objects: list, floor_z_m: float, resolution_m: float, wall_band_m: tuple[float, float], box_margin_m: float):
+def _grids(
+    octree, objects: list, floor_z_m: float, resolution_m: float, wall_band_m: tuple[float, float], box_margin_m: float
+):
     """Top-down grids: cells seen at all, and wall cells (occupied in the band, not inside an object box)."""
     occ = np.asarray(octree.occupied_centers(), float).reshape(-1, 3)
     free = np.asarray(octree.free_centers(), float).reshape(-1, 3)
@@ -231,7 +251,11 @@ def segment_rooms(
     res = resolution_m
     # the floor plan: seen cells, with small holes (unseen floor under furniture) filled
     k = max(1, round(0.3 / res))
-    plan = cv2.morphologyEx((seen | wall).astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    plan = cv2.morphologyEx(
+        (seen | wall).astype(np.uint8),
+        cv2.MORPH_CLOSE,
+        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)),
+    )
     plan = _fill_holes(plan.astype(bool))
     space = plan & ~wall
     dist = cv2.distanceTransform(space.astype(np.uint8), cv2.DIST_L2, 5) * res
@@ -270,8 +294,9 @@ def segment_rooms(
     return rm
 
 
-def _glimpsed_room_seeds(markers: np.ndarray, space: np.ndarray, wall: np.ndarray, half_door_m: float,
-                         min_seed_cells: int, res: float) -> np.ndarray:
+def _glimpsed_room_seeds(
+    markers: np.ndarray, space: np.ndarray, wall: np.ndarray, half_door_m: float, min_seed_cells: int, res: float
+) -> np.ndarray:
     """Add seeds for rooms seen only through their door.
 
     A room glimpsed from next door shows a strip of floor too thin for a seed, and would join
@@ -308,7 +333,7 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     pad[1:-1, 1:-1] = mask
     ff = pad.copy()
     cv2.floodFill(ff, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 2)
-    return (ff[1:-1, 1:-1] != 2)
+    return ff[1:-1, 1:-1] != 2
 
 
 def _grow(markers: np.ndarray, space: np.ndarray, max_rings: int | None = None) -> np.ndarray:
@@ -386,7 +411,9 @@ def _merge_regions(labels: np.ndarray, res: float, merge_border_m: float, min_ro
     return np.where(labels >= 0, dense[np.maximum(labels, 0)], -1).astype(np.int32)
 
 
-def _split_mixed_rooms(labels: np.ndarray, objects: list, floor_z_m: float, origin: np.ndarray, res: float) -> np.ndarray:
+def _split_mixed_rooms(
+    labels: np.ndarray, objects: list, floor_z_m: float, origin: np.ndarray, res: float
+) -> np.ndarray:
     """Split regions that hold strong evidence for two room types (a fridge and a toilet).
 
     They are two rooms whose dividing wall was not seen yet. Each type's telling
@@ -419,7 +446,9 @@ def _split_mixed_rooms(labels: np.ndarray, objects: list, floor_z_m: float, orig
                 hi = np.asarray(getattr(o, "box_max", o.centroid), float)[:2]
                 c0, r0 = np.clip(np.floor((lo - origin) / res).astype(int), 0, [w_ - 1, h - 1])
                 c1, r1 = np.clip(np.floor((hi - origin) / res).astype(int), 0, [w_ - 1, h - 1])
-                markers[r0 : r1 + 1, c0 : c1 + 1] = np.where(region[r0 : r1 + 1, c0 : c1 + 1], j, markers[r0 : r1 + 1, c0 : c1 + 1])
+                markers[r0 : r1 + 1, c0 : c1 + 1] = np.where(
+                    region[r0 : r1 + 1, c0 : c1 + 1], j, markers[r0 : r1 + 1, c0 : c1 + 1]
+                )
         if len(np.unique(markers[markers > 0])) < 2:
             continue
         grown = _grow(markers, region)
@@ -436,7 +465,11 @@ def _object_cues(o, floor_z_m: float) -> list[str]:
     label = str(o.label).lower()
     if label == "table":
         hi = getattr(o, "box_max", None)
-        if hi is not None and np.isfinite(np.asarray(hi, float)[2]) and float(np.asarray(hi, float)[2]) - floor_z_m < COFFEE_TABLE_TOP_M:
+        if (
+            hi is not None
+            and np.isfinite(np.asarray(hi, float)[2])
+            and float(np.asarray(hi, float)[2]) - floor_z_m < COFFEE_TABLE_TOP_M
+        ):
             return ["coffee table"]
     return [label]
 
@@ -451,7 +484,10 @@ def _room_evidence(rm: RoomMap, objects: list, floor_z_m: float):
         if room is None:
             continue
         evidence = [
-            (rtype, sig[cue]) for cue in _object_cues(o, floor_z_m) for rtype, sig in ROOM_SIGNATURES.items() if sig.get(cue, 0.0)
+            (rtype, sig[cue])
+            for cue in _object_cues(o, floor_z_m)
+            for rtype, sig in ROOM_SIGNATURES.items()
+            if sig.get(cue, 0.0)
         ]
         yield room, o, evidence
 

@@ -60,13 +60,13 @@ class FrameScan:
         return np.array(self.world_from_camera.translation, np.float64)
 
     def uv(self, select: np.ndarray | None = None) -> np.ndarray:
-        """"N 2" int64 (u, v) pixels (of the selected rows: an index or boolean mask)."""
+        """ "N 2" int64 (u, v) pixels (of the selected rows: an index or boolean mask)."""
         p = self.pixels if select is None else self.pixels[select]
         w = self.intrinsics.width
         return np.stack([p % w, p // w], axis=1)
 
     def points_world(self, select: np.ndarray | None = None) -> np.ndarray:
-        """"M 3" float64 world points of the selected rows (all when None), computed on demand."""
+        """ "M 3" float64 world points of the selected rows (all when None), computed on demand."""
         uv = self.uv(select)
         k = self.intrinsics
         z = self.depth_m.reshape(-1)[uv[:, 1] * k.width + uv[:, 0]].astype(np.float64)
@@ -79,8 +79,14 @@ class FrameScan:
 
 
 def scan_frame(
-    octree, depth_m: np.ndarray, intrinsics: CameraIntrinsics, world_from_camera: Pose, *, stride: int = 1,
-    beyond_m: float | None = None, beyond_below: float = np.inf,
+    octree,
+    depth_m: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    world_from_camera: Pose,
+    *,
+    stride: int = 1,
+    beyond_m: float | None = None,
+    beyond_below: float = np.inf,
 ) -> FrameScan:
     """Key every ``stride``-th valid depth pixel to its octree voxel in one compiled pass.
 

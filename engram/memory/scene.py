@@ -183,7 +183,9 @@ def _without_fragments(hits: list[Hit]) -> list[Hit]:
             if any(np.all(p >= lo - 0.05) and np.all(p <= hi + 0.05) for lo, hi in boxes):
                 continue
             if "box_min" in h.evidence:
-                boxes.append((np.asarray(h.evidence["box_min"], np.float64), np.asarray(h.evidence["box_max"], np.float64)))
+                boxes.append(
+                    (np.asarray(h.evidence["box_min"], np.float64), np.asarray(h.evidence["box_max"], np.float64))
+                )
         kept.append(h)
     return kept
 
@@ -288,12 +290,18 @@ class SceneMemory:
             "place_spacing_m": float(place_spacing_m),
             "frontier_every": self.frontier_every,
             "floor_z_m": self.floor_z_m,
-            "image_encoder": image_encoder if isinstance(image_encoder, str) or image_encoder is None else getattr(image_encoder, "name", "custom"),
-            "text_encoder": text_encoder if isinstance(text_encoder, str) or text_encoder is None else getattr(text_encoder, "name", "custom"),
+            "image_encoder": image_encoder
+            if isinstance(image_encoder, str) or image_encoder is None
+            else getattr(image_encoder, "name", "custom"),
+            "text_encoder": text_encoder
+            if isinstance(text_encoder, str) or text_encoder is None
+            else getattr(text_encoder, "name", "custom"),
             "timeline": bool(timeline),
             "snapshot_image_width": self.snapshot_image_width,
             "octree_kwargs": dict(octree_kwargs or {}),
-            "detector": detector if isinstance(detector, str) or detector is None else getattr(detector, "name", "custom"),
+            "detector": detector
+            if isinstance(detector, str) or detector is None
+            else getattr(detector, "name", "custom"),
             "detector_kwargs": dict(detector_kwargs or {}),
             "min_range_m": float(min_range_m),
             "max_time_gap_s": None if max_time_gap_s is None else float(max_time_gap_s),
@@ -359,7 +367,9 @@ class SceneMemory:
     def detector_name(self) -> str | None:
         return self.config["detector"]
 
-    def _perceive(self, frame: Frame) -> tuple[np.ndarray | None, dict[int, str], dict[int, float] | None, dict | None, dict | None]:
+    def _perceive(
+        self, frame: Frame
+    ) -> tuple[np.ndarray | None, dict[int, str], dict[int, float] | None, dict | None, dict | None]:
         """Instances for this frame from the chosen detector, as an instance image.
 
         Returns:
@@ -449,7 +459,11 @@ class SceneMemory:
                     f"but the previous frame had timestamp_s={self.last_timestamp_s}"
                 )
             gap = self.max_time_gap_s
-            if self.last_timestamp_s is not None and gap is not None and frame.timestamp_s - self.last_timestamp_s > gap:
+            if (
+                self.last_timestamp_s is not None
+                and gap is not None
+                and frame.timestamp_s - self.last_timestamp_s > gap
+            ):
                 raise ValueError(
                     f"time jumped: frame {frame.index} has timestamp_s={frame.timestamp_s}, "
                     f"{frame.timestamp_s - self.last_timestamp_s:g} s after the previous frame "
@@ -614,9 +628,9 @@ class SceneMemory:
 
             det_pts = np.concatenate([np.asarray(d.points_world, np.float64) for d in dets])
             owner = np.repeat(np.arange(len(dets)), [len(d.points_world) for d in dets])
-            free_share = np.bincount(owner, weights=self.octree.state(det_pts) == FREE, minlength=len(dets)) / np.maximum(
-                np.bincount(owner, minlength=len(dets)), 1
-            )
+            free_share = np.bincount(
+                owner, weights=self.octree.state(det_pts) == FREE, minlength=len(dets)
+            ) / np.maximum(np.bincount(owner, minlength=len(dets)), 1)
             known_before = list(free_share >= 0.5)
 
         # ---- from here on the memory is written ----
@@ -631,7 +645,13 @@ class SceneMemory:
         # empty (occlusion is judged per surface point there), not merely an undetected object
         in_view = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, None)
         absent = self.tracker.seen_through(
-            self.objects.objects, in_view, world_from_camera, k, frame.depth_m, inst, inst_labels,
+            self.objects.objects,
+            in_view,
+            world_from_camera,
+            k,
+            frame.depth_m,
+            inst,
+            inst_labels,
             ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
         )
         expected = [i for i in in_view if i in absent]
@@ -728,7 +748,9 @@ class SceneMemory:
         return self._image_encoder.encode([small])[0], self._image_encoder.tags([small], k=3)[0]
 
     def _add_to_timeline(self, frame: Frame, report: IntegrationReport, emb: Any = None, tags: Any = None) -> None:
-        labels = sorted({self.objects.objects[i].label for i in report.detected_object_ids if i in self.objects.objects})
+        labels = sorted(
+            {self.objects.objects[i].label for i in report.detected_object_ids if i in self.objects.objects}
+        )
         if not labels and frame.labels:
             labels = sorted(set(frame.labels.values()) - set(STRUCTURE_LABELS))
         self.timeline.add_frame(frame, image_embedding=emb, tags=tags, labels=labels)
@@ -977,7 +999,11 @@ class SceneMemory:
                     position=None,
                     time_span_s=span,
                     frame_indices=[],
-                    evidence={"level": node.level, "tags": [t for t, _ in node.tags], "objects": [t for t, _ in node.labels]},
+                    evidence={
+                        "level": node.level,
+                        "tags": [t for t, _ in node.tags],
+                        "objects": [t for t, _ in node.labels],
+                    },
                 )
             )
         return out
@@ -1062,7 +1088,9 @@ class SceneMemory:
             h = hashlib.sha256()
             h.update(self.octree.digest().encode())
             h.update(self.objects.digest().encode())
-            h.update(repr(sorted((s.frame_index, tuple(sorted(s.object_ids))) for s in self.snapshots.snapshots)).encode())
+            h.update(
+                repr(sorted((s.frame_index, tuple(sorted(s.object_ids))) for s in self.snapshots.snapshots)).encode()
+            )
             h.update(repr(sorted(self.places.graph.nodes)).encode())
             h.update(self.transient.to_arrays()["keys"].tobytes())
             h.update(repr([e.to_dict() for e in self.tracker.events]).encode())

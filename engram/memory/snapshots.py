@@ -349,7 +349,12 @@ class SnapshotMemory:
                 masks.append((m, c))
 
         def preference(c: _Candidate) -> tuple:
-            return (c.frame_index in previous or c.frame_index in self._snapshots, len(c.objects), c.score, c.frame_index)
+            return (
+                c.frame_index in previous or c.frame_index in self._snapshots,
+                len(c.objects),
+                c.score,
+                c.frame_index,
+            )
 
         positions = None
         if self.split == "kmeans" and object_positions is not None:
@@ -495,7 +500,11 @@ class SnapshotMemory:
             (r.frame_index, r.timestamp_s, r.pose, r.small_rgb, None) for r in self._recent
         ]
         seen = {v[0] for v in views}
-        views += [(c.frame_index, c.timestamp_s, c.pose, None, c.jpeg) for c in self._candidates.values() if c.frame_index not in seen]
+        views += [
+            (c.frame_index, c.timestamp_s, c.pose, None, c.jpeg)
+            for c in self._candidates.values()
+            if c.frame_index not in seen
+        ]
         if views:
             eyes = np.stack([v[2].translation for v in views])
             fwd = np.stack([v[2].rotation[:, 2] for v in views])

@@ -368,7 +368,9 @@ def _open_regular(path: Path, what: str, directory: Path) -> tuple[int, int]:
     except FileNotFoundError:
         raise
     except OSError as exc:  # ELOOP: a symlink under O_NOFOLLOW; ENXIO: a FIFO without writer; EACCES ...
-        raise StoreCorruptError(f"store {directory}: {what} cannot be opened as a plain file ({exc.strerror})") from None
+        raise StoreCorruptError(
+            f"store {directory}: {what} cannot be opened as a plain file ({exc.strerror})"
+        ) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -831,12 +833,16 @@ class StoreContents:
             except FileNotFoundError:
                 raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from None
             if not stat.S_ISREG(st.st_mode):
-                raise StoreCorruptError(f"store {self.path}: file {name!r} is not a regular file (a link, folder or device)")
+                raise StoreCorruptError(
+                    f"store {self.path}: file {name!r} is not a regular file (a link, folder or device)"
+                )
             if os.path.commonpath([root, os.path.realpath(path)]) != root:
                 raise StoreCorruptError(f"store {self.path}: file {name!r} lies outside the store")
             want = self._manifest["files"][name]["size"]
             if st.st_size != want:
-                raise StoreCorruptError(f"store {self.path}: file {name!r} has {st.st_size} bytes, the manifest says {want}")
+                raise StoreCorruptError(
+                    f"store {self.path}: file {name!r} has {st.st_size} bytes, the manifest says {want}"
+                )
 
     def _read_verified(self, name: str) -> bytes | bytearray:
         if name in self._overrides:
@@ -855,7 +861,9 @@ class StoreContents:
             raise StoreCorruptError(f"store {self.path}: file {name!r} is missing") from exc
         try:
             if size != entry["size"]:  # before reading: a huge or truncated file is not read at all
-                raise StoreCorruptError(f"store {self.path}: file {name!r} has {size} bytes, the manifest says {entry['size']}")
+                raise StoreCorruptError(
+                    f"store {self.path}: file {name!r} has {size} bytes, the manifest says {entry['size']}"
+                )
             data = _read_exact(fd, size)
         finally:
             os.close(fd)

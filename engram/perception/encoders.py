@@ -68,7 +68,7 @@ class ImageEncoder(Protocol):
     dim: int
 
     def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """"B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
+        """ "B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
         ...
 
     def tags(self, images: Sequence[np.ndarray], k: int = 5) -> list[list[tuple[str, float]]]:
@@ -84,7 +84,7 @@ class TextEncoder(Protocol):
     dim: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """"B" strings -> "B dim" float32, L2-normalised."""
+        """ "B" strings -> "B dim" float32, L2-normalised."""
         ...
 
 
@@ -311,7 +311,6 @@ def convert_lite0_state_dict(state_dict: dict[str, Any], stage_depths: Sequence[
     return out
 
 
-
 def _resolve_precision(torch: Any, precision: str) -> str:
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
@@ -427,7 +426,9 @@ class EfficientNetLite0Encoder:
                 x = x.mul_(1.0 / 127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
                 yield chunk, x
 
-    def _run(self, images: Sequence[np.ndarray], want_features: bool, want_logits: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _run(
+        self, images: Sequence[np.ndarray], want_features: bool, want_logits: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
         imgs = _check_images(images)
         n = len(imgs)
         feats = np.zeros((n, self.dim), np.float32)
@@ -448,11 +449,11 @@ class EfficientNetLite0Encoder:
 
     # -- public -----------------------------------------------------------
     def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """"B" images "H W 3" uint8 RGB -> "B 1280" float32, L2-normalised."""
+        """ "B" images "H W 3" uint8 RGB -> "B 1280" float32, L2-normalised."""
         return self._run(images, True, False)[0]
 
     def logits(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """"B" images -> "B 1000" ImageNet logits."""
+        """ "B" images -> "B 1000" ImageNet logits."""
         return self._run(images, False, True)[1]
 
     def tags(self, images: Sequence[np.ndarray], k: int = 5) -> list[list[tuple[str, float]]]:
@@ -461,7 +462,7 @@ class EfficientNetLite0Encoder:
         return _top_k_tags(self._run(images, False, True)[1], k)
 
     def logits_and_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """"B 1000" ImageNet logits and "B 1280" L2-normalised features from one forward pass."""
+        """ "B 1000" ImageNet logits and "B 1280" L2-normalised features from one forward pass."""
         feats, logits = self._run(images, True, True)
         return logits, feats
 
@@ -539,7 +540,7 @@ class MiniLMTextEncoder:
         self.model_path = path
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """"B" strings -> "B 384" float32, L2-normalised."""
+        """ "B" strings -> "B 384" float32, L2-normalised."""
         items = _check_texts(texts)
         out = np.zeros((len(items), self.dim), np.float32)
         if not items:
@@ -612,7 +613,9 @@ def _load_open_clip(model_name: str, checkpoint_path: str, tokenizer_path: str |
     return model, tokenizer, preprocess
 
 
-def _open_clip_args(model_name: str, checkpoint_path: str | os.PathLike, tokenizer_path: str | os.PathLike | None) -> tuple[str, str, str | None]:
+def _open_clip_args(
+    model_name: str, checkpoint_path: str | os.PathLike, tokenizer_path: str | os.PathLike | None
+) -> tuple[str, str, str | None]:
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"model_name must be a non-empty string, got {model_name!r}")
     if checkpoint_path is None:
@@ -724,7 +727,7 @@ class OpenClipImageEncoder(_OpenClipBase):
         self._vocab_emb: np.ndarray | None = None
 
     def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """"B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
+        """ "B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
         imgs = _check_images(images)
         return self._encode_images(imgs) if imgs else np.zeros((0, self.dim), np.float32)
 
@@ -750,7 +753,7 @@ class OpenClipTextEncoder(_OpenClipBase):
     name = "open_clip"
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """"B" strings -> "B dim" float32, L2-normalised, in the image half's space."""
+        """ "B" strings -> "B dim" float32, L2-normalised, in the image half's space."""
         items = _check_texts(texts)
         return self._encode_texts(items) if items else np.zeros((0, self.dim), np.float32)
 
@@ -790,7 +793,7 @@ class ColorHistogramEncoder:
         q = (img.astype(np.uint16) * self.bins) >> 8  # 0..bins-1 per channel
         colour = (q[..., 0] * self.bins + q[..., 1]) * self.bins + q[..., 2]
         g = self.grid
-        cell = (np.minimum(np.arange(h) * g // h, g - 1)[:, None] * g + np.minimum(np.arange(w) * g // w, g - 1)[None, :])
+        cell = np.minimum(np.arange(h) * g // h, g - 1)[:, None] * g + np.minimum(np.arange(w) * g // w, g - 1)[None, :]
         nb = self.bins**3
         cells = np.bincount((cell * nb + colour).ravel(), minlength=g * g * nb).reshape(g * g, nb).astype(np.float32)
         whole = cells.sum(axis=0, keepdims=True)
@@ -799,7 +802,7 @@ class ColorHistogramEncoder:
         return np.sqrt(parts).ravel()
 
     def encode(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """"B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
+        """ "B" images "H W 3" uint8 RGB -> "B dim" float32, L2-normalised."""
         imgs = _check_images(images)
         if not imgs:
             return np.zeros((0, self.dim), np.float32)
@@ -875,7 +878,7 @@ class HashTextEncoder:
         return idx, val
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """"B" strings -> "B dim" float32, L2-normalised (an empty text gives a zero row)."""
+        """ "B" strings -> "B dim" float32, L2-normalised (an empty text gives a zero row)."""
         items = _check_texts(texts)
         out = np.zeros((len(items), self.dim), np.float32)
         for row, text in enumerate(items):

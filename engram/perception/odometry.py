@@ -560,7 +560,9 @@ def _track_stream(source: Iterable[Frame], odo: RgbdOdometry, drop_untracked: bo
             meta["source_world_from_camera"] = frame.world_from_camera
         yield dataclasses.replace(frame, world_from_camera=result.world_from_camera, meta=meta)
     if n and not any_tracked:
-        warnings.warn(f"none of the {n} frames could be tracked (see the earlier warnings)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"none of the {n} frames could be tracked (see the earlier warnings)", RuntimeWarning, stacklevel=2
+        )
 
 
 # --------------------------------------------------------------------------- evaluation

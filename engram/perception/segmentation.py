@@ -158,7 +158,7 @@ class InstanceMasks:
 
     @property
     def boxes_xyxy(self) -> np.ndarray:
-        """"K 4" int64 inclusive pixel boxes (x0, y0, x1, y1) of the masks; -1 rows for empty masks."""
+        """ "K 4" int64 inclusive pixel boxes (x0, y0, x1, y1) of the masks; -1 rows for empty masks."""
         k = self.masks.shape[0]
         out = np.full((k, 4), -1, np.int64)
         if k == 0:
@@ -273,9 +273,7 @@ def _half_offsets_16() -> np.ndarray:
     return _HALF_OFFSETS_16
 
 
-def voxel_cluster_labels(
-    points: np.ndarray, voxel_size_m: float, groups: np.ndarray | None = None
-) -> np.ndarray:
+def voxel_cluster_labels(points: np.ndarray, voxel_size_m: float, groups: np.ndarray | None = None) -> np.ndarray:
     """Connected components of the occupied voxels (26-connectivity).
 
     Two points share a cluster when a chain of occupied voxels, each touching
@@ -552,4 +550,3 @@ def detections_from_instances(
         )
     out.sort(key=lambda d: -d.pixel_count)
     return out
-

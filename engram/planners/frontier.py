@@ -159,8 +159,9 @@ class FrontierExplorer:
         self.forgets = 0
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
-        return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
-                           bumps_xy=self.bumps)
+        return memory_grid(
+            self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m, bumps_xy=self.bumps
+        )
 
     def choose(
         self, grid: TraversabilityGrid, xy: np.ndarray, unknown_radius_m: float = 0.0

@@ -175,7 +175,6 @@ class ManipulationPlanner:
             n += 1
         return n
 
-
     def pick(self, arm, text: str) -> tuple[bool, GraspPlan]:
         """Grasp the object named ``text`` with ``arm``; True when the arm holds something after lifting."""
         obj = self.find(text)

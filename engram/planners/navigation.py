@@ -28,7 +28,28 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["TraversabilityGrid", "astar", "distance_map", "distance_field", "trace_path", "shortcut_path", "segment_clear", "memory_grid", "record_bump", "forget_bump", "yaw_of", "planning_cost", "ObjectTarget", "CameraModel", "PathFollower", "Navigator", "NavigationResult", "UNKNOWN", "FREE", "OBSTACLE"]
+__all__ = [
+    "TraversabilityGrid",
+    "astar",
+    "distance_map",
+    "distance_field",
+    "trace_path",
+    "shortcut_path",
+    "segment_clear",
+    "memory_grid",
+    "record_bump",
+    "forget_bump",
+    "yaw_of",
+    "planning_cost",
+    "ObjectTarget",
+    "CameraModel",
+    "PathFollower",
+    "Navigator",
+    "NavigationResult",
+    "UNKNOWN",
+    "FREE",
+    "OBSTACLE",
+]
 
 UNKNOWN, FREE, OBSTACLE = 0, 1, 2
 
@@ -231,8 +252,9 @@ class TraversabilityGrid:
         return img[::-1]
 
 
-def planning_cost(grid: TraversabilityGrid, xy, unknown_radius_m: float = 0.0, unknown_cost: float = 2.0,
-                  snap_m: float = 0.6) -> tuple[np.ndarray, tuple[int, int]] | None:
+def planning_cost(
+    grid: TraversabilityGrid, xy, unknown_radius_m: float = 0.0, unknown_cost: float = 2.0, snap_m: float = 0.6
+) -> tuple[np.ndarray, tuple[int, int]] | None:
     """Per-cell cost for path search from ``xy`` (1 on traversable cells, inf elsewhere) and the start cell.
 
     With ``unknown_radius_m`` > 0, unknown cells (not within the obstacle
@@ -283,7 +305,9 @@ def memory_grid(memory, *, floor_z_m: float = 0.0, robot_radius_m: float = 0.25,
         r = int(math.ceil(robot_radius_m / grid.resolution_m))
         rr, cc = np.mgrid[-r : r + 1, -r : r + 1]
         disk = np.stack([rr[rr**2 + cc**2 <= r * r], cc[rr**2 + cc**2 <= r * r]], 1)
-        rc = (grid.world_to_cell(np.asarray(bumps_xy, np.float64).reshape(-1, 2))[:, None, :] + disk[None]).reshape(-1, 2)
+        rc = (grid.world_to_cell(np.asarray(bumps_xy, np.float64).reshape(-1, 2))[:, None, :] + disk[None]).reshape(
+            -1, 2
+        )
         rc = rc[grid.in_bounds(rc)]
         grid.inflated[rc[:, 0], rc[:, 1]] = True
     return grid
@@ -492,7 +516,12 @@ def segment_clear(free: np.ndarray, a_rc: np.ndarray, b_rc: np.ndarray) -> bool:
     n = int(np.ceil(4 * np.abs(b - a).max())) + 1
     t = np.linspace(0.0, 1.0, n)[:, None]
     p = a + t * (b - a)
-    cells = np.unique(np.concatenate([np.floor(p + 0.5 + o) for o in ((0, 0), (0.25, 0.25), (-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25))]).astype(np.int64), axis=0)
+    cells = np.unique(
+        np.concatenate(
+            [np.floor(p + 0.5 + o) for o in ((0, 0), (0.25, 0.25), (-0.25, -0.25), (0.25, -0.25), (-0.25, 0.25))]
+        ).astype(np.int64),
+        axis=0,
+    )
     h, w = free.shape
     if (cells < 0).any() or (cells[:, 0] >= h).any() or (cells[:, 1] >= w).any():
         return False
@@ -715,8 +744,9 @@ class Navigator:
         self.on_frame = None  # called with every frame it integrates (a live view, a logger)
 
     def grid(self, radius_m: float | None = None) -> TraversabilityGrid:
-        return memory_grid(self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m,
-                           bumps_xy=self.bumps)
+        return memory_grid(
+            self.memory, floor_z_m=self.floor_z_m, robot_radius_m=radius_m or self.robot_radius_m, bumps_xy=self.bumps
+        )
 
     # object viewpoints -------------------------------------------------------------
     def _sample_points(self, t: ObjectTarget) -> np.ndarray:
@@ -880,7 +910,14 @@ class Navigator:
             if path is None:
                 path = self.plan(self.grid(self.tight_radius_m), pose.translation[:2], goal_xy)
             if path is None:
-                return NavigationResult(False, "unreachable", f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map", steps, travelled, tuple(goal_xy))
+                return NavigationResult(
+                    False,
+                    "unreachable",
+                    f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map",
+                    steps,
+                    travelled,
+                    tuple(goal_xy),
+                )
             self.follower.set_path(path)
             for _ in range(self.replan_every):
                 pose = sim.agent_pose
@@ -896,7 +933,9 @@ class Navigator:
             if self.follower.done(sim.agent_pose.translation[:2]):
                 break
         else:
-            return NavigationResult(False, "budget", "step budget used up before reaching the goal", steps, travelled, tuple(goal_xy))
+            return NavigationResult(
+                False, "budget", "step budget used up before reaching the goal", steps, travelled, tuple(goal_xy)
+            )
         steps += self._face(sim, face_xy, max_steps - steps)
         return NavigationResult(True, "reached", "reached the goal", steps, travelled, tuple(map(float, goal_xy)))
 
@@ -920,12 +959,16 @@ class Navigator:
             return []
         best = hits[0].score
         return [
-            ObjectTarget(int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float))
+            ObjectTarget(
+                int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float)
+            )
             for h in hits
             if h.score >= best - 0.05 and h.label == hits[0].label
         ]
 
-    def go_to_object(self, sim, text: str, *, max_steps: int = 400, explorer=None, explore_steps: int = 200) -> NavigationResult:
+    def go_to_object(
+        self, sim, text: str, *, max_steps: int = 400, explorer=None, explore_steps: int = 200
+    ) -> NavigationResult:
         """Object-goal navigation: find ``text`` in memory, go to the cheapest viewpoint of any instance, face it.
 
         Explores first (with ``explorer``) when memory has no match. The
@@ -956,15 +999,28 @@ class Navigator:
                 if res.reason == "no reachable frontier" or res.steps == 0:
                     break
         if not targets:
-            return NavigationResult(False, "not found", f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""), steps, travelled)
+            return NavigationResult(
+                False,
+                "not found",
+                f"nothing in memory matches {text!r}" + (" after exploring" if explorer else ""),
+                steps,
+                travelled,
+            )
         chosen: ObjectTarget | None = None
         goal = None
         failures = 0
         bumps_here = 0
         while steps < max_steps:
             if bumps_here >= 6:
-                return NavigationResult(False, "blocked", "blocked: every way on from here bumps into something", steps, travelled,
-                                        None if goal is None else tuple(map(float, goal)), None if chosen is None else chosen.object_id)
+                return NavigationResult(
+                    False,
+                    "blocked",
+                    "blocked: every way on from here bumps into something",
+                    steps,
+                    travelled,
+                    None if goal is None else tuple(map(float, goal)),
+                    None if chosen is None else chosen.object_id,
+                )
             xy = sim.agent_pose.translation[:2]
             seen = self.at_viewpoint(xy, targets)
             if seen is not None:
@@ -981,7 +1037,9 @@ class Navigator:
                 failures += 1
                 if failures >= 2 or explorer is None:
                     break
-                res = explorer.explore(sim, max_steps=min(30, max_steps - steps), look_around=False)  # see more, then retry
+                res = explorer.explore(
+                    sim, max_steps=min(30, max_steps - steps), look_around=False
+                )  # see more, then retry
                 steps += res.steps
                 tr = np.asarray(res.trajectory_xy, float).reshape(-1, 2)
                 if len(tr) > 1:
@@ -1016,19 +1074,46 @@ class Navigator:
             if arrived:
                 break
         else:
-            return NavigationResult(False, "budget", "step budget used up before reaching a view of the object", steps, travelled,
-                                    None if goal is None else tuple(map(float, goal)), None if chosen is None else chosen.object_id,
-                                    None if chosen is None else tuple(map(float, chosen.centre)))
+            return NavigationResult(
+                False,
+                "budget",
+                "step budget used up before reaching a view of the object",
+                steps,
+                travelled,
+                None if goal is None else tuple(map(float, goal)),
+                None if chosen is None else chosen.object_id,
+                None if chosen is None else tuple(map(float, chosen.centre)),
+            )
         if chosen is None:
             t = targets[0]
-            return NavigationResult(False, "unreachable", f"no reachable viewpoint near the {t.label} (object {t.object_id})", steps, travelled,
-                                    object_id=t.object_id, target_xyz=tuple(map(float, t.centre)))
+            return NavigationResult(
+                False,
+                "unreachable",
+                f"no reachable viewpoint near the {t.label} (object {t.object_id})",
+                steps,
+                travelled,
+                object_id=t.object_id,
+                target_xyz=tuple(map(float, t.centre)),
+            )
         steps += self._face(sim, chosen.centre[:2], max_steps - steps)
         xy = sim.agent_pose.translation[:2]
-        ok = bool(self._box_distance(xy, chosen) <= self.stop_distance_m + self.follower.goal_tolerance_m
-                  and self.sees(xy[None], chosen)[0])
+        ok = bool(
+            self._box_distance(xy, chosen) <= self.stop_distance_m + self.follower.goal_tolerance_m
+            and self.sees(xy[None], chosen)[0]
+        )
         c = chosen.centre
-        msg = (f"reached the {chosen.label} (object {chosen.object_id}) at ({c[0]:.2f}, {c[1]:.2f})" if ok
-               else f"stopped near the {chosen.label} (object {chosen.object_id}) without a clear view")
-        return NavigationResult(ok, "reached" if ok else "no view", msg, steps, travelled,
-                                tuple(map(float, xy)) if goal is None else tuple(map(float, goal)), chosen.object_id, tuple(map(float, c)))
+        msg = (
+            f"reached the {chosen.label} (object {chosen.object_id}) at ({c[0]:.2f}, {c[1]:.2f})"
+            if ok
+            else f"stopped near the {chosen.label} (object {chosen.object_id}) without a clear view"
+        )
+        return NavigationResult(
+            ok,
+            "reached" if ok else "no view",
+            msg,
+            steps,
+            travelled,
+            tuple(map(float, xy)) if goal is None else tuple(map(float, goal)),
+            chosen.object_id,
+            tuple(map(float, c)),
+        )

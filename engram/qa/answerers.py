@@ -104,7 +104,9 @@ class Evidence:
         if self.images is None:
             self.images = []
         if not isinstance(self.images, (list, tuple)):
-            raise ValueError(f"Evidence.images must be a list of H x W x 3 uint8 arrays, got {type(self.images).__name__}")
+            raise ValueError(
+                f"Evidence.images must be a list of H x W x 3 uint8 arrays, got {type(self.images).__name__}"
+            )
         for i, img in enumerate(self.images):
             if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
                 what = f"shape {img.shape} {img.dtype}" if isinstance(img, np.ndarray) else type(img).__name__
@@ -418,7 +420,9 @@ class OfflineAnswerer:
     def _choice(self, question: str, evidence: list[Evidence], options: list[str], enough: bool) -> Answer:
         n = len(options)
         used: list[int] = []
-        picked = _option_for_fact(evidence[0].meta, options) if evidence and isinstance(evidence[0].meta, dict) else None
+        picked = (
+            _option_for_fact(evidence[0].meta, options) if evidence and isinstance(evidence[0].meta, dict) else None
+        )
         if picked is not None:
             return Answer(
                 text=f"{option_letter(picked)}. {options[picked]} (evidence: {_evidence_line(evidence[0])})",
@@ -566,7 +570,8 @@ def _pick_keyframes(evidence: Sequence[Evidence], max_images: int) -> list[tuple
             if times and k < len(times):
                 t = float(times[k])
                 covers |= {
-                    i for i, other in enumerate(evidence)
+                    i
+                    for i, other in enumerate(evidence)
                     if other.time_span_s is not None and other.time_span_s[0] - 0.5 <= t <= other.time_span_s[1] + 0.5
                 }
             cands.append((j, k, img, covers))
@@ -683,8 +688,11 @@ class OpenAIChatAnswerer:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        for name, value, lo in (("max_images", max_images, 0), ("image_max_side_px", image_max_side_px, 16),
-                                ("max_tokens", max_tokens, 1)):
+        for name, value, lo in (
+            ("max_images", max_images, 0),
+            ("image_max_side_px", image_max_side_px, 16),
+            ("max_tokens", max_tokens, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
         if not 1 <= int(jpeg_quality) <= 100:
@@ -711,7 +719,10 @@ class OpenAIChatAnswerer:
                 when = _fmt_span(evidence[j].time_span_s)
                 content.append({"type": "text", "text": f"Keyframe from [E{j + 1}]" + (f" at {when}" if when else "")})
                 content.append(
-                    {"type": "image_url", "image_url": {"url": _jpeg_data_url(img, self.image_max_side_px, self.jpeg_quality)}}
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": _jpeg_data_url(img, self.image_max_side_px, self.jpeg_quality)},
+                    }
                 )
         else:
             content = prompt  # plain string: text-only servers accept it everywhere
@@ -774,7 +785,9 @@ class TransformersAnswerer:
             )
         path = Path(model_path).expanduser()
         if not path.is_dir():
-            raise ValueError(f"transformers model folder not found: {path} (give a local folder; nothing is downloaded)")
+            raise ValueError(
+                f"transformers model folder not found: {path} (give a local folder; nothing is downloaded)"
+            )
         if not (path / "config.json").is_file():
             raise ValueError(f"{path} is not a transformers model folder: it has no config.json")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:

@@ -71,15 +71,11 @@ def ask_path(
         raise ValueError(str(exc)) from exc
     reader = _READERS.get(kind)
     if reader is None:
-        raise ValueError(
-            f"{p} holds a {kind!r}; questions can be asked of: {', '.join(readable_kinds())}"
-        )
+        raise ValueError(f"{p} holds a {kind!r}; questions can be asked of: {', '.join(readable_kinds())}")
     return reader(p, question, options, answerer)
 
 
-def format_answer(
-    ans: Any, evidence: Sequence[Any], options: Sequence[str] | None
-) -> str:
+def format_answer(ans: Any, evidence: Sequence[Any], options: Sequence[str] | None) -> str:
     """An `Answer` and the evidence it used as lines of text."""
     import numpy as np
 
@@ -100,9 +96,7 @@ def format_answer(
 
 
 @register_reader("video_memory")
-def _ask_video(
-    path: Path, question: str, options: Sequence[str] | None, answerer: Any
-) -> str:
+def _ask_video(path: Path, question: str, options: Sequence[str] | None, answerer: Any) -> str:
     from engram.qa.video import VideoQA
 
     qa = VideoQA.load(path)
@@ -117,9 +111,7 @@ _TIME_NAMED = re.compile(
 
 
 @register_reader("scene_memory")
-def _ask_scene(
-    path: Path, question: str, options: Sequence[str] | None, answerer: Any
-) -> str:
+def _ask_scene(path: Path, question: str, options: Sequence[str] | None, answerer: Any) -> str:
     from engram.memory.scene import SceneMemory
     from engram.qa.embodied import EmbodiedQA
 
@@ -152,9 +144,7 @@ def _ask_scene(
     for t in ans.times_s[:5]:
         evidence.append(f"  seen at t={t:.1f} s")
     if ans.snapshot_frames:
-        evidence.append(
-            f"  snapshot frames: {', '.join(str(f) for f in ans.snapshot_frames[:5])}"
-        )
+        evidence.append(f"  snapshot frames: {', '.join(str(f) for f in ans.snapshot_frames[:5])}")
     if evidence:
         lines += ["evidence:", *evidence]
     return "\n".join(lines)

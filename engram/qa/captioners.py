@@ -69,28 +69,20 @@ def available_captioners() -> list[str]:
 def build_captioner(name: str, **kwargs: Any) -> Any:
     """Build a captioner by registry name ("openai", "transformers")."""
     if name not in _CAPTIONERS:
-        raise ValueError(
-            f"unknown captioner {name!r}; available: {', '.join(available_captioners())}"
-        )
+        raise ValueError(f"unknown captioner {name!r}; available: {', '.join(available_captioners())}")
     return _CAPTIONERS[name](**kwargs)
 
 
-def caption_batch(
-    captioner: Any, keyframes: Sequence[Sequence[np.ndarray]]
-) -> list[str]:
+def caption_batch(captioner: Any, keyframes: Sequence[Sequence[np.ndarray]]) -> list[str]:
     """Captions for several events' keyframes with any kind of captioner; checks what comes back."""
     if hasattr(captioner, "caption_batch"):
         out = list(captioner.caption_batch([list(k) for k in keyframes]))
     elif callable(captioner):
         out = [captioner(list(k)) for k in keyframes]
     else:
-        raise ValueError(
-            f"a captioner needs caption_batch() or to be callable, got {type(captioner).__name__}"
-        )
+        raise ValueError(f"a captioner needs caption_batch() or to be callable, got {type(captioner).__name__}")
     if len(out) != len(keyframes) or not all(isinstance(c, str) for c in out):
-        raise AnswererError(
-            f"captioner returned {len(out)} captions for {len(keyframes)} events, or non-text ones"
-        )
+        raise AnswererError(f"captioner returned {len(out)} captions for {len(keyframes)} events, or non-text ones")
     return [" ".join(c.split()) for c in out]
 
 
@@ -126,14 +118,8 @@ class OpenAICaptioner:
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError(f"model must be a non-empty string, got {model!r}")
-        if not (
-            isinstance(timeout_s, (int, float))
-            and math.isfinite(timeout_s)
-            and timeout_s > 0
-        ):
-            raise ValueError(
-                f"timeout_s must be a positive number of seconds, got {timeout_s!r}"
-            )
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
         if int(max_images) < 1 or int(workers) < 1 or int(max_tokens) < 1:
             raise ValueError("max_images, workers and max_tokens must be positive")
         self.url = chat_url(base_url)
@@ -155,9 +141,7 @@ class OpenAICaptioner:
             content.append(
                 {
                     "type": "image_url",
-                    "image_url": {
-                        "url": _jpeg_data_url(img, self.image_max_side_px, 85)
-                    },
+                    "image_url": {"url": _jpeg_data_url(img, self.image_max_side_px, 85)},
                 }
             )
         return {
@@ -213,24 +197,18 @@ class TransformersCaptioner:
             )
         path = Path(model_path).expanduser()
         if not (path / "config.json").is_file():
-            raise ValueError(
-                f"{path} is not a transformers model folder: it has no config.json"
-            )
+            raise ValueError(f"{path} is not a transformers model folder: it has no config.json")
         from engram._optional import require
 
         self._torch = require("torch", "the transformers captioner")
         transformers = require("transformers", "the transformers captioner")
         try:
-            self._processor = transformers.AutoProcessor.from_pretrained(
-                str(path), local_files_only=True
-            )
+            self._processor = transformers.AutoProcessor.from_pretrained(str(path), local_files_only=True)
             self._model = transformers.AutoModelForImageTextToText.from_pretrained(
                 str(path), local_files_only=True
             ).eval()
         except (OSError, ValueError) as exc:
-            raise ValueError(
-                f"cannot load an image-text-to-text model from {path}: {exc}"
-            ) from exc
+            raise ValueError(f"cannot load an image-text-to-text model from {path}: {exc}") from exc
         self.model_path = path
         self.max_new_tokens = int(max_new_tokens)
         self.prompt = prompt
@@ -253,13 +231,9 @@ class TransformersCaptioner:
         inputs = self._processor(text=text, images=pics, return_tensors="pt")
         try:
             with self._torch.inference_mode():
-                out = self._model.generate(
-                    **inputs, max_new_tokens=self.max_new_tokens, do_sample=False
-                )
+                out = self._model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         except RuntimeError as exc:
-            raise AnswererError(
-                f"captioning with the model at {self.model_path} failed: {exc}"
-            ) from exc
+            raise AnswererError(f"captioning with the model at {self.model_path} failed: {exc}") from exc
         new = out[0, inputs["input_ids"].shape[1] :]
         return self._processor.decode(new, skip_special_tokens=True).strip()
 

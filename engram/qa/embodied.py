@@ -28,12 +28,20 @@ NOT_OBSERVED = "not observed yet"
 
 _ART = r"(?:the |a |an |any |my |some )?"
 _PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("how_many", re.compile(rf"^how many {_ART}(?P<x>.+?)(?: are there| do you see| did you see| can you see)?(?: in {_ART}(?P<r>.+?))?\??$")),
+    (
+        "how_many",
+        re.compile(
+            rf"^how many {_ART}(?P<x>.+?)(?: are there| do you see| did you see| can you see)?(?: in {_ART}(?P<r>.+?))?\??$"
+        ),
+    ),
     ("is_there", re.compile(rf"^(?:is|are) there {_ART}(?P<x>.+?) in {_ART}(?P<r>.+?)\??$")),
     ("which_room", re.compile(rf"^(?:which|what) room (?:is|are|was|were) {_ART}(?P<x>.+?)(?: in)?\??$")),
     ("which_room", re.compile(rf"^in (?:which|what) room (?:is|are|was|were) {_ART}(?P<x>.+?)\??$")),
     ("near", re.compile(rf"^what(?:'s| is| are)? (?:next to|near|beside|close to|by) {_ART}(?P<x>.+?)\??$")),
-    ("last_seen", re.compile(rf"^when (?:did|have) (?:i|you|we) (?:last )?(?:see|seen) {_ART}(?P<x>.+?)(?: last)?\??$")),
+    (
+        "last_seen",
+        re.compile(rf"^when (?:did|have) (?:i|you|we) (?:last )?(?:see|seen) {_ART}(?P<x>.+?)(?: last)?\??$"),
+    ),
     ("changed", re.compile(r"^what (?:has )?(?:changed|moved)(?: since (?P<t>[\d.:]+)\s*(?:s|sec|seconds)?)?\??$")),
     ("where", re.compile(rf"^where (?:is|are|was|were|did i (?:see|leave)) {_ART}(?P<x>.+?)(?: now)?\??$")),
 ]
@@ -73,8 +81,13 @@ def _singular(word: str) -> str:
 
 def _box_gap_m(a, b) -> float:
     """Distance between two objects' axis-aligned boxes (0 when they touch or overlap)."""
-    gap = np.maximum(np.maximum(np.asarray(a.box_min, float) - np.asarray(b.box_max, float),
-                                np.asarray(b.box_min, float) - np.asarray(a.box_max, float)), 0.0)
+    gap = np.maximum(
+        np.maximum(
+            np.asarray(a.box_min, float) - np.asarray(b.box_max, float),
+            np.asarray(b.box_min, float) - np.asarray(a.box_max, float),
+        ),
+        0.0,
+    )
     return float(np.linalg.norm(gap))
 
 
@@ -156,8 +169,16 @@ class EmbodiedQA:
             ``fragment_share`` of its points is a fragment of it, not another instance.
     """
 
-    def __init__(self, memory, answerer: Any = None, *, near_radius_m: float = 1.0, max_snapshots: int = 4,
-                 fragment_gap_m: float = 0.3, fragment_share: float = 0.2) -> None:
+    def __init__(
+        self,
+        memory,
+        answerer: Any = None,
+        *,
+        near_radius_m: float = 1.0,
+        max_snapshots: int = 4,
+        fragment_gap_m: float = 0.3,
+        fragment_share: float = 0.2,
+    ) -> None:
         if not near_radius_m > 0 or max_snapshots < 1 or fragment_gap_m < 0 or not 0 <= fragment_share < 1:
             raise ValueError(
                 f"need near_radius_m > 0, max_snapshots >= 1, fragment_gap_m >= 0 and 0 <= fragment_share < 1, got "
@@ -185,7 +206,9 @@ class EmbodiedQA:
 
         stamp = (self.memory.frames_mapped, len(self.memory.objects.objects))
         if self._rooms is None or self._rooms_at != stamp:
-            self._rooms = segment_rooms(self.memory.octree, self.memory.objects.objects.values(), floor_z_m=self.memory.floor_z_m)
+            self._rooms = segment_rooms(
+                self.memory.octree, self.memory.objects.objects.values(), floor_z_m=self.memory.floor_z_m
+            )
             self._rooms_at = stamp
         return self._rooms
 
@@ -221,7 +244,12 @@ class EmbodiedQA:
 
     def _describe(self, o) -> dict[str, Any]:
         c = np.asarray(o.centroid, float)
-        return {"id": int(o.id), "label": o.label, "room": self._room_name(c), "position": tuple(round(float(v), 2) for v in c)}
+        return {
+            "id": int(o.id),
+            "label": o.label,
+            "room": self._room_name(c),
+            "position": tuple(round(float(v), 2) for v in c),
+        }
 
     # ------------------------------------------------------------------ answering
     def ask(self, question: str, options: list[str] | None = None) -> EQAAnswer:
@@ -246,8 +274,12 @@ class EmbodiedQA:
         descs = [self._describe(o) for o in objs]
         ev = self._evidence_fields(objs)
         if len(objs) > 1:
-            listing = "; ".join(f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'} at {d['position']}" for d in descs)
-            return EQAAnswer(f"{len(objs)} candidates for '{x}': {listing}", "where", value=descs, candidates=descs, **ev)
+            listing = "; ".join(
+                f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'} at {d['position']}" for d in descs
+            )
+            return EQAAnswer(
+                f"{len(objs)} candidates for '{x}': {listing}", "where", value=descs, candidates=descs, **ev
+            )
         d = descs[0]
         room = f"in the {d['room']}" if d["room"] else "in an unsegmented area"
         return EQAAnswer(f"the {d['label']} is {room} at {d['position']}", "where", value=d, **ev)
@@ -264,8 +296,11 @@ class EmbodiedQA:
                 f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'}" for d in descs
             )
         return EQAAnswer(
-            text, "which_room", value=rooms if len(rooms) > 1 else rooms[0],
-            candidates=descs if len(objs) > 1 else [], **self._evidence_fields(objs)
+            text,
+            "which_room",
+            value=rooms if len(rooms) > 1 else rooms[0],
+            candidates=descs if len(objs) > 1 else [],
+            **self._evidence_fields(objs),
         )
 
     def _q_how_many(self, x: str, r: str | None = None) -> EQAAnswer:
@@ -307,8 +342,9 @@ class EmbodiedQA:
         if len(objs) == 1:
             labels = [o.label for _, o in per[0][1]]
             text = ", ".join(dict.fromkeys(labels)) if labels else nothing
-            return EQAAnswer(text, "near", value=sorted(set(labels)),
-                             **self._evidence_fields([objs[0]] + [o for _, o in per[0][1]]))
+            return EQAAnswer(
+                text, "near", value=sorted(set(labels)), **self._evidence_fields([objs[0]] + [o for _, o in per[0][1]])
+            )
         # several instances: what is next to each one, each named (the value is the union)
         descs, parts, evidence = [], [], []
         for o, near in per:
@@ -316,14 +352,21 @@ class EmbodiedQA:
             d = self._describe(o)
             d["near"] = sorted(set(labels))
             descs.append(d)
-            parts.append(f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'}: "
-                         + (", ".join(dict.fromkeys(labels)) if labels else nothing))
+            parts.append(
+                f"{d['label']} {d['id']} in the {d['room'] or 'unknown room'}: "
+                + (", ".join(dict.fromkeys(labels)) if labels else nothing)
+            )
             for e in [o] + [n for _, n in near]:
                 if all(e is not k for k in evidence):
                     evidence.append(e)
         union = sorted({lab for d in descs for lab in d["near"]})
-        return EQAAnswer(f"{len(objs)} candidates for '{x}': " + "; ".join(parts), "near", value=union,
-                         candidates=descs, **self._evidence_fields(evidence))
+        return EQAAnswer(
+            f"{len(objs)} candidates for '{x}': " + "; ".join(parts),
+            "near",
+            value=union,
+            candidates=descs,
+            **self._evidence_fields(evidence),
+        )
 
     def _q_last_seen(self, x: str) -> EQAAnswer:
         objs = self.match_objects(x, merge=False)  # a fragment's sighting is a sighting too
@@ -337,7 +380,8 @@ class EmbodiedQA:
             descs = [self._describe(w) | {"last_seen_s": round(float(w.last_seen_s), 1)} for w in whole]
             descs.sort(key=lambda d: -d["last_seen_s"])
             text = f"{len(whole)} candidates for '{x}': " + "; ".join(
-                f"{d['label']} {d['id']} at t={d['last_seen_s']:.1f} s, in the {d['room'] or 'unknown room'}" for d in descs
+                f"{d['label']} {d['id']} at t={d['last_seen_s']:.1f} s, in the {d['room'] or 'unknown room'}"
+                for d in descs
             )
             return EQAAnswer(text, "last_seen", value=t, candidates=descs, **self._evidence_fields(whole))
         return EQAAnswer(text, "last_seen", value=t, **self._evidence_fields([o]))
@@ -349,11 +393,18 @@ class EmbodiedQA:
         parts = []
         for e in events:
             if e.kind == "moved":
-                parts.append(f"the {e.label} moved from the {self._room_name(e.from_xyz) or '?'} to the {self._room_name(e.to_xyz) or '?'} (t={e.t_s:.1f} s)")
+                parts.append(
+                    f"the {e.label} moved from the {self._room_name(e.from_xyz) or '?'} to the {self._room_name(e.to_xyz) or '?'} (t={e.t_s:.1f} s)"
+                )
             else:
                 parts.append(f"the {e.label} {e.kind} (t={e.t_s:.1f} s)")
-        return EQAAnswer("; ".join(parts), "changed", value=[e.to_dict() for e in events],
-                         object_ids=[e.object_id for e in events], times_s=[e.t_s for e in events])
+        return EQAAnswer(
+            "; ".join(parts),
+            "changed",
+            value=[e.to_dict() for e in events],
+            object_ids=[e.object_id for e in events],
+            times_s=[e.t_s for e in events],
+        )
 
     def _evidence_fields(self, objs) -> dict[str, Any]:
         snaps = []
@@ -402,7 +453,10 @@ class EmbodiedQA:
             shown = [objs[i] for i in s.object_ids if i in objs]
             text = "snapshot at t={:.1f} s showing: {}".format(
                 float(s.timestamp_s),
-                "; ".join(f"{o.label} in the {self._room_name(o.centroid) or 'unknown room'} at {tuple(round(float(v), 2) for v in np.asarray(o.centroid))}" for o in shown),
+                "; ".join(
+                    f"{o.label} in the {self._room_name(o.centroid) or 'unknown room'} at {tuple(round(float(v), 2) for v in np.asarray(o.centroid))}"
+                    for o in shown
+                ),
             )
             images = []
             data = getattr(s, "image_jpeg", None)
@@ -412,21 +466,42 @@ class EmbodiedQA:
                 img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 if img is not None:
                     images.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-            evidence.append(Evidence(text=text, time_span_s=(float(s.timestamp_s), float(s.timestamp_s)), images=images,
-                                     score=1.0, source_id=f"snapshot:{int(s.frame_index)}", meta={"object_ids": list(s.object_ids)}))
+            evidence.append(
+                Evidence(
+                    text=text,
+                    time_span_s=(float(s.timestamp_s), float(s.timestamp_s)),
+                    images=images,
+                    score=1.0,
+                    source_id=f"snapshot:{int(s.frame_index)}",
+                    meta={"object_ids": list(s.object_ids)},
+                )
+            )
         if not evidence:
             return EQAAnswer(NOT_OBSERVED, "open", enough_evidence=False)
         ans = self.answerer.answer(question, evidence, options=options)
         used = [snaps[i] for i in (ans.evidence_used or range(len(snaps))) if i < len(snaps)]
         ids = sorted({i for s in used for i in s.object_ids})
         return EQAAnswer(
-            ans.text, "open", value=ans.choice_index if options else ans.text, enough_evidence=bool(ans.enough_evidence),
-            object_ids=ids, snapshot_frames=[int(s.frame_index) for s in used], times_s=[float(s.timestamp_s) for s in used],
+            ans.text,
+            "open",
+            value=ans.choice_index if options else ans.text,
+            enough_evidence=bool(ans.enough_evidence),
+            object_ids=ids,
+            snapshot_frames=[int(s.frame_index) for s in used],
+            times_s=[float(s.timestamp_s) for s in used],
         )
 
     # ------------------------------------------------------------------ active mode
-    def ask_active(self, question: str, sim, explorer, *, max_steps: int = 300, chunk_steps: int = 40,
-                   options: list[str] | None = None) -> EQAAnswer:
+    def ask_active(
+        self,
+        question: str,
+        sim,
+        explorer,
+        *,
+        max_steps: int = 300,
+        chunk_steps: int = 40,
+        options: list[str] | None = None,
+    ) -> EQAAnswer:
         """Ask; while the evidence is not enough, explore toward frontiers and ask again."""
         steps = 0
         travelled = 0.0
@@ -495,7 +570,10 @@ def answer_openeqa(eqa: EmbodiedQA, questions: list[dict[str, Any]], judge=None)
 
     preds = [eqa.ask(q["question"]).text for q in questions]
     result = llm_match_score(
-        [q["question"] for q in questions], [str(q["answer"]) for q in questions], preds, judge or token_overlap_judge,
+        [q["question"] for q in questions],
+        [str(q["answer"]) for q in questions],
+        preds,
+        judge or token_overlap_judge,
         extra_answers=[q.get("extra_answers") for q in questions],
     )
     return preds, result

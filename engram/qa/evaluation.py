@@ -263,7 +263,9 @@ def llm_match_score(
     """
     n = len(questions)
     if not (len(answers) == len(predictions) == n) or n == 0:
-        raise ValueError(f"need as many answers and predictions as questions, got {n}, {len(answers)}, {len(predictions)}")
+        raise ValueError(
+            f"need as many answers and predictions as questions, got {n}, {len(answers)}, {len(predictions)}"
+        )
     if extra_answers is not None and len(extra_answers) != n:
         raise ValueError(f"extra_answers has {len(extra_answers)} entries for {n} questions")
     marks: list[int | None] = []
@@ -548,7 +550,9 @@ def _read_nextqa(path: Path) -> list[VideoQuestion]:
                 try:
                     idx = int(answer)
                 except ValueError as exc:
-                    raise ValueError(f"{where}: multiple-choice answer must be an option index, got {answer!r}") from exc
+                    raise ValueError(
+                        f"{where}: multiple-choice answer must be an option index, got {answer!r}"
+                    ) from exc
                 answer = None
             meta = {k: v for k, v in row.items() if k not in {*_NEXTQA_BASE, *opt_cols, "spans_s"}}
             for k in ("frame_count", "width", "height"):
@@ -587,7 +591,11 @@ def _read_jsonl(path: Path) -> list[VideoQuestion]:
 
 
 def write_questions(
-    path: str | Path, questions: Sequence[VideoQuestion], *, format: str | None = None, answers_path: str | Path | None = None
+    path: str | Path,
+    questions: Sequence[VideoQuestion],
+    *,
+    format: str | None = None,
+    answers_path: str | Path | None = None,
 ) -> None:
     """Write questions in one of the layouts `read_questions` reads.
 
@@ -681,7 +689,9 @@ class Box3D:
         c = tuple(float(v) for v in self.centre)
         h = tuple(float(v) for v in self.half_extents)
         if len(c) != 3 or len(h) != 3 or not all(math.isfinite(v) for v in c + h + (float(self.yaw_rad),)):
-            raise ValueError(f"a box needs a finite 3D centre, half extents and yaw, got {self.centre!r}, {self.half_extents!r}")
+            raise ValueError(
+                f"a box needs a finite 3D centre, half extents and yaw, got {self.centre!r}, {self.half_extents!r}"
+            )
         if min(h) < 0:
             raise ValueError(f"box half extents must be >= 0, got {h}")
         object.__setattr__(self, "centre", c)
@@ -865,7 +875,9 @@ def match_object_boxes(
     """
     if not 0 < min_iou <= 1:
         raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
-    cents = [tuple(float(v) for v in c) for c in pred_centroids] if pred_centroids is not None else [p.centre for p in pred]
+    cents = (
+        [tuple(float(v) for v in c) for c in pred_centroids] if pred_centroids is not None else [p.centre for p in pred]
+    )
     if len(cents) != len(pred):
         raise ValueError(f"{len(cents)} centroids for {len(pred)} predicted boxes")
     cnt = [bool(c) for c in counted] if counted is not None else [True] * len(gt)

@@ -187,15 +187,11 @@ _ART = r"(?:the |a |an |any |my |some )?"
 _EXTRA = [
     (
         "first_seen",
-        re.compile(
-            rf"^when (?:did|have) (?:i|you|we) first (?:see|seen|notice) {_ART}(?P<x>.+?)\??$"
-        ),
+        re.compile(rf"^when (?:did|have) (?:i|you|we) first (?:see|seen|notice) {_ART}(?P<x>.+?)\??$"),
     ),
     (
         "first_seen",
-        re.compile(
-            rf"^when (?:did|does) {_ART}(?P<x>.+?) first (?:appear|show up|come into view)\??$"
-        ),
+        re.compile(rf"^when (?:did|does) {_ART}(?P<x>.+?) first (?:appear|show up|come into view)\??$"),
     ),
     ("last_seen", re.compile(rf"^when was {_ART}(?P<x>.+?) last (?:seen|visible)\??$")),
     (
@@ -206,15 +202,11 @@ _EXTRA = [
     ),
     (
         "before",
-        re.compile(
-            rf"^did (?:i|you|we) see {_ART}(?P<x>.+?) before {_ART}(?P<y>.+?)\??$"
-        ),
+        re.compile(rf"^did (?:i|you|we) see {_ART}(?P<x>.+?) before {_ART}(?P<y>.+?)\??$"),
     ),
     (
         "saw",
-        re.compile(
-            r"^(?:did|do|have) (?:i|you|we) (?:see|seen|notice) (?:a |an |any |the |some )?(?P<x>.+?)\??$"
-        ),
+        re.compile(r"^(?:did|do|have) (?:i|you|we) (?:see|seen|notice) (?:a |an |any |the |some )?(?P<x>.+?)\??$"),
     ),
     ("saw", re.compile(rf"^(?:is|are|was|were) there {_ART}(?P<x>.+?)\??$")),
 ]
@@ -271,16 +263,10 @@ def _fmt(t: float) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [
-        _singular(w)
-        for w in re.findall(r"[a-z]+", text.lower())
-        if w not in ("the", "a", "an", "of", "my")
-    ]
+    return [_singular(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("the", "a", "an", "of", "my")]
 
 
-def match_labels(
-    name: str, labels: list[str], text_encoder: Any = None, min_similarity: float = 0.6
-) -> list[str]:
+def match_labels(name: str, labels: list[str], text_encoder: Any = None, min_similarity: float = 0.6) -> list[str]:
     """Track labels that mean ``name``: the same words (singular) first, else close in the text encoder's space."""
     want = _words(name)
     if not want or not labels:
@@ -338,11 +324,7 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
         "how_many",
     ):
         return None
-    nodes = [
-        n
-        for n in memory.nodes(0)
-        if any(_tag_means(t, x) for t, p in n.tags if p >= 0.05)
-    ]
+    nodes = [n for n in memory.nodes(0) if any(_tag_means(t, x) for t, p in n.tags if p >= 0.05)]
     if not nodes:
         return None
     tag = next(t for t, _ in nodes[0].tags if _tag_means(t, x))
@@ -359,8 +341,7 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
     if kind == "how_many":  # scene tags say that, not how many
         return TrackFact(
             kind,
-            f"At least 1: I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}; "
-            "no detection counted them.",
+            f"At least 1: I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}; no detection counted them.",
             1,
             span,
         )
@@ -378,9 +359,7 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
             first.start_s,
             (first.start_s, first.end_s),
         )
-    names = [(n, w) for node in nodes for n, w in node.labels] + [
-        (t, 0.5 * w) for node in nodes for t, w in node.tags
-    ]
+    names = [(n, w) for node in nodes for n, w in node.labels] + [(t, 0.5 * w) for node in nodes for t, w in node.tags]
     room, cues = guess_room(names)
     if room is None:
         return TrackFact(
@@ -398,14 +377,10 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
 
 
 def _not_seen(kind: str, x: str) -> TrackFact:
-    return TrackFact(
-        kind, f"{CANT_TELL}: I did not see any {x}.", value=None, found=False
-    )
+    return TrackFact(kind, f"{CANT_TELL}: I did not see any {x}.", value=None, found=False)
 
 
-def answer_from_tracks(
-    question: str, memory: Any, text_encoder: Any = None
-) -> TrackFact | None:
+def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> TrackFact | None:
     """The structured answer to ``question`` from ``memory.objects`` (an `ObjectTracker`), or None.
 
     Args:
@@ -452,9 +427,7 @@ def answer_from_tracks(
         if tagged is not None:
             return tagged
         if kind == "saw":
-            return TrackFact(
-                kind, f"No, I did not see any {x}.", False, None, [], found=False
-            )
+            return TrackFact(kind, f"No, I did not see any {x}.", False, None, [], found=False)
         return _not_seen(kind, x)
     tracks = tracker.of_labels(xs)
     first_s = min(t.first_s for t in tracks)
@@ -505,16 +478,10 @@ def answer_from_tracks(
         if node is None or node.node_id in seen_nodes:
             continue
         seen_nodes.add(node.node_id)
-        names += [(n, w) for n, w in node.labels if n not in xs] + [
-            (n, 0.5 * w) for n, w in node.tags
-        ]
+        names += [(n, w) for n, w in node.labels if n not in xs] + [(n, 0.5 * w) for n, w in node.tags]
         if node.caption:
             names.append((node.caption, 1.0))
-    others = {
-        tr.label
-        for tr in tracker.in_span(first_s, last_s)
-        if tr.label not in xs and tr.label != "object"
-    }
+    others = {tr.label for tr in tracker.in_span(first_s, last_s) if tr.label not in xs and tr.label != "object"}
     # the object itself tells the room when it belongs to one (a bed is in a bedroom)
     room, cues = guess_room([(lab, 3.0 * len(times)) for lab in xs] + names)
     span = (first_s, last_s)

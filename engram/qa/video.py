@@ -287,7 +287,11 @@ class VideoQA:
         video = Path(video_path)
         source = VideoSource(video, target_fps=sample_fps)
         total_s = source.duration_s
-        ident = {"kind": "file", "path": str(video.resolve()), "fingerprint": _fingerprint(video) if video.is_file() else None}
+        ident = {
+            "kind": "file",
+            "path": str(video.resolve()),
+            "fingerprint": _fingerprint(video) if video.is_file() else None,
+        }
 
         def frames(start_s: float) -> Iterator[Frame]:
             src = VideoSource(video, target_fps=sample_fps, start_s=start_s, max_frames=max_frames)
@@ -396,7 +400,9 @@ class VideoQA:
         if not (math.isfinite(sample_fps) and sample_fps > 0):
             raise ValueError(f"sample_fps must be a positive number, got {sample_fps!r}")
         if batch_size < 1 or not checkpoint_every_s > 0:
-            raise ValueError(f"batch_size and checkpoint_every_s must be positive, got {batch_size}, {checkpoint_every_s}")
+            raise ValueError(
+                f"batch_size and checkpoint_every_s must be positive, got {batch_size}, {checkpoint_every_s}"
+            )
         if type(memory_options).__module__.startswith("omegaconf"):
             from omegaconf import OmegaConf
 
@@ -595,7 +601,9 @@ class VideoQA:
             txt = _resolve_encoder(text_encoder, "text")
             check_encoders(recorded, img, txt, where=f"the memory at {path}")
             files = {name: contents[name] for name in contents.names() if name != "video.json"}
-            memory = EpisodicMemory.from_files(files, contents.meta, image_encoder=img, text_encoder=txt, where=str(path))
+            memory = EpisodicMemory.from_files(
+                files, contents.meta, image_encoder=img, text_encoder=txt, where=str(path)
+            )
             return cls(memory, path, info)
 
     def _ensure_text_encoder(self) -> None:
@@ -717,7 +725,9 @@ class VideoQA:
 
         images, times = [], []
         if fact.time_span_s is not None:
-            node = self.memory.at_time(fact.time_span_s[1], level=0) or self.memory.at_time(fact.time_span_s[0], level=0)
+            node = self.memory.at_time(fact.time_span_s[1], level=0) or self.memory.at_time(
+                fact.time_span_s[0], level=0
+            )
             if node is not None:
                 images, times = self.memory.keyframe_images(node), list(node.keyframe_times_s)
         return Evidence(
@@ -867,12 +877,8 @@ def build_command(video: str, out_dir: str, **opts: Any) -> str:
     return build_summary(VideoQA.build(video, out_dir, **opts), out_dir)
 
 
-def ask_command(
-    memory_dir: str, question: str, options: Sequence[str] | None = None, answerer: Any = "offline"
-) -> str:
+def ask_command(memory_dir: str, question: str, options: Sequence[str] | None = None, answerer: Any = "offline") -> str:
     """``engram qa ask DIR "question" [--options A B C D]``: the answer and its evidence as text (any memory kind)."""
     from engram.qa.ask import ask_path
 
     return ask_path(memory_dir, question, options=options, answerer=answerer)
-
-

@@ -612,7 +612,9 @@ class RgbdDataset:
                 world_from_dataset = self._estimate_gravity(all_entries)
             else:
                 world_from_dataset = Pose.identity()
-        self.world_from_dataset = world_from_dataset if isinstance(world_from_dataset, Pose) else Pose(world_from_dataset)
+        self.world_from_dataset = (
+            world_from_dataset if isinstance(world_from_dataset, Pose) else Pose(world_from_dataset)
+        )
 
         entries = all_entries[:: int(stride)]
         if max_frames is not None:
@@ -639,7 +641,9 @@ class RgbdDataset:
                 "nor a 7-Scenes one (frame-NNNNNN.color.png/.jpg + .depth.png + .pose.txt)"
             )
         if fmt == "7scenes" and not is_7scenes:
-            raise FileNotFoundError(f"{self.path} is not a 7-Scenes sequence: frame-NNNNNN.depth.png files are required")
+            raise FileNotFoundError(
+                f"{self.path} is not a 7-Scenes sequence: frame-NNNNNN.depth.png files are required"
+            )
         if fmt == "tum" and not is_tum:
             raise FileNotFoundError(f"{self.path} is not a TUM sequence: rgb.txt and depth.txt are required")
         if fmt == "icl" and not is_icl:
@@ -675,7 +679,11 @@ class RgbdDataset:
             gt_t, gt_poses = read_tum_trajectory(gt_path)
             # Motion capture runs at 100+ Hz: allow a few missed samples between neighbours.
             poses, has_pose = _interpolate_poses(
-                gt_t, gt_poses, stamps, max_gap_s=max(5 * self.max_difference_s, 0.1), max_difference_s=self.max_difference_s
+                gt_t,
+                gt_poses,
+                stamps,
+                max_gap_s=max(5 * self.max_difference_s, 0.1),
+                max_difference_s=self.max_difference_s,
             )
             if not has_pose.all():
                 n_missing = int((~has_pose).sum())
@@ -691,10 +699,18 @@ class RgbdDataset:
             color = self.path / rgb_names[i]
             depth = self.path / depth_names[j]
             if not depth.is_file():
-                warnings.warn(f"skipping frame {k} (t={stamps[k]:.6f}): depth file {depth} is missing", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"skipping frame {k} (t={stamps[k]:.6f}): depth file {depth} is missing",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             if not color.is_file():
-                warnings.warn(f"skipping frame {k} (t={stamps[k]:.6f}): colour file {color} is missing", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"skipping frame {k} (t={stamps[k]:.6f}): colour file {color} is missing",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             pose = poses[k] if poses is not None and has_pose[k] else None
             entries.append(_Entry(k, float(stamps[k]), color, depth, pose))
@@ -710,7 +726,9 @@ class RgbdDataset:
         if self.with_poses:
             log = self.path / "trajectory.log"
             if not log.is_file():
-                raise FileNotFoundError(f"{log} does not exist; pass with_poses=False to read the sequence without poses")
+                raise FileNotFoundError(
+                    f"{log} does not exist; pass with_poses=False to read the sequence without poses"
+                )
             poses = read_trajectory_log(log)
             if len(poses) < len(stems) and self.missing_poses == "error":
                 raise ValueError(
@@ -753,7 +771,11 @@ class RgbdDataset:
         for stem in stems:
             number = _frame_number(stem)
             if stem not in depths:
-                warnings.warn(f"skipping frame {number}: no depth image {stem}.depth.png in {self.path}", RuntimeWarning, stacklevel=3)
+                warnings.warn(
+                    f"skipping frame {number}: no depth image {stem}.depth.png in {self.path}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
                 continue
             pose = None
             if self.with_poses:
@@ -796,7 +818,9 @@ class RgbdDataset:
                 except ValueError as exc:
                     raise ValueError(f"{k_path}: not a 3x3 matrix of numbers") from exc
                 if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-                    raise ValueError(f"{k_path}: expected a 3x3 camera matrix K with positive focal lengths, got {k.tolist()}")
+                    raise ValueError(
+                        f"{k_path}: expected a 3x3 camera matrix K with positive focal lengths, got {k.tolist()}"
+                    )
                 return (float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
         return _DEFAULT_INTRINSICS[self.format]
 
@@ -834,11 +858,15 @@ class RgbdDataset:
     def _load(self, e: _Entry) -> Frame | None:
         rgb = _read_rgb(e.color)
         if rgb is None:
-            warnings.warn(f"skipping frame {e.index}: colour image {e.color} could not be read", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"skipping frame {e.index}: colour image {e.color} could not be read", RuntimeWarning, stacklevel=3
+            )
             return None
         depth = _read_depth_m(e.depth, self.depth_scale)
         if depth is None:
-            warnings.warn(f"skipping frame {e.index}: depth image {e.depth} could not be read", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"skipping frame {e.index}: depth image {e.depth} could not be read", RuntimeWarning, stacklevel=3
+            )
             return None
         if depth.shape != rgb.shape[:2]:
             warnings.warn(
@@ -849,7 +877,9 @@ class RgbdDataset:
             return None
         k = self.intrinsics
         if (k.width, k.height) != (rgb.shape[1], rgb.shape[0]):
-            warnings.warn(f"skipping frame {e.index}: {e.color} has a different image size", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"skipping frame {e.index}: {e.color} has a different image size", RuntimeWarning, stacklevel=3
+            )
             return None
         return Frame(
             index=e.index,

@@ -43,9 +43,7 @@ def _write_video(
     for c in colours:
         for i in range(int(seconds_each * fps)):
             img = np.full((60, 80, 3), c, np.uint8)
-            cv2.putText(
-                img, str(i), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1
-            )
+            cv2.putText(img, str(i), (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
             writer.write(img[:, :, ::-1].copy())
     writer.release()
     return path
@@ -69,9 +67,7 @@ def sources(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def catalogue(sources, tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("fleet_cat") / "cat"
-    report = build_index(
-        [sources], out, overrides=OVERRIDES, use_ray=False, progress=False
-    )
+    report = build_index([sources], out, overrides=OVERRIDES, use_ray=False, progress=False)
     return out, report
 
 
@@ -90,9 +86,7 @@ def _sid(report, name: str) -> str:
 
 def test_expand_sources_folders_globs_lists_duplicates_and_missing(sources, tmp_path):
     lst = tmp_path / "runs.txt"
-    lst.write_text(
-        f"# today's runs\n{sources / 'walk.mcap'}\n{sources / 'blue.avi'}\n\n"
-    )
+    lst.write_text(f"# today's runs\n{sources / 'walk.mcap'}\n{sources / 'blue.avi'}\n\n")
     specs, dups = expand_sources(
         [
             str(sources / "*.avi"),
@@ -122,9 +116,7 @@ def test_expand_sources_folders_globs_lists_duplicates_and_missing(sources, tmp_
 # -- one process ------------------------------------------------------------------------------
 
 
-def test_local_index_builds_each_source_records_the_failure_and_one_table(
-    catalogue, sources
-):
+def test_local_index_builds_each_source_records_the_failure_and_one_table(catalogue, sources):
     out, report = catalogue
     assert report.engine == "local"
     assert sorted(Path(report.results[s]["path"]).name for s in report.done) == [
@@ -136,11 +128,7 @@ def test_local_index_builds_each_source_records_the_failure_and_one_table(
     assert "could not be opened" in report.failed[0]["error"]
     cat = Catalogue.open(out)
     fails = cat.failures()
-    assert (
-        len(fails) == 1
-        and fails[0]["source"]["path"].endswith("broken.mp4")
-        and fails[0]["error"]
-    )
+    assert len(fails) == 1 and fails[0]["source"]["path"].endswith("broken.mp4") and fails[0]["error"]
     # the table is exactly the union of the committed sources' rows
     committed = {i["source"]["source_id"]: i["rows"] for i in cat.sources()}
     assert set(committed) == set(report.done)
@@ -172,9 +160,7 @@ def test_catalogue_rows_match_the_memories_built_alone(catalogue, sources, tmp_p
     for i in obj_rows:
         o = alone.objects.objects[objs["record_id"][i]]
         assert objs["label"][i] == o.label
-        np.testing.assert_allclose(
-            [objs["x"][i], objs["y"][i], objs["z"][i]], o.centroid, atol=1e-9
-        )
+        np.testing.assert_allclose([objs["x"][i], objs["y"][i], objs["z"][i]], o.centroid, atol=1e-9)
 
     v = cfg["video"]
     qa = VideoQA.build(sources / "blue.avi", tmp_path / "alone", sample_fps=v["sample_fps"], image_encoder=None,
@@ -182,20 +168,12 @@ def test_catalogue_rows_match_the_memories_built_alone(catalogue, sources, tmp_p
     vid = _sid(report, "blue-")
     cat_qa = VideoQA.load(out / "sources" / vid / "memory")
     for level in range(qa.memory.num_levels):
-        a = [
-            (n.start_s, n.end_s, n.frame_count, n.description)
-            for n in qa.memory.nodes(level)
-        ]
-        b = [
-            (n.start_s, n.end_s, n.frame_count, n.description)
-            for n in cat_qa.memory.nodes(level)
-        ]
+        a = [(n.start_s, n.end_s, n.frame_count, n.description) for n in qa.memory.nodes(level)]
+        b = [(n.start_s, n.end_s, n.frame_count, n.description) for n in cat_qa.memory.nodes(level)]
         assert a == b
     rows = _records(out, vid).to_pydict()
     assert sorted(zip(rows["level"], rows["record_id"])) == sorted(
-        (lvl, n.node_id)
-        for lvl in range(qa.memory.num_levels)
-        for n in qa.memory.nodes(lvl)
+        (lvl, n.node_id) for lvl in range(qa.memory.num_levels) for n in qa.memory.nodes(lvl)
     )
     # the blue/yellow/blue video: three level-0 events at the colour changes
     assert [(n.start_s, n.end_s) for n in qa.memory.nodes(0)] == [
@@ -219,16 +197,11 @@ def test_search_finds_objects_across_sources_with_filters(catalogue):
     assert all(Path(h.snapshot).is_file() for h in hits if h.snapshot)
     # near ranks by distance; radius drops the far ones; video rows (no position) drop out
     near = cat.search(label, k=20, near=pos[:2], radius_m=0.01)
-    assert near and all(
-        h.position is not None and h.meta["distance_m"] <= 0.01 for h in near
-    )
+    assert near and all(h.position is not None and h.meta["distance_m"] <= 0.01 for h in near)
     # time and source filters
     late = cat.search(label, k=20, since=1e6)
     assert late == []
-    assert all(
-        "blue" in h.source_path
-        for h in cat.search(label, k=20, sources=["blue.avi"], min_score=-1.0)
-    )
+    assert all("blue" in h.source_path for h in cat.search(label, k=20, sources=["blue.avi"], min_score=-1.0))
     with pytest.raises(CatalogueError, match="no source"):
         cat.search(label, sources=["no-such-run"])
     with pytest.raises(CatalogueError, match="near"):
@@ -237,25 +210,13 @@ def test_search_finds_objects_across_sources_with_filters(catalogue):
         cat.search("  ")
 
 
-def test_rerun_skips_complete_sources_and_rebuilds_a_changed_one(
-    catalogue, sources, tmp_path
-):
+def test_rerun_skips_complete_sources_and_rebuilds_a_changed_one(catalogue, sources, tmp_path):
     out, first = catalogue
     before = {s: (out / "sources" / s / "source.json").read_text() for s in first.done}
-    again = build_index(
-        [sources], out, overrides=OVERRIDES, use_ray=False, progress=False
-    )
-    assert (
-        sorted(again.skipped) == sorted(first.done)
-        and again.done == []
-        and again.frames == 0
-    )
-    assert [Path(f["path"]).name for f in again.failed] == [
-        "broken.mp4"
-    ]  # tried again, fails again
-    assert {
-        s: (out / "sources" / s / "source.json").read_text() for s in first.done
-    } == before
+    again = build_index([sources], out, overrides=OVERRIDES, use_ray=False, progress=False)
+    assert sorted(again.skipped) == sorted(first.done) and again.done == [] and again.frames == 0
+    assert [Path(f["path"]).name for f in again.failed] == ["broken.mp4"]  # tried again, fails again
+    assert {s: (out / "sources" / s / "source.json").read_text() for s in first.done} == before
     assert again.rows == first.rows
     # other settings: a clear error, nothing touched
     with pytest.raises(CatalogueError, match="other settings"):
@@ -272,13 +233,9 @@ def test_rerun_skips_complete_sources_and_rebuilds_a_changed_one(
     src = tmp_path / "copy"
     shutil.copytree(sources, src)
     out2 = tmp_path / "cat2"
-    r1 = build_index(
-        [src / "blue.avi"], out2, overrides=OVERRIDES, use_ray=False, progress=False
-    )
+    r1 = build_index([src / "blue.avi"], out2, overrides=OVERRIDES, use_ray=False, progress=False)
     _write_video(src / "blue.avi", [(30, 40, 220), (230, 220, 30)])
-    r2 = build_index(
-        [src / "blue.avi"], out2, overrides=OVERRIDES, use_ray=False, progress=False
-    )
+    r2 = build_index([src / "blue.avi"], out2, overrides=OVERRIDES, use_ray=False, progress=False)
     assert r1.done == r2.done and r2.rows != r1.rows
 
 
@@ -322,9 +279,7 @@ build_index([{str(sources / "walk.mcap")!r}], {str(out)!r}, overrides={OVERRIDES
     assert not any((out / "sources").iterdir()) and not (out / "current.json").exists()
     with pytest.raises(CatalogueError, match="no table yet"):
         Catalogue.open(out).search("chair")
-    report = build_index(
-        [sources / "walk.mcap"], out, overrides=OVERRIDES, use_ray=False, progress=False
-    )
+    report = build_index([sources / "walk.mcap"], out, overrides=OVERRIDES, use_ray=False, progress=False)
     assert len(report.done) == 1 and not any((out / ".tmp").iterdir())
     assert len(list((out / "sources").iterdir())) == 1
 
@@ -345,9 +300,7 @@ def test_bad_catalogue_folders_and_addresses(sources, tmp_path):
     old = tmp_path / "old"
     old.mkdir()
     (old / "catalogue.json").write_text(
-        json.dumps(
-            {"format": "engram.fleet.catalogue", "version": 99, "engram_version": "9.0"}
-        )
+        json.dumps({"format": "engram.fleet.catalogue", "version": 99, "engram_version": "9.0"})
     )
     with pytest.raises(CatalogueError, match="version 99"):
         build_index(
@@ -389,14 +342,8 @@ def test_cli_search_and_qa_ask_dispatch_to_the_catalogue(catalogue, capsys):
     assert text.startswith("answer:") and "walk.mcap" in text
     ans, evidence, hits = ask_catalogue(out, f"where is the {label}?")
     assert ans.text
-    assert (
-        evidence
-        and hits[0].label == label
-        and evidence[0].time_span_s == (hits[0].start_s, hits[0].end_s)
-    )
-    assert (
-        main(["search", str(out / "sources"), "x"]) == 2
-    )  # not a catalogue: a clear error
+    assert evidence and hits[0].label == label and evidence[0].time_span_s == (hits[0].start_s, hits[0].end_s)
+    assert main(["search", str(out / "sources"), "x"]) == 2  # not a catalogue: a clear error
 
 
 def test_import_engram_fleet_is_light():
@@ -415,9 +362,7 @@ def test_import_engram_fleet_is_light():
 
 
 @pytest.mark.timeout(420)
-def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically(
-    catalogue, sources, tmp_path
-):
+def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically(catalogue, sources, tmp_path):
     pytest.importorskip("ray")
     out_local, local = catalogue
     out = tmp_path / "ray_cat"
@@ -428,12 +373,8 @@ def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically
     assert report.engine == "ray" and report.workers == 2
     assert sorted(report.done) == sorted(local.done)
     assert [Path(f["path"]).name for f in report.failed] == ["broken.mp4"]
-    assert any(n > 1 for n in report.attempts.values()), (
-        report.attempts
-    )  # one source ran again after the kill
-    assert sorted(p.name for p in (out / "sources").iterdir()) == sorted(
-        local.done
-    )  # exactly once each
+    assert any(n > 1 for n in report.attempts.values()), report.attempts  # one source ran again after the kill
+    assert sorted(p.name for p in (out / "sources").iterdir()) == sorted(local.done)  # exactly once each
     assert not any((out / ".tmp").iterdir())
     for sid in local.done:  # identical to the one-process build
         a, b = _records(out_local, sid), _records(out, sid)
@@ -447,14 +388,10 @@ def test_ray_two_workers_with_one_killed_index_every_source_once_and_identically
     assert len(Catalogue.open(out)) == local.rows
 
 
-def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(
-    shared_data, tmp_path
-):
+def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(shared_data, tmp_path):
     specs, _ = expand_sources([str(shared_data)])
     kinds = {Path(s.path).name: s.kind for s in specs}
-    assert (
-        kinds["icl_livingroom1"] == "rgbd" and kinds["sevenscenes_redkitchen"] == "rgbd"
-    )
+    assert kinds["icl_livingroom1"] == "rgbd" and kinds["sevenscenes_redkitchen"] == "rgbd"
     assert all(k == "video" for n, k in kinds.items() if n.endswith(".mp4"))
     out = tmp_path / "cat"
     report = build_index(
@@ -466,6 +403,4 @@ def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(
     assert rows["kind"] and set(rows["source_kind"]) == {"rgbd"}
     # events of a posed RGB-D run carry the camera position
     ev = [i for i, k in enumerate(rows["kind"]) if k == "event"]
-    assert ev and all(
-        np.isfinite([rows["x"][i], rows["y"][i], rows["z"][i]]).all() for i in ev
-    )
+    assert ev and all(np.isfinite([rows["x"][i], rows["y"][i], rows["z"][i]]).all() for i in ev)

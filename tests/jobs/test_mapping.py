@@ -23,7 +23,9 @@ def _read_ply_vertex_count(path):
 
 def test_map_icl_sample_writes_exports(shared_data, tmp_path):
     out = tmp_path / "icl"
-    rc = main(["map", str(shared_data / "icl_livingroom1"), "--out", str(out), "max_frames=6", "stride=10", "progress=false"])
+    rc = main(
+        ["map", str(shared_data / "icl_livingroom1"), "--out", str(out), "max_frames=6", "stride=10", "progress=false"]
+    )
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 6 and summary["frames_mapped"] == 6
@@ -145,8 +147,10 @@ def test_map_needs_a_source_and_refuses_an_interactive_world(tmp_path, capsys):
 def test_map_with_the_icl_config(shared_data, tmp_path, monkeypatch):
     monkeypatch.setenv("ENGRAM_DATA", str(shared_data))
     out = tmp_path / "icl"
-    assert main(["map", "--out", str(out), "sim=icl", "sim.max_frames=4", "sim.stride=20", "tsdf=false",
-                 "progress=false"]) == 0
+    assert (
+        main(["map", "--out", str(out), "sim=icl", "sim.max_frames=4", "sim.stride=20", "tsdf=false", "progress=false"])
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == summary["frames_mapped"] == 4 and summary["occupied_voxels"] > 500
     assert "icl_livingroom1" in summary["source"]
@@ -175,7 +179,20 @@ def test_map_with_the_tum_config(shared_data, tmp_path):
     (root / "depth.txt").write_text("\n".join(depth_lines) + "\n")
     write_tum_trajectory(root / "groundtruth.txt", np.array(times), np.stack(poses))
     out = tmp_path / "out"
-    assert main(["map", "--out", str(out), "sim=tum", f"sim.path={root}",
-                 f"sim.intrinsics=[{k.fx},{k.fy},{k.cx},{k.cy}]", "tsdf=false", "progress=false"]) == 0
+    assert (
+        main(
+            [
+                "map",
+                "--out",
+                str(out),
+                "sim=tum",
+                f"sim.path={root}",
+                f"sim.intrinsics=[{k.fx},{k.fy},{k.cx},{k.cy}]",
+                "tsdf=false",
+                "progress=false",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == summary["frames_mapped"] == 3 and summary["occupied_voxels"] > 500

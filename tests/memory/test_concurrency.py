@@ -19,7 +19,11 @@ from engram.types import CameraIntrinsics, Frame, Pose
 
 K = CameraIntrinsics(fx=60.0, fy=60.0, cx=39.5, cy=29.5, width=80, height=60)
 R0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
-BOXES = [(1, (2.0, -0.8, 0.0), (2.3, -0.5, 0.3)), (2, (2.5, 0.6, 0.0), (2.9, 1.0, 0.25)), (9, (4.0, -3.0, 0.0), (4.2, 3.0, 2.5))]
+BOXES = [
+    (1, (2.0, -0.8, 0.0), (2.3, -0.5, 0.3)),
+    (2, (2.5, 0.6, 0.0), (2.9, 1.0, 0.25)),
+    (9, (4.0, -3.0, 0.0), (4.2, 3.0, 2.5)),
+]
 LABELS = {1: "mug", 2: "book", 9: "wall"}
 
 
@@ -37,8 +41,14 @@ def _views(render, n=8):
 def _frame(views, i):
     d, ins, pose = views[i % len(views)]
     return Frame(
-        index=i, timestamp_s=0.1 * i, rgb=np.full((K.height, K.width, 3), 90, np.uint8), depth_m=d, intrinsics=K,
-        world_from_camera=pose, instances=ins, labels={k: v for k, v in LABELS.items() if (ins == k).any()},
+        index=i,
+        timestamp_s=0.1 * i,
+        rgb=np.full((K.height, K.width, 3), 90, np.uint8),
+        depth_m=d,
+        intrinsics=K,
+        world_from_camera=pose,
+        instances=ins,
+        labels={k: v for k, v in LABELS.items() if (ins == k).any()},
     )
 
 

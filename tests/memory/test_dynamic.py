@@ -209,7 +209,9 @@ def test_colour_decides_between_missing_candidates():
     tr.observe(5.0, objs, set(), set(), [1])
     tr.observe(6.0, objs, set(), set(), [2])  # the green one went missing last
     # a red apple, a little darker under other shading, turns up elsewhere
-    objs[9] = Obj(9, "apple", np.array([5.0, 2.0, 0.8]), first_seen_s=9.0, last_seen_s=9.0, colors=(red * 0.7).astype(np.uint8))
+    objs[9] = Obj(
+        9, "apple", np.array([5.0, 2.0, 0.8]), first_seen_s=9.0, last_seen_s=9.0, colors=(red * 0.7).astype(np.uint8)
+    )
     assert tr.observe(9.0, objs, {9}, {9}, []) == [(1, 9)]
 
 

@@ -238,7 +238,9 @@ def test_save_load_round_trip_and_exact_resume(tmp_path, build, colour_encoder, 
     assert [h.node.node_id for h in full.search(**q)] == [h.node.node_id for h in loaded.search(**q)]
 
     # interrupted at 70 s, saved, loaded, continued: the same timeline as one pass
-    part = EpisodicMemory(image_encoder=colour_encoder(), text_encoder=word_encoder(), level_spans_s=(10.0, 30.0, 120.0))
+    part = EpisodicMemory(
+        image_encoder=colour_encoder(), text_encoder=word_encoder(), level_spans_s=(10.0, 30.0, 120.0)
+    )
     frames = list(stream(150.0))
     for f in frames[:70]:
         part.add_frame(f)

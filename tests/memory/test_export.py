@@ -105,7 +105,11 @@ def test_top_down_shows_the_highest_surface() -> None:
     ceiling = floor + [0.0, 0.0, 2.5]
     pts = np.concatenate([table, floor, ceiling])  # table first: the writer must sort by height itself
     cols = np.concatenate(
-        [np.tile([255, 0, 0], (len(table), 1)), np.tile([0, 0, 255], (len(floor), 1)), np.tile([0, 255, 0], (len(ceiling), 1))]
+        [
+            np.tile([255, 0, 0], (len(table), 1)),
+            np.tile([0, 0, 255], (len(floor), 1)),
+            np.tile([0, 255, 0], (len(ceiling), 1)),
+        ]
     ).astype(np.uint8)
     img, origin = top_down_image(pts, cols, resolution_m=0.1, max_z_m=2.0)
     assert img.shape == (10, 20, 3)
@@ -128,7 +132,12 @@ def test_export_folder(tmp_path: Path) -> None:
     box = o3d.geometry.TriangleMesh.create_box()
     mesh = MeshArrays(np.asarray(box.vertices), np.asarray(box.triangles))
     written = export_folder(
-        tmp_path / "out", points=pts, colors=cols, mesh=mesh, objects=[ObjectCloud(1, "chair", pts[:10])], trajectory=poses
+        tmp_path / "out",
+        points=pts,
+        colors=cols,
+        mesh=mesh,
+        objects=[ObjectCloud(1, "chair", pts[:10])],
+        trajectory=poses,
     )
     assert set(written) == {"map", "mesh", "objects", "trajectory_ply", "trajectory_tum", "top_down"}
     assert len(o3d.io.read_point_cloud(str(written["map"])).points) == 200

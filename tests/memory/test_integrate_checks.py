@@ -19,8 +19,16 @@ POSE = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0.0, 0.0, 1.0])
 def _frame(i: int, t: float, depth: float = 2.0) -> Frame:
     ins = np.zeros((30, 40), np.int32)
     ins[10:20, 15:25] = 1
-    return Frame(i, t, np.full((30, 40, 3), 80, np.uint8), np.full((30, 40), depth, np.float32), K, POSE,
-                 instances=ins, labels={1: "box"})
+    return Frame(
+        i,
+        t,
+        np.full((30, 40, 3), 80, np.uint8),
+        np.full((30, 40), depth, np.float32),
+        K,
+        POSE,
+        instances=ins,
+        labels={1: "box"},
+    )
 
 
 def _mutations():

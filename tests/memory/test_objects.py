@@ -45,8 +45,16 @@ def frame_of(boxes, labels, eye, target, index):
     pose = look_at(eye, target)
     depth, ids = render(boxes, pose)
     rgb = np.full((K.height, K.width, 3), 90, np.uint8)
-    return Frame(index=index, timestamp_s=0.5 * index, rgb=rgb, depth_m=depth, intrinsics=K,
-                 world_from_camera=pose, instances=ids, labels=labels)
+    return Frame(
+        index=index,
+        timestamp_s=0.5 * index,
+        rgb=rgb,
+        depth_m=depth,
+        intrinsics=K,
+        world_from_camera=pose,
+        instances=ids,
+        labels=labels,
+    )
 
 
 def detect(frame, **kw):
@@ -83,7 +91,11 @@ def test_different_boxes_stay_apart_even_when_touching_or_sharing_an_instance_id
     c = ((2.0, 1.5, 0.0), (2.3, 1.8, 0.3))
     labels = {1: "floor", 2: "cabinet", 3: "box", 4: "cabinet"}
     omap = ObjectMap()
-    eyes = [((2.5, -2.0, 1.8), (0.8, 0.5, 0.3)), ((0.5, -2.5, 1.8), (0.8, 0.5, 0.3)), ((3.5, 0.0, 1.8), (1.0, 0.8, 0.3))]
+    eyes = [
+        ((2.5, -2.0, 1.8), (0.8, 0.5, 0.3)),
+        ((0.5, -2.5, 1.8), (0.8, 0.5, 0.3)),
+        ((3.5, 0.0, 1.8), (1.0, 0.8, 0.3)),
+    ]
     for i, (eye, target) in enumerate(eyes):
         frame = frame_of([FLOOR, (*a, 2), (*b, 3), (*c, 4)], labels, eye, target, i)
         omap.update(detect(frame), frame.index, frame.timestamp_s)
@@ -113,8 +125,14 @@ def test_each_object_takes_one_detection_per_frame():
     col = np.zeros_like(pts, dtype=np.uint8)
     omap = ObjectMap()
     omap.update([Detection(1, "cup", 1.0, 10, pts, col, (0, 0, 1, 1))], 0, 0.0)
-    ids = omap.update([Detection(1, "cup", 1.0, 10, pts, col, (0, 0, 1, 1)),
-                       Detection(2, "cup", 0.5, 10, pts[:200], col[:200], (0, 0, 1, 1))], 1, 1.0)
+    ids = omap.update(
+        [
+            Detection(1, "cup", 1.0, 10, pts, col, (0, 0, 1, 1)),
+            Detection(2, "cup", 0.5, 10, pts[:200], col[:200], (0, 0, 1, 1)),
+        ],
+        1,
+        1.0,
+    )
     assert ids[0] == 1 and ids[1] != 1 and len(omap) == 2
 
 
@@ -142,8 +160,14 @@ def test_merge_duplicates_joins_halves_and_keeps_neighbours_apart():
     left = sofa[sofa[:, 0] < 1.3]
     right = sofa[sofa[:, 0] > 0.7]
     ids = omap.update([Detection(1, "sofa", 1.0, 10, left, z(left), (0, 0, 1, 1))], 0, 0.0)
-    ids += omap.update([Detection(1, "sofa", 1.0, 10, right, z(right), (0, 0, 1, 1)),
-                        Detection(2, "chair", 1.0, 10, chair, z(chair), (0, 0, 1, 1))], 1, 1.0)
+    ids += omap.update(
+        [
+            Detection(1, "sofa", 1.0, 10, right, z(right), (0, 0, 1, 1)),
+            Detection(2, "chair", 1.0, 10, chair, z(chair), (0, 0, 1, 1)),
+        ],
+        1,
+        1.0,
+    )
     assert len(omap) == 3
     merged = omap.merge_duplicates()
     assert len(merged) == 1 and len(omap) == 2
@@ -283,8 +307,17 @@ def _det(points, label, label_scores=None, embedding=None):
     from engram.perception.segmentation import Detection
 
     pts = np.asarray(points, np.float32)
-    return Detection(0, label, 1.0, len(pts), pts, np.zeros_like(pts, dtype=np.uint8), (0, 0, 1, 1),
-                     label_scores=label_scores, embedding=embedding)
+    return Detection(
+        0,
+        label,
+        1.0,
+        len(pts),
+        pts,
+        np.zeros_like(pts, dtype=np.uint8),
+        (0, 0, 1, 1),
+        label_scores=label_scores,
+        embedding=embedding,
+    )
 
 
 def _slab(x0, x1, y0, y1, z, step=0.02):

@@ -191,7 +191,9 @@ def test_synthetic_room_agrees_with_octomap_and_geometry():
     assert np.all(np.minimum(np.minimum(wall_dist, sphere_dist), box_dist) <= half_diag)
     free = tree.free_centers()
     deep_in_sphere = np.linalg.norm(free - [1.5, 0.5, 0.8], axis=1) < 0.5 - half_diag
-    deep_in_box = np.all((free > np.add([-1.2, -1.5, 0.0], half_diag)) & (free < np.add([-0.4, -0.7, 1.1], -half_diag)), axis=1)
+    deep_in_box = np.all(
+        (free > np.add([-1.2, -1.5, 0.0], half_diag)) & (free < np.add([-0.4, -0.7, 1.1], -half_diag)), axis=1
+    )
     assert not deep_in_sphere.any() and not deep_in_box.any()
 
 
@@ -312,7 +314,9 @@ def test_coarse_level_is_max_over_children(level):
     _fill_random(tree)
     rng = np.random.default_rng(level)
     n_probe = 150 if level < 4 else 40
-    probe = np.concatenate([(tree.keys()[rng.choice(len(tree), n_probe)] + 0.5) * RES, rng.uniform(-2, 2, (n_probe // 3, 3))])
+    probe = np.concatenate(
+        [(tree.keys()[rng.choice(len(tree), n_probe)] + 0.5) * RES, rng.uniform(-2, 2, (n_probe // 3, 3))]
+    )
     coarse = tree.log_odds(probe, level=level)
     n = 1 << level
     node = np.floor(probe / (RES * n)).astype(np.int64)
@@ -440,7 +444,13 @@ def test_save_load_round_trip(tmp_path):
     tree.save(path)
     back = OccupancyOctree.load(path)
     assert back.digest() == tree.digest()
-    assert (back.prob_hit, back.prob_miss, back.clamp_min, back.clamp_max, back.occupancy_threshold) == (0.8, 0.3, 0.2, 0.9, 0.6)
+    assert (back.prob_hit, back.prob_miss, back.clamp_min, back.clamp_max, back.occupancy_threshold) == (
+        0.8,
+        0.3,
+        0.2,
+        0.9,
+        0.6,
+    )
     probe = np.random.default_rng(0).uniform(-2, 2, (2000, 3))
     np.testing.assert_array_equal(back.log_odds(probe), tree.log_odds(probe))
     np.testing.assert_array_equal(back.state(probe, level=2), tree.state(probe, level=2))

@@ -74,7 +74,11 @@ def test_free_space_places_and_edges_never_cross_the_wall():
     assert nearest.max() < 1.3
     # no free-space place sits in the wall or within the clearance of it
     free_xy = np.stack([g.position(p)[:2] for p in new])
-    assert not np.any((free_xy[:, 0] > 3.0 - 0.2) & (free_xy[:, 0] < 3.1 + 0.2) & ((free_xy[:, 1] < DOOR[0]) | (free_xy[:, 1] > DOOR[1])))
+    assert not np.any(
+        (free_xy[:, 0] > 3.0 - 0.2)
+        & (free_xy[:, 0] < 3.1 + 0.2)
+        & ((free_xy[:, 1] < DOOR[0]) | (free_xy[:, 1] > DOOR[1]))
+    )
     # a route from one room to the other exists and goes through the door
     route = g.shortest_path((0.5, 0.5, 0.0), (5.5, 2.5, 0.0))
     assert len(route) >= 2
@@ -142,14 +146,17 @@ def test_path_places_objects_snapshots_and_records():
     assert g.places_of_object(2) == [0, 1, 2]
     g.rename_object(2, 7)
     assert g.places_of_object(7) == [0, 1, 2] and g.places_of_object(2) == []
-    snaps = [types.SimpleNamespace(frame_index=3, world_from_camera=Pose()),
-             types.SimpleNamespace(frame_index=99, world_from_camera=Pose.from_xyz_yaw(2.1, 0, 1, 0))]
+    snaps = [
+        types.SimpleNamespace(frame_index=3, world_from_camera=Pose()),
+        types.SimpleNamespace(frame_index=99, world_from_camera=Pose.from_xyz_yaw(2.1, 0, 1, 0)),
+    ]
     g.attach_snapshots(snaps)
     assert g.graph.nodes[0]["snapshots"] == {3} and g.graph.nodes[2]["snapshots"] == {99}
     again = PlaceGraph.from_records(g.to_records())
     assert again.digest() == g.digest()
-    np.testing.assert_allclose(np.stack(again.shortest_path((0, 0, 0), (2.2, 0, 0))),
-                               np.stack(g.shortest_path((0, 0, 0), (2.2, 0, 0))))
+    np.testing.assert_allclose(
+        np.stack(again.shortest_path((0, 0, 0), (2.2, 0, 0))), np.stack(g.shortest_path((0, 0, 0), (2.2, 0, 0)))
+    )
     # the walk continues where it left off
     assert again.add_pose((3.3, 0.0, 1.3), 30.0, 30) == 3 and again.graph.has_edge(2, 3)
     # empty graph

@@ -35,9 +35,17 @@ class Apartment:
         # the wall with the door were seen, as from the left room through the door
         x1, y0, y1 = glimpse or (8.1, -0.1, 4.1)
         parts = [_slab(-0.1, 4.1, -0.1, 4.1, -0.05, 0.0), _slab(4.1, x1, y0, y1, -0.05, 0.0)]
-        parts += [_slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5), _slab(0.0, 4.0, -0.1, 0.0, 0.0, 2.5), _slab(0.0, 4.0, 4.0, 4.1, 0.0, 2.5)]
+        parts += [
+            _slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5),
+            _slab(0.0, 4.0, -0.1, 0.0, 0.0, 2.5),
+            _slab(0.0, 4.0, 4.0, 4.1, 0.0, 2.5),
+        ]
         if glimpse is None:
-            parts += [_slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5), _slab(4.0, 8.0, -0.1, 0.0, 0.0, 2.5), _slab(4.0, 8.0, 4.0, 4.1, 0.0, 2.5)]
+            parts += [
+                _slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5),
+                _slab(4.0, 8.0, -0.1, 0.0, 0.0, 2.5),
+                _slab(4.0, 8.0, 4.0, 4.1, 0.0, 2.5),
+            ]
         parts += [_slab(4.0, 4.1, 0.0, door_m[0], 0.0, 2.5), _slab(4.0, 4.1, door_m[1], 4.0, 0.0, 2.5)]
         parts += [_slab(x0, x1, y0, y1, 0.0, z1) for x0, x1, y0, y1, z1 in blocks]
         self._occ = np.concatenate(parts)
@@ -68,12 +76,17 @@ class Obj:
 
 
 def _block_obj(i, label, x0, x1, y0, y1, z1):
-    return Obj(i, label, np.array([(x0 + x1) / 2, (y0 + y1) / 2, z1 / 2]), np.array([x0, y0, 0.0]), np.array([x1, y1, z1]))
+    return Obj(
+        i, label, np.array([(x0 + x1) / 2, (y0 + y1) / 2, z1 / 2]), np.array([x0, y0, 0.0]), np.array([x1, y1, z1])
+    )
 
 
 def test_two_rooms_split_at_the_door_and_named():
-    objs = [Obj(1, "bed", np.array([1.5, 1.0, 0.4])), Obj(2, "fridge", np.array([6.5, 3.0, 0.9])),
-            Obj(3, "counter", np.array([7.0, 1.0, 0.45]))]
+    objs = [
+        Obj(1, "bed", np.array([1.5, 1.0, 0.4])),
+        Obj(2, "fridge", np.array([6.5, 3.0, 0.9])),
+        Obj(3, "counter", np.array([7.0, 1.0, 0.45])),
+    ]
     rm = segment_rooms(Apartment(), objs)
     assert len(rm.rooms) == 2
     left, right = rm.room_at((1.0, 2.0)), rm.room_at((7.0, 2.0))
@@ -99,8 +112,11 @@ def test_two_rooms_split_at_the_door_and_named():
 def test_furniture_neither_splits_a_room_nor_leaves_objects_outside():
     # a wardrobe row and a bed leave only a 0.6 m passage across the left room, narrower than a door
     blocks = [(0.0, 1.7, 1.7, 2.3, 2.0), (2.3, 4.0, 1.0, 3.0, 0.9)]
-    objs = [_block_obj(1, "wardrobe", *blocks[0]), _block_obj(2, "bed", *blocks[1]),
-            Obj(3, "mug", np.array([7.0, 2.0, 0.8]))]
+    objs = [
+        _block_obj(1, "wardrobe", *blocks[0]),
+        _block_obj(2, "bed", *blocks[1]),
+        Obj(3, "mug", np.array([7.0, 2.0, 0.8])),
+    ]
     rm = segment_rooms(Apartment(blocks=blocks), objs)
     assert len(rm.rooms) == 2
     left = rm.room_at((1.0, 0.5))
@@ -164,9 +180,13 @@ def test_empty_and_bad_input():
 def test_two_rooms_behind_an_unseen_wall_split_between_their_furniture():
     # no wall seen between the halves: one open region, yet a fridge and a toilet say two rooms
     apt = Apartment(door_m=(0.0, 4.0))
-    objs = [_block_obj(1, "fridge", 0.2, 0.9, 0.2, 0.9, 1.8), _block_obj(2, "counter", 0.2, 2.2, 3.3, 3.9, 0.9),
-            _block_obj(3, "toilet", 7.3, 7.9, 0.2, 0.8, 0.75), _block_obj(4, "bathtub", 6.3, 7.9, 3.1, 3.9, 0.55),
-            Obj(5, "mug", np.array([1.5, 2.0, 0.8]))]
+    objs = [
+        _block_obj(1, "fridge", 0.2, 0.9, 0.2, 0.9, 1.8),
+        _block_obj(2, "counter", 0.2, 2.2, 3.3, 3.9, 0.9),
+        _block_obj(3, "toilet", 7.3, 7.9, 0.2, 0.8, 0.75),
+        _block_obj(4, "bathtub", 6.3, 7.9, 3.1, 3.9, 0.55),
+        Obj(5, "mug", np.array([1.5, 2.0, 0.8])),
+    ]
     assert len(segment_rooms(apt, objs[4:]).rooms) == 1
     rm = segment_rooms(apt, objs)
     assert len(rm.rooms) == 2

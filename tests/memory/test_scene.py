@@ -28,7 +28,11 @@ WALL = (9, (4.0, -3.0, 0.0), (4.2, 3.0, 2.5))  # a wall ahead, instance 9 = "wal
 class World:
     def __init__(self, render):
         self.render = render
-        self.boxes = {1: ((2.0, -0.8, 0.0), (2.3, -0.5, 0.3)), 2: ((2.5, 0.6, 0.0), (2.9, 1.0, 0.25)), 3: ((1.5, 2.2, 0.0), (1.9, 2.6, 0.8))}
+        self.boxes = {
+            1: ((2.0, -0.8, 0.0), (2.3, -0.5, 0.3)),
+            2: ((2.5, 0.6, 0.0), (2.9, 1.0, 0.25)),
+            3: ((1.5, 2.2, 0.0), (1.9, 2.6, 0.8)),
+        }
         self.labels = {1: "mug", 2: "book", 3: "chair", 9: "wall", 7: "person"}
         self.t = 0.0
         self.i = 0
@@ -37,8 +41,13 @@ class World:
         boxes = [(i, lo, hi) for i, (lo, hi) in self.boxes.items()] + [WALL] + list(extra)
         d, ins = self.render(boxes, pose, K)
         f = Frame(
-            index=self.i, timestamp_s=self.t, rgb=np.full((K.height, K.width, 3), 100, np.uint8),
-            depth_m=d if depth else None, intrinsics=K, world_from_camera=pose, instances=ins,
+            index=self.i,
+            timestamp_s=self.t,
+            rgb=np.full((K.height, K.width, 3), 100, np.uint8),
+            depth_m=d if depth else None,
+            intrinsics=K,
+            world_from_camera=pose,
+            instances=ins,
             labels={int(i): self.labels[int(i)] for i in np.unique(ins) if i in self.labels},
         )
         self.i += 1
@@ -94,7 +103,9 @@ def test_save_load_round_trip(world, tmp_path):
     mem.save(str(tmp_path / "mem"))
     again = SceneMemory.load(str(tmp_path / "mem"))
     assert again.digest() == mem.digest()
-    q1 = [(h.kind, h.id, round(h.score, 3)) for h in mem.query(text="chair")]  # timeline embeddings are stored as float32
+    q1 = [
+        (h.kind, h.id, round(h.score, 3)) for h in mem.query(text="chair")
+    ]  # timeline embeddings are stored as float32
     q2 = [(h.kind, h.id, round(h.score, 3)) for h in again.query(text="chair")]
     assert q1 == q2
     pts = np.random.default_rng(0).uniform(-1, 4, size=(500, 3))
@@ -210,7 +221,9 @@ def test_object_put_down_joins_the_static_map(world):
 def test_surface_grazed_free_is_not_taken_for_motion(world):
     """Rays passing along a surface can wear its voxels down to free; depth that then lands on
     that surface, with mapped structure right behind it, is no contradiction of the static map."""
-    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, depth_stride=1, settle_weight=0.0)  # no settling: only the contradiction test
+    mem = SceneMemory(
+        detector="oracle", voxel_size_m=0.05, depth_stride=1, settle_weight=0.0
+    )  # no settling: only the contradiction test
     view = camera(0, 0, 0, pitch_deg=5)
     for _ in range(3):
         mem.integrate(world.frame(view))
@@ -282,10 +295,28 @@ def test_text_queries_reach_labels_by_synonym_and_related_word(world):
 def test_a_fragment_inside_a_better_hit_is_not_listed_again():
     from engram.memory.scene import Hit, _without_fragments
 
-    big = Hit(kind="object", id=1, score=1.0, label="cabinet", position=np.array([1.0, 1.0, 0.5]),
-              evidence={"box_min": [0.5, 0.5, 0.0], "box_max": [1.5, 1.5, 1.0]})
-    part = Hit(kind="object", id=2, score=0.9, label="cabinet", position=np.array([1.2, 0.8, 0.4]),
-               evidence={"box_min": [1.1, 0.7, 0.3], "box_max": [1.3, 0.9, 0.5]})
-    other = Hit(kind="object", id=3, score=0.8, label="cabinet", position=np.array([3.0, 1.0, 0.5]),
-                evidence={"box_min": [2.8, 0.8, 0.3], "box_max": [3.2, 1.2, 0.7]})
+    big = Hit(
+        kind="object",
+        id=1,
+        score=1.0,
+        label="cabinet",
+        position=np.array([1.0, 1.0, 0.5]),
+        evidence={"box_min": [0.5, 0.5, 0.0], "box_max": [1.5, 1.5, 1.0]},
+    )
+    part = Hit(
+        kind="object",
+        id=2,
+        score=0.9,
+        label="cabinet",
+        position=np.array([1.2, 0.8, 0.4]),
+        evidence={"box_min": [1.1, 0.7, 0.3], "box_max": [1.3, 0.9, 0.5]},
+    )
+    other = Hit(
+        kind="object",
+        id=3,
+        score=0.8,
+        label="cabinet",
+        position=np.array([3.0, 1.0, 0.5]),
+        evidence={"box_min": [2.8, 0.8, 0.3], "box_max": [3.2, 1.2, 0.7]},
+    )
     assert [h.id for h in _without_fragments([big, part, other])] == [1, 3]

@@ -37,13 +37,13 @@ def check_invariants(mem: SnapshotMemory, seen: dict[int, frozenset[int]]) -> No
         assert mem.snapshot_of(o).frame_index == f
 
 
-frames_strategy = st.lists(
-    st.frozensets(st.integers(0, 24), max_size=8), min_size=1, max_size=40
-)
+frames_strategy = st.lists(st.frozensets(st.integers(0, 24), max_size=8), min_size=1, max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
-@given(frames=frames_strategy, every=st.integers(1, 5), cap=st.integers(1, 30), split=st.sampled_from(["cover", "kmeans"]))
+@given(
+    frames=frames_strategy, every=st.integers(1, 5), cap=st.integers(1, 30), split=st.sampled_from(["cover", "kmeans"])
+)
 def test_every_object_in_exactly_one_snapshot_whose_frame_sees_it(frames, every, cap, split):
     mem = SnapshotMemory(max_candidates=cap, split=split)
     seen: dict[int, frozenset[int]] = {}

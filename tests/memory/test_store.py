@@ -79,8 +79,11 @@ def test_round_trip_all_value_types(tmp_path: Path) -> None:
     table = {"nodes": [{"id": 1, "xyz": [0.5, 1.0, -2.0]}], "name": "kitchen ünïcode"}
     raw = bytes(range(256)) * 3
     out = write_store(
-        tmp_path / "m", {**arrays, "graph.json": table, "list.json": [1, 2, 3], "snap/1.png": raw},
-        kind=KIND, version=2, meta={"voxel_size_m": 0.05},
+        tmp_path / "m",
+        {**arrays, "graph.json": table, "list.json": [1, 2, 3], "snap/1.png": raw},
+        kind=KIND,
+        version=2,
+        meta={"voxel_size_m": 0.05},
     )
     assert out.is_dir()
     c = read_store(tmp_path / "m", kind=KIND, supported_versions=[1, 2], verify=True)

@@ -35,7 +35,9 @@ def base_store(tmp_path_factory) -> Path:
     mem = SceneMemory(voxel_size_m=0.2)
     pose = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0.0, 0.0, 1.0])
     for i in range(3):
-        mem.integrate(Frame(i, 0.1 * i, np.full((30, 40, 3), 70, np.uint8), np.full((30, 40), 2.0, np.float32), K, pose))
+        mem.integrate(
+            Frame(i, 0.1 * i, np.full((30, 40, 3), 70, np.uint8), np.full((30, 40), 2.0, np.float32), K, pose)
+        )
     p = tmp_path_factory.mktemp("base") / "mem"
     mem.save(str(p))
     return Path(os.path.realpath(p))
@@ -103,8 +105,18 @@ def _retarget(manifest: dict, old: str, new: str, data: bytes | None = None) -> 
 
 @pytest.mark.parametrize(
     "name",
-    ["octree/../../outside/secret.npy", "../outside/secret.npy", "/ABS/secret.npy", "octree/./keys.npy", "a\\..\\b.npy",
-     "scene.json\n", "", "x" * 300, "octree//keys.npy", ".hidden.npy"],
+    [
+        "octree/../../outside/secret.npy",
+        "../outside/secret.npy",
+        "/ABS/secret.npy",
+        "octree/./keys.npy",
+        "a\\..\\b.npy",
+        "scene.json\n",
+        "",
+        "x" * 300,
+        "octree//keys.npy",
+        ".hidden.npy",
+    ],
 )
 def test_names_outside_or_malformed_are_refused(base_store, tmp_path, outside, name):
     store, manifest = _copy(base_store, tmp_path / "s")
@@ -197,8 +209,13 @@ def test_manifest_schema(base_store, tmp_path, outside, change):
 def test_crafted_contents_with_valid_checksums_are_one_store_error(base_store, tmp_path, outside):
     import hashlib
 
-    for scene in ({"config": {"voxel_size_m": -1}}, {"config": {"surprise": 1}}, [], {"config": {}, "frames_seen": []},
-                  {**json.loads((base_store / "scene.json").read_text()), "last_timestamp_s": 1.7e18}):
+    for scene in (
+        {"config": {"voxel_size_m": -1}},
+        {"config": {"surprise": 1}},
+        [],
+        {"config": {}, "frames_seen": []},
+        {**json.loads((base_store / "scene.json").read_text()), "last_timestamp_s": 1.7e18},
+    ):
         shutil.rmtree(tmp_path / "s", ignore_errors=True)
         store, manifest = _copy(base_store, tmp_path / "s")
         data = json.dumps(scene).encode()

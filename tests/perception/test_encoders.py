@@ -145,7 +145,9 @@ def test_lite0_matches_the_packages_own_network(lite0: E.EfficientNetLite0Encode
     rng = np.random.default_rng(1)
     imgs = [
         cv2.resize(_rgb(shared_data / "tum_single" / "color.png"), (224, 224), interpolation=cv2.INTER_AREA),
-        cv2.resize(_rgb(shared_data / "icl_livingroom1" / "color" / "00000.jpg"), (224, 224), interpolation=cv2.INTER_AREA),
+        cv2.resize(
+            _rgb(shared_data / "icl_livingroom1" / "color" / "00000.jpg"), (224, 224), interpolation=cv2.INTER_AREA
+        ),
         rng.integers(0, 256, (224, 224, 3), dtype=np.uint8),
     ]
     x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -161,7 +163,10 @@ def test_lite0_matches_the_packages_own_network(lite0: E.EfficientNetLite0Encode
 
 def test_lite0_bfloat16_stays_close_to_float32(lite0: E.EfficientNetLite0Encoder, shared_data: Path):
     fast = E.EfficientNetLite0Encoder(precision="bfloat16")
-    imgs = [_rgb(shared_data / "tum_single" / "color.png"), _rgb(shared_data / "icl_livingroom1" / "color" / "00100.jpg")]
+    imgs = [
+        _rgb(shared_data / "tum_single" / "color.png"),
+        _rgb(shared_data / "icl_livingroom1" / "color" / "00100.jpg"),
+    ]
     cos = (fast.encode(imgs) * lite0.encode(imgs)).sum(1)
     assert (cos > 0.99).all(), cos
     assert [t[0][0] for t in fast.tags(imgs, k=1)] == [t[0][0] for t in lite0.tags(imgs, k=1)]
@@ -172,7 +177,13 @@ def test_lite0_tags_a_real_desk_photo(lite0: E.EfficientNetLite0Encoder, shared_
     feats, tags = lite0.encode_with_tags([_rgb(shared_data / "tum_single" / "color.png")], k=5)
     labels = [lab for lab, _ in tags[0]]
     assert labels[0] == "desk", tags
-    assert abs(sum(p for _, p in tags[0]) - sum(p for _, p in lite0.tags([_rgb(shared_data / "tum_single" / "color.png")], k=5)[0])) < 1e-4
+    assert (
+        abs(
+            sum(p for _, p in tags[0])
+            - sum(p for _, p in lite0.tags([_rgb(shared_data / "tum_single" / "color.png")], k=5)[0])
+        )
+        < 1e-4
+    )
     assert feats.shape == (1, 1280)
 
 
@@ -313,7 +324,11 @@ def test_hash_encoder_is_stable_across_processes():
         f"print(json.dumps(HashTextEncoder().encode({texts!r}).tolist()))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
     )
     np.testing.assert_allclose(np.array(json.loads(out.stdout), np.float32), here, atol=1e-6)

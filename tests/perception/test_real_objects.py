@@ -50,9 +50,7 @@ def memories(shared_data: Path) -> dict:
 
 
 def _needed(share_or_count: float, n: int) -> int:
-    return (
-        int(share_or_count) if share_or_count >= 1 else int(-(-share_or_count * n // 1))
-    )
+    return int(share_or_count) if share_or_count >= 1 else int(-(-share_or_count * n // 1))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

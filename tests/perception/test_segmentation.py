@@ -63,8 +63,16 @@ def make_frame(boxes, labels, eye=(2.0, -1.5, 1.5), target=(0.3, 0.2, 0.4), inde
     depth, ids = render(boxes, pose, K)
     rgb = np.zeros((K.height, K.width, 3), np.uint8)
     rgb[..., 0] = (ids * 37) % 256
-    return Frame(index=index, timestamp_s=float(index), rgb=rgb, depth_m=depth, intrinsics=K,
-                 world_from_camera=pose, instances=ids, labels=labels)
+    return Frame(
+        index=index,
+        timestamp_s=float(index),
+        rgb=rgb,
+        depth_m=depth,
+        intrinsics=K,
+        world_from_camera=pose,
+        instances=ids,
+        labels=labels,
+    )
 
 
 def on_box_surface(points, lo, hi, tol=1e-3):
@@ -95,8 +103,12 @@ def test_points_lie_on_the_rendered_box_and_counts_match_the_mask():
 
 def test_stride_erosion_and_thresholds():
     frame = make_frame([FLOOR, BOX, ((1.5, 1.5, 0.0), (1.55, 1.55, 0.05), 9)], {1: "floor", 7: "cabinet", 9: "pen"})
-    full = detections_from_instances(frame, stride=1, min_pixels=1, min_points=1, erode_edges=False, denoise_voxel_m=None)
-    strided = detections_from_instances(frame, stride=2, min_pixels=1, min_points=1, erode_edges=False, denoise_voxel_m=None)
+    full = detections_from_instances(
+        frame, stride=1, min_pixels=1, min_points=1, erode_edges=False, denoise_voxel_m=None
+    )
+    strided = detections_from_instances(
+        frame, stride=2, min_pixels=1, min_points=1, erode_edges=False, denoise_voxel_m=None
+    )
     eroded = detections_from_instances(frame, stride=1, min_pixels=1, min_points=1, denoise_voxel_m=None)
     by = lambda ds: {d.label: d for d in ds}  # noqa: E731
     n_full = len(by(full)["cabinet"].points_world)
@@ -116,8 +128,16 @@ def test_flying_pixels_are_dropped_by_denoising():
     rows, cols = np.nonzero(frame.instances == 7)
     stray = np.arange(0, len(rows), 97)[:6]
     depth[rows[stray], cols[stray]] += 1.5  # mixed-depth pixels far behind the object
-    noisy = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, depth_m=depth, intrinsics=K,
-                  world_from_camera=frame.world_from_camera, instances=frame.instances, labels=frame.labels)
+    noisy = Frame(
+        index=0,
+        timestamp_s=0.0,
+        rgb=frame.rgb,
+        depth_m=depth,
+        intrinsics=K,
+        world_from_camera=frame.world_from_camera,
+        instances=frame.instances,
+        labels=frame.labels,
+    )
     raw = detections_from_instances(noisy, stride=1, erode_edges=False, denoise_voxel_m=None)[0]
     clean = detections_from_instances(noisy, stride=1, erode_edges=False, denoise_voxel_m=0.05)[0]
     assert (~on_box_surface(raw.points_world.astype(float), BOX[0], BOX[1])).sum() == len(stray)
@@ -158,8 +178,12 @@ def test_masks_from_a_detector_resolve_overlaps_by_score():
     m1 = frame.instances == 7
     m2 = np.zeros_like(m1)
     m2[:, : K.width // 2] = m1[:, : K.width // 2]  # overlaps the left half of m1
-    masks = InstanceMasks(masks=np.stack([m1, m2]), labels=["cabinet", "drawer"], scores=[0.6, 0.9],
-                          embeddings=np.eye(2, 4, dtype=np.float32))
+    masks = InstanceMasks(
+        masks=np.stack([m1, m2]),
+        labels=["cabinet", "drawer"],
+        scores=[0.6, 0.9],
+        embeddings=np.eye(2, 4, dtype=np.float32),
+    )
     ids, labels, scores = instances_from_masks(masks)
     assert np.all(ids[m2] == 2) and np.all(ids[m1 & ~m2] == 1) and np.all(ids[~m1] == 0)
     dets = detections_from_masks(frame, masks, stride=1, min_pixels=1)
@@ -190,8 +214,14 @@ def test_bad_input_is_rejected():
     bare = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, instances=frame.instances, labels=frame.labels)
     with pytest.raises(ValueError, match="depth_m"):
         detections_from_instances(bare)
-    no_ins = Frame(index=0, timestamp_s=0.0, rgb=frame.rgb, depth_m=frame.depth_m, intrinsics=K,
-                   world_from_camera=frame.world_from_camera)
+    no_ins = Frame(
+        index=0,
+        timestamp_s=0.0,
+        rgb=frame.rgb,
+        depth_m=frame.depth_m,
+        intrinsics=K,
+        world_from_camera=frame.world_from_camera,
+    )
     with pytest.raises(ValueError, match="instance"):
         detections_from_instances(no_ins)
     with pytest.raises(ValueError, match="stride"):

@@ -23,8 +23,15 @@ def test_curated_names_are_real_imagenet_classes_and_vocabulary_words():
 
 @pytest.mark.parametrize(
     ("imagenet", "word"),
-    [("coffee mug", "mug"), ("cup", "mug"), ("four-poster", "bed"), ("studio couch", "sofa"),
-     ("refrigerator", "fridge"), ("computer keyboard", "keyboard"), ("dining table", "table")],
+    [
+        ("coffee mug", "mug"),
+        ("cup", "mug"),
+        ("four-poster", "bed"),
+        ("studio couch", "sofa"),
+        ("refrigerator", "fridge"),
+        ("computer keyboard", "keyboard"),
+        ("dining table", "table"),
+    ],
 )
 def test_household_words_for_imagenet_classes(imagenet, word):
     m = LabelMap(similarity_threshold=None)

@@ -135,6 +135,7 @@ def test_exploration_can_be_resumed_on_the_same_memory():
 
 # any-angle smoothing ----------------------------------------------------------------
 
+
 def _polyline_length(cells):
     d = np.diff(np.asarray(cells, float), axis=0)
     return float(np.hypot(d[:, 0], d[:, 1]).sum())
@@ -179,6 +180,7 @@ def test_segment_blocked_by_a_wall():
 
 
 # grid from the octree -------------------------------------------------------------------
+
 
 def test_grid_cells_align_with_voxels():
     """A straight wall of 5 cm voxels is a gap-free line of obstacle cells on a 5 cm grid."""
@@ -227,6 +229,7 @@ def test_unknown_floor_around_the_robot_frees_a_boxed_in_start():
 
 # object viewpoints ----------------------------------------------------------------------
 
+
 def _project(world_from_camera, intrinsics, pts):
     cam = (world_from_camera.inverse().matrix @ np.c_[pts, np.ones(len(pts))].T).T[:, :3]
     z = cam[:, 2]
@@ -246,8 +249,12 @@ def test_view_check_agrees_with_the_camera_projection():
     intr = CameraIntrinsics.from_fov(320, 240, 60.0)
     b_from_c = base_from_camera(1.3, 20.0)
     nav = Navigator(SceneMemory(detector="oracle", voxel_size_m=0.1, timeline=False))
-    cam = CameraModel(eye_z_m=1.3, axis_elevation_rad=-math.radians(20.0), half_vfov_rad=math.atan2(120, intr.fy),
-                      half_hfov_rad=math.atan2(160, intr.fx))
+    cam = CameraModel(
+        eye_z_m=1.3,
+        axis_elevation_rad=-math.radians(20.0),
+        half_vfov_rad=math.atan2(120, intr.fy),
+        half_hfov_rad=math.atan2(160, intr.fx),
+    )
     nav.camera = cam
     rng = np.random.default_rng(0)
     agree = 0

@@ -131,7 +131,9 @@ def test_a_server_that_never_answers_times_out_quickly():
     try:
         ans = A.OpenAIChatAnswerer(base_url=f"http://127.0.0.1:{port}/v1", timeout_s=0.5)
         t0 = time.perf_counter()
-        with pytest.raises(A.AnswererTimeout, match=rf"127\.0\.0\.1:{port}/v1/chat/completions \(model 'default'\) within 0\.5 s") as info:
+        with pytest.raises(
+            A.AnswererTimeout, match=rf"127\.0\.0\.1:{port}/v1/chat/completions \(model 'default'\) within 0\.5 s"
+        ) as info:
             ans.answer("Where is the mug?", kitchen_evidence(), options=["sink", "sofa"])
         assert time.perf_counter() - t0 < 5.0
         assert isinstance(info.value, TimeoutError) and isinstance(info.value, A.AnswererError)
@@ -163,7 +165,11 @@ class _ChatServer:
                     payload = raw
                 else:
                     payload = json.dumps(
-                        {"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}]}
+                        {
+                            "id": "x",
+                            "object": "chat.completion",
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}}],
+                        }
                     ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -218,7 +224,11 @@ def test_http_request_shape_and_reply_parsing(monkeypatch: pytest.MonkeyPatch):
     assert "[E1] [00:10-00:20] put the red mug in the kitchen sink" in prompt
     assert "[E3] [02:00-02:30]" in prompt
     # one keyframe per evidence item first (E1's first, then E2's), each announced by a text part
-    assert len(images) == 2 and "Keyframe from [E1] at 00:10-00:20" in text_parts and "Keyframe from [E2] at 01:00-01:10" in text_parts
+    assert (
+        len(images) == 2
+        and "Keyframe from [E1] at 00:10-00:20" in text_parts
+        and "Keyframe from [E2] at 01:00-01:10" in text_parts
+    )
     decoded = []
     for url in images:
         assert url.startswith("data:image/jpeg;base64,")
@@ -294,15 +304,32 @@ def test_http_against_a_real_llama_cpp_server(tmp_path: Path):
         port = s.getsockname()[1]
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in the finally below, after the server)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
-         "--n_ctx", "2048", "--model_alias", "smollm2"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "2048",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     try:
         deadline = time.monotonic() + 120.0
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                pytest.fail(
+                    f"llama_cpp.server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1.0):
                     break
@@ -310,8 +337,9 @@ def test_http_against_a_real_llama_cpp_server(tmp_path: Path):
                 if time.monotonic() > deadline:
                     pytest.fail("llama_cpp.server did not start listening within 120 s")
                 time.sleep(0.5)
-        ans = A.OpenAIChatAnswerer(base_url=f"http://127.0.0.1:{port}/v1", model="smollm2", timeout_s=240.0,
-                                   send_images=False, max_tokens=24)
+        ans = A.OpenAIChatAnswerer(
+            base_url=f"http://127.0.0.1:{port}/v1", model="smollm2", timeout_s=240.0, send_images=False, max_tokens=24
+        )
         a = ans.answer("Where did I put the mug?", kitchen_evidence(), options=["on the sofa", "in the sink"])
         assert isinstance(a, Answer) and isinstance(a.raw, str) and a.raw.strip()
         assert a.choice_index in (None, 0, 1) and a.evidence_used
@@ -344,11 +372,14 @@ def test_transformers_answerer_runs_a_tiny_local_model(tmp_path: Path):
     words = ["[UNK]", "[PAD]", "[EOS]", "A", "B", "C", ".", "the", "sink", "sofa", "mug", "evidence", "question", ":"]
     tok = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tok.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]"
+    )
     fast.save_pretrained(tmp_path)
     torch.manual_seed(0)
-    cfg = transformers.GPT2Config(vocab_size=len(words), n_positions=1024, n_embd=16, n_layer=1, n_head=2,
-                                  bos_token_id=2, eos_token_id=2)
+    cfg = transformers.GPT2Config(
+        vocab_size=len(words), n_positions=1024, n_embd=16, n_layer=1, n_head=2, bos_token_id=2, eos_token_id=2
+    )
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path)
 
     ans = A.build_answerer("transformers", model_path=tmp_path, max_new_tokens=4)
@@ -356,7 +387,9 @@ def test_transformers_answerer_runs_a_tiny_local_model(tmp_path: Path):
     assert isinstance(a, Answer) and isinstance(a.raw, str)
     assert a.choice_index in (None, 0, 1)
     # greedy decoding is deterministic
-    assert ans.answer("Where did I put the mug?", kitchen_evidence(), options=["on the sofa", "in the sink"]).raw == a.raw
+    assert (
+        ans.answer("Where did I put the mug?", kitchen_evidence(), options=["on the sofa", "in the sink"]).raw == a.raw
+    )
 
     # a model with a chat template gets the prompt through it
     fast.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"

@@ -36,8 +36,16 @@ def build(render_boxes, yaws):
     for k, yaw in enumerate(yaws):
         d, ins = render_boxes([(i, lo, hi) for i, (_, lo, hi) in BOXES.items()], camera(yaw), K)
         present = {int(i) for i in np.unique(ins) if i in labels}
-        f = Frame(index=k, timestamp_s=0.5 * k, rgb=np.full((K.height, K.width, 3), 90, np.uint8), depth_m=d,
-                  intrinsics=K, world_from_camera=camera(yaw), instances=ins, labels={i: labels[i] for i in present})
+        f = Frame(
+            index=k,
+            timestamp_s=0.5 * k,
+            rgb=np.full((K.height, K.width, 3), 90, np.uint8),
+            depth_m=d,
+            intrinsics=K,
+            world_from_camera=camera(yaw),
+            instances=ins,
+            labels={i: labels[i] for i in present},
+        )
         mem.integrate(f)
         for i in present:
             if (ins == i).sum() >= 40:
@@ -83,7 +91,12 @@ def test_ambiguous_questions_name_every_instance(box_renderer):
     chairs = qa.match_objects("chair")
     assert len(chairs) == 2
     ids = {int(o.id) for o in chairs}
-    for q in ("Where is the chair?", "Which room is the chair in?", "What is next to the chair?", "When did I last see the chair?"):
+    for q in (
+        "Where is the chair?",
+        "Which room is the chair in?",
+        "What is next to the chair?",
+        "When did I last see the chair?",
+    ):
         a = qa.ask(q)
         assert {c["id"] for c in a.candidates} == ids, q
         for i in ids:

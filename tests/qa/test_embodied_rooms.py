@@ -14,7 +14,9 @@ VS = 0.05
 
 
 def _slab(x0, x1, y0, y1, z0, z1) -> np.ndarray:
-    g = np.meshgrid(np.arange(x0 + VS / 2, x1, VS), np.arange(y0 + VS / 2, y1, VS), np.arange(z0 + VS / 2, z1, VS), indexing="ij")
+    g = np.meshgrid(
+        np.arange(x0 + VS / 2, x1, VS), np.arange(y0 + VS / 2, y1, VS), np.arange(z0 + VS / 2, z1, VS), indexing="ij"
+    )
     return np.stack(g, -1).reshape(-1, 3)
 
 
@@ -24,12 +26,17 @@ class TwoRoomOctree:
     voxel_size_m = VS
 
     def __init__(self):
-        self._occ = np.concatenate([
-            _slab(-0.1, 8.1, -0.1, 4.1, -0.05, 0.0),
-            _slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5), _slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5),
-            _slab(0.0, 8.0, -0.1, 0.0, 0.0, 2.5), _slab(0.0, 8.0, 4.0, 4.1, 0.0, 2.5),
-            _slab(4.0, 4.1, 0.0, 1.5, 0.0, 2.5), _slab(4.0, 4.1, 2.4, 4.0, 0.0, 2.5),
-        ])
+        self._occ = np.concatenate(
+            [
+                _slab(-0.1, 8.1, -0.1, 4.1, -0.05, 0.0),
+                _slab(-0.1, 0.0, -0.1, 4.1, 0.0, 2.5),
+                _slab(8.0, 8.1, -0.1, 4.1, 0.0, 2.5),
+                _slab(0.0, 8.0, -0.1, 0.0, 0.0, 2.5),
+                _slab(0.0, 8.0, 4.0, 4.1, 0.0, 2.5),
+                _slab(4.0, 4.1, 0.0, 1.5, 0.0, 2.5),
+                _slab(4.0, 4.1, 2.4, 4.0, 0.0, 2.5),
+            ]
+        )
 
     def occupied_centers(self):
         return self._occ
@@ -107,6 +114,7 @@ def test_merge_fragments_rules():
     far_small = Obj(3, "sofa", (3.0, 0, 0), (3.2, 0.2, 0.3), 50)  # 1 m away: another object
     near_big = Obj(4, "sofa", (2.1, 0, 0), (3.5, 1, 1), 600)  # as large: a second sofa
     other_label = Obj(5, "cushion", (2.2, 0, 0), (2.4, 0.2, 0.3), 50)
+
     def ids(objs):
         return sorted(o.id for o in objs)
 

@@ -40,9 +40,7 @@ def test_temporal_iou_known_values():
         temporal_iou((5, 1), (0, 1))
 
 
-@given(
-    st.floats(0, 100), st.floats(1e-3, 50), st.floats(0, 100), st.floats(1e-3, 50), st.floats(-20, 20)
-)
+@given(st.floats(0, 100), st.floats(1e-3, 50), st.floats(0, 100), st.floats(1e-3, 50), st.floats(-20, 20))
 def test_temporal_iou_is_symmetric_bounded_and_shift_invariant(a0, la, b0, lb, shift):
     a, b = (a0, a0 + la), (b0, b0 + lb)
     iou = temporal_iou(a, b)

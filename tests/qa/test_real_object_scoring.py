@@ -65,15 +65,9 @@ def test_found_by_centroid_or_iou_and_retrieved_by_rank() -> None:
         annotated("chair", (3, 0, 0), (3.5, 0.5, 1.0)),
     ]
     objects = [
-        obj(
-            7, (-0.05, -0.05, 0), (0.3, 0.3, 0.3), centroid=(0.05, 0.05, 0.05)
-        ),  # big box, centroid inside: found
-        obj(
-            8, (1.05, 0.0, 0.0), (2.1, 1.0, 0.8), centroid=(2.5, 2.5, 2.5)
-        ),  # centroid outside, IoU ~0.9: found
-        obj(
-            9, (5.15, 5.15, 0), (5.6, 5.6, 1.5)
-        ),  # overlaps the lamp a little, centroid outside: not found
+        obj(7, (-0.05, -0.05, 0), (0.3, 0.3, 0.3), centroid=(0.05, 0.05, 0.05)),  # big box, centroid inside: found
+        obj(8, (1.05, 0.0, 0.0), (2.1, 1.0, 0.8), centroid=(2.5, 2.5, 2.5)),  # centroid outside, IoU ~0.9: found
+        obj(9, (5.15, 5.15, 0), (5.6, 5.6, 1.5)),  # overlaps the lamp a little, centroid outside: not found
         obj(10, (3.0, 0.0, 0.0), (3.5, 0.5, 1.0)),  # the chair, exactly
     ]
     memory = StubMemory(objects, {"mug": [8, 7], "table": [7, 9, 10, 8], "chair": [10]})
@@ -82,11 +76,7 @@ def test_found_by_centroid_or_iou_and_retrieved_by_rank() -> None:
     assert rows["mug"].object_ids == [7] and rows["mug"].rank == 2
     assert rows["table"].object_ids == [8] and rows["table"].best_iou > 0.85
     assert rows["table"].rank is None  # 4th: outside the top 3
-    assert (
-        not rows["lamp"].found
-        and 0 < rows["lamp"].best_iou < 0.25
-        and rows["lamp"].rank is None
-    )
+    assert not rows["lamp"].found and 0 < rows["lamp"].best_iou < 0.25 and rows["lamp"].rank is None
     assert rows["chair"].rank == 1 and rows["chair"].best_iou == pytest.approx(1.0)
     assert score.found_rate == 0.75 and score.retrieved_rate == 0.5
     # an object that was not found is never queried; the others are, for objects, k deep
@@ -101,9 +91,7 @@ def test_found_by_centroid_or_iou_and_retrieved_by_rank() -> None:
 
 def _camera(yaw_deg: float) -> Pose:
     p = math.radians(25.0)
-    ry = np.array(
-        [[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]]
-    )
+    ry = np.array([[math.cos(p), 0, math.sin(p)], [0, 1, 0], [-math.sin(p), 0, math.cos(p)]])
     body = Pose.from_xyz_yaw(0.0, 0.0, 0.0, math.radians(yaw_deg))
     return Pose.from_rt(body.rotation @ ry @ R0, [0.0, 0.0, 1.2])
 
@@ -122,15 +110,11 @@ def _write_boxes(path: Path, shift: float = 0.0) -> Path:
     return path
 
 
-def test_oracle_memory_finds_and_retrieves_every_rendered_object(
-    box_renderer, tmp_path: Path
-) -> None:
+def test_oracle_memory_finds_and_retrieves_every_rendered_object(box_renderer, tmp_path: Path) -> None:
     memory = SceneMemory(voxel_size_m=0.05, detector="oracle")
     labels = {i: lab for i, (lab, _, _) in BOXES.items()}
     for k, yaw in enumerate([-60, -40, -20, 0, 20]):
-        depth, ins = box_renderer(
-            [(i, lo, hi) for i, (_, lo, hi) in BOXES.items()], _camera(yaw), K
-        )
+        depth, ins = box_renderer([(i, lo, hi) for i, (_, lo, hi) in BOXES.items()], _camera(yaw), K)
         present = {int(i) for i in np.unique(ins) if i in labels}
         memory.integrate(
             Frame(
@@ -168,8 +152,6 @@ def test_box_files_load_and_bad_files_are_clear_errors(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"objects": [{"min": [0, 0, 0], "max": [1, 1, 1]}]}))
     with pytest.raises(ValueError, match="object 0 has no name"):
         load_annotated_boxes(bad)
-    bad.write_text(
-        json.dumps({"objects": [{"name": "mug", "min": [0, 0, 1], "max": [1, 1, 0]}]})
-    )
+    bad.write_text(json.dumps({"objects": [{"name": "mug", "min": [0, 0, 1], "max": [1, 1, 0]}]}))
     with pytest.raises(ValueError, match=r"object 0 \(mug\)"):
         load_annotated_boxes(bad)

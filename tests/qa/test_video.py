@@ -76,7 +76,9 @@ OPTS = dict(memory_options={"level_spans_s": [10.0, 30.0, 60.0]}, progress=False
 
 def tree_digest(path: Path) -> dict[str, str]:
     root = path.resolve()
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
 
 
 def spans(qa: VideoQA, level: int = 0):

@@ -45,9 +45,7 @@ class ColourSquares:
                     embs.append(np.array(rgb, np.float32) / 255.0)
         if not masks:
             return InstanceMasks.empty(frame.height, frame.width)
-        return InstanceMasks(
-            np.stack(masks), labels, np.full(len(labels), 0.9), np.stack(embs)
-        )
+        return InstanceMasks(np.stack(masks), labels, np.full(len(labels), 0.9), np.stack(embs))
 
 
 def scene(t: int) -> np.ndarray:
@@ -100,13 +98,9 @@ def test_tracker_links_by_overlap_not_ids_and_ends_after_a_gap():
     emb = np.eye(2, 4, dtype=np.float32)
     a = trk.update(0.0, ["cup", "cup"], box, np.array([0.9, 0.9]), emb)
     # listed the other way round and shifted a little: each keeps its own track
-    b = trk.update(
-        1.0, ["cup", "cup"], box[::-1] + 0.02, np.array([0.9, 0.9]), emb[::-1]
-    )
+    b = trk.update(1.0, ["cup", "cup"], box[::-1] + 0.02, np.array([0.9, 0.9]), emb[::-1])
     assert b == a[::-1]
-    c = trk.update(
-        5.0, ["cup"], box[:1], np.array([0.9])
-    )  # after a gap longer than max_gap_s: a new track
+    c = trk.update(5.0, ["cup"], box[:1], np.array([0.9]))  # after a gap longer than max_gap_s: a new track
     assert c[0] not in a and len(trk) == 3
     assert trk.most_at_once(["cup"]) == (2, 0.0)
     with pytest.raises(ValueError):
@@ -123,9 +117,7 @@ def test_tracks_in_the_timeline_survive_save_and_resume(tmp_path):
     assert chair_last == 9.0
     loaded = VideoQA.load(tmp_path / "mem")
     assert len(loaded.memory.objects) == len(objs)
-    assert [t.to_json() for t in loaded.memory.objects.tracks.values()] == [
-        t.to_json() for t in objs.tracks.values()
-    ]
+    assert [t.to_json() for t in loaded.memory.objects.tracks.values()] == [t.to_json() for t in objs.tracks.values()]
     for (
         tid,
         t,
@@ -164,17 +156,13 @@ def test_structured_answers_pick_the_option(tmp_path):
 def test_unrecognised_question_says_it_cannot_tell(tmp_path):
     qa = build(tmp_path)
     ans = qa.ask("why is the floor green")
-    assert (
-        ans.text.startswith("I can't tell from what I saw") and not ans.enough_evidence
-    )
+    assert ans.text.startswith("I can't tell from what I saw") and not ans.enough_evidence
 
 
 def test_keyframes_prefiltered_to_the_fewest_that_cover_the_evidence():
     img = np.zeros((8, 8, 3), np.uint8)
     ev = [
-        Evidence(
-            "a", (0.0, 10.0), images=[img, img], meta={"keyframe_times_s": [2.0, 8.0]}
-        ),
+        Evidence("a", (0.0, 10.0), images=[img, img], meta={"keyframe_times_s": [2.0, 8.0]}),
         Evidence("b", (1.0, 3.0), images=[img], meta={"keyframe_times_s": [1.5]}),
         Evidence("c", (20.0, 25.0), images=[img], meta={"keyframe_times_s": [22.0]}),
     ]
@@ -190,9 +178,7 @@ def test_cli_build_uses_the_shipped_config_with_overrides(tmp_path, video_dir):
                "qa.detector=test_colour_squares", "qa.progress=false", "qa.sample_fps=2"])  # fmt: skip
     assert rc == 0
     info = VideoQA.load(out).info
-    assert (
-        info["memory_options"]["boundary_threshold"] == 0.35
-    )  # from engram/configs/qa/video.yaml
+    assert info["memory_options"]["boundary_threshold"] == 0.35  # from engram/configs/qa/video.yaml
     assert info["memory_options"]["sample_fps"] == 2.0  # the override
     assert info["detector"] == "test_colour_squares"
 
@@ -245,11 +231,7 @@ def server():
 
 
 def _store_bytes(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def test_malformed_server_reply_names_url_and_model_and_leaves_memory(tmp_path, server):
@@ -286,9 +268,7 @@ def test_captioner_failure_mid_build_resumes(tmp_path, server):
     captioned = [n for n in part.nodes(0) if n.caption]
     assert 0 < len(captioned) < len(part.nodes(0))
     # a real OpenAI-compatible reply through the HTTP captioner finishes the rest on the next build
-    _Handler.reply = json.dumps(
-        {"choices": [{"message": {"content": "A kitchen with a red cup."}}]}
-    ).encode()
+    _Handler.reply = json.dumps({"choices": [{"message": {"content": "A kitchen with a red cup."}}]}).encode()
     cap = OpenAICaptioner(base_url=url, model="tiny-vlm", workers=2)
     qa = VideoQA.build_from_frames(
         frames(), tmp_path / "mem", source_id="squares", image_encoder=None, text_encoder="hash",
@@ -296,9 +276,7 @@ def test_captioner_failure_mid_build_resumes(tmp_path, server):
     )  # fmt: skip
     nodes = qa.memory.nodes(0)
     assert all(n.caption for n in nodes if n.keyframes)
-    assert [n.caption for n in nodes[: len(captioned)]] == [
-        n.caption for n in captioned
-    ]  # earlier ones kept
+    assert [n.caption for n in nodes[: len(captioned)]] == [n.caption for n in captioned]  # earlier ones kept
     assert "red cup" in VideoQA.load(tmp_path / "mem").memory.nodes(0)[-1].description
 
 
@@ -307,9 +285,7 @@ def test_ask_over_a_scene_memory(tmp_path, box_renderer):
 
     from engram.qa.ask import ask_path
 
-    spec = importlib.util.spec_from_file_location(
-        "embodied_cases", Path(__file__).with_name("test_embodied.py")
-    )
+    spec = importlib.util.spec_from_file_location("embodied_cases", Path(__file__).with_name("test_embodied.py"))
     cases = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cases)
     mem, _ = cases.build(box_renderer, [-60, -40, -20, 0, 20, 40])
@@ -323,34 +299,22 @@ def test_ask_over_a_scene_memory(tmp_path, box_renderer):
 def test_answers_are_scored_as_answers():
     from engram.qa.evaluation import score_answer
 
-    assert score_answer(
-        "count", 3, "3 — I saw at most 3 cups at once (at 00:05). Evidence: 1 of 2"
-    )
-    assert score_answer(
-        "count", 1, "At least 1: I saw what looks like a dog from 00:00 to 00:10"
-    )
-    assert score_answer("count", 2, "Two people.") and not score_answer(
-        "count", 3, "I saw 2 cups at 00:03"
-    )
-    assert score_answer(
-        "when", 9.6, "I last saw the dog at 00:09 (in view 00:00-00:09)."
-    )
+    assert score_answer("count", 3, "3 — I saw at most 3 cups at once (at 00:05). Evidence: 1 of 2")
+    assert score_answer("count", 1, "At least 1: I saw what looks like a dog from 00:00 to 00:10")
+    assert score_answer("count", 2, "Two people.") and not score_answer("count", 3, "I saw 2 cups at 00:03")
+    assert score_answer("when", 9.6, "I last saw the dog at 00:09 (in view 00:00-00:09).")
     assert not score_answer("when", 30.0, "I last saw the dog at 00:09.")
     assert not score_answer("when", 0.0, "I can't tell from what I saw: 00:00")
     assert score_answer("yesno", False, "No, I did not see any cat.")
     assert score_answer("where", "bedroom", "In the bedroom: I saw the bed there")
-    assert not score_answer(
-        "where", "bedroom", "I can't tell. Evidence: bedroom"
-    )  # evidence is not the answer
-    assert score_answer(
-        "order", "kettle", "The kettle came first"
-    ) and not score_answer("order", "kettle", "The coffee")
+    assert not score_answer("where", "bedroom", "I can't tell. Evidence: bedroom")  # evidence is not the answer
+    assert score_answer("order", "kettle", "The kettle came first") and not score_answer(
+        "order", "kettle", "The coffee"
+    )
 
 
 def test_real_clip_questions_are_well_formed(shared_data):
-    doc = json.loads(
-        (Path(__file__).parents[1] / "data" / "real_clips_qa.json").read_text()
-    )
+    doc = json.loads((Path(__file__).parents[1] / "data" / "real_clips_qa.json").read_text())
     qs = doc["questions"]
     assert len(qs) >= 30
     for q in qs:

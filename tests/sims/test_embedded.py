@@ -111,7 +111,9 @@ def test_frame_contents_and_time(sim: EmbeddedSim) -> None:
     assert (f1.timestamp_s, f2.timestamp_s) == (0.25, 0.5)
     assert sim.observe().timestamp_s == 0.5
     yaw = sim.agent_xy_yaw[2]
-    assert math.isclose(abs(((yaw - sim.apartment.agent_start[2]) + math.pi) % (2 * math.pi) - math.pi), math.radians(30), abs_tol=1e-9)
+    assert math.isclose(
+        abs(((yaw - sim.apartment.agent_start[2]) + math.pi) % (2 * math.pi) - math.pi), math.radians(30), abs_tol=1e-9
+    )
     assert sim.reset().timestamp_s == 0.0
 
 
@@ -315,7 +317,9 @@ def test_discrete_and_goal_motion(sim: EmbeddedSim) -> None:
         assert math.hypot(x1 - x0, y1 - y0) == pytest.approx(0.25, abs=1e-9)
         assert math.atan2(y1 - y0, x1 - x0) == pytest.approx(yaw0, abs=1e-9)
     sim.step("turn_right")
-    assert ((sim.agent_xy_yaw[2] - yaw0 + math.radians(30) + math.pi) % (2 * math.pi)) - math.pi == pytest.approx(0.0, abs=1e-9)
+    assert ((sim.agent_xy_yaw[2] - yaw0 + math.radians(30) + math.pi) % (2 * math.pi)) - math.pi == pytest.approx(
+        0.0, abs=1e-9
+    )
     gx, gy = sim.apartment.agent_start[:2]
     for _ in range(10):
         sim.step_towards(gx, gy)
@@ -371,7 +375,9 @@ def test_scripted_relocation_and_person_are_logged_and_rendered() -> None:
         assert gt.objects_at(0.75)[mover.instance_id].position_m == mover.position_m
         assert gt.objects_at(1.0)[mover.instance_id].position_m == pytest.approx(target)
         assert gt.object_poses()[mover.instance_id].yaw_rad == pytest.approx(0.3)
-        pos, _ = s._world.p.getBasePositionAndOrientation(s._world.body_of_instance[mover.instance_id], physicsClientId=s._world.client)
+        pos, _ = s._world.p.getBasePositionAndOrientation(
+            s._world.body_of_instance[mover.instance_id], physicsClientId=s._world.client
+        )
         assert pos[2] == pytest.approx(target[2] + mover.parts[0].offset_m[2], abs=1e-6)
         # Seen in its new room, from 1 m beside the table.
         tx, ty = target[0], target[1]
@@ -419,7 +425,11 @@ def test_random_relocations_go_elsewhere_and_never_into_another_object(apartment
         assert math.dist(ev.position_m[:2], pos[o.instance_id]) >= 0.5
         for i, p in pos.items():
             if i != o.instance_id:  # footprints (bounding circles) stay apart
-                gap = math.dist(ev.position_m[:2], p) - math.hypot(*o.half_extents_m[:2]) - math.hypot(*now[i].half_extents_m[:2])
+                gap = (
+                    math.dist(ev.position_m[:2], p)
+                    - math.hypot(*o.half_extents_m[:2])
+                    - math.hypot(*now[i].half_extents_m[:2])
+                )
                 assert gap > 0.0, (o.label, now[i].label)
         pos[o.instance_id] = ev.position_m[:2]
 
@@ -467,7 +477,9 @@ def test_shortest_paths_match_networkx(sim: EmbeddedSim) -> None:
         ok = free[a, b]
         if di and dj:  # diagonal moves may not cut a blocked corner
             ok &= free[i + di, j] & free[i, j + dj]
-        g.add_weighted_edges_from(zip(zip(i[ok].tolist(), j[ok].tolist()), zip(a[ok].tolist(), b[ok].tolist()), [cost] * int(ok.sum())))
+        g.add_weighted_edges_from(
+            zip(zip(i[ok].tolist(), j[ok].tolist()), zip(a[ok].tolist(), b[ok].tolist()), [cost] * int(ok.sum()))
+        )
     waypoints = coverage_waypoints(gt)
     src = tuple(int(v) for v in reach.world_to_cell(waypoints[0]))
     lengths = nx.single_source_dijkstra_path_length(g, src)

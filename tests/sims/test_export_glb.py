@@ -146,7 +146,7 @@ def test_habitat_dataset_files_are_consistent(exported) -> None:
     for group in ("stages", "objects", "scene_instances"):
         for folder in dataset[group]["paths"][".json"]:
             assert (root / folder).is_dir()
-    (key, lexicon_rel), = dataset["semantic_scene_descriptor_instances"].items()
+    ((key, lexicon_rel),) = dataset["semantic_scene_descriptor_instances"].items()
     lexicon = json.loads((root / lexicon_rel).read_text())
     assert {c["id"]: c["name"] for c in lexicon["classes"]} == spec.labels()
 

@@ -520,9 +520,7 @@ def test_exported_apartment_seen_through_habitat_matches_the_embedded_world(
         transform, geom = scene.graph[node]
         mesh = scene.geometry[geom]
         v = mesh.vertices @ transform[:3, :3].T + transform[:3, 3]
-        gid = rs.add_triangles(
-            o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32))
-        )
+        gid = rs.add_triangles(o3d.core.Tensor(v.astype(np.float32)), o3d.core.Tensor(mesh.faces.astype(np.uint32)))
         instance_of[int(gid)] = int(node.split("_")[1]) if node.startswith("obj_") else 0
     lookup = np.zeros(max(instance_of) + 2, np.int64)
     for gid, iid in instance_of.items():

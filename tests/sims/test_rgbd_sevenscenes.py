@@ -18,9 +18,7 @@ from engram.sims.rgbd import (
 )
 from engram.types import Pose
 
-BOXES = (
-    Path(__file__).resolve().parents[1] / "data" / "sevenscenes_redkitchen_boxes.json"
-)
+BOXES = Path(__file__).resolve().parents[1] / "data" / "sevenscenes_redkitchen_boxes.json"
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +68,9 @@ def test_sample_loads_with_its_intrinsics_numbers_and_depth(kitchen: Path) -> No
         480,
     )
     f0, f10 = ds[0], ds[5]
-    assert f10.index == 10 and f10.timestamp_s == pytest.approx(
-        10 / 30
-    )  # frame numbers, not positions
+    assert f10.index == 10 and f10.timestamp_s == pytest.approx(10 / 30)  # frame numbers, not positions
     raw = cv2.imread(str(kitchen / "frame-000010.depth.png"), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_allclose(
-        f10.depth_m, np.where(raw == 65535, 0, raw) / 1000.0, atol=1e-6
-    )
+    np.testing.assert_allclose(f10.depth_m, np.where(raw == 65535, 0, raw) / 1000.0, atol=1e-6)
     # consecutive views overlap with the poses, and do not without them
     p0, p10 = frame_points_world(f0, stride=4), frame_points_world(f10, stride=4)
     assert np.median(cKDTree(p0).query(p10)[0]) < 0.03
@@ -102,9 +96,7 @@ def test_world_is_z_up_floor_and_table_top_level(kitchen: Path) -> None:
     assert np.all(cam_z > np.median(top[:, 2]))
 
 
-def test_gravity_estimate_does_not_depend_on_the_dataset_frame(
-    kitchen: Path, tmp_path: Path
-) -> None:
+def test_gravity_estimate_does_not_depend_on_the_dataset_frame(kitchen: Path, tmp_path: Path) -> None:
     """The same frames under a tilted dataset world end up in the same z-up world."""
     numbers = list(range(0, 1000, 84))
     plain = RgbdDataset(_copy(kitchen, tmp_path / "plain", numbers))
@@ -121,24 +113,18 @@ def test_gravity_estimate_does_not_depend_on_the_dataset_frame(
 
 
 def test_estimate_without_depth_uses_the_cameras_down_axis() -> None:
-    level = Pose.from_rt(
-        [[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0, 0, 0]
-    ).matrix  # OpenCV camera, level, looking +x
+    level = Pose.from_rt([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], [0, 0, 0]).matrix  # OpenCV camera, level, looking +x
     tilt = Pose.from_rt(cv2.Rodrigues(np.array([0.2, 0.9, -0.4]))[0], [0, 0, 0]).matrix
     world_from_dataset = estimate_world_from_dataset(np.stack([tilt @ level]))
     camera_in_world = world_from_dataset.matrix @ tilt @ level
     unreadable = estimate_world_from_dataset(np.stack([tilt @ level]), [None], (585.0, 585.0, 320.0, 240.0))
     np.testing.assert_allclose(unreadable.matrix, world_from_dataset.matrix)  # no depth read: the same guess
-    np.testing.assert_allclose(
-        camera_in_world[:3, 1], [0, 0, -1], atol=1e-9
-    )  # camera y points down
+    np.testing.assert_allclose(camera_in_world[:3, 1], [0, 0, -1], atol=1e-9)  # camera y points down
 
 
 def test_missing_and_malformed_poses(kitchen: Path, tmp_path: Path) -> None:
     root = _copy(kitchen, tmp_path / "seq", [0, 2, 4, 6])
-    (root / "frame-000002.pose.txt").write_text(
-        "-inf -inf -inf -inf\n" * 4
-    )  # tracking lost
+    (root / "frame-000002.pose.txt").write_text("-inf -inf -inf -inf\n" * 4)  # tracking lost
     assert read_sevenscenes_pose(root / "frame-000002.pose.txt") is None
     with pytest.raises(ValueError, match="1 of 4 frames"):
         RgbdDataset(root)

@@ -25,6 +25,7 @@ from engram.types import CameraIntrinsics, Frame, Pose  # noqa: E402
 
 ROS1_DIST = "/usr/lib/python3/dist-packages"
 
+
 def _ros1_python(package: str) -> None:
     """Make the Debian ROS 1 Python packages importable, or skip (CI installs them)."""
     from engram import ros_node
@@ -72,7 +73,9 @@ def room_frames(n: int = 6, period_s: float = 0.1, t0_s: float = 100.0) -> list[
     k = CameraIntrinsics(fx=60.0, fy=60.0, cx=39.5, cy=29.5, width=80, height=60)
     frames = []
     down = 0.4  # camera pitched down (rotation about the body's +y, left)
-    pitch = Pose.from_rt([[math.cos(down), 0, math.sin(down)], [0, 1, 0], [-math.sin(down), 0, math.cos(down)]], [0, 0, 0])
+    pitch = Pose.from_rt(
+        [[math.cos(down), 0, math.sin(down)], [0, 1, 0], [-math.sin(down), 0, math.cos(down)]], [0, 0, 0]
+    )
     for i in range(n):
         x, y = 0.6 + 0.05 * i, 0.5 + 0.03 * i
         yaw = math.atan2(1.45 - y, 1.75 - x) + 0.3 * math.sin(i)  # sweep around the box
@@ -115,7 +118,9 @@ def assert_same_frames(got: list[Frame], want: list[Frame], *, rgb_atol: float =
 # --------------------------------------------------------------------------- round trips
 
 
-@pytest.mark.parametrize("name,fmt", [("run.bag", "ros1"), ("run.mcap", "mcap"), ("run_mcap", "mcap"), ("run_db", "sqlite3")])
+@pytest.mark.parametrize(
+    "name,fmt", [("run.bag", "ros1"), ("run.mcap", "mcap"), ("run_mcap", "mcap"), ("run_db", "sqlite3")]
+)
 def test_round_trip_gives_the_same_frames(tmp_path: Path, frames: list[Frame], name: str, fmt: str) -> None:
     path = ros.record_bag(frames, tmp_path / name, fmt=fmt)
     source = ros.RosBagSource(path)
@@ -172,6 +177,7 @@ def test_ros1_bag_reads_in_the_ros1_rosbag_library(tmp_path: Path, frames: list[
     """The Debian ROS 1 rosbag package (an independent reader) sees our topics, stamps and pixels."""
     _ros1_python("rosbag")
     import rosbag
+
     path = ros.record_bag(frames, tmp_path / "run.bag")
     with rosbag.Bag(str(path)) as bag:
         images = [m for _, m, _ in bag.read_messages(topics=[ros.TOPICS["rgb"]])]
@@ -202,7 +208,9 @@ def test_bare_mcap_is_a_ros2_mcap_file(tmp_path: Path, frames: list[Frame]) -> N
 
 
 @pytest.mark.parametrize("compression", ["ZSTD", "LZ4"])
-def test_mcap_written_by_the_mcap_library_with_compressed_chunks(tmp_path: Path, frames: list[Frame], compression: str) -> None:
+def test_mcap_written_by_the_mcap_library_with_compressed_chunks(
+    tmp_path: Path, frames: list[Frame], compression: str
+) -> None:
     """An .mcap from another writer (the mcap library, as ros2 bag's mcap plugin: compressed 64 kB chunks)."""
     from mcap.reader import make_reader
     from mcap.writer import CompressionType, Writer
@@ -239,8 +247,15 @@ def _image(arr: np.ndarray, encoding: str, pad: int = 0, bigendian: bool = False
     rows = arr.reshape(h, -1).view(np.uint8)
     data = np.concatenate([rows, np.full((h, pad), 7, np.uint8)], axis=1)
     return ros.message_from_dict(
-        {"height": h, "width": w, "encoding": encoding, "is_bigendian": int(bigendian), "step": data.shape[1],
-         "data": data.reshape(-1), "header": {"stamp": {"sec": 1, "nanosec": 5}, "frame_id": "cam"}}
+        {
+            "height": h,
+            "width": w,
+            "encoding": encoding,
+            "is_bigendian": int(bigendian),
+            "step": data.shape[1],
+            "data": data.reshape(-1),
+            "header": {"stamp": {"sec": 1, "nanosec": 5}, "frame_id": "cam"},
+        }
     )
 
 
@@ -282,7 +297,9 @@ def test_compressed_colour_matches_opencv_and_rosbridge_base64() -> None:
 
     rgb = room_frames(1)[0].rgb
     ok, png = cv2.imencode(".png", rgb[..., ::-1])
-    msg = ros.message_from_dict({"format": "rgb8; png compressed bgr8", "data": base64.b64encode(png.tobytes()).decode()})
+    msg = ros.message_from_dict(
+        {"format": "rgb8; png compressed bgr8", "data": base64.b64encode(png.tobytes()).decode()}
+    )
     np.testing.assert_array_equal(ros.compressed_to_rgb(msg), rgb)
     with pytest.raises(ros.UnsupportedEncodingError, match="webp"):
         ros.compressed_to_rgb(ros.message_from_dict({"format": "webp", "data": png.tobytes()}))
@@ -336,7 +353,9 @@ def _ts(parent: str, child: str, t_s: float, xyz, q_xyzw) -> dict:
 def test_tf_chain_interpolates_translation_and_rotation() -> None:
     buf = ros.TfBuffer()
     s = math.sqrt(0.5)
-    buf.add_message(ros.message_from_dict({"transforms": [_ts("/map", "odom", 0, (1, 0, 0), (0, 0, 0, 1))]}), static=True)
+    buf.add_message(
+        ros.message_from_dict({"transforms": [_ts("/map", "odom", 0, (1, 0, 0), (0, 0, 0, 1))]}), static=True
+    )
     buf.add_message(ros.message_from_dict({"transforms": [_ts("odom", "base", 10.0, (0, 0, 0), (0, 0, 0, 1))]}), False)
     buf.add_message(ros.message_from_dict({"transforms": [_ts("odom", "base", 12.0, (2, 4, 0), (0, 0, s, s))]}), False)
     buf.add_message(ros.message_from_dict({"transforms": [_ts("base", "cam", 0, (0, 0, 1), (0, 0, 0, 1))]}), True)
@@ -362,7 +381,9 @@ def test_tf_loop_is_refused_and_the_tree_is_kept() -> None:
     want = buf.lookup("map", "cam", 0.0)
     for parent, child in (("cam", "odom"), ("base", "map")):  # each would make a frame its own ancestor
         with pytest.raises(ros.TfError, match=f"'{parent}' -> '{child}' closes a loop"):
-            buf.add_message(ros.message_from_dict({"transforms": [_ts(parent, child, 0, (0, 0, 0), (0, 0, 0, 1))]}), True)
+            buf.add_message(
+                ros.message_from_dict({"transforms": [_ts(parent, child, 0, (0, 0, 0), (0, 0, 0, 1))]}), True
+            )
     assert buf.lookup("map", "cam", 0.0).allclose(want, atol=0)
     # re-parenting without a loop is a tf update, not an error
     buf.add_message(ros.message_from_dict({"transforms": [_ts("map", "base", 0, (0, 0, 0), (0, 0, 0, 1))]}), True)
@@ -375,6 +396,7 @@ def test_tf_matches_the_ros_tf2_library() -> None:
     import rospy
     import tf2_py
     from geometry_msgs.msg import TransformStamped
+
     rng = np.random.default_rng(3)
     ours = ros.TfBuffer()
     core = tf2_py.BufferCore(rospy.Duration(100.0))
@@ -408,8 +430,14 @@ def _write(path: Path, fmt: str, messages: list[tuple[str, str, int, object]]) -
     w.close()
 
 
-def _bag_messages(m, frames: list[Frame], *, depth_offset_s: float = 0.0, rgb_encoding: str = "rgb8",
-                  tf_pairs=(("map", "odom"), ("odom", "camera_color_optical_frame"))) -> list:
+def _bag_messages(
+    m,
+    frames: list[Frame],
+    *,
+    depth_offset_s: float = 0.0,
+    rgb_encoding: str = "rgb8",
+    tf_pairs=(("map", "odom"), ("odom", "camera_color_optical_frame")),
+) -> list:
     out = []
     for f in frames:
         t_ns = int(round(f.timestamp_s * 1e9))
@@ -419,7 +447,14 @@ def _bag_messages(m, frames: list[Frame], *, depth_offset_s: float = 0.0, rgb_en
         img = type(img)(**{**img.__dict__, "encoding": rgb_encoding}) if rgb_encoding != "rgb8" else img
         out.append(("/cam/rgb", "sensor_msgs/msg/Image", t_ns, img))
         d_ns = t_ns + int(round(depth_offset_s * 1e9))
-        out.append(("/cam/depth", "sensor_msgs/msg/Image", d_ns, m.image(m.header(d_ns, "camera_color_optical_frame"), f.depth_m, "32FC1")))
+        out.append(
+            (
+                "/cam/depth",
+                "sensor_msgs/msg/Image",
+                d_ns,
+                m.image(m.header(d_ns, "camera_color_optical_frame"), f.depth_m, "32FC1"),
+            )
+        )
         tfs = [m.transform(t_ns, tf_pairs[0][0], tf_pairs[0][1], Pose())]
         tfs.append(m.transform(t_ns, tf_pairs[1][0], tf_pairs[1][1], f.world_from_camera))
         out.append(("/tf", "tf2_msgs/msg/TFMessage", t_ns, m.tf_message(tfs)))
@@ -484,8 +519,11 @@ def test_unknown_encoding_names_topic_and_time(tmp_path: Path, frames: list[Fram
 def test_broken_tf_chain_names_frames_and_time(tmp_path: Path, frames: list[Frame]) -> None:
     m = ros.record._MsgFactory(ros1=True)
     # map -> odom and base -> camera, but nothing links odom to base
-    _write(tmp_path / "broken.bag", "ros1",
-           _bag_messages(m, frames[:2], tf_pairs=(("map", "odom"), ("base_link", "camera_color_optical_frame"))))
+    _write(
+        tmp_path / "broken.bag",
+        "ros1",
+        _bag_messages(m, frames[:2], tf_pairs=(("map", "odom"), ("base_link", "camera_color_optical_frame"))),
+    )
     with pytest.raises(ros.TfError, match=r"t=100\.000 s.*chain broken.*'map'.*'camera_color_optical_frame'"):
         list(ros.RosBagSource(tmp_path / "broken.bag"))
 
@@ -552,13 +590,36 @@ def _rosbridge_dicts(frame: Frame) -> dict[str, dict]:
     k = frame.intrinsics
     h, w = frame.height, frame.width
     return {
-        "rgb": {"header": header, "height": h, "width": w, "encoding": "bgr8", "is_bigendian": 0, "step": w * 3,
-                "data": base64.b64encode(frame.rgb[..., ::-1].tobytes()).decode()},
-        "depth": {"header": header, "height": h, "width": w, "encoding": "32FC1", "is_bigendian": 0, "step": w * 4,
-                  "data": base64.b64encode(frame.depth_m.tobytes()).decode()},
+        "rgb": {
+            "header": header,
+            "height": h,
+            "width": w,
+            "encoding": "bgr8",
+            "is_bigendian": 0,
+            "step": w * 3,
+            "data": base64.b64encode(frame.rgb[..., ::-1].tobytes()).decode(),
+        },
+        "depth": {
+            "header": header,
+            "height": h,
+            "width": w,
+            "encoding": "32FC1",
+            "is_bigendian": 0,
+            "step": w * 4,
+            "data": base64.b64encode(frame.depth_m.tobytes()).decode(),
+        },
         "info": {"header": header, "height": h, "width": w, "k": [k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1]},
-        "tf": {"transforms": [_ts("odom", "camera_color_optical_frame", frame.timestamp_s,
-                                  frame.world_from_camera.translation, frame.world_from_camera.as_quaternion())]},
+        "tf": {
+            "transforms": [
+                _ts(
+                    "odom",
+                    "camera_color_optical_frame",
+                    frame.timestamp_s,
+                    frame.world_from_camera.translation,
+                    frame.world_from_camera.as_quaternion(),
+                )
+            ]
+        },
     }
 
 
@@ -689,12 +750,18 @@ def test_live_assembler_memory_stays_bounded(frames: list[Frame]) -> None:
     asm = ros.FrameAssembler(sync_tolerance_s=0.01, history_s=5.0, max_wait_s=2.0)
     for i in range(3000):  # 30 s of odom -> camera at 100 Hz
         t = 100.0 + i * 0.01
-        asm.add_tf(ros.message_from_dict({"transforms": [_ts("odom", "camera_color_optical_frame", t, (t, 0, 0), (0, 0, 0, 1))]}))
+        asm.add_tf(
+            ros.message_from_dict(
+                {"transforms": [_ts("odom", "camera_color_optical_frame", t, (t, 0, 0), (0, 0, 0, 1))]}
+            )
+        )
         asm.add_camera_info(ros.message_from_dict(_rosbridge_dicts(frames[0])["info"]))
     track = asm.tf._dynamic["camera_color_optical_frame"]
     assert len(track.times_s) < 600 and max(track.times_s) == pytest.approx(129.99)
     assert len(asm._infos) == 1  # an unchanged calibration is stored once
-    np.testing.assert_allclose(asm.tf.lookup("odom", "camera_color_optical_frame", 127.005).translation, [127.005, 0, 0])
+    np.testing.assert_allclose(
+        asm.tf.lookup("odom", "camera_color_optical_frame", 127.005).translation, [127.005, 0, 0]
+    )
     # images at t = 200 s and later: no tf will ever cover them
     for i in range(4):
         d = _rosbridge_dicts(frames[i])
@@ -707,7 +774,7 @@ def test_live_assembler_memory_stays_bounded(frames: list[Frame]) -> None:
     assert len(asm._pending) <= 2  # the old ones were given up, the newest still wait
 
 
-_FAKE_ROSBRIDGE = r'''
+_FAKE_ROSBRIDGE = r"""
 import asyncio, importlib.util, json, socket, sys
 spec = importlib.util.spec_from_file_location("t", sys.argv[1]); t = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(t)
@@ -744,9 +811,9 @@ factory.protocol = Bridge
 loop.run_until_complete(loop.create_server(factory, "127.0.0.1", port))
 print(json.dumps({"port": port}), flush=True)
 loop.run_forever()
-'''
+"""
 
-_ROSBRIDGE_CLIENT = r'''
+_ROSBRIDGE_CLIENT = r"""
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("t", sys.argv[1]); t = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(t)
@@ -758,7 +825,7 @@ got = list(source)
 by_time = {round(f.timestamp_s, 6): f for f in frames}
 t.assert_same_frames(got, [by_time[round(g.timestamp_s, 6)] for g in got])
 print(json.dumps({"frames": len(got)}))
-'''
+"""
 
 
 def test_rosbridge_source_over_a_websocket(tmp_path: Path) -> None:
@@ -780,7 +847,11 @@ def test_rosbridge_source_over_a_websocket(tmp_path: Path) -> None:
         port = json.loads(server.stdout.readline())["port"]
         out = subprocess.run(
             [sys.executable, str(tmp_path / "client.py"), __file__, str(port)],
-            env=env, capture_output=True, text=True, timeout=120, cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=repo,
         )
         assert out.returncode == 0, out.stderr[-3000:]
         assert json.loads(out.stdout.strip().splitlines()[-1]) == {"frames": 4}
@@ -798,4 +869,6 @@ def test_body_convention_camera_frame_is_turned_to_optical(tmp_path: Path, frame
     assert_same_frames(got, frames[:3])
     wrong = list(ros.RosBagSource(path, camera_frame="camera_link"))  # body axes taken as optical
     assert not wrong[0].world_from_camera.allclose(frames[0].world_from_camera, atol=1e-3)
-    np.testing.assert_allclose(wrong[0].world_from_camera.translation, frames[0].world_from_camera.translation, atol=1e-9)
+    np.testing.assert_allclose(
+        wrong[0].world_from_camera.translation, frames[0].world_from_camera.translation, atol=1e-9
+    )

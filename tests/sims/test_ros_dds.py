@@ -54,9 +54,17 @@ def test_names_follow_ros2_on_dds() -> None:
 
 @pytest.mark.parametrize(
     "msgtype",
-    ["sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo", "sensor_msgs/msg/CompressedImage", "tf2_msgs/msg/TFMessage",
-     "nav_msgs/msg/Odometry", "geometry_msgs/msg/PoseStamped", "sensor_msgs/msg/PointCloud2",
-     "visualization_msgs/msg/MarkerArray", "std_msgs/msg/String"],
+    [
+        "sensor_msgs/msg/Image",
+        "sensor_msgs/msg/CameraInfo",
+        "sensor_msgs/msg/CompressedImage",
+        "tf2_msgs/msg/TFMessage",
+        "nav_msgs/msg/Odometry",
+        "geometry_msgs/msg/PoseStamped",
+        "sensor_msgs/msg/PointCloud2",
+        "visualization_msgs/msg/MarkerArray",
+        "std_msgs/msg/String",
+    ],
 )
 def test_dds_types_have_the_ros2_wire_layout(msgtype: str) -> None:
     """A message serialised by rosbags (ROS 2 CDR) reads back in Cyclone's type and re-serialises to the same bytes."""
@@ -66,16 +74,26 @@ def test_dds_types_have_the_ros2_wire_layout(msgtype: str) -> None:
 
     pose = Pose.from_xyz_yaw(1.0, 2.0, 0.5, 0.3)
     samples = {
-        "sensor_msgs/msg/Image": lambda: m.image(header, (np.arange(7 * 5 * 3) % 251).astype(np.uint8).reshape(7, 5, 3), "rgb8"),
+        "sensor_msgs/msg/Image": lambda: m.image(
+            header, (np.arange(7 * 5 * 3) % 251).astype(np.uint8).reshape(7, 5, 3), "rgb8"
+        ),
         "sensor_msgs/msg/CameraInfo": lambda: m.camera_info(header, CameraIntrinsics(50.0, 51.0, 2.0, 3.0, 5, 7)),
         "sensor_msgs/msg/CompressedImage": lambda: m.compressed(header, b"\x01\x02\x03", "jpeg"),
-        "tf2_msgs/msg/TFMessage": lambda: m.tf_message([m.transform(5, "odom", "base_link", pose), m.transform(6, "map", "odom", pose)]),
+        "tf2_msgs/msg/TFMessage": lambda: m.tf_message(
+            [m.transform(5, "odom", "base_link", pose), m.transform(6, "map", "odom", pose)]
+        ),
         "nav_msgs/msg/Odometry": lambda: m.odometry(7, "odom", "base_link", pose),
         "geometry_msgs/msg/PoseStamped": lambda: m.pose_stamped(8, "map", pose),
         "sensor_msgs/msg/PointCloud2": lambda: dds.ros2_message(
-            "sensor_msgs/msg/PointCloud2", header=header, height=1, width=2, point_step=12, row_step=24,
+            "sensor_msgs/msg/PointCloud2",
+            header=header,
+            height=1,
+            width=2,
+            point_step=12,
+            row_step=24,
             fields=[dds.ros2_message("sensor_msgs/msg/PointField", name="x", offset=0, datatype=7, count=1)],
-            data=np.arange(24, dtype=np.uint8), is_dense=True,
+            data=np.arange(24, dtype=np.uint8),
+            is_dense=True,
         ),
         "visualization_msgs/msg/MarkerArray": lambda: dds.ros2_message(
             "visualization_msgs/msg/MarkerArray",
@@ -158,8 +176,9 @@ def test_live_frames_equal_the_bag_frames(room_bag, pose_source: str) -> None:
     pub = dds.Ros2Graph(dom, config="loopback")
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT)
-                   for t, ty, _, _ in messages}
+        writers = {
+            t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT) for t, ty, _, _ in messages
+        }
         _wait_matched(source, pub, writers)
         _publish(pub, messages, writers)
         got = _collect(source, len(frames))
@@ -195,8 +214,9 @@ def test_bad_samples_are_logged_by_topic_and_good_frames_still_come(room_bag) ->
     m = _MsgFactory(ros1=False)
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT)
-                   for t, ty, _, _ in messages}
+        writers = {
+            t: pub.writer(t, ty, dds.LATCHED_QOS if t == "/tf_static" else KEEP_ALL_SENT) for t, ty, _, _ in messages
+        }
         _wait_matched(source, pub, writers)
         rgb, depth, tf = ros.TOPICS["rgb"], ros.TOPICS["depth"], ros.TOPICS["tf"]
         _publish(pub, messages[:3], writers)  # /tf_static and the first camera info
@@ -208,7 +228,9 @@ def test_bad_samples_are_logged_by_topic_and_good_frames_still_come(room_bag) ->
             pub.write(writers[depth], m.image(header, np.ones((6, 8), np.float32), "32FC1"))
         from engram.types import Pose
 
-        loop = m.tf_message([m.transform(50_000_000_000, "camera_link", "base_link", Pose())])  # base_link is above camera_link
+        loop = m.tf_message(
+            [m.transform(50_000_000_000, "camera_link", "base_link", Pose())]
+        )  # base_link is above camera_link
         pub.write(writers[tf], loop)
         _publish(pub, messages[3:], writers)
         got = _collect(source, len(frames))
@@ -231,16 +253,19 @@ def test_qos_mismatch_and_missing_tf_static_name_the_topic(room_bag) -> None:
     pub = dds.Ros2Graph(dom, config="loopback")
     try:
         messages = _bag_cdr(bag)
-        writers = {t: pub.writer(t, ty, dds.SENSOR_QOS if t == "/tf_static" else KEEP_ALL_SENT)
-                   for t, ty, _, _ in messages}
+        writers = {
+            t: pub.writer(t, ty, dds.SENSOR_QOS if t == "/tf_static" else KEEP_ALL_SENT) for t, ty, _, _ in messages
+        }
         static = writers.pop("/tf_static")
         _wait_matched(source, pub, writers)
         writers["/tf_static"] = static
         _publish(pub, messages, writers)
 
         def mismatch() -> bool:
-            return any(e.startswith("/tf_static: a publisher does not match") and ("DURABILITY" in e or "RELIABILITY" in e)
-                       for e in source.errors)
+            return any(
+                e.startswith("/tf_static: a publisher does not match") and ("DURABILITY" in e or "RELIABILITY" in e)
+                for e in source.errors
+            )
 
         def missing() -> bool:
             return any(e.startswith("/tf_static: no message") for e in source.errors)

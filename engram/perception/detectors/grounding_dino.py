@@ -72,12 +72,8 @@ class GroundingDinoDetector:
         self._torch = require("torch", "the grounding_dino detector")
         if num_threads is not None:
             self._torch.set_num_threads(int(num_threads))
-        self.processor = transformers.AutoProcessor.from_pretrained(
-            folder, local_files_only=True
-        )
-        self.model = transformers.GroundingDinoForObjectDetection.from_pretrained(
-            folder, local_files_only=True
-        ).eval()
+        self.processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+        self.model = transformers.GroundingDinoForObjectDetection.from_pretrained(folder, local_files_only=True).eval()
         self.box_threshold = float(box_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
@@ -102,15 +98,11 @@ class GroundingDinoDetector:
     def detect(self, frame: Frame) -> InstanceMasks:
         torch = self._torch
         h, w = frame.height, frame.width
-        inputs = self.processor(
-            images=frame.rgb, text=self.caption, return_tensors="pt"
-        )
+        inputs = self.processor(images=frame.rgb, text=self.caption, return_tensors="pt")
         with torch.inference_mode():
             out = self.model(**inputs)
         token_probs = torch.sigmoid(out.logits[0]).float().numpy()  # "Q T"
-        probs = np.stack(
-            [token_probs[:, a:b].max(axis=1) for a, b in self._spans], axis=1
-        )  # "Q C"
+        probs = np.stack([token_probs[:, a:b].max(axis=1) for a, b in self._spans], axis=1)  # "Q C"
         cxcywh = out.pred_boxes[0].float().numpy()  # relative to the (unpadded) image
         boxes = np.stack(
             [
@@ -125,9 +117,7 @@ class GroundingDinoDetector:
         cls = probs.argmax(axis=1)
         score = probs.max(axis=1)
         keep = np.flatnonzero((score >= self.box_threshold) & (score > 0))
-        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][
-            : self.max_detections
-        ]
+        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][: self.max_detections]
         masks = box_masks(boxes[keep], h, w, frame.depth_m if self.use_depth else None)
         feats = out.last_hidden_state[0].float().numpy()[keep]
         return instance_masks(

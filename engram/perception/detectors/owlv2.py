@@ -46,12 +46,8 @@ def nms_xyxy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         i = int(order[0])
         keep.append(i)
         rest = order[1:]
-        w = np.clip(
-            np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None
-        )
-        h = np.clip(
-            np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None
-        )
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
         inter = w * h
         overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-12)
         order = rest[overlap <= iou]
@@ -99,12 +95,8 @@ class Owlv2Detector:
         self._torch = require("torch", "the owlv2 detector")
         if num_threads is not None:
             self._torch.set_num_threads(int(num_threads))
-        self.processor = transformers.AutoProcessor.from_pretrained(
-            folder, local_files_only=True
-        )
-        self.model = transformers.Owlv2ForObjectDetection.from_pretrained(
-            folder, local_files_only=True
-        ).eval()
+        self.processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+        self.model = transformers.Owlv2ForObjectDetection.from_pretrained(folder, local_files_only=True).eval()
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
@@ -128,9 +120,7 @@ class Owlv2Detector:
                 attention_mask=self._text["attention_mask"],
             )
         probs = torch.sigmoid(out.logits[0]).float().numpy()  # "Q C"
-        cxcywh = (
-            out.pred_boxes[0].float().numpy()
-        )  # relative to the image padded to a square
+        cxcywh = out.pred_boxes[0].float().numpy()  # relative to the image padded to a square
         side = float(max(h, w))
         boxes = np.stack(
             [
@@ -145,16 +135,10 @@ class Owlv2Detector:
         cls = probs.argmax(axis=1)
         score = probs.max(axis=1)
         keep = np.flatnonzero((score >= self.score_threshold) & (score > 0))
-        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][
-            : self.max_detections
-        ]
+        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][: self.max_detections]
         depth = frame.depth_m if self.use_depth else None
         masks = box_masks(boxes[keep], h, w, depth)
-        feats = (
-            out.class_embeds[0].float().numpy()[keep]
-            if getattr(out, "class_embeds", None) is not None
-            else None
-        )
+        feats = out.class_embeds[0].float().numpy()[keep] if getattr(out, "class_embeds", None) is not None else None
         return instance_masks(
             frame, masks, cls[keep], score[keep], self.classes,
             class_scores=probs[keep], embeddings=feats, embedder=self.embedder,

@@ -85,7 +85,9 @@ class SegmentLabeller:
         self.context = float(context)
         self.min_probability = float(min_probability)
         self.background = float(background)
-        self.label_map = LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
+        self.label_map = (
+            LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
+        )
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -146,7 +148,7 @@ class SegmentLabeller:
 
 
 def _masks_from_segments(seg: np.ndarray, ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """"K H W" full-resolution masks from a reduced-grid segment image (nearest upsampling)."""
+    """ "K H W" full-resolution masks from a reduced-grid segment image (nearest upsampling)."""
     full = cv2.resize(seg, (width, height), interpolation=cv2.INTER_NEAREST)
     return full[None, :, :] == ids[:, None, None]
 
@@ -255,7 +257,9 @@ class RgbdDetector(_Labelled):
         self.min_pixels = int(min_pixels)
         self.colour_split = None if colour_split is None else float(colour_split)
         self.max_segments = int(max_segments)
-        self.labeller = SegmentLabeller(encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads)
+        self.labeller = SegmentLabeller(
+            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads
+        )
         self.floor_z_m: float | None = None  # lowest floor level seen (world frame), when poses are known
 
     @property
@@ -521,7 +525,9 @@ class RgbDetector(_Labelled):
         self.min_area = float(min_area)
         self.max_area = float(max_area)
         self.max_segments = int(max_segments)
-        self.labeller = SegmentLabeller(encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads)
+        self.labeller = SegmentLabeller(
+            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads
+        )
 
     @property
     def vocabulary(self) -> tuple[str, ...]:

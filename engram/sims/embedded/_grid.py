@@ -80,7 +80,15 @@ def heapq_pop(heap):
 
 @numba.njit(cache=True)
 def rays_visible_ids(
-    ids: np.ndarray, origin_x: float, origin_y: float, res: float, cam_x: float, cam_y: float, angles: np.ndarray, max_range: float, n_ids: int
+    ids: np.ndarray,
+    origin_x: float,
+    origin_y: float,
+    res: float,
+    cam_x: float,
+    cam_y: float,
+    angles: np.ndarray,
+    max_range: float,
+    n_ids: int,
 ) -> np.ndarray:
     """Which positive ids a 2D ray fan from (cam_x, cam_y) reaches before hitting a negative (blocking) cell.
 

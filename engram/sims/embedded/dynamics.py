@@ -102,14 +102,18 @@ class ScriptedDynamics:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "relocations", tuple(sorted(self.relocations, key=lambda r: (r.time_s, r.instance_id))))
+        object.__setattr__(
+            self, "relocations", tuple(sorted(self.relocations, key=lambda r: (r.time_s, r.instance_id)))
+        )
 
     def validate(self, spec: ApartmentSpec) -> None:
         """Raise ValueError if an event names an object the apartment does not have."""
         ids = {o.instance_id for o in spec.all_objects()}
         for r in self.relocations:
             if r.instance_id not in ids:
-                raise ValueError(f"relocation at t={r.time_s} s names instance id {r.instance_id}, which is not in the apartment")
+                raise ValueError(
+                    f"relocation at t={r.time_s} s names instance id {r.instance_id}, which is not in the apartment"
+                )
 
     def events_between(self, t0_s: float, t1_s: float) -> list[Relocation]:
         """Relocations with t0 < time <= t1 (t0 = -inf includes time 0)."""
@@ -144,7 +148,9 @@ class ScriptedDynamics:
         tops = [f for f in spec.furniture if f.label in ("table", "desk", "counter", "cabinet", "sink")]
         movable = [o for o in spec.objects if o.half_extents_m[0] < 0.2 and o.half_extents_m[1] < 0.2]
         # where every object stands now (x, y, footprint radius), so a moved object lands in a free spot
-        now = {o.instance_id: (o.position_m[0], o.position_m[1], math.hypot(*o.half_extents_m[:2])) for o in spec.objects}
+        now = {
+            o.instance_id: (o.position_m[0], o.position_m[1], math.hypot(*o.half_extents_m[:2])) for o in spec.objects
+        }
         events = []
         for k in range(n_relocations):
             if not tops or not movable:
@@ -162,7 +168,8 @@ class ScriptedDynamics:
                 if math.hypot(x - ox, y - oy) < _MIN_RELOCATION_M:
                     continue  # a relocation takes the object somewhere else
                 if any(
-                    i != obj.instance_id and math.hypot(x - px, y - py) < r + pr + 0.05 for i, (px, py, pr) in now.items()
+                    i != obj.instance_id and math.hypot(x - px, y - py) < r + pr + 0.05
+                    for i, (px, py, pr) in now.items()
                 ):
                     continue  # never into another object
                 break
@@ -170,7 +177,14 @@ class ScriptedDynamics:
                 break
             z = top.top_z_m + obj.half_extents_m[2] + 0.001
             now[obj.instance_id] = (x, y, r)
-            events.append(Relocation((k + 1) * period_s, obj.instance_id, (round(x, 4), round(y, 4), round(z, 4)), round(float(rng.uniform(-math.pi, math.pi)), 3)))
+            events.append(
+                Relocation(
+                    (k + 1) * period_s,
+                    obj.instance_id,
+                    (round(x, 4), round(y, 4), round(z, 4)),
+                    round(float(rng.uniform(-math.pi, math.pi)), 3),
+                )
+            )
         path = None
         if person and len(spec.rooms) >= 2:
             from engram.sims.embedded.groundtruth import GroundTruth
@@ -191,7 +205,9 @@ class ScriptedDynamics:
                 keep = pts[:: max(1, int(round(0.5 / reach.resolution_m)))]
                 if not np.allclose(keep[-1], pts[-1]):
                     keep = np.vstack([keep, pts[-1]])
-                path = PersonPath(tuple((round(float(x), 3), round(float(y), 3)) for x, y in keep), speed_mps=person_speed_mps)
+                path = PersonPath(
+                    tuple((round(float(x), 3), round(float(y), 3)) for x, y in keep), speed_mps=person_speed_mps
+                )
         return cls(relocations=tuple(events), person=path)
 
 

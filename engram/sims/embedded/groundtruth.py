@@ -185,11 +185,16 @@ def reachable_check(
 def _cells_in_box(fsm: FreeSpaceMap, box: Box2D) -> np.ndarray:
     lo = fsm.world_to_cell((box.x_min, box.y_min))
     hi = fsm.world_to_cell((box.x_max, box.y_max))
-    iy, ix = np.mgrid[max(lo[0], 0) : min(hi[0] + 1, fsm.free.shape[0]), max(lo[1], 0) : min(hi[1] + 1, fsm.free.shape[1])]
+    iy, ix = np.mgrid[
+        max(lo[0], 0) : min(hi[0] + 1, fsm.free.shape[0]), max(lo[1], 0) : min(hi[1] + 1, fsm.free.shape[1])
+    ]
     cells = np.stack([iy.ravel(), ix.ravel()], axis=1)
     centres = fsm.cell_to_world(cells)
     inside = (
-        (centres[:, 0] >= box.x_min) & (centres[:, 0] <= box.x_max) & (centres[:, 1] >= box.y_min) & (centres[:, 1] <= box.y_max)
+        (centres[:, 0] >= box.x_min)
+        & (centres[:, 0] <= box.x_max)
+        & (centres[:, 1] >= box.y_min)
+        & (centres[:, 1] <= box.y_max)
     )
     return cells[inside]
 
@@ -206,7 +211,16 @@ def _dijkstra(passable: np.ndarray, source: tuple[int, int]) -> np.ndarray:
     dist = np.full((h, w), np.inf)
     dist[source] = 0.0
     heap = [(0.0, source[0], source[1])]
-    steps = [(-1, 0, 1.0), (1, 0, 1.0), (0, -1, 1.0), (0, 1, 1.0), (-1, -1, SQRT2), (-1, 1, SQRT2), (1, -1, SQRT2), (1, 1, SQRT2)]
+    steps = [
+        (-1, 0, 1.0),
+        (1, 0, 1.0),
+        (0, -1, 1.0),
+        (0, 1, 1.0),
+        (-1, -1, SQRT2),
+        (-1, 1, SQRT2),
+        (1, -1, SQRT2),
+        (1, 1, SQRT2),
+    ]
     while heap:
         d, i, j = heapq.heappop(heap)
         if d > dist[i, j]:
@@ -343,14 +357,18 @@ class GroundTruth:
                     d = dist[p, q] + (SQRT2 if di and dj else 1.0)
                     if d < best_d and dist[p, q] < dist[cur]:
                         best, best_d = (p, q), d
-            if best == cur or best_d > dist[cur] + 1e-6:  # pragma: no cover - a consistent distance field always has a predecessor
+            if (
+                best == cur or best_d > dist[cur] + 1e-6
+            ):  # pragma: no cover - a consistent distance field always has a predecessor
                 break
             path.append(best)
             cur = best
         return self.reachable_map().cell_to_world(np.array(path[::-1]))
 
     # -- objects -------------------------------------------------------------
-    def record_pose(self, instance_id: int, label: str, time_s: float, position_m: Sequence[float], yaw_rad: float) -> None:
+    def record_pose(
+        self, instance_id: int, label: str, time_s: float, position_m: Sequence[float], yaw_rad: float
+    ) -> None:
         """Log that an object is at a pose from ``time_s`` on (called by the simulator's dynamics)."""
         if not math.isfinite(time_s) or time_s < 0:
             raise ValueError(f"time_s must be finite and >= 0, got {time_s}")

@@ -136,29 +136,46 @@ class ManipulationScene:
         self._held: int | None = None
 
         floor_col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[2, 2, 0.05], physicsClientId=cid)
-        floor_vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[2, 2, 0.05], rgbaColor=[0.72, 0.62, 0.5, 1], physicsClientId=cid)
+        floor_vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[2, 2, 0.05], rgbaColor=[0.72, 0.62, 0.5, 1], physicsClientId=cid
+        )
         self.floor = p.createMultiBody(0, floor_col, floor_vis, [0.5, 0, -0.05], physicsClientId=cid)
         half = [0.45, 0.6, 0.03]
         tcol = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=cid)
         tvis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=[0.55, 0.38, 0.22, 1], physicsClientId=cid)
         self.table = p.createMultiBody(0, tcol, tvis, [0.5, 0.0, TABLE_TOP_Z_M - half[2]], physicsClientId=cid)
-        lcol = p.createCollisionShape(p.GEOM_BOX, halfExtents=[0.03, 0.03, (TABLE_TOP_Z_M - 0.06) / 2], physicsClientId=cid)
-        lvis = p.createVisualShape(p.GEOM_BOX, halfExtents=[0.03, 0.03, (TABLE_TOP_Z_M - 0.06) / 2], rgbaColor=[0.55, 0.38, 0.22, 1], physicsClientId=cid)
+        lcol = p.createCollisionShape(
+            p.GEOM_BOX, halfExtents=[0.03, 0.03, (TABLE_TOP_Z_M - 0.06) / 2], physicsClientId=cid
+        )
+        lvis = p.createVisualShape(
+            p.GEOM_BOX,
+            halfExtents=[0.03, 0.03, (TABLE_TOP_Z_M - 0.06) / 2],
+            rgbaColor=[0.55, 0.38, 0.22, 1],
+            physicsClientId=cid,
+        )
         self._legs = [
-            p.createMultiBody(0, lcol, lvis, [0.5 + sx * 0.4, sy * 0.55, (TABLE_TOP_Z_M - 0.06) / 2], physicsClientId=cid)
+            p.createMultiBody(
+                0, lcol, lvis, [0.5 + sx * 0.4, sy * 0.55, (TABLE_TOP_Z_M - 0.06) / 2], physicsClientId=cid
+            )
             for sx in (-1, 1)
             for sy in (-1, 1)
         ]
         p.changeDynamics(self.table, -1, lateralFriction=1.0, physicsClientId=cid)
 
         self.robot = p.loadURDF(
-            "franka_panda/panda.urdf", [0.0, 0.0, TABLE_TOP_Z_M], useFixedBase=True, flags=p.URDF_USE_SELF_COLLISION, physicsClientId=cid
+            "franka_panda/panda.urdf",
+            [0.0, 0.0, TABLE_TOP_Z_M],
+            useFixedBase=True,
+            flags=p.URDF_USE_SELF_COLLISION,
+            physicsClientId=cid,
         )
         for j, q in zip(PANDA_ARM_JOINTS, PANDA_REST_Q):
             p.resetJointState(self.robot, j, q, physicsClientId=cid)
         for j in PANDA_FINGER_JOINTS:
             p.resetJointState(self.robot, j, 0.04, physicsClientId=cid)
-            p.changeDynamics(self.robot, j, lateralFriction=1.5, spinningFriction=0.01, frictionAnchor=True, physicsClientId=cid)
+            p.changeDynamics(
+                self.robot, j, lateralFriction=1.5, spinningFriction=0.01, frictionAnchor=True, physicsClientId=cid
+            )
         info = [p.getJointInfo(self.robot, j, physicsClientId=cid) for j in PANDA_ARM_JOINTS]
         self._lower = [i[8] for i in info]
         self._upper = [i[9] for i in info]
@@ -193,7 +210,9 @@ class ManipulationScene:
 
     def _add(self, body: int, label: str, kind: str) -> None:
         self._items.append(_Item(len(self._items) + 1, label, kind, body))
-        self.p.changeDynamics(body, -1, lateralFriction=1.2, spinningFriction=0.005, rollingFriction=0.0005, physicsClientId=self.client)
+        self.p.changeDynamics(
+            body, -1, lateralFriction=1.2, spinningFriction=0.005, rollingFriction=0.0005, physicsClientId=self.client
+        )
 
     def _make_mug(self, xy: Sequence[float]) -> int:
         return self.p.loadURDF(
@@ -204,27 +223,41 @@ class ManipulationScene:
         p, cid = self.p, self.client
         h = 0.022
         col = p.createCollisionShape(p.GEOM_BOX, halfExtents=[h, h, h], physicsClientId=cid)
-        vis = p.createVisualShape(p.GEOM_BOX, halfExtents=[h, h, h], rgbaColor=[0.15, 0.45, 0.85, 1], physicsClientId=cid)
+        vis = p.createVisualShape(
+            p.GEOM_BOX, halfExtents=[h, h, h], rgbaColor=[0.15, 0.45, 0.85, 1], physicsClientId=cid
+        )
         return p.createMultiBody(0.08, col, vis, [xy[0], xy[1], TABLE_TOP_Z_M + h], physicsClientId=cid)
 
     def _make_bottle(self, xy: Sequence[float]) -> int:
         p, cid = self.p, self.client
         r, hh = 0.025, 0.06
         col = p.createCollisionShape(p.GEOM_CYLINDER, radius=r, height=2 * hh, physicsClientId=cid)
-        vis = p.createVisualShape(p.GEOM_CYLINDER, radius=r, length=2 * hh, rgbaColor=[0.1, 0.6, 0.25, 1], physicsClientId=cid)
+        vis = p.createVisualShape(
+            p.GEOM_CYLINDER, radius=r, length=2 * hh, rgbaColor=[0.1, 0.6, 0.25, 1], physicsClientId=cid
+        )
         return p.createMultiBody(0.1, col, vis, [xy[0], xy[1], TABLE_TOP_Z_M + hh], physicsClientId=cid)
 
-    def _container(self, xy: Sequence[float], boxes: list[tuple[list[float], list[float], float]], color: list[float], mass: float) -> int:
+    def _container(
+        self, xy: Sequence[float], boxes: list[tuple[list[float], list[float], float]], color: list[float], mass: float
+    ) -> int:
         """A static-looking open container from boxes (half extents, centre offset, yaw)."""
         p, cid = self.p, self.client
         halves = [b[0] for b in boxes]
         offsets = [b[1] for b in boxes]
         orns = [p.getQuaternionFromEuler([0, 0, b[2]]) for b in boxes]
         col = p.createCollisionShapeArray(
-            [p.GEOM_BOX] * len(boxes), halfExtents=halves, collisionFramePositions=offsets, collisionFrameOrientations=orns, physicsClientId=cid
+            [p.GEOM_BOX] * len(boxes),
+            halfExtents=halves,
+            collisionFramePositions=offsets,
+            collisionFrameOrientations=orns,
+            physicsClientId=cid,
         )
         vis = p.createVisualShapeArray(
-            [p.GEOM_BOX] * len(boxes), halfExtents=halves, visualFramePositions=offsets, visualFrameOrientations=orns, physicsClientId=cid
+            [p.GEOM_BOX] * len(boxes),
+            halfExtents=halves,
+            visualFramePositions=offsets,
+            visualFrameOrientations=orns,
+            physicsClientId=cid,
         )
         body = p.createMultiBody(mass, col, vis, [xy[0], xy[1], TABLE_TOP_Z_M + 0.001], physicsClientId=cid)
         p.changeVisualShape(body, -1, rgbaColor=color, physicsClientId=cid)
@@ -302,7 +335,9 @@ class ManipulationScene:
     @property
     def gripper_opening_m(self) -> float:
         """Distance between the fingers."""
-        return float(sum(self.p.getJointState(self.robot, j, physicsClientId=self.client)[0] for j in PANDA_FINGER_JOINTS))
+        return float(
+            sum(self.p.getJointState(self.robot, j, physicsClientId=self.client)[0] for j in PANDA_FINGER_JOINTS)
+        )
 
     @property
     def holding(self) -> int | None:
@@ -421,12 +456,23 @@ class ManipulationScene:
             inv_pos, inv_orn = p.invertTransform(hand[4], hand[5])
             rel_pos, rel_orn = p.multiplyTransforms(inv_pos, inv_orn, obj_pos, obj_orn)
             self._constraint = p.createConstraint(
-                self.robot, PANDA_HAND_LINK, body, -1, p.JOINT_FIXED, [0, 0, 0], rel_pos, [0, 0, 0], rel_orn, physicsClientId=cid
+                self.robot,
+                PANDA_HAND_LINK,
+                body,
+                -1,
+                p.JOINT_FIXED,
+                [0, 0, 0],
+                rel_pos,
+                [0, 0, 0],
+                rel_orn,
+                physicsClientId=cid,
             )
             self._held = held
         return held
 
-    def grasp_at(self, position_m: Sequence[float], yaw_rad: float = 0.0, *, approach_m: float = 0.12, lift_m: float = 0.15) -> int | None:
+    def grasp_at(
+        self, position_m: Sequence[float], yaw_rad: float = 0.0, *, approach_m: float = 0.12, lift_m: float = 0.15
+    ) -> int | None:
         """Top-down grasp: open, go above, descend to ``position_m``, close, lift. Returns the held id or None."""
         pos = np.asarray(position_m, dtype=np.float64)
         self.open_gripper()
@@ -494,7 +540,9 @@ class ManipulationScene:
         if camera == "fixed":
             return self.world_from_fixed_camera
         if camera == "wrist":
-            st = self.p.getLinkState(self.robot, PANDA_HAND_LINK, computeForwardKinematics=True, physicsClientId=self.client)
+            st = self.p.getLinkState(
+                self.robot, PANDA_HAND_LINK, computeForwardKinematics=True, physicsClientId=self.client
+            )
             return Pose.from_quaternion(st[5], st[4]) @ self.hand_from_wrist_camera
         raise ValueError(f"camera must be 'fixed' or 'wrist', got {camera!r}")
 

@@ -65,9 +65,7 @@ def _table_parts(w: float, d: float, h: float, color: RGBA, leg_m: float = 0.04)
     leg_h = (h - top_t) / 2
     for sx in (-1, 1):
         for sy in (-1, 1):
-            parts.append(
-                _box(leg_m / 2, leg_m / 2, leg_h, sx * (hx - leg_m), sy * (hy - leg_m), -hz + leg_h, color)
-            )
+            parts.append(_box(leg_m / 2, leg_m / 2, leg_h, sx * (hx - leg_m), sy * (hy - leg_m), -hz + leg_h, color))
     return tuple(parts)
 
 
@@ -214,7 +212,14 @@ def _rand_color(rng: np.random.Generator, palette: list[tuple[float, float, floa
     return (float(c[0]), float(c[1]), float(c[2]), 1.0)
 
 
-BRIGHT = [(0.85, 0.15, 0.15), (0.15, 0.45, 0.85), (0.15, 0.7, 0.3), (0.95, 0.75, 0.1), (0.6, 0.2, 0.7), (0.95, 0.5, 0.1)]
+BRIGHT = [
+    (0.85, 0.15, 0.15),
+    (0.15, 0.45, 0.85),
+    (0.15, 0.7, 0.3),
+    (0.95, 0.75, 0.1),
+    (0.6, 0.2, 0.7),
+    (0.95, 0.5, 0.1),
+]
 
 
 def _prim(shape: str, half: Vec3, color: RGBA) -> dict[str, Any]:
@@ -292,12 +297,22 @@ OBJECT_TEMPLATES: tuple[_ObjectTemplate, ...] = (
     _ObjectTemplate("lamp", "surface", _make_lamp),
     _ObjectTemplate("bowl", "surface", lambda rng: _prim("cylinder", (0.08, 0.08, 0.035), _rand_color(rng, BRIGHT))),
     _ObjectTemplate("cup", "surface", lambda rng: _prim("cylinder", (0.035, 0.035, 0.045), _rand_color(rng, BRIGHT))),
-    _ObjectTemplate("bottle", "surface", lambda rng: _prim("cylinder", (0.035, 0.035, 0.12), _rand_color(rng, [(0.1, 0.5, 0.2), (0.2, 0.4, 0.8), (0.55, 0.3, 0.1)]))),
+    _ObjectTemplate(
+        "bottle",
+        "surface",
+        lambda rng: _prim(
+            "cylinder", (0.035, 0.035, 0.12), _rand_color(rng, [(0.1, 0.5, 0.2), (0.2, 0.4, 0.8), (0.55, 0.3, 0.1)])
+        ),
+    ),
     _ObjectTemplate("vase", "any", lambda rng: _prim("cylinder", (0.06, 0.06, 0.15), _rand_color(rng, BRIGHT))),
     _ObjectTemplate("book", "surface", lambda rng: _prim("box", (0.08, 0.115, 0.02), _rand_color(rng, BRIGHT))),
     _ObjectTemplate("laptop", "surface", lambda rng: _prim("box", (0.17, 0.12, 0.012), (0.15, 0.15, 0.17, 1.0))),
     _ObjectTemplate("box", "floor", lambda rng: _prim("box", (0.15, 0.12, 0.11), (0.7, 0.55, 0.35, 1.0))),
-    _ObjectTemplate("apple", "surface", lambda rng: _prim("sphere", (0.04, 0.04, 0.04), _rand_color(rng, [(0.85, 0.1, 0.1), (0.4, 0.75, 0.2)]))),
+    _ObjectTemplate(
+        "apple",
+        "surface",
+        lambda rng: _prim("sphere", (0.04, 0.04, 0.04), _rand_color(rng, [(0.85, 0.1, 0.1), (0.4, 0.75, 0.2)])),
+    ),
     _ObjectTemplate("remote", "surface", lambda rng: _prim("box", (0.025, 0.085, 0.012), (0.05, 0.05, 0.05, 1.0))),
     _ObjectTemplate("basket", "floor", lambda rng: _prim("cylinder", (0.17, 0.17, 0.13), (0.75, 0.6, 0.35, 1.0))),
 )
@@ -317,7 +332,9 @@ class _Segment:
     hi: float
 
 
-def _split_rooms(rng: np.random.Generator, bounds: Box2D, n_rooms: int, min_side_m: float) -> tuple[list[Box2D], list[_Segment]]:
+def _split_rooms(
+    rng: np.random.Generator, bounds: Box2D, n_rooms: int, min_side_m: float
+) -> tuple[list[Box2D], list[_Segment]]:
     leaves = [bounds]
     splits: list[_Segment] = []
     while len(leaves) < n_rooms:
@@ -345,13 +362,17 @@ def _split_rooms(rng: np.random.Generator, bounds: Box2D, n_rooms: int, min_side
     return leaves, splits
 
 
-def _door_position(rng: np.random.Generator, seg: _Segment, others: list[_Segment], door_w: float, clear_m: float) -> float | None:
+def _door_position(
+    rng: np.random.Generator, seg: _Segment, others: list[_Segment], door_w: float, clear_m: float
+) -> float | None:
     # Walls that end on this segment (T-junctions) must not fall inside the opening.
     cuts = [seg.lo, seg.hi]
     for o in others:
         if o is seg or o.axis == seg.axis:
             continue
-        if seg.lo < o.const < seg.hi and (abs(o.lo - seg.const) < 1e-6 or abs(o.hi - seg.const) < 1e-6 or o.lo < seg.const < o.hi):
+        if seg.lo < o.const < seg.hi and (
+            abs(o.lo - seg.const) < 1e-6 or abs(o.hi - seg.const) < 1e-6 or o.lo < seg.const < o.hi
+        ):
             cuts.append(o.const)
     cuts.sort()
     need = door_w + 2 * clear_m

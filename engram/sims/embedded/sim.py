@@ -440,7 +440,12 @@ def coverage_waypoints(ground_truth: GroundTruth, start_xy: Sequence[float] | No
     points = []
     for room in spec.rooms:
         b = room.box.shrink(0.05)
-        inside = (centres[:, 0] >= b.x_min) & (centres[:, 0] <= b.x_max) & (centres[:, 1] >= b.y_min) & (centres[:, 1] <= b.y_max)
+        inside = (
+            (centres[:, 0] >= b.x_min)
+            & (centres[:, 0] <= b.x_max)
+            & (centres[:, 1] >= b.y_min)
+            & (centres[:, 1] <= b.y_max)
+        )
         if not inside.any():
             continue
         cand = centres[inside]

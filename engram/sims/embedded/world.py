@@ -105,7 +105,9 @@ def _room_grid(spec: ApartmentSpec, resolution_m: float = 0.05) -> _RoomGrid:
 TILE_M = 1.0
 
 
-def _quad_tiles(origin: np.ndarray, u: np.ndarray, v: np.ndarray, flip: bool = False, tile_m: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _quad_tiles(
+    origin: np.ndarray, u: np.ndarray, v: np.ndarray, flip: bool = False, tile_m: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A parallelogram origin + s u + t v split into tiles of at most ``tile_m`` (default `TILE_M`).
 
     Returns vertices "N 3", triangles "M 3" and per-vertex normals "N 3";
@@ -327,7 +329,11 @@ class PyBulletWorld:
         for d in spec.doors:
             x, y = d.center_m
             hw = d.width_m / 2
-            box = Box2D(x - hw, y - half_t, x + hw, y + half_t) if d.wall_axis == "x" else Box2D(x - half_t, y - hw, x + half_t, y + hw)
+            box = (
+                Box2D(x - hw, y - half_t, x + hw, y + half_t)
+                if d.wall_axis == "x"
+                else Box2D(x - half_t, y - hw, x + half_t, y + hw)
+            )
             body = self._tile_mesh(box, 0.0, spec.floor_color_rgba, facing_up=True)
             self._add_structure(body, {room_index[d.rooms[0]], room_index[d.rooms[1]]})
         for k, room in enumerate(spec.rooms):
@@ -357,7 +363,9 @@ class PyBulletWorld:
         self._rooms_of_body[body] = rooms
 
     # -- visibility culling -----------------------------------------------------
-    def visible_rooms(self, world_from_camera: Pose, intrinsics: CameraIntrinsics, max_range_m: float = 30.0) -> set[int]:
+    def visible_rooms(
+        self, world_from_camera: Pose, intrinsics: CameraIntrinsics, max_range_m: float = 30.0
+    ) -> set[int]:
         """Indices of rooms a camera can see, by 2D ray casting through door openings.
 
         Walls are full height (lintels close the space above doors), so a room
@@ -370,7 +378,9 @@ class PyBulletWorld:
         w, h = intrinsics.width, intrinsics.height
         us = np.concatenate([np.linspace(-0.5, w - 0.5, 9), np.full(9, -0.5), np.full(9, w - 0.5)])
         vs = np.concatenate([np.full(9, h / 2), np.linspace(-0.5, h - 0.5, 9), np.linspace(-0.5, h - 0.5, 9)])
-        rays_cam = np.stack([(us - intrinsics.cx) / intrinsics.fx, (vs - intrinsics.cy) / intrinsics.fy, np.ones_like(us)], 1)
+        rays_cam = np.stack(
+            [(us - intrinsics.cx) / intrinsics.fx, (vs - intrinsics.cy) / intrinsics.fy, np.ones_like(us)], 1
+        )
         dirs = rays_cam @ world_from_camera.rotation.T
         horiz = np.linalg.norm(dirs[:, :2], axis=1)
         if (horiz < 0.05 * np.linalg.norm(dirs, axis=1)).any():
@@ -386,12 +396,22 @@ class PyBulletWorld:
 
         angles = np.linspace(lo, hi, max(64, 2 * w))
         seen = rays_visible_ids(
-            grid.ids, grid.origin_xy_m[0], grid.origin_xy_m[1], grid.resolution_m,
-            float(cam_xy[0]), float(cam_xy[1]), angles, max_range_m, len(self.spec.rooms),
+            grid.ids,
+            grid.origin_xy_m[0],
+            grid.origin_xy_m[1],
+            grid.resolution_m,
+            float(cam_xy[0]),
+            float(cam_xy[1]),
+            angles,
+            max_range_m,
+            len(self.spec.rooms),
         )
         rooms = {int(v) - 1 for v in np.nonzero(seen)[0]}
         # The camera's own cell (a camera inside a wall or door still sees its neighbours).
-        cx, cy = int((cam_xy[0] - grid.origin_xy_m[0]) / grid.resolution_m), int((cam_xy[1] - grid.origin_xy_m[1]) / grid.resolution_m)
+        cx, cy = (
+            int((cam_xy[0] - grid.origin_xy_m[0]) / grid.resolution_m),
+            int((cam_xy[1] - grid.origin_xy_m[1]) / grid.resolution_m),
+        )
         r = 3
         patch = grid.ids[max(cy - r, 0) : cy + r + 1, max(cx - r, 0) : cx + r + 1]
         rooms |= {int(v) - 1 for v in np.unique(patch) if v > 0}

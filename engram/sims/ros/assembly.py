@@ -58,7 +58,12 @@ class _ApproxSync:
     """
 
     def __init__(
-        self, primary: str, others: Sequence[str], tolerance_s: float, max_pending: int = 64, optional: Sequence[str] = ()
+        self,
+        primary: str,
+        others: Sequence[str],
+        tolerance_s: float,
+        max_pending: int = 64,
+        optional: Sequence[str] = (),
     ) -> None:
         self.primary = primary
         self.others = list(others)
@@ -79,9 +84,7 @@ class _ApproxSync:
         while prim:
             t, item = prim[0]
             waiting = any(
-                self.latest[n] <= t + tol
-                for n in self.others
-                if n not in self.optional or self.latest[n] > -math.inf
+                self.latest[n] <= t + tol for n in self.others if n not in self.optional or self.latest[n] > -math.inf
             )
             if waiting and not final and len(prim) <= self.max_pending:
                 break
@@ -182,8 +185,10 @@ class FrameAssembler:
         self.world_frame = world_frame
         self.camera_frame = camera_frame
         self.camera_convention = camera_convention
-        self.base_from_camera = None if base_from_camera is None else Pose(
-            base_from_camera.matrix if isinstance(base_from_camera, Pose) else base_from_camera
+        self.base_from_camera = (
+            None
+            if base_from_camera is None
+            else Pose(base_from_camera.matrix if isinstance(base_from_camera, Pose) else base_from_camera)
         )
         self.base_frame = base_frame
         self.tolerance_s = float(sync_tolerance_s)
@@ -232,8 +237,11 @@ class FrameAssembler:
 
     def add_camera_info(self, msg: Any) -> None:
         """Camera calibration; a repeat of the current one (the usual 30 Hz stream) is not stored again."""
-        key = (tuple(np.asarray(_get(msg, "k", "K"), dtype=float).tolist()), int(_get(msg, "width", default=0)),
-               int(_get(msg, "height", default=0)))
+        key = (
+            tuple(np.asarray(_get(msg, "k", "K"), dtype=float).tolist()),
+            int(_get(msg, "width", default=0)),
+            int(_get(msg, "height", default=0)),
+        )
         if self._infos and self._infos[-1][2] == key:
             return
         self._infos.append((stamp_to_s(msg.header.stamp), msg, key))
@@ -361,9 +369,7 @@ class FrameAssembler:
     def has_camera_info(self) -> bool:
         return bool(self._infos)
 
-    def pop_frames(
-        self, final: bool = False, on_error: Callable[[RosBagError], None] | None = None
-    ) -> list[Frame]:
+    def pop_frames(self, final: bool = False, on_error: Callable[[RosBagError], None] | None = None) -> list[Frame]:
         """Frames completed so far; ``final=True`` flushes everything (end of a bag or shutdown).
 
         Args:
@@ -473,8 +479,6 @@ class FrameAssembler:
         return frame
 
 
-
-
 # ----------------------------------------------------------------------------
 # live topics: which topic feeds which input
 # ----------------------------------------------------------------------------
@@ -542,7 +546,9 @@ def live_routes(
         routes.append(LiveRoute(topic, typ, asm.pose_source, asm.add_odometry))
     if instances_topic is not None:
         routes.append(
-            LiveRoute(instances_topic, "sensor_msgs/msg/Image", "instances", lambda m: asm.add_instances(m, instances_topic))
+            LiveRoute(
+                instances_topic, "sensor_msgs/msg/Image", "instances", lambda m: asm.add_instances(m, instances_topic)
+            )
         )
     if labels_topic is not None:
         routes.append(LiveRoute(labels_topic, "std_msgs/msg/String", "labels", lambda m: asm.add_labels(m, None)))

@@ -345,7 +345,9 @@ class _BagReader:
             return
         mcap_reader = require("mcap.reader", "reading .mcap files")
         with open(self.path, "rb") as f:
-            for schema, channel, message in mcap_reader.make_reader(f).iter_messages(topics=sorted(wanted), log_time_order=True):
+            for schema, channel, message in mcap_reader.make_reader(f).iter_messages(
+                topics=sorted(wanted), log_time_order=True
+            ):
                 msgtype = norm_type(schema.name)
                 data = message.data if channel.message_encoding == "ros1" else ros2.cdr_to_ros1(message.data, msgtype)
                 yield channel.topic, msgtype, message.log_time, bytes(data)
@@ -364,7 +366,9 @@ class _BagReader:
                     topics=sorted(wanted), log_time_order=True
                 ):
                     msgtype = norm_type(schema.name)
-                    data = message.data if channel.message_encoding == "cdr" else ros2.ros1_to_cdr(message.data, msgtype)
+                    data = (
+                        message.data if channel.message_encoding == "cdr" else ros2.ros1_to_cdr(message.data, msgtype)
+                    )
                     yield channel.topic, msgtype, message.log_time, bytes(data)
             return
         if self.kind == "any":
@@ -507,7 +511,11 @@ class RosBagSource:
         self.depth_topic = check(depth_topic, image_like, "depth image")
         if info_topic is None:
             infos = [t for t, ty in topics.items() if ty in INFO_TYPES]
-            ns = self.rgb_topic.rsplit("/", 2)[0] if self.rgb_topic.endswith("/compressed") else self.rgb_topic.rsplit("/", 1)[0]
+            ns = (
+                self.rgb_topic.rsplit("/", 2)[0]
+                if self.rgb_topic.endswith("/compressed")
+                else self.rgb_topic.rsplit("/", 1)[0]
+            )
             same_ns = [t for t in infos if t == f"{ns}/camera_info"]
             if not infos:
                 raise RosBagError(f"bag {self.path} has no sensor_msgs/CameraInfo topic; pass info_topic")
@@ -521,7 +529,9 @@ class RosBagSource:
         else:
             types = ODOM_TYPES if pose_source == "odom" else POSE_TYPES
             if pose_topic is None:
-                pose_topic = _pick([t for t, ty in topics.items() if ty in types], types[0], ("odom", "pose"), self.path)
+                pose_topic = _pick(
+                    [t for t, ty in topics.items() if ty in types], types[0], ("odom", "pose"), self.path
+                )
             self.pose_topic = check(pose_topic, types, types[0])
         self.instances_topic = TOPICS["instances"] if topics.get(TOPICS["instances"]) in IMAGE_TYPES else None
         self.labels_topic = TOPICS["labels"] if topics.get(TOPICS["labels"]) in STRING_TYPES else None
@@ -593,5 +603,3 @@ class RosBagSource:
                 RosBagWarning(f"{self.path.name}: {asm.stats.frames} frames, skipped {asm.stats.skipped}"),
                 stacklevel=2,
             )
-
-

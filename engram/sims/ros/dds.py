@@ -117,9 +117,19 @@ def dds_type(msgtype: str) -> type:
     if msgtype not in store.fielddefs:
         raise RosBagError(f"ROS 2 message type {msgtype} is not known to rosbags' ROS 2 type store")
     base = {
-        "bool": bool, "byte": types.byte, "char": types.uint8, "int8": types.int8, "uint8": types.uint8,
-        "int16": types.int16, "uint16": types.uint16, "int32": types.int32, "uint32": types.uint32,
-        "int64": types.int64, "uint64": types.uint64, "float32": types.float32, "float64": types.float64,
+        "bool": bool,
+        "byte": types.byte,
+        "char": types.uint8,
+        "int8": types.int8,
+        "uint8": types.uint8,
+        "int16": types.int16,
+        "uint16": types.uint16,
+        "int32": types.int32,
+        "uint32": types.uint32,
+        "int64": types.int64,
+        "uint64": types.uint64,
+        "float32": types.float32,
+        "float64": types.float64,
     }
 
     def field_type(node: tuple) -> Any:
@@ -164,9 +174,19 @@ def loopback_config(domain_id: int | None = None) -> str:
 
 
 _NUMPY = {
-    "bool": np.bool_, "byte": np.uint8, "char": np.uint8, "int8": np.int8, "uint8": np.uint8,
-    "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "uint32": np.uint32,
-    "int64": np.int64, "uint64": np.uint64, "float32": np.float32, "float64": np.float64,
+    "bool": np.bool_,
+    "byte": np.uint8,
+    "char": np.uint8,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "float32": np.float32,
+    "float64": np.float64,
 }
 
 
@@ -203,9 +223,22 @@ def ros2_message(msgtype: str, **fields: Any) -> Any:
 
 
 _POLICIES = {
-    1: "USER_DATA", 2: "DURABILITY", 3: "PRESENTATION", 4: "DEADLINE", 5: "LATENCY_BUDGET", 6: "OWNERSHIP",
-    8: "LIVELINESS", 9: "TIME_BASED_FILTER", 10: "PARTITION", 11: "RELIABILITY", 12: "DESTINATION_ORDER",
-    13: "HISTORY", 14: "RESOURCE_LIMITS", 21: "LIFESPAN", 23: "DATA_REPRESENTATION", 24: "TYPE_CONSISTENCY",
+    1: "USER_DATA",
+    2: "DURABILITY",
+    3: "PRESENTATION",
+    4: "DEADLINE",
+    5: "LATENCY_BUDGET",
+    6: "OWNERSHIP",
+    8: "LIVELINESS",
+    9: "TIME_BASED_FILTER",
+    10: "PARTITION",
+    11: "RELIABILITY",
+    12: "DESTINATION_ORDER",
+    13: "HISTORY",
+    14: "RESOURCE_LIMITS",
+    21: "LIFESPAN",
+    23: "DATA_REPRESENTATION",
+    24: "TYPE_CONSISTENCY",
 }
 
 
@@ -484,7 +517,9 @@ class Ros2Source:
             self.graph = Ros2Graph(self.domain_id, config=self.config)
         for route in self.routes:
             qos, keep_all = _reader_qos(route.role, self.reliable)
-            self._readers.append((self.graph.reader(route.topic, route.msgtype, qos, keep_all), route.handle, route.role))
+            self._readers.append(
+                (self.graph.reader(route.topic, route.msgtype, qos, keep_all), route.handle, route.role)
+            )
         self._stop.clear()
         self._thread = threading.Thread(target=self._receive, name="engram-ros2-receive", daemon=True)
         self._thread.start()
@@ -498,7 +533,9 @@ class Ros2Source:
         core = require("cyclonedds.core", "live ROS 2 over DDS")
         waitset = core.WaitSet(self.graph.participant)
         for reader, _, _ in self._readers:
-            waitset.attach(core.ReadCondition(reader.entity, core.SampleState.Any | core.ViewState.Any | core.InstanceState.Any))
+            waitset.attach(
+                core.ReadCondition(reader.entity, core.SampleState.Any | core.ViewState.Any | core.InstanceState.Any)
+            )
         while not self._stop.is_set():
             waitset.wait(100_000_000)  # 0.1 s, so stop is seen
             for reader, handle, role in self._readers:
@@ -671,4 +708,3 @@ def play_bag_ros2(
     finally:
         if own:
             graph.close()
-

@@ -493,7 +493,11 @@ class TfBuffer:
         """Add every transform of a ``tf2_msgs/TFMessage``."""
         for ts in _get(msg, "transforms"):
             self.add_transform(
-                ts.header.frame_id, ts.child_frame_id, stamp_to_s(ts.header.stamp), transform_to_pose(ts.transform), static
+                ts.header.frame_id,
+                ts.child_frame_id,
+                stamp_to_s(ts.header.stamp),
+                transform_to_pose(ts.transform),
+                static,
             )
 
     def _chain(self, frame: str) -> list[str]:
@@ -590,4 +594,3 @@ def norm_type(msgtype: str) -> str:
     if len(parts) == 2:
         return f"{parts[0]}/msg/{parts[1]}"
     return msgtype
-

@@ -86,9 +86,7 @@ class _MsgFactory:
         )
 
     def camera_info(self, header: Any, k: CameraIntrinsics) -> Any:
-        roi = self.make(
-            "sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-        )
+        roi = self.make("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
         kmat = np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], dtype=np.float64)
         pmat = np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], dtype=np.float64)
         return self.make(
@@ -144,7 +142,9 @@ class _MsgFactory:
         )
 
     def pose_stamped(self, t_ns: int, parent: str, parent_from_child: Pose) -> Any:
-        return self.make("geometry_msgs/msg/PoseStamped", header=self.header(t_ns, parent), pose=self._pose(parent_from_child))
+        return self.make(
+            "geometry_msgs/msg/PoseStamped", header=self.header(t_ns, parent), pose=self._pose(parent_from_child)
+        )
 
     def string(self, text: str) -> Any:
         return self.make("std_msgs/msg/String", data=text)
@@ -216,7 +216,9 @@ class _Writer:
         if conn is None:
             wire_type = typename
             if self.fmt == "ros1":
-                conn = self.writer.add_connection(topic, wire_type, typestore=self.msgs.ts, latching=int(topic.endswith("tf_static")))
+                conn = self.writer.add_connection(
+                    topic, wire_type, typestore=self.msgs.ts, latching=int(topic.endswith("tf_static"))
+                )
             else:
                 conn = self.writer.add_connection(topic, wire_type, typestore=self.msgs.ts)
             self.connections[topic] = conn
@@ -334,8 +336,18 @@ def record_bag(
                     msg = m.tf_message([m.transform(t_ns, fr["odom"], fr["base"], world_from_base)])
                     writer.write(TOPICS["tf"], "tf2_msgs/msg/TFMessage", t_ns, msg)
                 if odom:
-                    writer.write(TOPICS["odom"], "nav_msgs/msg/Odometry", t_ns, m.odometry(t_ns, fr["odom"], fr["base"], world_from_base))
-                    writer.write(TOPICS["pose"], "geometry_msgs/msg/PoseStamped", t_ns, m.pose_stamped(t_ns, fr["map"], world_from_base))
+                    writer.write(
+                        TOPICS["odom"],
+                        "nav_msgs/msg/Odometry",
+                        t_ns,
+                        m.odometry(t_ns, fr["odom"], fr["base"], world_from_base),
+                    )
+                    writer.write(
+                        TOPICS["pose"],
+                        "geometry_msgs/msg/PoseStamped",
+                        t_ns,
+                        m.pose_stamped(t_ns, fr["map"], world_from_base),
+                    )
             header = m.header(t_ns, fr["optical"], seq)
             writer.write(TOPICS["info"], "sensor_msgs/msg/CameraInfo", t_ns, m.camera_info(header, frame.intrinsics))
             if compressed:
@@ -349,7 +361,12 @@ def record_bag(
             if frame.depth_m is not None:
                 if compressed:
                     data, fmt_str = encode_compressed_depth(frame.depth_m, "16UC1")
-                    writer.write(TOPICS["depth_compressed"], "sensor_msgs/msg/CompressedImage", t_ns, m.compressed(header, data, fmt_str))
+                    writer.write(
+                        TOPICS["depth_compressed"],
+                        "sensor_msgs/msg/CompressedImage",
+                        t_ns,
+                        m.compressed(header, data, fmt_str),
+                    )
                 else:
                     if depth_encoding == "16UC1":
                         d = frame.depth_m
@@ -360,13 +377,17 @@ def record_bag(
                     else:
                         img = m.image(header, frame.depth_m.astype(np.float32), "32FC1")
                     writer.write(TOPICS["depth"], "sensor_msgs/msg/Image", t_ns, img)
-                writer.write(TOPICS["depth_info"], "sensor_msgs/msg/CameraInfo", t_ns, m.camera_info(header, frame.intrinsics))
+                writer.write(
+                    TOPICS["depth_info"], "sensor_msgs/msg/CameraInfo", t_ns, m.camera_info(header, frame.intrinsics)
+                )
             if instances and frame.instances is not None:
                 if frame.labels != labels_seen:
                     labels_seen = dict(frame.labels)
                     text = json.dumps({str(k): v for k, v in sorted(labels_seen.items())})
                     writer.write(TOPICS["labels"], "std_msgs/msg/String", t_ns, m.string(text))
-                writer.write(TOPICS["instances"], "sensor_msgs/msg/Image", t_ns, m.image(header, frame.instances, "32SC1"))
+                writer.write(
+                    TOPICS["instances"], "sensor_msgs/msg/Image", t_ns, m.image(header, frame.instances, "32SC1")
+                )
     except BaseException:
         writer.abort()
         if path.exists():
@@ -422,6 +443,6 @@ def record_sim(
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    return record_bag(embedded_walk(seed, steps, **sim_kwargs), out_path, fmt=fmt, compressed=compressed, overwrite=overwrite)
-
-
+    return record_bag(
+        embedded_walk(seed, steps, **sim_kwargs), out_path, fmt=fmt, compressed=compressed, overwrite=overwrite
+    )

@@ -21,7 +21,6 @@ from engram.types import Frame, Pose
 __all__ = ["RosbridgeSource"]
 
 
-
 class RosbridgeSource:
     """Frames from live topics over rosbridge (``rosbridge_server``), with roslibpy.
 
