@@ -26,7 +26,10 @@ __all__ = [
     "build_embedder",
     "check_vocabulary",
     "instance_masks",
+    "load_transformers_detector",
     "local_path",
+    "nms_xyxy",
+    "open_vocabulary_output",
 ]
 
 
@@ -226,3 +229,92 @@ def instance_masks(
         embeddings = np.asarray(embeddings, np.float32)[keep]
     extra = {} if boxes_xyxy is None else {"boxes_xyxy": np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)[keep]}
     return InstanceMasks(masks, labels, sc, embeddings=embeddings, label_scores=label_scores, extra=extra)
+
+
+def load_transformers_detector(
+    model_path: Any, classes: Any, backend: str, model_class: str, num_threads: int | None
+) -> tuple[list[str], Any, Any, Any]:
+    """A transformers detector from a local folder: (classes, torch, processor, model in eval mode).
+
+    Raises:
+        FileNotFoundError: ``model_path`` is not a folder (names the config key).
+        MissingExtraError: transformers or torch is missing (names the extra).
+    """
+    from engram._optional import require
+
+    folder = local_path(model_path, "model_path", backend, folder=True)
+    checked = check_vocabulary(classes, backend)
+    transformers = require("transformers", f"the {backend} detector")
+    torch = require("torch", f"the {backend} detector")
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
+    model = getattr(transformers, model_class).from_pretrained(folder, local_files_only=True).eval()
+    return checked, torch, processor, model
+
+
+def nms_xyxy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best first (class-agnostic)."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+    keep: list[int] = []
+    while len(order):  # one step per kept box
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
+        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
+        inter = w * h
+        overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-12)
+        order = rest[overlap <= iou]
+    return np.asarray(keep, np.int64)
+
+
+def open_vocabulary_output(
+    frame: Frame,
+    cxcywh: np.ndarray,
+    scale_xy: tuple[float, float],
+    probs: np.ndarray,
+    features: np.ndarray | None,
+    classes: Sequence[str],
+    *,
+    threshold: float,
+    nms_iou: float,
+    max_detections: int,
+    use_depth: bool,
+    embedder: RegionEmbedder | None,
+) -> InstanceMasks:
+    """A text-queried box detector's raw output as `InstanceMasks`.
+
+    Args:
+        cxcywh: "Q 4" relative centre-size boxes; ``scale_xy`` turns them into pixels.
+        probs: "Q C" per-class scores; each query takes its best class.
+        features: the model's "Q D" region features (or None).
+        threshold, nms_iou, max_detections: queries below ``threshold`` go, then greedy
+            non-maximum suppression, then the best ``max_detections``.
+        use_depth: refine box masks with the frame's depth when it has some.
+    """
+    h, w = frame.height, frame.width
+    sx, sy = scale_xy
+    half_w, half_h = cxcywh[:, 2] / 2, cxcywh[:, 3] / 2
+    boxes = np.stack(
+        [
+            (cxcywh[:, 0] - half_w) * sx,
+            (cxcywh[:, 1] - half_h) * sy,
+            (cxcywh[:, 0] + half_w) * sx,
+            (cxcywh[:, 1] + half_h) * sy,
+        ],
+        axis=1,
+    )
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    cls = probs.argmax(axis=1)
+    score = probs.max(axis=1)
+    keep = np.flatnonzero((score >= threshold) & (score > 0))
+    keep = keep[nms_xyxy(boxes[keep], score[keep], nms_iou)][:max_detections]
+    masks = box_masks(boxes[keep], h, w, frame.depth_m if use_depth else None)
+    return instance_masks(
+        frame, masks, cls[keep], score[keep], classes,
+        class_scores=probs[keep], embeddings=None if features is None else features[keep], embedder=embedder,
+        boxes_xyxy=boxes[keep],
+    )  # fmt: skip

@@ -16,16 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from engram._optional import require
 from engram.perception.detectors import register_detector
-from engram.perception.detectors._plugin import (
-    box_masks,
-    build_embedder,
-    check_vocabulary,
-    instance_masks,
-    local_path,
-)
-from engram.perception.detectors.owlv2 import DEFAULT_CLASSES, nms_xyxy
+from engram.perception.detectors._plugin import build_embedder, load_transformers_detector, open_vocabulary_output
+from engram.perception.detectors.owlv2 import DEFAULT_CLASSES
 from engram.perception.segmentation import InstanceMasks
 from engram.types import Frame
 
@@ -66,14 +59,9 @@ class GroundingDinoDetector:
         use_depth: bool = True,
         num_threads: int | None = None,
     ) -> None:
-        folder = local_path(model_path, "model_path", self.name, folder=True)
-        self.classes = check_vocabulary(classes, self.name)
-        transformers = require("transformers", "the grounding_dino detector")
-        self._torch = require("torch", "the grounding_dino detector")
-        if num_threads is not None:
-            self._torch.set_num_threads(int(num_threads))
-        self.processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
-        self.model = transformers.GroundingDinoForObjectDetection.from_pretrained(folder, local_files_only=True).eval()
+        self.classes, self._torch, self.processor, self.model = load_transformers_detector(
+            model_path, classes, self.name, "GroundingDinoForObjectDetection", num_threads
+        )
         self.box_threshold = float(box_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
@@ -104,24 +92,8 @@ class GroundingDinoDetector:
         token_probs = torch.sigmoid(out.logits[0]).float().numpy()  # "Q T"
         probs = np.stack([token_probs[:, a:b].max(axis=1) for a, b in self._spans], axis=1)  # "Q C"
         cxcywh = out.pred_boxes[0].float().numpy()  # relative to the (unpadded) image
-        boxes = np.stack(
-            [
-                (cxcywh[:, 0] - cxcywh[:, 2] / 2) * w,
-                (cxcywh[:, 1] - cxcywh[:, 3] / 2) * h,
-                (cxcywh[:, 0] + cxcywh[:, 2] / 2) * w,
-                (cxcywh[:, 1] + cxcywh[:, 3] / 2) * h,
-            ],
-            axis=1,
-        )
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        cls = probs.argmax(axis=1)
-        score = probs.max(axis=1)
-        keep = np.flatnonzero((score >= self.box_threshold) & (score > 0))
-        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][: self.max_detections]
-        masks = box_masks(boxes[keep], h, w, frame.depth_m if self.use_depth else None)
-        feats = out.last_hidden_state[0].float().numpy()[keep]
-        return instance_masks(
-            frame, masks, cls[keep], score[keep], self.classes,
-            class_scores=probs[keep], embeddings=feats, embedder=self.embedder,
-            boxes_xyxy=boxes[keep],
+        return open_vocabulary_output(
+            frame, cxcywh, (float(w), float(h)), probs, out.last_hidden_state[0].float().numpy(), self.classes,
+            threshold=self.box_threshold, nms_iou=self.nms_iou, max_detections=self.max_detections,
+            use_depth=self.use_depth, embedder=self.embedder,
         )  # fmt: skip

@@ -14,16 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from engram._optional import require
 from engram.perception.detectors import register_detector
 from engram.perception.detectors._plugin import (
-    box_masks,
     build_embedder,
-    check_vocabulary,
-    instance_masks,
-    local_path,
+    load_transformers_detector,
+    nms_xyxy,
+    open_vocabulary_output,
 )
 from engram.perception.segmentation import InstanceMasks
 from engram.types import Frame
@@ -34,24 +30,6 @@ DEFAULT_CLASSES = (
     "chair", "table", "sofa", "bed", "cabinet", "shelf", "mug", "cup", "bottle", "bowl", "plant", "lamp",
     "monitor", "tv", "keyboard", "laptop", "book", "magazine", "box", "fridge", "sink", "toilet",
 )  # fmt: skip
-
-
-def nms_xyxy(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression, best first (class-agnostic)."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    area = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    keep: list[int] = []
-    while len(order):  # one step per kept box
-        i = int(order[0])
-        keep.append(i)
-        rest = order[1:]
-        w = np.clip(np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0]), 0, None)
-        h = np.clip(np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1]), 0, None)
-        inter = w * h
-        overlap = inter / np.maximum(area[i] + area[rest] - inter, 1e-12)
-        order = rest[overlap <= iou]
-    return np.asarray(keep, np.int64)
 
 
 @register_detector("owlv2")
@@ -89,14 +67,9 @@ class Owlv2Detector:
         use_depth: bool = True,
         num_threads: int | None = None,
     ) -> None:
-        folder = local_path(model_path, "model_path", self.name, folder=True)
-        self.classes = check_vocabulary(classes, self.name)
-        transformers = require("transformers", "the owlv2 detector")
-        self._torch = require("torch", "the owlv2 detector")
-        if num_threads is not None:
-            self._torch.set_num_threads(int(num_threads))
-        self.processor = transformers.AutoProcessor.from_pretrained(folder, local_files_only=True)
-        self.model = transformers.Owlv2ForObjectDetection.from_pretrained(folder, local_files_only=True).eval()
+        self.classes, self._torch, self.processor, self.model = load_transformers_detector(
+            model_path, classes, self.name, "Owlv2ForObjectDetection", num_threads
+        )
         self.score_threshold = float(score_threshold)
         self.nms_iou = float(nms_iou)
         self.max_detections = int(max_detections)
@@ -122,25 +95,9 @@ class Owlv2Detector:
         probs = torch.sigmoid(out.logits[0]).float().numpy()  # "Q C"
         cxcywh = out.pred_boxes[0].float().numpy()  # relative to the image padded to a square
         side = float(max(h, w))
-        boxes = np.stack(
-            [
-                (cxcywh[:, 0] - cxcywh[:, 2] / 2) * side,
-                (cxcywh[:, 1] - cxcywh[:, 3] / 2) * side,
-                (cxcywh[:, 0] + cxcywh[:, 2] / 2) * side,
-                (cxcywh[:, 1] + cxcywh[:, 3] / 2) * side,
-            ],
-            axis=1,
-        )
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        cls = probs.argmax(axis=1)
-        score = probs.max(axis=1)
-        keep = np.flatnonzero((score >= self.score_threshold) & (score > 0))
-        keep = keep[nms_xyxy(boxes[keep], score[keep], self.nms_iou)][: self.max_detections]
-        depth = frame.depth_m if self.use_depth else None
-        masks = box_masks(boxes[keep], h, w, depth)
-        feats = out.class_embeds[0].float().numpy()[keep] if getattr(out, "class_embeds", None) is not None else None
-        return instance_masks(
-            frame, masks, cls[keep], score[keep], self.classes,
-            class_scores=probs[keep], embeddings=feats, embedder=self.embedder,
-            boxes_xyxy=boxes[keep],
+        feats = out.class_embeds[0].float().numpy() if getattr(out, "class_embeds", None) is not None else None
+        return open_vocabulary_output(
+            frame, cxcywh, (side, side), probs, feats, self.classes,
+            threshold=self.score_threshold, nms_iou=self.nms_iou, max_detections=self.max_detections,
+            use_depth=self.use_depth, embedder=self.embedder,
         )  # fmt: skip
