@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from engram.ros_node import _jsonable, _label_colour, _parse_query, hits_to_json
+from engram.ros_node import _label_colour, _parse_query, hits_to_json, write_dump
 from engram.sims.ros.dds import QosProfile, Ros2Graph, Ros2Source, ros2_message
 from engram.types import Frame
 
@@ -272,37 +272,17 @@ class Ros2Node:
 
     def dump(self, out_dir: str | Path) -> None:
         """Write occupied.npy, objects.json and summary.json (for tools and tests)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        centers = np.asarray(self.memory.octree.occupied_centers())
-        tmp = out / ".occupied.npy"
-        np.save(tmp, centers)
-        tmp.replace(out / "occupied.npy")
-        objects = [
-            {
-                "id": int(i),
-                "label": str(o.label),
-                "centroid": _jsonable(np.asarray(o.centroid)),
-                "box_min": _jsonable(np.asarray(o.box_min)),
-                "box_max": _jsonable(np.asarray(o.box_max)),
-            }
-            for i, o in sorted(self.memory.objects.objects.items())
-        ]
-        (out / "objects.json").write_text(json.dumps(objects))
-        summary = {
-            "frames_integrated": self.frames_integrated,
-            "occupied_voxels": len(centers),
-            "objects": len(objects),
-            "world_frame": self.world_frame(),
-            "skipped": dict(self.source.assembler.stats.skipped),
-            "received": dict(self.source.received),
-            "errors": self.errors[-20:],
-            "queries_dropped": self.queries_dropped,
-            "frames_dropped": self.frames_dropped,
-        }
-        tmp = out / ".summary.json"
-        tmp.write_text(json.dumps(summary))
-        tmp.replace(out / "summary.json")
+        write_dump(
+            out_dir,
+            self.memory,
+            frames_integrated=self.frames_integrated,
+            world_frame=self.world_frame(),
+            skipped=dict(self.source.assembler.stats.skipped),
+            received=dict(self.source.received),
+            errors=self.errors[-20:],
+            queries_dropped=self.queries_dropped,
+            frames_dropped=self.frames_dropped,
+        )
 
     def close(self) -> None:
         self.source.close()

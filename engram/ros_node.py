@@ -449,33 +449,49 @@ class EngramNode:
 
     def dump(self, out_dir: str | Path) -> None:
         """Write occupied.npy, objects.json and summary.json (for tools and tests)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        centers = np.asarray(self.memory.octree.occupied_centers())
-        tmp = out / ".occupied.npy"
-        np.save(tmp, centers)
-        tmp.replace(out / "occupied.npy")
-        objects = [
-            {
-                "id": int(i),
-                "label": str(o.label),
-                "centroid": _jsonable(np.asarray(o.centroid)),
-                "box_min": _jsonable(np.asarray(o.box_min)),
-                "box_max": _jsonable(np.asarray(o.box_max)),
-            }
-            for i, o in sorted(self.memory.objects.objects.items())
-        ]
-        (out / "objects.json").write_text(json.dumps(objects))
-        summary = {
-            "frames_integrated": self.frames_integrated,
-            "occupied_voxels": int(len(centers)),
-            "objects": len(objects),
-            "world_frame": self.world_frame(),
-            "skipped": dict(self.assembler.stats.skipped),
-            "received": dict(self.received),
-            "errors": self.errors[-10:],
+        write_dump(
+            out_dir,
+            self.memory,
+            frames_integrated=self.frames_integrated,
+            world_frame=self.world_frame(),
+            skipped=dict(self.assembler.stats.skipped),
+            received=dict(self.received),
+            errors=self.errors[-10:],
+        )
+
+
+def write_dump(out_dir: str | Path, memory: Any, **summary: Any) -> None:
+    """A live node's state for tools and tests: occupied.npy, objects.json and summary.json.
+
+    ``summary`` is the node's own part of summary.json; the voxel and object counts are added.
+    Each file is written beside its final name and renamed, so a reader never sees half of one.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    centers = np.asarray(memory.octree.occupied_centers())
+    tmp = out / ".occupied.npy"
+    np.save(tmp, centers)
+    tmp.replace(out / "occupied.npy")
+    objects = [
+        {
+            "id": int(i),
+            "label": str(o.label),
+            "centroid": _jsonable(np.asarray(o.centroid)),
+            "box_min": _jsonable(np.asarray(o.box_min)),
+            "box_max": _jsonable(np.asarray(o.box_max)),
         }
-        (out / "summary.json").write_text(json.dumps(summary))
+        for i, o in sorted(memory.objects.objects.items())
+    ]
+    (out / "objects.json").write_text(json.dumps(objects))
+    summary = {
+        "frames_integrated": summary.pop("frames_integrated"),
+        "occupied_voxels": int(len(centers)),
+        "objects": len(objects),
+        **summary,
+    }
+    tmp = out / ".summary.json"
+    tmp.write_text(json.dumps(summary))
+    tmp.replace(out / "summary.json")
 
 
 # ----------------------------------------------------------------------------
@@ -623,28 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         memory = _make_memory(args)
         rospy.init_node(args.name, anonymous=False)
-        truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
-        node = EngramNode(
-            memory,
-            **truth,
-            rgb_topic=args.rgb_topic,
-            depth_topic=args.depth_topic,
-            info_topic=args.info_topic,
-            pose_source=args.pose_source,
-            pose_topic=args.pose_topic,
-            world_frame=args.world_frame,
-            camera_frame=args.camera_frame,
-            sync_tolerance_s=args.sync_tolerance_s,
-            publish_period_s=args.publish_period_s,
-        )
+        node = EngramNode(memory, publish_period_s=args.publish_period_s, **_input_kwargs(args))
         if args.dump:
-            publish = node.publish
-
-            def publish_and_dump() -> None:
-                publish()
-                node.dump(args.dump)
-
-            node.publish = publish_and_dump  # type: ignore[method-assign]
+            _dump_on_publish(node, args.dump)
         rospy.loginfo(f"engram: listening on {args.rgb_topic}, {args.depth_topic}, {args.info_topic}")
         node.spin()
         if args.dump:
@@ -660,6 +657,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     rospy.init_node("engram_query", anonymous=True)
     print(json.dumps(ask(args.text, timeout_s=args.timeout_s)))
     return 0
+
+
+def _input_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """What a live node (ROS 1 or ROS 2) reads, from ``run``'s arguments."""
+    truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
+    return {
+        "rgb_topic": args.rgb_topic,
+        "depth_topic": args.depth_topic,
+        "info_topic": args.info_topic,
+        "pose_source": args.pose_source,
+        "pose_topic": args.pose_topic,
+        "world_frame": args.world_frame,
+        "camera_frame": args.camera_frame,
+        "sync_tolerance_s": args.sync_tolerance_s,
+        **truth,
+    }
+
+
+def _dump_on_publish(node: Any, out_dir: str) -> None:
+    """Make ``node.publish`` also write the node's dump (``--dump``)."""
+    publish = node.publish
+
+    def publish_and_dump() -> None:
+        publish()
+        node.dump(out_dir)
+
+    node.publish = publish_and_dump
 
 
 def _make_memory(args: argparse.Namespace) -> Any:
@@ -713,7 +737,6 @@ def _main_ros2(args: argparse.Namespace) -> int:
         print(json.dumps(ask_ros2(args.text, domain_id=domain, config=config, timeout_s=args.timeout_s)))
         return 0
     memory = _make_memory(args)
-    truth = {"instances_topic": TOPICS["instances"], "labels_topic": TOPICS["labels"]} if args.sim_truth else {}
     node = Ros2Node(
         memory,
         domain_id=domain,
@@ -721,24 +744,10 @@ def _main_ros2(args: argparse.Namespace) -> int:
         reliable=args.reliable,
         publish_period_s=args.publish_period_s,
         max_backlog=args.max_backlog,
-        rgb_topic=args.rgb_topic,
-        depth_topic=args.depth_topic,
-        info_topic=args.info_topic,
-        pose_source=args.pose_source,
-        pose_topic=args.pose_topic,
-        world_frame=args.world_frame,
-        camera_frame=args.camera_frame,
-        sync_tolerance_s=args.sync_tolerance_s,
-        **truth,
+        **_input_kwargs(args),
     )
     if args.dump:
-        publish = node.publish
-
-        def publish_and_dump() -> None:
-            publish()
-            node.dump(args.dump)
-
-        node.publish = publish_and_dump  # type: ignore[method-assign]
+        _dump_on_publish(node, args.dump)
     node._log(f"domain {domain}: listening on {args.rgb_topic}, {args.depth_topic}, {args.info_topic}")
     try:
         node.spin(stop)
