@@ -19,6 +19,7 @@ integrated: a reader/writer lock keeps results whole.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -450,8 +451,10 @@ class SceneMemory:
         if d is not None and self.min_range_m > 0 and np.count_nonzero((d > 0) & (d < self.min_range_m)):
             frame = dataclasses.replace(frame, depth_m=np.where(d < self.min_range_m, np.float32(0), d))
         if frame.instances is not None and self.config["detector"] != "oracle":
-            # a simulator's ground truth never feeds the memory unless the oracle is asked for
-            frame = dataclasses.replace(frame, instances=None, labels={})
+            # a simulator's ground truth never feeds the memory unless the oracle is asked for;
+            # a shallow copy without it (replace() would validate every depth pixel again)
+            frame = copy.copy(frame)
+            frame.instances, frame.labels = None, {}
         with self._lock.write():
             if self.last_timestamp_s is not None and frame.timestamp_s < self.last_timestamp_s:
                 raise ValueError(

@@ -389,6 +389,9 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 
 
+_CURATED_LOWER = {k.lower(): v for k, v in CURATED.items()}
+
+
 def expand_query(text: str) -> list[str]:
     """The query and the vocabulary words it names (by synonym or by an ImageNet class name)."""
     q = " ".join(str(text).strip().lower().split())
@@ -397,9 +400,9 @@ def expand_query(text: str) -> list[str]:
     for word, syns in SYNONYMS.items():
         if q in syns or any(_contains_phrase(q, s) for s in syns):
             out.append(word)
-    lowered = {k.lower(): v for k, v in CURATED.items()}
-    if q in lowered and lowered[q] != "person":
-        out.append(lowered[q])
+    word = _CURATED_LOWER.get(q)
+    if word is not None and word != "person":
+        out.append(word)
     return list(dict.fromkeys(out))
 
 
