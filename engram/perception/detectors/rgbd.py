@@ -424,15 +424,9 @@ class RgbdDetector(_Labelled):
         huge = size3 > self.max_extent_m * np.sqrt(3)
         # thin slivers (a table's leg, a strip of wall beside a door frame) are parts, not objects:
         # pixels per unit of the longer box side on the grid
-        ys, xs = np.divmod(np.arange(flat.size), seg.shape[1])
-        bw = np.zeros(ncomp)
-        bh = np.zeros(ncomp)
-        for arr, out_ in ((xs, bw), (ys, bh)):
-            lo_ = np.full(ncomp, np.iinfo(np.int64).max)
-            hi_ = np.full(ncomp, -1)
-            np.minimum.at(lo_, flat, arr)
-            np.maximum.at(hi_, flat, arr)
-            out_[:] = hi_ - lo_ + 1
+        _, grid_box = _boxes(seg, ncomp)
+        bw = grid_box[:, 2] - grid_box[:, 0] + 1
+        bh = grid_box[:, 3] - grid_box[:, 1] + 1
         thickness = cnt / np.maximum(np.maximum(bw, bh), 1)
         tiny = (cnt < self.min_pixels) | (size3 < self.min_extent_m) | (thickness < 2.5)
         structure = floor | ceiling | wall | huge
