@@ -19,6 +19,7 @@ Queries: `where_is` (now or at a past time), `last_seen`, `changes(since_s)`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -159,9 +160,11 @@ class TransientLayer:
 
 
 class TrackedObject(Protocol):
-    """What the tracker needs of an object-map entry."""
+    """What the tracker needs of an object-map entry (it reads them, never writes them)."""
 
-    label: str
+    @property
+    def label(self) -> str: ...
+
     centroid: np.ndarray
     box_min: np.ndarray
     box_max: np.ndarray
@@ -375,7 +378,7 @@ class ObjectTracker:
 
     def expected_visible(
         self,
-        objects: dict[int, TrackedObject],
+        objects: Mapping[int, TrackedObject],
         world_from_camera: Pose,
         intrinsics: CameraIntrinsics,
         depth_m: np.ndarray | None,
@@ -406,7 +409,7 @@ class ObjectTracker:
 
     def seen_through(
         self,
-        objects: dict[int, TrackedObject],
+        objects: Mapping[int, TrackedObject],
         ids: list[int],
         world_from_camera: Pose,
         intrinsics: CameraIntrinsics,
@@ -477,7 +480,7 @@ class ObjectTracker:
     def observe(
         self,
         t_s: float,
-        objects: dict[int, TrackedObject],
+        objects: Mapping[int, TrackedObject],
         detected_ids: set[int],
         new_ids: set[int],
         expected_ids: list[int],
@@ -551,7 +554,7 @@ class ObjectTracker:
         return bool(np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m and _boxes_apart(old, new))
 
     def _only_candidate(
-        self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: set[int]
+        self, new_obj: TrackedObject, objects: Mapping[int, TrackedObject], exclude: set[int]
     ) -> int | None:
         """The one object of ``new_obj``'s category that may have moved to where it appeared."""
         cands = [
@@ -569,7 +572,7 @@ class ObjectTracker:
         # objects differ only by shading): wait for an old place to be seen empty
         return cands[0] if len(cands) == 1 else None
 
-    def _by_colour(self, ref_obj: TrackedObject, cands: list[int], objects: dict[int, TrackedObject]) -> int | None:
+    def _by_colour(self, ref_obj: TrackedObject, cands: list[int], objects: Mapping[int, TrackedObject]) -> int | None:
         """The candidate whose colour is clearly the closest to ``ref_obj``'s, or None."""
         ref = _chroma(ref_obj)
         if ref is None or not cands:
@@ -585,7 +588,7 @@ class ObjectTracker:
             return cands[int(order[0])]
         return None
 
-    def _find_missing(self, new_obj: TrackedObject, objects: dict[int, TrackedObject], exclude: int) -> int | None:
+    def _find_missing(self, new_obj: TrackedObject, objects: Mapping[int, TrackedObject], exclude: int) -> int | None:
         cands = [
             oid
             for oid, st in self.status.items()
@@ -602,7 +605,7 @@ class ObjectTracker:
         # otherwise the one that went missing last
         return max(cands, key=lambda i: self.status[i].missing_since_s or -math.inf, default=None)
 
-    def _pair_missing(self, oid: int, objects: dict[int, TrackedObject], t_s: float) -> list[tuple[int, int]]:
+    def _pair_missing(self, oid: int, objects: Mapping[int, TrackedObject], t_s: float) -> list[tuple[int, int]]:
         """A newly missing object may already have been seen elsewhere: an object of
         its category first seen after it was last seen in the old place."""
         old = objects[oid]
@@ -624,7 +627,7 @@ class ObjectTracker:
         return [(oid, nid)]
 
     def _log_move(
-        self, old: int, new: int, objects: dict[int, TrackedObject], t_s: float, inferred: bool = False
+        self, old: int, new: int, objects: Mapping[int, TrackedObject], t_s: float, inferred: bool = False
     ) -> None:
         st = self.status.setdefault(old, ObjectStatus())
         to = _centroid(objects[new])

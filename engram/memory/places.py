@@ -136,7 +136,7 @@ class PlaceGraph:
 
     def add_pose(
         self,
-        position_xyz: Sequence[float],
+        position_xyz: Sequence[float] | np.ndarray,
         timestamp_s: float,
         frame_index: int,
         visible_object_ids: Iterable[int] = (),

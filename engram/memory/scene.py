@@ -279,7 +279,7 @@ class SceneMemory:
         self.frontier_every = int(frontier_every)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
-        self.config = {
+        self.config: dict[str, Any] = {
             "voxel_size_m": self.voxel_size_m,
             "max_range_m": self.max_range_m,
             "depth_stride": self.depth_stride,
@@ -473,7 +473,7 @@ class SceneMemory:
                     f"(max_time_gap_s={gap:g}; raise it for a longer pause)"
                 )
             # the image encoder may fail: run it before any layer is written
-            timeline_image = self._timeline_image(frame) if self.timeline is not None else None
+            timeline_image = self._timeline_image(frame) if self.timeline is not None else (None, None)
             t0 = time.perf_counter()
             # Work that can fail runs before anything is written, so a failure leaves the memory as it was.
             if frame.has_geometry:
@@ -511,7 +511,9 @@ class SceneMemory:
         is no evidence that it left. An object counts as seen again where its
         centroid projects onto an instance of its own category.
         """
-        pos = frame.world_from_camera.translation
+        pose = frame.world_from_camera
+        assert pose is not None  # integrate calls this only for a posed frame
+        pos = pose.translation
         inst, labels, *_ = self._perceive(frame)
         seen = self._sightings(frame, inst, labels)
         t = frame.timestamp_s
@@ -525,13 +527,13 @@ class SceneMemory:
                 st.misses = 0
                 if st.state == "missing":
                     st.state, st.missing_since_s = "present", None
-        self.trajectory.append((frame.index, t, np.array(frame.world_from_camera.matrix)))
+        self.trajectory.append((frame.index, t, np.array(pose.matrix)))
         self.places.add_pose(np.array(pos), t, frame.index, seen)
         return seen
 
     def _sightings(self, frame: Frame, instances: np.ndarray | None, labels: dict[int, str]) -> list[int]:
         k, pose = frame.intrinsics, frame.world_from_camera
-        if k is None or instances is None or not labels or not self.objects.objects:
+        if k is None or pose is None or instances is None or not labels or not self.objects.objects:
             return []
         ids = self.tracker.expected_visible(self.objects.objects, pose, k, None)
         if not ids:
@@ -546,8 +548,8 @@ class SceneMemory:
     def _integrate_geometry(self, frame: Frame) -> IntegrationReport:
         from engram.perception.segmentation import detections_from_instances
 
-        k = frame.intrinsics
-        world_from_camera = frame.world_from_camera
+        depth, k, world_from_camera = frame.depth_m, frame.intrinsics, frame.world_from_camera
+        assert depth is not None and k is not None and world_from_camera is not None  # frame.has_geometry
         origin = world_from_camera.translation
         t = frame.timestamp_s
         # 0. instances: the detector's (or, for the oracle, the simulator's); nothing written yet
@@ -555,7 +557,7 @@ class SceneMemory:
 
         # 1. one pass from depth pixels to endpoint voxels (and the map's values there)
         scan = scan_frame(
-            self.octree, frame.depth_m, k, world_from_camera, stride=self.depth_stride,
+            self.octree, depth, k, world_from_camera, stride=self.depth_stride,
             beyond_m=1.5 * self.voxel_size_m if self.dynamic_enabled else None, beyond_below=_FREE_LOG_ODDS,
         )  # fmt: skip
 
@@ -565,13 +567,15 @@ class SceneMemory:
             # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
             # at the edge of mapped structure (its voxel grazed free by passing rays) is not one;
             # only endpoints in confidently free space can contradict the map
-            cand = np.flatnonzero(scan.log_odds <= _FREE_LOG_ODDS)
+            log_odds = scan.log_odds
+            assert log_odds is not None  # read because dynamic is on
+            cand = np.flatnonzero(log_odds <= _FREE_LOG_ODDS)
             split = split_dynamic(
                 (frame.height, frame.width),
                 instances=inst,
                 labels=inst_labels,
                 pixels_uv=scan.uv(cand),
-                endpoint_log_odds=scan.log_odds[cand],
+                endpoint_log_odds=log_odds[cand],
                 stride=self.depth_stride,
                 categories=self.dynamic_categories,
                 free_log_odds=_FREE_LOG_ODDS,
@@ -652,7 +656,7 @@ class SceneMemory:
             in_view,
             world_from_camera,
             k,
-            frame.depth_m,
+            depth,
             inst,
             inst_labels,
             ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
@@ -756,6 +760,7 @@ class SceneMemory:
         )
         if not labels and frame.labels:
             labels = sorted(set(frame.labels.values()) - set(STRUCTURE_LABELS))
+        assert self.timeline is not None  # integrate calls this only with a timeline
         self.timeline.add_frame(frame, image_embedding=emb, tags=tags, labels=labels)
 
     def finalize(self) -> None:
@@ -988,6 +993,7 @@ class SceneMemory:
         return out
 
     def _query_events(self, text: str | None, img_vec: np.ndarray | None, k: int) -> list[Hit]:
+        assert self.timeline is not None  # query asks for events only with a timeline
         res = self.timeline.search(text=text, image=img_vec, k=k)
         out = []
         for r in res:

@@ -312,7 +312,9 @@ class SnapshotMemory:
                 excess -= 1
 
     # clustering -----------------------------------------------------------------
-    def update(self, object_positions: Mapping[int, Sequence[float]] | None = None, *, full: bool = False) -> None:
+    def update(
+        self, object_positions: Mapping[int, Sequence[float] | np.ndarray] | None = None, *, full: bool = False
+    ) -> None:
         """Re-cluster the objects seen since the last update (all with ``full``).
 
         Args:
