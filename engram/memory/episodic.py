@@ -328,7 +328,7 @@ class EpisodicMemory:
             ev = self._nodes[ev_id]
             acc = self._acc[ev_id]
             too_long = t - ev.start_s >= self.level_spans_s[0]
-            mean = acc.emb_sum / max(np.linalg.norm(acc.emb_sum), 1e-12)
+            mean = acc.emb_sum / max(float(np.linalg.norm(acc.emb_sum)), 1e-12)
             changed = (1.0 - float(mean @ emb)) > self.boundary_threshold and t - ev.start_s >= self.min_event_s
             if too_long or changed:
                 self._close(ev_id, end_s=t)
@@ -538,14 +538,15 @@ class EpisodicMemory:
         if node.parent is not None and node.keyframes:
             pacc = self._acc.get(node.parent)
             if pacc is not None:
+                emb = _image_embedding(node)
                 for t, jpg in zip(node.keyframe_times_s, node.keyframes):
-                    self._add_candidate(pacc, (t, jpg, node.image_embedding.astype(np.float64)))
+                    self._add_candidate(pacc, (t, jpg, emb.astype(np.float64)))
         self._text_pending.add(nid)
         self._cache.clear()
 
     def _fill(self, node: EpisodicNode, acc: _Acc) -> None:
         n = max(node.frame_count, 1)
-        norm = np.linalg.norm(acc.emb_sum)
+        norm = float(np.linalg.norm(acc.emb_sum))
         node.image_embedding = (acc.emb_sum / max(norm, 1e-12)).astype(np.float32)
         tags = sorted(((k, v / n) for k, v in acc.tag_sum.items()), key=lambda kv: (-kv[1], kv[0]))
         node.tags = [(k, round(v, 4)) for k, v in tags if v >= self.min_tag_prob][: self.tags_per_node]
@@ -571,7 +572,7 @@ class EpisodicMemory:
         if not acc.cands or self.keyframes_per_node == 0:
             return [], []
         embs = np.stack([c[2] for c in acc.cands]).astype(np.float64)
-        mean = node.image_embedding.astype(np.float64)
+        mean = _image_embedding(node).astype(np.float64)
         chosen = [int(np.argmax(embs @ mean))]
         while len(chosen) < min(self.keyframes_per_node, len(acc.cands)):
             closest = (embs @ embs[chosen].T).max(axis=1)
@@ -697,7 +698,7 @@ class EpisodicMemory:
             na, nb = self._nodes[a], self._nodes[b]
             if not (na.closed and nb.closed) or na.parent != nb.parent:
                 return None
-            sim = float(na.image_embedding @ nb.image_embedding)
+            sim = float(_image_embedding(na) @ _image_embedding(nb))
             if max_nodes is None and (
                 sim < min_similarity or {lab for lab, _ in na.labels} != {lab for lab, _ in nb.labels}
             ):
@@ -705,9 +706,9 @@ class EpisodicMemory:
             return sim
 
         def push(a: int | None) -> None:
-            if a is None or nxt[a] is None:
+            b = None if a is None else nxt[a]
+            if a is None or b is None:
                 return
-            b = nxt[a]
             s = mergeable(a, b)
             if s is not None:
                 heapq.heappush(heap, (-s, a, b, version[a], version[b]))
@@ -725,9 +726,9 @@ class EpisodicMemory:
             merges += 1
             del version[b]
             version[a] += 1
-            nxt[a] = nxt.pop(b)
-            if nxt[a] is not None:
-                prev[nxt[a]] = a
+            after = nxt[a] = nxt.pop(b)
+            if after is not None:
+                prev[after] = a
             prev.pop(b, None)
             push(prev[a])
             push(a)
@@ -740,8 +741,8 @@ class EpisodicMemory:
         """Fold node ``b`` (the later one) into ``a``."""
         na, nb = self._nodes[a], self._nodes[b]
         wa, wb = max(na.frame_count, 1), max(nb.frame_count, 1)
-        e = na.image_embedding.astype(np.float64) * wa + nb.image_embedding.astype(np.float64) * wb
-        na.image_embedding = (e / max(np.linalg.norm(e), 1e-12)).astype(np.float32)
+        e = _image_embedding(na).astype(np.float64) * wa + _image_embedding(nb).astype(np.float64) * wb
+        na.image_embedding = (e / max(float(np.linalg.norm(e)), 1e-12)).astype(np.float32)
 
         def mix(x: list[tuple[str, float]], y: list[tuple[str, float]]) -> list[tuple[str, float]]:
             d: dict[str, float] = {}
@@ -796,9 +797,10 @@ class EpisodicMemory:
             "end": np.array([n.end_s for n in nodes], dtype=np.float64),
         }
         if nodes and self._dim is not None:
-            c["img"] = np.stack([n.image_embedding for n in nodes]).astype(np.float32)
-        if nodes and self.text_encoder is not None and all(n.text_embedding is not None for n in nodes):
-            c["txt"] = np.stack([n.text_embedding for n in nodes]).astype(np.float32)
+            c["img"] = np.stack([_image_embedding(n) for n in nodes]).astype(np.float32)
+        txt = [n.text_embedding for n in nodes if n.text_embedding is not None]
+        if nodes and self.text_encoder is not None and len(txt) == len(nodes):
+            c["txt"] = np.stack(txt).astype(np.float32)
         index: dict[str, list[int]] = {}
         for i, n in enumerate(nodes):
             toks = set(_tokens(n.description))
@@ -1135,6 +1137,13 @@ def thumbnail_embedding(rgb: np.ndarray) -> np.ndarray:
     g = (g - g.mean()) * 0.5
     v = np.concatenate([np.sqrt(hist), g])
     return v / max(np.linalg.norm(v), 1e-12)
+
+
+def _image_embedding(node: EpisodicNode) -> np.ndarray:
+    """A node's image embedding: every closed node has one, and every open node once refreshed."""
+    emb = node.image_embedding
+    assert emb is not None, f"episodic node {node.node_id} was never filled"
+    return emb
 
 
 def _clean_tag(tag: str) -> str:
