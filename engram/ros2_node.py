@@ -29,16 +29,20 @@ from typing import Any
 
 import numpy as np
 
-from engram.ros_node import _label_colour, _parse_query, hits_to_json, write_dump
+from engram.ros_common import (
+    ANSWER_TOPIC,
+    CLOUD_TOPIC,
+    MARKERS_TOPIC,
+    QUERY_TOPIC,
+    hits_to_json,
+    label_colour,
+    parse_query,
+    write_dump,
+)
 from engram.sims.ros.dds import QosProfile, Ros2Graph, Ros2Source, ros2_message
 from engram.types import Frame
 
 __all__ = ["Ros2Node", "ask_ros2"]
-
-CLOUD_TOPIC = "/engram/occupied"
-MARKERS_TOPIC = "/engram/objects"
-QUERY_TOPIC = "/engram/query"
-ANSWER_TOPIC = "/engram/answer"
 
 MAP_QOS = QosProfile(reliable=True, transient_local=True, depth=1)
 QUERY_QOS = QosProfile(reliable=True, transient_local=False, depth=10)
@@ -182,7 +186,7 @@ class Ros2Node:
         """Answer one query and publish the JSON on the answer topic."""
         reply: dict[str, Any] = {"query": text, "frames_integrated": self.frames_integrated}
         try:
-            q = _parse_query(text)
+            q = parse_query(text)
             reply["id"] = q.pop("id", None)
             q.setdefault("k", 5)
             reply["hits"] = hits_to_json(self.memory.query(**q))
@@ -220,7 +224,7 @@ class Ros2Node:
         for oid, obj in sorted(self.memory.objects.objects.items()):
             lo, hi = np.asarray(obj.box_min, float), np.asarray(obj.box_max, float)
             centre, size = (lo + hi) / 2.0, np.maximum(hi - lo, 0.01)
-            r, g, b = _label_colour(str(obj.label))
+            r, g, b = label_colour(str(obj.label))
             for kind in (1, 9):  # CUBE, TEXT_VIEW_FACING
                 z = float(centre[2]) if kind == 1 else float(hi[2]) + 0.1
                 pose = ros2_message(
@@ -302,7 +306,7 @@ def ask_ros2(
     graph = Ros2Graph(domain_id, config=config)
     try:
         qid = f"{os.getpid()}-{time.monotonic_ns()}"
-        q = _parse_query(text)
+        q = parse_query(text)
         q["id"] = qid
         answers = graph.reader(answer_topic, "std_msgs/msg/String", QUERY_QOS)
         queries = graph.writer(query_topic, "std_msgs/msg/String", QUERY_QOS)

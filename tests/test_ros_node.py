@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from engram import ros_node  # noqa: E402
+from engram import ros_common, ros_node  # noqa: E402
 from engram.sims import ros  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,16 +66,16 @@ def _ros_ready() -> str | None:
 
 
 def test_query_parsing_and_hit_json() -> None:
-    assert ros_node._parse_query(" red mug ") == {"text": "red mug"}
-    assert ros_node._parse_query('{"text": "mug", "k": 2}') == {"text": "mug", "k": 2}
+    assert ros_common.parse_query(" red mug ") == {"text": "red mug"}
+    assert ros_common.parse_query('{"text": "mug", "k": 2}') == {"text": "mug", "k": 2}
     with pytest.raises(ValueError, match="unknown query fields"):
-        ros_node._parse_query('{"txt": "mug"}')
+        ros_common.parse_query('{"txt": "mug"}')
     with pytest.raises(ValueError, match="empty"):
-        ros_node._parse_query("  ")
+        ros_common.parse_query("  ")
 
     # oversize or malformed queries are refused with a message (the node replies with it)
     bad = [
-        ("x" * (ros_node.MAX_QUERY_CHARS + 1), "characters"),
+        ("x" * (ros_common.MAX_QUERY_CHARS + 1), "characters"),
         ('{"text": 5}', "'text'"),
         ('{"text": "mug", "k": 10000}', "'k'"),
         ('{"text": "mug", "k": true}', "'k'"),
@@ -88,13 +88,13 @@ def test_query_parsing_and_hit_json() -> None:
     ]
     for text, match in bad:
         with pytest.raises(ValueError, match=match):
-            ros_node._parse_query(text)
+            ros_common.parse_query(text)
 
     class Hit:
         kind, id, score, label = "object", np.int64(3), np.float32(0.5), "mug"
         position, time_span_s, frame_indices = np.array([1.0, 2.0, 0.5]), (1.0, 2.0), [4, 5]
 
-    out = ros_node.hits_to_json([Hit()])
+    out = ros_common.hits_to_json([Hit()])
     assert json.loads(json.dumps(out)) == [
         {
             "kind": "object",

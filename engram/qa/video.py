@@ -6,8 +6,10 @@ directory, checkpointing every few minutes of video so an interrupted build
 resumes where it stopped. `VideoQA.load` opens the directory again; `ask`
 plans the retrieval from the question (a time such as "around 12:30", "right
 after X", "where did I last see X", or plain text), gathers evidence coarse
-to fine, and hands it to a pluggable answerer. `build_command` and
-`ask_command` are the bodies of ``engram qa build`` and ``engram qa ask``.
+to fine, and hands it to a pluggable answerer. `build_command` is
+``engram qa build`` from Python; ``engram qa ask`` is `engram.qa.ask.ask_path`
+(any memory kind, a video's among them), which reads this module, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ __all__ = [
     "parse_question",
     "parse_time_s",
     "build_command",
-    "ask_command",
     "VIDEO_MEMORY_KIND",
 ]
 
@@ -875,10 +876,3 @@ def build_summary(qa: VideoQA, out_dir: str | Path) -> str:
 def build_command(video: str, out_dir: str, **opts: Any) -> str:
     """``engram qa build VIDEO --out DIR`` from Python: build (or resume) and return a one-paragraph summary."""
     return build_summary(VideoQA.build(video, out_dir, **opts), out_dir)
-
-
-def ask_command(memory_dir: str, question: str, options: Sequence[str] | None = None, answerer: Any = "offline") -> str:
-    """``engram qa ask DIR "question" [--options A B C D]``: the answer and its evidence as text (any memory kind)."""
-    from engram.qa.ask import ask_path
-
-    return ask_path(memory_dir, question, options=options, answerer=answerer)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from engram.memory.episodic import EpisodicMemory
-from engram.qa.video import VideoQA, ask_command, build_command, parse_question, parse_time_s
+from engram.qa.ask import ask_path
+from engram.qa.video import VideoQA, build_command, parse_question, parse_time_s
 from engram.types import Frame
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -216,7 +217,7 @@ def test_cli_bodies(video, tmp_path):
     text = build_command(str(video), str(tmp_path / "mem"), **names, **OPTS)
     assert "complete" in text and "level 0:" in text and "MB" in text
     # the command reloads the memory with the encoders it was built with
-    out = ask_command(str(tmp_path / "mem"), "what happened around 1:10?", options=["early", "late"])
+    out = ask_path(str(tmp_path / "mem"), "what happened around 1:10?", options=["early", "late"])
     assert out.startswith("answer:") and "choice:" in out and "evidence:" in out and "01:" in out
 
 
