@@ -1,10 +1,57 @@
-"""Small helpers shared across layers: clock times for people, folder sizes. Imports nothing of engram."""
+"""Small helpers shared across layers: clock times for people, folder sizes, name registries. Imports nothing of engram."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
-__all__ = ["dir_size_mb", "fmt_time"]
+__all__ = ["Registry", "dir_size_mb", "fmt_time"]
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to factories, for the backends a config or a user picks by name (encoders, detectors, ...).
+
+    Args:
+        kind: what the registry holds, for messages ("detector", "image encoder").
+        lazy: name -> module that registers it when imported; such a name is listed when its
+            module exists and imported on first `build`, so that importing engram stays light.
+    """
+
+    def __init__(self, kind: str, lazy: Mapping[str, str] | None = None) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+        self._lazy = dict(lazy or {})
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Class or factory decorator: ``@registry.register("mine")`` makes ``build("mine")`` work."""
+
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            self._factories[name] = factory
+            return factory
+
+        return deco
+
+    def available(self) -> list[str]:
+        """Every name `build` accepts (lazy ones whose module exists included)."""
+        lazy = {n for n, m in self._lazy.items() if importlib.util.find_spec(m) is not None}
+        return sorted(set(self._factories) | lazy)
+
+    def build(self, name: str, **kwargs: Any) -> T:
+        """The backend registered as ``name``, built with ``kwargs``.
+
+        Raises:
+            ValueError: unknown name (the message lists the known ones).
+        """
+        if name not in self._factories and name in self._lazy and importlib.util.find_spec(self._lazy[name]):
+            importlib.import_module(self._lazy[name])
+        if name not in self._factories:
+            raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.available())}")
+        return self._factories[name](**kwargs)
 
 
 def fmt_time(t_s: float) -> str:

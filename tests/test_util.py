@@ -1,4 +1,4 @@
-"""engram._util: the one clock-time format and the one folder-size helper."""
+"""engram._util: the one clock-time format, the one folder-size helper and the backends' registry."""
 
 from __future__ import annotations
 
@@ -38,3 +38,24 @@ def test_dir_size_mb_counts_every_file_once(tmp_path):
     assert dir_size_mb(tmp_path) == pytest.approx(0.251)
     assert dir_size_mb(tmp_path / "a") == pytest.approx(0.001)
     assert dir_size_mb(tmp_path / "empty") == 0.0
+
+
+def test_registry_builds_by_name_lists_lazy_modules_and_names_the_known_ones_on_a_miss() -> None:
+    from engram._util import Registry
+
+    reg: Registry[object] = Registry("widget", {"lazy_json": "json", "ghost": "engram.no_such_module"})
+
+    @reg.register("plain")
+    class Plain:
+        def __init__(self, size: int = 1) -> None:
+            self.size = size
+
+    built = reg.build("plain", size=3)
+    assert isinstance(built, Plain) and built.size == 3
+    # a lazy name is listed only when its module exists; nothing registers "lazy_json", so building it
+    # imports json and still misses, naming the kind and the known names
+    assert reg.available() == ["lazy_json", "plain"]
+    with pytest.raises(ValueError, match=r"unknown widget 'ghost'; available: lazy_json, plain"):
+        reg.build("ghost")
+    with pytest.raises(ValueError, match="unknown widget 'lazy_json'"):
+        reg.build("lazy_json")

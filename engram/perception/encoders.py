@@ -30,7 +30,7 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -38,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from engram._optional import require
+from engram._util import Registry
 
 __all__ = [
     "ColorHistogramEncoder",
@@ -88,44 +89,22 @@ class TextEncoder(Protocol):
         ...
 
 
-_IMAGE: dict[str, Callable[..., ImageEncoder]] = {}
-_TEXT: dict[str, Callable[..., TextEncoder]] = {}
+_IMAGE: Registry[ImageEncoder] = Registry("image encoder")
+_TEXT: Registry[TextEncoder] = Registry("text encoder")
+register_image_encoder = _IMAGE.register
+register_text_encoder = _TEXT.register
+available_image_encoders = _IMAGE.available
+available_text_encoders = _TEXT.available
 
 
-def register_image_encoder(name: str) -> Callable:
-    def deco(factory: Callable[..., ImageEncoder]) -> Callable[..., ImageEncoder]:
-        _IMAGE[name] = factory
-        return factory
-
-    return deco
+def build_image_encoder(name: str, **kwargs: Any) -> ImageEncoder:
+    """An image encoder by registry name (`available_image_encoders`)."""
+    return _IMAGE.build(name, **kwargs)
 
 
-def register_text_encoder(name: str) -> Callable:
-    def deco(factory: Callable[..., TextEncoder]) -> Callable[..., TextEncoder]:
-        _TEXT[name] = factory
-        return factory
-
-    return deco
-
-
-def available_image_encoders() -> list[str]:
-    return sorted(_IMAGE)
-
-
-def available_text_encoders() -> list[str]:
-    return sorted(_TEXT)
-
-
-def build_image_encoder(name: str, **kwargs) -> ImageEncoder:
-    if name not in _IMAGE:
-        raise ValueError(f"unknown image encoder {name!r}; available: {', '.join(available_image_encoders())}")
-    return _IMAGE[name](**kwargs)
-
-
-def build_text_encoder(name: str, **kwargs) -> TextEncoder:
-    if name not in _TEXT:
-        raise ValueError(f"unknown text encoder {name!r}; available: {', '.join(available_text_encoders())}")
-    return _TEXT[name](**kwargs)
+def build_text_encoder(name: str, **kwargs: Any) -> TextEncoder:
+    """A text encoder by registry name (`available_text_encoders`)."""
+    return _TEXT.build(name, **kwargs)
 
 
 def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -28,14 +28,14 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from engram._util import fmt_time
+from engram._util import Registry, fmt_time
 
 __all__ = [
     "Answer",
@@ -287,26 +287,14 @@ def _what(ev: Evidence) -> str:
 # ---------------------------------------------------------------------------
 # registry
 
-_ANSWERERS: dict[str, Callable[..., Answerer]] = {}
-
-
-def register_answerer(name: str) -> Callable:
-    def deco(factory: Callable[..., Answerer]) -> Callable[..., Answerer]:
-        _ANSWERERS[name] = factory
-        return factory
-
-    return deco
-
-
-def available_answerers() -> list[str]:
-    return sorted(_ANSWERERS)
+_ANSWERERS: Registry[Answerer] = Registry("answerer")
+register_answerer = _ANSWERERS.register
+available_answerers = _ANSWERERS.available
 
 
 def build_answerer(name: str, **kwargs: Any) -> Answerer:
     """Build an answerer by registry name ("offline", "openai", "transformers")."""
-    if name not in _ANSWERERS:
-        raise ValueError(f"unknown answerer {name!r}; available: {', '.join(available_answerers())}")
-    return _ANSWERERS[name](**kwargs)
+    return _ANSWERERS.build(name, **kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engram._util import Registry
 from engram.qa.answerers import (
     AnswererError,
     _jpeg_data_url,
@@ -51,26 +52,14 @@ CAPTION_PROMPT = (
     "this is (which room or place) and name the objects and people you see, with counts, and what happens."
 )
 
-_CAPTIONERS: dict[str, Callable[..., Any]] = {}
-
-
-def register_captioner(name: str) -> Callable:
-    def deco(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _CAPTIONERS[name] = factory
-        return factory
-
-    return deco
-
-
-def available_captioners() -> list[str]:
-    return sorted(_CAPTIONERS)
+_CAPTIONERS: Registry[Any] = Registry("captioner")
+register_captioner = _CAPTIONERS.register
+available_captioners = _CAPTIONERS.available
 
 
 def build_captioner(name: str, **kwargs: Any) -> Any:
     """Build a captioner by registry name ("openai", "transformers")."""
-    if name not in _CAPTIONERS:
-        raise ValueError(f"unknown captioner {name!r}; available: {', '.join(available_captioners())}")
-    return _CAPTIONERS[name](**kwargs)
+    return _CAPTIONERS.build(name, **kwargs)
 
 
 def caption_batch(captioner: Any, keyframes: Sequence[Sequence[np.ndarray]]) -> list[str]:

@@ -24,13 +24,12 @@ output is one `DetectorError` naming the backend before anything is written.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from engram._util import Registry
 from engram.perception.segmentation import Detector, InstanceMasks
 from engram.types import Frame
 
@@ -44,40 +43,32 @@ __all__ = [
     "run_detector",
 ]
 
-_REGISTRY: dict[str, Callable[..., Detector]] = {}
-
 # name -> module that registers it (imported lazily so that `import engram` stays light)
-_BUILTIN_MODULES = {
-    "oracle": "engram.perception.detectors.oracle",
-    "rgbd": "engram.perception.detectors.rgbd",
-    "rgb": "engram.perception.detectors.rgbd",
-    "yolo_world": "engram.perception.detectors.yolo_world",
-    "grounding_dino": "engram.perception.detectors.grounding_dino",
-    "owlv2": "engram.perception.detectors.owlv2",
-}
+_REGISTRY: Registry[Detector] = Registry(
+    "detector",
+    {
+        "oracle": "engram.perception.detectors.oracle",
+        "rgbd": "engram.perception.detectors.rgbd",
+        "rgb": "engram.perception.detectors.rgbd",
+        "yolo_world": "engram.perception.detectors.yolo_world",
+        "grounding_dino": "engram.perception.detectors.grounding_dino",
+        "owlv2": "engram.perception.detectors.owlv2",
+    },
+)
 
 
 class DetectorError(ValueError):
     """A detector returned something malformed (or failed); the message names the backend."""
 
 
-def register_detector(name: str) -> Callable:
+def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
     """Class or factory decorator: ``@register_detector("mine")`` makes ``build_detector("mine")`` work."""
-
-    def deco(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def available_detectors() -> list[str]:
     """Names that `build_detector` accepts (plug-ins are listed even when their package is missing)."""
-    return sorted(set(_REGISTRY) | {n for n, m in _BUILTIN_MODULES.items() if _module_exists(m)})
-
-
-def _module_exists(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    return _REGISTRY.available()
 
 
 def build_detector(name: str | Detector, **kwargs: Any) -> Detector:
@@ -91,11 +82,7 @@ def build_detector(name: str | Detector, **kwargs: Any) -> Detector:
         if not isinstance(name, Detector):
             raise ValueError(f"a detector needs a detect(frame) method and a name, got {type(name).__name__}")
         return name
-    if name not in _REGISTRY and name in _BUILTIN_MODULES and _module_exists(_BUILTIN_MODULES[name]):
-        importlib.import_module(_BUILTIN_MODULES[name])
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown detector {name!r}; available: {', '.join(available_detectors())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY.build(name, **kwargs)
 
 
 def run_detector(detector: Detector, frame: Frame) -> InstanceMasks:
