@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "dir_size_mb", "fmt_time"]
+__all__ = ["Registry", "dir_size_bytes", "dir_size_mb", "fmt_time"]
 
 T = TypeVar("T")
 
@@ -62,9 +62,14 @@ def fmt_time(t_s: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
-def dir_size_mb(path: str | Path) -> float:
-    """Size in MB (10^6 bytes) of a file, or of every file under a folder (links resolved once)."""
+def dir_size_bytes(path: str | Path) -> int:
+    """Size in bytes of a file, or of every file under a folder (links resolved once); 0 where nothing is."""
     root = Path(path).resolve()
     if root.is_file():
-        return root.stat().st_size / 1e6
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6
+        return root.stat().st_size
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def dir_size_mb(path: str | Path) -> float:
+    """Size in MB (10^6 bytes) of a file, or of every file under a folder (links resolved once)."""
+    return dir_size_bytes(path) / 1e6

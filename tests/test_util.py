@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
-from engram._util import dir_size_mb, fmt_time
+import engram
+from engram._util import dir_size_bytes, dir_size_mb, fmt_time
 
 
 @pytest.mark.parametrize(
@@ -38,6 +42,8 @@ def test_dir_size_mb_counts_every_file_once(tmp_path):
     assert dir_size_mb(tmp_path) == pytest.approx(0.251)
     assert dir_size_mb(tmp_path / "a") == pytest.approx(0.001)
     assert dir_size_mb(tmp_path / "empty") == 0.0
+    assert dir_size_bytes(tmp_path) == 251_000
+    assert dir_size_bytes(tmp_path / "missing") == 0
 
 
 def test_registry_builds_by_name_lists_lazy_modules_and_names_the_known_ones_on_a_miss() -> None:
@@ -59,3 +65,19 @@ def test_registry_builds_by_name_lists_lazy_modules_and_names_the_known_ones_on_
         reg.build("ghost")
     with pytest.raises(ValueError, match="unknown widget 'lazy_json'"):
         reg.build("lazy_json")
+
+
+def test_one_copy_of_each_helper():
+    """No module but _util splits seconds into hours and minutes or sums file sizes itself."""
+    package = Path(engram.__file__).resolve().parent
+    copies = []
+    for path in package.rglob("*.py"):
+        if path.name == "_util.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            text = ast.unparse(node) if isinstance(node, (ast.Call, ast.GeneratorExp)) else ""
+            if (text.startswith("divmod(") and "3600" in text) or (
+                isinstance(node, ast.GeneratorExp) and "st_size" in text
+            ):
+                copies.append(f"{path.relative_to(package)}:{node.lineno}: {text}")
+    assert copies == []

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engram._util import dir_size_bytes
 from engram.fleet.sources import SourceSpec, expand_sources
 
 __all__ = ["IndexReport", "build_index", "default_settings"]
@@ -211,15 +212,10 @@ def build_index(
 
 
 def _size_bytes(path: str) -> int:
-    p = Path(path)
     try:
-        if p.is_file():
-            return p.stat().st_size
-        if p.is_dir():
-            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return dir_size_bytes(path)
     except OSError:
-        pass
-    return 0
+        return 0
 
 
 def _run_local(

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from engram._util import fmt_time
 from engram.qa.embodied import _singular, parse_structured
 
 __all__ = [
@@ -255,13 +256,6 @@ def parse_video_question(question: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def _fmt(t: float) -> str:
-    t = round(max(t, 0.0))
-    h, rem = divmod(t, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
-
-
 def _words(text: str) -> list[str]:
     return [_singular(w) for w in re.findall(r"[a-z]+", text.lower()) if w not in ("the", "a", "an", "of", "my")]
 
@@ -334,28 +328,28 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
     if kind == "saw":
         return TrackFact(
             kind,
-            f"Yes, I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}.",
+            f"Yes, I saw {what} from {fmt_time(span[0])} to {fmt_time(span[1])}.",
             True,
             span,
         )
     if kind == "how_many":  # scene tags say that, not how many
         return TrackFact(
             kind,
-            f"At least 1: I saw {what} from {_fmt(span[0])} to {_fmt(span[1])}; no detection counted them.",
+            f"At least 1: I saw {what} from {fmt_time(span[0])} to {fmt_time(span[1])}; no detection counted them.",
             1,
             span,
         )
     if kind == "last_seen":
         return TrackFact(
             kind,
-            f"I last saw {what} at {_fmt(last.end_s)}.",
+            f"I last saw {what} at {fmt_time(last.end_s)}.",
             last.end_s,
             (last.start_s, last.end_s),
         )
     if kind == "first_seen":
         return TrackFact(
             kind,
-            f"I first saw {what} at {_fmt(first.start_s)}.",
+            f"I first saw {what} at {fmt_time(first.start_s)}.",
             first.start_s,
             (first.start_s, first.end_s),
         )
@@ -364,13 +358,13 @@ def _from_tags(kind: str, x: str, memory: Any, text_encoder: Any) -> TrackFact |
     if room is None:
         return TrackFact(
             kind,
-            f"{CANT_TELL} which room: I saw {what} at {_fmt(last.end_s)}.",
+            f"{CANT_TELL} which room: I saw {what} at {fmt_time(last.end_s)}.",
             None,
             span,
         )
     return TrackFact(
         kind,
-        f"In the {room}: I saw {what} there at {_fmt(last.end_s)} (with {', '.join(cues[:3])}).",
+        f"In the {room}: I saw {what} there at {fmt_time(last.end_s)} (with {', '.join(cues[:3])}).",
         room,
         span,
     )
@@ -408,7 +402,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         if kind == "order":
             return TrackFact(
                 kind,
-                f"The {first} came first: {x} at {_fmt(tx)}, {y} at {_fmt(ty)}.",
+                f"The {first} came first: {x} at {fmt_time(tx)}, {y} at {fmt_time(ty)}.",
                 first,
                 span,
                 xs + ys,
@@ -417,7 +411,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         word = "Yes" if yes else "No"
         return TrackFact(
             kind,
-            f"{word}: I first saw the {x} at {_fmt(tx)} and the {y} at {_fmt(ty)}.",
+            f"{word}: I first saw the {x} at {fmt_time(tx)} and the {y} at {fmt_time(ty)}.",
             yes,
             span,
             xs + ys,
@@ -438,7 +432,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         noun = x if n != 1 else xs[0]
         return TrackFact(
             kind,
-            f"{n} — I saw at most {n} {noun} at once (at {_fmt(when or first_s)}).",
+            f"{n} — I saw at most {n} {noun} at once (at {fmt_time(when or first_s)}).",
             n,
             (when or first_s, when or first_s),
             xs,
@@ -447,7 +441,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         span = max((s for t in tracks for s in t.spans), key=lambda s: s[1])
         return TrackFact(
             kind,
-            f"I last saw the {x} at {_fmt(span[1])} (in view {_fmt(span[0])}-{_fmt(span[1])}).",
+            f"I last saw the {x} at {fmt_time(span[1])} (in view {fmt_time(span[0])}-{fmt_time(span[1])}).",
             span[1],
             (span[0], span[1]),
             xs,
@@ -456,7 +450,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         span = min((s for t in tracks for s in t.spans), key=lambda s: s[0])
         return TrackFact(
             kind,
-            f"I first saw the {x} at {_fmt(span[0])}.",
+            f"I first saw the {x} at {fmt_time(span[0])}.",
             span[0],
             (span[0], span[1]),
             xs,
@@ -464,7 +458,7 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
     if kind == "saw":
         return TrackFact(
             kind,
-            f"Yes, I saw the {x} from {_fmt(first_s)} to {_fmt(last_s)}.",
+            f"Yes, I saw the {x} from {fmt_time(first_s)} to {fmt_time(last_s)}.",
             True,
             (first_s, last_s),
             xs,
@@ -490,14 +484,14 @@ def answer_from_tracks(question: str, memory: Any, text_encoder: Any = None) -> 
         where = f"; it was with {near}" if near else ""
         return TrackFact(
             kind,
-            f"{CANT_TELL} which room: I saw the {x} at {_fmt(last_s)}{where}.",
+            f"{CANT_TELL} which room: I saw the {x} at {fmt_time(last_s)}{where}.",
             None,
             span,
             xs,
         )
     return TrackFact(
         kind,
-        f"In the {room}: I saw the {x} there at {_fmt(last_s)} (with {', '.join(cues[:3])}).",
+        f"In the {room}: I saw the {x} there at {fmt_time(last_s)} (with {', '.join(cues[:3])}).",
         room,
         span,
         xs,
