@@ -280,6 +280,26 @@ def test_captioner_failure_mid_build_resumes(tmp_path, server):
     assert "red cup" in VideoQA.load(tmp_path / "mem").memory.nodes(0)[-1].description
 
 
+def test_cli_build_with_each_shipped_captioner(tmp_path, video_dir, server, capsys):
+    """engram/configs/qa/captioner/*.yaml through `engram qa build --captioner NAME`."""
+    from engram.cli import main
+
+    _Handler.reply = json.dumps({"choices": [{"message": {"content": "A kitchen with a red cup."}}]}).encode()
+    url = f"http://127.0.0.1:{server.server_port}/v1"
+    fast = ["qa.image_encoder=null", "qa.text_encoder=hash", "qa.detector=null", "qa.progress=false"]
+    out = tmp_path / "captioned"
+    rc = main(["qa", "build", str(video_dir), "--out", str(out), "--captioner", "openai", "--base-url", url,
+               "--model", "tiny-vlm", *fast])  # fmt: skip
+    assert rc == 0
+    nodes = [n for n in VideoQA.load(out).memory.nodes(0) if n.keyframes]
+    assert nodes and all("red cup" in n.description for n in nodes)
+    capsys.readouterr()
+    # transformers without a model folder: a clear error naming the flag, and nothing built
+    rc = main(["qa", "build", str(video_dir), "--out", str(tmp_path / "none"), "--captioner", "transformers", *fast])
+    assert rc == 2 and "--model PATH" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
 def test_ask_over_a_scene_memory(tmp_path, box_renderer):
     import importlib.util
 
