@@ -129,16 +129,15 @@ def frame_points_world(
     frame: Frame, *, stride: int = 1, max_depth_m: float | None = None, return_pixels: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Backproject a frame's depth into the world frame."""
-    if not frame.has_geometry:
+    depth, k, world_from_camera = frame.depth_m, frame.intrinsics, frame.world_from_camera
+    if depth is None or k is None or world_from_camera is None:  # not frame.has_geometry
         missing = [n for n in ("depth_m", "intrinsics", "world_from_camera") if getattr(frame, n) is None]
         raise ValueError(f"frame {frame.index} cannot be backprojected: missing {', '.join(missing)}")
-    out = backproject_depth(
-        frame.depth_m, frame.intrinsics, stride=stride, max_depth_m=max_depth_m, return_pixels=return_pixels
-    )
+    out = backproject_depth(depth, k, stride=stride, max_depth_m=max_depth_m, return_pixels=return_pixels)
     if return_pixels:
         pts, px = out
-        return frame.world_from_camera.transform_points(pts), px
-    return frame.world_from_camera.transform_points(out)
+        return world_from_camera.transform_points(pts), px
+    return world_from_camera.transform_points(out)
 
 
 def voxel_keys(points: np.ndarray, voxel_size_m: float) -> np.ndarray:

@@ -87,7 +87,7 @@ def contradiction_mask(
 
     h, w = shape_hw
     gh, gw = (h + stride - 1) // stride, (w + stride - 1) // stride
-    grid = np.zeros((gh, gw), np.uint8)
+    grid: np.ndarray = np.zeros((gh, gw), np.uint8)
     with np.errstate(invalid="ignore"):
         hit = endpoint_log_odds <= free_log_odds
     if hit.any():

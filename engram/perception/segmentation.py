@@ -163,8 +163,8 @@ class InstanceMasks:
         out = np.full((k, 4), -1, np.int64)
         if k == 0:
             return out
-        rows = self.masks.any(axis=2)
-        cols = self.masks.any(axis=1)
+        rows = np.any(self.masks, axis=2)
+        cols = np.any(self.masks, axis=1)
         has = rows.any(axis=1)
         h, w = self.masks.shape[1:]
         out[has, 1] = rows[has].argmax(axis=1)
@@ -452,7 +452,8 @@ def detections_from_instances(
         raise ValueError(f"frame {frame.index} has no instance image (Frame.instances is None)")
     if ins.shape != (frame.height, frame.width):
         raise ValueError(f"instances must have shape {(frame.height, frame.width)}, got {ins.shape}")
-    if not frame.has_geometry:
+    full_depth, k, world_from_camera = frame.depth_m, frame.intrinsics, frame.world_from_camera
+    if full_depth is None or k is None or world_from_camera is None:  # not frame.has_geometry
         missing = [n for n in ("depth_m", "intrinsics", "world_from_camera") if getattr(frame, n) is None]
         raise ValueError(f"frame {frame.index} cannot give 3D detections: missing {', '.join(missing)}")
     ignored = {s.lower() for s in ignore_labels}
@@ -483,7 +484,7 @@ def detections_from_instances(
 
     # Strided sampling of 3D points for the kept ids.
     sub = ins[::stride, ::stride]
-    depth = frame.depth_m[::stride, ::stride]
+    depth = full_depth[::stride, ::stride]
     valid = np.isin(sub, kept_ids)
     if erode_edges:
         # compare each sampled pixel with its four full-resolution neighbours
@@ -495,14 +496,13 @@ def detections_from_instances(
         valid &= np.isfinite(depth) & (depth > 0) & (depth <= max_depth_m)
     vs, us = np.nonzero(valid)
     z = depth[vs, us].astype(np.float64)
-    k = frame.intrinsics
     u = us * stride
     v = vs * stride
     cam = np.empty((len(z), 3))
     cam[:, 0] = (u - k.cx) / k.fx * z
     cam[:, 1] = (v - k.cy) / k.fy * z
     cam[:, 2] = z
-    world = frame.world_from_camera.transform_points(cam).astype(np.float32)
+    world = world_from_camera.transform_points(cam).astype(np.float32)
     colours = frame.rgb[::stride, ::stride][vs, us]
     pid = sub[vs, us]
     porder = np.argsort(pid, kind="stable")

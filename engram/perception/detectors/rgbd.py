@@ -189,7 +189,7 @@ class _Labelled:
         full_boxes[:, [1, 3]] = full_boxes[:, [1, 3]].clip(0, frame.height - 1)
         masks = _masks_from_segments(seg, ids.astype(seg.dtype), frame.height, frame.width)
         labels, dists, emb = self.labeller(frame.rgb, full_boxes, masks)
-        keep = masks.reshape(len(ids), -1).any(axis=1)
+        keep = np.any(masks.reshape(len(ids), -1), axis=1)
         scores = np.ones(len(ids))
         return InstanceMasks(
             masks[keep],
@@ -269,16 +269,17 @@ class RgbdDetector(_Labelled):
     # -- geometry ---------------------------------------------------------------
     def _grid(self, frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """Reduced-grid camera points "h w 3" (NaN where invalid), rgb, up vector (camera), heights, step."""
+        full_depth, k = frame.depth_m, frame.intrinsics
+        assert full_depth is not None and k is not None  # segments() refuses a frame without them
         step = max(1, int(round(frame.width / self.work_width_px)))
         off = step // 2
-        depth = frame.depth_m[off::step, off::step].astype(np.float32)
+        depth = full_depth[off::step, off::step].astype(np.float32)
         with np.errstate(invalid="ignore"):
             valid = np.isfinite(depth) & (depth > 0) & (depth <= self.max_depth_m)
         d = np.where(valid, depth, 0.0).astype(np.float32)
         # a 3x3 median on real sensors' noise; holes stay holes
         d = np.where(valid, cv2.medianBlur(d, 3), 0.0)
         valid &= d > 0
-        k = frame.intrinsics
         hs, ws = d.shape
         u = off + step * np.arange(ws, dtype=np.float32)
         v = off + step * np.arange(hs, dtype=np.float32)
@@ -385,8 +386,8 @@ class RgbdDetector(_Labelled):
             # join it to the floor (a chair's runners) must not go with it
             with np.errstate(invalid="ignore"):
                 floor_px = (up_dot > 0.85) & (np.abs(heights - floor_z) < 0.06)
-        ncomp, seg = cv2.connectedComponents((~(boundary | floor_px)).astype(np.uint8), connectivity=4)
-        seg = seg.astype(np.int32)
+        ncomp, components = cv2.connectedComponents((~(boundary | floor_px)).astype(np.uint8), connectivity=4)
+        seg = components.astype(np.int32)
 
         # per-segment statistics in one pass (sorted by id)
         flat = seg.ravel()

@@ -310,9 +310,9 @@ class LabelMap:
         index = {v: i for i, v in enumerate(vocab)}
         target = np.full(len(self.class_names), -1, np.int64)
         for c, name in enumerate(self.class_names):
-            word = owner.get(CURATED.get(name, ""))
-            if word is not None:
-                target[c] = index[word]
+            owned = owner.get(CURATED.get(name, ""))
+            if owned is not None:
+                target[c] = index[owned]
         self.target = target
 
     @property
@@ -400,9 +400,9 @@ def expand_query(text: str) -> list[str]:
     for word, syns in SYNONYMS.items():
         if q in syns or any(_contains_phrase(q, s) for s in syns):
             out.append(word)
-    word = _CURATED_LOWER.get(q)
-    if word is not None and word != "person":
-        out.append(word)
+    curated = _CURATED_LOWER.get(q)
+    if curated is not None and curated != "person":
+        out.append(curated)
     return list(dict.fromkeys(out))
 
 

@@ -55,7 +55,7 @@ class BoxPromptSegmenter:
         key: the config key the path came from (for errors).
     """
 
-    def __init__(self, kind: str, path: str, key: str = "segmenter_path") -> None:
+    def __init__(self, kind: str, path: str | None, key: str = "segmenter_path") -> None:
         if kind not in _SEGMENTERS:
             raise ValueError(f"detector 'yolo_world': segmenter must be one of {_SEGMENTERS} or None, got {kind!r}")
         weights = local_path(path, key, "yolo_world")
