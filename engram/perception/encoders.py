@@ -337,12 +337,13 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
     padding (the strided layers) is still padded before the call. Weights are cast to
     ``dtype`` once. Returns False (model untouched) where the op is missing.
     """
-    op = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+    op: Any = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
     nn = torch.nn
+    module: Any = nn.Module  # torch comes in as a value: its classes are Any to mypy
 
-    class FusedConv(nn.Module):
+    class FusedConv(module):
         def __init__(self, conv: Any, act: Any) -> None:
             super().__init__()
             self.same = type(conv).__name__ == "Conv2dSame"
