@@ -421,15 +421,16 @@ class OfflineAnswerer:
             )
         option_times = [_times_in(o) for o in options]
         spans = [ev.time_span_s for ev in evidence]
+        known_spans = [s for s in spans if s is not None]
         if not evidence:
             emb = self.text_encoder.encode([question, *options])
             scores = emb[1:] @ emb[0]
-        elif all(option_times) and all(s is not None for s in spans):
+        elif all(option_times) and len(known_spans) == len(spans):
             # "when" questions: an option is as good as its time is close to relevant evidence
             w = self._relevance(evidence)
             score_ij = np.zeros((n, len(evidence)))
             for i, times in enumerate(option_times):
-                for j, span in enumerate(spans):
+                for j, span in enumerate(known_spans):
                     d = min(_span_distance_s(t, span) for t in times)
                     score_ij[i, j] = w[j] * math.exp(-d / self.time_scale_s)
             scores = score_ij.max(axis=1)

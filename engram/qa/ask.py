@@ -90,7 +90,7 @@ def format_answer(ans: Any, evidence: Sequence[Any], options: Sequence[str] | No
         lines.append("evidence:")
         for ev in used:
             if isinstance(ev, (int, np.integer)) and 0 <= ev < len(evidence):
-                ev = evidence[ev]
+                ev = evidence[int(ev)]
             lines.append(f"  {getattr(ev, 'text', ev)}")
     return "\n".join(lines)
 

@@ -346,7 +346,8 @@ class EmbodiedQA:
                 text, "near", value=sorted(set(labels)), **self._evidence_fields([objs[0]] + [o for _, o in per[0][1]])
             )
         # several instances: what is next to each one, each named (the value is the union)
-        descs, parts, evidence = [], [], []
+        descs, parts = [], []
+        evidence: list[Any] = []  # the memory's objects, each once
         for o, near in per:
             labels = [n.label for _, n in near]
             d = self._describe(o)

@@ -374,7 +374,9 @@ def score_answer(kind: str, truth: Any, text: str, *, tolerance_s: float = 1.5, 
         m = re.search(r"\b(yes|no)\b", head)
         return m is not None and (m.group(1) == "yes") == bool(truth)
     if kind == "when":
-        times = [int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) for m in _CLOCK_RE.finditer(head)]
+        times: list[float] = [
+            int(m.group(1) or 0) * 3600 + int(m.group(2)) * 60 + int(m.group(3)) for m in _CLOCK_RE.finditer(head)
+        ]
         times += [float(m.group(1)) for m in _SEC_RE.finditer(head)]
         return bool(times) and abs(times[0] - float(truth)) <= tolerance_s
     if kind in ("where", "order"):
@@ -705,7 +707,9 @@ class Box3D:
         hi = [float(v) for v in box_max]
         if len(lo) != 3 or len(hi) != 3 or any(b < a for a, b in zip(lo, hi)):
             raise ValueError(f"box_min must be <= box_max in 3D, got {box_min!r}, {box_max!r}")
-        return cls(tuple((a + b) / 2 for a, b in zip(lo, hi)), tuple((b - a) / 2 for a, b in zip(lo, hi)), 0.0, label)
+        c = [(a + b) / 2 for a, b in zip(lo, hi)]
+        h = [(b - a) / 2 for a, b in zip(lo, hi)]
+        return cls((c[0], c[1], c[2]), (h[0], h[1], h[2]), 0.0, label)
 
     @property
     def volume(self) -> float:
