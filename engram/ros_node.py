@@ -40,10 +40,10 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def import_rospy() -> ModuleType:
         pass
     else:
         # rospy finds message packages (visualization_msgs, ...) through sys.path
-        if str(Path(rospy.__file__).parents[1]) == dist and dist not in sys.path:
+        if rospy.__file__ is not None and str(Path(rospy.__file__).parents[1]) == dist and dist not in sys.path:
             sys.path.append(dist)
         return rospy
     if Path(dist, "rospy").is_dir() and dist not in sys.path:
@@ -155,7 +155,7 @@ class EngramNode:
         rgb_topic: str = TOPICS["rgb"],
         depth_topic: str = TOPICS["depth"],
         info_topic: str = TOPICS["info"],
-        pose_source: str = "tf",
+        pose_source: Literal["tf", "odom", "pose"] = "tf",
         pose_topic: str | None = None,
         world_frame: str | None = None,
         camera_frame: str | None = None,
@@ -580,6 +580,7 @@ def _make_memory(args: argparse.Namespace) -> Any:
 
     factory = _load_factory(args.memory)
     kwargs: dict[str, Any] = {"voxel_size_m": args.voxel_size_m}
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
