@@ -404,6 +404,17 @@ class SceneMemory:
 
             cfg = OmegaConf.to_container(cfg, resolve=True)
         kwargs = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
+        for key in ("image_encoder", "text_encoder"):
+            enc = kwargs.get(key)
+            if isinstance(enc, dict):
+                # a perception config node: {_target_: ..., name: efficientnet_lite0, **kwargs}
+                enc = {k: v for k, v in enc.items() if not k.startswith("_")}
+                if "name" not in enc:
+                    raise ValueError(f"memory.{key} needs a registry name (name: ...), got keys {sorted(enc)}")
+                from engram.perception import encoders
+
+                build = encoders.build_image_encoder if key == "image_encoder" else encoders.build_text_encoder
+                kwargs[key] = build(enc.pop("name"), **enc)
         det = kwargs.get("detector")
         if isinstance(det, dict):
             # a perception/detector config node: {_target_: ..., name: rgbd, **kwargs}

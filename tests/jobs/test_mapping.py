@@ -196,3 +196,33 @@ def test_map_with_the_tum_config(shared_data, tmp_path):
     )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == summary["frames_mapped"] == 3 and summary["occupied_voxels"] > 500
+
+
+def test_every_perception_encoder_config_reaches_the_memory_through_engram_map(shared_data, tmp_path, capsys):
+    """configs/perception/*.yaml choose the memory's encoders: `engram map ... perception@memory=NAME`."""
+    from pathlib import Path
+
+    import engram
+    from engram.memory.scene import SceneMemory
+
+    folder = Path(engram.__file__).parent / "configs" / "perception"
+    assert {p.stem for p in folder.glob("*.yaml")} == {"default", "numpy_only", "open_clip"}
+    args = ["map", str(shared_data / "icl_livingroom1"), "max_frames=2", "stride=20", "tsdf=false", "progress=false"]
+    expect = {"numpy_only": ("color_histogram", "hash"), "default": ("efficientnet_lite0", "minilm")}
+    for name, (image, text) in expect.items():
+        out = tmp_path / name
+        assert main([*args, "--out", str(out), f"perception@memory={name}"]) == 0, name
+        mem = SceneMemory.load(str(out / "memory"))
+        assert (mem.config["image_encoder"], mem.config["text_encoder"]) == (image, text)
+        # the config's settings reach the encoder, not only its name
+        assert mem.image_encoder is not None and mem.image_encoder.name == image
+        if name == "numpy_only":
+            assert mem.text_encoder.encode(["mug"]).shape == (1, 512)  # dim: 512 from the config
+        else:
+            assert mem.image_encoder.input_size_px == 224
+    # the joint model needs the user's checkpoint: one clear error naming the key, nothing written
+    capsys.readouterr()
+    out = tmp_path / "clip"
+    assert main([*args, "--out", str(out), "perception@memory=open_clip"]) == 2
+    assert "checkpoint_path" in capsys.readouterr().err
+    assert not (out / "memory").exists()
