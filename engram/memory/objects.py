@@ -53,6 +53,7 @@ class MapObject:
             moved by more than a voxel, oldest first (bounded).
         embedding_sum: sum of the detections' embeddings (None if none had one).
         embedding_count: how many embeddings were summed.
+        n_missed: frames that had it in view and did not detect it.
         meta: scoring details, e.g. ``source_ids`` {source instance id: count}.
     """
 
@@ -67,6 +68,7 @@ class MapObject:
     position_history: list[tuple[float, np.ndarray]] = field(default_factory=list)
     embedding_sum: np.ndarray | None = None
     embedding_count: int = 0
+    n_missed: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     # derived, refreshed by ObjectMap after every change
     box_min: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -146,6 +148,14 @@ def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
     return votes
 
 
+def _mean_lab(objs: Sequence[MapObject]) -> np.ndarray:
+    """ "K 3" mean colour of each object's points in CIELAB (L, a, b on OpenCV's 8-bit scale)."""
+    import cv2
+
+    rgb = np.stack([o.colors.reshape(-1, 3).mean(axis=0) if len(o.colors) else np.zeros(3) for o in objs])
+    return cv2.cvtColor(rgb.astype(np.uint8)[:, None, :], cv2.COLOR_RGB2LAB)[:, 0, :].astype(np.float64)
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
     keys = pack_voxel_keys(np.floor(points / voxel_size_m).astype(np.int64))
@@ -177,6 +187,14 @@ class ObjectMap:
         merge_overlap_any_label: ... and of any labels above this share.
         denoise_voxel_m: grid of the stray-point clustering (None disables).
         denoise_every: re-cluster an object's points every this many fusions.
+        min_detections: an object detected fewer times is unconfirmed: `prune_unconfirmed`
+            removes it once it was in view ``max_missed`` times without being detected
+            (a one-frame flicker of the segmenter), or at the end of a run.
+        max_missed: see ``min_detections``.
+        part_colour_distance: `merge_duplicates` folds an object whose box lies inside a
+            larger object's box into it when their mean colours are this close (CIELAB,
+            lightness counted half: one material under different light) or their labels are
+            the same: the boards, panels and legs of one piece of furniture.
     """
 
     def __init__(
@@ -193,6 +211,9 @@ class ObjectMap:
         merge_overlap_any_label: float = 0.8,
         denoise_voxel_m: float | None = 0.05,
         denoise_every: int = 5,
+        min_detections: int = 3,
+        max_missed: int = 3,
+        part_colour_distance: float = 12.0,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
             if not value > 0:
@@ -210,6 +231,10 @@ class ObjectMap:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if denoise_every < 1:
             raise ValueError(f"denoise_every must be >= 1, got {denoise_every}")
+        if min_detections < 1 or max_missed < 0:
+            raise ValueError(f"min_detections must be >= 1 and max_missed >= 0, got {min_detections}, {max_missed}")
+        if not part_colour_distance >= 0:
+            raise ValueError(f"part_colour_distance must be >= 0, got {part_colour_distance}")
         self.voxel_size_m = float(voxel_size_m)
         self.match_voxel_m = float(match_voxel_m)
         self.match_radius_voxels = int(match_radius_voxels)
@@ -221,6 +246,9 @@ class ObjectMap:
         self.merge_overlap_any_label = float(merge_overlap_any_label)
         self.denoise_voxel_m = denoise_voxel_m
         self.denoise_every = int(denoise_every)
+        self.min_detections = int(min_detections)
+        self.max_missed = int(max_missed)
+        self.part_colour_distance = float(part_colour_distance)
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
         self._offsets = neighbour_offsets(self.match_radius_voxels)
@@ -577,6 +605,33 @@ class ObjectMap:
         self._changed.update(gone)
         return gone
 
+    def note_missed(self, object_ids: Iterable[int]) -> None:
+        """These objects were in view in a frame that did not detect them."""
+        for oid in object_ids:
+            obj = self._objects.get(oid)
+            if obj is not None:
+                obj.n_missed += 1
+
+    def is_confirmed(self, object_id: int) -> bool:
+        """Detected at least ``min_detections`` times."""
+        return self.get(object_id).n_detections >= self.min_detections
+
+    def prune_unconfirmed(self, *, final: bool = False) -> list[int]:
+        """Remove unconfirmed objects (fewer than ``min_detections`` detections) that were
+        in view at least ``max_missed`` times without being detected since; with ``final``
+        every unconfirmed object goes (the end of a run: what was seen once or twice and never
+        again is a segmenter's flicker more often than an object). Returns the removed ids.
+        """
+        gone = [
+            o.id
+            for o in self._objects.values()
+            if o.n_detections < self.min_detections and (final or o.n_missed >= self.max_missed)
+        ]
+        for oid in gone:
+            del self._objects[oid]
+        self._changed.update(gone)
+        return gone
+
     def merge_duplicates(self) -> list[tuple[int, int]]:
         """Join objects that are one: enough overlap (more with different labels).
 
@@ -631,6 +686,7 @@ class ObjectMap:
                 changed = True
             if changed:
                 self._ensure_index()
+        merged.update(self._merge_parts())
         # resolve chains a -> b -> c
         pairs = []
         for k in sorted(merged):
@@ -639,6 +695,60 @@ class ObjectMap:
                 v = merged[v]
             pairs.append((v, k))
         return pairs
+
+    def _merge_parts(self) -> dict[int, int]:
+        """Fold parts into the objects they belong to: an object whose box lies inside a larger
+        object's box (most of it, and its centroid) and that has the larger one's colour (a shelf
+        board, a side panel, a table leg: one material) or its name (not unknown). A book on a
+        table or a cup in a shelf stays: it has a colour of its own, or it rises above the box.
+
+        Boxes are compared all against all at once; each round folds every part into its
+        largest container, and rounds repeat while something folded (a handful).
+        """
+        merged: dict[int, int] = {}
+        while len(self._objects) > 1:
+            objs = list(self._objects.values())
+            lo = np.stack([o.box_min for o in objs])
+            hi = np.stack([o.box_max for o in objs])
+            size = np.array([len(o.match_keys) for o in objs])
+            pad = 0.5 * self.voxel_size_m  # a box of one point still has a voxel's size
+            a_lo, a_hi = lo[:, None] - pad, hi[:, None] + pad  # the part
+            inter = np.clip(np.minimum(a_hi, hi[None] + pad) - np.maximum(a_lo, lo[None] - pad), 0.0, None)
+            inside = np.prod(inter / (a_hi - a_lo), axis=2)  # share of the part's box inside the other's
+            cents = np.stack([o.centroid for o in objs])
+            cent_in = np.all((cents[:, None] >= lo[None]) & (cents[:, None] <= hi[None]), axis=2)
+            lab = _mean_lab(objs)
+            dl = lab[:, None] - lab[None]
+            dl[..., 0] *= 0.5
+            alike = np.linalg.norm(dl, axis=2) <= self.part_colour_distance
+            labels = [o.label.lower() for o in objs]
+            codes: dict[str, int] = {}
+            code = np.array([codes.setdefault(x, len(codes)) for x in labels])
+            known = np.array([x != UNKNOWN for x in labels])
+            same = (code[:, None] == code[None]) & known[:, None] & known[None]
+            ok = (inside >= 0.7) & cent_in & (size[None] >= 2 * size[:, None]) & (alike | same)
+            np.fill_diagonal(ok, False)
+            if not ok.any():
+                break
+            parts = np.flatnonzero(ok.any(axis=1))
+            host = np.where(ok, size[None], -1).argmax(axis=1)
+            # a part that is itself a host this round waits for the next one
+            hosts = set(host[parts].tolist())
+            done = False
+            for i in parts.tolist():  # one step per folded part
+                if i in hosts or objs[host[i]].id in merged:
+                    continue
+                keep, drop = objs[host[i]], objs[i]
+                if drop.id not in self._objects or keep.id not in self._objects:
+                    continue
+                self._absorb(keep, self._objects.pop(drop.id))
+                merged[drop.id] = keep.id
+                done = True
+            self._index_dirty = True
+            if not done:
+                break
+        self._ensure_index()
+        return merged
 
     def _absorb(self, keep: MapObject, drop: MapObject) -> None:
         pts = np.concatenate([keep.points, drop.points])
@@ -683,6 +793,7 @@ class ObjectMap:
                     "history_xyz": np.asarray([c for _, c in o.position_history], dtype=np.float64).reshape(-1, 3),
                     "embedding_sum": None if o.embedding_sum is None else o.embedding_sum.copy(),
                     "embedding_count": o.embedding_count,
+                    "n_missed": o.n_missed,
                     "source_ids": {int(k): int(v) for k, v in o.meta.get("source_ids", {}).items()},
                 }
             )
@@ -718,6 +829,7 @@ class ObjectMap:
                 position_history=[(float(t), c.copy()) for t, c in zip(hist_t, hist_xyz)],
                 embedding_sum=None if emb is None else np.asarray(emb, dtype=np.float64),
                 embedding_count=int(r.get("embedding_count", 0)),
+                n_missed=int(r.get("n_missed", 0)),
                 meta={"source_ids": {int(k): int(v) for k, v in dict(r.get("source_ids", {})).items()}},
             )
             obj._refresh(omap.match_voxel_m)

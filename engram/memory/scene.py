@@ -675,6 +675,9 @@ class SceneMemory:
         expected = [i for i in in_view if i in absent]
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
+        # objects in plain view (not hidden behind what the depth shows) that went undetected
+        unhidden = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, frame.depth_m)
+        self.objects.note_missed(i for i in unhidden if i not in detected)
         new_ids = detected - before_ids
         new_known = {oid for oid, d, kb in zip(matched, dets, known_before) if oid in new_ids and kb}
         merges = self.tracker.observe(t, self.objects.objects, detected, new_ids, expected, new_known)
@@ -735,6 +738,13 @@ class SceneMemory:
                 self.places.rename_object(gone, keep)
                 self.tracker.aliases[gone] = keep
                 self.tracker.forget(gone)
+        # segmenter flicker: seen once or twice, then in view again and again without being detected
+        flicker = self.objects.prune_unconfirmed()
+        if flicker:
+            self.snapshots.remove_objects(flicker)
+            for oid in flicker:
+                self.places.remove_object(oid)
+                self.tracker.forget(oid)
         self.snapshots.update({i: o.centroid for i, o in self.objects.objects.items()})
 
     def _periodic_space(self) -> None:

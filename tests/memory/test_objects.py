@@ -358,3 +358,70 @@ def test_views_with_different_but_overlapping_label_opinions_fuse():
     assert a == b == c
     obj = omap.objects[a[0]]
     assert obj.label == "chair" and set(obj.label_votes) >= {"chair", "table"}
+
+
+def _coloured(points, rgb):
+    d = _det(points, "object")
+    d.colors[:] = np.asarray(rgb, np.uint8)
+    return d
+
+
+def _panel(lo, hi, step=0.02):
+    """Points on an axis-aligned panel (one of lo/hi's coordinates equal)."""
+    axes = [np.arange(a, b + 1e-9, step) if b > a else np.array([a]) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def test_parts_of_one_piece_of_furniture_fold_into_it_and_a_cup_inside_stays():
+    brown, red = (120, 80, 40), (200, 30, 30)
+    # a shelf seen as its frame (sides, top, bottom), and in other frames its middle board alone:
+    # the board is inside the frame's box but touches none of its voxels
+    frame = np.concatenate(
+        [
+            _panel((0.0, 0.0, 0.0), (0.0, 0.3, 1.6)),
+            _panel((0.8, 0.0, 0.0), (0.8, 0.3, 1.6)),
+            _panel((0.0, 0.0, 1.6), (0.8, 0.3, 1.6)),
+            _panel((0.0, 0.0, 0.0), (0.8, 0.3, 0.0)),
+        ]
+    )
+    board = _panel((0.2, 0.0, 0.8), (0.6, 0.3, 0.8))
+    cup = _blob((0.4, 0.15, 1.2))  # a red cup inside the shelf's box: its own object
+    omap = ObjectMap()
+    for t in range(3):
+        omap.update([_coloured(frame, brown)], 2 * t, float(2 * t))
+        omap.update([_coloured(board, brown), _coloured(cup, red)], 2 * t + 1, float(2 * t + 1))
+    assert len(omap.objects) == 3  # association alone keeps the board apart (it touches nothing)
+    pairs = omap.merge_duplicates()
+    assert len(omap.objects) == 2 and len(pairs) == 1
+    shelf = max(omap.objects.values(), key=lambda o: len(o.points))
+    assert shelf.n_detections == 6 and shelf.box_min[2] <= 0.0 and shelf.box_max[2] >= 1.6
+    others = [o for o in omap.objects.values() if o.id != shelf.id]
+    assert abs(others[0].centroid[2] - 1.2) < 0.02  # the cup
+    # a board of another colour (a book lying flat in the shelf) is not a part
+    omap2 = ObjectMap()
+    for t in range(3):
+        omap2.update([_coloured(frame, brown)], 2 * t, float(2 * t))
+        omap2.update([_coloured(board, (30, 60, 200))], 2 * t + 1, float(2 * t + 1))
+    omap2.merge_duplicates()
+    assert len(omap2.objects) == 2
+
+
+def test_unconfirmed_objects_go_once_seen_missing_and_confirmed_ones_stay():
+    omap = ObjectMap(min_detections=3, max_missed=3)
+    flicker = omap.update([_det(_blob((0.0, 0.0, 0.5)), "object")], 0, 0.0)[0]
+    glimpse = omap.update([_det(_blob((3.0, 0.0, 0.5)), "object")], 0, 0.0)[0]
+    steady = None
+    for t in range(3):
+        steady = omap.update([_det(_blob((1.5, 0.0, 0.5)), "object")], t, float(t))[0]
+    assert omap.is_confirmed(steady) and not omap.is_confirmed(flicker)
+    for _ in range(3):  # flicker and steady in view and not detected; glimpse out of view
+        assert omap.prune_unconfirmed() == []
+        omap.note_missed([flicker, steady])
+    assert omap.prune_unconfirmed() == [flicker]
+    assert set(omap.objects) == {steady, glimpse}
+    assert omap.objects[steady].n_missed == 3
+    # the end of a run: what was seen once and never in view again goes too
+    assert omap.prune_unconfirmed(final=True) == [glimpse]
+    # misses survive saving
+    again = ObjectMap.from_records(omap.to_records())
+    assert again.objects[steady].n_missed == 3

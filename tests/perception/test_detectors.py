@@ -18,12 +18,19 @@ def _level_camera(height_m: float = 1.0) -> Pose:
     return Pose.from_rt(rot, [0.0, 0.0, height_m])
 
 
-def _box_on_floor_frame() -> tuple[Frame, np.ndarray]:
+def _pitched_camera(x_m: float, height_m: float, pitch_deg: float) -> Pose:
+    """A camera at (x, 0, height) looking along world +x, tilted down by ``pitch_deg``."""
+    p = np.radians(pitch_deg)
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(p), np.sin(p)], [0.0, -np.sin(p), np.cos(p)]])
+    return Pose.from_rt(_level_camera().rotation @ tilt, [x_m, 0.0, height_m])
+
+
+def _box_on_floor_frame(pose: Pose | None = None) -> tuple[Frame, np.ndarray]:
     """Ray-cast a floor (z=0), a wall at x=4 and a 0.4 m box standing on the floor at x=2.
 
     Returns the frame and the true mask of the box's pixels.
     """
-    pose = _level_camera(1.0)
+    pose = _level_camera(1.0) if pose is None else pose
     v, u = np.mgrid[0 : K.height, 0 : K.width].astype(np.float64)
     rays_cam = np.stack([(u - K.cx) / K.fx, (v - K.cy) / K.fy, np.ones_like(u)], axis=-1)
     rays = rays_cam @ pose.rotation.T  # world directions, camera at (0, 0, 1)
@@ -70,6 +77,23 @@ def test_rgbd_finds_the_box_and_drops_floor_and_wall():
     iou = (m & truth).sum() / (m | truth).sum()
     assert iou > 0.8
     assert out.labels == ["object"]  # no classifier: unknown, but kept
+
+
+def test_rgbd_remembers_walls_and_drops_their_short_pieces():
+    # close to the wall and looking down, the camera sees a 0.6 m strip of it above the floor:
+    # too short to be a wall by its shape, so a detector that has not seen the wall whole
+    # takes it for an object
+    strip, _ = _box_on_floor_frame(_pitched_camera(3.5, 1.0, 60.0))
+    assert len(build_detector("rgbd", encoder=None).detect(strip)) == 1
+    # one that saw the wall from afield (tall: a wall by shape) knows its plane and drops the strip
+    det = build_detector("rgbd", encoder=None)
+    whole, truth = _box_on_floor_frame()
+    assert len(det.detect(whole)) == 1
+    assert len(det.wall_planes) == 1
+    assert len(det.detect(strip)) == 0
+    # the box in front of the wall is still an object for it
+    out = det.detect(whole)
+    assert len(out) == 1 and (out.masks[0] & truth).sum() / (out.masks[0] | truth).sum() > 0.8
 
 
 def test_rgbd_without_pose_uses_the_camera_as_up():

@@ -220,6 +220,8 @@ class RgbdDetector(_Labelled):
             pixel on it a separate object (None disables the split).
         max_segments: keep at most this many (largest) segments per frame.
         crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`).
+        wall_plane_tolerance_m: a flat vertical segment within this distance of the plane of a
+            wall (seen in this frame or, with poses, in an earlier one) is part of that wall.
     """
 
     name = "rgbd"
@@ -243,6 +245,7 @@ class RgbdDetector(_Labelled):
         crop_px: int = 128,
         min_probability: float = 0.2,
         num_threads: int | None = 1,
+        wall_plane_tolerance_m: float = 0.04,
     ) -> None:
         if not 16 <= int(work_width_px) <= 1024:
             raise ValueError(f"work_width_px must be in [16, 1024], got {work_width_px}")
@@ -261,6 +264,10 @@ class RgbdDetector(_Labelled):
             encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads
         )
         self.floor_z_m: float | None = None  # lowest floor level seen (world frame), when poses are known
+        self.wall_plane_tolerance_m = float(wall_plane_tolerance_m)
+        # walls seen so far (world frame, when poses are known): rows of (nx, ny, offset), the
+        # horizontal unit normal facing the room and n . p on the wall
+        self.wall_planes = np.zeros((0, 3))
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -386,7 +393,11 @@ class RgbdDetector(_Labelled):
             # join it to the floor (a chair's runners) must not go with it
             with np.errstate(invalid="ignore"):
                 floor_px = (up_dot > 0.85) & (np.abs(heights - floor_z) < 0.06)
-        ncomp, components = cv2.connectedComponents((~(boundary | floor_px)).astype(np.uint8), connectivity=4)
+        horiz = self._horizontal(frame, pts, n)
+        # walls seen before go the same way: a door frame or a cupboard side joined to a piece
+        # of wall at a convex corner must not take the wall with it
+        wall_px = self._wall_pixels(horiz, up_dot)
+        ncomp, components = cv2.connectedComponents((~(boundary | floor_px | wall_px)).astype(np.uint8), connectivity=4)
         seg = components.astype(np.int32)
 
         # per-segment statistics in one pass (sorted by id)
@@ -423,6 +434,7 @@ class RgbdDetector(_Labelled):
         # a wall: a vertical plane taller than furniture, or a wide one that goes on above the image
         wall = (frac_vert > 0.6) & ((h_ext > self.wall_min_height_m) | (top_row & (width > 1.2) & (h_ext > 0.6)))
         huge = size3 > self.max_extent_m * np.sqrt(3)
+        wall |= self._on_wall_planes(frame, horiz, flat, cnt, frac_vert, wall, ~(floor | ceiling | huge))
         # thin slivers (a table's leg, a strip of wall beside a door frame) are parts, not objects:
         # pixels per unit of the longer box side on the grid
         _, grid_box = _boxes(seg, ncomp)
@@ -437,7 +449,9 @@ class RgbdDetector(_Labelled):
         out = np.where(keep[seg], seg, 0).astype(np.int32)
         # what each grid pixel was taken for (0 none, 1 floor, 2 ceiling, 3 wall, 4 too big, 5 too small, 6 object)
         kind = np.select(
-            [floor_px, seg == 0, floor[seg], ceiling[seg], wall[seg], huge[seg], tiny[seg]], [1, 0, 1, 2, 3, 4, 5], 6
+            [floor_px, wall_px, seg == 0, floor[seg], ceiling[seg], wall[seg], huge[seg], tiny[seg]],
+            [1, 3, 0, 1, 2, 3, 4, 5],
+            6,
         )
         self.last_grid = {"segments": seg, "kind": kind.astype(np.uint8), "floor_z_m": floor_z}
         next_id = ncomp
@@ -449,6 +463,98 @@ class RgbdDetector(_Labelled):
             supports = supports[supports > 0]
             out, next_id = self._split_by_colour(out, seg, level, supports, rgb, next_id)
         return out, next_id, step
+
+    @staticmethod
+    def _horizontal(frame: Frame, pts: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """Per grid pixel (x, y, nx, ny): horizontal position and normal, in world coordinates with a
+        pose (camera x and z without one); NaN where undefined."""
+        p = pts.reshape(-1, 3)
+        nn = n.reshape(-1, 3)
+        if frame.world_from_camera is not None:
+            rot = frame.world_from_camera.rotation.astype(np.float32)
+            p = p @ rot[:2].T + frame.world_from_camera.translation[:2].astype(np.float32)
+            nn = nn @ rot[:2].T
+        else:
+            p, nn = p[:, [0, 2]], nn[:, [0, 2]]
+        return np.concatenate([p, nn], axis=1).astype(np.float64)
+
+    def _wall_pixels(self, horiz: np.ndarray, up_dot: np.ndarray) -> np.ndarray:
+        """Grid pixels on a wall plane remembered from earlier frames (facing the same way)."""
+        out = np.zeros(up_dot.shape, bool)
+        planes = self.wall_planes
+        if len(planes) == 0:
+            return out
+        with np.errstate(invalid="ignore"):
+            cand = np.flatnonzero(np.abs(up_dot.ravel()) < 0.3)
+        h = horiz[cand]
+        dist = np.abs(h[:, :1] * planes[None, :, 0] + h[:, 1:2] * planes[None, :, 1] - planes[None, :, 2])
+        facing = h[:, 2:3] * planes[None, :, 0] + h[:, 3:4] * planes[None, :, 1] > np.cos(np.radians(15))
+        with np.errstate(invalid="ignore"):
+            on = ((dist < self.wall_plane_tolerance_m) & facing).any(axis=1)
+        out.ravel()[cand[on]] = True
+        return out
+
+    def _on_wall_planes(
+        self,
+        frame: Frame,
+        horiz: np.ndarray,
+        flat: np.ndarray,
+        cnt: np.ndarray,
+        frac_vert: np.ndarray,
+        wall: np.ndarray,
+        candidate: np.ndarray,
+    ) -> np.ndarray:
+        """Flat vertical segments that lie in the plane of a wall: the pieces of a wall that
+        furniture in front of it, a door frame or the image border cut to less than wall size.
+
+        The planes of this frame's walls are fitted (horizontal normal, offset); a segment whose
+        normal is within ~10 degrees of one of them and whose points lie within
+        ``wall_plane_tolerance_m`` of it is a wall too. With poses the planes are remembered
+        (world frame) and later frames remove their pixels before segmenting
+        (`_wall_pixels`). All per-segment sums are bincounts: no loop over pixels.
+        """
+        ncomp = len(cnt)
+        out = np.zeros(ncomp, bool)
+        flat_v = (frac_vert > 0.6) & (cnt >= self.min_pixels)
+        flat_v[0] = False
+        if not flat_v.any():
+            return out
+        ok = np.isfinite(horiz).all(axis=1)
+        px, py, qx, qy = (np.where(ok, horiz[:, i], 0.0) for i in range(4))
+        sx = np.bincount(flat, weights=qx, minlength=ncomp).astype(np.float64)
+        sy = np.bincount(flat, weights=qy, minlength=ncomp).astype(np.float64)
+        norm = np.hypot(sx, sy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            nx, ny = np.nan_to_num(sx / norm), np.nan_to_num(sy / norm)
+        valid = np.maximum(np.bincount(flat, weights=ok.astype(np.float64), minlength=ncomp), 1.0)
+        mx = np.bincount(flat, weights=px, minlength=ncomp) / valid
+        my = np.bincount(flat, weights=py, minlength=ncomp) / valid
+        seg_off = nx * mx + ny * my
+        resid = np.where(ok, np.abs(nx[flat] * px + ny[flat] * py - seg_off[flat]), 0.0)
+        spread = np.bincount(flat, weights=resid, minlength=ncomp) / valid
+        tol = self.wall_plane_tolerance_m
+        planar = flat_v & (norm > 0.5 * valid) & (spread < 0.5 * tol)
+        walls_now = np.flatnonzero(planar & wall)
+        planes = np.stack([nx[walls_now], ny[walls_now], seg_off[walls_now]], axis=1)
+        if frame.world_from_camera is not None:
+            self._remember_walls(planes)
+        cand = np.flatnonzero(planar & candidate & ~wall)
+        if len(planes) == 0 or len(cand) == 0:
+            return out
+        same_dir = nx[cand, None] * planes[None, :, 0] + ny[cand, None] * planes[None, :, 1] > np.cos(np.radians(10))
+        dist = np.abs(mx[cand, None] * planes[None, :, 0] + my[cand, None] * planes[None, :, 1] - planes[None, :, 2])
+        out[cand[(same_dir & (dist < tol)).any(axis=1)]] = True
+        return out
+
+    def _remember_walls(self, planes: np.ndarray, max_planes: int = 256) -> None:
+        """Add wall planes (world frame) not yet known; a plane within 5 degrees and 2 cm of a known one is it."""
+        for row in planes:  # one step per wall segment of a frame (a handful)
+            known = self.wall_planes
+            if len(known):
+                same = (known[:, :2] @ row[:2] > np.cos(np.radians(5))) & (np.abs(known[:, 2] - row[2]) < 0.02)
+                if same.any():
+                    continue
+            self.wall_planes = np.concatenate([known, row[None]])[-max_planes:]
 
     def _split_by_colour(
         self, out: np.ndarray, seg: np.ndarray, level: np.ndarray, supports: np.ndarray, rgb: np.ndarray, next_id: int
