@@ -553,7 +553,7 @@ def main() -> None:
         batch_size=shipped["batch_size"],
         checkpoint_every_s=shipped["checkpoint_every_s"],
         detector=args.detector if args.detector != "none" else None,
-        detector_options={"num_threads": args.threads} if args.detector == "rgb" else {},
+        detector_options={**shipped["detector_options"], "num_threads": args.threads} if args.detector == "rgb" else {},
         detect_width_px=shipped["detect_width_px"],
     )
     build_wall = time.perf_counter() - t0

@@ -878,13 +878,29 @@ class _CropBatch:
 
 
 def _detect_batch(detector: Any, frames: Sequence[Frame], width_px: int) -> list[Any]:
-    """The detector's masks for each frame (see `_detect`), with one crop-classifier call for the batch."""
+    """The detector's masks for each frame (see `_detect`), with one crop-classifier call for the batch.
+
+    See `_CropBatch`; each frame is segmented once (the detector's ``segments`` is
+    memoised for the two passes and restored after).
+    """
     labeller = getattr(detector, "labeller", None)
     encoder = getattr(labeller, "encoder", None)
     if len(frames) < 2 or encoder is None or not hasattr(encoder, "logits_and_features"):
         return [_detect(detector, f, width_px) for f in frames]
     batcher = _CropBatch(encoder)
     labeller.encoder = batcher
+    # the second pass reuses the first pass's segmentation of each frame
+    segments = getattr(detector, "segments", None)
+    memo: dict[tuple[int, float, tuple[int, ...]], Any] = {}
+
+    def segments_once(frame: Frame) -> Any:
+        key = (frame.index, frame.timestamp_s, frame.rgb.shape)
+        if key not in memo:
+            memo[key] = segments(frame)  # type: ignore[misc]
+        return memo[key]
+
+    if callable(segments) and "segments" not in vars(detector):
+        detector.segments = segments_once
     try:
         for f in frames:
             _detect(detector, f, width_px)
@@ -892,6 +908,8 @@ def _detect_batch(detector: Any, frames: Sequence[Frame], width_px: int) -> list
         return [_detect(detector, f, width_px) for f in frames]
     finally:
         labeller.encoder = encoder
+        if vars(detector).get("segments") is segments_once:
+            del detector.segments
 
 
 def _detect(detector: Any, frame: Frame, width_px: int) -> Any:

@@ -403,7 +403,7 @@ class _CountingClassifier:
         return x @ self.w_logits, f / np.linalg.norm(f, axis=1, keepdims=True)
 
 
-def test_a_batch_of_frames_costs_one_crop_classifier_call_and_detects_the_same():
+def test_a_batch_of_frames_costs_one_crop_classifier_call_and_detects_the_same(monkeypatch):
     from engram.perception.detectors.rgbd import RgbDetector
     from engram.qa.video import _detect, _detect_batch
 
@@ -414,9 +414,13 @@ def test_a_batch_of_frames_costs_one_crop_classifier_call_and_detects_the_same()
     per_frame_calls = [n for n in clf.calls if n]
     assert len(per_frame_calls) == sum(len(d) > 0 for d in alone) > 1
     clf.calls.clear()
+    segmented: list[float] = []
+    segments = RgbDetector.segments
+    monkeypatch.setattr(RgbDetector, "segments", lambda self, f: segmented.append(f.timestamp_s) or segments(self, f))
     together = _detect_batch(det, batch, 320)
     assert [n for n in clf.calls if n] == [sum(per_frame_calls)]  # one call on every crop
-    assert det.labeller.encoder is clf  # the detector is left as it was
+    assert segmented == [f.timestamp_s for f in batch]  # each frame segmented once
+    assert det.labeller.encoder is clf and "segments" not in vars(det)  # the detector is left as it was
     for a, b in zip(alone, together):
         assert a.labels == b.labels
         np.testing.assert_array_equal(a.masks, b.masks)
