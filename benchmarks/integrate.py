@@ -18,8 +18,14 @@ Rows:
     own pass (rounding may differ from the float64 points in the last bit),
     so its agreement is printed against OctoMap-discretize as well.
 
-    Embedded world (apartment 0, coverage walk, 320x240, sim instance masks
-    as the detections): the full `integrate` including object fusion.
+    Embedded world (apartment 0, coverage walk, 320x240): the full
+    `integrate`, object fusion of the frame's detections included, the
+    detector excluded, in two rows: ``oracle`` (the simulator's instance
+    masks are the detections; the memory reads nothing else of the ground
+    truth) and ``rgbd``, the default detector, run inside `integrate` on the
+    frames without ground truth, its own CPU time (``detect``) measured
+    around each call and taken off that frame's time. The frames are
+    rendered once and both memories get the same ones.
 
 Times are process CPU time (time.process_time) per frame, with numba and
 OpenMP set to one thread: the machine is shared, so wall time is not a
@@ -27,7 +33,7 @@ measure of the code. The CPU model, its vector features and the load
 average are printed with the table.
 
 Usage:
-    python benchmarks/integrate.py [--frames-every 5] [--no-sim] [--no-peers]
+    python benchmarks/integrate.py [--frames-every 5] [--no-sim] [--no-peers] [--no-icl]
 """
 
 from __future__ import annotations
@@ -174,27 +180,59 @@ def open3d_tsdf(frames, res: float) -> dict | None:
     return {"cpu": np.array(cpu) * 1e3}
 
 
-def sim_integrate(seed: int, width: int, height: int) -> dict:
+class _TimedDetector:
+    """A detector whose ``detect`` calls are timed (process CPU), so that a row can leave them out."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.cpu_s = 0.0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def detect(self, frame):
+        c0 = time.process_time()
+        try:
+            return self.inner.detect(frame)
+        finally:
+            self.cpu_s += time.process_time() - c0
+
+
+def sim_frames(seed: int, width: int, height: int) -> list:
     from engram.sims.embedded import EmbeddedSim, coverage_walk
 
     sim = EmbeddedSim(seed=seed, width=width, height=height)
     try:
         sim.reset()
-        frames = list(coverage_walk(sim))
+        return list(coverage_walk(sim))
     finally:
         if hasattr(sim, "close"):
             sim.close()
-    warm = SceneMemory(timeline=False)
+
+
+def sim_integrate(frames: list, detector: str) -> dict:
+    """CPU ms per frame of the full `integrate` with ``detector``'s detections, its ``detect`` time taken off."""
+    from engram.perception.detectors import build_detector
+
+    warm = SceneMemory(timeline=False, detector=detector)
     for f in frames[:40]:
         warm.integrate(f)
     warm.finalize()
-    mem = SceneMemory()
-    cpu = []
+    timed = _TimedDetector(build_detector(detector))
+    mem = SceneMemory(detector=timed)
+    cpu, det_cpu = [], []
     for f in frames:
+        d0 = timed.cpu_s
         c0 = time.process_time()
         mem.integrate(f)
-        cpu.append(time.process_time() - c0)
-    return {"cpu": np.array(cpu) * 1e3, "frames": len(frames), "objects": len(mem.objects.objects)}
+        c1 = time.process_time()
+        det_cpu.append(timed.cpu_s - d0)
+        cpu.append(c1 - c0 - det_cpu[-1])
+    return {
+        "cpu": np.array(cpu) * 1e3,
+        "detector_cpu": np.array(det_cpu) * 1e3,
+        "objects": len(mem.objects.objects),
+    }
 
 
 def row(name: str, cpu: np.ndarray | None, ratio: str = "-", agree: str = "-") -> str:
@@ -211,20 +249,61 @@ def main() -> None:
     ap.add_argument("--frames-every", type=int, default=5)
     ap.add_argument("--no-sim", action="store_true")
     ap.add_argument("--no-peers", action="store_true")
+    ap.add_argument("--no-icl", action="store_true", help="only the embedded world rows")
     args = ap.parse_args()
 
     import numba
 
     numba.set_num_threads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # the rgbd detector's label encoder (its time is left out, but not its threads)
+    except ImportError:
+        pass
     load0 = os.getloadavg()[0]
-    frames = load_icl(args.icl, args.frames_every)
-    k = frames[0].intrinsics
     print(f"# {cpu_info()}")
-    print(f"# ICL-NUIM living room: {len(frames)} frames (every {args.frames_every}th), {k.width}x{k.height}, "
-          f"every pixel, max range {MAX_RANGE_M} m; numba and OpenMP threads 1; CPU ms per frame (process time)")  # fmt: skip
     print("| run | frames | median CPU ms | max CPU ms | vs Open3D TSDF | agreement vs OctoMap (same option) |")
     print("|---|---:|---:|---:|---:|---:|")
     summary = {}
+    if not args.no_icl:
+        icl_rows(args, summary)
+    if not args.no_sim:
+        sim = sim_frames(0, 320, 240)
+        for det in ("oracle", "rgbd"):
+            r = sim_integrate(sim, det)
+            name = f"embedded world, apartment 0, 320x240, {det} detections ({r['objects']} objects)"
+            print(row(f"{name}: SceneMemory.integrate (full, detector excluded)", r["cpu"]))
+            summary[f"sim_{det}"] = r
+    print(f"# load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+    for det in ("oracle", "rgbd"):
+        r = summary.pop(f"sim_{det}", None)
+        if r is not None:
+            print(
+                f"# embedded world, {det}: mean {r['cpu'].mean():.1f} ms, max {r['cpu'].max():.1f} ms; "
+                f"detector (left out) median {np.median(r['detector_cpu']):.1f} ms"
+            )
+            summary[f"sim_{det}_ms"] = float(np.median(r["cpu"]))
+    if "discretize_vs_rays" in summary:
+        a, o = summary.pop("discretize_vs_rays")
+        print(
+            f"# 5 cm, engram discretize vs one ray per point (same engram, same frames): same state {a:.4f}, overlap {o:.4f}"
+        )
+    if "icl_2cm_ms_per_frame" in summary:
+        print(f"# 2 cm full integrate median {summary.pop('icl_2cm_ms_per_frame'):.1f} ms")
+    # sim_ms_per_frame: the default detector's detections (rgbd); the oracle's beside it
+    if "sim_rgbd_ms" in summary:
+        summary["sim_ms_per_frame"] = summary.pop("sim_rgbd_ms")
+    if "sim_oracle_ms" in summary:
+        summary["sim_oracle_ms_per_frame"] = summary.pop("sim_oracle_ms")
+    print(" ".join(f"{k}: {v:.4f}" if k == "agreement" else f"{k}: {v:.2f}" for k, v in summary.items()))
+
+
+def icl_rows(args, summary: dict) -> None:
+    frames = load_icl(args.icl, args.frames_every)
+    k = frames[0].intrinsics
+    print(f"# ICL-NUIM living room: {len(frames)} frames (every {args.frames_every}th), {k.width}x{k.height}, "
+          f"every pixel, max range {MAX_RANGE_M} m; numba and OpenMP threads 1; CPU ms per frame (process time)")  # fmt: skip
     for res in (0.05, 0.02):
         cm = f"{res * 100:.0f} cm"
         full = full_integrate(frames, res)
@@ -276,27 +355,6 @@ def main() -> None:
             summary["agreement"] = a_fast[0] if a_fast else float("nan")
             # what discretizing changes against one ray per pixel (not an agreement target)
             summary["discretize_vs_rays"] = agreement(fast["tree"], ef["tree"])
-    if not args.no_sim:
-        sim = sim_integrate(0, 320, 240)
-        print(
-            row(
-                f"embedded world, apartment 0, 320x240, {sim['objects']} objects: SceneMemory.integrate (full)",
-                sim["cpu"],
-            )
-        )
-        summary["sim_ms_per_frame"] = float(np.median(sim["cpu"]))
-        summary["sim_max_ms"] = float(sim["cpu"].max())
-    print(f"# load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
-    if "discretize_vs_rays" in summary:
-        a, o = summary.pop("discretize_vs_rays")
-        print(
-            f"# 5 cm, engram discretize vs one ray per point (same engram, same frames): same state {a:.4f}, overlap {o:.4f}"
-        )
-    if "icl_2cm_ms_per_frame" in summary:
-        print(f"# 2 cm full integrate median {summary.pop('icl_2cm_ms_per_frame'):.1f} ms")
-    if "sim_max_ms" in summary:
-        print(f"# embedded world max {summary.pop('sim_max_ms'):.1f} ms")
-    print(" ".join(f"{k}: {v:.4f}" if k == "agreement" else f"{k}: {v:.2f}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":
