@@ -104,7 +104,7 @@ class Pose:
     ``pose @ pose`` composes; ``pose @ points`` (N x 3) transforms points.
     """
 
-    __slots__ = ("_m",)
+    __slots__ = ("_m", "_inv")
 
     def __init__(self, matrix: Any = None) -> None:
         if matrix is None:
@@ -129,6 +129,7 @@ class Pose:
             raise ValueError(f"Pose rotation has determinant {det:.3f}: a reflection, not a rigid transform")
         m.setflags(write=False)
         self._m = m
+        self._inv: Pose | None = None
 
     # construction -------------------------------------------------------
     @classmethod
@@ -210,11 +211,14 @@ class Pose:
 
     # algebra ------------------------------------------------------------
     def inverse(self) -> Pose:
-        r = self.rotation
-        m = np.eye(4)
-        m[:3, :3] = r.T
-        m[:3, 3] = -r.T @ self.translation
-        return Pose(m)
+        """The inverse transform (computed once: the matrix is read-only)."""
+        if self._inv is None:
+            r = self.rotation
+            m = np.eye(4)
+            m[:3, :3] = r.T
+            m[:3, 3] = -r.T @ self.translation
+            self._inv = Pose(m)
+        return self._inv
 
     def transform_points(self, points: Any) -> np.ndarray:
         """Apply to an (N, 3) array of points; returns float64 (N, 3)."""

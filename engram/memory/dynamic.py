@@ -385,11 +385,16 @@ class ObjectTracker:
         margin_px: int = 8,
     ) -> list[int]:
         """Ids of objects that a detector should see in this view."""
-        ids = [i for i, o in objects.items() if self.status.get(i, ObjectStatus()).state != "missing"]
+        status = self.status
+        ids = [i for i in objects if (st := status.get(i)) is None or st.state != "missing"]
         if not ids:
             return []
-        cents = np.stack([_centroid(objects[i]) for i in ids])
-        ext = np.array([float(np.max(np.asarray(objects[i].box_max) - np.asarray(objects[i].box_min))) for i in ids])
+        objs = [objects[i] for i in ids]
+        cents = np.array([o.centroid for o in objs], dtype=np.float64).reshape(-1, 3)
+        ext = (
+            np.array([o.box_max for o in objs], dtype=np.float64)
+            - np.array([o.box_min for o in objs], dtype=np.float64)
+        ).max(axis=1)
         cam = world_from_camera.inverse().transform_points(cents)
         uv, z, vis = project_points(cam, intrinsics)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -462,11 +467,14 @@ class ObjectTracker:
             present = valid & (np.abs(measured - z) <= self.through_margin_m)
             near_front = valid & (measured >= z - replaced_margin_m) & ~through
         if instances is not None and labels and near_front.any():
-            pix_label = np.array(
-                [labels.get(int(i), "") for i in instances[v[near_front], u[near_front]]], dtype=object
-            )
-            own_label = np.array([objects[ids[n]].label for n in own[near_front]], dtype=object)
-            other = (pix_label != "") & (pix_label != own_label) & ~np.isin(pix_label, list(ignore_labels))
+            # labels as small integer codes: one lookup per instance id and per object, not per point
+            code: dict[str, int] = {"": 0}
+            pix_ids, pix_inv = np.unique(instances[v[near_front], u[near_front]], return_inverse=True)
+            pix_code = np.array([code.setdefault(labels.get(int(i), ""), len(code)) for i in pix_ids.tolist()])
+            own_code = np.array([code.setdefault(objects[i].label, len(code)) for i in ids])
+            ignored = np.array([lab in ignore_labels for lab in code], dtype=bool)  # code order = insertion order
+            pix_label = pix_code[pix_inv.reshape(-1)]
+            other = (pix_label != 0) & (pix_label != own_code[own[near_front]]) & ~ignored[pix_label]
             replaced = np.zeros(len(own), bool)
             replaced[np.flatnonzero(near_front)[other]] = True
             through |= replaced
