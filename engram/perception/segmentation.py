@@ -460,18 +460,7 @@ def detections_from_instances(
     h, w = ins.shape
 
     # Full-resolution grouping: pixel counts and boxes per id.
-    flat = ins.reshape(-1)
-    order = np.argsort(flat, kind="stable")
-    sorted_ids = flat[order]
-    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
-    ids = sorted_ids[starts]
-    counts = np.diff(np.r_[starts, len(flat)])
-    rows = order // w
-    cols = order - rows * w
-    y0 = np.minimum.reduceat(rows, starts)
-    y1 = np.maximum.reduceat(rows, starts)
-    x0 = np.minimum.reduceat(cols, starts)
-    x1 = np.maximum.reduceat(cols, starts)
+    ids, counts, y0, y1, x0, x1 = _instance_boxes(ins)
 
     keep = (ids != 0) & (counts >= min_pixels)
     for j in np.flatnonzero(keep):  # one step per instance, not per pixel
@@ -485,15 +474,21 @@ def detections_from_instances(
     # Strided sampling of 3D points for the kept ids.
     sub = ins[::stride, ::stride]
     depth = full_depth[::stride, ::stride]
-    valid = np.isin(sub, kept_ids)
-    if erode_edges:
-        # compare each sampled pixel with its four full-resolution neighbours
-        pad = np.pad(ins, 1, mode="edge")
-        hs, ws = sub.shape
-        for dv, du in ((0, 1), (2, 1), (1, 0), (1, 2)):
-            valid &= pad[dv : dv + stride * hs : stride, du : du + stride * ws : stride] == sub
-    with np.errstate(invalid="ignore"):
-        valid &= np.isfinite(depth) & (depth > 0) & (depth <= max_depth_m)
+    if _small_ids(ins, ids):
+        # one compiled pass: kept id, same id at the four full-resolution neighbours, depth in range
+        keep_lut = np.zeros(int(ids[-1]) + 1, dtype=bool)
+        keep_lut[kept_ids] = True
+        valid = _sampled_valid(ins, full_depth, keep_lut, stride, erode_edges, np.float32(max_depth_m))
+    else:
+        valid = np.isin(sub, kept_ids)
+        if erode_edges:
+            # compare each sampled pixel with its four full-resolution neighbours
+            pad = np.pad(ins, 1, mode="edge")
+            hs, ws = sub.shape
+            for dv, du in ((0, 1), (2, 1), (1, 0), (1, 2)):
+                valid &= pad[dv : dv + stride * hs : stride, du : du + stride * ws : stride] == sub
+        with np.errstate(invalid="ignore"):
+            valid &= np.isfinite(depth) & (depth > 0) & (depth <= max_depth_m)
     vs, us = np.nonzero(valid)
     z = depth[vs, us].astype(np.float64)
     u = us * stride
@@ -549,4 +544,85 @@ def detections_from_instances(
             )
         )
     out.sort(key=lambda d: -d.pixel_count)
+    return out
+
+
+def _small_ids(ins: np.ndarray, ids: np.ndarray) -> bool:
+    """Are the instance ids non-negative integers small enough to index a table by?"""
+    return ins.dtype.kind in "iu" and len(ids) > 0 and int(ids[0]) >= 0 and int(ids[-1]) <= max(4 * ins.size, 1 << 16)
+
+
+def _instance_boxes(ins: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(ids ascending, pixel counts, row min, row max, column min, column max) of an instance image."""
+    lo, hi = int(ins.min()), int(ins.max())
+    if ins.dtype.kind in "iu" and lo >= 0 and hi <= max(4 * ins.size, 1 << 16):
+        counts, y0, y1, x0, x1 = _id_boxes(np.ascontiguousarray(ins), hi + 1)
+        ids = np.flatnonzero(counts)
+        return ids.astype(ins.dtype), counts[ids], y0[ids], y1[ids], x0[ids], x1[ids]
+    h, w = ins.shape
+    flat = ins.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
+    counts = np.diff(np.r_[starts, len(flat)])
+    rows = order // w
+    cols = order - rows * w
+    return (
+        sorted_ids[starts],
+        counts,
+        np.minimum.reduceat(rows, starts),
+        np.maximum.reduceat(rows, starts),
+        np.minimum.reduceat(cols, starts),
+        np.maximum.reduceat(cols, starts),
+    )
+
+
+@njit(cache=True)
+def _id_boxes(ins, n):  # pragma: no cover - compiled
+    """Pixel count and box of every id 0..n-1 of an instance image, in one pass."""
+    h, w = ins.shape
+    counts = np.zeros(n, np.int64)
+    y0 = np.full(n, h, np.int64)
+    y1 = np.full(n, -1, np.int64)
+    x0 = np.full(n, w, np.int64)
+    x1 = np.full(n, -1, np.int64)
+    for r in range(h):
+        for c in range(w):
+            i = ins[r, c]
+            counts[i] += 1
+            if r < y0[i]:
+                y0[i] = r
+            if r > y1[i]:
+                y1[i] = r
+            if c < x0[i]:
+                x0[i] = c
+            if c > x1[i]:
+                x1[i] = c
+    return counts, y0, y1, x0, x1
+
+
+@njit(cache=True)
+def _sampled_valid(ins, depth, keep_lut, stride, erode, max_depth):  # pragma: no cover - compiled
+    """Every ``stride``-th pixel of a kept id whose four neighbours (clamped at the border) carry the
+    same id when ``erode``, with finite depth in (0, max_depth]."""
+    h, w = ins.shape
+    hs, ws = (h + stride - 1) // stride, (w + stride - 1) // stride
+    out = np.zeros((hs, ws), np.bool_)
+    for i in range(hs):
+        r = i * stride
+        for j in range(ws):
+            c = j * stride
+            iid = ins[r, c]
+            if iid < 0 or iid >= keep_lut.shape[0] or not keep_lut[iid]:
+                continue
+            if erode and (
+                ins[max(r - 1, 0), c] != iid
+                or ins[min(r + 1, h - 1), c] != iid
+                or ins[r, max(c - 1, 0)] != iid
+                or ins[r, min(c + 1, w - 1)] != iid
+            ):
+                continue
+            d = depth[r, c]
+            if np.isfinite(d) and d > 0 and d <= max_depth:
+                out[i, j] = True
     return out

@@ -240,3 +240,24 @@ def test_look_at_helper_is_rigid_and_looks_at_target():
     fwd = pose.rotation[:, 2]
     to_target = np.array([0.3, 0.2, 0.4]) - [2.0, -1.5, 1.5]
     assert math.isclose(float(fwd @ to_target / np.linalg.norm(to_target)), 1.0, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize("stride, erode", [(1, False), (2, True), (3, True)])
+def test_instance_ids_are_names_only_small_or_huge_or_negative(stride, erode):
+    # small ids take a table-indexed pass, huge or negative ones the sorting one: the same detections
+    boxes = [FLOOR, BOX, ((1.0, 1.2, 0.0), (1.4, 1.5, 0.5), 9), ((-0.6, 0.8, 0.0), (-0.3, 1.1, 0.9), 4)]
+    frame = make_frame(boxes, {1: "floor", 7: "cabinet", 9: "box", 4: "lamp"})
+    frame.depth_m[::7, ::5] = np.nan  # some pixels without depth
+    for shift in (0, 1 << 30, -(1 << 20)):
+        ids = np.where(frame.instances > 0, frame.instances + shift, 0).astype(np.int32)
+        names = {i + shift: n for i, n in frame.labels.items()}
+        got = detections_from_instances(frame, stride=stride, erode_edges=erode, instances=ids, labels=names)
+        if shift == 0:
+            want = got
+            assert sorted(d.label for d in want) == ["box", "cabinet", "lamp"]
+            continue
+        assert [(d.label, d.pixel_count, d.bbox_xyxy) for d in got] == [
+            (d.label, d.pixel_count, d.bbox_xyxy) for d in want
+        ]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a.points_world, b.points_world)
