@@ -111,7 +111,9 @@ class MapObject:
         self.box_max = p.max(axis=0).astype(np.float64)
         self.centroid = p.mean(axis=0, dtype=np.float64)
         if added_keys is not None:
-            self.match_keys = np.union1d(self.match_keys, added_keys)
+            # a union of two sorted unique arrays, by insertion
+            pos, fresh = _insertion(self.match_keys, added_keys)
+            self.match_keys = np.insert(self.match_keys, pos[fresh], added_keys[fresh])
         else:
             self.match_keys = np.unique(
                 pack_voxel_keys(np.floor(p.astype(np.float64) / match_voxel_m).astype(np.int64))
@@ -156,12 +158,26 @@ def _mean_lab(objs: Sequence[MapObject]) -> np.ndarray:
     return cv2.cvtColor(rgb.astype(np.uint8)[:, None, :], cv2.COLOR_RGB2LAB)[:, 0, :].astype(np.float64)
 
 
+def _insertion(keys: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``new`` (sorted, unique) would go into ``keys`` (sorted, unique), and which of it is not there yet."""
+    pos = np.searchsorted(keys, new)
+    if len(keys) == 0:
+        return pos, np.ones(len(new), dtype=bool)
+    return pos, keys[np.minimum(pos, len(keys) - 1)] != new
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
+    pts, col, _, _ = _downsample_keys(points, colors, voxel_size_m)
+    return pts, col
+
+
+def _downsample_keys(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, ...]:
+    """`_downsample`, and the voxel key of each kept point and those keys sorted."""
     keys = pack_voxel_keys(np.floor(points / voxel_size_m).astype(np.int64))
-    _, first = np.unique(keys, return_index=True)
+    uniq, first = np.unique(keys, return_index=True)
     first.sort()
-    return points[first], colors[first]
+    return points[first], colors[first], keys[first], uniq
 
 
 class ObjectMap:
@@ -256,6 +272,10 @@ class ObjectMap:
         self._index_ids = np.zeros(0, np.int64)
         self._index_dirty = False  # rebuild the whole index
         self._changed: set[int] = set()  # objects whose index entries are stale
+        # objects changed since the last `merge_duplicates` (None: all of them, e.g. a new or loaded map)
+        self._merge_pending: set[int] | None = None
+        # object id -> (its points array, their dtype, each point's voxel key, those keys sorted): `_add_points`
+        self._voxel_keys: dict[int, tuple[np.ndarray, Any, np.ndarray, np.ndarray]] = {}
 
     # access ------------------------------------------------------------
     @property
@@ -383,7 +403,7 @@ class ObjectMap:
         return overlap + 0.5 * agree + (0.5 * max(cos, 0.0) if cos is not None else 0.0)
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
-        pts, col = _downsample(det.points_world, det.colors, self.voxel_size_m)
+        pts, col, per_point, keys = _downsample_keys(det.points_world, det.colors, self.voxel_size_m)
         oid = self._next_id
         self._next_id += 1
         obj = MapObject(
@@ -402,18 +422,17 @@ class ObjectMap:
         obj._refresh(self.match_voxel_m)
         obj.position_history.append((timestamp_s, obj.centroid.copy()))
         self._objects[oid] = obj
+        self._voxel_keys[oid] = (pts, pts.dtype, per_point, keys)
         return oid
 
     def _fuse(self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray) -> None:
-        pts = np.concatenate([obj.points, det.points_world])
-        col = np.concatenate([obj.colors, det.colors])
-        obj.points, obj.colors = _downsample(pts, col, self.voxel_size_m)
+        self._add_points(obj, det.points_world, det.colors)
         obj.n_detections += 1
         added_keys: np.ndarray | None = det_keys
         if self.denoise_voxel_m is not None and obj.n_detections % self.denoise_every == 0:
             keep = largest_clusters_mask(obj.points, self.denoise_voxel_m)
             if not keep.all():
-                obj.points, obj.colors = obj.points[keep], obj.colors[keep]
+                self._keep_points(obj, keep)
                 added_keys = None
         _vote(obj.label_votes, det)
         obj.first_seen_s = min(obj.first_seen_s, timestamp_s)
@@ -434,6 +453,44 @@ class ObjectMap:
         src[det.instance_id] = src.get(det.instance_id, 0) + 1
         obj._refresh(self.match_voxel_m, added_keys)
         self._record_position(obj, timestamp_s)
+
+    def _add_points(self, obj: MapObject, points: np.ndarray, colors: np.ndarray) -> None:
+        """``_downsample`` of the object's points followed by ``points``, reading the object's voxel
+        keys from the last call instead of recomputing them: its points already hold one voxel
+        each, so only the new points' voxels are looked up among them."""
+        dt = np.result_type(obj.points, points)
+        cached = self._voxel_keys.get(obj.id)
+        if cached is None or cached[0] is not obj.points or cached[1] != dt:
+            per_point = pack_voxel_keys(np.floor(obj.points.astype(dt) / self.voxel_size_m).astype(np.int64))
+            keys = np.unique(per_point)
+            if len(keys) != len(obj.points):  # not one point per voxel (edited from outside): the general way
+                pts = np.concatenate([obj.points, points])
+                obj.points, obj.colors = _downsample(pts, np.concatenate([obj.colors, colors]), self.voxel_size_m)
+                self._voxel_keys.pop(obj.id, None)
+                return
+        else:
+            per_point, keys = cached[2], cached[3]
+        new_keys = pack_voxel_keys(np.floor(points.astype(dt) / self.voxel_size_m).astype(np.int64))
+        uniq, first = np.unique(new_keys, return_index=True)
+        pos, fresh = _insertion(keys, uniq)
+        take = np.sort(first[fresh])
+        obj.points = np.concatenate([obj.points.astype(dt, copy=False), points.astype(dt, copy=False)[take]])
+        obj.colors = np.concatenate([obj.colors, colors[take]])
+        self._voxel_keys[obj.id] = (
+            obj.points,
+            dt,
+            np.concatenate([per_point, new_keys[take]]),
+            np.insert(keys, pos[fresh], uniq[fresh]),
+        )
+
+    def _keep_points(self, obj: MapObject, keep: np.ndarray) -> None:
+        """Keep the points of ``obj`` under the mask ``keep`` (their voxel keys follow)."""
+        cached = self._voxel_keys.pop(obj.id, None)
+        valid = cached is not None and cached[0] is obj.points
+        obj.points, obj.colors = obj.points[keep], obj.colors[keep]
+        if cached is not None and valid:
+            per_point = cached[2][keep]
+            self._voxel_keys[obj.id] = (obj.points, cached[1], per_point, np.sort(per_point))
 
     def _record_position(self, obj: MapObject, timestamp_s: float) -> None:
         last = obj.position_history[-1][1] if obj.position_history else None
@@ -471,11 +528,22 @@ class ObjectMap:
             self._index_keys, self._index_ids = self._entries(self._objects.values())
             self._index_dirty = False
             self._changed.clear()
+            self._merge_pending = None  # what changed is not known: the next merge looks at everything
             return
         if not self._changed:
             return
+        if self._merge_pending is not None:
+            self._merge_pending |= self._changed
+        for i in self._changed:
+            if i not in self._objects:
+                self._voxel_keys.pop(i, None)
         changed = np.fromiter(self._changed, dtype=np.int64, count=len(self._changed))
-        keep = ~np.isin(self._index_ids, changed)
+        if len(self._index_ids) and min(int(self._index_ids.min()), int(changed.min())) >= 0:
+            stale = np.zeros(max(int(self._index_ids.max()), int(changed.max())) + 1, dtype=bool)
+            stale[changed] = True
+            keep = ~stale[self._index_ids]
+        else:
+            keep = ~np.isin(self._index_ids, changed)
         keys, ids = self._index_keys[keep], self._index_ids[keep]
         new_keys, new_ids = self._entries(self._objects[i] for i in self._changed if i in self._objects)
         if len(new_keys):
@@ -536,6 +604,40 @@ class ObjectMap:
         key_obj = np.unique(np.repeat(key_row, n) * m + obj)  # each key counts once per object
         set_obj, counts = np.unique(set_of_key[key_obj // m] * m + key_obj % m, return_counts=True)
         return set_obj // m, set_obj % m, counts
+
+    @staticmethod
+    def _boxes(objs: Iterable[MapObject]) -> tuple[np.ndarray, np.ndarray]:
+        objs = list(objs)
+        if not objs:
+            return np.zeros((0, 3)), np.zeros((0, 3))
+        return np.array([o.box_min for o in objs], np.float64), np.array([o.box_max for o in objs], np.float64)
+
+    def _boxes_near(self, obj: MapObject, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Rows of the boxes ``lo``/``hi`` that come close enough to ``obj``'s box for a key of one to
+        touch a key of the other (a point's key voxel lies within a voxel of the point; two more
+        voxels of slack cover keys kept from points that downsampling dropped)."""
+        gap = (self.match_radius_voxels + 2) * self.match_voxel_m
+        near = np.all((lo - gap <= obj.box_max) & (obj.box_min <= hi + gap), axis=1)
+        return np.flatnonzero(near)
+
+    def _n_touching(self, keys: np.ndarray, other_keys: np.ndarray) -> int:
+        """How many of ``keys`` have one of ``other_keys`` (sorted, unique) within the match radius."""
+        if len(keys) == 0 or len(other_keys) == 0:
+            return 0
+        nbr = keys[:, None] + self._offsets[None, :]
+        pos = np.minimum(np.searchsorted(other_keys, nbr), len(other_keys) - 1)
+        return int(np.count_nonzero((other_keys[pos] == nbr).any(axis=1)))
+
+    def _merge_candidates(self, changed: set[int] | None, ids: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[int]:
+        """Objects that may have a duplicate: ``changed`` (None: all) and the objects near them,
+        smallest first (the order `merge_duplicates` visits them in)."""
+        if changed is None:
+            cand = set(self._objects)
+        else:
+            cand = {i for i in changed if i in self._objects}
+            for i in list(cand):
+                cand.update(ids[self._boxes_near(self._objects[i], lo, hi)].tolist())
+        return sorted(cand, key=lambda i: (len(self._objects[i].match_keys), i))
 
     # maintenance ---------------------------------------------------------
     def remove(self, object_id: int) -> MapObject:
@@ -639,26 +741,40 @@ class ObjectMap:
         embeddings, frames, history); chains of merges resolve to the
         survivor.
 
+        Only pairs with an object that changed since the last call are
+        looked at (whether two objects merge depends on nothing else, and
+        the last call left no pair to merge): the objects changed since, and
+        those that touch them. A new or loaded map looks at every object.
+
         Returns:
             (kept id, removed id) pairs, the kept id being the final survivor.
         """
         merged: dict[int, int] = {}
-        changed = True
-        while changed:  # one pass per round of merges; rounds are few
-            changed = False
-            self._ensure_index()
-            for oid in sorted(self._objects, key=lambda i: (len(self._objects[i].match_keys), i)):
+        self._ensure_index()
+        todo = self._merge_pending
+        self._merge_pending = set()
+        while True:  # one pass per round of merges; rounds are few
+            # keys and boxes as the round starts: an object that absorbs another in this round is
+            # probed with its new keys against the others' keys as they were (a static index)
+            ids = np.fromiter(self._objects, dtype=np.int64, count=len(self._objects))
+            start_keys = [o.match_keys for o in self._objects.values()]
+            lo, hi = self._boxes(self._objects.values())
+            grown: set[int] = set()
+            for oid in self._merge_candidates(todo, ids, lo, hi):
                 if oid in merged or oid not in self._objects:
                     continue
                 obj = self._objects[oid]
-                _, ids, counts = self._touching([obj.match_keys], probe_all=True)
                 best = None
-                for other_id, cnt in zip(ids.tolist(), counts.tolist()):
+                for n in self._boxes_near(obj, lo, hi):  # ascending id, like the index's answers
+                    other_id = int(ids[n])
                     if other_id == oid or other_id not in self._objects:
                         continue
                     other = self._objects[other_id]
                     if len(other.match_keys) < len(obj.match_keys):
                         continue  # the smaller side decides; it will be visited from there
+                    cnt = self._n_touching(obj.match_keys, start_keys[n])
+                    if cnt == 0:
+                        continue
                     ratio = cnt / max(len(obj.match_keys), 1)
                     exact = obj.label.lower() == other.label.lower() and obj.label != UNKNOWN
                     same = exact or _labels_agree(obj.label, obj.label_votes, other.label, other.label_votes)
@@ -682,10 +798,16 @@ class ObjectMap:
                     keep_id, drop_id = drop_id, keep_id
                 self._absorb(self._objects[keep_id], self._objects.pop(drop_id))
                 merged[drop_id] = keep_id
-                self._index_dirty = True
-                changed = True
-            if changed:
-                self._ensure_index()
+                grown.add(keep_id)
+                self._changed.update((keep_id, drop_id))
+            if not grown:
+                break
+            todo = grown
+        self._ensure_index()
+        # this call's own merges leave no pair to merge behind them
+        if self._merge_pending is not None:
+            self._merge_pending.clear()
+        # parts folded into their furniture (they join _changed: the next call looks at them)
         merged.update(self._merge_parts())
         # resolve chains a -> b -> c
         pairs = []
@@ -743,8 +865,8 @@ class ObjectMap:
                     continue
                 self._absorb(keep, self._objects.pop(drop.id))
                 merged[drop.id] = keep.id
+                self._changed.update((keep.id, drop.id))
                 done = True
-            self._index_dirty = True
             if not done:
                 break
         self._ensure_index()
@@ -836,6 +958,7 @@ class ObjectMap:
             omap._objects[oid] = obj
             omap._next_id = max(omap._next_id, oid + 1)
         omap._index_dirty = True
+        omap._merge_pending = None
         return omap
 
     def digest(self) -> str:

@@ -425,3 +425,28 @@ def test_unconfirmed_objects_go_once_seen_missing_and_confirmed_ones_stay():
     # misses survive saving
     again = ObjectMap.from_records(omap.to_records())
     assert again.objects[steady].n_missed == 3
+
+
+def test_merging_what_changed_finds_what_a_pass_over_every_object_finds():
+    # association off: every detection starts an object, so duplicates (halves, views, chains) pile up
+    rng = np.random.default_rng(5)
+    centres = rng.random((10, 3)) * [3, 3, 1]
+    labels = ["chair", "table", "chair", "lamp", "mug"]
+
+    def view(k):
+        lo = centres[k] + rng.random(3) * 0.2
+        p = (lo + rng.random((150, 3)) * [0.5, 0.4, 0.6]).astype(np.float32)
+        return Detection(k, labels[k % 5], 1.0, 10, p, np.zeros_like(p, np.uint8), (0, 0, 1, 1))
+
+    kw = {"min_overlap": 1.0}
+    omap = ObjectMap(**kw)
+    n_merged = 0
+    for f in range(24):
+        omap.update([view(k) for k in rng.choice(10, size=3, replace=False)], f, float(f))
+        if f % 3 == 2:
+            everything = ObjectMap.from_records(omap.to_records(), **kw)  # a loaded map looks at every object
+            pairs = omap.merge_duplicates()
+            assert pairs == everything.merge_duplicates()
+            assert omap.digest() == everything.digest()
+            n_merged += len(pairs)
+    assert n_merged >= 5  # the scene does make duplicates
