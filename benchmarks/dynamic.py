@@ -31,7 +31,8 @@ labels (the person included: an upper bound), every other detector (``rgbd``,
 the default, and plug-ins) gets the frames with the ground truth taken out, so
 the person is known only if the detector names it. The summary line comes from
 the ``rgbd`` split-on row. The reference run is a scoring device (depth only
-matters there) and keeps the simulator's masks.
+matters there) and keeps the simulator's masks. Per-apartment results are kept
+in a JSON cache (``--cache``), so that a long run can be resumed.
 
     python benchmarks/dynamic.py --apartments 5 --perception oracle,rgbd
 """
@@ -287,6 +288,11 @@ def main() -> None:
     )
     ap.add_argument("--jobs", type=int, default=1, help="apartments run in parallel processes")
     ap.add_argument("--max-frames", type=int, default=None, help="stop each walk after this many frames (smoke tests)")
+    ap.add_argument(
+        "--cache",
+        default=str(ROOT / "benchmarks" / ".cache" / "dynamic.json"),
+        help="per-apartment results are kept here, so that a long run can be resumed ('' = no cache)",
+    )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     perceptions = tuple(p.strip() for p in args.perception.split(",") if p.strip())
@@ -302,8 +308,16 @@ def main() -> None:
 
     load0 = os.getloadavg()[0]
     seeds = list(range(args.first_seed, args.first_seed + args.apartments))
-    results = []
-    for i in range(0, len(seeds), args.jobs):
+    cache_path = Path(args.cache) if args.cache else None
+    cache = json.loads(cache_path.read_text()) if cache_path is not None and cache_path.exists() else {}
+    # one entry per apartment and setting: the perceptions run together (they share the frames)
+    setting = f"r{args.relocations}-p{args.period:g}-m{args.min_pixels}-l{args.laps}-f{args.max_frames}-{','.join(perceptions)}"
+    done = cache.get(setting, {})
+    results = [done[str(s)] for s in seeds if str(s) in done]
+    todo = [s for s in seeds if str(s) not in done]
+    for r in results:
+        print(f"# seed {r['seed']}: from the cache", flush=True)
+    for i in range(0, len(todo), args.jobs):
         procs = [
             subprocess.Popen(
                 [
@@ -326,7 +340,7 @@ def main() -> None:
                 stdout=subprocess.PIPE,
                 text=True,
             )
-            for s in seeds[i : i + args.jobs]
+            for s in todo[i : i + args.jobs]
         ]
         for p in procs:
             out, _ = p.communicate()
@@ -334,12 +348,19 @@ def main() -> None:
                 raise SystemExit(f"apartment run failed with exit code {p.returncode}")
             r = json.loads(out.strip().splitlines()[-1])
             results.append(r)
+            if cache_path is not None:
+                cache.setdefault(setting, {})[str(r["seed"])] = r
+                cache_path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(cache))
+                tmp.replace(cache_path)
             print(
                 f"# seed {r['seed']}: {json.dumps({k: r[k] for k in ('frames', 'relocations', 'seen_after', 'swept_voxels', 'cpu_ms_per_frame')})} "
                 + " ".join(f"{p}: {r[f'{p}/on']['moved']}" for p in perceptions),
                 flush=True,
             )
     load1 = os.getloadavg()[0]
+    results.sort(key=lambda r: r["seed"])
 
     print(
         f"# 320x240 coverage walk x{args.laps}, seeds {seeds[0]}..{seeds[-1]}, {args.relocations} relocations every {args.period:g} s, "

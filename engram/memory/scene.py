@@ -40,7 +40,7 @@ from engram.memory.octree import OccupancyOctree
 from engram.memory.persist import load_scene, save_scene
 from engram.memory.scan import scan_frame
 from engram.perception.geometry import project_points
-from engram.perception.motion import DYNAMIC_CATEGORIES, split_dynamic
+from engram.perception.motion import DYNAMIC_CATEGORIES, MotionTracker, blob_labels, grow_over_depth, split_dynamic
 from engram.types import MAX_TIMESTAMP_S, Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,10 @@ __all__ = ["SceneMemory", "Hit", "IntegrationReport", "RWLock"]
 
 # Depth ending where the static map is at most this confidently free contradicts it (about three misses).
 _FREE_LOG_ODDS = -1.0
+# a mover's blob grows over depth-continuous points whose voxel is at most this sure to be occupied
+# (unknown, free, or hit once or twice: by the mover itself a moment ago)
+_GROW_BELOW_LOG_ODDS = 2.0
+_GROW_REACH_M = 1.2
 
 # Structure that is not an object.
 STRUCTURE_LABELS = ("wall", "floor", "ceiling", "door", "window", "background")
@@ -324,6 +328,7 @@ class SceneMemory:
         self.places = PlaceGraph(spacing_m=place_spacing_m)
         self.transient = TransientLayer(self.voxel_size_m, half_life_s=transient_half_life_s)
         self.tracker = ObjectTracker(max_range_m=min(self.max_range_m, 4.0))
+        self.motion = MotionTracker()  # blobs of the dynamic split followed in time (not saved)
         self.frontiers: list[Any] = []
         self._band = BandGrid(self.voxel_size_m, floor_z_m=self.floor_z_m)  # frontiers' floor grid, kept per scan
         self.trajectory: list[tuple[int, float, np.ndarray]] = []  # (frame index, t, 4x4)
@@ -574,6 +579,7 @@ class SceneMemory:
 
         # 2. static / dynamic split
         n_dyn = 0
+        mover_px: np.ndarray | None = None  # pixels of tracked movers (people, robots) in this frame
         if self.dynamic_enabled and len(scan):
             # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
             # at the edge of mapped structure (its voxel grazed free by passing rays) is not one;
@@ -591,13 +597,7 @@ class SceneMemory:
                 categories=self.dynamic_categories,
                 free_log_odds=_FREE_LOG_ODDS,
             )
-            is_dyn = split.dynamic_pixels.reshape(-1)[scan.pixels]
-            if self.settle_weight > 0 and is_dyn.any():
-                # contradictions that stay put (not a moving category) are a changed static scene
-                geo = np.flatnonzero(is_dyn & ~split.semantic_pixels.reshape(-1)[scan.pixels])
-                if len(geo):
-                    settled = self.transient.weight_at(scan.points_world(geo), t) >= self.settle_weight
-                    is_dyn[geo[settled]] = False
+            is_dyn, mover_px = self._track_motion(frame, scan, split, t)
             n_dyn = int(is_dyn.sum()) * self.depth_stride**2
         else:
             is_dyn = np.zeros(len(scan), bool)
@@ -626,6 +626,13 @@ class SceneMemory:
         # 3. object detections (sim masks or a detector); moving categories are not map objects
         ignore = tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories)
         dets = []
+        if inst is not None and mover_px is not None:
+            # what a tracked mover mostly covers is not an object (a walking person the detector names a chair)
+            ids_all, n_all = np.unique(inst, return_counts=True)
+            ids_mv, n_mv = np.unique(inst[mover_px], return_counts=True)
+            drop = ids_mv[(ids_mv != 0) & (n_mv >= 0.5 * n_all[np.searchsorted(ids_all, ids_mv)])]
+            if len(drop):
+                inst = np.where(np.isin(inst, drop), 0, inst).astype(inst.dtype, copy=False)
         if inst is not None:
             dets = detections_from_instances(
                 frame,
@@ -707,6 +714,57 @@ class SceneMemory:
             detected_object_ids=visible,
             new_object_ids=sorted(new_ids - {n for _, n in merges}),
         )
+
+    def _track_motion(self, frame: Frame, scan: Any, split: Any, t: float) -> tuple[np.ndarray, np.ndarray | None]:
+        """Which scan points are dynamic, and the pixels of tracked movers (None without any).
+
+        The blobs of the split are tracked in 3D (`MotionTracker`): one that travels is a
+        mover, with no label needed; one that stays put long enough (and is not a moving
+        category) is a changed static scene and settles into the static map once its voxels
+        are seen often enough. A blob not settled yet contradicts the map only where the map
+        knew the space free; the rest of the body (space not mapped yet, or mapped from it a
+        moment ago) is the same depth-continuous surface, and joins it above the floor.
+        """
+        is_dyn = split.dynamic_pixels.reshape(-1)[scan.pixels]
+        if not is_dyn.any():
+            return is_dyn, None
+        _, blobs = blob_labels(split.dynamic_pixels)
+        flat_blobs = blobs.reshape(-1)
+        xyz = scan.points_world()
+        dyn_idx = np.flatnonzero(is_dyn)
+        ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], xyz[dyn_idx], t)
+        mover_px = np.isin(blobs, ids[moving]) if moving.any() else None
+        open_ids = ids[~settled_blob]
+        if split.geometric_pixels is not None and len(open_ids):
+            seed = np.isin(blobs, open_ids) & split.geometric_pixels
+            if seed.any():
+                z = xyz[:, 2]
+                ok = (z >= self.floor_z_m + self.voxel_size_m) & ~(scan.log_odds >= _GROW_BELOW_LOG_ODDS)
+                allowed_flat = np.zeros(frame.height * frame.width, bool)
+                allowed_flat[scan.pixels[ok]] = True
+                allowed = allowed_flat.reshape(frame.height, frame.width)
+                grown = grow_over_depth(seed, scan.depth_m, allowed, stride=self.depth_stride)
+                new = np.flatnonzero(grown.reshape(-1)[scan.pixels] & ~is_dyn)
+                if len(new):
+                    # no farther than a body's reach from the blob it grew from (a surface not mapped
+                    # yet may go on for metres)
+                    own = flat_blobs[scan.pixels[dyn_idx]]
+                    pts = xyz[dyn_idx]
+                    cent = np.stack([pts[own == i].mean(axis=0) for i in open_ids if (own == i).any()])
+                    far = np.linalg.norm(xyz[new][:, None, :] - cent[None], axis=2).min(axis=1)
+                    is_dyn[new[far <= _GROW_REACH_M]] = True
+                if mover_px is not None:
+                    mover_px |= grow_over_depth(
+                        mover_px & split.geometric_pixels, scan.depth_m, allowed, stride=self.depth_stride
+                    )
+        if self.settle_weight > 0 and settled_blob.any():
+            sel = np.flatnonzero(is_dyn)
+            sel = sel[np.isin(flat_blobs[scan.pixels[sel]], ids[settled_blob])]
+            sel = sel[~split.semantic_pixels.reshape(-1)[scan.pixels[sel]]]
+            if len(sel):
+                settled = self.transient.weight_at(xyz[sel], t) >= self.settle_weight
+                is_dyn[sel[settled]] = False
+        return is_dyn, mover_px
 
     def mark_obstacle(self, points_world: np.ndarray, log_odds: float = 2.0) -> None:
         """Record obstacles felt rather than seen (a bumper, a failed move): the voxels

@@ -13,6 +13,14 @@ Isolated contradicting pixels are mostly sensor noise and pose jitter at depth
 edges, so the geometric mask is cleaned with a morphological opening and only
 blobs above a minimum size survive. This module never touches the memory: the
 caller hands in arrays (perception does not import memory).
+
+Without any label, a moving body is told from a changed static scene (an object
+put down where the map had free space) by tracking: `MotionTracker` follows the
+connected blobs of the dynamic mask from frame to frame by their 3D centroids.
+A blob whose track has travelled is a *mover* (a person walking, a robot): it
+never settles into the static map while it is tracked, and what it covers is not
+an object. A blob that stays put for a while is a change of the static scene and
+may settle.
 """
 
 from __future__ import annotations
@@ -22,7 +30,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DYNAMIC_CATEGORIES", "MotionSplit", "semantic_dynamic_mask", "contradiction_mask", "split_dynamic"]
+__all__ = [
+    "DYNAMIC_CATEGORIES",
+    "MotionSplit",
+    "MotionTracker",
+    "blob_labels",
+    "grow_over_depth",
+    "semantic_dynamic_mask",
+    "contradiction_mask",
+    "split_dynamic",
+]
 
 # Categories that move on their own. A user with other movers passes their own set.
 DYNAMIC_CATEGORIES = frozenset({"person", "human", "pedestrian", "dog", "cat", "robot", "animal"})
@@ -38,12 +55,14 @@ class MotionSplit:
             categories (dilated like it); the rest is geometric evidence only.
         n_semantic: pixels flagged by category.
         n_geometric: pixels flagged by contradiction with the static map (after cleaning).
+        geometric_pixels: "H W" bool, those pixels (not dilated); None without geometric evidence.
     """
 
     dynamic_pixels: np.ndarray
     semantic_pixels: np.ndarray
     n_semantic: int
     n_geometric: int
+    geometric_pixels: np.ndarray | None = None
 
 
 def semantic_dynamic_mask(
@@ -131,6 +150,7 @@ def split_dynamic(
         mask |= sem
         n_sem = int(sem.sum())
     sem_mask = mask.copy()
+    geo = None
     if pixels_uv is not None and endpoint_log_odds is not None and len(pixels_uv):
         geo = contradiction_mask(
             pixels_uv, endpoint_log_odds, (h, w), free_log_odds=free_log_odds, stride=stride, min_blob_px=min_blob_px
@@ -143,4 +163,175 @@ def split_dynamic(
         mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
         if n_sem:
             sem_mask = cv2.dilate(sem_mask.astype(np.uint8), kernel).astype(bool)
-    return MotionSplit(dynamic_pixels=mask, semantic_pixels=sem_mask, n_semantic=n_sem, n_geometric=n_geo)
+    return MotionSplit(
+        dynamic_pixels=mask, semantic_pixels=sem_mask, n_semantic=n_sem, n_geometric=n_geo, geometric_pixels=geo
+    )
+
+
+def blob_labels(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """Connected blobs (8-connected) of a bool mask: (number of blobs, "H W" int32 labels, 0 = background)."""
+    import cv2
+
+    n, lab = cv2.connectedComponents(np.ascontiguousarray(mask, dtype=np.uint8), connectivity=8)
+    return int(n) - 1, lab.astype(np.int32, copy=False)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    first_t_s: float
+    last_t_s: float
+    first_xy: np.ndarray
+    last_xyz: np.ndarray
+    travelled_m: float = 0.0
+    moving: bool = False
+
+
+class MotionTracker:
+    """Blobs of dynamic geometry followed from frame to frame by their 3D centroids.
+
+    Each frame's blobs (ids 1..n, points in world coordinates) are matched to the
+    live tracks greedily, nearest first, within ``gate_m + max_speed_mps * dt``.
+    A track becomes *moving* once its centroid has been ``move_m`` or more (in the
+    floor plane) from where it was first seen, and stays moving while it is
+    tracked; a track unseen for ``lost_after_s`` is dropped. A blob's centroid
+    shifts a little as the camera sees more or less of a still thing, so
+    ``move_m`` is well above that (a walking person covers it in a few frames).
+
+    Args:
+        gate_m: match radius for a blob seen again at once.
+        max_speed_mps: the fastest mover expected; the radius grows by this per second apart.
+        move_m: displacement that makes a track moving.
+        lost_after_s: a track unseen this long is forgotten.
+        settle_after_s: `observe` reports a blob as settled (a changed static scene,
+            free to join the static map) once its track is this old and not moving.
+    """
+
+    def __init__(
+        self,
+        gate_m: float = 0.5,
+        max_speed_mps: float = 2.0,
+        move_m: float = 0.3,
+        lost_after_s: float = 2.0,
+        settle_after_s: float = 1.0,
+    ) -> None:
+        if not (gate_m > 0 and max_speed_mps >= 0 and move_m > 0 and lost_after_s > 0 and settle_after_s >= 0):
+            raise ValueError("MotionTracker: gate_m, move_m, lost_after_s must be positive, the others >= 0")
+        self.gate_m = float(gate_m)
+        self.max_speed_mps = float(max_speed_mps)
+        self.move_m = float(move_m)
+        self.lost_after_s = float(lost_after_s)
+        self.settle_after_s = float(settle_after_s)
+        self.tracks: list[_Track] = []
+        self._next_id = 1
+
+    def update(self, centroids: np.ndarray, t_s: float) -> list[_Track]:
+        """Match blob centroids ("N 3") seen at ``t_s`` to tracks; returns the track of each blob."""
+        c = np.asarray(centroids, np.float64).reshape(-1, 3)
+        self.tracks = [tr for tr in self.tracks if t_s - tr.last_t_s <= self.lost_after_s]
+        out: list[_Track | None] = [None] * len(c)
+        if self.tracks and len(c):
+            last = np.stack([tr.last_xyz for tr in self.tracks])
+            dt = np.array([max(t_s - tr.last_t_s, 0.0) for tr in self.tracks])
+            dist = np.linalg.norm(last[:, None, :] - c[None, :, :], axis=2)
+            ok = dist <= (self.gate_m + self.max_speed_mps * dt)[:, None]
+            used_t: set[int] = set()
+            for flat in np.argsort(dist, axis=None):
+                i, j = divmod(int(flat), len(c))
+                if not ok[i, j] or i in used_t or out[j] is not None:
+                    continue
+                used_t.add(i)
+                tr = self.tracks[i]
+                tr.travelled_m = max(tr.travelled_m, float(np.linalg.norm(c[j, :2] - tr.first_xy)))
+                tr.moving = tr.moving or tr.travelled_m >= self.move_m
+                tr.last_xyz, tr.last_t_s = c[j].copy(), float(t_s)
+                out[j] = tr
+        for j in range(len(c)):
+            if out[j] is None:
+                tr = _Track(self._next_id, float(t_s), float(t_s), c[j, :2].copy(), c[j].copy())
+                self._next_id += 1
+                self.tracks.append(tr)
+                out[j] = tr
+        return [tr for tr in out if tr is not None]
+
+    def observe(
+        self, blob_of_point: np.ndarray, points_world: np.ndarray, t_s: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Track this frame's blobs from their points.
+
+        Args:
+            blob_of_point: "N" blob id (>= 1) of each dynamic point; 0 = in no blob (ignored).
+            points_world: "N 3" the points.
+            t_s: frame time.
+
+        Returns:
+            ("M" blob ids that were tracked, "M" bool moving per blob, "M" bool settled per blob).
+        """
+        b = np.asarray(blob_of_point, np.int64)
+        pts = np.asarray(points_world, np.float64)
+        keep = b > 0
+        if not keep.any():
+            e = np.zeros(0, bool)
+            return np.zeros(0, np.int64), e, e
+        ids, inv = np.unique(b[keep], return_inverse=True)
+        cnt = np.bincount(inv, minlength=len(ids)).astype(np.float64)
+        cent = np.stack([np.bincount(inv, weights=pts[keep, k], minlength=len(ids)) / cnt for k in range(3)], axis=1)
+        tracks = self.update(cent, t_s)
+        moving = np.array([tr.moving for tr in tracks], bool)
+        settled = np.array([not tr.moving and t_s - tr.first_t_s >= self.settle_after_s for tr in tracks], bool)
+        return ids, moving, settled
+
+
+def grow_over_depth(
+    seed: np.ndarray,
+    depth_m: np.ndarray,
+    allowed: np.ndarray,
+    *,
+    stride: int = 1,
+    jump_m: float = 0.1,
+    jump_rel: float = 0.03,
+) -> np.ndarray:
+    """Extend a mask over the depth-continuous surface it lies on, within ``allowed`` pixels.
+
+    A moving body contradicts the static map only where the map knew the space
+    free; the rest of it (in space not mapped yet) has the same continuous depth.
+    The image is cut at depth jumps larger than ``max(jump_m, jump_rel * depth)``
+    (the farther pixel of each jump is the cut), and every 4-connected piece of
+    ``allowed`` that a seed pixel touches joins the mask. Works on the
+    ``stride`` grid (the pixels the depth was sampled at) and returns a full-size mask.
+
+    Args:
+        seed: "H W" bool, the mask to grow (kept as it is).
+        depth_m: "H W" depth (0 or non-finite = no measurement).
+        allowed: "H W" bool, pixels the mask may grow into (read on the stride grid).
+    """
+    import cv2
+
+    h, w = seed.shape
+    d = np.asarray(depth_m, np.float32)[::stride, ::stride]
+    sd = seed[::stride, ::stride]
+    ok = np.isfinite(d) & (d > 0)
+    d = np.where(ok, d, np.float32(np.inf))
+    tol = np.maximum(np.float32(jump_m), np.float32(jump_rel) * np.where(ok, d, 0))
+    cut = ~ok
+    with np.errstate(invalid="ignore"):
+        for axis in (0, 1):
+            a = d[:-1] if axis == 0 else d[:, :-1]
+            b = d[1:] if axis == 0 else d[:, 1:]
+            ta = tol[:-1] if axis == 0 else tol[:, :-1]
+            tb = tol[1:] if axis == 0 else tol[:, 1:]
+            jump = ~(np.abs(a - b) <= np.minimum(ta, tb))
+            far_a, far_b = jump & (a > b), jump & ~(a > b)
+            if axis == 0:
+                cut[:-1] |= far_a
+                cut[1:] |= far_b
+            else:
+                cut[:, :-1] |= far_a
+                cut[:, 1:] |= far_b
+    region = (np.asarray(allowed, bool)[::stride, ::stride] | sd) & ~cut
+    n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=4)
+    hit = np.unique(lab[sd & region])
+    hit = hit[hit > 0]
+    grown = sd | (np.isin(lab, hit) if len(hit) else False)
+    full = np.repeat(np.repeat(grown, stride, axis=0), stride, axis=1)[:h, :w]
+    return np.asarray(seed, bool) | full

@@ -253,6 +253,56 @@ def test_person_leaves_no_trail_in_the_static_map(world):
     assert wall.sum() > 50
 
 
+class _NamesEverythingNearAChair:
+    """A stub detector with no ground truth: whatever stands 2.9-3.45 m away above the horizon is a "chair"."""
+
+    name = "stub"
+
+    def detect(self, frame):
+        from engram.perception.segmentation import InstanceMasks
+
+        d = frame.depth_m
+        mask = (d > 2.9) & (d < 3.45)
+        mask[K.height // 2 :] = False
+        return InstanceMasks(masks=mask[None], labels=["chair"], scores=np.array([0.9]))
+
+
+@pytest.mark.parametrize("detector", [None])
+def test_person_without_labels_leaves_no_trail_and_is_no_object(world, detector):
+    """No label says "person": the walker is found by motion against the static map alone, and
+    stays a mover when it stops (a thing put down settles into the map; someone who walked there does not)."""
+    swept_lo, swept_hi = np.array([3.0, -1.5, 0.1]), np.array([3.4, 1.5, 1.7])
+    trails = {}
+    for dynamic in (True, False):
+        w = World(world.render)
+        det = _NamesEverythingNearAChair() if detector == "stub" else None
+        mem = SceneMemory(detector=det, voxel_size_m=0.05, depth_stride=1, dynamic=dynamic)
+        view = camera(0, 0, 0, pitch_deg=5)
+        for _ in range(3):  # the room, mapped empty
+            assert mem.integrate(w.frame(view)).n_dynamic_px == 0
+        for step in range(18):  # 0.4 m/s across the view, then standing still for 3 s
+            y = -1.2 + min(step, 11) * 0.2
+            mem.integrate(w.frame(view, extra=[(7, (3.1, y, 0.0), (3.3, y + 0.3, 1.7))]))
+        occ = mem.octree.occupied_centers()
+        trails[dynamic] = int(np.all((occ >= swept_lo) & (occ <= swept_hi), axis=1).sum())
+        if dynamic:
+            assert any(tr.moving for tr in mem.motion.tracks)
+            assert len(mem.transient_points(min_weight=0.1)) > 0
+            chairs = [o for o in mem.objects.objects.values() if o.label == "chair"]
+            assert chairs == []  # what a tracked mover covers is not an object
+    assert trails[True] == 0
+    assert trails[False] > 100  # without the split, where the walker stopped is mapped as a wall
+
+
+def test_static_scene_yields_no_dynamic_detections(world):
+    mem = SceneMemory(detector=None, voxel_size_m=0.05, depth_stride=1)
+    for k in range(4):  # the camera moves and turns; nothing in the scene does
+        for yaw in (-20, 0, 20, 40):
+            r = mem.integrate(world.frame(camera(0.3 * k, 0.1 * k, yaw + 5 * k, pitch_deg=10 + 3 * k)))
+            assert r.n_dynamic_px == 0
+    assert len(mem.transient) == 0 and mem.motion.tracks == []
+
+
 def test_concurrent_readers_see_whole_results(world):
     import threading
 

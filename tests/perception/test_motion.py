@@ -34,3 +34,57 @@ def test_split_dilates_union():
     ins[8:12, 8:12] = 1
     s = split_dynamic((20, 20), instances=ins, labels={1: "person"}, dilate_px=1)
     assert s.n_semantic == 16 and s.dynamic_pixels.sum() == 36
+
+
+def test_tracker_tells_a_walker_from_a_thing_put_down():
+    from engram.perception.motion import MotionTracker
+
+    tr = MotionTracker(settle_after_s=1.0)
+    rng = np.random.default_rng(0)
+    for k in range(8):
+        t = 0.25 * k
+        walker = np.array([1.0 + 0.2 * k, 0.0, 0.9])  # 0.8 m/s across the room
+        cup = np.array([3.0, 2.0, 0.8]) + rng.normal(0, 0.03, 3)  # still; its centroid jitters with the view
+        pts = np.concatenate([walker + rng.normal(0, 0.1, (50, 3)), cup + rng.normal(0, 0.02, (20, 3))])
+        blob = np.r_[np.full(50, 3), np.full(20, 7)]  # blob ids as a labelling gives them: any, per frame
+        ids, moving, settled = tr.observe(blob, pts, t)
+        assert ids.tolist() == [3, 7]
+        if k >= 3:  # 0.6 m from where it was first seen
+            assert moving.tolist() == [True, False]
+        assert not settled[0]
+        assert settled[1] == (t >= 1.0)
+    assert len(tr.tracks) == 2  # one track each, kept from frame to frame
+
+
+def test_tracker_forgets_a_lost_track_and_needs_a_match_within_the_gate():
+    from engram.perception.motion import MotionTracker
+
+    tr = MotionTracker(gate_m=0.5, max_speed_mps=1.0, lost_after_s=1.0)
+    first = tr.update(np.array([[0.0, 0.0, 1.0]]), 0.0)[0]
+    assert tr.update(np.array([[0.3, 0.0, 1.0]]), 0.25)[0] is first
+    far = tr.update(np.array([[3.0, 0.0, 1.0]]), 0.5)[0]  # 2.7 m in 0.25 s: someone else
+    assert far is not first
+    again = tr.update(np.array([[0.3, 0.0, 1.0]]), 2.0)[0]  # the first one, unseen for 1.75 s: forgotten
+    assert again is not first and again is not far and len(tr.tracks) == 1
+
+
+def test_grow_over_depth_follows_the_surface_and_stops_at_jumps():
+    from engram.perception.motion import grow_over_depth
+
+    depth = np.full((60, 80), 4.0, np.float32)  # a wall
+    depth[10:50, 30:42] = 2.0  # a body in front of it
+    depth[40:50, 30:42] = 2.0 + np.linspace(0, 0.3, 10)[:, None]  # its legs lean back, continuously
+    depth[:, 70:] = 0.0  # no return
+    seed = np.zeros(depth.shape, bool)
+    seed[20:24, 33:36] = True  # the part that contradicted the map
+    grown = grow_over_depth(seed, depth, np.ones(depth.shape, bool), stride=2)
+    body = np.zeros(depth.shape, bool)
+    body[10:50, 30:42] = True
+    assert grown[body].mean() > 0.9  # the whole body (on the stride grid, upsampled)
+    assert not grown[:, :28].any() and not grown[:, 44:].any() and not grown[:8].any()  # not the wall
+    # pixels it may not take (the floor, mapped structure) stay out, and cut it
+    allowed = np.ones(depth.shape, bool)
+    allowed[30:32] = False
+    part = grow_over_depth(seed, depth, allowed, stride=1)
+    assert part[10:30, 30:42].all() and not part[30:, 30:42].any()
+    assert grow_over_depth(np.zeros_like(seed), depth, allowed).sum() == 0
