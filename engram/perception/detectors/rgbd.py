@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from engram.perception.detectors import register_detector
+from engram.perception.detectors.priors import SegmentGeometry, combine, geometry_likelihood, measure_segments
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL, LabelMap
 from engram.perception.segmentation import InstanceMasks
 from engram.types import Frame
@@ -61,6 +62,15 @@ class SegmentLabeller:
         background: how much of what lies around a segment stays in its crop (the
             rest fades to grey; 1.0 keeps the plain crop).
         min_probability: vocabulary mass a label needs; below it the segment is "object".
+        geometry_prior: weigh the classifier by what the segment's measurements say
+            (`engram.perception.detectors.priors`), when the detector measures them.
+        mix: share of a uniform distribution mixed into the classifier's before the
+            geometric prior weighs it (how far the classifier is distrusted). It grows
+            to 0.95 for crops that span most of the image: the classifier learnt on
+            photos of one object, and a crop of a table top or a run of cabinets is a
+            view of the room.
+        min_share: with a geometric prior, the share of the posterior over the
+            vocabulary that the best word needs; below it the segment is "object".
     """
 
     def __init__(
@@ -72,6 +82,9 @@ class SegmentLabeller:
         min_probability: float = 0.2,
         num_threads: int | None = 1,
         background: float = 1.0,
+        geometry_prior: bool = True,
+        mix: float = 0.3,
+        min_share: float = 0.1,
     ) -> None:
         if isinstance(encoder, str):
             from engram.perception.encoders import build_image_encoder
@@ -85,6 +98,12 @@ class SegmentLabeller:
         self.context = float(context)
         self.min_probability = float(min_probability)
         self.background = float(background)
+        self.geometry_prior = bool(geometry_prior)
+        if not 0.0 <= mix <= 1.0:
+            raise ValueError(f"mix must be in [0, 1], got {mix}")
+        self.mix = float(mix)
+        self.min_share = float(min_share)
+        self.last_probs: np.ndarray | None = None
         self.label_map = (
             LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
         )
@@ -118,9 +137,17 @@ class SegmentLabeller:
         return out
 
     def __call__(
-        self, rgb: np.ndarray, boxes: np.ndarray, masks: np.ndarray | None = None
+        self,
+        rgb: np.ndarray,
+        boxes: np.ndarray,
+        masks: np.ndarray | None = None,
+        geometry: SegmentGeometry | None = None,
     ) -> tuple[list[str], list[dict[str, float]], np.ndarray | None]:
-        """Labels, label distributions and embeddings ("K D" or None) for the boxes."""
+        """Labels, label distributions and embeddings ("K D" or None) for the boxes.
+
+        With ``geometry`` (the segments' measurements in metres), the classifier's
+        distribution is weighed by each word's geometric likelihood (`priors`).
+        """
         k = len(boxes)
         if k == 0 or self.encoder is None:
             return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], None
@@ -132,12 +159,20 @@ class SegmentLabeller:
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
         dist = self.label_map.distribution(p)
-        labels, scores = [], []
         vocab = self.label_map.vocabulary
+        threshold = self.min_probability
+        if geometry is not None and self.geometry_prior:
+            b = np.asarray(boxes, np.float64)
+            span = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / max(rgb.shape[:2])
+            mix = self.mix + (0.95 - self.mix) * np.clip((span - 0.35) / 0.4, 0.0, 1.0)
+            dist = combine(dist, geometry_likelihood(geometry, vocab), mix=mix[:, None])
+            threshold = self.min_share
+        self.last_probs = p  # the classifier's own distribution, for inspection
+        labels, scores = [], []
         for row in dist:  # one step per segment
             order = np.argsort(-row)[:3]
             d = {vocab[j]: float(row[j]) for j in order if row[j] >= 0.02}
-            if row[order[0]] >= self.min_probability:
+            if row[order[0]] >= threshold:
                 labels.append(vocab[order[0]])
             else:
                 labels.append(UNKNOWN_LABEL)
@@ -176,6 +211,10 @@ class _Labelled:
     labeller: SegmentLabeller
     max_segments: int
 
+    def _geometry(self, seg: np.ndarray, ids: np.ndarray) -> SegmentGeometry | None:
+        """Measurements of the segments ``ids`` (None: this detector measures nothing)."""
+        return None
+
     def _finish(self, frame: Frame, seg: np.ndarray, n: int, scale: float) -> InstanceMasks:
         counts, boxes = _boxes(seg, n)
         ids = np.flatnonzero(counts[1:] > 0) + 1
@@ -188,7 +227,9 @@ class _Labelled:
         full_boxes[:, [0, 2]] = full_boxes[:, [0, 2]].clip(0, frame.width - 1)
         full_boxes[:, [1, 3]] = full_boxes[:, [1, 3]].clip(0, frame.height - 1)
         masks = _masks_from_segments(seg, ids.astype(seg.dtype), frame.height, frame.width)
-        labels, dists, emb = self.labeller(frame.rgb, full_boxes, masks)
+        lab = self.labeller
+        geometry = self._geometry(seg, ids) if lab.label_map is not None and lab.geometry_prior else None
+        labels, dists, emb = lab(frame.rgb, full_boxes, masks, geometry)
         keep = np.any(masks.reshape(len(ids), -1), axis=1)
         scores = np.ones(len(ids))
         return InstanceMasks(
@@ -453,7 +494,9 @@ class RgbdDetector(_Labelled):
             [1, 3, 0, 1, 2, 3, 4, 5],
             6,
         )
-        self.last_grid = {"segments": seg, "kind": kind.astype(np.uint8), "floor_z_m": floor_z}
+        self.last_grid = {
+            "segments": seg, "kind": kind.astype(np.uint8), "floor_z_m": floor_z, "points": pts, "up_dot": up_dot,
+        }  # fmt: skip
         next_id = ncomp
         if self.colour_split is not None:
             level = ud.reshape(seg.shape) > 0.9
@@ -583,8 +626,17 @@ class RgbdDetector(_Labelled):
                 next_id += 1
         return out, next_id
 
+    def _geometry(self, seg: np.ndarray, ids: np.ndarray) -> SegmentGeometry | None:
+        grid = getattr(self, "last_grid", None)
+        pose = getattr(self, "_pose", None)
+        if grid is None or pose is None or "points" not in grid:
+            return None  # without a pose, "up" and the floor are guesses: no prior
+        pts = grid["points"] @ pose.rotation.T.astype(np.float32) + pose.translation.astype(np.float32)
+        return measure_segments(seg, ids, pts, grid["up_dot"], grid["floor_z_m"])
+
     def detect(self, frame: Frame) -> InstanceMasks:
         seg, n, step = self.segments(frame)
+        self._pose = frame.world_from_camera
         return self._finish(frame, seg, n, float(step))
 
 
