@@ -215,7 +215,7 @@ def _soft_above(x: np.ndarray, limit: float, scale: float) -> np.ndarray:
     return np.exp(-0.5 * (over / scale) ** 2)
 
 
-def _soft_below(x: np.ndarray, limit: float, scale: float) -> np.ndarray:
+def _soft_below(x: np.ndarray, limit: float | np.ndarray, scale: float) -> np.ndarray:
     under = np.nan_to_num(limit - x, nan=0.0).clip(0.0, None)
     return np.exp(-0.5 * (under / scale) ** 2)
 
