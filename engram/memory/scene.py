@@ -580,6 +580,7 @@ class SceneMemory:
         # 2. static / dynamic split
         n_dyn = 0
         mover_px: np.ndarray | None = None  # pixels of tracked movers (people, robots) in this frame
+        mover_objects: list[int] = []
         if self.dynamic_enabled and len(scan):
             # a contradiction needs free space at the endpoint and one voxel beyond it: a surface
             # at the edge of mapped structure (its voxel grazed free by passing rays) is not one;
@@ -598,6 +599,13 @@ class SceneMemory:
                 free_log_odds=_FREE_LOG_ODDS,
             )
             is_dyn, mover_px = self._track_motion(frame, scan, split, t)
+            if self.motion.started_moving:
+                # objects made of a mover's geometry, detected before it was seen to move
+                since = min(tr.first_t_s for tr in self.motion.started_moving)
+                born = [o for o in self.objects.objects.values() if o.first_seen_s >= since]
+                mover_objects = [
+                    o.id for o in born if len(o.points) and np.mean(self.transient.weight_at(o.points, t) >= 0.5) >= 0.5
+                ]
             n_dyn = int(is_dyn.sum()) * self.depth_stride**2
         else:
             is_dyn = np.zeros(len(scan), bool)
@@ -665,6 +673,12 @@ class SceneMemory:
         if self.frames_mapped % 20 == 0:
             self.transient.prune(t)
 
+        if mover_objects:
+            for oid in mover_objects:
+                self.objects.remove(oid)
+                self.places.remove_object(oid)
+                self.tracker.forget(oid)
+            self.snapshots.remove_objects(mover_objects)
         before_ids = set(self.objects.objects)
         # objects in view, in range and big enough to detect; a miss needs their place seen
         # empty (occlusion is judged per surface point there), not merely an undetected object

@@ -223,6 +223,7 @@ class MotionTracker:
         self.lost_after_s = float(lost_after_s)
         self.settle_after_s = float(settle_after_s)
         self.tracks: list[_Track] = []
+        self.started_moving: list[_Track] = []  # the tracks that became moving in the last update
         self._next_id = 1
 
     def update(self, centroids: np.ndarray, t_s: float) -> list[_Track]:
@@ -230,6 +231,7 @@ class MotionTracker:
         c = np.asarray(centroids, np.float64).reshape(-1, 3)
         self.tracks = [tr for tr in self.tracks if t_s - tr.last_t_s <= self.lost_after_s]
         out: list[_Track | None] = [None] * len(c)
+        self.started_moving = []
         if self.tracks and len(c):
             last = np.stack([tr.last_xyz for tr in self.tracks])
             dt = np.array([max(t_s - tr.last_t_s, 0.0) for tr in self.tracks])
@@ -243,7 +245,9 @@ class MotionTracker:
                 used_t.add(i)
                 tr = self.tracks[i]
                 tr.travelled_m = max(tr.travelled_m, float(np.linalg.norm(c[j, :2] - tr.first_xy)))
-                tr.moving = tr.moving or tr.travelled_m >= self.move_m
+                if not tr.moving and tr.travelled_m >= self.move_m:
+                    tr.moving = True
+                    self.started_moving.append(tr)
                 tr.last_xyz, tr.last_t_s = c[j].copy(), float(t_s)
                 out[j] = tr
         for j in range(len(c)):

@@ -267,7 +267,7 @@ class _NamesEverythingNearAChair:
         return InstanceMasks(masks=mask[None], labels=["chair"], scores=np.array([0.9]))
 
 
-@pytest.mark.parametrize("detector", [None])
+@pytest.mark.parametrize("detector", [None, "stub"])
 def test_person_without_labels_leaves_no_trail_and_is_no_object(world, detector):
     """No label says "person": the walker is found by motion against the static map alone, and
     stays a mover when it stops (a thing put down settles into the map; someone who walked there does not)."""
