@@ -697,8 +697,9 @@ class SceneMemory:
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
         # objects in plain view (not hidden behind what the depth shows) that went undetected
-        unhidden = self.tracker.expected_visible(self.objects.objects, world_from_camera, k, frame.depth_m)
-        self.objects.note_missed(i for i in unhidden if i not in detected)
+        # (an undetected object is as it was when ``in_view`` was judged: only the depth test is new)
+        undetected = {i: self.objects.objects[i] for i in in_view if i not in detected}
+        self.objects.note_missed(self.tracker.expected_visible(undetected, world_from_camera, k, frame.depth_m))
         new_ids = detected - before_ids
         new_known = {oid for oid, d, kb in zip(matched, dets, known_before) if oid in new_ids and kb}
         merges = self.tracker.observe(t, self.objects.objects, detected, new_ids, expected, new_known)
