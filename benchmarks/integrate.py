@@ -88,7 +88,7 @@ def world_points(frame) -> np.ndarray:
 
 def full_integrate(frames, voxel_size_m: float) -> dict:
     """CPU ms per frame of `SceneMemory.integrate` on a fresh memory (kernels warmed on another)."""
-    kw = {"depth_stride": 1, "image_encoder": None}
+    kw = {"depth_stride": 1, "image_encoder": None, "detector": None}  # no detector: no objects
     warm = SceneMemory(voxel_size_m, **kw)
     for f in frames[:12]:
         warm.integrate(f)
