@@ -54,6 +54,7 @@ class MapObject:
         embedding_sum: sum of the detections' embeddings (None if none had one).
         embedding_count: how many embeddings were summed.
         n_missed: frames that had it in view and did not detect it.
+        last_update: the map's frame count (`ObjectMap.frames_given`) when it was last detected.
         meta: scoring details, e.g. ``source_ids`` {source instance id: count}.
     """
 
@@ -69,6 +70,7 @@ class MapObject:
     embedding_sum: np.ndarray | None = None
     embedding_count: int = 0
     n_missed: int = 0
+    last_update: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     # derived, refreshed by ObjectMap after every change
     box_min: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -166,6 +168,15 @@ def _insertion(keys: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return pos, keys[np.minimum(pos, len(keys) - 1)] != new
 
 
+def _colour_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """CIELAB distance with lightness counted half (one material under different light); inf if unknown."""
+    if a is None or b is None:
+        return float("inf")
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    d[0] *= 0.5
+    return float(np.linalg.norm(d))
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
     pts, col, _, _ = _downsample_keys(points, colors, voxel_size_m)
@@ -205,12 +216,17 @@ class ObjectMap:
         denoise_every: re-cluster an object's points every this many fusions.
         min_detections: an object detected fewer times is unconfirmed: `prune_unconfirmed`
             removes it once it was in view ``max_missed`` times without being detected
-            (a one-frame flicker of the segmenter), or at the end of a run.
-        max_missed: see ``min_detections``.
+            (a one-frame flicker of the segmenter), or, detected once, when ``confirm_frames``
+            frames passed without detecting it again.
+        max_missed, confirm_frames: see ``min_detections``.
         part_colour_distance: `merge_duplicates` folds an object whose box lies inside a
             larger object's box into it when their mean colours are this close (CIELAB,
             lightness counted half: one material under different light) or their labels are
             the same: the boards, panels and legs of one piece of furniture.
+        adjacent_overlap, adjacent_size_share, adjacent_colour_distance: `merge_duplicates`
+            also joins two objects whatever their labels when this share of the smaller one's
+            voxels touches the larger, the smaller has at least this share of the larger's
+            voxels (not a cup on a table) and their mean colours are this close.
     """
 
     def __init__(
@@ -229,7 +245,11 @@ class ObjectMap:
         denoise_every: int = 5,
         min_detections: int = 3,
         max_missed: int = 3,
+        confirm_frames: int = 20,
         part_colour_distance: float = 12.0,
+        adjacent_overlap: float = 0.1,
+        adjacent_size_share: float = 0.1,
+        adjacent_colour_distance: float = 8.0,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
             if not value > 0:
@@ -264,7 +284,12 @@ class ObjectMap:
         self.denoise_every = int(denoise_every)
         self.min_detections = int(min_detections)
         self.max_missed = int(max_missed)
+        self.confirm_frames = int(confirm_frames)
+        self.frames_given = 0  # calls of update (frames), for the age of unconfirmed objects
         self.part_colour_distance = float(part_colour_distance)
+        self.adjacent_overlap = float(adjacent_overlap)
+        self.adjacent_size_share = float(adjacent_size_share)
+        self.adjacent_colour_distance = float(adjacent_colour_distance)
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
         self._offsets = neighbour_offsets(self.match_radius_voxels)
@@ -347,6 +372,7 @@ class ObjectMap:
         for i, det in enumerate(detections):
             if not isinstance(det, Detection):
                 raise ValueError(f"detections[{i}] is a {type(det).__name__}, not a Detection")
+        self.frames_given += 1
         if not detections:
             return []
         self._ensure_index()
@@ -418,6 +444,7 @@ class ObjectMap:
             embedding_sum=None if det.embedding is None else det.embedding.astype(np.float64),
             embedding_count=0 if det.embedding is None else 1,
             meta={"source_ids": {det.instance_id: 1}},
+            last_update=self.frames_given,
         )
         obj._refresh(self.match_voxel_m)
         obj.position_history.append((timestamp_s, obj.centroid.copy()))
@@ -428,6 +455,7 @@ class ObjectMap:
     def _fuse(self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray) -> None:
         self._add_points(obj, det.points_world, det.colors)
         obj.n_detections += 1
+        obj.last_update = self.frames_given
         added_keys: np.ndarray | None = det_keys
         if self.denoise_voxel_m is not None and obj.n_detections % self.denoise_every == 0:
             keep = largest_clusters_mask(obj.points, self.denoise_voxel_m)
@@ -661,6 +689,7 @@ class ObjectMap:
         for k, v in src.label_votes.items():
             keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
         keep.n_detections += src.n_detections
+        keep.last_update = max(keep.last_update, src.last_update)
         keep.last_seen_s = max(keep.last_seen_s, src.last_seen_s)
         keep.frames = sorted(set(keep.frames) | set(src.frames))
         keep.position_history = sorted(keep.position_history + src.position_history, key=lambda h: h[0])[-_MAX_HISTORY:]
@@ -719,15 +748,21 @@ class ObjectMap:
         return self.get(object_id).n_detections >= self.min_detections
 
     def prune_unconfirmed(self, *, final: bool = False) -> list[int]:
-        """Remove unconfirmed objects (fewer than ``min_detections`` detections) that were
-        in view at least ``max_missed`` times without being detected since; with ``final``
-        every unconfirmed object goes (the end of a run: what was seen once or twice and never
-        again is a segmenter's flicker more often than an object). Returns the removed ids.
+        """Remove unconfirmed objects (fewer than ``min_detections`` detections): those in view
+        at least ``max_missed`` times without being detected since, those detected once and not
+        again in the ``confirm_frames`` frames given to `update` since (a glimpse never seen
+        again), and with ``final`` all of them. What a segmenter shows once or twice and never again is its flicker more
+        often than an object. Returns the removed ids.
         """
         gone = [
             o.id
             for o in self._objects.values()
-            if o.n_detections < self.min_detections and (final or o.n_missed >= self.max_missed)
+            if o.n_detections < self.min_detections
+            and (
+                final
+                or o.n_missed >= self.max_missed
+                or (o.n_detections <= 1 and self.frames_given - o.last_update > self.confirm_frames)
+            )
         ]
         for oid in gone:
             del self._objects[oid]
@@ -753,6 +788,13 @@ class ObjectMap:
         self._ensure_index()
         todo = self._merge_pending
         self._merge_pending = set()
+        colour: dict[int, np.ndarray] = {}  # mean CIELAB colour, worked out when a pair needs it
+
+        def colour_of(i: int) -> np.ndarray:
+            if i not in colour:
+                colour[i] = _mean_lab([self._objects[i]])[0]
+            return colour[i]
+
         while True:  # one pass per round of merges; rounds are few
             # keys and boxes as the round starts: an object that absorbs another in this round is
             # probed with its new keys against the others' keys as they were (a static index)
@@ -776,6 +818,16 @@ class ObjectMap:
                     if cnt == 0:
                         continue
                     ratio = cnt / max(len(obj.match_keys), 1)
+                    if (
+                        ratio >= self.adjacent_overlap
+                        and len(obj.match_keys) >= self.adjacent_size_share * len(other.match_keys)
+                        and _colour_distance(colour_of(oid), colour_of(other_id)) <= self.adjacent_colour_distance
+                    ):
+                        # two pieces of one material joined along a seam (a shelf cut at a board,
+                        # a bed at its frame): not a small thing resting on a large one
+                        if best is None or ratio > best[0]:
+                            best = (ratio, other_id)
+                        continue
                     exact = obj.label.lower() == other.label.lower() and obj.label != UNKNOWN
                     same = exact or _labels_agree(obj.label, obj.label_votes, other.label, other.label_votes)
                     need = self.merge_overlap if same else self.merge_overlap_any_label
@@ -797,6 +849,7 @@ class ObjectMap:
                 if self._objects[drop_id].n_detections > self._objects[keep_id].n_detections:
                     keep_id, drop_id = drop_id, keep_id
                 self._absorb(self._objects[keep_id], self._objects.pop(drop_id))
+                colour.pop(keep_id, None)
                 merged[drop_id] = keep_id
                 grown.add(keep_id)
                 self._changed.update((keep_id, drop_id))
@@ -879,6 +932,7 @@ class ObjectMap:
         for k, v in drop.label_votes.items():
             keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
         keep.n_detections += drop.n_detections
+        keep.last_update = max(keep.last_update, drop.last_update)
         keep.first_seen_s = min(keep.first_seen_s, drop.first_seen_s)
         keep.last_seen_s = max(keep.last_seen_s, drop.last_seen_s)
         keep.frames = sorted(set(keep.frames) | set(drop.frames))

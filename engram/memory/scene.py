@@ -811,7 +811,8 @@ class SceneMemory:
                 self.places.rename_object(gone, keep)
                 self.tracker.aliases[gone] = keep
                 self.tracker.forget(gone)
-        # segmenter flicker: seen once or twice, then in view again and again without being detected
+        # segmenter flicker: seen once or twice, then in view again and again without being
+        # detected, or not detected again for a while (ObjectMap.confirm_frames)
         flicker = self.objects.prune_unconfirmed()
         if flicker:
             self.snapshots.remove_objects(flicker)

@@ -420,6 +420,18 @@ def test_unconfirmed_objects_go_once_seen_missing_and_confirmed_ones_stay():
     assert omap.prune_unconfirmed() == [flicker]
     assert set(omap.objects) == {steady, glimpse}
     assert omap.objects[steady].n_missed == 3
+    # a glimpse (out of view since) goes once it was not detected again for confirm_frames frames
+    while omap.frames_given - omap.objects[glimpse].last_update < omap.confirm_frames:
+        omap.update([], 9, 9.0)
+    assert omap.prune_unconfirmed() == []
+    omap.update([], 9, 9.0)
+    assert omap.prune_unconfirmed() == [glimpse]
+    # seen twice, it waits for misses (a small thing seen in few frames is kept)
+    glimpse = omap.update([_det(_blob((3.0, 0.0, 0.5)), "object")], 10, 10.0)[0]
+    omap.update([_det(_blob((3.0, 0.0, 0.5)), "object")], 11, 11.0)
+    for _ in range(omap.confirm_frames + 1):
+        omap.update([], 12, 12.0)
+    assert omap.prune_unconfirmed() == []
     # the end of a run: what was seen once and never in view again goes too
     assert omap.prune_unconfirmed(final=True) == [glimpse]
     # misses survive saving
@@ -450,3 +462,25 @@ def test_merging_what_changed_finds_what_a_pass_over_every_object_finds():
             assert omap.digest() == everything.digest()
             n_merged += len(pairs)
     assert n_merged >= 5  # the scene does make duplicates
+
+
+def test_scene_memory_forgets_a_one_frame_flicker_and_keeps_the_box():
+    from engram.memory.scene import SceneMemory
+
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05, timeline=False, frontier_every=5)
+    eye, target = VIEWS[0]
+    for i in range(12):
+        frame = frame_of([FLOOR, (*BOX, 5)], {1: "floor", 5: "cabinet"}, eye, target, i)
+        if i == 0:
+            # the segmenter's flicker: a patch of floor taken for an object in one frame only
+            ids = frame.instances.copy()
+            ids[100:115, 20:45] = 7
+            frame = frame_of([FLOOR, (*BOX, 5)], {1: "floor", 5: "cabinet", 7: "object"}, eye, target, i)
+            frame.instances = ids
+        mem.integrate(frame)
+        if i == 0:
+            assert len(mem.objects) == 2
+            flicker = next(o.id for o in mem.objects.objects.values() if o.label == "object")
+    mem.finalize()
+    assert [o.label for o in mem.objects.objects.values()] == ["cabinet"]
+    assert all(flicker not in s.object_ids for s in mem.snapshots.snapshots)

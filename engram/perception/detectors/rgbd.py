@@ -263,6 +263,10 @@ class RgbdDetector(_Labelled):
         crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`).
         wall_plane_tolerance_m: a flat vertical segment within this distance of the plane of a
             wall (seen in this frame or, with poses, in an earlier one) is part of that wall.
+        post_max_width_m: a vertical strip narrower than this and taller than 0.6 m is
+            structure (a door jamb, a wall's edge).
+        structure_above_m: with a known floor, segments whose lowest point is higher than
+            this above it are structure (None keeps them).
     """
 
     name = "rgbd"
@@ -287,6 +291,8 @@ class RgbdDetector(_Labelled):
         min_probability: float = 0.2,
         num_threads: int | None = 1,
         wall_plane_tolerance_m: float = 0.04,
+        post_max_width_m: float = 0.12,
+        structure_above_m: float | None = 1.75,
     ) -> None:
         if not 16 <= int(work_width_px) <= 1024:
             raise ValueError(f"work_width_px must be in [16, 1024], got {work_width_px}")
@@ -306,6 +312,8 @@ class RgbdDetector(_Labelled):
         )
         self.floor_z_m: float | None = None  # lowest floor level seen (world frame), when poses are known
         self.wall_plane_tolerance_m = float(wall_plane_tolerance_m)
+        self.post_max_width_m = float(post_max_width_m)
+        self.structure_above_m = None if structure_above_m is None else float(structure_above_m)
         # walls seen so far (world frame, when poses are known): rows of (nx, ny, offset), the
         # horizontal unit normal facing the room and n . p on the wall
         self.wall_planes = np.zeros((0, 3))
@@ -476,6 +484,11 @@ class RgbdDetector(_Labelled):
         wall = (frac_vert > 0.6) & ((h_ext > self.wall_min_height_m) | (top_row & (width > 1.2) & (h_ext > 0.6)))
         huge = size3 > self.max_extent_m * np.sqrt(3)
         wall |= self._on_wall_planes(frame, horiz, flat, cnt, frac_vert, wall, ~(floor | ceiling | huge))
+        # a narrow vertical strip taller than a bottle: a door jamb, the edge of a wall or pillar
+        wall |= (frac_vert > 0.6) & (width < self.post_max_width_m) & (h_ext > 0.6)
+        # nothing but structure lies wholly above a door's height: lintels, the tops of walls, trim
+        if floor_z is not None and self.structure_above_m is not None:
+            wall |= lo - floor_z > self.structure_above_m
         # thin slivers (a table's leg, a strip of wall beside a door frame) are parts, not objects:
         # pixels per unit of the longer box side on the grid
         _, grid_box = _boxes(seg, ncomp)
