@@ -424,6 +424,16 @@ class CachingImageEncoder:
         self.tag_lists.extend(t)
         return t
 
+    def encode_with_tags(self, images, k=5):
+        """One forward pass for both, as the build uses it (without this the build ran the encoder twice)."""
+        if not hasattr(self.inner, "encode_with_tags"):
+            return self.encode(images), self.tags(images, k=k)
+        e, t = self.inner.encode_with_tags(images, k=k)
+        e = np.asarray(e, np.float32)
+        self.embeddings.extend(e)
+        self.tag_lists.extend(t)
+        return e, t
+
 
 def repeat_memory(mem: EpisodicMemory, reps: int, period_s: float) -> EpisodicMemory:
     """A finished memory repeated ``reps`` times, each copy shifted by ``period_s`` (keyframes copied, not shared)."""
