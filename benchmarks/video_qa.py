@@ -17,8 +17,8 @@ is a run of frames where the object covers >= 0.2 % of the image, lasting >= 1 s
 (gaps up to 3 s bridged).
 
 Measured:
-  build_x_realtime  video seconds per wall second of `VideoQA.build_from_frames`
-                    (decode + offline encoders + memory + checkpoints), 1 fps sampling
+  build_x_realtime  video seconds per CPU second (time.process_time) of `VideoQA.build_from_frames`
+                    (decode + offline encoders + detector + memory + checkpoints), 1 fps sampling
   temporal_recall5  share of questions whose ground-truth span overlaps one of
                     the top-5 retrieved spans
   query_ms          median time of `VideoQA.retrieve_hits` (text encoding included,
