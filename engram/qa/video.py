@@ -827,102 +827,25 @@ def _encode_batch(encoder: Any, rgbs: list[np.ndarray], k: int) -> tuple[np.ndar
     return embs, list(tags)
 
 
-class _CropBatch:
-    """Stands in for a detector's crop classifier so that a batch of frames costs one classifier call.
-
-    A detector that labels its segments with ``encoder.logits_and_features(crops)``
-    (the ``rgb`` / ``rgbd`` labeller) calls it once per frame with a few crops;
-    each call pays the network's fixed cost again. `_detect_batch` runs the
-    detector over the frames twice: first recording every call's crops (answering
-    with placeholders that are thrown away), then, after one call on all the
-    crops together, replaying each call's rows. A call that differs from the one
-    recorded at its place goes to the real encoder, so the result is always
-    what the detector computes on its own.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.recording = True
-        self.calls: list[list[np.ndarray]] = []
-        self.rows: list[tuple[np.ndarray, np.ndarray]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def logits_and_features(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        images = list(images)
-        if self.recording:
-            self.calls.append(images)
-            empty_logits, empty_feats = self.inner.logits_and_features([])
-            n = len(images)
-            return np.zeros((n, empty_logits.shape[1]), np.float32), np.zeros((n, empty_feats.shape[1]), np.float32)
-        if (
-            self.rows
-            and len(self.calls[0]) == len(images)
-            and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(self.calls[0], images))
-        ):
-            self.calls.pop(0)
-            return self.rows.pop(0)
-        return self.inner.logits_and_features(images)
-
-    def run_recorded(self) -> None:
-        """One classifier call on every recorded crop, split back per call."""
-        flat = [img for call in self.calls for img in call]
-        logits, feats = self.inner.logits_and_features(flat) if flat else (None, None)
-        start = 0
-        for call in self.calls:
-            stop = start + len(call)
-            self.rows.append((logits[start:stop], feats[start:stop]))
-            start = stop
-        self.recording = False
-
-
 def _detect_batch(detector: Any, frames: Sequence[Frame], width_px: int) -> list[Any]:
-    """The detector's masks for each frame (see `_detect`), with one crop-classifier call for the batch.
+    """The detector's masks for each frame shrunk to ``width_px`` (boxes are kept as image fractions).
 
-    See `_CropBatch`; each frame is segmented once (the detector's ``segments`` is
-    memoised for the two passes and restored after).
+    One `run_detector_batch` call: the ``rgb`` / ``rgbd`` detectors label every
+    frame's segments with one crop-classifier call (the network's cost per call
+    is mostly fixed, so a frame's few crops alone cost nearly as much as a batch).
     """
-    labeller = getattr(detector, "labeller", None)
-    encoder = getattr(labeller, "encoder", None)
-    if len(frames) < 2 or encoder is None or not hasattr(encoder, "logits_and_features"):
-        return [_detect(detector, f, width_px) for f in frames]
-    batcher = _CropBatch(encoder)
-    labeller.encoder = batcher
-    # the second pass reuses the first pass's segmentation of each frame
-    segments = getattr(detector, "segments", None)
-    memo: dict[tuple[int, float, tuple[int, ...]], Any] = {}
-
-    def segments_once(frame: Frame) -> Any:
-        key = (frame.index, frame.timestamp_s, frame.rgb.shape)
-        if key not in memo:
-            memo[key] = segments(frame)  # type: ignore[misc]
-        return memo[key]
-
-    if callable(segments) and "segments" not in vars(detector):
-        detector.segments = segments_once
-    try:
-        for f in frames:
-            _detect(detector, f, width_px)
-        batcher.run_recorded()
-        return [_detect(detector, f, width_px) for f in frames]
-    finally:
-        labeller.encoder = encoder
-        if vars(detector).get("segments") is segments_once:
-            del detector.segments
-
-
-def _detect(detector: Any, frame: Frame, width_px: int) -> Any:
-    """The detector's masks for a frame shrunk to ``width_px`` (boxes are kept as image fractions)."""
     import cv2
 
-    from engram.perception.detectors import run_detector
+    from engram.perception.detectors import run_detector_batch
 
-    if frame.width > width_px:
-        h = max(1, round(frame.height * width_px / frame.width))
-        rgb = cv2.resize(frame.rgb, (width_px, h), interpolation=cv2.INTER_AREA)
-        frame = Frame(index=frame.index, timestamp_s=frame.timestamp_s, rgb=rgb)
-    return run_detector(detector, frame)
+    small = []
+    for frame in frames:
+        if frame.width > width_px:
+            h = max(1, round(frame.height * width_px / frame.width))
+            rgb = cv2.resize(frame.rgb, (width_px, h), interpolation=cv2.INTER_AREA)
+            frame = Frame(index=frame.index, timestamp_s=frame.timestamp_s, rgb=rgb)
+        small.append(frame)
+    return run_detector_batch(detector, small)
 
 
 def _resolve_captioner(captioner: Any) -> Any:

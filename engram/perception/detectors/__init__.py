@@ -24,7 +24,7 @@ output is one `DetectorError` naming the backend before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "build_detector",
     "register_detector",
     "run_detector",
+    "run_detector_batch",
 ]
 
 # name -> module that registers it (imported lazily so that `import engram` stays light)
@@ -92,13 +93,39 @@ def run_detector(detector: Detector, frame: Frame) -> InstanceMasks:
         DetectorError: the output is not `InstanceMasks`, its masks do not match
             the frame's size, or its labels, scores or embeddings are malformed.
     """
+    return run_detector_batch(detector, [frame], batch=False)[0]
+
+
+def run_detector_batch(detector: Detector, frames: Sequence[Frame], *, batch: bool = True) -> list[InstanceMasks]:
+    """Every frame's `run_detector` output; one ``detector.detect_batch(frames)`` call where the backend has one.
+
+    A backend's ``detect_batch`` (the ``rgbd`` / ``rgb`` detectors: one crop-classifier
+    call for all the frames' segments) must give what ``detect`` gives frame by frame.
+
+    Raises:
+        DetectorError: as `run_detector`, naming the frame.
+    """
     name = getattr(detector, "name", type(detector).__name__)
+    frames = list(frames)
+    detect_batch = getattr(detector, "detect_batch", None) if batch else None
     try:
-        out = detector.detect(frame)
+        if callable(detect_batch):
+            outs = list(detect_batch(frames))
+            if len(outs) != len(frames):
+                raise DetectorError(f"detector {name!r} returned {len(outs)} results for {len(frames)} frames")
+        else:
+            outs = [detector.detect(f) for f in frames]
     except DetectorError:
         raise
     except ValueError as exc:  # InstanceMasks validation inside the backend
-        raise DetectorError(f"detector {name!r} returned malformed output on frame {frame.index}: {exc}") from exc
+        at = f"frame {frames[0].index}" if len(frames) == 1 else f"frames {frames[0].index}-{frames[-1].index}"
+        raise DetectorError(f"detector {name!r} returned malformed output on {at}: {exc}") from exc
+    for frame, out in zip(frames, outs):
+        _check_output(name, frame, out)
+    return outs
+
+
+def _check_output(name: str, frame: Frame, out: Any) -> None:
     if not isinstance(out, InstanceMasks):
         raise DetectorError(f"detector {name!r} must return InstanceMasks, got {type(out).__name__}")
     k, h, w = out.masks.shape
@@ -111,4 +138,3 @@ def run_detector(detector: Detector, frame: Frame) -> InstanceMasks:
         raise DetectorError(f"detector {name!r} returned labels that are not non-empty strings: {bad[:3]!r}")
     if out.embeddings is not None and not np.all(np.isfinite(out.embeddings)):
         raise DetectorError(f"detector {name!r} returned NaN or inf embeddings")
-    return out

@@ -35,6 +35,7 @@ unknown segments ("object") still have an identity.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -148,13 +149,49 @@ class SegmentLabeller:
         With ``geometry`` (the segments' measurements in metres), the classifier's
         distribution is weighed by each word's geometric likelihood (`priors`).
         """
-        k = len(boxes)
-        if k == 0 or self.encoder is None:
-            return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], None
-        crops = self.crops(rgb, boxes, masks)
+        return self.label_many([(rgb, boxes, masks, geometry)])[0]
+
+    def label_many(
+        self, items: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None, SegmentGeometry | None]]
+    ) -> list[tuple[list[str], list[dict[str, float]], np.ndarray | None]]:
+        """`__call__` for several images' ``(rgb, boxes, masks, geometry)`` with one classifier call.
+
+        The network's cost per call is mostly fixed for a few small crops, so a
+        batch of frames (a video's sampled frames) is labelled in one call over
+        every crop; each image's answer is what `__call__` gives for it alone.
+        """
+        out: list[tuple[list[str], list[dict[str, float]], np.ndarray | None]] = []
+        crops: list[np.ndarray] = []
+        spans: list[tuple[int, int, int]] = []  # (item, first crop, end)
+        for i, (rgb, boxes, masks, _) in enumerate(items):
+            k = len(boxes)
+            out.append(([UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], None))
+            if k and self.encoder is not None:
+                spans.append((i, len(crops), len(crops) + k))
+                crops += self.crops(rgb, boxes, masks)
+        if not crops or self.encoder is None:
+            return out
         if self.label_map is None:
-            return [UNKNOWN_LABEL] * k, [{UNKNOWN_LABEL: 1.0} for _ in range(k)], self.encoder.encode(crops)
-        logits, feats = self.encoder.logits_and_features(crops)
+            emb = self.encoder.encode(crops)
+            for i, a, b in spans:
+                out[i] = (out[i][0], out[i][1], emb[a:b])
+            return out
+        all_logits, all_feats = self.encoder.logits_and_features(crops)
+        for i, a, b in spans:
+            rgb, boxes, _, geometry = items[i]
+            out[i] = self._decide(all_logits[a:b], all_feats[a:b], rgb, boxes, geometry)
+        return out
+
+    def _decide(
+        self,
+        logits: np.ndarray,
+        feats: np.ndarray,
+        rgb: np.ndarray,
+        boxes: np.ndarray,
+        geometry: SegmentGeometry | None,
+    ) -> tuple[list[str], list[dict[str, float]], np.ndarray | None]:
+        """One image's labels from its crops' logits: vocabulary distribution, geometric prior, threshold."""
+        assert self.label_map is not None
         z = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -215,11 +252,12 @@ class _Labelled:
         """Measurements of the segments ``ids`` (None: this detector measures nothing)."""
         return None
 
-    def _finish(self, frame: Frame, seg: np.ndarray, n: int, scale: float) -> InstanceMasks:
+    def _proposals(self, frame: Frame, seg: np.ndarray, n: int, scale: float) -> _Proposals | None:
+        """Full-resolution masks, boxes and measurements of a frame's segments (None: no segment)."""
         counts, boxes = _boxes(seg, n)
         ids = np.flatnonzero(counts[1:] > 0) + 1
         if len(ids) == 0:
-            return InstanceMasks.empty(frame.height, frame.width)
+            return None
         ids = ids[np.argsort(-counts[ids], kind="stable")][: self.max_segments]
         full_boxes = np.empty((len(ids), 4))
         full_boxes[:, :2] = boxes[ids, :2] * scale
@@ -229,16 +267,48 @@ class _Labelled:
         masks = _masks_from_segments(seg, ids.astype(seg.dtype), frame.height, frame.width)
         lab = self.labeller
         geometry = self._geometry(seg, ids) if lab.label_map is not None and lab.geometry_prior else None
-        labels, dists, emb = lab(frame.rgb, full_boxes, masks, geometry)
-        keep = np.any(masks.reshape(len(ids), -1), axis=1)
-        scores = np.ones(len(ids))
+        return _Proposals(full_boxes, masks, geometry)
+
+    @staticmethod
+    def _assemble(
+        props: _Proposals, labelled: tuple[list[str], list[dict[str, float]], np.ndarray | None]
+    ) -> InstanceMasks:
+        labels, dists, emb = labelled
+        masks = props.masks
+        keep = np.any(masks.reshape(len(masks), -1), axis=1)
         return InstanceMasks(
             masks[keep],
             [lab for lab, k in zip(labels, keep) if k],
-            scores[keep],
+            np.ones(int(keep.sum())),
             embeddings=None if emb is None else emb[keep],
             label_scores=[d for d, k in zip(dists, keep) if k],
         )
+
+    def _segment(self, frame: Frame) -> tuple[np.ndarray, int, float]:
+        raise NotImplementedError
+
+    def detect(self, frame: Frame) -> InstanceMasks:
+        return self.detect_batch([frame])[0]
+
+    def detect_batch(self, frames: Sequence[Frame]) -> list[InstanceMasks]:
+        """`detect` for several frames, in order, with one crop-classifier call for all of them."""
+        props = []
+        for frame in frames:  # segmentation (and any per-frame state, such as the floor) in frame order
+            seg, n, scale = self._segment(frame)
+            props.append(self._proposals(frame, seg, n, scale))
+        items = [(f.rgb, p.boxes, p.masks, p.geometry) for f, p in zip(frames, props) if p is not None]
+        labelled = iter(self.labeller.label_many(items))
+        return [
+            InstanceMasks.empty(f.height, f.width) if p is None else self._assemble(p, next(labelled))
+            for f, p in zip(frames, props)
+        ]
+
+
+@dataclass
+class _Proposals:
+    boxes: np.ndarray  # "K 4" inclusive xyxy, full resolution
+    masks: np.ndarray  # "K H W" bool
+    geometry: SegmentGeometry | None
 
 
 @register_detector("rgbd")
@@ -647,10 +717,10 @@ class RgbdDetector(_Labelled):
         pts = grid["points"] @ pose.rotation.T.astype(np.float32) + pose.translation.astype(np.float32)
         return measure_segments(seg, ids, pts, grid["up_dot"], grid["floor_z_m"])
 
-    def detect(self, frame: Frame) -> InstanceMasks:
+    def _segment(self, frame: Frame) -> tuple[np.ndarray, int, float]:
         seg, n, step = self.segments(frame)
-        self._pose = frame.world_from_camera
-        return self._finish(frame, seg, n, float(step))
+        self._pose = frame.world_from_camera  # read by _geometry, right after
+        return seg, n, float(step)
 
 
 @register_detector("rgb")
@@ -723,6 +793,5 @@ class RgbDetector(_Labelled):
         keep[0] = False
         return np.where(keep[seg], seg, 0).astype(np.int32), n, float(scale)
 
-    def detect(self, frame: Frame) -> InstanceMasks:
-        seg, n, scale = self.segments(frame)
-        return self._finish(frame, seg, n, scale)
+    def _segment(self, frame: Frame) -> tuple[np.ndarray, int, float]:
+        return self.segments(frame)
