@@ -745,15 +745,15 @@ class SceneMemory:
             return is_dyn, None
         _, blobs = blob_labels(split.dynamic_pixels)
         flat_blobs = blobs.reshape(-1)
-        xyz = scan.points_world()
         dyn_idx = np.flatnonzero(is_dyn)
-        ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], xyz[dyn_idx], t)
+        dyn_xyz = scan.points_world(dyn_idx)  # metric points only where they are read
+        ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], dyn_xyz, t)
         mover_px = np.isin(blobs, ids[moving]) if moving.any() else None
         open_ids = ids[~settled_blob]
         if split.geometric_pixels is not None and len(open_ids):
             seed = np.isin(blobs, open_ids) & split.geometric_pixels
             if seed.any():
-                z = xyz[:, 2]
+                z = scan.heights_world()
                 ok = (z >= self.floor_z_m + self.voxel_size_m) & ~(scan.log_odds >= _GROW_BELOW_LOG_ODDS)
                 allowed_flat = np.zeros(frame.height * frame.width, bool)
                 allowed_flat[scan.pixels[ok]] = True
@@ -764,9 +764,8 @@ class SceneMemory:
                     # no farther than a body's reach from the blob it grew from (a surface not mapped
                     # yet may go on for metres)
                     own = flat_blobs[scan.pixels[dyn_idx]]
-                    pts = xyz[dyn_idx]
-                    cent = np.stack([pts[own == i].mean(axis=0) for i in open_ids if (own == i).any()])
-                    far = np.linalg.norm(xyz[new][:, None, :] - cent[None], axis=2).min(axis=1)
+                    cent = np.stack([dyn_xyz[own == i].mean(axis=0) for i in open_ids if (own == i).any()])
+                    far = np.linalg.norm(scan.points_world(new)[:, None, :] - cent[None], axis=2).min(axis=1)
                     is_dyn[new[far <= _GROW_REACH_M]] = True
                 if mover_px is not None:
                     mover_px |= grow_over_depth(
@@ -777,7 +776,7 @@ class SceneMemory:
             sel = sel[np.isin(flat_blobs[scan.pixels[sel]], ids[settled_blob])]
             sel = sel[~split.semantic_pixels.reshape(-1)[scan.pixels[sel]]]
             if len(sel):
-                settled = self.transient.weight_at(xyz[sel], t) >= self.settle_weight
+                settled = self.transient.weight_at(scan.points_world(sel), t) >= self.settle_weight
                 is_dyn[sel[settled]] = False
         return is_dyn, mover_px
 

@@ -35,6 +35,9 @@ def test_scan_keys_the_same_pixels_and_points_as_backprojection(stride):
     pts = POSE.transform_points(pts_cam)
     assert np.array_equal(scan.uv(), px)
     assert np.allclose(scan.points_world(), pts, atol=1e-9)
+    assert np.allclose(scan.heights_world(), pts[:, 2], atol=1e-4)  # z alone (float32 for all rows), or of some rows
+    some = np.arange(0, len(pts), 7)
+    assert np.allclose(scan.heights_world(some), pts[some, 2], atol=1e-9)
     # keys agree except where a point sits within rounding of a voxel face
     same = scan.codes == tree.point_codes(pts)
     assert same.mean() > 0.999
