@@ -149,6 +149,34 @@ class WordEncoder:
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+class CropClassifier:
+    """A stand-in crop classifier: ImageNet-sized logits and unit features from each crop's mean colour.
+
+    ``calls`` logs the number of crops of every `logits_and_features` call.
+    """
+
+    name = "test-crops"
+
+    def __init__(self, seed: int = 0, dim: int = 16) -> None:
+        rng = np.random.default_rng(seed)
+        self.w_logits = rng.normal(size=(3, 1000)).astype(np.float32) * 4.0
+        self.w_feats = rng.normal(size=(3, dim)).astype(np.float32)
+        self.calls: list[int] = []
+
+    def logits_and_features(self, images):
+        images = list(images)
+        self.calls.append(len(images))
+        x = np.array([im.reshape(-1, 3).mean(axis=0) / 255.0 for im in images], np.float32).reshape(-1, 3)
+        f = x @ self.w_feats + 0.1
+        return x @ self.w_logits, f / np.linalg.norm(f, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def crop_classifier() -> type[CropClassifier]:
+    """The `CropClassifier` class (call it for an instance with its own call log)."""
+    return CropClassifier
+
+
 @pytest.fixture
 def colour_encoder() -> type[ColourEncoder]:
     """The `ColourEncoder` class (call it for an instance; subclass it for a variant)."""

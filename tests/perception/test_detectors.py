@@ -188,25 +188,7 @@ def test_scene_memory_ignores_ground_truth_unless_oracle():
     assert 1.75 <= c[0] <= 2.25 and abs(c[1]) <= 0.25 and 0.0 <= c[2] <= 0.45
 
 
-class _ColourClassifier:
-    """A stand-in crop classifier (logits and features from each crop's mean colour) that logs its calls."""
-
-    name = "colour"
-
-    def __init__(self) -> None:
-        rng = np.random.default_rng(1)
-        self.w_logits = rng.normal(size=(3, 1000)).astype(np.float32) * 4.0
-        self.w_feats = rng.normal(size=(3, 8)).astype(np.float32)
-        self.calls: list[int] = []
-
-    def logits_and_features(self, images):
-        self.calls.append(len(images))
-        x = np.array([im.reshape(-1, 3).mean(axis=0) / 255.0 for im in images], np.float32).reshape(-1, 3)
-        f = x @ self.w_feats + 0.1
-        return x @ self.w_logits, f / np.linalg.norm(f, axis=1, keepdims=True)
-
-
-def test_rgbd_batch_detects_what_it_detects_frame_by_frame_with_one_classifier_call():
+def test_rgbd_batch_detects_what_it_detects_frame_by_frame_with_one_classifier_call(crop_classifier):
     from engram.perception.detectors import run_detector_batch
 
     # the wall seen whole first, then a strip of it: the batch keeps the detector's state in frame order
@@ -215,7 +197,7 @@ def test_rgbd_batch_detects_what_it_detects_frame_by_frame_with_one_classifier_c
         _box_on_floor_frame(_pitched_camera(3.5, 1.0, 60.0))[0],
         _box_on_floor_frame()[0],
     ]
-    alone_clf, batch_clf = _ColourClassifier(), _ColourClassifier()
+    alone_clf, batch_clf = crop_classifier(seed=1), crop_classifier(seed=1)
     alone_det = build_detector("rgbd", encoder=alone_clf)
     alone = [run_detector(alone_det, f) for f in frames]
     together = run_detector_batch(build_detector("rgbd", encoder=batch_clf), frames)

@@ -384,31 +384,12 @@ def test_cli_reports_a_refusing_server_by_url_and_model(tmp_path, capsys):
     assert rc == 3 and f"127.0.0.1:{port}" in err and "'tiny-vlm'" in err
 
 
-class _CountingClassifier:
-    """A stand-in crop classifier: logits and features from each crop's colour, with a log of its calls."""
-
-    name = "counting"
-
-    def __init__(self) -> None:
-        rng = np.random.default_rng(0)
-        self.w_logits = rng.normal(size=(3, 1000)).astype(np.float32) * 4.0
-        self.w_feats = rng.normal(size=(3, 16)).astype(np.float32)
-        self.calls: list[int] = []
-
-    def logits_and_features(self, images):
-        images = list(images)
-        self.calls.append(len(images))
-        x = np.array([im.reshape(-1, 3).mean(axis=0) / 255.0 for im in images], np.float32).reshape(-1, 3)
-        f = x @ self.w_feats + 0.1
-        return x @ self.w_logits, f / np.linalg.norm(f, axis=1, keepdims=True)
-
-
-def test_a_batch_of_frames_costs_one_crop_classifier_call_and_detects_the_same(monkeypatch):
+def test_a_batch_of_frames_costs_one_crop_classifier_call_and_detects_the_same(monkeypatch, crop_classifier):
     from engram.perception.detectors import run_detector
     from engram.perception.detectors.rgbd import RgbDetector
     from engram.qa.video import _detect_batch
 
-    clf = _CountingClassifier()
+    clf = crop_classifier()
     det = RgbDetector(encoder=clf, work_width_px=160)
     batch = [Frame(index=t, timestamp_s=float(t), rgb=cv2.resize(scene(t), (320, 240))) for t in range(12)]
     alone = [run_detector(det, f) for f in batch]
