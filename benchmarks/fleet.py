@@ -254,11 +254,6 @@ def main() -> int:
     ap.add_argument("--bag-s", type=float, default=240.0, help="seconds of each bag")
     ap.add_argument("--hours", type=float, default=100.0)
     ap.add_argument("--work", default="runs/bench_fleet")
-    ap.add_argument(
-        "--skip-index",
-        action="store_true",
-        help="reuse the catalogues of an earlier run",
-    )
     args = ap.parse_args()
 
     from engram.fleet.catalogue import Catalogue
@@ -273,17 +268,17 @@ def main() -> int:
         flush=True,
     )
     overrides = ["scene.stride=4"]  # bags at 1 frame/s, like the videos
-    if not args.skip_index:  # numba kernels compiled into their disk cache, model files read once, before any timing
-        warm = work / "cat_warmup"
-        shutil.rmtree(warm, ignore_errors=True)
-        w0 = time.process_time()
-        smallest = [min((p for p in srcs if p.suffix == s), key=lambda p: p.stat().st_size) for s in (".mcap", ".avi")]
-        build_index(smallest, warm, overrides=overrides, use_ray=False, progress=False)
-        shutil.rmtree(warm, ignore_errors=True)
-        print(
-            f"# warm-up (one bag and one video in this process, not timed): {time.process_time() - w0:.0f} s CPU",
-            flush=True,
-        )
+    # numba kernels compiled into their disk cache, model files read once, before any timing
+    warm = work / "cat_warmup"
+    shutil.rmtree(warm, ignore_errors=True)
+    w0 = time.process_time()
+    smallest = [min((p for p in srcs if p.suffix == s), key=lambda p: p.stat().st_size) for s in (".mcap", ".avi")]
+    build_index(smallest, warm, overrides=overrides, use_ray=False, progress=False)
+    shutil.rmtree(warm, ignore_errors=True)
+    print(
+        f"# warm-up (one bag and one video in this process, not timed): {time.process_time() - w0:.0f} s CPU",
+        flush=True,
+    )
     runs = {}
     for name, workers, kill in (
         ("1 worker", 1, None),
@@ -291,25 +286,24 @@ def main() -> int:
         ("2 workers, one killed", 2, "half-way"),
     ):
         out = work / f"cat_{workers}{'_killed' if kill else ''}"
-        if not args.skip_index:
-            shutil.rmtree(out, ignore_errors=True)
-            kill_at = None
-            if kill:
-                frames = [runs["1 worker"]["report"].results[s]["frames"] for s in runs["1 worker"]["report"].done]
-                kill_at = int(np.median(frames)) // 2  # the first source to get half-way kills its worker
-            la = os.getloadavg()[0]
-            w0 = time.perf_counter()
-            rep = build_index(srcs, out, overrides=overrides, workers=workers, progress=False,
-                              ray_init={"num_cpus": 2}, _kill_worker_after_frames=kill_at)  # fmt: skip
-            wall = time.perf_counter() - w0
-            runs[name] = {
-                "report": rep,
-                "wall": wall,
-                "cpu": per_worker_cpu(rep),
-                "load": (la, os.getloadavg()[0]),
-                "out": out,
-            }
-            print(f"# {name}: {rep.summary().splitlines()[0]}", flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+        kill_at = None
+        if kill:
+            frames = [runs["1 worker"]["report"].results[s]["frames"] for s in runs["1 worker"]["report"].done]
+            kill_at = int(np.median(frames)) // 2  # the first source to get half-way kills its worker
+        la = os.getloadavg()[0]
+        w0 = time.perf_counter()
+        rep = build_index(srcs, out, overrides=overrides, workers=workers, progress=False,
+                          ray_init={"num_cpus": 2}, _kill_worker_after_frames=kill_at)  # fmt: skip
+        wall = time.perf_counter() - w0
+        runs[name] = {
+            "report": rep,
+            "wall": wall,
+            "cpu": per_worker_cpu(rep),
+            "load": (la, os.getloadavg()[0]),
+            "out": out,
+        }
+        print(f"# {name}: {rep.summary().splitlines()[0]}", flush=True)
 
     r1, r2, rk = runs["1 worker"], runs["2 workers"], runs["2 workers, one killed"]
     cpu1 = sum(r1["cpu"].values())
