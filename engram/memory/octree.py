@@ -584,6 +584,20 @@ class OccupancyOctree:
         if level == 0:
             return k.lookup_points(self._tkeys, self._trows, self._shift, self._pool, p, self._inv_res)
         codes = k.point_codes(p, self._inv_res)
+        children = 1 << (3 * level)
+        if ("level", level) not in self._cache and p.shape[0] * children <= self._n_known:
+            # few queries on a map changed since the last table: read each node's children from the
+            # hash (the same max over its known voxels) instead of sorting the whole map again
+            valid = codes >= 0
+            kids = ((codes[valid] >> (3 * level)) << (3 * level))[:, None] + np.arange(children, dtype=np.int64)
+            vals = k.lookup_codes(self._tkeys, self._trows, self._shift, self._pool, kids.reshape(-1))
+            vals = vals.reshape(-1, children)
+            out = np.full(p.shape[0], np.nan, np.float32)
+            known = ~np.isnan(vals)
+            out[np.flatnonzero(valid)[known.any(axis=1)]] = np.where(known, vals, -np.inf).max(axis=1)[
+                known.any(axis=1)
+            ]
+            return out
         node_codes, node_values = self._level_table(level)
         out = np.full(p.shape[0], np.nan, np.float32)
         if node_codes.shape[0] == 0:

@@ -632,3 +632,22 @@ def test_free_end_rays_free_their_end_voxel_unless_a_hit_is_there():
     assert codes[0] in occ and codes[1] in free and codes[1] not in occ
     free_v, occ_v = tree.voxel_scan(tree.point_codes(wall), origin, 5.0, free_end_codes=tree.point_codes(body))
     assert set(free_v) == set(free) and set(occ_v) == set(occ)
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_coarse_lookup_from_the_hash_equals_the_sorted_table(level):
+    """A few coarse queries on a changed map read children from the hash; the answer is the table's."""
+    tree = OccupancyOctree(RES)
+    _fill_random(tree)
+    rng = np.random.default_rng(10 + level)
+    n = min(80, len(tree) >> (3 * level))  # few enough queries for the hash path
+    probe = np.concatenate(
+        [(tree.keys()[rng.choice(len(tree), n - n // 4)] + 0.5) * RES, rng.uniform(-2, 2, (n // 4, 3))]
+    )
+    probe[-1] = [1e9, 0.0, 0.0]  # outside the key space: unknown either way
+    from_hash = tree.log_odds(probe, level=level)
+    assert ("level", level) not in tree._cache  # the small query did not sort the map
+    tree._level_table(level)
+    from_table = tree.log_odds(probe, level=level)
+    np.testing.assert_array_equal(from_hash, from_table)
+    assert np.isnan(from_hash[-1]) and (~np.isnan(from_hash)).sum() >= n - n // 4
