@@ -368,12 +368,11 @@ def instances_from_masks(masks: InstanceMasks) -> tuple[np.ndarray, dict[int, st
     k, h, w = masks.masks.shape
     if k == 0:
         return np.zeros((h, w), np.int32), {}, {}
-    # rank 1..K by score so that argmax over the stacked ranks picks the best mask per pixel
-    rank = np.empty(k, dtype=np.int32)
-    rank[np.argsort(masks.scores, kind="stable")] = np.arange(1, k + 1, dtype=np.int32)
-    ranked = masks.masks * rank[:, None, None]
-    best = ranked.argmax(axis=0)
-    ids = np.where(ranked.max(axis=0) > 0, best + 1, 0).astype(np.int32)
+    # painted from the lowest score up, so the best mask is the last written at each pixel (of equal
+    # scores, the later mask); one pass per mask, not a "K H W" stack
+    ids = np.zeros((h, w), np.int32)
+    for i in np.argsort(masks.scores, kind="stable"):
+        ids[masks.masks[i]] = i + 1
     labels = {i + 1: masks.labels[i] for i in range(k)}
     scores = {i + 1: float(masks.scores[i]) for i in range(k)}
     return ids, labels, scores

@@ -186,6 +186,13 @@ def test_masks_from_a_detector_resolve_overlaps_by_score():
     )
     ids, labels, scores = instances_from_masks(masks)
     assert np.all(ids[m2] == 2) and np.all(ids[m1 & ~m2] == 1) and np.all(ids[~m1] == 0)
+    # the higher score wins whatever the order; of equal scores, the later mask
+    flipped = InstanceMasks(masks=np.stack([m2, m1]), labels=["drawer", "cabinet"], scores=[0.9, 0.6])
+    ids_f, _, _ = instances_from_masks(flipped)
+    assert np.all(ids_f[m2] == 1) and np.all(ids_f[m1 & ~m2] == 2)
+    tied = InstanceMasks(masks=np.stack([m2, m1]), labels=["drawer", "cabinet"], scores=[0.5, 0.5])
+    ids_t, _, _ = instances_from_masks(tied)
+    assert np.all(ids_t[m1] == 2) and np.all(ids_t[~m1] == 0)
     dets = detections_from_masks(frame, masks, stride=1, min_pixels=1)
     by = {d.label: d for d in dets}
     assert by["drawer"].score == pytest.approx(0.9)
