@@ -195,6 +195,21 @@ def _without_fragments(hits: list[Hit]) -> list[Hit]:
     return kept
 
 
+def _encoder_name(spec: Any) -> str | None:
+    """What the saved config records of an encoder given by name, config node or instance.
+
+    Raises:
+        ValueError: a config node without a registry name.
+    """
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict):
+        if "name" not in spec:
+            raise ValueError(f"an encoder config needs a registry name (name: ...), got keys {sorted(spec)}")
+        return str(spec["name"])
+    return getattr(spec, "name", "custom")
+
+
 class SceneMemory:
     """The dual static/dynamic spatial memory of one scene.
 
@@ -214,8 +229,10 @@ class SceneMemory:
         place_spacing_m: distance between places of the place graph.
         frontier_every: recompute frontiers and merge duplicate objects every n mapped frames.
         floor_z_m: height of the floor (world z) for frontiers and the place graph.
-        image_encoder: name or instance of an image encoder for image queries and the timeline (None = off).
-        text_encoder: name or instance of a text encoder for text queries ("hash" needs nothing installed).
+        image_encoder: name, config node ({name: ..., **settings}) or instance of an image encoder for
+            image queries and the timeline (None = off).
+        text_encoder: name, config node or instance of a text encoder for text queries ("hash" needs
+            nothing installed).
         timeline: keep an episodic timeline of the run.
         snapshot_image_width: width of stored snapshot images (pixels).
         budget: a `MemoryBudget` (or its keyword arguments) enforced every
@@ -295,12 +312,8 @@ class SceneMemory:
             "place_spacing_m": float(place_spacing_m),
             "frontier_every": self.frontier_every,
             "floor_z_m": self.floor_z_m,
-            "image_encoder": image_encoder
-            if isinstance(image_encoder, str) or image_encoder is None
-            else getattr(image_encoder, "name", "custom"),
-            "text_encoder": text_encoder
-            if isinstance(text_encoder, str) or text_encoder is None
-            else getattr(text_encoder, "name", "custom"),
+            "image_encoder": _encoder_name(image_encoder),
+            "text_encoder": _encoder_name(text_encoder),
             "timeline": bool(timeline),
             "snapshot_image_width": self.snapshot_image_width,
             "octree_kwargs": dict(octree_kwargs or {}),
@@ -353,12 +366,18 @@ class SceneMemory:
     # construction ------------------------------------------------------------
     @staticmethod
     def _build_encoder(spec: Any, kind: str) -> Any:
-        if spec is None or not isinstance(spec, str):
+        if isinstance(spec, dict):
+            # a perception config node: {_target_: ..., name: efficientnet_lite0, **kwargs}
+            kwargs = {k: v for k, v in spec.items() if not k.startswith("_")}
+            name = kwargs.pop("name")
+        elif isinstance(spec, str):
+            name, kwargs = spec, {}
+        else:
             return spec
         from engram.perception import encoders
 
         build = encoders.build_image_encoder if kind == "image" else encoders.build_text_encoder
-        return build(spec)
+        return build(name, **kwargs)
 
     @property
     def detector(self) -> Any:
@@ -409,17 +428,6 @@ class SceneMemory:
 
             cfg = OmegaConf.to_container(cfg, resolve=True)
         kwargs = {k: v for k, v in dict(cfg).items() if not k.startswith("_")}
-        for key in ("image_encoder", "text_encoder"):
-            enc = kwargs.get(key)
-            if isinstance(enc, dict):
-                # a perception config node: {_target_: ..., name: efficientnet_lite0, **kwargs}
-                enc = {k: v for k, v in enc.items() if not k.startswith("_")}
-                if "name" not in enc:
-                    raise ValueError(f"memory.{key} needs a registry name (name: ...), got keys {sorted(enc)}")
-                from engram.perception import encoders
-
-                build = encoders.build_image_encoder if key == "image_encoder" else encoders.build_text_encoder
-                kwargs[key] = build(enc.pop("name"), **enc)
         det = kwargs.get("detector")
         if isinstance(det, dict):
             # a perception/detector config node: {_target_: ..., name: rgbd, **kwargs}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -146,16 +148,7 @@ def test_run_detector_rejects_malformed_output():
 def test_oracle_reads_simulator_masks_only():
     frame, truth = _box_on_floor_frame()
     ins = truth.astype(np.int32) * 7
-    sim_frame = Frame(
-        index=0,
-        timestamp_s=0.0,
-        rgb=frame.rgb,
-        depth_m=frame.depth_m,
-        intrinsics=K,
-        world_from_camera=frame.world_from_camera,
-        instances=ins,
-        labels={7: "box"},
-    )
+    sim_frame = dataclasses.replace(frame, instances=ins, labels={7: "box"})
     out = build_detector("oracle").detect(sim_frame)
     assert out.labels == ["box"] and np.array_equal(out.masks[0], truth)
     with pytest.warns(UserWarning, match="no ground-truth"):
@@ -167,16 +160,7 @@ def test_scene_memory_ignores_ground_truth_unless_oracle():
 
     frame, truth = _box_on_floor_frame()
     ins = truth.astype(np.int32) * 7
-    sim_frame = Frame(
-        index=0,
-        timestamp_s=0.0,
-        rgb=frame.rgb,
-        depth_m=frame.depth_m,
-        intrinsics=K,
-        world_from_camera=frame.world_from_camera,
-        instances=ins,
-        labels={7: "teapot"},
-    )
+    sim_frame = dataclasses.replace(frame, instances=ins, labels={7: "teapot"})
     learned = SceneMemory(detector=build_detector("rgbd", encoder=None), timeline=False)
     learned.integrate(sim_frame)
     assert [o.label for o in learned.objects.objects.values()] == ["object"]  # the truth's "teapot" never enters
