@@ -594,9 +594,9 @@ class OccupancyOctree:
             vals = vals.reshape(-1, children)
             out = np.full(p.shape[0], np.nan, np.float32)
             known = ~np.isnan(vals)
-            out[np.flatnonzero(valid)[known.any(axis=1)]] = np.where(known, vals, -np.inf).max(axis=1)[
-                known.any(axis=1)
-            ]
+            node_max = np.where(known, vals, -np.inf).max(axis=1)
+            some = known.any(axis=1)  # a node with no known child stays unknown
+            out[np.flatnonzero(valid)[some]] = node_max[some]
             return out
         node_codes, node_values = self._level_table(level)
         out = np.full(p.shape[0], np.nan, np.float32)
