@@ -177,6 +177,11 @@ def _colour_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     return float(np.linalg.norm(d))
 
 
+def _box_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarray) -> float:
+    """Distance between two axis-aligned boxes (0 when they overlap or touch)."""
+    return float(np.linalg.norm(np.maximum(np.maximum(lo_b - hi_a, lo_a - hi_b), 0.0)))
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
     pts, col, _, _ = _downsample_keys(points, colors, voxel_size_m)
@@ -227,6 +232,21 @@ class ObjectMap:
             also joins two objects whatever their labels when this share of the smaller one's
             voxels touches the larger, the smaller has at least this share of the larger's
             voxels (not a cup on a table) and their mean colours are this close.
+        thin_part_m, thin_part_colour_distance: a part that is a vertical strip or board (its
+            box at most ``thin_part_m`` across along x or y: a leg, a side panel seen edge on or
+            face on) folds into the larger object whose box holds it when it touches that object
+            along most of its voxels and their colours are this close: a leg in the shade of its
+            table top differs more than two faces of one board do. Things lying on a surface
+            (a book, a remote) are flat the other way and keep the stricter colour test.
+        face_part_overlap: such a vertical panel also folds, whatever its colour, when it lies
+            on a side face of the host's box (a headboard, the side of a bed or a cabinet: a
+            thing standing on or in furniture lies inside its box, not on its faces) and this
+            share of its voxels touches the host.
+        near_gap_m, near_colour_distance: `merge_duplicates` joins two objects with the same
+            (known) label whose boxes come this close and whose mean colours are this close,
+            touching or not: a chair's seat and back, or two boards of a shelf, cut apart by the
+            segmenter across a gap (two things of one kind side by side rarely share a colour so
+            closely, and stand farther apart).
     """
 
     def __init__(
@@ -249,7 +269,12 @@ class ObjectMap:
         part_colour_distance: float = 12.0,
         adjacent_overlap: float = 0.1,
         adjacent_size_share: float = 0.1,
-        adjacent_colour_distance: float = 8.0,
+        adjacent_colour_distance: float = 10.0,
+        thin_part_m: float = 0.04,
+        thin_part_colour_distance: float = 20.0,
+        near_gap_m: float = 0.2,
+        near_colour_distance: float = 15.0,
+        face_part_overlap: float = 0.2,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
             if not value > 0:
@@ -262,6 +287,7 @@ class ObjectMap:
             ("relabel_object_share", relabel_object_share),
             ("merge_overlap", merge_overlap),
             ("merge_overlap_any_label", merge_overlap_any_label),
+            ("face_part_overlap", face_part_overlap),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -269,8 +295,15 @@ class ObjectMap:
             raise ValueError(f"denoise_every must be >= 1, got {denoise_every}")
         if min_detections < 1 or max_missed < 0:
             raise ValueError(f"min_detections must be >= 1 and max_missed >= 0, got {min_detections}, {max_missed}")
-        if not part_colour_distance >= 0:
-            raise ValueError(f"part_colour_distance must be >= 0, got {part_colour_distance}")
+        for name, value in (
+            ("part_colour_distance", part_colour_distance),
+            ("thin_part_m", thin_part_m),
+            ("thin_part_colour_distance", thin_part_colour_distance),
+            ("near_gap_m", near_gap_m),
+            ("near_colour_distance", near_colour_distance),
+        ):
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.voxel_size_m = float(voxel_size_m)
         self.match_voxel_m = float(match_voxel_m)
         self.match_radius_voxels = int(match_radius_voxels)
@@ -290,6 +323,11 @@ class ObjectMap:
         self.adjacent_overlap = float(adjacent_overlap)
         self.adjacent_size_share = float(adjacent_size_share)
         self.adjacent_colour_distance = float(adjacent_colour_distance)
+        self.thin_part_m = float(thin_part_m)
+        self.thin_part_colour_distance = float(thin_part_colour_distance)
+        self.near_gap_m = float(near_gap_m)
+        self.near_colour_distance = float(near_colour_distance)
+        self.face_part_overlap = float(face_part_overlap)
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
         self._offsets = neighbour_offsets(self.match_radius_voxels)
@@ -643,8 +681,9 @@ class ObjectMap:
     def _boxes_near(self, obj: MapObject, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Rows of the boxes ``lo``/``hi`` that come close enough to ``obj``'s box for a key of one to
         touch a key of the other (a point's key voxel lies within a voxel of the point; two more
-        voxels of slack cover keys kept from points that downsampling dropped)."""
-        gap = (self.match_radius_voxels + 2) * self.match_voxel_m
+        voxels of slack cover keys kept from points that downsampling dropped), or within
+        ``near_gap_m`` of it."""
+        gap = max((self.match_radius_voxels + 2) * self.match_voxel_m, self.near_gap_m)
         near = np.all((lo - gap <= obj.box_max) & (obj.box_min <= hi + gap), axis=1)
         return np.flatnonzero(near)
 
@@ -814,6 +853,15 @@ class ObjectMap:
                     other = self._objects[other_id]
                     if len(other.match_keys) < len(obj.match_keys):
                         continue  # the smaller side decides; it will be visited from there
+                    if (
+                        best is None
+                        and obj.label != UNKNOWN
+                        and obj.label.lower() == other.label.lower()
+                        and _box_gap(obj.box_min, obj.box_max, lo[n], hi[n]) <= self.near_gap_m
+                        and _colour_distance(colour_of(oid), colour_of(other_id)) <= self.near_colour_distance
+                    ):
+                        # pieces of one thing apart or barely touching: the same name and the same colour
+                        best = (0.0, other_id)
                     cnt = self._n_touching(obj.match_keys, start_keys[n])
                     if cnt == 0:
                         continue
@@ -901,8 +949,25 @@ class ObjectMap:
             code = np.array([codes.setdefault(x, len(codes)) for x in labels])
             known = np.array([x != UNKNOWN for x in labels])
             same = (code[:, None] == code[None]) & known[:, None] & known[None]
-            ok = (inside >= 0.7) & cent_in & (size[None] >= 2 * size[:, None]) & (alike | same)
-            np.fill_diagonal(ok, False)
+            held = (inside >= 0.7) & cent_in & (size[None] >= 2 * size[:, None])
+            np.fill_diagonal(held, False)
+            ok = held & (alike | same)
+            # vertical strips and boards (legs, panels) of a colour near the host's, along which they run
+            ext = hi - lo
+            thin = np.minimum(ext[:, 0], ext[:, 1]) <= self.thin_part_m
+            near_colour = np.linalg.norm(dl, axis=2) <= self.thin_part_colour_distance
+            # ... and whatever their colour, panels that make a face of the host's box (a headboard,
+            # the side of a bed or a cabinet): a thing lying or standing on furniture is inside it
+            on_face = np.zeros_like(held)
+            for ax in (0, 1):
+                on_face |= (ext[:, ax] <= self.thin_part_m)[:, None] & (
+                    (np.abs(lo[:, None, ax] - lo[None, :, ax]) <= self.voxel_size_m)
+                    | (np.abs(hi[:, None, ax] - hi[None, :, ax]) <= self.voxel_size_m)
+                )
+            strip = thin[:, None] & near_colour
+            for i, j in zip(*np.nonzero(held & ~ok & (strip | on_face))):
+                touch = self._n_touching(objs[i].match_keys, objs[j].match_keys) / max(len(objs[i].match_keys), 1)
+                ok[i, j] = (strip[i, j] and touch >= 0.5) or (on_face[i, j] and touch >= self.face_part_overlap)
             if not ok.any():
                 break
             parts = np.flatnonzero(ok.any(axis=1))

@@ -406,6 +406,91 @@ def test_parts_of_one_piece_of_furniture_fold_into_it_and_a_cup_inside_stays():
     assert len(omap2.objects) == 2
 
 
+def _labelled(points, rgb, label):
+    d = _det(points, label)
+    d.colors[:] = np.asarray(rgb, np.uint8)
+    return d
+
+
+def test_a_leg_in_the_shade_folds_into_its_table_and_a_book_of_that_colour_stays():
+    from engram.memory.objects import _colour_distance, _mean_lab
+
+    brown, shade = (140, 95, 50), (100, 68, 36)
+    top = _panel((0.0, 0.0, 0.75), (1.0, 0.6, 0.75))
+    board = _panel((0.0, 0.0, 0.3), (1.0, 0.6, 0.3))  # a shelf between the legs
+    legs = [_panel((x, y, 0.0), (x + 0.04, y, 0.74)) for x in (0.0, 0.96) for y in (0.0, 0.6)]
+    book = _panel((0.3, 0.2, 0.32), (0.6, 0.4, 0.32))  # lying flat on the shelf, inside the table's box
+    table = _labelled(np.concatenate([top, board, *legs]), brown, "table")
+    table.colors[len(top) + len(board) :] = shade  # the legs are in the shade in every view
+    omap = ObjectMap()
+    for t in range(3):  # far views see the whole table; near ones cut a leg off and find the book
+        omap.update([table], 2 * t, float(2 * t))
+        omap.update([_labelled(legs[3], shade, "chair"), _labelled(book, shade, "book")], 2 * t + 1, 2.0 * t + 1)
+    assert len(omap.objects) == 3  # association keeps the leg apart (another name, a sliver of the table)
+    ids = {o.label: o.id for o in omap.objects.values()}
+    lab = _mean_lab([omap.objects[ids[k]] for k in ("table", "chair", "book")])
+    assert 12.0 < _colour_distance(lab[0], lab[1]) <= 20.0  # more than two faces of one board differ
+    omap.merge_duplicates()
+    assert set(omap.objects) == {ids["table"], ids["book"]}
+    assert omap.objects[ids["table"]].n_detections == 6
+    # a vertical strip that only touches the table at one end is not one of its legs
+    omap2 = ObjectMap()
+    post = _panel((1.3, 0.3, 0.0), (1.34, 0.3, 0.74))  # a bottle-thin thing standing beside it
+    for t in range(3):
+        omap2.update([_labelled(np.concatenate([top, board]), brown, "table")], 2 * t, float(2 * t))
+        omap2.update([_labelled(post, shade, "chair")], 2 * t + 1, 2.0 * t + 1)
+    omap2.merge_duplicates()
+    assert len(omap2.objects) == 2
+
+
+def test_a_headboard_of_another_colour_folds_into_its_bed_and_a_pillow_stays():
+    white, dark, red = (220, 220, 210), (70, 40, 20), (190, 40, 40)
+    mattress = np.concatenate(
+        [_panel((0.0, 0.0, 0.5), (1.4, 2.0, 0.5)), _panel((0.0, 0.0, 0.0), (0.0, 2.0, 0.5))]  # top and a side
+    )
+    headboard = _panel((0.0, 2.0, 0.3), (1.4, 2.0, 0.9))  # the face of the bed's box at y = 2
+    pillow = _panel((0.3, 1.6, 0.56), (1.1, 1.9, 0.56))  # on the mattress, inside the box
+    omap = ObjectMap()
+    for t in range(3):
+        bed = _labelled(np.concatenate([mattress, headboard]), white, "bed")
+        bed.colors[len(mattress) :] = dark  # far views see the headboard with the bed
+        omap.update([bed], 2 * t, float(2 * t))
+        omap.update([_labelled(headboard, dark, "cabinet"), _labelled(pillow, red, "sofa")], 2 * t + 1, 2.0 * t + 1)
+    assert len(omap.objects) == 3
+    omap.merge_duplicates()
+    assert sorted(o.label for o in omap.objects.values()) == ["bed", "sofa"]
+
+
+def test_pieces_of_one_chair_across_a_gap_join_and_two_chairs_stay_apart():
+    blue, shaded_blue, red = (60, 90, 140), (40, 66, 110), (200, 40, 40)
+    seat = _panel((0.0, 0.0, 0.45), (0.44, 0.4, 0.45))
+    back = _panel((0.0, 0.48, 0.5), (0.44, 0.48, 0.9))  # 8 cm behind the seat, a little above it
+    other = _panel((0.8, 0.0, 0.45), (1.24, 0.4, 0.45))  # the next chair's seat, 36 cm away
+    cushion = _panel((-0.2, -0.2, 0.4), (-0.02, -0.02, 0.4))  # a red chair-like thing next to it
+    omap = ObjectMap()
+    for t in range(3):
+        omap.update(
+            [
+                _labelled(seat, blue, "chair"),
+                _labelled(back, shaded_blue, "chair"),
+                _labelled(other, blue, "chair"),
+                _labelled(cushion, red, "chair"),
+            ],
+            t,
+            float(t),
+        )
+    assert len(omap.objects) == 4  # nothing touches: association keeps them apart
+    pairs = omap.merge_duplicates()
+    assert len(pairs) == 1 and len(omap.objects) == 3
+    chair = max(omap.objects.values(), key=lambda o: len(o.points))
+    assert chair.box_min[2] < 0.46 and chair.box_max[2] > 0.89 and chair.box_max[0] < 0.5
+    # the same pieces with different names stay apart (a seat below a shelf board, say)
+    omap2 = ObjectMap()
+    for t in range(3):
+        omap2.update([_labelled(seat, blue, "chair"), _labelled(back, shaded_blue, "shelf")], t, float(t))
+    assert omap2.merge_duplicates() == []
+
+
 def test_unconfirmed_objects_go_once_seen_missing_and_confirmed_ones_stay():
     omap = ObjectMap(min_detections=3, max_missed=3)
     flicker = omap.update([_det(_blob((0.0, 0.0, 0.5)), "object")], 0, 0.0)[0]
