@@ -854,6 +854,48 @@ def band_columns(codes, level, size, z_lo, z_hi, cols):
     return mask
 
 
+@njit(cache=True)
+def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, cols, d_occ, d_known):
+    """The band voxels whose state an `add_log_odds` update changed, compacted.
+
+    ``before`` is the trace of that update (NaN: was unknown) and ``deltas``
+    its increments; the value after is recomputed as the update did (float32,
+    clamped to [lo, hi]). A voxel counts when it became known or crossed
+    ``thr``, and lies in the band (as in `band_columns`).
+
+    Returns:
+        n: rows 0..n-1 of ``cols`` (cell x, y), ``d_occ`` (+-1 or 0: occupied
+        change) and ``d_known`` (1: became known) are filled.
+    """
+    n_out = 0
+    off = KEY_OFFSET >> level
+    zero = np.float32(0.0)
+    for i in range(codes.shape[0]):
+        c = codes[i]
+        if c < 0:
+            continue
+        b = before[i]
+        was_known = not np.isnan(b)
+        v = (b if was_known else zero) + deltas[i]
+        if v < lo:
+            v = lo
+        elif v > hi:
+            v = hi
+        occ_change = np.int32(v >= thr) - np.int32(was_known and b >= thr)
+        if occ_change == 0 and was_known:
+            continue
+        nz = _compact(c >> 2) >> level
+        zc = (np.float64(nz - off) + 0.5) * size
+        if zc < z_lo or zc > z_hi:
+            continue
+        cols[n_out, 0] = (_compact(c) >> level) - off
+        cols[n_out, 1] = (_compact(c >> 1) >> level) - off
+        d_occ[n_out] = occ_change
+        d_known[n_out] = 0 if was_known else 1
+        n_out += 1
+    return n_out
+
+
 # ray casting --------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def cast_rays(

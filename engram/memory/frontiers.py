@@ -235,15 +235,21 @@ class BandGrid:
             octree.apply_codes(free_codes, occupied_codes)
             self.rebuild(octree)
             return
-        codes, before, after = octree.apply_codes(free_codes, occupied_codes, trace=True)
-        thr = octree._thr
-        with np.errstate(invalid="ignore"):
-            d_occ = (after >= thr).astype(np.int32) - (before >= thr)
-        d_known = 1 - (~np.isnan(before)).astype(np.int32)  # every updated voxel is known after
-        changed = (d_occ != 0) | (d_known != 0)  # most voxels a scan touches keep their state
-        mask, cols = self._columns(codes[changed])
-        d_occ, d_known = d_occ[changed][mask], d_known[changed][mask]
-        self._count(cols, d_occ, d_known)
+        from engram.memory import _octree_kernels as kern
+
+        codes, before, deltas = octree._apply_traced(
+            np.ascontiguousarray(free_codes, np.int64), np.ascontiguousarray(occupied_codes, np.int64)
+        )
+        # one pass: the band voxels that became known or crossed the threshold (most keep their state)
+        n = codes.shape[0]
+        cols = np.empty((n, 2), np.int64)
+        d_occ = np.empty(n, np.int32)
+        d_known = np.empty(n, np.int32)
+        m = kern.band_changes(
+            codes, before, deltas, octree._lo, octree._hi, octree._thr,
+            self.level, self.cell_size_m, self.z_lo, self.z_hi, cols, d_occ, d_known,
+        )  # fmt: skip
+        self._count(cols[:m], d_occ[:m], d_known[:m])
         self._version = octree._version
 
     def grid(self, octree, margin_cells: int = 2) -> FloorGrid:

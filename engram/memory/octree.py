@@ -513,16 +513,24 @@ class OccupancyOctree:
         )
 
     def _apply_codes(self, free: np.ndarray, occ: np.ndarray, trace: bool = False):
+        if not trace:
+            self._apply_traced(free, occ, trace=False)
+            return None
+        codes, before, deltas = self._apply_traced(free, occ)
+        after = np.clip(np.where(np.isnan(before), np.float32(0.0), before) + deltas, self._lo, self._hi)
+        return codes, before, after
+
+    def _apply_traced(
+        self, free: np.ndarray, occ: np.ndarray, trace: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One miss per free code, one hit per occupied code: (codes, log-odds before (NaN: unknown), deltas)."""
         codes = np.concatenate([free, occ])
         deltas = np.empty(codes.shape[0], np.float32)
         deltas[: free.shape[0]] = self._miss
         deltas[free.shape[0] :] = self._hit
-        before = np.empty(codes.shape[0], np.float32) if trace else None
-        self._add(codes, deltas, before)
-        if before is None:
-            return None
-        after = np.clip(np.where(np.isnan(before), np.float32(0.0), before) + deltas, self._lo, self._hi)
-        return codes, before, after
+        before = np.empty(codes.shape[0] if trace else 0, np.float32)
+        self._add(codes, deltas, before if trace else None)
+        return codes, before, deltas
 
     def apply_keys(self, free_keys: Any, occupied_keys: Any) -> None:
         """One miss update per row of ``free_keys``, one hit update per row of ``occupied_keys``.
