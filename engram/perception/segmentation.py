@@ -232,32 +232,6 @@ def neighbour_offsets(radius: int = 1, *, half: bool = False) -> np.ndarray:
     return (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
 
 
-@njit(cache=True)
-def _union_find_roots(n, a, b):  # pragma: no cover - compiled
-    """Root (smallest member index) of every node after joining the edges a[e]-b[e]."""
-    parent = np.arange(n)
-    for e in range(a.shape[0]):
-        x = a[e]
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        y = b[e]
-        while parent[y] != y:
-            parent[y] = parent[parent[y]]
-            y = parent[y]
-        if x != y:
-            if x < y:
-                parent[y] = x
-            else:
-                parent[x] = y
-    for i in range(n):
-        x = i
-        while parent[x] != x:
-            x = parent[x]
-        parent[i] = x
-    return parent
-
-
 _HALF_OFFSETS_16 = None
 
 
@@ -311,19 +285,71 @@ def voxel_cluster_labels(points: np.ndarray, voxel_size_m: float, groups: np.nda
     if keys.max() >= (1 << 16) - 1:
         raise ValueError(f"points span more than {(1 << 16) - 2} voxels of {voxel_size_m} m along an axis")
     packed = (g << 48) | (keys[:, 0] << 32) | (keys[:, 1] << 16) | keys[:, 2]
-    uniq, inv = np.unique(packed, return_inverse=True)
-    nbr = uniq[:, None] + _half_offsets_16()[None, :]
-    pos = np.searchsorted(uniq, nbr)
-    pos_c = np.minimum(pos, len(uniq) - 1)
-    hit = uniq[pos_c] == nbr
-    src = np.broadcast_to(np.arange(len(uniq))[:, None], nbr.shape)[hit]
-    roots = _union_find_roots(len(uniq), src.astype(np.int64), pos_c[hit].astype(np.int64))
-    _, comp = np.unique(roots, return_inverse=True)
-    comp_of_point = comp[inv]
-    point_sizes = np.bincount(comp_of_point)
-    rank = np.empty(len(point_sizes), dtype=np.int64)
-    rank[np.argsort(-point_sizes, kind="stable")] = np.arange(len(point_sizes))
-    return rank[comp_of_point]
+    return _cluster_ranks(packed, _half_offsets_16())
+
+
+@njit(cache=True)
+def _cluster_ranks(packed, offsets):  # pragma: no cover - compiled
+    """`voxel_cluster_labels` of packed voxel keys: sort, join occupied neighbours, rank components by size.
+
+    Components are numbered by their smallest key, then ranked by decreasing
+    point count (ties keep that order).
+    """
+    n = packed.shape[0]
+    order = np.argsort(packed)
+    uniq = np.empty(n, np.int64)
+    inv = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        p = packed[order[i]]
+        if m == 0 or uniq[m - 1] != p:
+            uniq[m] = p
+            m += 1
+        inv[order[i]] = m - 1
+    uniq = uniq[:m]
+    parent = np.arange(m)
+    for o in offsets:  # keys + o ascend with the keys: one merge-like walk per offset
+        j = 0
+        for i in range(m):
+            t = uniq[i] + o
+            while j < m and uniq[j] < t:
+                j += 1
+            if j >= m:
+                break
+            if uniq[j] != t:
+                continue
+            x = i
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            y = j
+            while parent[y] != y:
+                parent[y] = parent[parent[y]]
+                y = parent[y]
+            if x < y:
+                parent[y] = x
+            elif y < x:
+                parent[x] = y
+    comp = np.empty(m, np.int64)
+    n_comp = 0
+    for i in range(m):  # a root is its component's smallest index: roots come first in key order
+        x = i
+        while parent[x] != x:
+            x = parent[x]
+        if x == i:
+            comp[i] = n_comp
+            n_comp += 1
+        else:
+            comp[i] = comp[x]
+    sizes = np.zeros(n_comp, np.int64)
+    for i in range(n):
+        sizes[comp[inv[i]]] += 1
+    rank = np.empty(n_comp, np.int64)
+    rank[np.argsort(-sizes, kind="mergesort")] = np.arange(n_comp)
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        out[i] = rank[comp[inv[i]]]
+    return out
 
 
 def largest_clusters_mask(
@@ -586,17 +612,22 @@ def _id_boxes(ins, n):  # pragma: no cover - compiled
     x0 = np.full(n, w, np.int64)
     x1 = np.full(n, -1, np.int64)
     for r in range(h):
-        for c in range(w):
+        c = 0
+        while c < w:  # one update per run of equal ids along the row
             i = ins[r, c]
-            counts[i] += 1
+            start = c
+            c += 1
+            while c < w and ins[r, c] == i:
+                c += 1
+            counts[i] += c - start
             if r < y0[i]:
                 y0[i] = r
             if r > y1[i]:
                 y1[i] = r
-            if c < x0[i]:
-                x0[i] = c
-            if c > x1[i]:
-                x1[i] = c
+            if start < x0[i]:
+                x0[i] = start
+            if c - 1 > x1[i]:
+                x1[i] = c - 1
     return counts, y0, y1, x0, x1
 
 
