@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
@@ -77,6 +78,8 @@ class MapObject:
     box_max: np.ndarray = field(default_factory=lambda: np.zeros(3))
     centroid: np.ndarray = field(default_factory=lambda: np.zeros(3))
     match_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    # the normalised embedding of (embedding_sum, embedding_count), computed when asked for
+    _embedding: tuple[Any, int, np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     @property
     def label(self) -> str:
@@ -94,24 +97,41 @@ class MapObject:
     @property
     def embedding(self) -> np.ndarray | None:
         """Mean embedding, L2-normalised (None if no detection had one)."""
-        if self.embedding_sum is None or self.embedding_count == 0:
+        s, c = self.embedding_sum, self.embedding_count
+        if s is None or c == 0:
             return None
-        e = self.embedding_sum / self.embedding_count
+        got = self._embedding
+        if got is not None and got[0] is s and got[1] == c:  # the sum is replaced, never changed in place
+            return got[2]
+        e = s / c
         n = float(np.linalg.norm(e))
-        return (e / n).astype(np.float32) if n > 0 else e.astype(np.float32)
+        out = (e / n).astype(np.float32) if n > 0 else e.astype(np.float32)
+        out.flags.writeable = False
+        self._embedding = (s, c, out)
+        return out
 
     @property
     def extent(self) -> np.ndarray:
         """Box size along x, y, z in metres."""
         return self.box_max - self.box_min
 
-    def _refresh(self, match_voxel_m: float, added_keys: np.ndarray | None = None) -> None:
+    def _refresh(
+        self, match_voxel_m: float, added_keys: np.ndarray | None = None, grown_from: int | None = None
+    ) -> None:
         """Recompute box, centroid and match keys; with ``added_keys`` the
-        points only grew, so the keys are a union (no pass over all points)."""
+        points only grew, so the keys are a union (no pass over all points),
+        and with ``grown_from`` too (the first new point), so is the box."""
         p = self.points
-        self.box_min = p.min(axis=0).astype(np.float64)
-        self.box_max = p.max(axis=0).astype(np.float64)
-        self.centroid = p.mean(axis=0, dtype=np.float64)
+        if added_keys is not None and grown_from is not None and 0 < grown_from:
+            new = p[grown_from:]
+            if len(new):
+                self.box_min = np.minimum(self.box_min, new.min(axis=0).astype(np.float64))
+                self.box_max = np.maximum(self.box_max, new.max(axis=0).astype(np.float64))
+                self.centroid = (self.centroid * grown_from + new.sum(axis=0, dtype=np.float64)) / len(p)
+        else:
+            self.box_min = p.min(axis=0).astype(np.float64)
+            self.box_max = p.max(axis=0).astype(np.float64)
+            self.centroid = p.mean(axis=0, dtype=np.float64)
         if added_keys is not None:
             # a union of two sorted unique arrays, by insertion
             pos, fresh = _insertion(self.match_keys, added_keys)
@@ -491,7 +511,8 @@ class ObjectMap:
         return oid
 
     def _fuse(self, obj: MapObject, det: Detection, frame_index: int, timestamp_s: float, det_keys: np.ndarray) -> None:
-        self._add_points(obj, det.points_world, det.colors)
+        n_before = len(obj.points)
+        grown_from = n_before if self._add_points(obj, det.points_world, det.colors) else None
         obj.n_detections += 1
         obj.last_update = self.frames_given
         added_keys: np.ndarray | None = det_keys
@@ -499,7 +520,7 @@ class ObjectMap:
             keep = largest_clusters_mask(obj.points, self.denoise_voxel_m)
             if not keep.all():
                 self._keep_points(obj, keep)
-                added_keys = None
+                added_keys, grown_from = None, None
         _vote(obj.label_votes, det)
         obj.first_seen_s = min(obj.first_seen_s, timestamp_s)
         obj.last_seen_s = max(obj.last_seen_s, timestamp_s)
@@ -517,13 +538,17 @@ class ObjectMap:
                 obj.embedding_count += 1
         src = obj.meta.setdefault("source_ids", {})
         src[det.instance_id] = src.get(det.instance_id, 0) + 1
-        obj._refresh(self.match_voxel_m, added_keys)
+        obj._refresh(self.match_voxel_m, added_keys, grown_from)
         self._record_position(obj, timestamp_s)
 
-    def _add_points(self, obj: MapObject, points: np.ndarray, colors: np.ndarray) -> None:
+    def _add_points(self, obj: MapObject, points: np.ndarray, colors: np.ndarray) -> bool:
         """``_downsample`` of the object's points followed by ``points``, reading the object's voxel
         keys from the last call instead of recomputing them: its points already hold one voxel
-        each, so only the new points' voxels are looked up among them."""
+        each, so only the new points' voxels are looked up among them.
+
+        Returns:
+            True when the object's points were kept and the new ones appended after them.
+        """
         dt = np.result_type(obj.points, points)
         cached = self._voxel_keys.get(obj.id)
         if cached is None or cached[0] is not obj.points or cached[1] != dt:
@@ -533,7 +558,7 @@ class ObjectMap:
                 pts = np.concatenate([obj.points, points])
                 obj.points, obj.colors = _downsample(pts, np.concatenate([obj.colors, colors]), self.voxel_size_m)
                 self._voxel_keys.pop(obj.id, None)
-                return
+                return False
         else:
             per_point, keys = cached[2], cached[3]
         new_keys = pack_voxel_keys(np.floor(points.astype(dt) / self.voxel_size_m).astype(np.int64))
@@ -548,6 +573,7 @@ class ObjectMap:
             np.concatenate([per_point, new_keys[take]]),
             np.insert(keys, pos[fresh], uniq[fresh]),
         )
+        return True
 
     def _keep_points(self, obj: MapObject, keep: np.ndarray) -> None:
         """Keep the points of ``obj`` under the mask ``keep`` (their voxel keys follow)."""
@@ -604,19 +630,23 @@ class ObjectMap:
             if i not in self._objects:
                 self._voxel_keys.pop(i, None)
         changed = np.fromiter(self._changed, dtype=np.int64, count=len(self._changed))
+        new_keys, new_ids = self._entries(self._objects[i] for i in self._changed if i in self._objects)
         if len(self._index_ids) and min(int(self._index_ids.min()), int(changed.min())) >= 0:
             stale = np.zeros(max(int(self._index_ids.max()), int(changed.max())) + 1, dtype=bool)
             stale[changed] = True
-            keep = ~stale[self._index_ids]
+            # one pass: the old entries of unchanged objects and the new entries, in key order
+            # (a new entry goes before old entries of the same key)
+            self._index_keys, self._index_ids = _merge_index(
+                self._index_keys, self._index_ids, stale, new_keys.astype(np.int64), new_ids.astype(np.int64)
+            )
         else:
             keep = ~np.isin(self._index_ids, changed)
-        keys, ids = self._index_keys[keep], self._index_ids[keep]
-        new_keys, new_ids = self._entries(self._objects[i] for i in self._changed if i in self._objects)
-        if len(new_keys):
-            pos = np.searchsorted(keys, new_keys)
-            keys = np.insert(keys, pos, new_keys)
-            ids = np.insert(ids, pos, new_ids)
-        self._index_keys, self._index_ids = keys, ids
+            keys, ids = self._index_keys[keep], self._index_ids[keep]
+            if len(new_keys):
+                pos = np.searchsorted(keys, new_keys)
+                keys = np.insert(keys, pos, new_keys)
+                ids = np.insert(ids, pos, new_ids)
+            self._index_keys, self._index_ids = keys, ids
         self._changed.clear()
 
     def _touching(
@@ -637,38 +667,14 @@ class ObjectMap:
         sizes = np.fromiter((len(k) for k in key_sets), dtype=np.int64, count=len(key_sets))
         if len(self._index_keys) == 0 or sizes.sum() == 0:
             return empty, empty, empty
-        keys = np.concatenate(key_sets)
-        set_of_key = np.repeat(np.arange(len(key_sets)), sizes)
-        rows_parts, lo_parts, n_parts = [], [], []
-        probe = np.arange(len(keys))
-        if not probe_all or len(self._offsets) == 1:
-            lo = np.searchsorted(self._index_keys, keys, side="left")
-            hi = np.searchsorted(self._index_keys, keys, side="right")
-            exact = hi > lo
-            rows_parts.append(np.flatnonzero(exact))
-            lo_parts.append(lo[exact])
-            n_parts.append((hi - lo)[exact])
-            probe = np.flatnonzero(~exact) if len(self._offsets) > 1 else probe[:0]
-        if len(probe):
-            n_off = len(self._offsets)
-            nbr = (keys[probe, None] + self._offsets[None, :]).reshape(-1)
-            lo = np.searchsorted(self._index_keys, nbr, side="left")
-            hi = np.searchsorted(self._index_keys, nbr, side="right")
-            hit = np.flatnonzero(hi > lo)
-            rows_parts.append(probe[hit // n_off])
-            lo_parts.append(lo[hit])
-            n_parts.append((hi - lo)[hit])
-        key_row = np.concatenate(rows_parts)
-        lo = np.concatenate(lo_parts)
-        n = np.concatenate(n_parts)
-        if len(n) == 0:
-            return empty, empty, empty
-        # expand each [lo, hi) range: a voxel can belong to several objects
-        idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
-        obj = self._index_ids[idx]
+        keys = np.concatenate(key_sets).astype(np.int64, copy=False)
+        set_of_key = np.repeat(np.arange(len(key_sets), dtype=np.int64), sizes)
         m = int(self._index_ids.max()) + 1
-        key_obj = np.unique(np.repeat(key_row, n) * m + obj)  # each key counts once per object
-        set_obj, counts = np.unique(set_of_key[key_obj // m] * m + key_obj % m, return_counts=True)
+        exact_first = not probe_all or len(self._offsets) == 1
+        codes = _touch_codes(self._index_keys, self._index_ids, keys, set_of_key, self._offsets, exact_first, m)
+        if len(codes) == 0:
+            return empty, empty, empty
+        set_obj, counts = np.unique(codes, return_counts=True)
         return set_obj // m, set_obj % m, counts
 
     @staticmethod
@@ -1091,3 +1097,85 @@ class ObjectMap:
             h.update(np.ascontiguousarray(o.points[order]).tobytes())
             h.update(np.asarray(o.frames, np.int64).tobytes())
         return h.hexdigest()
+
+
+@njit(cache=True)
+def _touch_codes(index_keys, index_ids, keys, set_of_key, offsets, exact_first, m):  # pragma: no cover - compiled
+    """``set * m + object`` once per (key, object) the key touches (see `ObjectMap._touching`).
+
+    With ``exact_first`` a key found in the index touches the objects of its
+    own voxel only; the other keys (all keys without it) search every offset.
+    """
+    n_index = index_keys.shape[0]
+    out = np.empty(max(16, 2 * keys.shape[0]), np.int64)
+    n_out = 0
+    found = np.empty(64, np.int64)
+    for r in range(keys.shape[0]):
+        k = keys[r]
+        n_found = 0
+        searched = False
+        if exact_first:
+            lo = np.searchsorted(index_keys, k)
+            hi = lo
+            while hi < n_index and index_keys[hi] == k:
+                hi += 1
+            if hi > lo:
+                searched = True
+                for q in range(lo, hi):
+                    if n_found == found.shape[0]:
+                        found = np.concatenate((found, np.empty(found.shape[0], np.int64)))
+                    found[n_found] = index_ids[q]
+                    n_found += 1
+            elif offsets.shape[0] == 1:
+                searched = True
+        if not searched:
+            for o in range(offsets.shape[0]):
+                t = k + offsets[o]
+                lo = np.searchsorted(index_keys, t)
+                q = lo
+                while q < n_index and index_keys[q] == t:
+                    if n_found == found.shape[0]:
+                        found = np.concatenate((found, np.empty(found.shape[0], np.int64)))
+                    found[n_found] = index_ids[q]
+                    n_found += 1
+                    q += 1
+        if n_found == 0:
+            continue
+        f = np.sort(found[:n_found])
+        base = set_of_key[r] * m
+        for q in range(n_found):
+            if q > 0 and f[q] == f[q - 1]:
+                continue
+            if n_out == out.shape[0]:
+                out = np.concatenate((out, np.empty(out.shape[0], np.int64)))
+            out[n_out] = base + f[q]
+            n_out += 1
+    return out[:n_out]
+
+
+@njit(cache=True)
+def _merge_index(keys, ids, stale, new_keys, new_ids):  # pragma: no cover - compiled
+    """Sorted (keys, ids) without the entries of ``stale`` ids, merged with sorted (new_keys, new_ids)."""
+    n_old = 0
+    for i in range(ids.shape[0]):
+        if not stale[ids[i]]:
+            n_old += 1
+    n = n_old + new_keys.shape[0]
+    out_k = np.empty(n, keys.dtype)
+    out_i = np.empty(n, ids.dtype)
+    i = 0
+    j = 0
+    w = 0
+    while w < n:
+        while i < keys.shape[0] and stale[ids[i]]:
+            i += 1
+        if j < new_keys.shape[0] and (i >= keys.shape[0] or new_keys[j] <= keys[i]):
+            out_k[w] = new_keys[j]
+            out_i[w] = new_ids[j]
+            j += 1
+        else:
+            out_k[w] = keys[i]
+            out_i[w] = ids[i]
+            i += 1
+        w += 1
+    return out_k, out_i
