@@ -18,6 +18,7 @@ Queries: `where_is` (now or at a past time), `last_seen`, `changes(since_s)`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -304,6 +305,14 @@ def _extent_m(obj: TrackedObject) -> float:
     return float(np.max(np.asarray(obj.box_max, np.float64) - np.asarray(obj.box_min, np.float64)))
 
 
+@functools.lru_cache(maxsize=4096)
+def _spread(n: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over ``range(n)`` (as ``np.linspace`` rounds them down); read-only, shared."""
+    idx = np.linspace(0, n - 1, k).astype(np.int64)
+    idx.flags.writeable = False
+    return idx
+
+
 class ObjectTracker:
     """Object states over time: present, missing, moved; positions at any time; change events.
 
@@ -451,15 +460,16 @@ class ObjectTracker:
             if p.ndim != 2 or len(p) == 0:
                 p = _centroid(objects[i])[None]
             elif len(p) > max_points:
-                p = p[np.linspace(0, len(p) - 1, max_points).astype(np.int64)]
+                p = p[_spread(len(p), max_points)]
             pts.append(p)
             owner.append(np.full(len(p), n, np.int64))
         pts_w = np.concatenate(pts)
         own = np.concatenate(owner)
         cam = world_from_camera.inverse().transform_points(pts_w)
         uv, z, vis = project_points(cam, intrinsics)
-        u = np.clip(np.round(np.nan_to_num(uv[:, 0])).astype(np.int64), 0, intrinsics.width - 1)
-        v = np.clip(np.round(np.nan_to_num(uv[:, 1])).astype(np.int64), 0, intrinsics.height - 1)
+        # a visible point rounds to a pixel inside the image; the others read pixel (0, 0), masked below
+        uvi = np.rint(np.where(vis[:, None], uv, 0.0)).astype(np.int64)
+        u, v = uvi[:, 0], uvi[:, 1]
         measured = np.where(vis, depth_m[v, u], np.nan).astype(np.float64)
         with np.errstate(invalid="ignore"):
             valid = vis & np.isfinite(measured) & (measured > 0)

@@ -117,8 +117,11 @@ def contradiction_mask(
         keep = np.zeros(n, bool)
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_blob_px
         grid = keep[lab].astype(np.uint8)
-    full = np.repeat(np.repeat(grid, stride, axis=0), stride, axis=1)[:h, :w]
-    return full.astype(bool)
+    if not grid.any():
+        return np.zeros((h, w), bool)
+    if stride > 1:  # each grid cell back to its stride x stride block
+        grid = cv2.resize(grid, (gw * stride, gh * stride), interpolation=cv2.INTER_NEAREST)[:h, :w]
+    return grid.astype(bool)
 
 
 def split_dynamic(
