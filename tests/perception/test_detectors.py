@@ -188,7 +188,12 @@ def test_rgbd_batch_detects_what_it_detects_frame_by_frame_with_one_classifier_c
     assert [len(d) for d in alone] == [1, 0, 1]
     assert batch_clf.calls == [sum(alone_clf.calls)] == [2]
     for a, b in zip(alone, together):
-        assert a.labels == b.labels and a.label_scores == b.label_scores
+        assert a.labels == b.labels
+        # a batch goes through other matrix kernels than one crop: the same scores, to rounding
+        sa, sb = a.label_scores or [], b.label_scores or []
+        assert [sorted(d) for d in sa] == [sorted(d) for d in sb]
+        for da, db in zip(sa, sb):
+            np.testing.assert_allclose([da[k] for k in sorted(da)], [db[k] for k in sorted(da)], rtol=1e-6)
         np.testing.assert_array_equal(a.masks, b.masks)
         if len(a):
             np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-6)
