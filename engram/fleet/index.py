@@ -279,16 +279,27 @@ def _run_ray(
            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
     started = False
     if not ray.is_initialized():
-        kw: dict[str, Any] = {"log_to_driver": False, "runtime_env": {"env_vars": env}}
+        kw: dict[str, Any] = {"log_to_driver": False}
         if address is not None:
-            try:
-                ray.init(address=address, **kw)
+            try:  # a cluster's workers get the settings through the job's runtime environment
+                ray.init(address=address, runtime_env={"env_vars": env}, **kw)
             except Exception as exc:
                 raise ConnectionError(f"cannot join the Ray cluster at {address}: {exc}") from exc
         else:
+            # a local runtime's workers inherit the environment its daemons start with: no runtime
+            # environment to set up (which costs seconds per worker process and at start-up)
             kw.update(num_cpus=os.cpu_count() or 1, include_dashboard=False)
             kw.update(ray_init)
-            ray.init(**kw)
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                ray.init(**kw)
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
         started = True
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
