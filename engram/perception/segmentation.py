@@ -280,12 +280,34 @@ def voxel_cluster_labels(points: np.ndarray, voxel_size_m: float, groups: np.nda
             raise ValueError(f"groups must have shape ({len(p)},), got {g.shape}")
         if g.min() < 0 or g.max() >= 1 << 14:
             raise ValueError("groups must be in [0, 16384)")
-    keys = np.floor(p / voxel_size_m).astype(np.int64)
-    keys -= keys.min(axis=0) - 1  # >= 1, so that -1 neighbours stay in range
-    if keys.max() >= (1 << 16) - 1:
+    packed = np.empty(len(p), np.int64)
+    if not _pack_keys_16(p, float(voxel_size_m), g, packed):
         raise ValueError(f"points span more than {(1 << 16) - 2} voxels of {voxel_size_m} m along an axis")
-    packed = (g << 48) | (keys[:, 0] << 32) | (keys[:, 1] << 16) | keys[:, 2]
     return _cluster_ranks(packed, _half_offsets_16())
+
+
+@njit(cache=True)
+def _pack_keys_16(p, voxel_size_m, g, out):  # pragma: no cover - compiled
+    """``out[i]``: group and voxel of point i, 16 bits each, voxels counted from 1 at the points' minimum
+    (so that -1 neighbours stay in range); False when the points span 2**16 - 2 voxels or more."""
+    n = p.shape[0]
+    k = np.empty((n, 3), np.int64)
+    lo = np.empty(3, np.int64)
+    for a in range(3):
+        lo[a] = np.iinfo(np.int64).max
+    for i in range(n):
+        for a in range(3):
+            v = np.int64(np.floor(p[i, a] / voxel_size_m))
+            k[i, a] = v
+            if v < lo[a]:
+                lo[a] = v
+    for i in range(n):
+        for a in range(3):
+            k[i, a] -= lo[a] - 1
+            if k[i, a] >= (1 << 16) - 1:
+                return False
+        out[i] = (g[i] << 48) | (k[i, 0] << 32) | (k[i, 1] << 16) | k[i, 2]
+    return True
 
 
 @njit(cache=True)
@@ -523,7 +545,7 @@ def detections_from_instances(
     cam[:, 1] = (v - k.cy) / k.fy * z
     cam[:, 2] = z
     world = world_from_camera.transform_points(cam).astype(np.float32)
-    colours = frame.rgb[::stride, ::stride][vs, us]
+    colours = frame.rgb[v, u]
     pid = sub[vs, us]
     porder = np.argsort(pid, kind="stable")
     pid_sorted = pid[porder]
@@ -534,7 +556,7 @@ def detections_from_instances(
         # all instances in one clustering pass, grouped by instance
         group = np.searchsorted(kept_ids, pid_sorted)
         ok = largest_clusters_mask(world[porder], denoise_voxel_m, groups=group)
-        kept_before = np.r_[0, np.cumsum(ok)]
+        kept_before = np.concatenate(([0], np.cumsum(ok)))
         porder = porder[ok]
         lo, hi = kept_before[lo], kept_before[hi]
 
