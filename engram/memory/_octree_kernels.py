@@ -864,10 +864,14 @@ def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, co
     ``thr``, and lies in the band (as in `band_columns`).
 
     Returns:
-        n: rows 0..n-1 of ``cols`` (cell x, y), ``d_occ`` (+-1 or 0: occupied
-        change) and ``d_known`` (1: became known) are filled.
+        (n, box): rows 0..n-1 of ``cols`` (cell x, y), ``d_occ`` (+-1 or 0:
+        occupied change) and ``d_known`` (1: became known) are filled; ``box``
+        holds their cells' (min x, min y, max x, max y).
     """
     n_out = 0
+    box = np.empty(4, np.int64)
+    box[0] = box[1] = np.iinfo(np.int64).max
+    box[2] = box[3] = np.iinfo(np.int64).min
     off = KEY_OFFSET >> level
     zero = np.float32(0.0)
     for i in range(codes.shape[0]):
@@ -888,12 +892,28 @@ def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, co
         zc = (np.float64(nz - off) + 0.5) * size
         if zc < z_lo or zc > z_hi:
             continue
-        cols[n_out, 0] = (_compact(c) >> level) - off
-        cols[n_out, 1] = (_compact(c >> 1) >> level) - off
+        x = (_compact(c) >> level) - off
+        y = (_compact(c >> 1) >> level) - off
+        cols[n_out, 0] = x
+        cols[n_out, 1] = y
+        box[0] = min(box[0], x)
+        box[1] = min(box[1], y)
+        box[2] = max(box[2], x)
+        box[3] = max(box[3], y)
         d_occ[n_out] = occ_change
         d_known[n_out] = 0 if was_known else 1
         n_out += 1
-    return n_out
+    return n_out, box
+
+
+@njit(cache=True)
+def add_band_counts(occ, known, lo, cols, d_occ, d_known):
+    """``occ[y - lo_y, x - lo_x] += d_occ`` (and ``known`` likewise) for each row (x, y) of ``cols``."""
+    for i in range(cols.shape[0]):
+        y = cols[i, 1] - lo[1]
+        x = cols[i, 0] - lo[0]
+        occ[y, x] += d_occ[i]
+        known[y, x] += d_known[i]
 
 
 # ray casting --------------------------------------------------------------------

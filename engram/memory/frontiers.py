@@ -192,8 +192,10 @@ class BandGrid:
         """Grow the count arrays to hold cells ``cols`` "N 2" (x, y), with slack."""
         if cols.shape[0] == 0:
             return
-        lo = cols.min(axis=0)
-        hi = cols.max(axis=0)
+        self._cover_box(cols.min(axis=0), cols.max(axis=0))
+
+    def _cover_box(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Grow the count arrays to hold the cells (x, y) from ``lo`` to ``hi``, with slack."""
         h, w = self._occ.shape
         if self._occ.size and np.all(lo >= self._lo) and np.all(hi < self._lo + np.array([w, h])):
             return
@@ -245,11 +247,13 @@ class BandGrid:
         cols = np.empty((n, 2), np.int64)
         d_occ = np.empty(n, np.int32)
         d_known = np.empty(n, np.int32)
-        m = kern.band_changes(
+        m, box = kern.band_changes(
             codes, before, deltas, octree._lo, octree._hi, octree._thr,
             self.level, self.cell_size_m, self.z_lo, self.z_hi, cols, d_occ, d_known,
         )  # fmt: skip
-        self._count(cols[:m], d_occ[:m], d_known[:m])
+        if m:
+            self._cover_box(box[:2], box[2:])
+            kern.add_band_counts(self._occ, self._known, self._lo, cols[:m], d_occ[:m], d_known[:m])
         self._version = octree._version
 
     def grid(self, octree, margin_cells: int = 2) -> FloorGrid:

@@ -30,7 +30,7 @@ from engram.perception.segmentation import (
     Detection,
     largest_clusters_mask,
     neighbour_offsets,
-    pack_voxel_keys,
+    packed_voxel_keys,
 )
 
 __all__ = ["MapObject", "ObjectMap"]
@@ -137,9 +137,7 @@ class MapObject:
             pos, fresh = _insertion(self.match_keys, added_keys)
             self.match_keys = np.insert(self.match_keys, pos[fresh], added_keys[fresh])
         else:
-            self.match_keys = np.unique(
-                pack_voxel_keys(np.floor(p.astype(np.float64) / match_voxel_m).astype(np.int64))
-            )
+            self.match_keys = np.unique(packed_voxel_keys(p.astype(np.float64), match_voxel_m))
 
 
 def _labels_agree(label_a: str, dist_a: dict[str, float] | None, label_b: str, dist_b: dict[str, float] | None) -> bool:
@@ -210,7 +208,7 @@ def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> 
 
 def _downsample_keys(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, ...]:
     """`_downsample`, and the voxel key of each kept point and those keys sorted."""
-    keys = pack_voxel_keys(np.floor(points / voxel_size_m).astype(np.int64))
+    keys = packed_voxel_keys(points, voxel_size_m)
     uniq, first = np.unique(keys, return_index=True)
     first.sort()
     return points[first], colors[first], keys[first], uniq
@@ -552,7 +550,7 @@ class ObjectMap:
         dt = np.result_type(obj.points, points)
         cached = self._voxel_keys.get(obj.id)
         if cached is None or cached[0] is not obj.points or cached[1] != dt:
-            per_point = pack_voxel_keys(np.floor(obj.points.astype(dt) / self.voxel_size_m).astype(np.int64))
+            per_point = packed_voxel_keys(obj.points.astype(dt), self.voxel_size_m)
             keys = np.unique(per_point)
             if len(keys) != len(obj.points):  # not one point per voxel (edited from outside): the general way
                 pts = np.concatenate([obj.points, points])
@@ -561,7 +559,7 @@ class ObjectMap:
                 return False
         else:
             per_point, keys = cached[2], cached[3]
-        new_keys = pack_voxel_keys(np.floor(points.astype(dt) / self.voxel_size_m).astype(np.int64))
+        new_keys = packed_voxel_keys(points.astype(dt), self.voxel_size_m)
         uniq, first = np.unique(new_keys, return_index=True)
         pos, fresh = _insertion(keys, uniq)
         take = np.sort(first[fresh])
@@ -595,9 +593,7 @@ class ObjectMap:
     def _keys_of(self, points: np.ndarray) -> np.ndarray:
         if len(points) == 0:
             return np.zeros(0, np.int64)
-        return np.unique(
-            pack_voxel_keys(np.floor(np.asarray(points, np.float64) / self.match_voxel_m).astype(np.int64))
-        )
+        return np.unique(packed_voxel_keys(np.asarray(points, np.float64), self.match_voxel_m))
 
     @staticmethod
     def _entries(objs: Iterable[MapObject]) -> tuple[np.ndarray, np.ndarray]:

@@ -208,6 +208,36 @@ def pack_voxel_keys(keys: np.ndarray) -> np.ndarray:
     return (k[:, 0] << (2 * _KEY_BITS)) | (k[:, 1] << _KEY_BITS) | k[:, 2]
 
 
+def packed_voxel_keys(points: np.ndarray, voxel_size_m: float) -> np.ndarray:
+    """``pack_voxel_keys(np.floor(points / voxel_size_m))`` in one pass.
+
+    The division runs in the points' float type (float32 points: float32, as
+    NumPy divides them by a Python float); other dtypes go through float64.
+    """
+    p = np.asarray(points)
+    if p.dtype != np.float32:
+        p = p.astype(np.float64, copy=False)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {p.shape}")
+    out = np.empty(p.shape[0], np.int64)
+    if not _floor_pack(np.ascontiguousarray(p), p.dtype.type(voxel_size_m), out):
+        raise ValueError("voxel keys exceed the packable range of +-2**20 voxels per axis")
+    return out
+
+
+@njit(cache=True)
+def _floor_pack(p, voxel, out):  # pragma: no cover - compiled
+    for i in range(p.shape[0]):
+        acc = np.int64(0)
+        for a in range(3):
+            f = np.floor(p[i, a] / voxel)
+            if not (f >= -_KEY_OFFSET and f <= _KEY_MASK - _KEY_OFFSET):  # also NaN
+                return False
+            acc = (acc << _KEY_BITS) | (np.int64(f) + _KEY_OFFSET)
+        out[i] = acc
+    return True
+
+
 def unpack_voxel_keys(packed: np.ndarray) -> np.ndarray:
     """Inverse of `pack_voxel_keys`: "N" int64 -> "N 3" int64 voxel indices."""
     p = np.asarray(packed, dtype=np.int64)
