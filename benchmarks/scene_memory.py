@@ -212,6 +212,7 @@ def run_apartment(seed: int, perception: str, min_pixels: int, min_frames: int, 
             "false": len(score.false),
             "false_labels": [pred[j].label for j in score.false],
             "duplicates": len(score.duplicates),
+            "splits": mem.objects.n_splits,
             "label_pairs": [(gt[m.gt].label, pred[m.pred].label) for m in score.matches if score.counted[m.gt]],
             "snapshots": len(mem.snapshots.snapshots),
             "exactly_one": exactly_one,
@@ -315,6 +316,7 @@ def summarise(rs: list[dict], vocab: list[str] | None) -> dict:
         "precision": found / max(judged, 1),
         "duplicates": sum(r["duplicates"] for r in rs),
         "duplicate_rate": sum(r["duplicates"] for r in rs) / max(judged, 1),
+        "splits": sum(r.get("splits", 0) for r in rs),
         "snapshots": sum(r["snapshots"] for r in rs),
         "exactly_one": sum(r["exactly_one"] for r in rs),
         "categories": sum(r["categories"] for r in rs),
@@ -417,7 +419,7 @@ def main() -> None:
         print(
             f"# seed {r['seed']} {r['perception']}: frames {r['frames']} seen {r['seen']}/{r['gt_objects']} found {r['found']} "
             f"remembered {r['fused']} false {r['false']} (most as {Counter(r['false_labels']).most_common(4)}) dup {r['duplicates']} "
-            f"misnamed {[(g, q) for g, q in r['label_pairs'] if g != q]} retrieved {r['retrieved']}/{r['categories']} "
+            f"splits {r.get('splits', '?')} misnamed {[(g, q) for g, q in r['label_pairs'] if g != q]} retrieved {r['retrieved']}/{r['categories']} "
             f"missed {r['missed']} not retrieved {r['wrong']}",
             flush=True,
         )

@@ -172,9 +172,14 @@ def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
 
 def _mean_lab(objs: Sequence[MapObject]) -> np.ndarray:
     """ "K 3" mean colour of each object's points in CIELAB (L, a, b on OpenCV's 8-bit scale)."""
+    return _lab_of([o.colors for o in objs])
+
+
+def _lab_of(colour_sets: Sequence[np.ndarray]) -> np.ndarray:
+    """ "K 3" mean colour of each "N 3" RGB array in CIELAB (L, a, b on OpenCV's 8-bit scale)."""
     import cv2
 
-    rgb = np.stack([o.colors.reshape(-1, 3).mean(axis=0) if len(o.colors) else np.zeros(3) for o in objs])
+    rgb = np.stack([c.reshape(-1, 3).mean(axis=0) if len(c) else np.zeros(3) for c in colour_sets])
     return cv2.cvtColor(rgb.astype(np.uint8)[:, None, :], cv2.COLOR_RGB2LAB)[:, 0, :].astype(np.float64)
 
 
@@ -193,6 +198,15 @@ def _colour_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
     d[0] *= 0.5
     return float(np.linalg.norm(d))
+
+
+def _near_mask(keys: np.ndarray, other_sorted: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Which of ``keys`` (packed voxel keys) have one of ``other_sorted`` (sorted, unique) at one of ``offsets``."""
+    if len(keys) == 0 or len(other_sorted) == 0:
+        return np.zeros(len(keys), dtype=bool)
+    nbr = keys[:, None] + offsets[None, :]
+    pos = np.minimum(np.searchsorted(other_sorted, nbr), len(other_sorted) - 1)
+    return (other_sorted[pos] == nbr).any(axis=1)
 
 
 def _box_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarray) -> float:
@@ -265,6 +279,14 @@ class ObjectMap:
             touching or not: a chair's seat and back, or two boards of a shelf, cut apart by the
             segmenter across a gap (two things of one kind side by side rarely share a colour so
             closely, and stand farther apart).
+        split_min_frames: `split_glued` separates a part from the object it was fused into
+            (two things glued into one segment) once the part was detected as an object of
+            its own in this many frames that also detected the rest of the object.
+        split_containment: ... when this share of the part's voxels lies on the object's own
+            voxels (the object holds the part's surface: a thing resting on it does not) ...
+        split_colour_distance: ... and their mean colours are farther apart than this and
+            their labels disagree (otherwise `merge_duplicates` would join them again).
+        split_min_share: ... and what remains of the object keeps at least this share of its points.
     """
 
     def __init__(
@@ -293,6 +315,10 @@ class ObjectMap:
         near_gap_m: float = 0.2,
         near_colour_distance: float = 15.0,
         face_part_overlap: float = 0.2,
+        split_min_frames: int = 3,
+        split_containment: float = 0.7,
+        split_colour_distance: float = 15.0,
+        split_min_share: float = 0.1,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
             if not value > 0:
@@ -306,9 +332,13 @@ class ObjectMap:
             ("merge_overlap", merge_overlap),
             ("merge_overlap_any_label", merge_overlap_any_label),
             ("face_part_overlap", face_part_overlap),
+            ("split_containment", split_containment),
+            ("split_min_share", split_min_share),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
+        if split_min_frames < 1:
+            raise ValueError(f"split_min_frames must be >= 1, got {split_min_frames}")
         if denoise_every < 1:
             raise ValueError(f"denoise_every must be >= 1, got {denoise_every}")
         if min_detections < 1 or max_missed < 0:
@@ -319,6 +349,7 @@ class ObjectMap:
             ("thin_part_colour_distance", thin_part_colour_distance),
             ("near_gap_m", near_gap_m),
             ("near_colour_distance", near_colour_distance),
+            ("split_colour_distance", split_colour_distance),
         ):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -346,6 +377,11 @@ class ObjectMap:
         self.near_gap_m = float(near_gap_m)
         self.near_colour_distance = float(near_colour_distance)
         self.face_part_overlap = float(face_part_overlap)
+        self.split_min_frames = int(split_min_frames)
+        self.split_containment = float(split_containment)
+        self.split_colour_distance = float(split_colour_distance)
+        self.split_min_share = float(split_min_share)
+        self.n_splits = 0  # parts separated by `split_glued` so far
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
         self._offsets = neighbour_offsets(self.match_radius_voxels)
@@ -920,6 +956,90 @@ class ObjectMap:
                 v = merged[v]
             pairs.append((v, k))
         return pairs
+
+    def split_glued(self) -> list[tuple[int, int]]:
+        """Separate parts that a segment glued onto an object once later views tell them apart.
+
+        A segmenter that saw two things as one segment (a vase standing on a shelf board, a cup
+        touching a laptop) left one object holding both surfaces. When later frames detect one
+        of them on its own, it becomes an object of its own lying on the glued object's voxels
+        (the other detection of the frame takes the glued object). The part is cut out of the
+        glued object when
+
+        - it was detected in at least ``split_min_frames`` frames that also detected the glued
+          object: two separate detections, frame after frame, not one detection seen once;
+        - at least ``split_containment`` of its voxels lie within a voxel of the glued object's
+          points (the glued object holds the part's surface; a thing resting on an object,
+          never fused into it, only touches it along its base);
+        - the rest keeps at least ``split_min_share`` of the points, its colour differs from the
+          part's by more than ``split_colour_distance`` and their labels disagree: two pieces of
+          one material or one name (fragments of an object half hidden) are
+          `merge_duplicates`' to join, and would be joined again.
+
+        The glued object keeps its id, the points off the part, its detections and embedding (a
+        mean over views of both) and the share of its label votes that its remaining points
+        hold; the part keeps its own id, points, votes and embedding (from the views that
+        separated it). No id disappears, so places, snapshots and trackers stay valid.
+
+        Returns:
+            (glued id, part id) for each part cut out.
+        """
+        if len(self._objects) < 2:
+            return []
+        objs = list(self._objects.values())
+        n_det = np.array([o.n_detections for o in objs])
+        size = np.array([len(o.points) for o in objs])
+        lo, hi = self._boxes(objs)
+        pad = self.match_voxel_m  # the part's points lie on the glued object's, to noise
+        held = np.all((lo[:, None] >= lo[None] - pad) & (hi[:, None] <= hi[None] + pad), axis=2)  # [part, glued]
+        held &= (size[None] > size[:, None]) & (n_det[:, None] >= self.split_min_frames)
+        np.fill_diagonal(held, False)
+        if not held.any():
+            return []
+        offsets = neighbour_offsets(1)
+        done: set[int] = set()
+        out: list[tuple[int, int]] = []
+        for p, g in zip(*np.nonzero(held)):
+            part, glued = objs[p], objs[g]
+            if part.id in done or glued.id in done:
+                continue
+            together = len(np.intersect1d(np.asarray(part.frames), np.asarray(glued.frames), assume_unique=True))
+            if together < self.split_min_frames:
+                continue
+            part_sorted = self._fine_keys(part)[1]
+            glued_keys, glued_sorted = self._fine_keys(glued)
+            if _near_mask(part_sorted, glued_sorted, offsets).mean() < self.split_containment:
+                continue
+            cut = _near_mask(glued_keys, part_sorted, offsets)
+            rest = ~cut
+            n_rest = int(rest.sum())
+            if n_rest < max(self.split_min_share * len(glued.points), 1) or n_rest == len(glued.points):
+                continue
+            rest_lab, part_lab = _lab_of([glued.colors[rest], part.colors])
+            if _colour_distance(rest_lab, part_lab) <= self.split_colour_distance:
+                continue
+            if _labels_agree(part.label, part.label_votes, glued.label, glued.label_votes):
+                continue
+            share = n_rest / len(glued.points)
+            self._keep_points(glued, rest)
+            glued.label_votes = {k: v * share for k, v in glued.label_votes.items()}
+            glued._refresh(self.match_voxel_m)
+            self._record_position(glued, glued.last_seen_s)
+            self._changed.update((glued.id, part.id))
+            done.update((glued.id, part.id))
+            out.append((glued.id, part.id))
+        self.n_splits += len(out)
+        self._ensure_index()
+        return out
+
+    def _fine_keys(self, obj: MapObject) -> tuple[np.ndarray, np.ndarray]:
+        """The packed ``voxel_size_m`` key of each of ``obj``'s points, and those keys sorted and unique
+        (from `_add_points`' cache when it holds them)."""
+        cached = self._voxel_keys.get(obj.id)
+        if cached is not None and cached[0] is obj.points:
+            return cached[2], cached[3]
+        per_point = pack_voxel_keys(np.floor(obj.points.astype(np.float64) / self.voxel_size_m).astype(np.int64))
+        return per_point, np.unique(per_point)
 
     def _merge_parts(self) -> dict[int, int]:
         """Fold parts into the objects they belong to: an object whose box lies inside a larger

@@ -810,7 +810,10 @@ class SceneMemory:
         self._periodic_space()
 
     def _periodic_objects(self) -> None:
-        """Merge duplicate objects; snapshots follow the objects."""
+        """Merge duplicate objects, split glued ones; snapshots follow the objects."""
+        # two things glued into one segment, told apart since (first: the rule that joins objects of
+        # comparable size whatever their labels would fold the part back); every id stays, points move
+        self.objects.split_glued()
         merged = self.objects.merge_duplicates()
         if merged:
             self.snapshots.remap_objects({gone: keep for keep, gone in merged})

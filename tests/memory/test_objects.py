@@ -569,3 +569,92 @@ def test_scene_memory_forgets_a_one_frame_flicker_and_keeps_the_box():
     mem.finalize()
     assert [o.label for o in mem.objects.objects.values()] == ["cabinet"]
     assert all(flicker not in s.object_ids for s in mem.snapshots.snapshots)
+
+
+def _box_points(lo, hi, step=0.02):
+    axes = [np.arange(a, b - 1e-9, step) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _periodic(omap):
+    """What `SceneMemory` does with the object map every few frames."""
+    split = omap.split_glued()
+    omap.merge_duplicates()
+    return split
+
+
+def test_two_boxes_glued_into_one_segment_split_once_views_separate_them():
+    red, blue = (200, 30, 30), (30, 60, 200)
+    a_lo, a_hi = (0.0, 0.0, 0.7), (0.3, 0.3, 1.0)
+    b_lo, b_hi = (0.3, 0.0, 0.7), (0.7, 0.3, 1.0)  # touching a along x = 0.3, a little larger
+    a, b = _box_points(a_lo, a_hi), _box_points(b_lo, b_hi)
+    rng = np.random.default_rng(3)
+    e_a, e_b = rng.normal(size=16), rng.normal(size=16)
+    glued = _labelled(np.concatenate([a, b]), red, "box")
+    glued.colors[len(a) :] = blue
+    glued.embedding = (e_a + e_b).astype(np.float32)
+    omap = ObjectMap()
+    frame = 0
+    for _ in range(3):  # seen from afar: one segment
+        (gid,) = omap.update([glued], frame, float(frame))
+        frame += 1
+    splits = []
+    for _ in range(6):  # closer: two segments
+        da, db = _labelled(a, red, "cup"), _labelled(b, blue, "laptop")
+        da.embedding, db.embedding = e_a.astype(np.float32), e_b.astype(np.float32)
+        omap.update([da, db], frame, float(frame))
+        frame += 1
+        if frame % 3 == 0:
+            splits += _periodic(omap)
+    assert len(splits) == 1 and splits[0][0] == gid and omap.n_splits == 1
+    assert len(omap.objects) == 2 and gid in omap.objects
+    tol = omap.voxel_size_m
+    by_label = {o.label: o for o in omap.objects.values()}
+    assert set(by_label) == {"cup", "laptop"}
+    for obj, lo, hi, rgb in ((by_label["cup"], a_lo, a_hi, red), (by_label["laptop"], b_lo, b_hi, blue)):
+        assert np.all(obj.points >= np.asarray(lo) - tol) and np.all(obj.points <= np.asarray(hi) + tol)
+        assert np.all(obj.colors == rgb)  # each part holds its own surface only
+        assert len(obj.points) > 0.8 * len(_downsample_count(a if rgb == red else b, omap.voxel_size_m))
+    # what the glued views saw of the other box went with the split: the parts no longer overlap
+    cup, laptop = by_label["cup"], by_label["laptop"]
+    assert cup.box_max[0] <= laptop.box_min[0] + tol
+    # the split holds: more separate views and periodic passes change nothing
+    for _ in range(6):
+        da, db = _labelled(a, red, "cup"), _labelled(b, blue, "laptop")
+        da.embedding, db.embedding = e_a.astype(np.float32), e_b.astype(np.float32)
+        ids = omap.update([da, db], frame, float(frame))
+        frame += 1
+        assert ids == [cup.id, laptop.id]
+        assert _periodic(omap) == []
+    assert len(omap.objects) == 2
+
+
+def _downsample_count(points, voxel_size_m):
+    return np.unique(np.floor(points / voxel_size_m).astype(np.int64), axis=0)
+
+
+def test_one_object_seen_in_two_fragments_is_not_split():
+    green = (40, 160, 60)
+    box = _box_points((0.0, 0.0, 0.4), (0.6, 0.3, 0.8))
+    left, right = box[box[:, 0] < 0.25], box[box[:, 0] > 0.35]  # half hidden behind a post at x = 0.3
+    omap = ObjectMap()
+    frame = 0
+    for _ in range(3):
+        omap.update([_labelled(box, green, "cabinet")], frame, float(frame))
+        frame += 1
+    for _ in range(9):  # two fragments, frame after frame, one colour and one name
+        omap.update([_labelled(left, green, "cabinet"), _labelled(right, green, "cabinet")], frame, float(frame))
+        frame += 1
+        if frame % 3 == 0:
+            assert _periodic(omap) == []
+    assert len(omap.objects) == 1 and omap.n_splits == 0
+
+
+def test_a_cup_standing_on_a_table_is_not_cut_out_of_it():
+    # never glued: the cup touches the table along its base only, frame after frame
+    top = _panel((0.0, 0.0, 0.75), (1.0, 0.6, 0.75))
+    cup = _box_points((0.45, 0.25, 0.76), (0.55, 0.35, 0.88))
+    omap = ObjectMap()
+    for t in range(6):
+        omap.update([_labelled(top, (140, 95, 50), "table"), _labelled(cup, (230, 230, 230), "cup")], t, float(t))
+    assert omap.split_glued() == [] and len(omap.objects) == 2
