@@ -151,7 +151,9 @@ def memory_boxes(mem: SceneMemory) -> tuple[list, list[Box3D], list[tuple[float,
     )
 
 
-def run_apartment(seed: int, perception: str, min_pixels: int, min_frames: int, width: int, height: int) -> dict:
+def run_apartment(
+    seed: int, perception: str, min_pixels: int, min_frames: int, width: int, height: int, split_glued: bool = False
+) -> dict:
     from engram.sims.embedded import EmbeddedSim, coverage_walk
 
     # the oracle alone gets the simulator's masks; every other perception sees what a camera sees
@@ -159,7 +161,7 @@ def run_apartment(seed: int, perception: str, min_pixels: int, min_frames: int, 
     text_encoder = "minilm" if _has_minilm() else "hash"
     try:
         sim.reset()
-        mem = SceneMemory(timeline=False, detector=perception, text_encoder=text_encoder)
+        mem = SceneMemory(timeline=False, detector=perception, text_encoder=text_encoder, split_glued=split_glued)
         n_ids = max(sim.apartment.by_id()) + 1
         good_frames = np.zeros(n_ids + 1, np.int64)
         cpu_ms = []
@@ -355,6 +357,9 @@ def main() -> None:
         default=None,
         help="JSON file keeping each (apartment, perception) result, so a run can be resumed or extended",
     )
+    ap.add_argument(
+        "--split-glued", action="store_true", help="SceneMemory(split_glued=True): cut glued parts out of objects"
+    )
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     perceptions = (
@@ -363,7 +368,8 @@ def main() -> None:
         else [p.strip() for p in args.perception.split(",") if p.strip()]
     )
     if args.one is not None:
-        print(json.dumps(run_apartment(args.one, perceptions[0], args.min_pixels, args.min_frames, 320, 240)))
+        run = run_apartment(args.one, perceptions[0], args.min_pixels, args.min_frames, 320, 240, args.split_glued)
+        print(json.dumps(run))
         return
 
     load0 = os.getloadavg()[0]
@@ -375,7 +381,7 @@ def main() -> None:
     cache = json.loads(args.cache.read_text()) if args.cache is not None and args.cache.exists() else {}
 
     def key(seed: int, perception: str) -> str:
-        return f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f"
+        return f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f" + ("-split" if args.split_glued else "")
 
     todo = [(s, p) for s, p in runs if key(s, p) not in cache]
     for i in range(0, len(todo), args.jobs):
@@ -392,7 +398,8 @@ def main() -> None:
                     str(args.min_pixels),
                     "--min-frames",
                     str(args.min_frames),
-                ],
+                ]
+                + (["--split-glued"] if args.split_glued else []),
                 stdout=subprocess.PIPE,
                 text=True,
                 env=env,

@@ -228,6 +228,9 @@ class SceneMemory:
             and joins the static map. 0 turns this off (such depth always stays transient).
         place_spacing_m: distance between places of the place graph.
         frontier_every: recompute frontiers and merge duplicate objects every n mapped frames.
+        split_glued: also cut parts out of objects they were glued into (`ObjectMap.split_glued`)
+            every ``frontier_every`` frames. Off by default: on the embedded apartments and the
+            red kitchen it cost one found object (benchmarks/README.md, scene_memory).
         floor_z_m: height of the floor (world z) for frontiers and the place graph.
         image_encoder: name, config node ({name: ..., **settings}) or instance of an image encoder for
             image queries and the timeline (None = off).
@@ -266,6 +269,7 @@ class SceneMemory:
         settle_weight: float = 1.5,
         place_spacing_m: float = 1.0,
         frontier_every: int = 10,
+        split_glued: bool = False,
         floor_z_m: float = 0.0,
         image_encoder: Any = None,
         text_encoder: Any = "hash",
@@ -298,6 +302,7 @@ class SceneMemory:
             raise ValueError(f"settle_weight must be >= 0, got {settle_weight}")
         self.settle_weight = float(settle_weight)
         self.frontier_every = int(frontier_every)
+        self.split_glued = bool(split_glued)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
         self.config: dict[str, Any] = {
@@ -311,6 +316,7 @@ class SceneMemory:
             "settle_weight": float(settle_weight),
             "place_spacing_m": float(place_spacing_m),
             "frontier_every": self.frontier_every,
+            "split_glued": self.split_glued,
             "floor_z_m": self.floor_z_m,
             "image_encoder": _encoder_name(image_encoder),
             "text_encoder": _encoder_name(text_encoder),
@@ -813,7 +819,8 @@ class SceneMemory:
         """Merge duplicate objects, split glued ones; snapshots follow the objects."""
         # two things glued into one segment, told apart since (first: the rule that joins objects of
         # comparable size whatever their labels would fold the part back); every id stays, points move
-        self.objects.split_glued()
+        if self.split_glued:
+            self.objects.split_glued()
         merged = self.objects.merge_duplicates()
         if merged:
             self.snapshots.remap_objects({gone: keep for keep, gone in merged})
