@@ -1038,7 +1038,7 @@ class ObjectMap:
         cached = self._voxel_keys.get(obj.id)
         if cached is not None and cached[0] is obj.points:
             return cached[2], cached[3]
-        per_point = pack_voxel_keys(np.floor(obj.points.astype(np.float64) / self.voxel_size_m).astype(np.int64))
+        per_point = packed_voxel_keys(obj.points.astype(np.float64), self.voxel_size_m)
         return per_point, np.unique(per_point)
 
     def _merge_parts(self) -> dict[int, int]:
