@@ -658,3 +658,20 @@ def test_a_cup_standing_on_a_table_is_not_cut_out_of_it():
     for t in range(6):
         omap.update([_labelled(top, (140, 95, 50), "table"), _labelled(cup, (230, 230, 230), "cup")], t, float(t))
     assert omap.split_glued() == [] and len(omap.objects) == 2
+
+
+def test_a_loaded_map_splits_a_glued_object_too():
+    # a map read back from records has none of update's cached voxel keys
+    red, blue = (200, 30, 30), (30, 60, 200)
+    a, b = _box_points((0.0, 0.0, 0.7), (0.3, 0.3, 1.0)), _box_points((0.3, 0.0, 0.7), (0.7, 0.3, 1.0))
+    glued = _labelled(np.concatenate([a, b]), red, "box")
+    glued.colors[len(a) :] = blue
+    omap = ObjectMap()
+    for t in range(2):
+        (gid,) = omap.update([glued], t, float(t))
+    for t in range(2, 6):
+        omap.update([_labelled(a, red, "cup"), _labelled(b, blue, "laptop")], t, float(t))
+    loaded = ObjectMap.from_records(omap.to_records())
+    assert loaded.split_glued() == omap.split_glued() and len(loaded.split_glued()) == 0
+    assert loaded.digest() == omap.digest() and loaded.n_splits == omap.n_splits == 1
+    assert gid in loaded.objects and loaded.objects[gid].label == "cup"
