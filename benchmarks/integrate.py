@@ -276,6 +276,9 @@ def main() -> None:
             print(row(f"{name}: SceneMemory.integrate (full, detector excluded)", r["cpu"]))
             summary[f"sim_{det}"] = r
     print(f"# load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+    from engram.memory.octree import ray_walker
+
+    print(f"# octree ray walker on this CPU: {ray_walker()} (the faster of the two, timed on the first scans)")
     for det in ("oracle", "rgbd"):
         r = summary.pop(f"sim_{det}", None)
         if r is not None:

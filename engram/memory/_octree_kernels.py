@@ -538,6 +538,45 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
 
 
 @njit(cache=True, parallel=True)
+def mark_scan_serial(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
+    """`mark_scan` walking one ray at a time: the same marks and step count.
+
+    Which of the two is faster depends on the core (how it predicts the
+    DDA's branches and overlaps the rays' dependency chains); the octree
+    times both on its first scans and keeps the faster.
+    """
+    n = kinds.shape[0]
+    sy = np.int64(dims[2])
+    sx = np.int64(dims[1]) * sy
+    size = np.uint64(grid.shape[0] - 1)
+    inv_res = 1.0 / res
+    okx = _point_key(origin[0], inv_res)
+    oky = _point_key(origin[1], inv_res)
+    okz = _point_key(origin[2], inv_res)
+    o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
+    chunk = (n + n_chunks - 1) // n_chunks
+    total = 0
+    for c in prange(n_chunks):
+        steps = 0
+        stop = min(n, (c + 1) * chunk)
+        for i in range(c * chunk, stop):
+            na, tx, ty, tz, dx, dy, dz, sxa, sya, sza = _ray_setup(origin, ends, end_keys, i, okx, oky, okz, res)
+            if kinds[i] < KIND_HIT or na == 0:
+                continue
+            grid[o_idx] = 1
+            steps += na
+            _walk(na - 1, tx, ty, tz, dx, dy, dz, sxa * sx, sya * sy, sza, o_idx, grid, size)
+        total += steps
+    for i in range(n):
+        if kinds[i] == KIND_FREE_END:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 1
+    for i in prange(n):
+        if kinds[i] == KIND_HIT:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
+    return total
+
+
+@njit(cache=True, parallel=True)
 def collect_marks(grid, lo, dims):
     """Morton codes of the free (1) and occupied (2) cells of a scan grid (the sentinel byte is ignored)."""
     nx = dims[0]

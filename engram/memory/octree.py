@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,39 @@ def _check_level(level: Any) -> int:
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level <= DEPTH:
         raise ValueError(f"level must be an integer in [0, {DEPTH}], got {level!r}")
     return int(level)
+
+
+# Two ray walkers mark the same cells: `mark_scan` (four rays in lock step) and `mark_scan_serial`
+# (one ray at a time). Which is faster depends on the core, so the first scans of a process time
+# both (a few each, the first call of each left out: it may load the compiled code) and the faster
+# walks every later scan. ENGRAM_RAY_WALKER=mark_scan|mark_scan_serial fixes the choice.
+_WALKERS = ("mark_scan", "mark_scan_serial")
+_WALKER_TRIALS = 4
+_walker_ns: dict[str, list[float]] = {name: [] for name in _WALKERS}
+_walker_choice: str | None = None
+
+
+def ray_walker() -> str:
+    """The ray walker the next scan uses (while still timing both: the one with fewer timings)."""
+    global _walker_choice
+    if _walker_choice is not None:
+        return _walker_choice
+    forced = os.environ.get("ENGRAM_RAY_WALKER")
+    if forced:
+        if forced not in _WALKERS:
+            raise ValueError(f"ENGRAM_RAY_WALKER must be one of {', '.join(_WALKERS)}, got {forced!r}")
+        _walker_choice = forced
+        return forced
+    pending = [name for name in _WALKERS if len(_walker_ns[name]) < _WALKER_TRIALS]
+    if pending:
+        return min(pending, key=lambda name: len(_walker_ns[name]))
+    _walker_choice = min(_WALKERS, key=lambda name: float(np.median(_walker_ns[name][1:])))
+    return _walker_choice
+
+
+def _time_walker(name: str, seconds: float, steps: int) -> None:
+    if _walker_choice is None and steps >= 10_000:  # small scans time the call, not the walk
+        _walker_ns[name].append(seconds / steps)
 
 
 class OccupancyOctree:
@@ -363,7 +397,10 @@ class OccupancyOctree:
         if int(np.prod(dims)) <= _MAX_SCAN_GRID_CELLS:
             grid = np.zeros(int(np.prod(dims)) + 1, np.uint8)  # + a sentinel byte
             n_chunks = max(1, min(n // 256, 256))
-            steps = k.mark_scan(o, ends, end_keys, kinds, lo, dims, self.voxel_size_m, grid, n_chunks)
+            name = ray_walker()
+            t0 = time.perf_counter()
+            steps = getattr(k, name)(o, ends, end_keys, kinds, lo, dims, self.voxel_size_m, grid, n_chunks)
+            _time_walker(name, time.perf_counter() - t0, int(steps))
             free, occ = k.collect_marks(grid, lo, dims)
             return free, occ, int(steps)
         # a scan spread over a huge box (long-range lidar): collect every ray's cells and sort

@@ -651,3 +651,51 @@ def test_coarse_lookup_from_the_hash_equals_the_sorted_table(level):
     from_table = tree.log_odds(probe, level=level)
     np.testing.assert_array_equal(from_hash, from_table)
     assert np.isnan(from_hash[-1]) and (~np.isnan(from_hash)).sum() >= n - n // 4
+
+
+@pytest.mark.parametrize("walker", ["mark_scan", "mark_scan_serial"])
+def test_both_ray_walkers_mark_what_the_sparse_walk_marks(monkeypatch, walker):
+    import engram.memory.octree as octree_module
+
+    rng = np.random.default_rng(7)
+    origin = rng.uniform(-0.2, 0.2, 3)
+    pts = origin + rng.normal(size=(3000, 3)) * 1.5
+    monkeypatch.setattr(octree_module, "_walker_choice", walker)
+    tree = OccupancyOctree(RES)
+    free, occ = tree.scan_keys(pts, origin, max_range_m=3.0)
+    hits = tree.unique_codes(tree.point_codes(pts[:2000]))
+    ends = tree.unique_codes(tree.point_codes(pts[2000:]))  # rays that free their end voxel
+    d_free, d_occ = tree.voxel_scan(hits, origin, 3.0, free_end_codes=ends)
+    monkeypatch.setattr(octree_module, "_MAX_SCAN_GRID_CELLS", 0)  # the per-ray walk, sorted
+    s_free, s_occ = tree.scan_keys(pts, origin, max_range_m=3.0)
+    s_dfree, s_docc = tree.voxel_scan(hits, origin, 3.0, free_end_codes=ends)
+    np.testing.assert_array_equal(np.unique(free, axis=0), np.unique(s_free, axis=0))
+    np.testing.assert_array_equal(np.unique(occ, axis=0), np.unique(s_occ, axis=0))
+    np.testing.assert_array_equal(np.sort(d_free), np.sort(s_dfree))
+    np.testing.assert_array_equal(np.sort(d_occ), np.sort(s_docc))
+    assert len(d_free) > 1000 and len(d_occ) > 100
+
+
+def test_ray_walker_is_timed_then_fixed(monkeypatch):
+    import engram.memory.octree as octree_module
+
+    monkeypatch.delenv("ENGRAM_RAY_WALKER", raising=False)
+    monkeypatch.setattr(octree_module, "_walker_choice", None)
+    monkeypatch.setattr(octree_module, "_walker_ns", {"mark_scan": [], "mark_scan_serial": []})
+    seen = []
+    for _ in range(2 * octree_module._WALKER_TRIALS):
+        name = octree_module.ray_walker()
+        seen.append(name)
+        octree_module._time_walker(name, 2.0 if name == "mark_scan" else 1.0, 10_000)  # serial twice as fast
+    assert sorted(set(seen)) == ["mark_scan", "mark_scan_serial"]
+    assert seen.count("mark_scan") == seen.count("mark_scan_serial")
+    assert octree_module.ray_walker() == "mark_scan_serial"
+    octree_module._time_walker("mark_scan", 0.1, 10_000)  # once chosen, timings change nothing
+    assert octree_module.ray_walker() == "mark_scan_serial"
+    monkeypatch.setattr(octree_module, "_walker_choice", None)
+    monkeypatch.setenv("ENGRAM_RAY_WALKER", "mark_scan")
+    assert octree_module.ray_walker() == "mark_scan"
+    monkeypatch.setattr(octree_module, "_walker_choice", None)
+    monkeypatch.setenv("ENGRAM_RAY_WALKER", "fastest")
+    with pytest.raises(ValueError, match="ENGRAM_RAY_WALKER"):
+        octree_module.ray_walker()
