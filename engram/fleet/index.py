@@ -357,6 +357,9 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
                 torch.set_num_threads(1)
             except ImportError:
                 pass
+            import cv2
+
+            cv2.setNumThreads(1)  # OpenCV's own thread pool (resize, filters, components), like the other libraries
             self.indexer = SourceIndexer(json.loads(settings_json), root)  # encoders load here, once per actor
             self.tracker = tracker
             self.kill_after_frames = kill_after_frames
