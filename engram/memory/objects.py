@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from engram.perception.detectors.priors import object_label_weights
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
     Detection,
@@ -36,6 +37,8 @@ from engram.perception.segmentation import (
 __all__ = ["MapObject", "ObjectMap"]
 
 _MAX_HISTORY = 256
+_WEIGH_GRID_M = 0.05  # an object's label weights are worked out again when its box moves this much
+_UNKNOWN_WEIGHT = 0.5  # with label weights, the weight of the votes for naming nothing
 
 
 @dataclass
@@ -57,6 +60,11 @@ class MapObject:
         n_missed: frames that had it in view and did not detect it.
         last_update: the map's frame count (`ObjectMap.frames_given`) when it was last detected.
         meta: scoring details, e.g. ``source_ids`` {source instance id: count}.
+        label_weights: how well the object's fused points fit each word of the geometric prior
+            (`engram.perception.detectors.priors`: size, height above the floor, level top,
+            solid front or legs, measured over every view at once), relative to the best
+            fitting word; the label is the votes weighed by them. None when its detections
+            carried no label distribution (simulator masks): the votes alone name it.
     """
 
     id: int
@@ -73,6 +81,7 @@ class MapObject:
     n_missed: int = 0
     last_update: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    label_weights: dict[str, float] | None = None
     # derived, refreshed by ObjectMap after every change
     box_min: np.ndarray = field(default_factory=lambda: np.zeros(3))
     box_max: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -83,16 +92,32 @@ class MapObject:
 
     @property
     def label(self) -> str:
-        """Majority label (highest summed score; ties broken alphabetically)."""
-        if not self.label_votes:
+        """Best label: highest summed score, weighed by ``label_weights`` when there are any
+        (ties broken alphabetically)."""
+        post = self.label_posterior
+        if not post:
             return ""
-        return min(self.label_votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        return min(post.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
     @property
     def label_confidence(self) -> float:
-        """Share of the votes that the majority label holds."""
-        total = sum(self.label_votes.values())
-        return self.label_votes.get(self.label, 0.0) / total if total > 0 else 0.0
+        """Share of the (weighed) votes that the best label holds."""
+        post = self.label_posterior
+        total = sum(post.values())
+        return max(post.values()) / total if total > 0 else 0.0
+
+    @property
+    def label_posterior(self) -> dict[str, float]:
+        """The votes weighed by how well the fused object fits each word (``label_weights``;
+        a word the prior does not know keeps its votes, and the unknown "object", a view's
+        weak vote for naming nothing, counts half against words the object fits at best):
+        label -> weight, not normalised."""
+        w = self.label_weights
+        if not w:
+            return self.label_votes
+        return {
+            lab: v * (_UNKNOWN_WEIGHT if lab == UNKNOWN else w.get(lab, 1.0)) for lab, v in self.label_votes.items()
+        }
 
     @property
     def embedding(self) -> np.ndarray | None:
@@ -287,6 +312,9 @@ class ObjectMap:
         split_colour_distance: ... and their mean colours are farther apart than this and
             their labels disagree (otherwise `merge_duplicates` would join them again).
         split_min_share: ... and what remains of the object keeps at least this share of its points.
+        floor_z_m: the floor's height (world z) for the geometric prior on objects' labels
+            (`MapObject.label_weights`); None: unknown, heights say nothing. A detector that
+            finds the floor sets it as it goes.
     """
 
     def __init__(
@@ -319,6 +347,7 @@ class ObjectMap:
         split_containment: float = 0.7,
         split_colour_distance: float = 15.0,
         split_min_share: float = 0.1,
+        floor_z_m: float | None = None,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
             if not value > 0:
@@ -382,8 +411,11 @@ class ObjectMap:
         self.split_colour_distance = float(split_colour_distance)
         self.split_min_share = float(split_min_share)
         self.n_splits = 0  # parts separated by `split_glued` so far
+        self.floor_z_m = None if floor_z_m is None else float(floor_z_m)
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
+        # object id -> (box and floor, on a 5 cm grid) when its label weights were last worked out
+        self._weighed: dict[int, tuple[int | None, ...]] = {}
         self._offsets = neighbour_offsets(self.match_radius_voxels)
         self._index_keys = np.zeros(0, np.int64)
         self._index_ids = np.zeros(0, np.int64)
@@ -496,7 +528,29 @@ class ObjectMap:
             else:
                 out.append(self._create(det, int(frame_index), ts))
         self._changed.update(o for o in out if o >= 0)
+        self._weigh_labels(o for o in out if o >= 0)
         return out
+
+    def _weigh_labels(self, object_ids: Iterable[int]) -> None:
+        """Work out again the label weights of these objects (those named by label distributions)
+        whose box or the floor moved by a grid step (5 cm) since the last time: the geometric
+        prior on the whole object, from its fused points (`priors.object_label_weights`)."""
+        for oid in set(object_ids):  # one step per changed object
+            obj = self._objects.get(oid)
+            if obj is None:
+                self._weighed.pop(oid, None)
+                continue
+            if obj.label_weights is None:
+                continue
+            key = self._weigh_key(obj)
+            if self._weighed.get(oid) == key and obj.label_weights:
+                continue
+            self._weighed[oid] = key
+            obj.label_weights = object_label_weights(obj.points, self.floor_z_m)
+
+    def _weigh_key(self, obj: MapObject) -> tuple[int | None, ...]:
+        box = np.round(np.concatenate([obj.box_min, obj.box_max]) / _WEIGH_GRID_M).astype(int).tolist()
+        return (*box, None if self.floor_z_m is None else round(self.floor_z_m / _WEIGH_GRID_M))
 
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
         if overlap < self.min_overlap:
@@ -537,6 +591,7 @@ class ObjectMap:
             embedding_count=0 if det.embedding is None else 1,
             meta={"source_ids": {det.instance_id: 1}},
             last_update=self.frames_given,
+            label_weights=None if det.label_scores is None else {},
         )
         obj._refresh(self.match_voxel_m)
         obj.position_history.append((timestamp_s, obj.centroid.copy()))
@@ -648,6 +703,7 @@ class ObjectMap:
         entries are masked out and their new ones merged in by position, so
         the cost follows the changed objects, not the whole map.
         """
+        self._weigh_labels(self._objects if self._index_dirty else self._changed)
         if self._index_dirty:
             self._index_keys, self._index_ids = self._entries(self._objects.values())
             self._index_dirty = False
@@ -765,6 +821,8 @@ class ObjectMap:
         keep.points, keep.colors = src.points, src.colors
         for k, v in src.label_votes.items():
             keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
+        if keep.label_weights is not None or src.label_weights is not None:
+            keep.label_weights = {}  # the box changed: weighed again with the index
         keep.n_detections += src.n_detections
         keep.last_update = max(keep.last_update, src.last_update)
         keep.last_seen_s = max(keep.last_seen_s, src.last_seen_s)
@@ -1118,6 +1176,8 @@ class ObjectMap:
         keep.points, keep.colors = _downsample(pts, col, self.voxel_size_m)
         for k, v in drop.label_votes.items():
             keep.label_votes[k] = keep.label_votes.get(k, 0.0) + v
+        if keep.label_weights is not None or drop.label_weights is not None:
+            keep.label_weights = {}  # the box changed: weighed again with the index
         keep.n_detections += drop.n_detections
         keep.last_update = max(keep.last_update, drop.last_update)
         keep.first_seen_s = min(keep.first_seen_s, drop.first_seen_s)
@@ -1158,6 +1218,7 @@ class ObjectMap:
                     "embedding_count": o.embedding_count,
                     "n_missed": o.n_missed,
                     "source_ids": {int(k): int(v) for k, v in o.meta.get("source_ids", {}).items()},
+                    "label_weights": None if o.label_weights is None else dict(o.label_weights),
                 }
             )
         return records
@@ -1180,6 +1241,7 @@ class ObjectMap:
             hist_t = np.asarray(r.get("history_t_s", []), dtype=np.float64).reshape(-1)
             hist_xyz = np.asarray(r.get("history_xyz", []), dtype=np.float64).reshape(-1, 3)
             emb = r.get("embedding_sum")
+            weights = r.get("label_weights")
             obj = MapObject(
                 id=oid,
                 points=pts,
@@ -1194,10 +1256,13 @@ class ObjectMap:
                 embedding_count=int(r.get("embedding_count", 0)),
                 n_missed=int(r.get("n_missed", 0)),
                 meta={"source_ids": {int(k): int(v) for k, v in dict(r.get("source_ids", {})).items()}},
+                label_weights=None if weights is None else {str(k): float(v) for k, v in dict(weights).items()},
             )
             obj._refresh(omap.match_voxel_m)
             omap._objects[oid] = obj
             omap._next_id = max(omap._next_id, oid + 1)
+            if obj.label_weights:
+                omap._weighed[oid] = omap._weigh_key(obj)  # as saved, until its box or the floor moves
         omap._index_dirty = True
         omap._merge_pending = None
         return omap

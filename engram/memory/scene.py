@@ -708,6 +708,9 @@ class SceneMemory:
             ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
         )
         expected = [i for i in in_view if i in absent]
+        floor_z = getattr(self.detector, "floor_z_m", None)
+        if floor_z is not None:  # the floor the detector found, for the prior on objects' labels
+            self.objects.floor_z_m = float(floor_z)
         matched = self.objects.update(dets, frame.index, t)
         detected = set(matched)
         # objects in plain view (not hidden behind what the depth shows) that went undetected
@@ -1008,9 +1011,13 @@ class SceneMemory:
             return []
         scores = np.ones(len(objs))
         if text is not None:
-            # every label an object was given counts, weighted by its share of the votes
-            # relative to the winning label (a detector's second guess still answers a query)
-            votes = [dict(getattr(o, "label_votes", None) or {o.label: 1.0}) for o in objs]
+            # every label an object was given counts, weighted by its share of the votes (weighed by
+            # the geometric prior on the object, when it has one) relative to the winning label (a
+            # detector's second guess still answers a query)
+            votes = [
+                dict(getattr(o, "label_posterior", None) or getattr(o, "label_votes", None) or {o.label: 1.0})
+                for o in objs
+            ]
             uniq = sorted({lab for v in votes for lab in v} | {o.label for o in objs})
             s = dict(zip(uniq, self.label_scores(text, uniq)))
             scores = np.zeros(len(objs))

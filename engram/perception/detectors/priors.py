@@ -41,12 +41,22 @@ Ranges are widened by a margin, since real rooms vary.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["CATEGORY_PRIORS", "CategoryPrior", "SegmentGeometry", "geometry_likelihood", "measure_segments"]
+__all__ = [
+    "CATEGORY_PRIORS",
+    "CategoryPrior",
+    "SegmentGeometry",
+    "geometry_likelihood",
+    "measure_object",
+    "measure_segments",
+    "object_label_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,8 @@ class CategoryPrior:
             is mostly level (a magazine, a box's lid) is not one of these.
         lowest: no part of it is lower than this above the floor (a television stands on
             furniture or hangs on a wall; a window starts above the floor).
+        height: the least overall height of a whole one standing on the floor, when that is
+            more than ``top`` says of a part of it (a chair with its back, a sofa with its back).
     """
 
     size: tuple[float, float]
@@ -86,14 +98,15 @@ class CategoryPrior:
     legs: bool = False
     lowest: float = 0.0
     round: bool = False
+    height: float = 0.0
 
 
 # Generic real-world dimensions (sources in the module docstring), widened for variety.
 CATEGORY_PRIORS: dict[str, CategoryPrior] = {
     # furniture
     "bed": CategoryPrior((1.8, 2.4), (0.35, 1.4), ((0.3, 0.68),), floor=True, depth=2.1),
-    "sofa": CategoryPrior((1.2, 3.0), (0.35, 1.05), ((0.35, 0.55),), floor=True, depth=1.1),
-    "chair": CategoryPrior((0.45, 1.2), (0.4, 1.15), ((0.38, 0.55),), floor=True, depth=0.75, legs=True),
+    "sofa": CategoryPrior((1.2, 3.0), (0.35, 1.05), ((0.35, 0.55),), floor=True, depth=1.1, height=0.6),
+    "chair": CategoryPrior((0.45, 1.2), (0.4, 1.15), ((0.38, 0.55),), floor=True, depth=0.75, legs=True, height=0.7),
     "bench": CategoryPrior((0.8, 2.0), (0.38, 0.9), ((0.38, 0.55),), floor=True, depth=0.6, legs=True),
     "table": CategoryPrior((0.6, 2.6), (0.38, 0.8), ((0.38, 0.8),), floor=True, depth=1.3, legs=True),
     "desk": CategoryPrior((0.9, 2.0), (0.68, 0.8), ((0.68, 0.8),), floor=True, common=0.6, depth=0.9, legs=True),
@@ -163,6 +176,9 @@ CATEGORY_PRIORS: dict[str, CategoryPrior] = {
 }
 
 
+SEGMENT_FIELDS = ("size", "width", "top", "bottom", "surface", "level", "cut_top", "cut", "face")
+
+
 @dataclass(frozen=True)
 class SegmentGeometry:
     """Measurements of segments ("K" arrays, metres; NaN where unknown).
@@ -179,6 +195,8 @@ class SegmentGeometry:
         cut: it touches any image border (its size is a lower bound).
         face: most of it is one upright face at least 0.3 m tall (a cabinet's front, a
             bed's side), not legs and rails.
+        whole: the measurements are of a whole object fused over many views (`measure_object`),
+            not of one segment: its size is the object's, not a lower bound (None: no row is).
     """
 
     size: np.ndarray
@@ -190,17 +208,14 @@ class SegmentGeometry:
     cut_top: np.ndarray
     cut: np.ndarray
     face: np.ndarray
+    whole: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.size)
 
-    def __getitem__(self, idx: object) -> SegmentGeometry:
-        return SegmentGeometry(
-            *(
-                np.atleast_1d(getattr(self, f)[idx])
-                for f in ("size", "width", "top", "bottom", "surface", "level", "cut_top", "cut", "face")
-            )
-        )
+    def __getitem__(self, idx: Any) -> SegmentGeometry:
+        rows = {f: np.atleast_1d(getattr(self, f)[idx]) for f in SEGMENT_FIELDS}
+        return SegmentGeometry(**rows, whole=None if self.whole is None else np.atleast_1d(self.whole[idx]))
 
     @classmethod
     def unknown(cls, k: int) -> SegmentGeometry:
@@ -209,13 +224,13 @@ class SegmentGeometry:
         return cls(nan, nan, nan, nan, nan, no, no, no, no)
 
 
-def _soft_above(x: np.ndarray, limit: float, scale: float) -> np.ndarray:
+def _soft_above(x: np.ndarray, limit: float | np.ndarray, scale: float | np.ndarray) -> np.ndarray:
     """1 up to ``limit``, then a Gaussian fall-off with width ``scale`` (NaN x gives 1)."""
     over = np.nan_to_num(x - limit, nan=0.0).clip(0.0, None)
     return np.exp(-0.5 * (over / scale) ** 2)
 
 
-def _soft_below(x: np.ndarray, limit: float | np.ndarray, scale: float) -> np.ndarray:
+def _soft_below(x: np.ndarray, limit: float | np.ndarray, scale: float | np.ndarray) -> np.ndarray:
     under = np.nan_to_num(limit - x, nan=0.0).clip(0.0, None)
     return np.exp(-0.5 * (under / scale) ** 2)
 
@@ -233,6 +248,72 @@ def _in_ranges(x: np.ndarray, ranges: Sequence[tuple[float, float]], scale: floa
 # the likelihood never goes quite to zero: a measurement can be wrong (two objects in one segment,
 # a floor level misjudged), and then the classifier must still be able to win
 FLOOR_LIKELIHOOD = 0.02
+# a whole object fused over many views is at least this share of its category's smallest size (views
+# can still miss a side of it: a sofa against a wall seen only from the front is its full length)
+WHOLE_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class _PriorTable:
+    """The priors of a vocabulary as "V" arrays (NaN where a word has no such figure), for `geometry_likelihood`."""
+
+    has: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    depth: np.ndarray
+    top_lo: np.ndarray
+    top_hi: np.ndarray
+    floor: np.ndarray
+    legs: np.ndarray
+    round: np.ndarray
+    lowest: np.ndarray
+    common: np.ndarray
+    height: np.ndarray
+    surfaces_known: np.ndarray
+    surface_ranges: np.ndarray  # "V R 2" (lowest, highest), NaN rows where a word has fewer ranges
+
+    @classmethod
+    def build(cls, vocabulary: Sequence[str], priors: dict[str, CategoryPrior]) -> _PriorTable:
+        prs = [priors.get(w) for w in vocabulary]
+        nan = float("nan")
+        n_ranges = max([len(p.surfaces) for p in prs if p is not None and p.surfaces] + [1])
+        ranges = np.full((len(prs), n_ranges, 2), nan)
+        for j, p in enumerate(prs):  # one step per word, once per vocabulary
+            for r, span in enumerate((p.surfaces or ()) if p is not None else ()):
+                ranges[j, r] = span
+
+        def col(f: Any, default: float) -> np.ndarray:
+            return np.array([default if p is None else f(p) for p in prs], np.float64)
+
+        return cls(
+            has=np.array([p is not None for p in prs]),
+            lo=col(lambda p: p.size[0], nan),
+            hi=col(lambda p: p.size[1], nan),
+            depth=col(lambda p: nan if p.depth is None else p.depth, nan),
+            top_lo=col(lambda p: nan if p.top is None else p.top[0], nan),
+            top_hi=col(lambda p: nan if p.top is None else p.top[1], nan),
+            floor=np.array([p is not None and p.floor and p.top is not None for p in prs]),
+            legs=np.array([p is not None and p.legs for p in prs]),
+            round=np.array([p is not None and p.round for p in prs]),
+            lowest=col(lambda p: p.lowest, 0.0),
+            common=col(lambda p: p.common, 1.0),
+            height=col(lambda p: p.height, 0.0),
+            surfaces_known=np.array([p is not None and p.surfaces is not None for p in prs]),
+            surface_ranges=ranges,
+        )
+
+
+_TABLES: dict[tuple[int, tuple[str, ...]], tuple[dict[str, CategoryPrior], _PriorTable]] = {}
+
+
+def _prior_table(vocabulary: Sequence[str], priors: dict[str, CategoryPrior]) -> _PriorTable:
+    key = (id(priors), tuple(vocabulary))
+    hit = _TABLES.get(key)
+    if hit is None or hit[0] is not priors:
+        if len(_TABLES) > 64:
+            _TABLES.clear()
+        hit = _TABLES[key] = (priors, _PriorTable.build(vocabulary, priors))
+    return hit[1]
 
 
 def geometry_likelihood(
@@ -241,56 +322,62 @@ def geometry_likelihood(
     """ "K V" likelihood of each segment's measurements under each vocabulary word (at most 1).
 
     Words without a prior get 1 (geometry says nothing about them); unknown
-    measurements (NaN) leave the terms that need them out.
+    measurements (NaN) leave the terms that need them out. All words at once
+    (the priors as arrays, built once per vocabulary): an object's label is
+    weighed again whenever its fused box changes.
     """
-    priors = CATEGORY_PRIORS if priors is None else priors
+    t = _prior_table(vocabulary, CATEGORY_PRIORS if priors is None else priors)
     k = len(geometry)
-    out = np.ones((k, len(vocabulary)))
-    size = np.asarray(geometry.size, np.float64)
-    width = np.asarray(geometry.width, np.float64)
-    top = np.asarray(geometry.top, np.float64)
-    bottom = np.asarray(geometry.bottom, np.float64)
-    surface = np.asarray(geometry.surface, np.float64)
-    cut_top = np.asarray(geometry.cut_top, bool)
-    cut = np.asarray(geometry.cut, bool)
+
+    def col(x: Any, dtype: Any = np.float64) -> np.ndarray:
+        return np.asarray(x, dtype).reshape(k, 1)
+
+    size, width, top, bottom, surface = (
+        col(getattr(geometry, f)) for f in ("size", "width", "top", "bottom", "surface")
+    )
+    cut_top, cut, level = (col(getattr(geometry, f), bool) for f in ("cut_top", "cut", "level"))
+    whole = np.zeros((k, 1), bool) if geometry.whole is None else col(geometry.whole, bool)
     is_surface = np.isfinite(surface)
     on_floor = np.nan_to_num(bottom, nan=np.inf) < 0.12
     floating = np.nan_to_num(bottom, nan=0.0) > 0.3
-    face = np.asarray(geometry.face, bool) & on_floor
-    level = np.asarray(geometry.level, bool)
-    for j, word in enumerate(vocabulary):  # one step per vocabulary word
-        pr = priors.get(word)
-        if pr is None:
-            continue
-        lo, hi = pr.size
+    face = col(geometry.face, bool) & on_floor
+    # the least share of a category's smallest size that a measurement must reach
+    least = np.where(whole, WHOLE_SHARE, np.where(cut, 0.2, 0.4))
+    lo, hi = t.lo, t.hi
+    with np.errstate(invalid="ignore"):
         # a part is no longer than the whole (segments glue a little of what touches them: 15% slack)
-        like = _soft_above(size, 1.15 * hi + 0.03, 0.05 * hi + 0.02)
-        if pr.depth is not None:
-            like *= _soft_above(width, 1.15 * pr.depth + 0.03, 0.05 * pr.depth + 0.02)
+        like = _soft_above(size, 1.15 * hi + 0.03, np.nan_to_num(0.05 * hi + 0.02, nan=1.0))
+        like *= _soft_above(width, 1.15 * t.depth + 0.03, np.nan_to_num(0.05 * t.depth + 0.02, nan=1.0))
         # ... and is a fair share of it (a part seen whole is at least 2/5 of the smallest such
-        # thing; one cut by the image border, 1/5)
-        like *= _soft_below(size, np.where(cut, 0.2, 0.4) * lo, 0.03 * lo + 0.01)
-        if pr.top is not None:
-            like *= _soft_above(top, pr.top[1] + 0.05, 0.06)
-            if pr.floor:
-                # a floor-standing segment that is not cut by the image's top is the full height
-                # of a part of it that reaches the floor
-                full = on_floor & ~cut_top
-                like = np.where(full, like * _soft_below(top, pr.top[0] - 0.05, 0.06), like)
-                if pr.legs:
-                    # ... and a thing on legs shows no solid face down to the floor
-                    like = np.where(face, like * 0.2, like)
-        if pr.round:
-            like = np.where(level, like * 0.1, like)
-        if pr.lowest > 0:
-            like *= _soft_below(bottom, pr.lowest - 0.05, 0.06)
-        if pr.surfaces is not None:
-            fit = _in_ranges(surface, pr.surfaces, 0.05)
-            like = np.where(is_surface, like * np.maximum(fit, 0.05), like)
-            if pr.floor and not pr.legs:
-                # a solid thing's top surface floating clear of the floor: only if something hides its front
-                like = np.where(is_surface & floating, like * 0.3, like)
-        out[:, j] = like * pr.common
+        # thing; one cut by the image border, 1/5; a whole object fused over many views, most of it)
+        like *= _soft_below(size, least * lo, np.nan_to_num(0.03 * lo + 0.01, nan=1.0))
+        like *= _soft_above(top, t.top_hi + 0.05, 0.06)
+        # a floor-standing segment that is not cut by the image's top is the full height of a part
+        # of it that reaches the floor
+        full = on_floor & ~cut_top & t.floor
+        like = np.where(full, like * _soft_below(top, t.top_lo - 0.05, 0.06), like)
+        # ... and a thing on legs shows no solid face down to the floor
+        like = np.where(face & t.floor & t.legs, like * 0.2, like)
+        like = np.where(level & t.round, like * 0.1, like)
+        like = np.where(t.lowest > 0, like * _soft_below(bottom, t.lowest - 0.05, 0.06), like)
+        rng = t.surface_ranges
+        exists = np.isfinite(rng[:, :, 0])
+        fit = np.zeros(like.shape)
+        for r in range(rng.shape[1]):  # one step per surface range (one or two)
+            inside = _soft_below(surface, rng[:, r, 0], 0.05) * _soft_above(surface, rng[:, r, 1], 0.05)
+            fit = np.maximum(fit, np.where(exists[:, r], inside, 0.0))
+        known = is_surface & t.surfaces_known
+        like = np.where(known, like * np.maximum(fit, 0.05), like)
+        solid = t.surfaces_known & t.floor & ~t.legs
+        # a solid thing's top surface floating clear of the floor: only if something hides its front
+        like = np.where(is_surface & floating & solid, like * 0.3, like)
+        # a whole object, seen from around it: a solid thing reaches the floor with a solid front, and
+        # a thing with a back is as tall as one
+        clear = np.nan_to_num(bottom, nan=0.0) >= 0.12
+        like = np.where(whole & clear & ~(is_surface & floating) & solid, like * 0.3, like)
+        like = np.where(whole & on_floor & ~face & is_surface & solid, like * 0.5, like)
+        like = np.where(whole & on_floor & (t.height > 0), like * _soft_below(top, t.height - 0.05, 0.06), like)
+        out = np.where(t.has, like * t.common, 1.0)
     return np.maximum(out, FLOOR_LIKELIHOOD)
 
 
@@ -384,6 +471,117 @@ def measure_segments(
         cut=cut,
         face=(upright_share >= face_share) & (vertical >= 0.3),
     )
+
+
+def _layer_cells(cells: np.ndarray, layer: np.ndarray, n_layers: int) -> np.ndarray:
+    """How many distinct horizontal cells each height layer holds ("n_layers")."""
+    ncx = int(cells.max()) + 1 if len(cells) else 1
+    both = np.unique(layer.astype(np.int64) * ncx + cells)
+    return np.bincount(both // ncx, minlength=n_layers)
+
+
+def measure_object(
+    points: np.ndarray,
+    floor_z: float | None,
+    *,
+    cell_m: float = 0.05,
+    layer_m: float = 0.05,
+    surface_share: float = 0.5,
+    surface_min_m: float = 0.25,
+    solid_share: float = 0.6,
+) -> SegmentGeometry:
+    """Measure one object fused over many views from its points: a `SegmentGeometry` of one row, ``whole``.
+
+    Views from several sides give the object's own extent, its height above the floor
+    and its level top, where one segment gives a part of it. Seen from above, the
+    object's points occupy a set of ``cell_m`` cells (its footprint); cut into height
+    layers of ``layer_m``, each layer occupies some of them.
+
+    Args:
+        points: "N 3" world points (z up), one per voxel of the object's surface.
+        floor_z: the floor's height (world z), or None when unknown (heights stay NaN).
+        cell_m, layer_m: horizontal cell and height layer of the footprint counts.
+        surface_share: a layer that covers this share of the footprint is a level surface
+            (the highest such: a sofa's seat, not the narrow top of its back).
+        surface_min_m: a surface is at least this long.
+        solid_share: a layer holding a row of cells this share of the object's length is
+            solid there (a cabinet's front, a sofa's base; a table's legs are a few cells).
+
+    Returns:
+        size (longest side: horizontal extent along the points' principal axes, 5th to
+        95th percentile, or the height), width (the shorter horizontal side), top and
+        bottom (98th and 2nd percentile of height above the floor), surface (NaN when no
+        layer qualifies), level (its height is under a quarter of its length: a magazine,
+        a tray), face (it reaches the floor and is solid down to it below its surface or
+        top), never cut, whole.
+    """
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    p = p[np.isfinite(p).all(axis=1)]
+    if len(p) < 3:
+        return dataclasses.replace(SegmentGeometry.unknown(1), whole=np.ones(1, bool))
+    xy = p[:, :2] - p[:, :2].mean(axis=0)
+    cov = xy.T @ xy / len(xy)
+    theta = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
+    along = xy[:, 0] * np.cos(theta) + xy[:, 1] * np.sin(theta)
+    across = -xy[:, 0] * np.sin(theta) + xy[:, 1] * np.cos(theta)
+    a0, a1 = (float(v) for v in np.percentile(along, [5, 95]))
+    b0, b1 = (float(v) for v in np.percentile(across, [5, 95]))
+    z_lo, z_hi = (float(v) for v in np.percentile(p[:, 2], [1, 98]))
+    length, width = max(a1 - a0, b1 - b0), min(a1 - a0, b1 - b0)
+    vertical = z_hi - z_lo
+    base = np.nan if floor_z is None else float(floor_z)
+    ia = np.floor((along - along.min()) / cell_m).astype(np.int64)
+    ib = np.floor((across - across.min()) / cell_m).astype(np.int64)
+    cell_ids, cell = np.unique(ia * (int(ib.max()) + 1) + ib, return_inverse=True)
+    footprint = len(cell_ids)
+    layer = np.floor((p[:, 2] - z_lo) / layer_m).astype(np.int64).clip(0, None)
+    n_layers = int(layer.max()) + 1
+    # a level surface is where most cells, seen from above, end: the highest layer of each cell
+    # (a vertical side occupies its cells over many layers, so a sphere or a pot has no such layer)
+    top_layer = np.zeros(footprint, np.int64)
+    np.maximum.at(top_layer, cell, layer)
+    ends = np.bincount(top_layer, minlength=n_layers + 1)
+    ends2 = ends[:-1] + ends[1:]  # a surface on a layer boundary ends in two layers
+    surface = np.nan
+    flat = np.flatnonzero(ends2 >= surface_share * footprint)
+    if len(flat) and length >= surface_min_m:
+        li = int(flat.max())
+        on = (layer >= li) & (top_layer[cell] <= li + 1)
+        surface = float(np.median(p[on, 2]))
+    solid = False
+    # below the surface (or the top), down to 0.1 m above the floor: a solid front or legs?
+    if np.isfinite(base) and z_lo - base < 0.12:
+        covered = _layer_cells(cell, layer, n_layers)
+        layer_z = z_lo + (np.arange(n_layers) + 0.5) * layer_m
+        upper = (surface if np.isfinite(surface) else z_hi) - 0.1
+        span = (layer_z > base + 0.1) & (layer_z < upper)
+        if span.sum() >= 2:
+            solid = bool(np.mean(covered[span] >= solid_share * length / cell_m) >= 0.7)
+    one = lambda x: np.array([x])  # noqa: E731
+    return SegmentGeometry(
+        size=one(max(length, vertical)),
+        width=one(width),
+        top=one(z_hi - base),
+        bottom=one(z_lo - base),
+        surface=one(surface - base),
+        level=one(vertical < 0.25 * length),
+        cut_top=one(False),
+        cut=one(False),
+        face=one(solid),
+        whole=one(True),
+    )
+
+
+def object_label_weights(
+    points: np.ndarray, floor_z: float | None, priors: dict[str, CategoryPrior] | None = None
+) -> dict[str, float]:
+    """How well an object fused over many views fits each category of the prior (`measure_object`,
+    then `geometry_likelihood` over every word that has a prior), relative to the best fit."""
+    priors = CATEGORY_PRIORS if priors is None else priors
+    words = tuple(priors)
+    like = geometry_likelihood(measure_object(points, floor_z), words, priors)[0]
+    like = like / max(float(like.max()), 1e-12)
+    return dict(zip(words, like.tolist()))
 
 
 def combine(vocab_probs: np.ndarray, likelihood: np.ndarray, *, mix: float | np.ndarray = 0.5) -> np.ndarray:

@@ -72,6 +72,8 @@ class SegmentLabeller:
             view of the room.
         min_share: with a geometric prior, the share of the posterior over the
             vocabulary that the best word needs; below it the segment is "object".
+        keep_words: a segment's label distribution keeps at most this many words (those
+            with at least 1% of it).
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class SegmentLabeller:
         geometry_prior: bool = True,
         mix: float = 0.3,
         min_share: float = 0.1,
+        keep_words: int = 8,
     ) -> None:
         if isinstance(encoder, str):
             from engram.perception.encoders import build_image_encoder
@@ -104,6 +107,9 @@ class SegmentLabeller:
             raise ValueError(f"mix must be in [0, 1], got {mix}")
         self.mix = float(mix)
         self.min_share = float(min_share)
+        if keep_words < 1:
+            raise ValueError(f"keep_words must be >= 1, got {keep_words}")
+        self.keep_words = int(keep_words)
         self.last_probs: np.ndarray | None = None
         self.label_map = (
             LabelMap(vocabulary) if encoder is not None and hasattr(encoder, "logits_and_features") else None
@@ -207,8 +213,10 @@ class SegmentLabeller:
         self.last_probs = p  # the classifier's own distribution, for inspection
         labels, scores = [], []
         for row in dist:  # one step per segment
-            order = np.argsort(-row)[:3]
-            d = {vocab[j]: float(row[j]) for j in order if row[j] >= 0.02}
+            # the first few words, not only the best: the object map weighs each view's guesses by
+            # what the object's fused geometry says, and a right second or fifth guess must be there
+            order = np.argsort(-row)[: self.keep_words]
+            d = {vocab[j]: float(row[j]) for j in order if row[j] >= 0.01}
             if row[order[0]] >= threshold:
                 labels.append(vocab[order[0]])
             else:

@@ -1,0 +1,93 @@
+"""Object labels from many views: the crops' votes weighed by the geometric prior on the fused object."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engram.memory.objects import ObjectMap
+from engram.perception.segmentation import Detection
+
+
+def _det(points: np.ndarray, label: str, label_scores: dict[str, float] | None, embedding=None) -> Detection:
+    pts = np.asarray(points, np.float32)
+    return Detection(
+        0,
+        label,
+        1.0,
+        len(pts),
+        pts,
+        np.zeros_like(pts, dtype=np.uint8),
+        (0, 0, 1, 1),
+        label_scores=label_scores,
+        embedding=embedding,
+    )
+
+
+def _grid(lo, hi, step=0.025) -> np.ndarray:
+    """Points on an axis-aligned box face (one coordinate of lo and hi equal) or slab."""
+    axes = [np.arange(a, b + 1e-9, step) if b > a else np.array([a]) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def _sofa(x0: float = 0.0) -> np.ndarray:
+    """A 2 m sofa standing on the floor (z = 0): solid front, seat at 0.45 m, back up to 0.85 m."""
+    return np.concatenate(
+        [
+            _grid((x0, 0.0, 0.02), (x0 + 2.0, 0.0, 0.45)),  # front of the base
+            _grid((x0, 0.0, 0.45), (x0 + 2.0, 0.7, 0.45)),  # seat
+            _grid((x0, 0.7, 0.45), (x0 + 2.0, 0.7, 0.85)),  # front of the back
+            _grid((x0, 0.7, 0.85), (x0 + 2.0, 0.9, 0.85)),  # top of the back
+        ]
+    )
+
+
+def _cup(centre) -> np.ndarray:
+    g = np.arange(-0.04, 0.04 + 1e-9, 0.02)
+    return np.stack(np.meshgrid(g, g, g + 0.05), -1).reshape(-1, 3) + np.asarray(centre)
+
+
+# what the crops of both say: a cup, most likely; a sofa, a distant second
+CROPS = {"cup": 0.5, "sofa": 0.2, "box": 0.1}
+
+
+def test_a_sofa_sized_object_is_a_sofa_even_when_its_crops_say_cup():
+    omap = ObjectMap(floor_z_m=0.0)
+    emb = np.ones(8, np.float32) / np.sqrt(8)
+    for t in range(4):
+        ids = omap.update(
+            [_det(_sofa(), "cup", CROPS, embedding=emb), _det(_cup((4.0, 0.0, 0.75)), "cup", CROPS)], t, float(t)
+        )
+    sofa, cup = omap.objects[ids[0]], omap.objects[ids[1]]
+    assert sofa.label == "sofa"
+    assert cup.label == "cup"  # the same votes on a cup-sized object
+    # the crops' evidence and the embedding stay, so text and image queries still see them
+    assert set(sofa.label_votes) == set(CROPS) and sofa.label_votes["cup"] > sofa.label_votes["sofa"]
+    assert sofa.embedding is not None
+    assert sofa.label_weights is not None and sofa.label_weights["sofa"] > 5 * sofa.label_weights["cup"]
+    assert [o.id for o in omap.by_label("sofa")] == [sofa.id]
+
+
+def test_the_label_follows_the_fused_box_as_views_add_to_it():
+    omap = ObjectMap(floor_z_m=0.0)
+    # the first view sees one end of the sofa, 0.7 m of it: nothing rules out a big box
+    whole = _sofa()
+    piece = whole[whole[:, 0] <= 0.7]
+    (oid,) = omap.update([_det(piece, "box", {"box": 0.5, "sofa": 0.3})], 0, 0.0)
+    assert omap.objects[oid].label == "box"
+    for t in range(1, 4):  # then the whole sofa, with the same opinion from its crops
+        assert omap.update([_det(whole, "box", {"box": 0.5, "sofa": 0.3})], t, float(t)) == [oid]
+    assert omap.objects[oid].label == "sofa"
+
+
+def test_simulator_labels_are_not_weighed_and_records_keep_the_weights():
+    omap = ObjectMap(floor_z_m=0.0)
+    # a detection without a label distribution (simulator masks): its label is taken as it is
+    (plain,) = omap.update([_det(_sofa(), "cup", None)], 0, 0.0)
+    (weighed,) = omap.update([_det(_sofa(x0=5.0), "cup", CROPS)], 1, 1.0)
+    assert omap.objects[plain].label_weights is None and omap.objects[plain].label == "cup"
+    assert omap.objects[weighed].label == "sofa"
+    loaded = ObjectMap.from_records(omap.to_records())  # no floor known yet: the saved weights stand
+    assert {o.id: o.label for o in loaded.objects.values()} == {plain: "cup", weighed: "sofa"}
+    assert loaded.objects[weighed].label_weights == omap.objects[weighed].label_weights
+    loaded.merge_duplicates()  # rebuilds the index, which looks at every object
+    assert loaded.objects[weighed].label == "sofa"
