@@ -37,7 +37,7 @@ from engram.perception.segmentation import (
 __all__ = ["MapObject", "ObjectMap"]
 
 _MAX_HISTORY = 256
-_WEIGH_GRID_M = 0.05  # an object's label weights are worked out again when its box moves this much
+_WEIGH_GRID_M = 0.05  # an object's label weights are worked out again when its box or the floor moves this much
 _UNKNOWN_WEIGHT = 0.5  # with label weights, the weight of the votes for naming nothing
 
 
@@ -414,8 +414,8 @@ class ObjectMap:
         self.floor_z_m = None if floor_z_m is None else float(floor_z_m)
         self._objects: dict[int, MapObject] = {}
         self._next_id = 1
-        # object id -> (box and floor, on a 5 cm grid) when its label weights were last worked out
-        self._weighed: dict[int, tuple[int | None, ...]] = {}
+        # object id -> its box corners and the floor height when its label weights were last worked out
+        self._weighed: dict[int, np.ndarray] = {}
         self._offsets = neighbour_offsets(self.match_radius_voxels)
         self._index_keys = np.zeros(0, np.int64)
         self._index_ids = np.zeros(0, np.int64)
@@ -533,7 +533,7 @@ class ObjectMap:
 
     def _weigh_labels(self, object_ids: Iterable[int]) -> None:
         """Work out again the label weights of these objects (those named by label distributions)
-        whose box or the floor moved by a grid step (5 cm) since the last time: the geometric
+        whose box or the floor moved by 5 cm or more since the last time: the geometric
         prior on the whole object, from its fused points (`priors.object_label_weights`)."""
         for oid in set(object_ids):  # one step per changed object
             obj = self._objects.get(oid)
@@ -543,14 +543,16 @@ class ObjectMap:
             if obj.label_weights is None:
                 continue
             key = self._weigh_key(obj)
-            if self._weighed.get(oid) == key and obj.label_weights:
+            last = self._weighed.get(oid)
+            if last is not None and obj.label_weights and np.all(np.abs(key - last) < _WEIGH_GRID_M):
                 continue
             self._weighed[oid] = key
             obj.label_weights = object_label_weights(obj.points, self.floor_z_m)
 
-    def _weigh_key(self, obj: MapObject) -> tuple[int | None, ...]:
-        box = np.round(np.concatenate([obj.box_min, obj.box_max]) / _WEIGH_GRID_M).astype(int).tolist()
-        return (*box, None if self.floor_z_m is None else round(self.floor_z_m / _WEIGH_GRID_M))
+    def _weigh_key(self, obj: MapObject) -> np.ndarray:
+        """Box corners and floor height (a floor not known yet counts as far away)."""
+        floor = -1e6 if self.floor_z_m is None else self.floor_z_m
+        return np.concatenate([obj.box_min, obj.box_max, [floor]])
 
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
         if overlap < self.min_overlap:

@@ -26,6 +26,15 @@ mug, but a 0.3 m segment may be a bed's pillow end. What the likelihood uses:
   category has one (a table top 0.7-0.8 m, a seat 0.4-0.5 m, a bed 0.4-0.7 m);
   categories without such surfaces (a mug, a lamp) are unlikely for it.
 
+An object fused over many views (`engram.memory.objects`) is measured whole
+(`measure_object`): its extent along its points' principal axes, its height
+above the floor, the layer where most of its footprint ends (its level top: a
+seat, a table top, a mattress), and whether it is solid down to the floor or
+stands on legs. The same likelihood then holds it to most of a category's
+smallest size, wants solid furniture to reach the floor with a solid front,
+and things with a back (chairs, sofas) to be as tall as one
+(`object_label_weights`).
+
 Typical dimensions are generic real-world figures, from furniture standards and
 design references, not from any scene in this project: Neufert, *Architects'
 Data* (4th ed., 2012), chapters on dwellings, kitchens and bathrooms; Panero &
@@ -35,7 +44,9 @@ chairs: seat 0.40-0.52 m); BS EN 1116 / ANSI kitchen cabinets (worktop
 1.8-1.93 x 2.0-2.03 m, top 0.4-0.7 m); ADA 604 (toilet seat 0.43-0.48 m,
 standard toilets 0.38-0.43 m); common appliance sizes (full-size fridges
 1.5-1.9 m tall, under-counter 0.8-0.9 m, compact 0.45-0.85 m; washers and dishwashers 0.82-0.9 m);
-televisions 32-75 in (0.7-1.7 m wide), monitors 19-34 in (0.4-0.85 m wide).
+televisions 32-75 in (0.7-1.7 m wide), monitors 19-34 in (0.4-0.85 m wide);
+overall heights of seating with a back (Neufert; Panero & Zelnik: dining and desk
+chairs 0.8-1.0 m, sofas and armchairs 0.7-0.95 m).
 Ranges are widened by a margin, since real rooms vary.
 """
 
