@@ -195,6 +195,19 @@ def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
     return votes
 
 
+def _record_weights(oid: int, weights: Any) -> dict[str, float] | None:
+    """A saved object's label weights: None, or label -> finite non-negative number."""
+    if weights is None:
+        return None
+    try:
+        out = {str(k): float(v) for k, v in dict(weights).items()}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"object record {oid}: bad label_weights: {exc}") from exc
+    if not all(np.isfinite(v) and v >= 0 for v in out.values()):
+        raise ValueError(f"object record {oid}: label_weights must be finite and >= 0")
+    return out
+
+
 def _mean_lab(objs: Sequence[MapObject]) -> np.ndarray:
     """ "K 3" mean colour of each object's points in CIELAB (L, a, b on OpenCV's 8-bit scale)."""
     return _lab_of([o.colors for o in objs])
@@ -1243,7 +1256,7 @@ class ObjectMap:
             hist_t = np.asarray(r.get("history_t_s", []), dtype=np.float64).reshape(-1)
             hist_xyz = np.asarray(r.get("history_xyz", []), dtype=np.float64).reshape(-1, 3)
             emb = r.get("embedding_sum")
-            weights = r.get("label_weights")
+            weights = _record_weights(oid, r.get("label_weights"))
             obj = MapObject(
                 id=oid,
                 points=pts,
@@ -1258,7 +1271,7 @@ class ObjectMap:
                 embedding_count=int(r.get("embedding_count", 0)),
                 n_missed=int(r.get("n_missed", 0)),
                 meta={"source_ids": {int(k): int(v) for k, v in dict(r.get("source_ids", {})).items()}},
-                label_weights=None if weights is None else {str(k): float(v) for k, v in dict(weights).items()},
+                label_weights=weights,
             )
             obj._refresh(omap.match_voxel_m)
             omap._objects[oid] = obj

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engram.memory.objects import ObjectMap
 from engram.perception.segmentation import Detection
@@ -91,3 +92,13 @@ def test_simulator_labels_are_not_weighed_and_records_keep_the_weights():
     assert loaded.objects[weighed].label_weights == omap.objects[weighed].label_weights
     loaded.merge_duplicates()  # rebuilds the index, which looks at every object
     assert loaded.objects[weighed].label == "sofa"
+
+
+def test_records_with_bad_label_weights_are_refused():
+    omap = ObjectMap(floor_z_m=0.0)
+    omap.update([_det(_sofa(), "cup", CROPS)], 0, 0.0)
+    for bad in ({"sofa": float("nan")}, {"sofa": -1.0}, ["sofa"], 3.0):
+        records = omap.to_records()
+        records[0]["label_weights"] = bad
+        with pytest.raises(ValueError, match="label_weights"):
+            ObjectMap.from_records(records)
