@@ -48,6 +48,12 @@ _OFF = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
 
+def _vote_label(obj: Any) -> str:
+    """The label an object's votes alone give (`MapObject.vote_label`): what matching compares, as
+    association does; the geometric weights on the fused object only name it."""
+    return str(getattr(obj, "vote_label", obj.label))
+
+
 def pack_keys(keys: np.ndarray) -> np.ndarray:
     """Integer voxel indices "N 3" -> one int64 per voxel (21 bits per axis)."""
     k = np.asarray(keys, dtype=np.int64) + _OFF
@@ -481,7 +487,7 @@ class ObjectTracker:
             code: dict[str, int] = {"": 0}
             pix_ids, pix_inv = np.unique(instances[v[near_front], u[near_front]], return_inverse=True)
             pix_code = np.array([code.setdefault(labels.get(int(i), ""), len(code)) for i in pix_ids.tolist()])
-            own_code = np.array([code.setdefault(objects[i].label, len(code)) for i in ids])
+            own_code = np.array([code.setdefault(_vote_label(objects[i]), len(code)) for i in ids])
             ignored = np.array([lab in ignore_labels for lab in code], dtype=bool)  # code order = insertion order
             pix_label = pix_code[pix_inv.reshape(-1)]
             other = (pix_label != 0) & (pix_label != own_code[own[near_front]]) & ~ignored[pix_label]
@@ -579,7 +585,7 @@ class ObjectTracker:
             i
             for i, o in objects.items()
             if i not in exclude
-            and o.label == new_obj.label
+            and _vote_label(o) == _vote_label(new_obj)
             and self.status.get(i, ObjectStatus()).state != "missing"
             and o.last_seen_s < new_obj.first_seen_s
             and _extent_m(o) <= self.max_inferred_extent_m
@@ -613,7 +619,7 @@ class ObjectTracker:
             if oid != exclude
             and st.state == "missing"
             and oid in objects
-            and objects[oid].label == new_obj.label
+            and _vote_label(objects[oid]) == _vote_label(new_obj)
             and self._is_elsewhere(objects[oid], new_obj)
         ]
         if len(cands) > 1:
@@ -631,7 +637,7 @@ class ObjectTracker:
             (o.first_seen_s, i)
             for i, o in objects.items()
             if i != oid
-            and o.label == old.label
+            and _vote_label(o) == _vote_label(old)
             and o.first_seen_s > old.last_seen_s
             and self.status.get(i, ObjectStatus()).state != "missing"
             and self._is_elsewhere(old, o)

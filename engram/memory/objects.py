@@ -100,6 +100,15 @@ class MapObject:
         return min(post.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
     @property
+    def vote_label(self) -> str:
+        """The label the votes alone give (highest summed score, ties alphabetically): what
+        association and merging compare, so that the geometric weights name an object without
+        deciding what joins it."""
+        if not self.label_votes:
+            return ""
+        return min(self.label_votes.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+    @property
     def label_confidence(self) -> float:
         """Share of the (weighed) votes that the best label holds."""
         post = self.label_posterior
@@ -570,13 +579,13 @@ class ObjectMap:
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
         if overlap < self.min_overlap:
             return None
-        exact = det.label.lower() == obj.label.lower() and det.label != UNKNOWN
+        exact = det.label.lower() == obj.vote_label.lower() and det.label != UNKNOWN
         cos = None
         emb = obj.embedding
         if det.embedding is not None and emb is not None and det.embedding.shape == emb.shape:
             n = float(np.linalg.norm(det.embedding))
             cos = float(det.embedding @ emb) / n if n > 0 else 0.0
-        agree = exact or _labels_agree(det.label, det.label_scores, obj.label, obj.label_votes)
+        agree = exact or _labels_agree(det.label, det.label_scores, obj.vote_label, obj.label_votes)
         if not exact:
             # a small object on a large one (a cup on a table) touches it almost everywhere;
             # a view of the same object covers a fair share of it, or lies on it and looks like it
@@ -966,8 +975,8 @@ class ObjectMap:
                         continue  # the smaller side decides; it will be visited from there
                     if (
                         best is None
-                        and obj.label != UNKNOWN
-                        and obj.label.lower() == other.label.lower()
+                        and obj.vote_label != UNKNOWN
+                        and obj.vote_label.lower() == other.vote_label.lower()
                         and _box_gap(obj.box_min, obj.box_max, lo[n], hi[n]) <= self.near_gap_m
                         and _colour_distance(colour_of(oid), colour_of(other_id)) <= self.near_colour_distance
                     ):
@@ -987,8 +996,8 @@ class ObjectMap:
                         if best is None or ratio > best[0]:
                             best = (ratio, other_id)
                         continue
-                    exact = obj.label.lower() == other.label.lower() and obj.label != UNKNOWN
-                    same = exact or _labels_agree(obj.label, obj.label_votes, other.label, other.label_votes)
+                    exact = obj.vote_label.lower() == other.vote_label.lower() and obj.vote_label != UNKNOWN
+                    same = exact or _labels_agree(obj.vote_label, obj.label_votes, other.vote_label, other.label_votes)
                     need = self.merge_overlap if same else self.merge_overlap_any_label
                     if ratio < need:
                         continue
@@ -1139,7 +1148,7 @@ class ObjectMap:
             dl = lab[:, None] - lab[None]
             dl[..., 0] *= 0.5
             alike = np.linalg.norm(dl, axis=2) <= self.part_colour_distance
-            labels = [o.label.lower() for o in objs]
+            labels = [o.vote_label.lower() for o in objs]
             codes: dict[str, int] = {}
             code = np.array([codes.setdefault(x, len(codes)) for x in labels])
             known = np.array([x != UNKNOWN for x in labels])
