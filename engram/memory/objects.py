@@ -1100,7 +1100,7 @@ class ObjectMap:
             rest_lab, part_lab = _lab_of([glued.colors[rest], part.colors])
             if _colour_distance(rest_lab, part_lab) <= self.split_colour_distance:
                 continue
-            if _labels_agree(part.label, part.label_votes, glued.label, glued.label_votes):
+            if _labels_agree(part.vote_label, part.label_votes, glued.vote_label, glued.label_votes):
                 continue
             share = n_rest / len(glued.points)
             self._keep_points(glued, rest)
