@@ -438,6 +438,10 @@ class ObjectMap:
         self._next_id = 1
         # object id -> its box corners and the floor height when its label weights were last worked out
         self._weighed: dict[int, np.ndarray] = {}
+        # objects whose label weights may be out of date: worked out by `refresh_labels`, which the
+        # periodic merge, saving and queries call (the geometric prior costs about a millisecond per
+        # object, too much to pay on every frame an object grows)
+        self._weigh_pending: set[int] = set()
         self._offsets = neighbour_offsets(self.match_radius_voxels)
         self._index_keys = np.zeros(0, np.int64)
         self._index_ids = np.zeros(0, np.int64)
@@ -550,8 +554,17 @@ class ObjectMap:
             else:
                 out.append(self._create(det, int(frame_index), ts))
         self._changed.update(o for o in out if o >= 0)
-        self._weigh_labels(o for o in out if o >= 0)
+        self._weigh_pending.update(o for o in out if o >= 0)
         return out
+
+    def refresh_labels(self) -> None:
+        """Work out the label weights of the objects changed since the last call (see `_weigh_labels`)."""
+        pending = self._weigh_pending | self._changed
+        if self._index_dirty:
+            pending |= set(self._objects)
+        self._weigh_pending = set()
+        if pending:
+            self._weigh_labels(pending)
 
     def _weigh_labels(self, object_ids: Iterable[int]) -> None:
         """Work out again the label weights of these objects (those named by label distributions)
@@ -727,7 +740,7 @@ class ObjectMap:
         entries are masked out and their new ones merged in by position, so
         the cost follows the changed objects, not the whole map.
         """
-        self._weigh_labels(self._objects if self._index_dirty else self._changed)
+        self._weigh_pending.update(self._objects if self._index_dirty else self._changed)
         if self._index_dirty:
             self._index_keys, self._index_ids = self._entries(self._objects.values())
             self._index_dirty = False
@@ -945,6 +958,7 @@ class ObjectMap:
         """
         merged: dict[int, int] = {}
         self._ensure_index()
+        self.refresh_labels()
         todo = self._merge_pending
         self._merge_pending = set()
         colour: dict[int, np.ndarray] = {}  # mean CIELAB colour, worked out when a pair needs it
@@ -1037,6 +1051,7 @@ class ObjectMap:
             while v in merged:
                 v = merged[v]
             pairs.append((v, k))
+        self.refresh_labels()  # the objects that took others in
         return pairs
 
     def split_glued(self) -> list[tuple[int, int]]:
@@ -1224,6 +1239,7 @@ class ObjectMap:
     # persistence -----------------------------------------------------------
     def to_records(self) -> list[dict[str, Any]]:
         """Plain records (numbers, strings, lists, numpy arrays), one per object, for saving."""
+        self.refresh_labels()
         records = []
         for o in sorted(self._objects.values(), key=lambda o: o.id):
             records.append(

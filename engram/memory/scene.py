@@ -962,6 +962,7 @@ class SceneMemory:
         if near_v is not None and near_v.shape not in ((2,), (3,)):
             raise ValueError(f"near must be (x, y) or (x, y, z), got shape {near_v.shape}")
         with self._lock.read():
+            self.objects.refresh_labels()  # weights of objects that grew since the last periodic pass
             hits: list[Hit] = []
             img_vec = None
             if image is not None:
