@@ -450,6 +450,31 @@ def _walk(n_cells, tx, ty, tz, ddx, ddy, ddz, ix, iy, iz, idx, grid, size):
     return tx, ty, tz, idx
 
 
+@njit(cache=True, inline="always")
+def _scan_grid(origin, lo, dims, res, grid):
+    """Strides of a scan grid (x, y), its sentinel index, the origin's key and its cell index."""
+    sy = np.int64(dims[2])
+    sx = np.int64(dims[1]) * sy
+    size = np.uint64(grid.shape[0] - 1)  # the last byte is a sentinel, outside the box
+    inv_res = 1.0 / res
+    okx = _point_key(origin[0], inv_res)
+    oky = _point_key(origin[1], inv_res)
+    okz = _point_key(origin[2], inv_res)
+    o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
+    return sx, sy, size, okx, oky, okz, o_idx
+
+
+@njit(cache=True, inline="always")
+def _mark_ends(kinds, end_keys, lo, sx, sy, grid):
+    """End cells after the rays: a freeing ray's end is free (1), an endpoint occupied (2, written last)."""
+    for i in range(kinds.shape[0]):
+        if kinds[i] == KIND_FREE_END:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 1
+    for i in range(kinds.shape[0]):
+        if kinds[i] == KIND_HIT:
+            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
+
+
 @njit(cache=True, parallel=True)
 def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
     """Mark a scan in a dense byte grid over its key box: 1 crossed by a ray, 2 holds an endpoint.
@@ -469,14 +494,7 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
         cell steps taken by the DDA over all rays.
     """
     n = kinds.shape[0]
-    sy = np.int64(dims[2])
-    sx = np.int64(dims[1]) * sy
-    size = np.uint64(grid.shape[0] - 1)  # the last byte is a sentinel, outside the box
-    inv_res = 1.0 / res
-    okx = _point_key(origin[0], inv_res)
-    oky = _point_key(origin[1], inv_res)
-    okz = _point_key(origin[2], inv_res)
-    o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
+    sx, sy, size, okx, oky, okz, o_idx = _scan_grid(origin, lo, dims, res, grid)
     chunk = (n + n_chunks - 1) // n_chunks
     chunk = (chunk + 3) // 4 * 4
     total = 0
@@ -528,12 +546,7 @@ def mark_scan(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunks):
             _walk(nc - 1 - m, txc, tyc, tzc, dxc, dyc, dzc, ixc, iyc, szc, e, grid, size)
             _walk(nd - 1 - m, txd, tyd, tzd, dxd, dyd, dzd, ixd, iyd, szd, d, grid, size)
         total += steps
-    for i in range(n):
-        if kinds[i] == KIND_FREE_END:
-            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 1
-    for i in prange(n):
-        if kinds[i] == KIND_HIT:
-            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
+    _mark_ends(kinds, end_keys, lo, sx, sy, grid)
     return total
 
 
@@ -546,14 +559,7 @@ def mark_scan_serial(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunk
     times both on its first scans and keeps the faster.
     """
     n = kinds.shape[0]
-    sy = np.int64(dims[2])
-    sx = np.int64(dims[1]) * sy
-    size = np.uint64(grid.shape[0] - 1)
-    inv_res = 1.0 / res
-    okx = _point_key(origin[0], inv_res)
-    oky = _point_key(origin[1], inv_res)
-    okz = _point_key(origin[2], inv_res)
-    o_idx = (okx - lo[0]) * sx + (oky - lo[1]) * sy + (okz - lo[2])
+    sx, sy, size, okx, oky, okz, o_idx = _scan_grid(origin, lo, dims, res, grid)
     chunk = (n + n_chunks - 1) // n_chunks
     total = 0
     for c in prange(n_chunks):
@@ -567,12 +573,7 @@ def mark_scan_serial(origin, ends, end_keys, kinds, lo, dims, res, grid, n_chunk
             steps += na
             _walk(na - 1, tx, ty, tz, dx, dy, dz, sxa * sx, sya * sy, sza, o_idx, grid, size)
         total += steps
-    for i in range(n):
-        if kinds[i] == KIND_FREE_END:
-            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 1
-    for i in prange(n):
-        if kinds[i] == KIND_HIT:
-            grid[(end_keys[i, 0] - lo[0]) * sx + (end_keys[i, 1] - lo[1]) * sy + (end_keys[i, 2] - lo[2])] = 2
+    _mark_ends(kinds, end_keys, lo, sx, sy, grid)
     return total
 
 
