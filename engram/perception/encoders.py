@@ -292,17 +292,37 @@ def convert_lite0_state_dict(state_dict: dict[str, Any], stage_depths: Sequence[
     return out
 
 
-def _resolve_precision(torch: Any, precision: str) -> str:
+def _onednn_bf16(torch: Any) -> bool:
+    """Does oneDNN run bfloat16 on this CPU (AVX-512 BW/VL/DQ or AVX-NE-CONVERT)?"""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _resolve_precision(torch: Any, precision: str, *, convolutions: bool = False) -> str:
+    """The precision to run: ``auto`` is bfloat16 where oneDNN supports it, else float32.
+
+    With ``convolutions`` an explicit bfloat16 falls back to float32, with a warning, on a CPU
+    where oneDNN cannot run bfloat16 at all (its convolutions raise there); matrix products
+    run it emulated, only slower.
+    """
     if precision not in ("auto", "float32", "bfloat16"):
         raise ValueError(f"precision must be 'auto', 'float32' or 'bfloat16', got {precision!r}")
-    if precision != "auto":
-        return precision
-    # bf16 is only a win where oneDNN runs it natively (AVX512-BF16 / AMX); emulated it is slower
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bfloat16" if native else "float32"
+    if precision == "auto":
+        # bf16 is only a win where oneDNN runs it natively (AVX512-BF16 / AMX); emulated it is slower
+        return "bfloat16" if _onednn_bf16(torch) else "float32"
+    if precision == "bfloat16" and convolutions and not _onednn_bf16(torch):
+        import warnings
+
+        warnings.warn(
+            "precision='bfloat16': this CPU cannot run bfloat16 convolutions (oneDNN needs AVX-512 BW/VL/DQ "
+            "or AVX-NE-CONVERT); running float32",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "float32"
+    return precision
 
 
 def _fold_batchnorm(torch: Any, model: Any) -> None:
@@ -452,7 +472,7 @@ class EfficientNetLite0Encoder:
         self.num_threads = _check_threads(num_threads)
         torch = require("torch", "the EfficientNet-Lite0 image encoder")
         timm = require("timm", "the EfficientNet-Lite0 image encoder")
-        self.precision = _resolve_precision(torch, precision)
+        self.precision = _resolve_precision(torch, precision, convolutions=True)
         path = Path(weights_path) if weights_path is not None else _lite0_weights_path()
         if not path.is_file():
             raise ValueError(f"EfficientNet-Lite0 weights not found at {path}")

