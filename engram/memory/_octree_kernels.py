@@ -871,6 +871,16 @@ def prepare_targets(codes, target_kinds, origin, res, max_range_m, ends, end_key
         box[5] = max(box[5], kz)
 
 
+@njit(cache=True, inline="always")
+def _band_cell(c, level, size, z_lo, z_hi):
+    """Is voxel ``c`` in the height band (by its level-``level`` node's centre), and that node's (x, y)."""
+    off = KEY_OFFSET >> level
+    zc = (np.float64((_compact(c >> 2) >> level) - off) + 0.5) * size
+    if zc < z_lo or zc > z_hi:
+        return False, np.int64(0), np.int64(0)
+    return True, (_compact(c) >> level) - off, (_compact(c >> 1) >> level) - off
+
+
 @njit(cache=True)
 def band_columns(codes, level, size, z_lo, z_hi, cols):
     """Which voxels lie in a height band, by their level-``level`` node's centre, and that node's (x, y).
@@ -880,17 +890,15 @@ def band_columns(codes, level, size, z_lo, z_hi, cols):
     """
     n = codes.shape[0]
     mask = np.zeros(n, np.bool_)
-    off = KEY_OFFSET >> level
     for i in range(n):
         c = codes[i]
         if c < 0:
             continue
-        nz = _compact(c >> 2) >> level
-        zc = (np.float64(nz - off) + 0.5) * size
-        if zc >= z_lo and zc <= z_hi:
+        inside, x, y = _band_cell(c, level, size, z_lo, z_hi)
+        if inside:
             mask[i] = True
-            cols[i, 0] = (_compact(c) >> level) - off
-            cols[i, 1] = (_compact(c >> 1) >> level) - off
+            cols[i, 0] = x
+            cols[i, 1] = y
     return mask
 
 
@@ -912,7 +920,6 @@ def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, co
     box = np.empty(4, np.int64)
     box[0] = box[1] = np.iinfo(np.int64).max
     box[2] = box[3] = np.iinfo(np.int64).min
-    off = KEY_OFFSET >> level
     zero = np.float32(0.0)
     for i in range(codes.shape[0]):
         c = codes[i]
@@ -928,12 +935,9 @@ def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, co
         occ_change = np.int32(v >= thr) - np.int32(was_known and b >= thr)
         if occ_change == 0 and was_known:
             continue
-        nz = _compact(c >> 2) >> level
-        zc = (np.float64(nz - off) + 0.5) * size
-        if zc < z_lo or zc > z_hi:
+        inside, x, y = _band_cell(c, level, size, z_lo, z_hi)
+        if not inside:
             continue
-        x = (_compact(c) >> level) - off
-        y = (_compact(c >> 1) >> level) - off
         cols[n_out, 0] = x
         cols[n_out, 1] = y
         box[0] = min(box[0], x)
