@@ -314,10 +314,10 @@ class Catalogue:
 
         infos = self.sources()
         tables = [pq.read_table(self.path / "sources" / i["source"]["source_id"] / "records.parquet") for i in infos]
-        dim = int(self.text_encoder.dim) if hasattr(self.text_encoder, "dim") else None
         if tables:
             table = pa.concat_tables(tables)
-        else:
+        else:  # the text encoder (a model load) only for the width of an empty table
+            dim = int(self.text_encoder.dim) if hasattr(self.text_encoder, "dim") else None
             table = records_table({c: [] for c in _columns()[:-1]}, np.zeros((0, dim or 1), np.float32))
         gens = sorted((self.path / "tables").glob("g*"))
         n = int(gens[-1].name[1:]) + 1 if gens else 1

@@ -18,8 +18,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,30 +186,43 @@ def build_index(
                 todo.append(spec)
         # largest first, so that the sources still running at the end are small ones (workers finish together)
         todo.sort(key=lambda spec: -_size_bytes(spec.path))
+        stopped: Callable[[], None] = _nothing
         if todo and use_ray:
-            results = _run_ray(todo, cat.path, settings, address, workers, progress, max_attempts, ray_init or {}, report,
-                               _kill_worker_after_frames)  # fmt: skip
+            results, stopped = _run_ray(todo, cat.path, settings, address, workers, progress, max_attempts,
+                                        ray_init or {}, report, _kill_worker_after_frames)  # fmt: skip
         elif todo:
             results = _run_local(todo, cat.path, settings, progress, report)
         else:
             results = {}
-        by_id = {s.source_id: s for s in todo}
-        for sid, res in results.items():
-            report.results[sid] = res
-            report.worker_cpu_s += float(res.get("cpu_s", 0.0))
-            if res["status"] == "failed":
-                spec = by_id[sid]
-                report.failed.append({"source_id": sid, "path": spec.path, "error": res["error"]})
-                cat.record_failure(spec.to_json(), res["error"], report.attempts.get(sid, 1))
-                continue
-            cat.clear_failure(sid)
-            report.frames += int(res.get("frames", 0))
-            (report.done if res["status"] == "done" else report.skipped).append(sid)
-        cat.clean_tmp()  # every worker is done: what is left in .tmp is from attempts that died
-        meta = cat.refresh_table()
+        try:
+            meta = _finish(cat, todo, results, report)
+        finally:
+            stopped()  # the local Ray runtime stops while the table is merged; gone before returning
     report.rows = int(meta["rows"])
     report.wall_s = time.perf_counter() - t0
     return report
+
+
+def _nothing() -> None:
+    return None
+
+
+def _finish(cat: Any, todo: list[SourceSpec], results: dict[str, dict[str, Any]], report: IndexReport) -> dict:
+    """Record every result in the catalogue and merge the committed sources into a new table."""
+    by_id = {s.source_id: s for s in todo}
+    for sid, res in results.items():
+        report.results[sid] = res
+        report.worker_cpu_s += float(res.get("cpu_s", 0.0))
+        if res["status"] == "failed":
+            spec = by_id[sid]
+            report.failed.append({"source_id": sid, "path": spec.path, "error": res["error"]})
+            cat.record_failure(spec.to_json(), res["error"], report.attempts.get(sid, 1))
+            continue
+        cat.clear_failure(sid)
+        report.frames += int(res.get("frames", 0))
+        (report.done if res["status"] == "done" else report.skipped).append(sid)
+    cat.clean_tmp()  # every worker is done: what is left in .tmp is from attempts that died
+    return cat.refresh_table()
 
 
 def _size_bytes(path: str) -> int:
@@ -271,7 +285,8 @@ def _run_ray(
     ray_init: dict[str, Any],
     report: IndexReport,
     kill_after_frames: int | None,
-) -> dict[str, dict[str, Any]]:
+) -> tuple[dict[str, dict[str, Any]], Callable[[], None]]:
+    """Build ``todo`` on Ray; returns the results and a call that waits until a runtime started here has stopped."""
     import ray
 
     threads = "1"
@@ -305,20 +320,18 @@ def _run_ray(
         cpus = int(ray.cluster_resources().get("CPU", 1))
         n = max(1, min(workers or cpus, len(todo)))
         report.engine, report.workers = "ray", n
-        return _schedule(
-            ray,
-            todo,
-            root,
-            settings,
-            n,
-            progress,
-            max_attempts,
-            report,
-            kill_after_frames,
-        )
-    finally:
+        results = _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames)
+    except BaseException:
         if started:
             ray.shutdown()
+        raise
+    if not started:
+        return results, _nothing
+    # the local runtime takes a second or more to stop (its processes exit): the caller merges the
+    # catalogue's table meanwhile and joins this thread before it returns
+    stopper = threading.Thread(target=ray.shutdown, name="engram-ray-shutdown", daemon=True)
+    stopper.start()
+    return results, stopper.join
 
 
 def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames) -> dict:
