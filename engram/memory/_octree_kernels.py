@@ -960,6 +960,116 @@ def add_band_counts(occ, known, lo, cols, d_occ, d_known):
         known[y, x] += d_known[i]
 
 
+@njit(cache=True)
+def apply_marks(
+    grid, lo, dims, tkeys, trows, shift, pool, n_bricks, max_bricks, start, miss, hit, clamp_lo, clamp_hi,
+    band, thr, level, size, z_lo, z_hi, cols, d_occ, d_known, n_out, box,
+):  # fmt: skip
+    """Apply a scan grid (`mark_scan`: 1 free, 2 occupied) to the map, brick by brick, and note band changes.
+
+    What `collect_marks` followed by `add_log_odds` (one miss per free cell, one
+    hit per occupied cell) and, with ``band``, `band_changes` do, in one pass:
+    the grid is read one 4x4x4 brick of the key space at a time, so each brick
+    is looked up once. Cells are never revisited, so the order of the updates
+    does not change the map. Stops before a brick that needs a new brick of
+    storage when ``n_bricks`` has reached ``max_bricks``; the caller grows the
+    storage and resumes at the returned brick index.
+
+    ``cols`` / ``d_occ`` / ``d_known`` get band rows from ``n_out`` on and
+    ``box`` is widened over their cells, as `band_changes` fills them.
+
+    Returns:
+        (next brick index (the number of bricks of the box when done), bricks in
+        use, voxels that became known, band rows filled)
+    """
+    sy = np.int64(dims[2])
+    sx = np.int64(dims[1]) * sy
+    bx0 = lo[0] >> 2
+    by0 = lo[1] >> 2
+    bz0 = lo[2] >> 2
+    nbx = ((lo[0] + dims[0] - 1) >> 2) - bx0 + 1
+    nby = ((lo[1] + dims[1] - 1) >> 2) - by0 + 1
+    nbz = ((lo[2] + dims[2] - 1) >> 2) - bz0 + 1
+    n_blocks = nbx * nby * nbz
+    off = KEY_OFFSET >> level
+    zero = np.float32(0.0)
+    n_new = 0
+    for blk in range(start, n_blocks):
+        bz = bz0 + blk % nbz
+        rest = blk // nbz
+        by = by0 + rest % nby
+        bx = bx0 + rest // nby
+        brick = _encode(bx, by, bz)
+        base = np.int64(-1)
+        for dx in range(4):
+            x = bx * 4 + dx - lo[0]
+            if x < 0 or x >= dims[0]:
+                continue
+            for dy in range(4):
+                y = by * 4 + dy - lo[1]
+                if y < 0 or y >= dims[1]:
+                    continue
+                row = x * sx + y * sy
+                for dz in range(4):
+                    z = bz * 4 + dz - lo[2]
+                    if z < 0 or z >= dims[2]:
+                        continue
+                    g = grid[row + z]
+                    if g == 0:
+                        continue
+                    if base < 0:
+                        s = _slot_of(tkeys, shift, brick)
+                        if s < 0:
+                            if n_bricks >= max_bricks:
+                                return blk, n_bricks, n_new, n_out
+                            s = -s - 1
+                            tkeys[s] = brick
+                            trows[s] = n_bricks
+                            n_bricks += 1
+                        base = np.int64(trows[s]) * BRICK_SIZE
+                    local = (
+                        (dx & 1)
+                        | ((dy & 1) << 1)
+                        | ((dz & 1) << 2)
+                        | ((dx & 2) << 2)
+                        | ((dy & 2) << 3)
+                        | ((dz & 2) << 4)
+                    )
+                    p = base + local
+                    b = pool[p]
+                    was_known = not np.isnan(b)
+                    v = b if was_known else zero
+                    if not was_known:
+                        n_new += 1
+                    v = v + (miss if g == 1 else hit)
+                    if v < clamp_lo:
+                        v = clamp_lo
+                    elif v > clamp_hi:
+                        v = clamp_hi
+                    pool[p] = v
+                    if not band:
+                        continue
+                    occ_change = np.int32(v >= thr) - np.int32(was_known and b >= thr)
+                    if occ_change == 0 and was_known:
+                        continue
+                    kz = lo[2] + z
+                    zc = (np.float64((kz >> level) - off) + 0.5) * size
+                    if zc < z_lo or zc > z_hi:
+                        continue
+                    cx = ((lo[0] + x) >> level) - off
+                    cy = ((lo[1] + y) >> level) - off
+                    cols[n_out, 0] = cx
+                    cols[n_out, 1] = cy
+                    box[0] = min(box[0], cx)
+                    box[1] = min(box[1], cy)
+                    box[2] = max(box[2], cx)
+                    box[3] = max(box[3], cy)
+                    d_occ[n_out] = occ_change
+                    d_known[n_out] = 0 if was_known else 1
+                    n_out += 1
+    return n_blocks, n_bricks, n_new, n_out
+
+
 # ray casting --------------------------------------------------------------------
 @njit(cache=True, parallel=True)
 def cast_rays(

@@ -180,6 +180,8 @@ class BandGrid:
         self._tree: Any = None  # the octree the counts follow (compared by identity)
         self._version = -1
         self.n_rebuilds = 0
+        # band rows of `apply_marks` (cells, occupied and known changes), grown as scans need
+        self._scratch = (np.empty((0, 2), np.int64), np.empty(0, np.int32), np.empty(0, np.int32))
 
     def _columns(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from engram.memory import _octree_kernels as kern
@@ -252,6 +254,27 @@ class BandGrid:
             self.level, self.cell_size_m, self.z_lo, self.z_hi, cols, d_occ, d_known,
         )  # fmt: skip
         if m:
+            self._cover_box(box[:2], box[2:])
+            kern.add_band_counts(self._occ, self._known, self._lo, cols[:m], d_occ[:m], d_known[:m])
+        self._version = octree._version
+
+    def apply_marks(self, octree, marks) -> None:
+        """`apply_scan` of a `ScanMarks` scan (`OccupancyOctree.voxel_scan_marks`), in one pass over its grid."""
+        if marks.grid is None:
+            self.apply_scan(octree, *marks.codes())
+            return
+        if self._tree is not octree or self._version != octree._version:
+            octree.apply_marks(marks)
+            self.rebuild(octree)
+            return
+        from engram.memory import _octree_kernels as kern
+
+        n = marks.max_marked
+        if self._scratch[0].shape[0] < n:  # kept between scans: only the rows written are touched
+            self._scratch = (np.empty((n, 2), np.int64), np.empty(n, np.int32), np.empty(n, np.int32))
+        m, box = octree._apply_marks(marks, (self.level, self.cell_size_m, self.z_lo, self.z_hi), self._scratch)
+        if m:
+            cols, d_occ, d_known = self._scratch
             self._cover_box(box[:2], box[2:])
             kern.add_band_counts(self._occ, self._known, self._lo, cols[:m], d_occ[:m], d_known[:m])
         self._version = octree._version

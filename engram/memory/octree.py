@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FREE", "OCCUPIED", "UNKNOWN", "OccupancyOctree", "ScanStats", "logodds"]
+__all__ = ["FREE", "OCCUPIED", "UNKNOWN", "OccupancyOctree", "ScanMarks", "ScanStats", "logodds"]
 
 UNKNOWN, FREE, OCCUPIED = 0, 1, 2
 
@@ -73,6 +73,36 @@ class ScanStats:
     n_occupied: int
     n_free: int
     n_steps: int = 0
+
+
+@dataclass
+class ScanMarks:
+    """A discretized scan marked but not applied yet (`OccupancyOctree.voxel_scan_marks`).
+
+    Attributes:
+        grid: dense byte grid over the scan's key box (1: free, 2: occupied,
+            one sentinel byte at the end), or None when the box was too large
+            for one (then ``free`` / ``occ`` hold the codes).
+        lo: key of the grid's cell (0, 0, 0).
+        dims: the grid's cells along x, y, z.
+        max_marked: an upper bound on the marked cells.
+        free, occ: the codes `OccupancyOctree.voxel_scan` returns, once asked
+            for (`codes`).
+    """
+
+    grid: np.ndarray | None
+    lo: np.ndarray
+    dims: np.ndarray
+    max_marked: int
+    free: np.ndarray | None = None
+    occ: np.ndarray | None = None
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(free codes, occupied codes): each voxel once, disjoint, as `OccupancyOctree.voxel_scan` returns them."""
+        if self.free is None or self.occ is None:
+            assert self.grid is not None
+            self.free, self.occ = _kernels().collect_marks(self.grid, self.lo, self.dims)
+        return self.free, self.occ
 
 
 def _kernels():
@@ -372,11 +402,19 @@ class OccupancyOctree:
         Returns:
             (free codes, occupied codes, DDA steps).
         """
+        marks, steps = self._target_marks(hit_codes, free_end_codes, origin, max_r)
+        free, occ = marks.codes()
+        return free, occ, steps
+
+    def _target_marks(
+        self, hit_codes: np.ndarray, free_end_codes: np.ndarray, origin: np.ndarray, max_r: float
+    ) -> tuple[ScanMarks, int]:
+        """`_target_codes` before its cells are collected: the marks and the DDA steps."""
         k = _kernels()
         codes = np.concatenate([hit_codes, free_end_codes])
         n = codes.shape[0]
         if n == 0:
-            return codes, codes, 0
+            return ScanMarks(None, np.zeros(3, np.int64), np.zeros(3, np.int64), 0, codes, codes), 0
         target_kinds = np.full(n, k.KIND_HIT, np.int8)
         target_kinds[hit_codes.shape[0] :] = k.KIND_FREE_END
         ends = np.empty((n, 3), np.float64)
@@ -384,25 +422,34 @@ class OccupancyOctree:
         kinds = np.empty(n, np.int8)
         box = np.empty(6, np.int64)
         k.prepare_targets(codes, target_kinds, origin, self.voxel_size_m, max_r, ends, end_keys, kinds, box)
-        return self._mark_rays(origin, ends, end_keys, kinds, box)
+        return self._mark_grid(origin, ends, end_keys, kinds, box)
 
     def _mark_rays(
         self, o: np.ndarray, ends: np.ndarray, end_keys: np.ndarray, kinds: np.ndarray, box: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """Free and occupied codes of prepared rays (`prepare_scan` / `prepare_targets` output), and steps."""
+        marks, steps = self._mark_grid(o, ends, end_keys, kinds, box)
+        free, occ = marks.codes()
+        return free, occ, steps
+
+    def _mark_grid(
+        self, o: np.ndarray, ends: np.ndarray, end_keys: np.ndarray, kinds: np.ndarray, box: np.ndarray
+    ) -> tuple[ScanMarks, int]:
+        """`_mark_rays` before its cells are collected: the marks (in a grid where the box allows) and steps."""
         k = _kernels()
         n = kinds.shape[0]
         lo = box[:3] - 1  # one cell of margin around the scan's key box
         dims = box[3:] - lo + 2
-        if int(np.prod(dims)) <= _MAX_SCAN_GRID_CELLS:
-            grid = np.zeros(int(np.prod(dims)) + 1, np.uint8)  # + a sentinel byte
+        cells = int(np.prod(dims))
+        if cells <= _MAX_SCAN_GRID_CELLS:
+            grid = np.zeros(cells + 1, np.uint8)  # + a sentinel byte
             n_chunks = max(1, min(n // 256, 256))
             name = ray_walker()
             t0 = time.perf_counter()
             steps = getattr(k, name)(o, ends, end_keys, kinds, lo, dims, self.voxel_size_m, grid, n_chunks)
             _time_walker(name, time.perf_counter() - t0, int(steps))
-            free, occ = k.collect_marks(grid, lo, dims)
-            return free, occ, int(steps)
+            # each step marks one cell; the origin's cell and the rays' end cells are marked besides
+            return ScanMarks(grid, lo, dims, min(int(steps) + n + 1, cells)), int(steps)
         # a scan spread over a huge box (long-range lidar): collect every ray's cells and sort
         counts = k.count_ray_steps(o, ends, end_keys, kinds, self.voxel_size_m)
         offsets = np.zeros(n, np.int64)
@@ -414,7 +461,7 @@ class OccupancyOctree:
         free_end_keys = np.ascontiguousarray(end_keys[kinds == k.KIND_FREE_END])
         free = np.unique(np.concatenate([ray_codes, k.encode_keys(free_end_keys)]))
         free = free[~np.isin(free, occ, assume_unique=True)]
-        return free, occ, int(counts.sum())
+        return ScanMarks(None, lo, dims, len(free) + len(occ), free, occ), int(counts.sum())
 
     def insert_scan(
         self, points_world: Any, origin: Any, max_range_m: float | None = None, *, discretize: bool = False
@@ -486,14 +533,75 @@ class OccupancyOctree:
         Returns:
             (free codes, occupied codes): each voxel once, disjoint; `apply_codes` applies them.
         """
+        return self.voxel_scan_marks(hit_codes, origin, max_range_m, free_end_codes=free_end_codes).codes()
+
+    def voxel_scan_marks(
+        self,
+        hit_codes: np.ndarray,
+        origin: Any,
+        max_range_m: float | None = None,
+        *,
+        free_end_codes: np.ndarray | None = None,
+    ) -> ScanMarks:
+        """`voxel_scan` with its cells left in the scan's grid: `apply_marks` (or
+        `BandGrid.apply_marks`) applies them in one pass, `ScanMarks.codes` lists them.
+
+        Raises:
+            ValueError: as `voxel_scan`.
+        """
         o, max_r = self._check_origin_range(origin, max_range_m)
         hits = np.ascontiguousarray(hit_codes, np.int64)
         ends = np.zeros(0, np.int64) if free_end_codes is None else np.ascontiguousarray(free_end_codes, np.int64)
         for name, c in (("hit_codes", hits), ("free_end_codes", ends)):
             if c.ndim != 1 or (c.size and (c.min() < 0 or c.max() >= 1 << (3 * DEPTH))):
                 raise ValueError(f"{name} must be a vector of Morton codes in the 16-level key space")
-        free, occ, _ = self._target_codes(hits, ends, o, max_r)
-        return free, occ
+        marks, _ = self._target_marks(hits, ends, o, max_r)
+        return marks
+
+    def apply_marks(self, marks: ScanMarks) -> None:
+        """Apply a `voxel_scan_marks` scan: the map `apply_codes` of its `ScanMarks.codes` gives."""
+        self._apply_marks(marks)
+
+    def _apply_marks(
+        self, marks: ScanMarks, band: tuple[Any, ...] | None = None, out: tuple[np.ndarray, ...] | None = None
+    ) -> tuple[int, np.ndarray]:
+        """Apply ``marks``; with ``band`` (level, cell size, z low, z high) note the band voxels whose state
+        changed in ``out`` (cols "M 2", d_occ, d_known, M >= ``marks.max_marked``), as `band_changes` does.
+
+        Returns:
+            (band rows filled, their cells' box (min x, min y, max x, max y)).
+        """
+        box = np.empty(4, np.int64)
+        box[0] = box[1] = np.iinfo(np.int64).max
+        box[2] = box[3] = np.iinfo(np.int64).min
+        if marks.grid is None:
+            self._apply_codes(*marks.codes())
+            return 0, box
+        k = _kernels()
+        lo, dims = marks.lo, marks.dims
+        n_blocks = 1
+        for a in range(3):
+            n_blocks *= int((lo[a] + dims[a] - 1) >> 2) - int(lo[a] >> 2) + 1
+        if band is None:
+            level, size, z_lo, z_hi = 0, 1.0, 0.0, 0.0
+            cols, d_occ, d_known = np.empty((0, 2), np.int64), np.empty(0, np.int32), np.empty(0, np.int32)
+        else:
+            level, size, z_lo, z_hi = band
+            assert out is not None
+            cols, d_occ, d_known = out
+        start, n_out = 0, 0
+        while True:
+            start, self._n_bricks, n_new, n_out = k.apply_marks(
+                marks.grid, lo, dims, self._tkeys, self._trows, self._shift, self._pool, self._n_bricks,
+                self._max_bricks(), start, self._miss, self._hit, self._lo, self._hi, band is not None, self._thr,
+                int(level), float(size), float(z_lo), float(z_hi), cols, d_occ, d_known, n_out, box,
+            )  # fmt: skip
+            self._n_known += int(n_new)
+            if start >= n_blocks:
+                break
+            self._grow(max(64, min(n_blocks - start, marks.max_marked // 16)))
+        self._touch()
+        return int(n_out), box
 
     def scan_codes(
         self, points_world: Any, origin: Any, max_range_m: float | None = None, *, n_free_ends: int = 0

@@ -633,12 +633,11 @@ class SceneMemory:
             d = dyn_pts - origin
             dist = np.linalg.norm(d, axis=1, keepdims=True)
             short = origin + d * np.clip((dist - 2 * self.voxel_size_m) / np.maximum(dist, 1e-9), 0.0, 1.0)
+        marks = None
         if self.discretize:
             hit_codes = self.octree.unique_codes(scan.codes, ~is_dyn)
             short_codes = self.octree.unique_codes(self.octree.point_codes(short))
-            free_codes, occ_codes = self.octree.voxel_scan(
-                hit_codes, origin, self.max_range_m, free_end_codes=short_codes
-            )
+            marks = self.octree.voxel_scan_marks(hit_codes, origin, self.max_range_m, free_end_codes=short_codes)
         else:
             static_pts = scan.points_world(np.flatnonzero(~is_dyn))
             free_codes, occ_codes = self.octree.scan_codes(
@@ -681,7 +680,10 @@ class SceneMemory:
             known_before = list(free_share >= 0.5)
 
         # ---- from here on the memory is written ----
-        self._band.apply_scan(self.octree, free_codes, occ_codes)
+        if marks is not None:
+            self._band.apply_marks(self.octree, marks)
+        else:
+            self._band.apply_scan(self.octree, free_codes, occ_codes)
         if len(dyn_pts):
             self.transient.add(dyn_pts, t)
         if self.frames_mapped % 20 == 0:

@@ -126,3 +126,37 @@ def test_band_grid_kept_per_scan_equals_a_full_recompute(seed):
         assert [f.size for f in a] == [f.size for f in b]
         assert all(np.allclose(x.cells, y.cells) for x, y in zip(a, b))
     assert band.n_rebuilds == 3  # first use, then after each outside change only
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_band_grid_apply_marks_equals_apply_scan(monkeypatch, sparse):
+    """Marks applied brick by brick (growing the storage on the way) give the codes' map and counts."""
+    import engram.memory.octree as octree_module
+    from engram.memory.frontiers import BandGrid
+    from engram.memory.octree import OccupancyOctree
+
+    if sparse:  # no grid: the marks hold codes
+        monkeypatch.setattr(octree_module, "_MAX_SCAN_GRID_CELLS", 0)
+    rng = np.random.default_rng(5)
+    a, b = OccupancyOctree(0.1), OccupancyOctree(0.1)
+    band_a, band_b = BandGrid(0.1, floor_z_m=0.0), BandGrid(0.1, floor_z_m=0.0)
+    for _ in range(6):
+        pts = rng.uniform([-3, -3, -0.5], [3, 3, 2.5], size=(800, 3))
+        origin = rng.uniform([-1, -1, 0.3], [1, 1, 1.2])
+        hits = a.unique_codes(a.point_codes(pts[:700]))
+        ends = a.unique_codes(a.point_codes(pts[700:]))
+        free, occ = a.voxel_scan(hits, origin, 4.0, free_end_codes=ends)
+        band_a.apply_scan(a, free, occ)
+        marks = b.voxel_scan_marks(hits, origin, 4.0, free_end_codes=ends)
+        f2, o2 = marks.codes()
+        assert np.array_equal(np.sort(f2), np.sort(free)) and np.array_equal(np.sort(o2), np.sort(occ))
+        band_b.apply_marks(b, marks)
+        assert a.digest() == b.digest() and len(a) == len(b)
+        assert np.array_equal(band_a.grid(a).states, band_b.grid(b).states)
+        assert np.array_equal(band_a.grid(a).origin_xy, band_b.grid(b).origin_xy)
+    assert band_b.n_rebuilds == 1
+    c = OccupancyOctree(0.1)
+    c.apply_marks(c.voxel_scan_marks(hits, origin, 4.0, free_end_codes=ends))
+    d = OccupancyOctree(0.1)
+    d.apply_codes(*d.voxel_scan(hits, origin, 4.0, free_end_codes=ends))
+    assert c.digest() == d.digest()
