@@ -262,19 +262,10 @@ def neighbour_offsets(radius: int = 1, *, half: bool = False) -> np.ndarray:
     return (d[:, 0] << (2 * _KEY_BITS)) + (d[:, 1] << _KEY_BITS) + d[:, 2]
 
 
-_HALF_OFFSETS_16 = None
-
-
-def _half_offsets_16() -> np.ndarray:
-    """Packed offsets (16 bits per axis) of the 13 forward neighbours of a voxel."""
-    global _HALF_OFFSETS_16
-    if _HALF_OFFSETS_16 is None:
-        r = np.arange(-1, 2, dtype=np.int64)
-        d = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
-        pos = (d[:, 0] > 0) | ((d[:, 0] == 0) & (d[:, 1] > 0)) | ((d[:, 0] == 0) & (d[:, 1] == 0) & (d[:, 2] > 0))
-        d = d[pos]
-        _HALF_OFFSETS_16 = (d[:, 0] << 32) + (d[:, 1] << 16) + d[:, 2]
-    return _HALF_OFFSETS_16
+# The 13 forward neighbours of a voxel (each undirected neighbour pair once): (0, 0, +1) and the
+# columns (dx, dy) = (0, 1), (1, -1), (1, 0), (1, 1) with dz = -1, 0, +1, packed with 16 bits per axis
+# (the column offsets at dz = 0).
+_HALF_COLUMNS_16 = np.array([(dx << 32) + (dy << 16) for dx, dy in ((0, 1), (1, -1), (1, 0), (1, 1))], np.int64)
 
 
 def voxel_cluster_labels(points: np.ndarray, voxel_size_m: float, groups: np.ndarray | None = None) -> np.ndarray:
@@ -313,7 +304,7 @@ def voxel_cluster_labels(points: np.ndarray, voxel_size_m: float, groups: np.nda
     packed = np.empty(len(p), np.int64)
     if not _pack_keys_16(p, float(voxel_size_m), g, packed):
         raise ValueError(f"points span more than {(1 << 16) - 2} voxels of {voxel_size_m} m along an axis")
-    return _cluster_ranks(packed, _half_offsets_16())
+    return _cluster_ranks(packed, _HALF_COLUMNS_16)
 
 
 @njit(cache=True)
@@ -340,9 +331,29 @@ def _pack_keys_16(p, voxel_size_m, g, out):  # pragma: no cover - compiled
     return True
 
 
+@njit(cache=True, inline="always")
+def _join(parent, a, b):  # pragma: no cover - compiled
+    """Union of the sets of ``a`` and ``b`` (path halving; the smaller root stays the root)."""
+    x = a
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    y = b
+    while parent[y] != y:
+        parent[y] = parent[parent[y]]
+        y = parent[y]
+    if x < y:
+        parent[y] = x
+    elif y < x:
+        parent[x] = y
+
+
 @njit(cache=True)
-def _cluster_ranks(packed, offsets):  # pragma: no cover - compiled
+def _cluster_ranks(packed, columns):  # pragma: no cover - compiled
     """`voxel_cluster_labels` of packed voxel keys: sort, join occupied neighbours, rank components by size.
+
+    ``columns``: packed (dx, dy, 0) of the neighbour columns searched besides
+    the voxel's own (see ``_HALF_COLUMNS_16``); each is searched at dz = -1, 0, +1.
 
     Components are numbered by their smallest key, then ranked by decreasing
     point count (ties keep that order).
@@ -360,28 +371,21 @@ def _cluster_ranks(packed, offsets):  # pragma: no cover - compiled
         inv[order[i]] = m - 1
     uniq = uniq[:m]
     parent = np.arange(m)
-    for o in offsets:  # keys + o ascend with the keys: one merge-like walk per offset
+    for i in range(m - 1):  # (0, 0, +1): the next key
+        if uniq[i + 1] == uniq[i] + 1:
+            _join(parent, i, i + 1)
+    for o in columns:  # keys + o ascend with the keys: one merge-like walk per column, three keys at a time
         j = 0
         for i in range(m):
-            t = uniq[i] + o
+            t = uniq[i] + o - 1
             while j < m and uniq[j] < t:
                 j += 1
             if j >= m:
                 break
-            if uniq[j] != t:
-                continue
-            x = i
-            while parent[x] != x:
-                parent[x] = parent[parent[x]]
-                x = parent[x]
-            y = j
-            while parent[y] != y:
-                parent[y] = parent[parent[y]]
-                y = parent[y]
-            if x < y:
-                parent[y] = x
-            elif y < x:
-                parent[x] = y
+            for jj in range(j, min(j + 3, m)):  # keys are distinct: dz = -1, 0, +1 are consecutive if present
+                if uniq[jj] > t + 2:
+                    break
+                _join(parent, i, jj)
     comp = np.empty(m, np.int64)
     n_comp = 0
     for i in range(m):  # a root is its component's smallest index: roots come first in key order
@@ -549,14 +553,20 @@ def detections_from_instances(
     kept_ids = ids[keep]
 
     # Strided sampling of 3D points for the kept ids.
-    sub = ins[::stride, ::stride]
-    depth = full_depth[::stride, ::stride]
     if _small_ids(ins, ids):
-        # one compiled pass: kept id, same id at the four full-resolution neighbours, depth in range
-        keep_lut = np.zeros(int(ids[-1]) + 1, dtype=bool)
-        keep_lut[kept_ids] = True
-        valid = _sampled_valid(ins, full_depth, keep_lut, stride, erode_edges, np.float32(max_depth_m))
+        # one compiled pass: kept id, same id at the four full-resolution neighbours, depth in range;
+        # the camera points, colours and the order by instance (stable) on the way
+        group_lut = np.full(int(ids[-1]) + 1, -1, np.int64)
+        group_lut[kept_ids] = np.arange(len(kept_ids))
+        cam, colours, porder, starts = _sample_points(
+            ins, full_depth, frame.rgb, group_lut, stride, erode_edges, np.float32(max_depth_m),
+            float(k.fx), float(k.fy), float(k.cx), float(k.cy),
+        )  # fmt: skip
+        lo, hi = starts[:-1], starts[1:]
+        group = np.repeat(np.arange(len(kept_ids), dtype=np.int64), hi - lo)
     else:
+        sub = ins[::stride, ::stride]
+        depth = full_depth[::stride, ::stride]
         valid = np.isin(sub, kept_ids)
         if erode_edges:
             # compare each sampled pixel with its four full-resolution neighbours
@@ -566,25 +576,25 @@ def detections_from_instances(
                 valid &= pad[dv : dv + stride * hs : stride, du : du + stride * ws : stride] == sub
         with np.errstate(invalid="ignore"):
             valid &= np.isfinite(depth) & (depth > 0) & (depth <= max_depth_m)
-    vs, us = np.nonzero(valid)
-    z = depth[vs, us].astype(np.float64)
-    u = us * stride
-    v = vs * stride
-    cam = np.empty((len(z), 3))
-    cam[:, 0] = (u - k.cx) / k.fx * z
-    cam[:, 1] = (v - k.cy) / k.fy * z
-    cam[:, 2] = z
-    world = world_from_camera.transform_points(cam).astype(np.float32)
-    colours = frame.rgb[v, u]
-    pid = sub[vs, us]
-    porder = np.argsort(pid, kind="stable")
-    pid_sorted = pid[porder]
-    lo = np.searchsorted(pid_sorted, kept_ids, side="left")
-    hi = np.searchsorted(pid_sorted, kept_ids, side="right")
-
-    if denoise_voxel_m is not None and len(pid_sorted):
-        # all instances in one clustering pass, grouped by instance
+        vs, us = np.nonzero(valid)
+        z = depth[vs, us].astype(np.float64)
+        u = us * stride
+        v = vs * stride
+        cam = np.empty((len(z), 3))
+        cam[:, 0] = (u - k.cx) / k.fx * z
+        cam[:, 1] = (v - k.cy) / k.fy * z
+        cam[:, 2] = z
+        colours = frame.rgb[v, u]
+        pid = sub[vs, us]
+        porder = np.argsort(pid, kind="stable")
+        pid_sorted = pid[porder]
+        lo = np.searchsorted(pid_sorted, kept_ids, side="left")
+        hi = np.searchsorted(pid_sorted, kept_ids, side="right")
         group = np.searchsorted(kept_ids, pid_sorted)
+    world = world_from_camera.transform_points(cam).astype(np.float32)
+
+    if denoise_voxel_m is not None and len(porder):
+        # all instances in one clustering pass, grouped by instance
         ok = largest_clusters_mask(world[porder], denoise_voxel_m, groups=group)
         kept_before = np.concatenate(([0], np.cumsum(ok)))
         porder = porder[ok]
@@ -684,18 +694,33 @@ def _id_boxes(ins, n):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _sampled_valid(ins, depth, keep_lut, stride, erode, max_depth):  # pragma: no cover - compiled
-    """Every ``stride``-th pixel of a kept id whose four neighbours (clamped at the border) carry the
-    same id when ``erode``, with finite depth in (0, max_depth]."""
+def _sample_points(ins, depth, rgb, group_lut, stride, erode, max_depth, fx, fy, cx, cy):  # pragma: no cover
+    """The sampled points of `detections_from_instances`, row by row: every ``stride``-th pixel of a kept
+    id whose four neighbours (clamped at the border) carry the same id when ``erode``, with finite depth
+    in (0, max_depth].
+
+    ``group_lut[id]``: the kept id's group (its rank among the kept ids), -1 for the others.
+
+    Returns:
+        ("N 3" float64 camera points, "N 3" colours, "N" order of the points by group (stable),
+        "G + 1" start of each group in that order).
+    """
     h, w = ins.shape
     hs, ws = (h + stride - 1) // stride, (w + stride - 1) // stride
-    out = np.zeros((hs, ws), np.bool_)
+    n_groups = 0
+    for i in range(group_lut.shape[0]):
+        n_groups = max(n_groups, group_lut[i] + 1)
+    cam = np.empty((hs * ws, 3), np.float64)
+    colours = np.empty((hs * ws, 3), rgb.dtype)
+    grp = np.empty(hs * ws, np.int64)
+    counts = np.zeros(n_groups + 1, np.int64)
+    n = 0
     for i in range(hs):
         r = i * stride
         for j in range(ws):
             c = j * stride
             iid = ins[r, c]
-            if iid < 0 or iid >= keep_lut.shape[0] or not keep_lut[iid]:
+            if iid < 0 or iid >= group_lut.shape[0] or group_lut[iid] < 0:
                 continue
             if erode and (
                 ins[max(r - 1, 0), c] != iid
@@ -705,6 +730,24 @@ def _sampled_valid(ins, depth, keep_lut, stride, erode, max_depth):  # pragma: n
             ):
                 continue
             d = depth[r, c]
-            if np.isfinite(d) and d > 0 and d <= max_depth:
-                out[i, j] = True
-    return out
+            if not (np.isfinite(d) and d > 0 and d <= max_depth):
+                continue
+            z = np.float64(d)
+            cam[n, 0] = (np.float64(c) - cx) / fx * z
+            cam[n, 1] = (np.float64(r) - cy) / fy * z
+            cam[n, 2] = z
+            for ch in range(3):
+                colours[n, ch] = rgb[r, c, ch]
+            g = group_lut[iid]
+            grp[n] = g
+            counts[g + 1] += 1
+            n += 1
+    for g in range(n_groups):
+        counts[g + 1] += counts[g]
+    order = np.empty(n, np.int64)
+    fill = counts[:-1].copy()
+    for i in range(n):
+        g = grp[i]
+        order[fill[g]] = i
+        fill[g] += 1
+    return cam[:n], colours[:n], order, counts
