@@ -28,6 +28,9 @@ from numba import njit
 from engram.perception.detectors.priors import object_label_weights
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
+    _KEY_BITS,
+    _KEY_MASK,
+    _KEY_OFFSET,
     Detection,
     largest_clusters_mask,
     neighbour_offsets,
@@ -167,11 +170,12 @@ class MapObject:
             self.box_max = p.max(axis=0).astype(np.float64)
             self.centroid = p.mean(axis=0, dtype=np.float64)
         if added_keys is not None:
-            # a union of two sorted unique arrays, by insertion
-            pos, fresh = _insertion(self.match_keys, added_keys)
-            self.match_keys = np.insert(self.match_keys, pos[fresh], added_keys[fresh])
+            # a union of two sorted unique arrays
+            self.match_keys = _sorted_union(
+                np.ascontiguousarray(self.match_keys, np.int64), np.ascontiguousarray(added_keys, np.int64)
+            )
         else:
-            self.match_keys = np.unique(packed_voxel_keys(p.astype(np.float64), match_voxel_m))
+            self.match_keys = _match_keys(p, match_voxel_m)
 
 
 def _labels_agree(label_a: str, dist_a: dict[str, float] | None, label_b: str, dist_b: dict[str, float] | None) -> bool:
@@ -230,14 +234,6 @@ def _lab_of(colour_sets: Sequence[np.ndarray]) -> np.ndarray:
     return cv2.cvtColor(rgb.astype(np.uint8)[:, None, :], cv2.COLOR_RGB2LAB)[:, 0, :].astype(np.float64)
 
 
-def _insertion(keys: np.ndarray, new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where ``new`` (sorted, unique) would go into ``keys`` (sorted, unique), and which of it is not there yet."""
-    pos = np.searchsorted(keys, new)
-    if len(keys) == 0:
-        return pos, np.ones(len(new), dtype=bool)
-    return pos, keys[np.minimum(pos, len(keys) - 1)] != new
-
-
 def _colour_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
     """CIELAB distance with lightness counted half (one material under different light); inf if unknown."""
     if a is None or b is None:
@@ -270,9 +266,21 @@ def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> 
 def _downsample_keys(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, ...]:
     """`_downsample`, and the voxel key of each kept point and those keys sorted."""
     keys = packed_voxel_keys(points, voxel_size_m)
-    uniq, first = np.unique(keys, return_index=True)
-    first.sort()
+    first, uniq = _fresh_points(np.zeros(0, np.int64), keys)  # each voxel's first point, in point order
     return points[first], colors[first], keys[first], uniq
+
+
+def _match_keys(points: np.ndarray, match_voxel_m: float) -> np.ndarray:
+    """Sorted distinct voxel keys of ``points`` on the match grid (their float64 values, floored)."""
+    p = np.asarray(points)
+    if len(p) == 0:
+        return np.zeros(0, np.int64)
+    if p.dtype not in (np.float32, np.float64) or p.ndim != 2 or p.shape[1] != 3:
+        return np.unique(packed_voxel_keys(np.asarray(points, np.float64), match_voxel_m))
+    ok, keys = _unique_match_keys(np.ascontiguousarray(p), float(match_voxel_m))
+    if not ok:
+        raise ValueError("voxel keys exceed the packable range of +-2**20 voxels per axis")
+    return keys
 
 
 class ObjectMap:
@@ -592,13 +600,14 @@ class ObjectMap:
     def _pair_score(self, det: Detection, obj: MapObject, overlap: float, object_share: float) -> float | None:
         if overlap < self.min_overlap:
             return None
-        exact = det.label.lower() == obj.vote_label.lower() and det.label != UNKNOWN
+        vote_label = obj.vote_label
+        exact = det.label.lower() == vote_label.lower() and det.label != UNKNOWN
         cos = None
         emb = obj.embedding
         if det.embedding is not None and emb is not None and det.embedding.shape == emb.shape:
             n = float(np.linalg.norm(det.embedding))
             cos = float(det.embedding @ emb) / n if n > 0 else 0.0
-        agree = exact or _labels_agree(det.label, det.label_scores, obj.vote_label, obj.label_votes)
+        agree = exact or _labels_agree(det.label, det.label_scores, vote_label, obj.label_votes)
         if not exact:
             # a small object on a large one (a cup on a table) touches it almost everywhere;
             # a view of the same object covers a fair share of it, or lies on it and looks like it
@@ -687,18 +696,11 @@ class ObjectMap:
                 return False
         else:
             per_point, keys = cached[2], cached[3]
-        new_keys = packed_voxel_keys(points.astype(dt), self.voxel_size_m)
-        uniq, first = np.unique(new_keys, return_index=True)
-        pos, fresh = _insertion(keys, uniq)
-        take = np.sort(first[fresh])
+        new_keys = packed_voxel_keys(points.astype(dt, copy=False), self.voxel_size_m)
+        take, merged = _fresh_points(np.ascontiguousarray(keys, np.int64), new_keys)
         obj.points = np.concatenate([obj.points.astype(dt, copy=False), points.astype(dt, copy=False)[take]])
         obj.colors = np.concatenate([obj.colors, colors[take]])
-        self._voxel_keys[obj.id] = (
-            obj.points,
-            dt,
-            np.concatenate([per_point, new_keys[take]]),
-            np.insert(keys, pos[fresh], uniq[fresh]),
-        )
+        self._voxel_keys[obj.id] = (obj.points, dt, np.concatenate([per_point, new_keys[take]]), merged)
         return True
 
     def _keep_points(self, obj: MapObject, keep: np.ndarray) -> None:
@@ -719,9 +721,7 @@ class ObjectMap:
 
     # the overlap index ---------------------------------------------------
     def _keys_of(self, points: np.ndarray) -> np.ndarray:
-        if len(points) == 0:
-            return np.zeros(0, np.int64)
-        return np.unique(packed_voxel_keys(np.asarray(points, np.float64), self.match_voxel_m))
+        return _match_keys(points, self.match_voxel_m)
 
     @staticmethod
     def _entries(objs: Iterable[MapObject]) -> tuple[np.ndarray, np.ndarray]:
@@ -799,7 +799,7 @@ class ObjectMap:
         codes = _touch_codes(self._index_keys, self._index_ids, keys, set_of_key, self._offsets, exact_first, m)
         if len(codes) == 0:
             return empty, empty, empty
-        set_obj, counts = np.unique(codes, return_counts=True)
+        set_obj, counts = _count_codes(codes, len(key_sets) * m)
         return set_obj // m, set_obj % m, counts
 
     @staticmethod
@@ -1400,3 +1400,110 @@ def _merge_index(keys, ids, stale, new_keys, new_ids):  # pragma: no cover - com
             i += 1
         w += 1
     return out_k, out_i
+
+
+@njit(cache=True)
+def _sorted_union(a, b):  # pragma: no cover - compiled
+    """The sorted union of two sorted arrays of distinct keys (what inserting the new keys of ``b`` gives)."""
+    out = np.empty(a.shape[0] + b.shape[0], np.int64)
+    i = 0
+    j = 0
+    w = 0
+    while i < a.shape[0] or j < b.shape[0]:
+        if j >= b.shape[0] or (i < a.shape[0] and a[i] < b[j]):
+            out[w] = a[i]
+            i += 1
+        elif i >= a.shape[0] or b[j] < a[i]:
+            out[w] = b[j]
+            j += 1
+        else:
+            out[w] = a[i]
+            i += 1
+            j += 1
+        w += 1
+    return out[:w]
+
+
+@njit(cache=True)
+def _fresh_points(keys, new_keys):  # pragma: no cover - compiled
+    """The first point of each voxel of ``new_keys`` not among ``keys`` (sorted, distinct), in point order,
+    and ``keys`` with those voxels added (sorted): `ObjectMap._add_points`' bookkeeping."""
+    n = new_keys.shape[0]
+    order = np.argsort(new_keys, kind="mergesort")  # stable: a voxel's first point comes first
+    first = np.empty(n, np.int64)
+    fresh = np.empty(n, np.int64)
+    n_fresh = 0
+    j = 0
+    i = 0
+    while i < n:
+        k = new_keys[order[i]]
+        start = i
+        i += 1
+        while i < n and new_keys[order[i]] == k:
+            i += 1
+        while j < keys.shape[0] and keys[j] < k:
+            j += 1
+        if j < keys.shape[0] and keys[j] == k:
+            continue
+        first[n_fresh] = order[start]
+        fresh[n_fresh] = k
+        n_fresh += 1
+    take = np.sort(first[:n_fresh])
+    return take, _sorted_union(keys, fresh[:n_fresh])
+
+
+@njit(cache=True)
+def _unique_match_keys(points, voxel):  # pragma: no cover - compiled
+    """``np.unique(packed_voxel_keys(points as float64, voxel))``; (False, ...) when a key is out of range."""
+    n = points.shape[0]
+    keys = np.empty(n, np.int64)
+    for i in range(n):
+        acc = np.int64(0)
+        for a in range(3):
+            f = np.floor(np.float64(points[i, a]) / voxel)
+            if not (f >= -_KEY_OFFSET and f <= _KEY_MASK - _KEY_OFFSET):  # also NaN
+                return False, keys[:0]
+            acc = (acc << _KEY_BITS) | (np.int64(f) + _KEY_OFFSET)
+        keys[i] = acc
+    keys.sort()
+    m = 0
+    for i in range(n):
+        if m == 0 or keys[i] != keys[m - 1]:
+            keys[m] = keys[i]
+            m += 1
+    return True, keys[:m]
+
+
+@njit(cache=True)
+def _count_codes(codes, n_codes):  # pragma: no cover - compiled
+    """``np.unique(codes, return_counts=True)`` for codes in [0, n_codes), by a table when it is small."""
+    n = codes.shape[0]
+    if n_codes <= 4 * n + 4096:
+        table = np.zeros(n_codes, np.int64)
+        for i in range(n):
+            table[codes[i]] += 1
+        m = 0
+        for c in range(n_codes):
+            if table[c]:
+                m += 1
+        uniq = np.empty(m, np.int64)
+        counts = np.empty(m, np.int64)
+        m = 0
+        for c in range(n_codes):
+            if table[c]:
+                uniq[m] = c
+                counts[m] = table[c]
+                m += 1
+        return uniq, counts
+    s = np.sort(codes)
+    uniq = np.empty(n, np.int64)
+    counts = np.empty(n, np.int64)
+    m = 0
+    for i in range(n):
+        if m > 0 and s[i] == uniq[m - 1]:
+            counts[m - 1] += 1
+        else:
+            uniq[m] = s[i]
+            counts[m] = 1
+            m += 1
+    return uniq[:m], counts[:m]

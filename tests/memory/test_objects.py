@@ -675,3 +675,30 @@ def test_a_loaded_map_splits_a_glued_object_too():
     assert loaded.split_glued() == omap.split_glued() and len(loaded.split_glued()) == 0
     assert loaded.digest() == omap.digest() and loaded.n_splits == omap.n_splits == 1
     assert gid in loaded.objects and loaded.objects[gid].label == "cup"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_key_helpers_equal_their_numpy_forms(seed):
+    from engram.memory import objects as om
+    from engram.perception.segmentation import packed_voxel_keys
+
+    rng = np.random.default_rng(seed)
+    keys = np.unique(rng.integers(0, 400, 150))
+    new = rng.integers(0, 500, 300)
+    uniq, first = np.unique(new, return_index=True)
+    fresh = ~np.isin(uniq, keys)
+    take, merged = om._fresh_points(keys, new)
+    np.testing.assert_array_equal(take, np.sort(first[fresh]))
+    np.testing.assert_array_equal(merged, np.union1d(keys, new))
+    np.testing.assert_array_equal(om._sorted_union(keys, uniq), np.union1d(keys, uniq))
+    pts = (rng.normal(size=(500, 3)) * 2).astype(np.float32)
+    for p in (pts, pts.astype(np.float64)):
+        np.testing.assert_array_equal(om._match_keys(p, 0.1), np.unique(packed_voxel_keys(p.astype(np.float64), 0.1)))
+    with pytest.raises(ValueError, match="packable"):
+        om._match_keys(np.array([[np.nan, 0.0, 0.0]], np.float32), 0.1)
+    codes = rng.integers(0, 60, 200)
+    for n_codes in (60, 10**6):  # by a table, by sorting
+        u, c = om._count_codes(codes, n_codes)
+        u2, c2 = np.unique(codes, return_counts=True)
+        np.testing.assert_array_equal(u, u2)
+        np.testing.assert_array_equal(c, c2)
