@@ -202,7 +202,11 @@ def test_lite0_fused_activations_compute_the_unfused_network(
     (la, fa), (lb, fb) = fused.logits_and_features(imgs), plain.logits_and_features(imgs)
     cos = (fa * fb).sum(1)
     assert (cos > (0.9999 if precision == "float32" else 0.995)).all(), cos
-    assert (la.argmax(1) == lb.argmax(1)).all()
+    if precision == "float32":
+        assert (la.argmax(1) == lb.argmax(1)).all()
+    else:  # bfloat16 rounds logits near 11 to steps of 0.06: a near-tie (desk 10.994 / dining table 10.995) may flip
+        top = lb[np.arange(len(lb)), la.argmax(1)]
+        assert (top >= lb.max(1) - 0.01 * np.abs(lb).max(1)).all(), (la.argmax(1), lb.argmax(1))
 
 
 def test_lite0_tags_a_real_desk_photo(lite0: E.EfficientNetLite0Encoder, shared_data: Path):
