@@ -48,10 +48,14 @@ _OFF = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
 
+_NO_VOTE = object()
+
+
 def _vote_label(obj: Any) -> str:
     """The label an object's votes alone give (`MapObject.vote_label`): what matching compares, as
     association does; the geometric weights on the fused object only name it."""
-    return str(getattr(obj, "vote_label", obj.label))
+    vote = getattr(obj, "vote_label", _NO_VOTE)  # (``label`` as the default would be worked out every time)
+    return str(obj.label if vote is _NO_VOTE else vote)
 
 
 def pack_keys(keys: np.ndarray) -> np.ndarray:

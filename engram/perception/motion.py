@@ -113,6 +113,8 @@ def contradiction_mask(
         uv = pixels_uv[hit] // stride
         grid[uv[:, 1], uv[:, 0]] = 1
         grid = cv2.morphologyEx(grid, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+        if not grid.any():  # the opening left nothing: no blobs to measure
+            return np.zeros((h, w), bool)
         n, lab, stats, _ = cv2.connectedComponentsWithStats(grid, connectivity=8)
         keep = np.zeros(n, bool)
         keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_blob_px
@@ -150,16 +152,18 @@ def split_dynamic(
     n_sem = n_geo = 0
     sem = semantic_dynamic_mask(instances, labels or {}, categories)
     if sem is not None:
-        mask |= sem
-        n_sem = int(sem.sum())
+        n_sem = int(np.count_nonzero(sem))
+        if n_sem:
+            mask |= sem
     sem_mask = mask.copy()
     geo = None
     if pixels_uv is not None and endpoint_log_odds is not None and len(pixels_uv):
         geo = contradiction_mask(
             pixels_uv, endpoint_log_odds, (h, w), free_log_odds=free_log_odds, stride=stride, min_blob_px=min_blob_px
         )
-        n_geo = int(geo.sum())
-        mask |= geo
+        n_geo = int(np.count_nonzero(geo))
+        if n_geo:
+            mask |= geo
     if dilate_px > 0 and mask.any():
         k = 2 * dilate_px + 1
         kernel = np.ones((k, k), np.uint8)
