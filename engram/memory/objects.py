@@ -1429,7 +1429,7 @@ def _fresh_points(keys, new_keys):  # pragma: no cover - compiled
     """The first point of each voxel of ``new_keys`` not among ``keys`` (sorted, distinct), in point order,
     and ``keys`` with those voxels added (sorted): `ObjectMap._add_points`' bookkeeping."""
     n = new_keys.shape[0]
-    order = np.argsort(new_keys, kind="mergesort")  # stable: a voxel's first point comes first
+    order = np.argsort(new_keys)
     first = np.empty(n, np.int64)
     fresh = np.empty(n, np.int64)
     n_fresh = 0
@@ -1437,15 +1437,16 @@ def _fresh_points(keys, new_keys):  # pragma: no cover - compiled
     i = 0
     while i < n:
         k = new_keys[order[i]]
-        start = i
+        lo = order[i]  # the voxel's first point: the smallest index of its run
         i += 1
         while i < n and new_keys[order[i]] == k:
+            lo = min(lo, order[i])
             i += 1
         while j < keys.shape[0] and keys[j] < k:
             j += 1
         if j < keys.shape[0] and keys[j] == k:
             continue
-        first[n_fresh] = order[start]
+        first[n_fresh] = lo
         fresh[n_fresh] = k
         n_fresh += 1
     take = np.sort(first[:n_fresh])
