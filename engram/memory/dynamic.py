@@ -463,18 +463,18 @@ class ObjectTracker:
         """
         if not ids:
             return set()
-        owner, pts = [], []
-        for n, i in enumerate(ids):
+        counts, pts = [], []
+        for i in ids:
             stored = getattr(objects[i], "points", None)
-            p = np.zeros((0, 3)) if stored is None else np.asarray(stored, np.float64)
+            p = np.zeros((0, 3)) if stored is None else np.asarray(stored)
             if p.ndim != 2 or len(p) == 0:
                 p = _centroid(objects[i])[None]
             elif len(p) > max_points:
-                p = p[_spread(len(p), max_points)]
+                p = p[_spread(len(p), max_points)]  # the points read, then converted (not all of them)
             pts.append(p)
-            owner.append(np.full(len(p), n, np.int64))
-        pts_w = np.concatenate(pts)
-        own = np.concatenate(owner)
+            counts.append(len(p))
+        pts_w = np.concatenate(pts).astype(np.float64, copy=False)
+        own = np.repeat(np.arange(len(ids), dtype=np.int64), counts)
         cam = world_from_camera.inverse().transform_points(pts_w)
         uv, z, vis = project_points(cam, intrinsics)
         # a visible point rounds to a pixel inside the image; the others read pixel (0, 0), masked below
@@ -585,11 +585,12 @@ class ObjectTracker:
         self, new_obj: TrackedObject, objects: Mapping[int, TrackedObject], exclude: set[int]
     ) -> int | None:
         """The one object of ``new_obj``'s category that may have moved to where it appeared."""
+        new_label = _vote_label(new_obj)
         cands = [
             i
             for i, o in objects.items()
             if i not in exclude
-            and _vote_label(o) == _vote_label(new_obj)
+            and _vote_label(o) == new_label
             and self.status.get(i, ObjectStatus()).state != "missing"
             and o.last_seen_s < new_obj.first_seen_s
             and _extent_m(o) <= self.max_inferred_extent_m
@@ -617,13 +618,14 @@ class ObjectTracker:
         return None
 
     def _find_missing(self, new_obj: TrackedObject, objects: Mapping[int, TrackedObject], exclude: int) -> int | None:
+        new_label = _vote_label(new_obj)
         cands = [
             oid
             for oid, st in self.status.items()
             if oid != exclude
             and st.state == "missing"
             and oid in objects
-            and _vote_label(objects[oid]) == _vote_label(new_obj)
+            and _vote_label(objects[oid]) == new_label
             and self._is_elsewhere(objects[oid], new_obj)
         ]
         if len(cands) > 1:
@@ -637,11 +639,12 @@ class ObjectTracker:
         """A newly missing object may already have been seen elsewhere: an object of
         its category first seen after it was last seen in the old place."""
         old = objects[oid]
+        old_label = _vote_label(old)
         cands = [
             (o.first_seen_s, i)
             for i, o in objects.items()
             if i != oid
-            and _vote_label(o) == _vote_label(old)
+            and _vote_label(o) == old_label
             and o.first_seen_s > old.last_seen_s
             and self.status.get(i, ObjectStatus()).state != "missing"
             and self._is_elsewhere(old, o)

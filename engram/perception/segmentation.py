@@ -452,9 +452,13 @@ def instances_from_masks(masks: InstanceMasks) -> tuple[np.ndarray, dict[int, st
         return np.zeros((h, w), np.int32), {}, {}
     # painted from the lowest score up, so the best mask is the last written at each pixel (of equal
     # scores, the later mask); one pass per mask, not a "K H W" stack
-    ids = np.zeros((h, w), np.int32)
-    for i in np.argsort(masks.scores, kind="stable"):
-        ids[masks.masks[i]] = i + 1
+    order = np.argsort(masks.scores, kind="stable")
+    if masks.masks.dtype == np.bool_:
+        ids = _paint_masks(masks.masks, order)
+    else:
+        ids = np.zeros((h, w), np.int32)
+        for i in order:
+            ids[masks.masks[i]] = i + 1
     labels = {i + 1: masks.labels[i] for i in range(k)}
     scores = {i + 1: float(masks.scores[i]) for i in range(k)}
     return ids, labels, scores
@@ -691,6 +695,20 @@ def _id_boxes(ins, n):  # pragma: no cover - compiled
             if c - 1 > x1[i]:
                 x1[i] = c - 1
     return counts, y0, y1, x0, x1
+
+
+@njit(cache=True)
+def _paint_masks(masks, order):  # pragma: no cover - compiled
+    """``ids[masks[i]] = i + 1`` for each ``i`` of ``order`` in turn: the last mask painted wins a pixel."""
+    _, h, w = masks.shape
+    ids = np.zeros((h, w), np.int32)
+    for i in order:
+        v = np.int32(i + 1)
+        for r in range(h):
+            for c in range(w):
+                if masks[i, r, c]:
+                    ids[r, c] = v
+    return ids
 
 
 @njit(cache=True)
