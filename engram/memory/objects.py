@@ -1320,6 +1320,29 @@ class ObjectMap:
         return h.hexdigest()
 
 
+@njit(cache=True, inline="always")
+def _lower_bound_from(a, x, start):  # pragma: no cover - compiled
+    """``np.searchsorted(a, x)`` (sorted ``a``), galloping forward from ``start`` when ``x`` lies at or after it."""
+    n = a.shape[0]
+    if start <= 0 or start > n or a[start - 1] >= x:
+        return np.searchsorted(a, x)
+    lo = start  # a[lo - 1] < x
+    step = 1
+    hi = lo
+    while hi < n and a[hi] < x:
+        lo = hi + 1
+        hi = lo + step
+        step *= 2
+    hi = min(hi, n)
+    while lo < hi:  # first index in [lo, hi) with a[i] >= x (a[hi] >= x or hi == n)
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @njit(cache=True)
 def _touch_codes(index_keys, index_ids, keys, set_of_key, offsets, exact_first, m):  # pragma: no cover - compiled
     """``set * m + object`` once per (key, object) the key touches (see `ObjectMap._touching`).
@@ -1331,12 +1354,14 @@ def _touch_codes(index_keys, index_ids, keys, set_of_key, offsets, exact_first, 
     out = np.empty(max(16, 2 * keys.shape[0]), np.int64)
     n_out = 0
     found = np.empty(64, np.int64)
+    at = 0  # where the previous key went: a set's keys ascend, so the next search starts there
     for r in range(keys.shape[0]):
         k = keys[r]
         n_found = 0
         searched = False
         if exact_first:
-            lo = np.searchsorted(index_keys, k)
+            lo = _lower_bound_from(index_keys, k, at)
+            at = lo
             hi = lo
             while hi < n_index and index_keys[hi] == k:
                 hi += 1
@@ -1350,9 +1375,10 @@ def _touch_codes(index_keys, index_ids, keys, set_of_key, offsets, exact_first, 
             elif offsets.shape[0] == 1:
                 searched = True
         if not searched:
+            lo = 0
             for o in range(offsets.shape[0]):
                 t = k + offsets[o]
-                lo = np.searchsorted(index_keys, t)
+                lo = _lower_bound_from(index_keys, t, lo)  # the offsets ascend
                 q = lo
                 while q < n_index and index_keys[q] == t:
                     if n_found == found.shape[0]:

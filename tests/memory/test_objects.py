@@ -702,3 +702,17 @@ def test_compiled_key_helpers_equal_their_numpy_forms(seed):
         u2, c2 = np.unique(codes, return_counts=True)
         np.testing.assert_array_equal(u, u2)
         np.testing.assert_array_equal(c, c2)
+
+
+def test_galloping_lower_bound_equals_searchsorted():
+    from numba import njit
+
+    from engram.memory.objects import _lower_bound_from
+
+    search = njit(lambda a, x, s: _lower_bound_from(a, x, s))
+    rng = np.random.default_rng(3)
+    a = np.unique(rng.integers(0, 1000, 300))
+    for x in rng.integers(-10, 1010, 200):
+        for start in (0, 1, 5, len(a) // 2, len(a) - 1, len(a), len(a) + 3):
+            assert search(a, x, start) == np.searchsorted(a, x)
+    assert search(np.zeros(0, np.int64), 5, 0) == 0
