@@ -217,7 +217,11 @@ class Pose:
             m = np.eye(4)
             m[:3, :3] = r.T
             m[:3, 3] = -r.T @ self.translation
-            self._inv = Pose(m)
+            # the inverse of a checked rigid transform: not checked again
+            inv = Pose.__new__(Pose)
+            m.setflags(write=False)
+            inv._m, inv._inv = m, None
+            self._inv = inv
         return self._inv
 
     def transform_points(self, points: Any) -> np.ndarray:
