@@ -666,24 +666,8 @@ class SceneMemory:
                 embeddings=inst_emb,
                 label_scores=inst_dist,
             )
-        # was each detection's place seen empty before? (then the object appeared, rather than
-        # being seen for the first time)
-        known_before = []
-        if dets:
-            from engram.memory.octree import FREE
-
-            det_pts = np.concatenate([np.asarray(d.points_world, np.float64) for d in dets])
-            owner = np.repeat(np.arange(len(dets)), [len(d.points_world) for d in dets])
-            free_share = np.bincount(
-                owner, weights=self.octree.state(det_pts) == FREE, minlength=len(dets)
-            ) / np.maximum(np.bincount(owner, minlength=len(dets)), 1)
-            known_before = list(free_share >= 0.5)
-
         # ---- from here on the memory is written ----
-        if marks is not None:
-            self._band.apply_marks(self.octree, marks)
-        else:
-            self._band.apply_scan(self.octree, free_codes, occ_codes)
+        # (the static map last: the new objects' places are read in it as they were before this frame)
         if len(dyn_pts):
             self.transient.add(dyn_pts, t)
         if self.frames_mapped % 20 == 0:
@@ -720,7 +704,11 @@ class SceneMemory:
         undetected = {i: self.objects.objects[i] for i in in_view if i not in detected}
         self.objects.note_missed(self.tracker.expected_visible(undetected, world_from_camera, k, frame.depth_m))
         new_ids = detected - before_ids
-        new_known = {oid for oid, d, kb in zip(matched, dets, known_before) if oid in new_ids and kb}
+        new_known = self._appeared(dets, matched, new_ids)
+        if marks is not None:
+            self._band.apply_marks(self.octree, marks)
+        else:
+            self._band.apply_scan(self.octree, free_codes, occ_codes)
         merges = self.tracker.observe(t, self.objects.objects, detected, new_ids, expected, new_known)
         for old, new in merges:
             self._merge_moved(old, new)
@@ -748,6 +736,21 @@ class SceneMemory:
             detected_object_ids=visible,
             new_object_ids=sorted(new_ids - {n for _, n in merges}),
         )
+
+    def _appeared(self, dets: list[Any], matched: list[int], new_ids: set[int]) -> set[int]:
+        """The new objects whose place the static map saw empty before this frame (read before the
+        frame's scan is applied): they appeared, rather than being seen for the first time."""
+        from engram.memory.octree import FREE
+
+        rows = [i for i, oid in enumerate(matched) if oid in new_ids]
+        if not rows:
+            return set()
+        det_pts = np.concatenate([np.asarray(dets[i].points_world, np.float64) for i in rows])
+        owner = np.repeat(np.arange(len(rows)), [len(dets[i].points_world) for i in rows])
+        free_share = np.bincount(owner, weights=self.octree.state(det_pts) == FREE, minlength=len(rows)) / np.maximum(
+            np.bincount(owner, minlength=len(rows)), 1
+        )
+        return {matched[i] for i, seen_free in zip(rows, free_share >= 0.5) if seen_free}
 
     def _track_motion(self, frame: Frame, scan: Any, split: Any, t: float) -> tuple[np.ndarray, np.ndarray | None]:
         """Which scan points are dynamic, and the pixels of tracked movers (None without any).
