@@ -16,6 +16,8 @@ another.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import signal
 import socket
 import threading
@@ -334,24 +336,41 @@ def _run_ray(
     return results, stopper.join
 
 
+_PROGRESS_DIR = Path(".tmp") / "progress"
+
+
+class _ProgressFiles:
+    """Frames done per source, from the files the workers write under the catalogue's ``.tmp``.
+
+    Each attempt at a source writes ``<source_id>.<pid>.<token>`` holding its frame count, so the
+    files also count the attempts. The folder is shared storage on a cluster, like the builds.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        shutil.rmtree(folder, ignore_errors=True)  # a run killed earlier: its counts are not this run's
+
+    def read(self) -> tuple[int, dict[str, int]]:
+        """(frames done, summed over sources: the furthest attempt of each; attempts started per source)."""
+        frames: dict[str, int] = {}
+        starts: dict[str, int] = {}
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError:
+            return 0, {}
+        for entry in entries:
+            sid = entry.name.rsplit(".", 2)[0]
+            starts[sid] = starts.get(sid, 0) + 1
+            try:
+                k = int(Path(entry.path).read_text() or 0)
+            except (OSError, ValueError):  # being written this instant
+                k = 0
+            frames[sid] = max(frames.get(sid, 0), k)
+        return sum(frames.values()), starts
+
+
 def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames) -> dict:
     from engram.fleet.worker import SourceIndexer
-
-    @ray.remote(num_cpus=0, max_restarts=-1)
-    class Progress:
-        def __init__(self) -> None:
-            self.frames: dict[str, int] = {}
-            self.starts: dict[str, int] = {}
-
-        def start(self, sid: str) -> None:
-            self.frames[sid] = 0
-            self.starts[sid] = self.starts.get(sid, 0) + 1
-
-        def add(self, sid: str, k: int) -> None:
-            self.frames[sid] = self.frames.get(sid, 0) + k
-
-        def get(self) -> tuple[int, dict[str, int]]:
-            return sum(self.frames.values()), dict(self.starts)
 
     @ray.remote(num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1)
     class FleetWorker:
@@ -359,7 +378,6 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
             self,
             settings_json: str,
             root: str,
-            tracker: Any,
             kill_after_frames: int | None = None,
         ) -> None:
             import json
@@ -374,7 +392,7 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
 
             cv2.setNumThreads(1)  # OpenCV's own thread pool (resize, filters, components), like the other libraries
             self.indexer = SourceIndexer(json.loads(settings_json), root)  # encoders load here, once per actor
-            self.tracker = tracker
+            self.progress_dir = Path(root) / _PROGRESS_DIR
             self.kill_after_frames = kill_after_frames
             self.kill_marker = Path(root) / ".tmp" / ".fault-injected"
 
@@ -383,12 +401,16 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
 
         def index(self, spec: dict[str, str]) -> dict[str, Any]:
             sid = spec["source_id"]
-            self.tracker.start.remote(sid)
+            # one file per attempt, holding its frame count: the driver reads them for the progress bar
+            # and the attempts (no progress actor, so no process of its own)
+            mark = self.progress_dir / f"{sid}.{os.getpid()}.{secrets.token_hex(3)}"
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            mark.write_text("0")
             done = [0]
 
             def progress(k: int) -> None:
-                self.tracker.add.remote(sid, k)
                 done[0] += k
+                mark.write_text(str(done[0]))
                 if self.kill_after_frames is not None and done[0] >= self.kill_after_frames:
                     # fault injection (tests, benchmark): the first worker to get this far is SIGKILLed mid-source
                     try:
@@ -401,9 +423,9 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
 
     import json
 
-    tracker = Progress.remote()
+    tracker = _ProgressFiles(Path(root) / _PROGRESS_DIR)
     settings_json = json.dumps(settings)  # small arguments travel inline, so a restarted actor gets them again
-    pool = [FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames) for _ in range(n)]
+    pool = [FleetWorker.remote(settings_json, str(root), kill_after_frames) for _ in range(n)]
     pids = dict(enumerate(ray.get([a.pid.remote() for a in pool])))  # waits for the encoders to load
     queue = list(todo)
     attempts: dict[str, int] = {}
@@ -421,13 +443,8 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
                 attempts[spec.source_id] = attempts.get(spec.source_id, 0) + 1
                 running[pool[w].index.remote(spec.to_json())] = (w, spec)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
-            try:  # progress only: a tracker lost (killed for memory) and restarted must not stop the run
-                frames_seen, starts = ray.get(tracker.get.remote(), timeout=30)
-            except Exception:  # noqa: BLE001
-                starts = {}
-            for sid, s in starts.items():
-                report.attempts[sid] = max(report.attempts.get(sid, 0), s)
             if bar is not None:
+                frames_seen, _ = tracker.read()
                 bar.set_postfix(frames=frames_seen, refresh=False)
                 bar.refresh()
             for fut in ready:
@@ -446,7 +463,7 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
                         results[spec.source_id] = res
                         if bar is not None:
                             bar.update(1)
-                    pool[w] = FleetWorker.remote(settings_json, str(root), tracker, kill_after_frames)
+                    pool[w] = FleetWorker.remote(settings_json, str(root), kill_after_frames)
                     try:
                         pids[w] = ray.get(pool[w].pid.remote())
                     except Exception:  # noqa: BLE001 - killed again (memory pressure): its next task retries
@@ -464,10 +481,7 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
                 if bar is not None:
                     bar.update(1)
         report.build_wall_s = time.perf_counter() - t0
-        try:
-            _, starts = ray.get(tracker.get.remote(), timeout=30)
-        except Exception:  # noqa: BLE001
-            starts = {}
+        _, starts = tracker.read()
         for sid, s in starts.items():
             report.attempts[sid] = max(report.attempts.get(sid, 0), s, attempts.get(sid, 0))
     finally:
@@ -475,5 +489,4 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
             bar.close()
         for a in pool:
             ray.kill(a)
-        ray.kill(tracker)
     return results

@@ -404,3 +404,22 @@ def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(shared_data
     # events of a posed RGB-D run carry the camera position
     ev = [i for i, k in enumerate(rows["kind"]) if k == "event"]
     assert ev and all(np.isfinite([rows["x"][i], rows["y"][i], rows["z"][i]]).all() for i in ev)
+
+
+def test_progress_files_count_frames_and_attempts(tmp_path: Path):
+    """The driver's view of the workers' progress files: the furthest attempt per source, attempts per source."""
+    from engram.fleet.index import _ProgressFiles
+
+    folder = tmp_path / ".tmp" / "progress"
+    folder.mkdir(parents=True)
+    (folder / "old-run.1.aaaaaa").write_text("99")  # left by a run killed earlier: not this run's
+    files = _ProgressFiles(folder)
+    assert files.read() == (0, {})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "walk_a-0123456789ab.100.abc123").write_text("40")  # killed after 40 frames
+    (folder / "walk_a-0123456789ab.101.def456").write_text("16")  # its retry
+    (folder / "walk_b-ba9876543210.100.0a0b0c").write_text("")  # being written this instant
+    (folder / "walk_c-ffffffffffff.102.123abc").write_text("8")
+    frames, starts = files.read()
+    assert frames == 40 + 0 + 8
+    assert starts == {"walk_a-0123456789ab": 2, "walk_b-ba9876543210": 1, "walk_c-ffffffffffff": 1}
