@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
 
 import numpy as np
+from _startup import child_runs
 
 CHILD = """
 import json, sys, time
@@ -51,15 +48,7 @@ print(json.dumps({"wall": t1 - t0, "cpu": c1 - c0, "encode_wall": time.perf_coun
 
 
 def start_up(starts: int) -> dict[str, float]:
-    rows = []
-    for _ in range(starts):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-P", "-c", CHILD], capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        rows.append({"process_wall": wall, "process_cpu": cpu, **json.loads(res.stdout.strip().splitlines()[-1])})
+    rows = child_runs(CHILD, starts)
     out: dict[str, float] = {
         k: statistics.median(r[k] for r in rows) for k in rows[0] if k not in ("timm", "torchvision")
     }

@@ -21,13 +21,11 @@ encoder with the same script.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
+
+from _startup import child_runs
 
 CHILD = """
 import json, sys, time
@@ -57,22 +55,13 @@ def event_texts(n: int) -> list[str]:
 
 
 def start_up(starts: int) -> dict[str, float]:
-    rows = []
-    for _ in range(starts):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        res = subprocess.run([sys.executable, "-P", "-c", CHILD], capture_output=True, text=True, check=True)
-        wall = time.perf_counter() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        child = json.loads(res.stdout.strip().splitlines()[-1])
-        rows.append((wall, cpu, child["wall"], child["cpu"], child["transformers"]))
+    rows = child_runs(CHILD, starts)
     return {
-        "process_wall_s": statistics.median(r[0] for r in rows),
-        "process_cpu_s": statistics.median(r[1] for r in rows),
-        "import_load_wall_s": statistics.median(r[2] for r in rows),
-        "import_load_cpu_s": statistics.median(r[3] for r in rows),
-        "imports_transformers": any(r[4] for r in rows),
+        "process_wall_s": statistics.median(r["process_wall"] for r in rows),
+        "process_cpu_s": statistics.median(r["process_cpu"] for r in rows),
+        "import_load_wall_s": statistics.median(r["wall"] for r in rows),
+        "import_load_cpu_s": statistics.median(r["cpu"] for r in rows),
+        "imports_transformers": any(r["transformers"] for r in rows),
     }
 
 
