@@ -12,8 +12,9 @@
    their on-disk cache and warms the model files in the page cache, so
    that no timed run pays a one-off compile the others do not (the
    first source of a cold machine costs about a minute of JIT).
-2. The same sources are indexed three times on a local Ray runtime
-   (``num_cpus=2``): 1 worker, 2 workers, and 2 workers with one worker
+2. The same sources are indexed on a local Ray runtime (``num_cpus=2``):
+   1 worker, 2 workers (the two alternating ``--pairs`` times; the speedups
+   printed are the median over the pairs), and 2 workers with one worker
    process SIGKILLed half-way through its first source (`build_index`'s fault
    hook: the worker kills itself). Wall time of each whole
    `build_index` call (Ray start and stop included), the build wall time (first
@@ -254,6 +255,7 @@ def main() -> int:
     ap.add_argument("--bag-s", type=float, default=240.0, help="seconds of each bag")
     ap.add_argument("--hours", type=float, default=100.0)
     ap.add_argument("--work", default="runs/bench_fleet")
+    ap.add_argument("--pairs", type=int, default=1, help="1- and 2-worker runs, alternating; the median speedup")
     args = ap.parse_args()
 
     from engram.fleet.catalogue import Catalogue
@@ -280,16 +282,19 @@ def main() -> int:
         flush=True,
     )
     runs = {}
-    for name, workers, kill in (
-        ("1 worker", 1, None),
-        ("2 workers", 2, None),
-        ("2 workers, one killed", 2, "half-way"),
-    ):
-        out = work / f"cat_{workers}{'_killed' if kill else ''}"
+    # the 1- and 2-worker runs alternate, --pairs times: a shared 2-core machine drifts by 10-20 %
+    # between runs, so one pair's ratio says less than the median of several
+    names = [(f"1 worker #{i + 1}", f"2 workers #{i + 1}") if args.pairs > 1 else ("1 worker", "2 workers")
+             for i in range(args.pairs)]  # fmt: skip
+    configs = [(n, w, None, i) for i, pair in enumerate(names) for n, w in zip(pair, (1, 2))]
+    configs.append(("2 workers, one killed", 2, "half-way", 0))
+    for name, workers, kill, pair in configs:
+        out = work / f"cat_{workers}{'_killed' if kill else ''}{f'_{pair + 1}' if pair else ''}"
         shutil.rmtree(out, ignore_errors=True)
         kill_at = None
         if kill:
-            frames = [runs["1 worker"]["report"].results[s]["frames"] for s in runs["1 worker"]["report"].done]
+            first = runs[names[0][0]]["report"]
+            frames = [first.results[s]["frames"] for s in first.done]
             kill_at = int(np.median(frames)) // 2  # the first source to get half-way kills its worker
         la = os.getloadavg()[0]
         w0 = time.perf_counter()
@@ -305,9 +310,7 @@ def main() -> int:
         }
         print(f"# {name}: {rep.summary().splitlines()[0]}", flush=True)
 
-    r1, r2, rk = runs["1 worker"], runs["2 workers"], runs["2 workers, one killed"]
-    cpu1 = sum(r1["cpu"].values())
-    cpu2_crit = max(r2["cpu"].values())
+    r1, r2, rk = runs[names[0][0]], runs[names[0][1]], runs["2 workers, one killed"]
     print(f"\n# indexing {len(srcs)} sources on a local Ray runtime (num_cpus=2), {os.cpu_count()} CPUs, "
           f"load average {load0:.1f} at the start")  # fmt: skip
     print(
@@ -321,9 +324,16 @@ def main() -> int:
         retried = sum(1 for n in rep.attempts.values() if n > 1)
         print(f"| {name:<23} | {r['wall']:6.1f} | {rep.build_wall_s:12.1f} | {sum(r['cpu'].values()):18.1f} | {max(r['cpu'].values()):20.1f} | "
               f"{r['load'][0]:8.1f} -> {r['load'][1]:5.1f} | {len(rep.done):7d} | {retried:7d} |")  # fmt: skip
-    wall_speedup = r1["wall"] / r2["wall"]
-    build_speedup = r1["report"].build_wall_s / r2["report"].build_wall_s
-    cpu_speedup = cpu1 / cpu2_crit
+    ratios = np.array([
+        (runs[a]["wall"] / runs[b]["wall"], runs[a]["report"].build_wall_s / runs[b]["report"].build_wall_s,
+         sum(runs[a]["cpu"].values()) / max(runs[b]["cpu"].values()))
+        for a, b in names
+    ])  # fmt: skip
+    if len(names) > 1:
+        for (a, b), (w, bw, c) in zip(names, ratios):
+            print(f"# {b} over {a}: wall {w:.2f}, build wall {bw:.2f}, CPU {c:.2f}")
+        print(f"# speedups below: the median of the {len(names)} pairs")
+    wall_speedup, build_speedup, cpu_speedup = np.median(ratios, axis=0)
 
     # identical per-source results, and exactly once after the kill
     import pyarrow.parquet as pq
@@ -333,7 +343,8 @@ def main() -> int:
         tables_equal(pq.read_table(r1["out"] / "sources" / s / "records.parquet"), pq.read_table(r["out"] / "sources" / s / "records.parquet"))
         and memory_digest(r1["out"] / "sources" / s / "memory") == memory_digest(r["out"] / "sources" / s / "memory")
         for s in ids
-        for r in (r2, rk)
+        for r in runs.values()
+        if r is not r1
     )  # fmt: skip
     killed_ok = (
         sorted(p.name for p in (rk["out"] / "sources").iterdir()) == ids
@@ -358,7 +369,7 @@ def main() -> int:
         pq.read_table(alone_dir / "sources" / sid / "records.parquet"), pq.read_table(r2["out"] / "sources" / sid / "records.parquet")
     ) and memory_digest(alone_dir / "sources" / sid / "memory") == memory_digest(r2["out"] / "sources" / sid / "memory")  # fmt: skip
     print(
-        f"\nper-source rows and memories identical across the three runs: {same}; a bag built alone in one process "
+        f"\nper-source rows and memories identical across the runs: {same}; a bag built alone in one process "
         f"(one thread, as in a worker): {alone_same}"
     )
     print(f"killed run: every source indexed exactly once, one retried, nothing left in .tmp: {killed_ok}")
