@@ -101,6 +101,21 @@ def _slot_of(tkeys, shift, brick):
 
 
 @njit(cache=True, inline="always")
+def _claim_slot(tkeys, trows, shift, brick, n_bricks, max_bricks):
+    """(slot of ``brick``, bricks in use): a new brick takes storage row ``n_bricks``; slot -1 when it
+    would need one and ``n_bricks`` has reached ``max_bricks`` (the caller grows the storage and resumes)."""
+    s = _slot_of(tkeys, shift, brick)
+    if s < 0:
+        if n_bricks >= max_bricks:
+            return np.int64(-1), n_bricks
+        s = -s - 1
+        tkeys[s] = brick
+        trows[s] = n_bricks
+        n_bricks += 1
+    return s, n_bricks
+
+
+@njit(cache=True, inline="always")
 def _value_at(tkeys, trows, shift, pool, code):
     s = _slot_of(tkeys, shift, code >> BRICK_BITS)
     if s < 0:
@@ -143,14 +158,9 @@ def add_log_odds(tkeys, trows, shift, pool, n_bricks, max_bricks, codes, deltas,
         c = codes[j]
         b = c >> BRICK_BITS
         if b != last_brick:
-            s = _slot_of(tkeys, shift, b)
+            s, n_bricks = _claim_slot(tkeys, trows, shift, b, n_bricks, max_bricks)
             if s < 0:
-                if n_bricks >= max_bricks:
-                    return j, n_bricks, n_new
-                s = -s - 1
-                tkeys[s] = b
-                trows[s] = n_bricks
-                n_bricks += 1
+                return j, n_bricks, n_new
             last_brick = b
             base = np.int64(trows[s]) * BRICK_SIZE
         p = base + (c & (BRICK_SIZE - 1))
@@ -872,13 +882,46 @@ def prepare_targets(codes, target_kinds, origin, res, max_range_m, ends, end_key
 
 
 @njit(cache=True, inline="always")
-def _band_cell(c, level, size, z_lo, z_hi):
-    """Is voxel ``c`` in the height band (by its level-``level`` node's centre), and that node's (x, y)."""
+def _band_cell_of_key(kx, ky, kz, level, size, z_lo, z_hi):
+    """Is voxel key (kx, ky, kz) in the height band (by its level-``level`` node's centre), and that node's (x, y)."""
     off = KEY_OFFSET >> level
-    zc = (np.float64((_compact(c >> 2) >> level) - off) + 0.5) * size
+    zc = (np.float64((kz >> level) - off) + 0.5) * size
     if zc < z_lo or zc > z_hi:
         return False, np.int64(0), np.int64(0)
-    return True, (_compact(c) >> level) - off, (_compact(c >> 1) >> level) - off
+    return True, (kx >> level) - off, (ky >> level) - off
+
+
+@njit(cache=True, inline="always")
+def _band_cell(c, level, size, z_lo, z_hi):
+    """`_band_cell_of_key` of voxel code ``c``."""
+    return _band_cell_of_key(_compact(c), _compact(c >> 1), _compact(c >> 2), level, size, z_lo, z_hi)
+
+
+@njit(cache=True, inline="always")
+def _updated(b, delta, lo, hi, thr):
+    """A voxel's log-odds after adding ``delta`` (``b`` NaN: unknown, starts at 0; float32, clamped to
+    [lo, hi]), and its occupied-state change (+-1 or 0)."""
+    was_known = not np.isnan(b)
+    v = (b if was_known else np.float32(0.0)) + delta
+    if v < lo:
+        v = lo
+    elif v > hi:
+        v = hi
+    return v, np.int32(v >= thr) - np.int32(was_known and b >= thr)
+
+
+@njit(cache=True, inline="always")
+def _push_band_row(cols, box, d_occ, d_known, n_out, x, y, occ_change, was_known):
+    """Row ``n_out`` of the band changes: cell (x, y), its state changes; ``box`` widened over it. Returns n_out + 1."""
+    cols[n_out, 0] = x
+    cols[n_out, 1] = y
+    box[0] = min(box[0], x)
+    box[1] = min(box[1], y)
+    box[2] = max(box[2], x)
+    box[3] = max(box[3], y)
+    d_occ[n_out] = occ_change
+    d_known[n_out] = 0 if was_known else 1
+    return n_out + 1
 
 
 @njit(cache=True)
@@ -920,33 +963,18 @@ def band_changes(codes, before, deltas, lo, hi, thr, level, size, z_lo, z_hi, co
     box = np.empty(4, np.int64)
     box[0] = box[1] = np.iinfo(np.int64).max
     box[2] = box[3] = np.iinfo(np.int64).min
-    zero = np.float32(0.0)
     for i in range(codes.shape[0]):
         c = codes[i]
         if c < 0:
             continue
         b = before[i]
         was_known = not np.isnan(b)
-        v = (b if was_known else zero) + deltas[i]
-        if v < lo:
-            v = lo
-        elif v > hi:
-            v = hi
-        occ_change = np.int32(v >= thr) - np.int32(was_known and b >= thr)
+        _, occ_change = _updated(b, deltas[i], lo, hi, thr)
         if occ_change == 0 and was_known:
             continue
         inside, x, y = _band_cell(c, level, size, z_lo, z_hi)
-        if not inside:
-            continue
-        cols[n_out, 0] = x
-        cols[n_out, 1] = y
-        box[0] = min(box[0], x)
-        box[1] = min(box[1], y)
-        box[2] = max(box[2], x)
-        box[3] = max(box[3], y)
-        d_occ[n_out] = occ_change
-        d_known[n_out] = 0 if was_known else 1
-        n_out += 1
+        if inside:
+            n_out = _push_band_row(cols, box, d_occ, d_known, n_out, x, y, occ_change, was_known)
     return n_out, box
 
 
@@ -991,8 +1019,6 @@ def apply_marks(
     nby = ((lo[1] + dims[1] - 1) >> 2) - by0 + 1
     nbz = ((lo[2] + dims[2] - 1) >> 2) - bz0 + 1
     n_blocks = nbx * nby * nbz
-    off = KEY_OFFSET >> level
-    zero = np.float32(0.0)
     n_new = 0
     for blk in range(start, n_blocks):
         bz = bz0 + blk % nbz
@@ -1018,14 +1044,9 @@ def apply_marks(
                     if g == 0:
                         continue
                     if base < 0:
-                        s = _slot_of(tkeys, shift, brick)
+                        s, n_bricks = _claim_slot(tkeys, trows, shift, brick, n_bricks, max_bricks)
                         if s < 0:
-                            if n_bricks >= max_bricks:
-                                return blk, n_bricks, n_new, n_out
-                            s = -s - 1
-                            tkeys[s] = brick
-                            trows[s] = n_bricks
-                            n_bricks += 1
+                            return blk, n_bricks, n_new, n_out
                         base = np.int64(trows[s]) * BRICK_SIZE
                     local = (
                         (dx & 1)
@@ -1038,35 +1059,15 @@ def apply_marks(
                     p = base + local
                     b = pool[p]
                     was_known = not np.isnan(b)
-                    v = b if was_known else zero
                     if not was_known:
                         n_new += 1
-                    v = v + (miss if g == 1 else hit)
-                    if v < clamp_lo:
-                        v = clamp_lo
-                    elif v > clamp_hi:
-                        v = clamp_hi
+                    v, occ_change = _updated(b, miss if g == 1 else hit, clamp_lo, clamp_hi, thr)
                     pool[p] = v
-                    if not band:
+                    if not band or (occ_change == 0 and was_known):
                         continue
-                    occ_change = np.int32(v >= thr) - np.int32(was_known and b >= thr)
-                    if occ_change == 0 and was_known:
-                        continue
-                    kz = lo[2] + z
-                    zc = (np.float64((kz >> level) - off) + 0.5) * size
-                    if zc < z_lo or zc > z_hi:
-                        continue
-                    cx = ((lo[0] + x) >> level) - off
-                    cy = ((lo[1] + y) >> level) - off
-                    cols[n_out, 0] = cx
-                    cols[n_out, 1] = cy
-                    box[0] = min(box[0], cx)
-                    box[1] = min(box[1], cy)
-                    box[2] = max(box[2], cx)
-                    box[3] = max(box[3], cy)
-                    d_occ[n_out] = occ_change
-                    d_known[n_out] = 0 if was_known else 1
-                    n_out += 1
+                    inside, cx, cy = _band_cell_of_key(lo[0] + x, lo[1] + y, lo[2] + z, level, size, z_lo, z_hi)
+                    if inside:
+                        n_out = _push_band_row(cols, box, d_occ, d_known, n_out, cx, cy, occ_change, was_known)
     return n_blocks, n_bricks, n_new, n_out
 
 
