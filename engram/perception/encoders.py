@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import os
 import re
 import threading
@@ -349,28 +348,6 @@ def _fold_batchnorm(torch: Any, model: Any) -> None:
             setattr(owner, bn_name, bn.act)
 
 
-def _pad_same_nhwc(torch: Any, x: Any, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int]) -> Any:
-    """TensorFlow "same" padding (zeros, the extra row / column after) of an "N C H W" tensor, as channels-last.
-
-    Zeroes only the border of a channels-last buffer and copies the input into
-    the rest: about 1.7x faster than ``F.pad`` on channels-last bfloat16 tensors on CPU.
-    """
-    n, c, h, w = x.shape
-    pads = []
-    for size, k, s_, d in zip((h, w), kernel, stride, dilation):
-        total = max((math.ceil(size / s_) - 1) * s_ + (k - 1) * d + 1 - size, 0)
-        pads.append((total // 2, total - total // 2))
-    (top, bottom), (left, right) = pads
-    buf = torch.empty((n, h + top + bottom, w + left + right, c), dtype=x.dtype)  # N H W C
-    buf[:, :top].zero_()
-    buf[:, top + h :].zero_()
-    buf[:, top : top + h, :left].zero_()
-    buf[:, top : top + h, left + w :].zero_()
-    out = buf.permute(0, 3, 1, 2)
-    out[:, :, top : top + h, left : left + w] = x
-    return out
-
-
 def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
     """Run each folded convolution and the activation after it as one oneDNN call, in ``dtype``.
 
@@ -384,7 +361,7 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
     op: Any = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
     if op is None or not torch.backends.mkldnn.is_available():
         return False
-    from engram.perception.efficientnet import Conv2dSame, conv_bn_pairs
+    from engram.perception.efficientnet import Conv2dSame, conv_bn_pairs, pad_same_nhwc
 
     nn = torch.nn
     module: Any = nn.Module  # torch comes in as a value: its classes are Any to mypy
@@ -407,7 +384,7 @@ def _fuse_activations(torch: Any, model: Any, dtype: Any) -> bool:
 
         def forward(self, x: Any) -> Any:
             if self.same:
-                x = _pad_same_nhwc(torch, x, self.kernel, self.stride, self.dilation)
+                x = pad_same_nhwc(x, self.kernel, self.stride, self.dilation)
             return op(x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, self.attr,
                       self.scalars, "")  # fmt: skip
 
