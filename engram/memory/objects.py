@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from engram.perception.detectors.priors import object_label_weights
+from engram.perception.detectors.priors import object_label_weights, principal_coordinates
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
     _KEY_BITS,
@@ -257,6 +257,16 @@ def _box_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndar
     return float(np.linalg.norm(np.maximum(np.maximum(lo_b - hi_a, lo_a - hi_b), 0.0)))
 
 
+def _principal_footprint(xy: np.ndarray, max_points: int = 20000) -> tuple[float, float]:
+    """(longest, shortest) extent of "N 2" points along their principal axes (a strided
+    subset of at most ``max_points``)."""
+    xy = np.asarray(xy, np.float64)[:: max(1, -(-len(xy) // max_points))]
+    if len(xy) < 2:
+        return 0.0, 0.0
+    a, b = (float(np.ptp(v)) for v in principal_coordinates(xy))
+    return max(a, b), min(a, b)
+
+
 def _downsample(points: np.ndarray, colors: np.ndarray, voxel_size_m: float) -> tuple[np.ndarray, np.ndarray]:
     """One point per voxel, the earliest one: points already in the map stay put."""
     pts, col, _, _ = _downsample_keys(points, colors, voxel_size_m)
@@ -342,6 +352,13 @@ class ObjectMap:
         split_colour_distance: ... and their mean colours are farther apart than this and
             their labels disagree (otherwise `merge_duplicates` would join them again).
         split_min_share: ... and what remains of the object keeps at least this share of its points.
+        max_object_size_m: (longest, shortest) horizontal side of the largest object the map
+            keeps: association and `merge_duplicates` never join two things into one whose
+            footprint, measured along its own principal axes, exceeds it. Household objects
+            stay well inside the default (a three-seat sofa is up to 3 m long, a king bed about
+            2.1 m wide; `engram.perception.detectors.priors`); what grows past it is a run of
+            counters, shelves and the things on them glued together, not one object. None: no
+            limit.
         floor_z_m: the floor's height (world z) for the geometric prior on objects' labels
             (`MapObject.label_weights`); None: unknown, heights say nothing. A detector that
             finds the floor sets it as it goes.
@@ -377,6 +394,7 @@ class ObjectMap:
         split_containment: float = 0.7,
         split_colour_distance: float = 15.0,
         split_min_share: float = 0.1,
+        max_object_size_m: tuple[float, float] | None = (3.3, 2.3),
         floor_z_m: float | None = None,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
@@ -398,6 +416,11 @@ class ObjectMap:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
         if split_min_frames < 1:
             raise ValueError(f"split_min_frames must be >= 1, got {split_min_frames}")
+        size_lim = None if max_object_size_m is None else tuple(float(v) for v in max_object_size_m)
+        if size_lim is not None and (len(size_lim) != 2 or not 0 < size_lim[1] <= size_lim[0]):
+            raise ValueError(
+                f"max_object_size_m must be (longest, shortest), 0 < shortest <= longest; got {max_object_size_m!r}"
+            )
         if denoise_every < 1:
             raise ValueError(f"denoise_every must be >= 1, got {denoise_every}")
         if min_detections < 1 or max_missed < 0:
@@ -440,6 +463,7 @@ class ObjectMap:
         self.split_containment = float(split_containment)
         self.split_colour_distance = float(split_colour_distance)
         self.split_min_share = float(split_min_share)
+        self.max_object_size_m = None if size_lim is None else (size_lim[0], size_lim[1])
         self.n_splits = 0  # parts separated by `split_glued` so far
         self.floor_z_m = None if floor_z_m is None else float(floor_z_m)
         self._objects: dict[int, MapObject] = {}
@@ -538,11 +562,19 @@ class ObjectMap:
         det_keys = [self._keys_of(d.points_world) for d in detections]
         candidates: list[tuple[float, int, int]] = []  # (-score, det index, object id)
         dets_i, obj_ids, counts = self._touching(det_keys)
+        bounds: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # detection -> its points' box
         for i, oid, cnt in zip(dets_i.tolist(), obj_ids.tolist(), counts.tolist()):
             obj = self._objects[oid]
-            score = self._pair_score(detections[i], obj, cnt / len(det_keys[i]), cnt / max(len(obj.match_keys), 1))
-            if score is not None:
-                candidates.append((-score, i, oid))
+            det = detections[i]
+            score = self._pair_score(det, obj, cnt / len(det_keys[i]), cnt / max(len(obj.match_keys), 1))
+            if score is None:
+                continue
+            if self.max_object_size_m is not None:
+                if i not in bounds:
+                    bounds[i] = (det.points_world.min(axis=0), det.points_world.max(axis=0))
+                if not self._joined_fits(obj.box_min, obj.box_max, *bounds[i], (obj.points, det.points_world)):
+                    continue
+            candidates.append((-score, i, oid))
         candidates.sort()
         assigned: dict[int, int] = {}
         taken: set[int] = set()
@@ -619,6 +651,24 @@ class ObjectMap:
             if cos is not None and cos < self.min_embedding_similarity:
                 return None
         return overlap + 0.5 * agree + (0.5 * max(cos, 0.0) if cos is not None else 0.0)
+
+    def _joined_fits(
+        self, lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarray, points: tuple[np.ndarray, ...]
+    ) -> bool:
+        """Whether two things joined into one keep an object's footprint (``max_object_size_m``).
+
+        The boxes decide when they fit; otherwise ``points`` (both things' points) are
+        measured along their principal axes, since the axis-aligned box of a turned object
+        is larger than the object.
+        """
+        lim = self.max_object_size_m
+        if lim is None:
+            return True
+        short, long = np.sort(np.maximum(hi_a[:2], hi_b[:2]) - np.minimum(lo_a[:2], lo_b[:2]))
+        if long <= lim[0] and short <= lim[1]:
+            return True
+        long, short = _principal_footprint(np.concatenate([p[:, :2] for p in points]))
+        return long <= lim[0] and short <= lim[1]
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
         pts, col, per_point, keys = _downsample_keys(det.points_world, det.colors, self.voxel_size_m)
@@ -968,6 +1018,9 @@ class ObjectMap:
                 colour[i] = _mean_lab([self._objects[i]])[0]
             return colour[i]
 
+        def fits(a: MapObject, b: MapObject) -> bool:
+            return self._joined_fits(a.box_min, a.box_max, b.box_min, b.box_max, (a.points, b.points))
+
         while True:  # one pass per round of merges; rounds are few
             # keys and boxes as the round starts: an object that absorbs another in this round is
             # probed with its new keys against the others' keys as they were (a static index)
@@ -993,6 +1046,7 @@ class ObjectMap:
                         and obj.vote_label.lower() == other.vote_label.lower()
                         and _box_gap(obj.box_min, obj.box_max, lo[n], hi[n]) <= self.near_gap_m
                         and _colour_distance(colour_of(oid), colour_of(other_id)) <= self.near_colour_distance
+                        and fits(obj, other)
                     ):
                         # pieces of one thing apart or barely touching: the same name and the same colour
                         best = (0.0, other_id)
@@ -1007,7 +1061,7 @@ class ObjectMap:
                     ):
                         # two pieces of one material joined along a seam (a shelf cut at a board,
                         # a bed at its frame): not a small thing resting on a large one
-                        if best is None or ratio > best[0]:
+                        if (best is None or ratio > best[0]) and fits(obj, other):
                             best = (ratio, other_id)
                         continue
                     exact = obj.vote_label.lower() == other.vote_label.lower() and obj.vote_label != UNKNOWN
@@ -1023,7 +1077,7 @@ class ObjectMap:
                     if not exact and ea is not None and eb is not None and ea.shape == eb.shape:
                         if float(ea @ eb) < self.min_embedding_similarity:
                             continue
-                    if best is None or ratio > best[0]:
+                    if (best is None or ratio > best[0]) and fits(obj, other):
                         best = (ratio, other_id)
                 if best is None:
                     continue

@@ -716,3 +716,57 @@ def test_galloping_lower_bound_equals_searchsorted():
         for start in (0, 1, 5, len(a) // 2, len(a) - 1, len(a), len(a) + 3):
             assert search(a, x, start) == np.searchsorted(a, x)
     assert search(np.zeros(0, np.int64), 5, 0) == 0
+
+
+def _turned(points, degrees):
+    a = np.radians(degrees)
+    rot = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    return (np.asarray(points) @ rot.T).astype(np.float32)
+
+
+def test_a_run_of_counters_is_not_joined_past_the_largest_object():
+    # two 2 m cabinet runs end to end, same colour and name: one 4 m "object" is no household thing
+    run_a = _box_points((0.0, 0.0, 0.0), (2.0, 0.6, 0.9), step=0.04)
+    run_b = _box_points((2.0, 0.0, 0.0), (4.0, 0.6, 0.9), step=0.04)
+    for limit, expected in (((3.3, 2.3), 2), (None, 1)):
+        omap = ObjectMap(min_overlap=1.0, max_object_size_m=limit)  # association off: each view a new object
+        omap.update([_det(run_a, "cabinet")], 0, 0.0)
+        omap.update([_det(run_b, "cabinet")], 1, 1.0)
+        omap.merge_duplicates()
+        assert len(omap) == expected, limit
+        assert max(o.extent[0] for o in omap.objects.values()) == pytest.approx(2.0 * (3 - expected), abs=0.05)
+
+
+def test_a_glued_segment_past_the_largest_object_is_not_fused_into_what_it_covers():
+    run_a = _box_points((0.0, 0.0, 0.0), (2.0, 0.6, 0.9), step=0.04)
+    glued = _box_points((0.0, 0.0, 0.0), (4.0, 0.6, 0.9), step=0.04)  # the run and the next one, one segment
+    omap = ObjectMap()
+    [a] = omap.update([_det(run_a, "cabinet")], 0, 0.0)
+    [g] = omap.update([_det(glued, "cabinet")], 1, 1.0)
+    assert g != a and omap.get(a).extent[0] == pytest.approx(2.0, abs=0.05)
+    # without the limit the same segment grows the run to 4 m
+    omap = ObjectMap(max_object_size_m=None)
+    [a] = omap.update([_det(run_a, "cabinet")], 0, 0.0)
+    assert omap.update([_det(glued, "cabinet")], 1, 1.0) == [a]
+    assert omap.get(a).extent[0] == pytest.approx(4.0, abs=0.05)
+
+
+def test_a_long_sofa_turned_in_the_room_still_joins_its_halves():
+    # 2.9 m x 0.9 m, turned 45 degrees: its axis-aligned box is 2.7 m x 2.7 m, wider than any object,
+    # but along its own axes it is a sofa
+    sofa = _box_points((0.0, 0.0, 0.0), (2.9, 0.9, 0.8), step=0.04)
+    left, right = _turned(sofa[sofa[:, 0] < 1.6], 45), _turned(sofa[sofa[:, 0] > 1.3], 45)
+    omap = ObjectMap(min_overlap=1.0)
+    omap.update([_det(left, "sofa")], 0, 0.0)
+    omap.update([_det(right, "sofa")], 1, 1.0)
+    omap.merge_duplicates()
+    [obj] = omap.objects.values()
+    assert min(obj.extent[:2]) > 2.3  # the limit's shortest side: the boxes alone would have refused
+    assert obj.n_detections == 2
+
+
+def test_max_object_size_is_checked():
+    with pytest.raises(ValueError, match="max_object_size_m"):
+        ObjectMap(max_object_size_m=(1.0, 2.0))
+    with pytest.raises(ValueError, match="max_object_size_m"):
+        ObjectMap(max_object_size_m=(3.0,))

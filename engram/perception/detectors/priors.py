@@ -67,6 +67,7 @@ __all__ = [
     "measure_object",
     "measure_segments",
     "object_label_weights",
+    "principal_coordinates",
 ]
 
 
@@ -491,6 +492,17 @@ def _layer_cells(cells: np.ndarray, layer: np.ndarray, n_layers: int) -> np.ndar
     return np.bincount(both // ncx, minlength=n_layers)
 
 
+def principal_coordinates(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates of "N 2" horizontal points along and across their principal axis, about their mean."""
+    xy = np.asarray(xy, np.float64)
+    xy = xy - xy.mean(axis=0)
+    cov = xy.T @ xy / len(xy)
+    theta = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
+    along = xy[:, 0] * np.cos(theta) + xy[:, 1] * np.sin(theta)
+    across = -xy[:, 0] * np.sin(theta) + xy[:, 1] * np.cos(theta)
+    return along, across
+
+
 def measure_object(
     points: np.ndarray,
     floor_z: float | None,
@@ -530,11 +542,7 @@ def measure_object(
     p = p[np.isfinite(p).all(axis=1)]
     if len(p) < 3:
         return dataclasses.replace(SegmentGeometry.unknown(1), whole=np.ones(1, bool))
-    xy = p[:, :2] - p[:, :2].mean(axis=0)
-    cov = xy.T @ xy / len(xy)
-    theta = 0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1])
-    along = xy[:, 0] * np.cos(theta) + xy[:, 1] * np.sin(theta)
-    across = -xy[:, 0] * np.sin(theta) + xy[:, 1] * np.cos(theta)
+    along, across = principal_coordinates(p[:, :2])
     a0, a1 = (float(v) for v in np.percentile(along, [5, 95]))
     b0, b1 = (float(v) for v in np.percentile(across, [5, 95]))
     z_lo, z_hi = (float(v) for v in np.percentile(p[:, 2], [1, 98]))
