@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from engram.perception.detectors.priors import object_label_weights, principal_coordinates
+from engram.perception.detectors.priors import measure_object, object_label_weights, principal_coordinates
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
 from engram.perception.segmentation import (
     _KEY_BITS,
@@ -464,6 +464,10 @@ class ObjectMap:
         self.split_colour_distance = float(split_colour_distance)
         self.split_min_share = float(split_min_share)
         self.max_object_size_m = None if size_lim is None else (size_lim[0], size_lim[1])
+        self.rest_size_share = 0.5
+        self.rest_tolerance_m = 0.03
+        self.rest_rise_m = 0.04
+        self._surfaces: dict[int, tuple[tuple, float]] = {}  # host id -> (its points and box, its top's height)
         self.n_splits = 0  # parts separated by `split_glued` so far
         self.floor_z_m = None if floor_z_m is None else float(floor_z_m)
         self._objects: dict[int, MapObject] = {}
@@ -640,6 +644,15 @@ class ObjectMap:
             n = float(np.linalg.norm(det.embedding))
             cos = float(det.embedding @ emb) / n if n > 0 else 0.0
         agree = exact or _labels_agree(det.label, det.label_scores, vote_label, obj.label_votes)
+        if exact and object_share < self.relabel_object_share:
+            # named the same, a small thing on the object's level top is still no view of it when it
+            # stands there, or lies there in a colour of its own (a magazine and a table both "box")
+            on_top = self._on_top(det.points_world, obj)
+            if on_top == 2 or (
+                on_top == 1
+                and _colour_distance(_lab_of([det.colors])[0], _mean_lab([obj])[0]) > self.part_colour_distance
+            ):
+                return None
         if not exact:
             # a small object on a large one (a cup on a table) touches it almost everywhere;
             # a view of the same object covers a fair share of it, or lies on it and looks like it
@@ -669,6 +682,33 @@ class ObjectMap:
             return True
         long, short = _principal_footprint(np.concatenate([p[:, :2] for p in points]))
         return long <= lim[0] and short <= lim[1]
+
+    def _on_top(self, part: np.ndarray, host: MapObject) -> int:
+        """Whether the thing with the "N 3" points ``part`` is on ``host``'s level top rather than a piece of it: 0 no,
+        1 lying flat on it (a magazine, or a fragment of the top itself), 2 standing on it (a
+        mug: it rises ``rest_rise_m`` above the top, which no leg, panel or board does).
+
+        On top means small beside the host (at most ``rest_size_share`` of its width: a sofa's arm
+        or a chair's back spans the seat, a mug or a magazine does not) with its bottom
+        at or above the host's top surface (the layer where most of the host's footprint ends,
+        `priors.measure_object`).
+        """
+        if float(np.ptp(part[:, :2], axis=0).max()) > self.rest_size_share * float(np.min(host.extent[:2])):
+            return 0
+        stamp = (len(host.points), *host.box_min.tolist(), *host.box_max.tolist())
+        got = self._surfaces.get(host.id)
+        if got is not None and got[0] == stamp:
+            top = got[1]
+        else:
+            # the floor at z = 0, so that the surface comes out as a world height
+            top = float(measure_object(host.points, 0.0).surface[0])
+            self._surfaces[host.id] = (stamp, top)
+        if not np.isfinite(top):
+            return 0
+        bottom, high = np.percentile(part[:, 2], [5, 95])
+        if bottom < top - self.rest_tolerance_m:
+            return 0
+        return 2 if high >= top + self.rest_rise_m else 1
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
         pts, col, per_point, keys = _downsample_keys(det.points_world, det.colors, self.voxel_size_m)
@@ -1073,6 +1113,15 @@ class ObjectMap:
                     # unless both are named the same, they merge only when of comparable size
                     if not exact and cnt < self.relabel_object_share * len(other.match_keys):
                         continue
+                    # ... and named the same, it still stays when it stands on the other's level top,
+                    # or lies on it in a colour of its own (a magazine and a table both "box")
+                    if exact and cnt < self.relabel_object_share * len(other.match_keys):
+                        on_top = self._on_top(obj.points, other)
+                        if on_top == 2 or (
+                            on_top == 1
+                            and _colour_distance(colour_of(oid), colour_of(other_id)) > self.part_colour_distance
+                        ):
+                            continue
                     ea, eb = obj.embedding, other.embedding
                     if not exact and ea is not None and eb is not None and ea.shape == eb.shape:
                         if float(ea @ eb) < self.min_embedding_similarity:
@@ -1241,6 +1290,13 @@ class ObjectMap:
             for i, j in zip(*np.nonzero(held & ~ok & (strip | on_face))):
                 touch = self._n_touching(objs[i].match_keys, objs[j].match_keys) / max(len(objs[i].match_keys), 1)
                 ok[i, j] = (strip[i, j] and touch >= 0.5) or (on_face[i, j] and touch >= self.face_part_overlap)
+            # things standing on the host's level top (a mug on a table) are not its parts, whatever
+            # their colour or name, and things lying on it fold only by colour (a magazine and a table
+            # both "box"): once the host took one, its box would hold the next one too
+            for i, j in zip(*np.nonzero(ok)):
+                on_top = self._on_top(objs[i].points, objs[j])
+                if on_top == 2 or (on_top == 1 and not alike[i, j]):
+                    ok[i, j] = False
             if not ok.any():
                 break
             parts = np.flatnonzero(ok.any(axis=1))

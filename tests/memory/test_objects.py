@@ -770,3 +770,26 @@ def test_max_object_size_is_checked():
         ObjectMap(max_object_size_m=(1.0, 2.0))
     with pytest.raises(ValueError, match="max_object_size_m"):
         ObjectMap(max_object_size_m=(3.0,))
+
+
+def test_things_on_a_table_top_stay_off_the_table_once_its_box_holds_them():
+    wood, blue = (150, 110, 70), (40, 60, 190)
+    # a table the classifier calls "box", with a block standing at one corner already taken into it:
+    # its box reaches 1.0 m, above whatever stands on the top at 0.75 m
+    legs = [_box_points((x, y, 0.0), (x + 0.04, y + 0.04, 0.74)) for x in (0.0, 1.16) for y in (0.0, 0.76)]
+    table = np.concatenate([_panel((0.0, 0.0, 0.75), (1.2, 0.8, 0.75)), *legs,
+                            _box_points((0.0, 0.0, 0.76), (0.2, 0.2, 1.0))])  # fmt: skip
+    mug = _box_points((0.5, 0.3, 0.76), (0.6, 0.4, 0.86))  # standing on the top, in the table's colour
+    magazine = _panel((0.8, 0.5, 0.77), (1.0, 0.7, 0.77))  # lying on it, named like the table
+    top_piece = _panel((0.3, 0.55, 0.75), (0.5, 0.75, 0.75))  # a piece of the top itself, seen alone
+    omap = ObjectMap(min_overlap=1.0)  # association off: each view a new object, merging decides
+    for t in range(3):
+        omap.update([_labelled(table, wood, "box")], 2 * t, float(2 * t))
+    ids = omap.update(
+        [_labelled(mug, wood, "cup"), _labelled(magazine, blue, "box"), _labelled(top_piece, wood, "box")], 7, 7.0
+    )
+    omap.merge_duplicates()
+    host = max(omap.objects.values(), key=lambda o: len(o.points))
+    assert host.box_min[2] <= 0.0 and host.box_max[2] >= 0.97
+    # the mug and the magazine stay things of their own; the piece of the top joins the table
+    assert sorted(omap.objects) == sorted({host.id, ids[0], ids[1]}) and len(omap) == 3
