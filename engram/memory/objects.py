@@ -359,6 +359,11 @@ class ObjectMap:
             2.1 m wide; `engram.perception.detectors.priors`); what grows past it is a run of
             counters, shelves and the things on them glued together, not one object. None: no
             limit.
+        rest_size_share, rest_tolerance_m, rest_rise_m: a thing at most ``rest_size_share`` of an
+            object's width whose bottom lies at most ``rest_tolerance_m`` below the object's level
+            top is on it, not a part of it: one rising ``rest_rise_m`` above the top (a mug on a
+            table) is neither fused nor folded into it, and one lying flat (a magazine) only in the
+            object's own colour, whatever their names (`_on_top`).
         floor_z_m: the floor's height (world z) for the geometric prior on objects' labels
             (`MapObject.label_weights`); None: unknown, heights say nothing. A detector that
             finds the floor sets it as it goes.
@@ -395,6 +400,9 @@ class ObjectMap:
         split_colour_distance: float = 15.0,
         split_min_share: float = 0.1,
         max_object_size_m: tuple[float, float] | None = (3.3, 2.3),
+        rest_size_share: float = 0.5,
+        rest_tolerance_m: float = 0.03,
+        rest_rise_m: float = 0.04,
         floor_z_m: float | None = None,
     ) -> None:
         for name, value in (("voxel_size_m", voxel_size_m), ("match_voxel_m", match_voxel_m)):
@@ -411,6 +419,7 @@ class ObjectMap:
             ("face_part_overlap", face_part_overlap),
             ("split_containment", split_containment),
             ("split_min_share", split_min_share),
+            ("rest_size_share", rest_size_share),
         ):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
@@ -432,6 +441,8 @@ class ObjectMap:
             ("near_gap_m", near_gap_m),
             ("near_colour_distance", near_colour_distance),
             ("split_colour_distance", split_colour_distance),
+            ("rest_tolerance_m", rest_tolerance_m),
+            ("rest_rise_m", rest_rise_m),
         ):
             if not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -464,9 +475,9 @@ class ObjectMap:
         self.split_colour_distance = float(split_colour_distance)
         self.split_min_share = float(split_min_share)
         self.max_object_size_m = None if size_lim is None else (size_lim[0], size_lim[1])
-        self.rest_size_share = 0.5
-        self.rest_tolerance_m = 0.03
-        self.rest_rise_m = 0.04
+        self.rest_size_share = float(rest_size_share)
+        self.rest_tolerance_m = float(rest_tolerance_m)
+        self.rest_rise_m = float(rest_rise_m)
         self._surfaces: dict[int, tuple[tuple, float]] = {}  # host id -> (its points and box, its top's height)
         self.n_splits = 0  # parts separated by `split_glued` so far
         self.floor_z_m = None if floor_z_m is None else float(floor_z_m)
