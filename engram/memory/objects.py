@@ -257,6 +257,9 @@ def _box_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndar
     return float(np.linalg.norm(np.maximum(np.maximum(lo_b - hi_a, lo_a - hi_b), 0.0)))
 
 
+_MIN_TOP_WIDTH_M = 0.3  # narrower things (a pot, a lamp) have no top that others stand on
+
+
 def _principal_footprint(xy: np.ndarray, max_points: int = 20000) -> tuple[float, float]:
     """(longest, shortest) extent of "N 2" points along their principal axes (a strided
     subset of at most ``max_points``)."""
@@ -699,13 +702,18 @@ class ObjectMap:
         1 lying flat on it (a magazine, or a fragment of the top itself), 2 standing on it (a
         mug: it rises ``rest_rise_m`` above the top, which no leg, panel or board does).
 
-        On top means small beside the host (at most ``rest_size_share`` of its width: a sofa's arm
-        or a chair's back spans the seat, a mug or a magazine does not) with its bottom
-        at or above the host's top surface (the layer where most of the host's footprint ends,
-        `priors.measure_object`).
+        On top means small beside the host (at most ``rest_size_share`` of its width, the host
+        at least 0.3 m wide: a sofa's arm or a chair's back spans the seat, a mug or a magazine
+        does not), with its bottom on the host's top surface (the layer where most of the host's
+        footprint ends, `priors.measure_object`; from ``rest_tolerance_m`` below it to twice that
+        above), and not a vertical board or strip (``thin_part_m`` across).
         """
-        if float(np.ptp(part[:, :2], axis=0).max()) > self.rest_size_share * float(np.min(host.extent[:2])):
+        span = np.ptp(part[:, :2], axis=0)
+        width = float(np.min(host.extent[:2]))
+        if width < _MIN_TOP_WIDTH_M or float(span.max()) > self.rest_size_share * width:
             return 0
+        if float(span.min()) <= self.thin_part_m:
+            return 0  # a vertical strip or board (a panel seen edge on, a shelf's side): no mug is that thin
         stamp = (len(host.points), *host.box_min.tolist(), *host.box_max.tolist())
         got = self._surfaces.get(host.id)
         if got is not None and got[0] == stamp:
@@ -717,8 +725,8 @@ class ObjectMap:
         if not np.isfinite(top):
             return 0
         bottom, high = np.percentile(part[:, 2], [5, 95])
-        if bottom < top - self.rest_tolerance_m:
-            return 0
+        if not top - self.rest_tolerance_m <= bottom <= top + 2 * self.rest_tolerance_m:
+            return 0  # below the top, or above it with a gap (the top of a sofa's arm over its seat)
         return 2 if high >= top + self.rest_rise_m else 1
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
