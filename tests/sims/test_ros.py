@@ -872,3 +872,54 @@ def test_body_convention_camera_frame_is_turned_to_optical(tmp_path: Path, frame
     np.testing.assert_allclose(
         wrong[0].world_from_camera.translation, frames[0].world_from_camera.translation, atol=1e-9
     )
+
+
+def _instances_dict(frame: Frame, ids: np.ndarray) -> dict:
+    header = _rosbridge_dicts(frame)["rgb"]["header"]
+    h, w = ids.shape
+    data = base64.b64encode(np.ascontiguousarray(ids, np.int32).tobytes()).decode()
+    return {"header": header, "height": h, "width": w, "encoding": "32SC1", "is_bigendian": 0, "step": w * 4,
+            "data": data}  # fmt: skip
+
+
+def test_live_instance_names_may_arrive_before_or_after_their_images(frames: list[Frame]) -> None:
+    # live label messages have no stamp: frame 0 shows ids 1 and 2, frame 1 only id 2; the message
+    # naming id 1 comes after frame 0's images, the one for frame 1 (id 2 alone) before frame 0 is built
+    asm = ros.FrameAssembler(sync_tolerance_s=0.01, use_instances=True)
+    ros.live_routes(asm, rgb_topic="/rgb", depth_topic="/depth", info_topic="/info", labels_topic="/labels")
+    h, w = frames[0].height, frames[0].width
+    ids0 = np.zeros((h, w), np.int32)
+    ids0[: h // 2], ids0[h // 2 :] = 1, 2
+    ids1 = np.full((h, w), 2, np.int32)
+    labels = lambda names: ros.message_from_dict({"data": json.dumps(names)})  # noqa: E731
+    asm.add_labels(labels({"2": "shelf"}), None)
+    for f, ids in ((frames[0], ids0), (frames[1], ids1)):
+        d = _rosbridge_dicts(f)
+        asm.add_camera_info(ros.message_from_dict(d["info"]))
+        asm.add_tf(ros.message_from_dict(d["tf"]))
+        asm.add_rgb(ros.message_from_dict(d["rgb"]))
+        asm.add_depth(ros.message_from_dict(d["depth"]))
+        asm.add_instances(ros.message_from_dict(_instances_dict(f, ids)))
+    assert asm.pop_frames() == []  # frame 0 holds id 1, which no message has named yet
+    asm.add_labels(labels({"1": "remote", "2": "shelf"}), None)
+    asm.add_labels(labels({"2": "shelf"}), None)  # the next change (frame 1) overtakes frame 0
+    got = asm.pop_frames(final=True)
+    assert [f.labels for f in got] == [{1: "remote", 2: "shelf"}, {1: "remote", 2: "shelf"}]
+    # an id never named holds the stream up for LIVE_LABEL_WAIT_S of stream time at most
+    asm2 = ros.FrameAssembler(sync_tolerance_s=0.01, use_instances=True)
+    ros.live_routes(asm2, rgb_topic="/rgb", depth_topic="/depth", info_topic="/info", labels_topic="/labels")
+    late = frames[0].timestamp_s + ros.assembly.LIVE_LABEL_WAIT_S + 0.5
+    for f, t in ((frames[0], frames[0].timestamp_s), (frames[1], late)):
+        d = _rosbridge_dicts(f)
+        for key in ("rgb", "depth", "info"):
+            d[key]["header"]["stamp"] = {"sec": int(t), "nanosec": int(round((t % 1) * 1e9))}
+        d["tf"]["transforms"][0]["header"]["stamp"] = d["rgb"]["header"]["stamp"]
+        ins = _instances_dict(f, ids0)
+        ins["header"] = d["rgb"]["header"]
+        asm2.add_camera_info(ros.message_from_dict(d["info"]))
+        asm2.add_tf(ros.message_from_dict(d["tf"]))
+        asm2.add_rgb(ros.message_from_dict(d["rgb"]))
+        asm2.add_depth(ros.message_from_dict(d["depth"]))
+        asm2.add_instances(ros.message_from_dict(ins))
+    first = asm2.pop_frames()
+    assert len(first) == 1 and first[0].timestamp_s == pytest.approx(frames[0].timestamp_s)

@@ -44,6 +44,8 @@ from engram.types import Frame, Pose
 
 __all__ = ["FrameAssembler", "LiveRoute", "live_routes"]
 
+LIVE_LABEL_WAIT_S = 1.0  # stream time an image waits for the names of its instance ids (live topics)
+
 
 # ----------------------------------------------------------------------------
 # approximate time synchronisation and frame assembly
@@ -202,6 +204,8 @@ class FrameAssembler:
         self.pose_frame_id: str | None = None
         self._infos: list[tuple[float, Any, tuple]] = []  # (stamp, message, calibration key)
         self._label_times: list[tuple[float, dict[int, str]]] = []
+        # label messages come from a live topic (no stamps): images wait for their ids' names
+        self.live_labels = False
         others = ["depth"] + (["instances"] if use_instances else [])
         optional = ["instances"] if use_instances and instances_optional else []
         self._sync = _ApproxSync("rgb", others, self.tolerance_s, optional=optional)
@@ -226,14 +230,22 @@ class FrameAssembler:
         """A std_msgs/String with JSON ``{id: name}`` (engram's own label topic).
 
         ``t_s`` is the bag time of the message; None (live topics, where the
-        message has no stamp) makes it apply from now on.
+        message has no stamp) adds its names to those received so far: an id
+        names one thing for the whole run, and a live message may arrive before
+        or after the images of its time (see `pop_frames`).
         """
         try:
             labels = {int(k): str(v) for k, v in json.loads(msg.data).items()}
         except (ValueError, AttributeError, TypeError) as exc:
             when = "live" if t_s is None else f"t={t_s:.3f} s"
             raise RosBagError(f"labels message ({when}) is not JSON {{id: name}}: {exc}") from exc
-        self._label_times.append((-math.inf if t_s is None else t_s, labels))
+        if t_s is None:
+            if self._label_times and self._label_times[-1][0] == -math.inf:
+                self._label_times[-1] = (-math.inf, {**self._label_times[-1][1], **labels})
+            else:
+                self._label_times.append((-math.inf, labels))
+        else:
+            self._label_times.append((t_s, labels))
 
     def add_camera_info(self, msg: Any) -> None:
         """Camera calibration; a repeat of the current one (the usual 30 Hz stream) is not stored again."""
@@ -385,7 +397,7 @@ class FrameAssembler:
             t, (topic, rgb_msg, compressed), matches = self._pending[0]
             camera = self.camera_frame or TfBuffer._name(rgb_msg.header.frame_id)
             give_up = self.max_wait_s is not None and self._sync.latest["rgb"] - t > self.max_wait_s
-            ready = bool(self._infos) and self.pose_ready(t, camera)
+            ready = bool(self._infos) and self.pose_ready(t, camera) and self._labels_ready(t, matches)
             if not (final or give_up or ready):
                 break
             self._pending.popleft()
@@ -399,6 +411,24 @@ class FrameAssembler:
             if frame is not None:
                 frames.append(frame)
         return frames
+
+    def _labels_ready(self, t: float, matches: dict) -> bool:
+        """Whether the names of a live instance image's ids have arrived (``live_labels``).
+
+        A live label message has no stamp and may come after the images of its time: an
+        image holding an id no message has named yet waits for one, for at most
+        ``LIVE_LABEL_WAIT_S`` of stream time (an id never named does not hold the stream up).
+        """
+        ins = matches.get("instances")
+        if ins is None or not self.live_labels or self._sync.latest["rgb"] - t > LIVE_LABEL_WAIT_S:
+            return True
+        try:
+            _, arr = _raw_array(ins[1][1])
+        except RosBagError:
+            return True  # `_build` reports it
+        known = self._label_times[-1][1] if self._label_times else {}
+        ids = np.unique(arr[..., 0] if arr.ndim == 3 else arr)
+        return all(int(i) in known for i in ids.tolist() if i > 0)
 
     def _build(self, t: float, topic: str, rgb_msg: Any, compressed: bool, matches: dict, camera: str) -> Frame | None:
         where = f"{topic} at t={t:.3f} s"
@@ -551,5 +581,6 @@ def live_routes(
             )
         )
     if labels_topic is not None:
+        asm.live_labels = True
         routes.append(LiveRoute(labels_topic, "std_msgs/msg/String", "labels", lambda m: asm.add_labels(m, None)))
     return routes
