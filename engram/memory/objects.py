@@ -18,6 +18,7 @@ packed voxel keys, so a frame costs a few searchsorted calls per detection.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -492,6 +493,9 @@ class ObjectMap:
         # periodic merge, saving and queries call (the geometric prior costs about a millisecond per
         # object, too much to pay on every frame an object grows)
         self._weigh_pending: set[int] = set()
+        # queries and saves refresh the weights under the scene's read lock, so several threads may
+        # at once: they take turns
+        self._weigh_lock = threading.Lock()
         self._offsets = neighbour_offsets(self.match_radius_voxels)
         self._index_keys = np.zeros(0, np.int64)
         self._index_ids = np.zeros(0, np.int64)
@@ -616,13 +620,17 @@ class ObjectMap:
         return out
 
     def refresh_labels(self) -> None:
-        """Work out the label weights of the objects changed since the last call (see `_weigh_labels`)."""
-        pending = self._weigh_pending | self._changed
-        if self._index_dirty:
-            pending |= set(self._objects)
-        self._weigh_pending = set()
-        if pending:
-            self._weigh_labels(pending)
+        """Work out the label weights of the objects changed since the last call (see `_weigh_labels`).
+
+        Safe to call from several reading threads at once (they take turns); not beside a writer.
+        """
+        with self._weigh_lock:
+            pending = self._weigh_pending | self._changed
+            if self._index_dirty:
+                pending |= set(self._objects)
+            self._weigh_pending = set()
+            if pending:
+                self._weigh_labels(pending)
 
     def _weigh_labels(self, object_ids: Iterable[int]) -> None:
         """Work out again the label weights of these objects (those named by label distributions)

@@ -344,7 +344,7 @@ class SceneMemory:
         self.octree = OccupancyOctree(self.voxel_size_m, **(octree_kwargs or {}))
         self.objects = ObjectMap(voxel_size_m=self.voxel_size_m)
         self.snapshots = SnapshotMemory()
-        self.places = PlaceGraph(spacing_m=place_spacing_m)
+        self.places = PlaceGraph(spacing_m=place_spacing_m, floor_z_m=self.floor_z_m)
         self.transient = TransientLayer(self.voxel_size_m, half_life_s=transient_half_life_s)
         self.tracker = ObjectTracker(max_range_m=min(self.max_range_m, 4.0))
         self.motion = MotionTracker()  # blobs of the dynamic split followed in time (not saved)

@@ -169,3 +169,30 @@ def test_integrating_thread_with_every_reader_meets_a_deadline(box_renderer, tmp
     assert all(counts.get(n, 0) >= 1 for n in readers), counts
     back = SceneMemory.load(str(tmp_path / "mem"))
     assert back.frames_seen >= 1
+
+
+def test_readers_refreshing_label_weights_take_turns(monkeypatch):
+    # queries and saves refresh the object map's label weights under the scene's read lock, which
+    # many threads hold at once: the refresh itself must not run in two of them together
+    from engram.memory.objects import ObjectMap
+
+    objects = ObjectMap(voxel_size_m=0.05)
+    guard = threading.Lock()
+    inside = [0, 0]  # now, most at once
+
+    def slow_weigh(ids):
+        with guard:
+            inside[0] += 1
+            inside[1] = max(inside[1], inside[0])
+        time.sleep(0.05)
+        with guard:
+            inside[0] -= 1
+
+    monkeypatch.setattr(objects, "_weigh_labels", slow_weigh)
+    objects._changed.add(1)  # an object whose label weights are stale, as after `update`
+    threads = [threading.Thread(target=objects.refresh_labels) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert inside == [0, 1]

@@ -370,3 +370,23 @@ def test_a_fragment_inside_a_better_hit_is_not_listed_again():
         evidence={"box_min": [2.8, 0.8, 0.3], "box_max": [3.2, 1.2, 0.7]},
     )
     assert [h.id for h in _without_fragments([big, part, other])] == [1, 3]
+
+
+def test_places_lie_on_the_floor_the_memory_is_given(box_renderer):
+    # a real sequence's world frame: the floor 1.5 m below the origin, the camera 1.2 m above the floor
+    dz = -1.5
+    wall = (9, (4.0, -3.0, dz), (4.2, 3.0, dz + 2.5))
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.1, floor_z_m=dz, frontier_every=1)
+    for i, yaw in enumerate((-40, -20, 0, 20, 40)):
+        pose = camera(0.0, 0.0, yaw, z=dz + 1.2)
+        d, _ = box_renderer([wall], pose, K, floor_z=dz)
+        rgb = np.full((K.height, K.width, 3), 100, np.uint8)
+        mem.integrate(Frame(index=i, timestamp_s=0.5 * i, rgb=rgb, depth_m=d, intrinsics=K, world_from_camera=pose))
+    mem.finalize()
+    free = [n for n, a in mem.places.graph.nodes(data=True) if a["kind"] == "free"]
+    assert free, "no free-space places in front of the camera"
+    for n in mem.places.graph.nodes:
+        assert mem.places.position(n)[2] == pytest.approx(dz)
+    # free-space places stand where the floor was seen: between the camera and the wall
+    xy = np.array([mem.places.position(n)[:2] for n in free])
+    assert np.all((xy[:, 0] > 0.0) & (xy[:, 0] < 4.0)), xy
