@@ -9,6 +9,7 @@ seconds (time.process_time), since the machine may be shared.
 
     python benchmarks/real_objects.py                      # rgbd and rgb, both sequences
     python benchmarks/real_objects.py --detectors rgbd --details
+    python benchmarks/real_objects.py --precision float32  # the same labels on any CPU
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+
+from _perception import add_precision_argument, describe_precision, labeller_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -30,6 +33,7 @@ def main() -> None:
     ap.add_argument("--detectors", default="rgbd,rgb", help="comma-separated registry names")
     ap.add_argument("--stride", type=int, default=None, help="frame stride for every sequence (default: 20 / 10)")
     ap.add_argument("--details", action="store_true", help="print the per-object table of each run")
+    add_precision_argument(ap)
     args = ap.parse_args()
 
     from engram.memory.scene import SceneMemory
@@ -44,7 +48,7 @@ def main() -> None:
         boxes = load_annotated_boxes(ROOT / "tests" / "data" / box_file)
         stride = args.stride or stride
         for name in args.detectors.split(","):
-            memory = SceneMemory(detector=name)
+            memory = SceneMemory(detector=name, detector_kwargs=labeller_kwargs(name, args.precision))
             t0 = time.process_time()
             n = 0
             for frame in RgbdDataset(DATA / seq, stride=stride):
@@ -58,7 +62,8 @@ def main() -> None:
             found = sum(r.found for r in score.rows)
             both = sum(r.found and r.retrieved for r in score.rows)
             rows.append((seq, name, n, len(boxes), found, both, score.n_memory_objects, cpu / max(n, 1)))
-    print("\n| sequence | detector | frames | objects | found | found + top-3 | memory objects | CPU s/frame |")
+    print(f"\n# {describe_precision(args.precision)}")
+    print("| sequence | detector | frames | objects | found | found + top-3 | memory objects | CPU s/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for seq, name, n, m, found, both, objs, spf in rows:
         print(

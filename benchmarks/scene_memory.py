@@ -57,6 +57,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _perception import add_precision_argument, describe_precision, labeller_kwargs  # noqa: E402
+
 from engram.memory.scene import STRUCTURE_LABELS, SceneMemory  # noqa: E402
 from engram.qa.evaluation import Box3D, match_object_boxes  # noqa: E402
 
@@ -152,7 +154,14 @@ def memory_boxes(mem: SceneMemory) -> tuple[list, list[Box3D], list[tuple[float,
 
 
 def run_apartment(
-    seed: int, perception: str, min_pixels: int, min_frames: int, width: int, height: int, split_glued: bool = False
+    seed: int,
+    perception: str,
+    min_pixels: int,
+    min_frames: int,
+    width: int,
+    height: int,
+    split_glued: bool = False,
+    precision: str = "auto",
 ) -> dict:
     from engram.sims.embedded import EmbeddedSim, coverage_walk
 
@@ -161,7 +170,13 @@ def run_apartment(
     text_encoder = "minilm" if _has_minilm() else "hash"
     try:
         sim.reset()
-        mem = SceneMemory(timeline=False, detector=perception, text_encoder=text_encoder, split_glued=split_glued)
+        mem = SceneMemory(
+            timeline=False,
+            detector=perception,
+            detector_kwargs=labeller_kwargs(perception, precision),
+            text_encoder=text_encoder,
+            split_glued=split_glued,
+        )
         n_ids = max(sim.apartment.by_id()) + 1
         good_frames = np.zeros(n_ids + 1, np.int64)
         cpu_ms = []
@@ -360,6 +375,7 @@ def main() -> None:
     ap.add_argument(
         "--split-glued", action="store_true", help="SceneMemory(split_glued=True): cut glued parts out of objects"
     )
+    add_precision_argument(ap)
     ap.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     perceptions = (
@@ -368,7 +384,9 @@ def main() -> None:
         else [p.strip() for p in args.perception.split(",") if p.strip()]
     )
     if args.one is not None:
-        run = run_apartment(args.one, perceptions[0], args.min_pixels, args.min_frames, 320, 240, args.split_glued)
+        run = run_apartment(
+            args.one, perceptions[0], args.min_pixels, args.min_frames, 320, 240, args.split_glued, args.precision
+        )
         print(json.dumps(run))
         return
 
@@ -381,7 +399,11 @@ def main() -> None:
     cache = json.loads(args.cache.read_text()) if args.cache is not None and args.cache.exists() else {}
 
     def key(seed: int, perception: str) -> str:
-        return f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f" + ("-split" if args.split_glued else "")
+        return (
+            f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f"
+            + ("-split" if args.split_glued else "")
+            + "".join(f"-{v}" for v in labeller_kwargs(perception, args.precision).values())
+        )
 
     todo = [(s, p) for s, p in runs if key(s, p) not in cache]
     for i in range(0, len(todo), args.jobs):
@@ -399,7 +421,8 @@ def main() -> None:
                     "--min-frames",
                     str(args.min_frames),
                 ]
-                + (["--split-glued"] if args.split_glued else []),
+                + (["--split-glued"] if args.split_glued else [])
+                + ["--precision", args.precision],
                 stdout=subprocess.PIPE,
                 text=True,
                 env=env,
@@ -436,7 +459,7 @@ def main() -> None:
 
     print(
         f"# 320x240 coverage walk, seeds {seeds[0]}..{seeds[-1]}, one thread per run, {os.cpu_count()} CPUs, "
-        f"load average {load0:.1f} -> {load1:.1f}"
+        f"load average {load0:.1f} -> {load1:.1f}, {describe_precision(args.precision)}"
     )
     print(
         f"# seen = >= {args.min_pixels} px within 5 m in >= {args.min_frames} frames; match = one to one, 3D IoU >= {MIN_IOU} "
@@ -506,7 +529,9 @@ def main() -> None:
 
         if args.cache is not None and args.cache.exists():  # another process may have run them meanwhile
             cache = {**json.loads(args.cache.read_text()), **cache}
-        kitchen, icl = real_data_found(DEFAULT_DETECTOR, cache, save_cache, run_missing=not args.real_cached_only)
+        kitchen, icl = real_data_found(
+            DEFAULT_DETECTOR, cache, save_cache, run_missing=not args.real_cached_only, precision=args.precision
+        )
     learned = sums.get(DEFAULT_DETECTOR)
     if learned is None:
         print(f"(no {DEFAULT_DETECTOR} row: the summary needs --perception to include {DEFAULT_DETECTOR})")
@@ -526,7 +551,7 @@ REAL_SETS = {
 }
 
 
-def run_real(name: str, perception: str) -> dict:
+def run_real(name: str, perception: str, precision: str = "auto") -> dict:
     """One real sequence through `SceneMemory(detector=perception)`, its objects matched to the hand-made boxes."""
     from engram.sims.rgbd import RgbdDataset
 
@@ -534,7 +559,7 @@ def run_real(name: str, perception: str) -> dict:
     data = ROOT.parent / "shared" / "data" / folder
     spec = json.loads((ROOT / "tests" / "data" / boxes_file).read_text())
     gt = [Box3D.from_min_max(o["min"], o["max"], o["name"]) for o in spec["objects"]]
-    mem = SceneMemory(timeline=False, detector=perception)
+    mem = SceneMemory(timeline=False, detector=perception, detector_kwargs=labeller_kwargs(perception, precision))
     n, cpu_s = 0, 0.0
     for i, frame in enumerate(RgbdDataset(data)):  # default arguments: the world the boxes were drawn in
         if i % every:
@@ -560,7 +585,9 @@ def run_real(name: str, perception: str) -> dict:
     }
 
 
-def real_data_found(perception: str, cache: dict, save, run_missing: bool = True) -> tuple[str, str]:
+def real_data_found(
+    perception: str, cache: dict, save, run_missing: bool = True, precision: str = "auto"
+) -> tuple[str, str]:
     """K/N objects found on the kitchen and ICL samples ("n/a" where the data or boxes are missing, or not run)."""
     out = []
     rows = []
@@ -571,12 +598,14 @@ def real_data_found(perception: str, cache: dict, save, run_missing: bool = True
         ):
             out.append("n/a")
             continue
-        key = f"real-{name}-{perception}-every{every}"
+        key = f"real-{name}-{perception}-every{every}" + "".join(
+            f"-{v}" for v in labeller_kwargs(perception, precision).values()
+        )
         if key not in cache and not run_missing:
             out.append("n/a")
             continue
         if key not in cache:
-            cache[key] = run_real(name, perception)
+            cache[key] = run_real(name, perception, precision)
             save()
         r = cache[key]
         rows.append(r)

