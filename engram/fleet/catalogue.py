@@ -99,7 +99,7 @@ def parse_since(value: str | float | None) -> tuple[float | None, float | None]:
     try:
         d = dt.datetime.fromisoformat(s)
         if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.UTC)
+            d = d.replace(tzinfo=dt.timezone.utc)  # noqa: UP017 - datetime.UTC is Python 3.11+
         return None, d.timestamp()
     except ValueError:
         pass
@@ -165,7 +165,7 @@ class Catalogue:
         self.path = Path(path)
         self.info = info
         self.settings: dict[str, Any] = info.get("settings", {})
-        self._text_encoder = None
+        self._text_encoder: Any = None
         self._table: dict[str, Any] | None = None
         self._table_gen: str | None = None
 
@@ -607,6 +607,7 @@ def _read_index(path: Path, emb: np.ndarray, kind: str = "flat") -> Any:
         import faiss
     except ImportError:
         return None  # searched by an exact numpy scan instead
+    index: Any
     if kind == "flat":
         index = faiss.IndexFlatIP(emb.shape[1])
         if len(emb):

@@ -372,7 +372,6 @@ class _ProgressFiles:
 def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill_after_frames) -> dict:
     from engram.fleet.worker import SourceIndexer
 
-    @ray.remote(num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1)
     class FleetWorker:
         def __init__(
             self,
@@ -421,11 +420,13 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
 
             return self.indexer.index(SourceSpec(**spec), progress=progress)
 
+    actor: Any = ray.remote(num_cpus=1, max_restarts=max_attempts, max_task_retries=max_attempts - 1)(FleetWorker)
+
     import json
 
     tracker = _ProgressFiles(Path(root) / _PROGRESS_DIR)
     settings_json = json.dumps(settings)  # small arguments travel inline, so a restarted actor gets them again
-    pool = [FleetWorker.remote(settings_json, str(root), kill_after_frames) for _ in range(n)]
+    pool = [actor.remote(settings_json, str(root), kill_after_frames) for _ in range(n)]
     pids = dict(enumerate(ray.get([a.pid.remote() for a in pool])))  # waits for the encoders to load
     queue = list(todo)
     attempts: dict[str, int] = {}
@@ -463,7 +464,7 @@ def _schedule(ray, todo, root, settings, n, progress, max_attempts, report, kill
                         results[spec.source_id] = res
                         if bar is not None:
                             bar.update(1)
-                    pool[w] = FleetWorker.remote(settings_json, str(root), kill_after_frames)
+                    pool[w] = actor.remote(settings_json, str(root), kill_after_frames)
                     try:
                         pids[w] = ray.get(pool[w].pid.remote())
                     except Exception:  # noqa: BLE001 - killed again (memory pressure): its next task retries

@@ -190,5 +190,5 @@ def expand_sources(
             else:
                 add(str(p))
 
-    walk(items, 0)
+    walk([str(i) for i in items], 0)
     return specs, duplicates

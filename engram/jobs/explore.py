@@ -242,7 +242,7 @@ def run_explore(cfg: Any) -> dict[str, Any]:
             view_distance_m=pl["view_distance_m"],
             stop_distance_m=pl.get("stop_distance_m", 0.9),
         )
-        rerun_log = None
+        rerun_log: Any = None
         if c.get("rerun") or c.get("rerun_save"):
             from engram.viz import RerunLogger
 

@@ -27,10 +27,14 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engram.types import Frame
 
 __all__ = ["ACCEPTED", "VIDEO_HINT", "open_source", "run_map"]
 
@@ -121,14 +125,14 @@ def run_map(cfg: Any) -> dict[str, Any]:
         raise ValueError(
             f"{name}: its frames have no {missing}, so there is nothing to map; engram map reads {ACCEPTED}"
         )
-    stream = itertools.chain([first], frames)
+    stream: Iterator[Frame] = itertools.chain([first], frames)
     est = c.get("estimate_poses", "auto")
     estimate = est is True or (est == "auto" and first.world_from_camera is None)
     if not estimate and hasattr(source, "poses"):
-        missing = sum(p is None for p in source.poses())
-        if missing:  # mapping only the posed frames would leave holes nobody asked for
+        unposed = sum(p is None for p in source.poses())
+        if unposed:  # mapping only the posed frames would leave holes nobody asked for
             raise ValueError(
-                f"{c['source']}: {missing} of {len(source)} frames have no pose; pass estimate_poses=true to "
+                f"{c['source']}: {unposed} of {len(source)} frames have no pose; pass estimate_poses=true to "
                 "track them with RGB-D odometry"
             )
     if estimate:

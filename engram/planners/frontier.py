@@ -294,7 +294,7 @@ class FrontierExplorer:
                 reason = "no reachable frontier"
                 break
             region, path = choice
-            goals.append(tuple(map(float, region.center_xy)))
+            goals.append((float(region.center_xy[0]), float(region.center_xy[1])))
             self.follower.set_path(path)
             steps_before = steps
             moved = 0
@@ -319,10 +319,10 @@ class FrontierExplorer:
                 for _ in range(self.turns_per_circle // 2):
                     if steps >= max_steps:
                         break
-                    a = self.follower.turn_towards(sim.agent_pose.translation[:2], yaw_of(sim.agent_pose), target)
-                    if a is None:
+                    turn = self.follower.turn_towards(sim.agent_pose.translation[:2], yaw_of(sim.agent_pose), target)
+                    if turn is None:
                         break
-                    act(a)
+                    act(turn)
                 # seen from here; if it is still a frontier, it cannot be seen better
                 self.blacklist.append(region.center_xy)
             if steps == steps_before:

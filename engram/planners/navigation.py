@@ -592,7 +592,7 @@ class PathFollower:
         return self.path is None or float(np.linalg.norm(self.path[-1] - np.asarray(xy)[:2])) <= self.goal_tolerance_m
 
     def next_action(self, xy, yaw_rad: float) -> str:
-        if self.done(xy):
+        if self.done(xy) or self.path is None:
             return "stop"
         p = np.asarray(xy, dtype=np.float64)[:2]
         d = np.linalg.norm(self.path - p, axis=1)
@@ -617,6 +617,14 @@ class PathFollower:
         if abs(err) <= self.turn_rad / 2:
             return None
         return "turn_left" if err > 0 else "turn_right"
+
+
+def _xy(v) -> tuple[float, float]:
+    return float(v[0]), float(v[1])
+
+
+def _xyz(v) -> tuple[float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2])
 
 
 @dataclass
@@ -780,7 +788,7 @@ class Navigator:
         ok &= elev >= cam.axis_elevation_rad - cam.half_vfov_rad + margin
         ok &= elev <= cam.axis_elevation_rad + cam.half_vfov_rad - margin
         if not check_occlusion or not ok.any():
-            return ok.any(axis=1)
+            return np.asarray(ok.any(axis=1))
         n_idx, p_idx = np.nonzero(ok)
         origins = np.c_[xy[n_idx], np.full(len(n_idx), cam.eye_z_m)]
         ends = pts[p_idx]
@@ -870,12 +878,12 @@ class Navigator:
             except Exception:  # no route on the place graph: fall back to one A* search
                 route = None
             if route is not None and len(route) >= 2:
-                legs = []
+                legs: list[np.ndarray] = []
                 cur = start_xy
                 for wp in list(np.asarray(route)[1:-1, :2]) + [goal_xy]:
                     leg = grid.plan(cur, wp)
                     if leg is None:
-                        legs = None
+                        legs = []  # one leg has no path: one A* search below
                         break
                     legs.append(leg if not legs else leg[1:])
                     cur = leg[-1]
@@ -916,7 +924,7 @@ class Navigator:
                     f"no path to ({goal_xy[0]:.2f}, {goal_xy[1]:.2f}) in the known map",
                     steps,
                     travelled,
-                    tuple(goal_xy),
+                    _xy(goal_xy),
                 )
             self.follower.set_path(path)
             for _ in range(self.replan_every):
@@ -934,10 +942,10 @@ class Navigator:
                 break
         else:
             return NavigationResult(
-                False, "budget", "step budget used up before reaching the goal", steps, travelled, tuple(goal_xy)
+                False, "budget", "step budget used up before reaching the goal", steps, travelled, _xy(goal_xy)
             )
         steps += self._face(sim, face_xy, max_steps - steps)
-        return NavigationResult(True, "reached", "reached the goal", steps, travelled, tuple(map(float, goal_xy)))
+        return NavigationResult(True, "reached", "reached the goal", steps, travelled, _xy(goal_xy))
 
     def _face(self, sim, face_xy, budget: int) -> int:
         n = 0
@@ -1018,7 +1026,7 @@ class Navigator:
                     "blocked: every way on from here bumps into something",
                     steps,
                     travelled,
-                    None if goal is None else tuple(map(float, goal)),
+                    None if goal is None else _xy(goal),
                     None if chosen is None else chosen.object_id,
                 )
             xy = sim.agent_pose.translation[:2]
@@ -1080,9 +1088,9 @@ class Navigator:
                 "step budget used up before reaching a view of the object",
                 steps,
                 travelled,
-                None if goal is None else tuple(map(float, goal)),
+                None if goal is None else _xy(goal),
                 None if chosen is None else chosen.object_id,
-                None if chosen is None else tuple(map(float, chosen.centre)),
+                None if chosen is None else _xyz(chosen.centre),
             )
         if chosen is None:
             t = targets[0]
@@ -1093,7 +1101,7 @@ class Navigator:
                 steps,
                 travelled,
                 object_id=t.object_id,
-                target_xyz=tuple(map(float, t.centre)),
+                target_xyz=_xyz(t.centre),
             )
         steps += self._face(sim, chosen.centre[:2], max_steps - steps)
         xy = sim.agent_pose.translation[:2]
@@ -1113,7 +1121,7 @@ class Navigator:
             msg,
             steps,
             travelled,
-            tuple(map(float, xy)) if goal is None else tuple(map(float, goal)),
+            _xy(xy) if goal is None else _xy(goal),
             chosen.object_id,
-            tuple(map(float, c)),
+            _xyz(c),
         )

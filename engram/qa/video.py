@@ -186,6 +186,18 @@ def _resolve_encoder(enc: Any, kind: str, options: dict[str, Any] | None = None)
     return build(enc, **(options or {}))
 
 
+def _plain_options(options: Any) -> dict[str, Any] | None:
+    """Options as a plain dict: an OmegaConf node (from a config) is converted, anything else kept."""
+    if type(options).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        plain = OmegaConf.to_container(options, resolve=True)
+        if not isinstance(plain, dict):
+            raise ValueError(f"options must be a mapping, got {plain!r}")
+        return {str(k): v for k, v in plain.items()}
+    return options
+
+
 def _fingerprint(path: Path) -> str:
     """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
     st = path.stat()
@@ -404,18 +416,9 @@ class VideoQA:
             raise ValueError(
                 f"batch_size and checkpoint_every_s must be positive, got {batch_size}, {checkpoint_every_s}"
             )
-        if type(memory_options).__module__.startswith("omegaconf"):
-            from omegaconf import OmegaConf
-
-            memory_options = OmegaConf.to_container(memory_options, resolve=True)
-        if type(image_encoder_options).__module__.startswith("omegaconf"):
-            from omegaconf import OmegaConf
-
-            image_encoder_options = OmegaConf.to_container(image_encoder_options, resolve=True)
-        if type(detector_options).__module__.startswith("omegaconf"):
-            from omegaconf import OmegaConf
-
-            detector_options = OmegaConf.to_container(detector_options, resolve=True)
+        memory_options = _plain_options(memory_options)
+        image_encoder_options = _plain_options(image_encoder_options)
+        detector_options = _plain_options(detector_options)
         det = None
         if detector is not None:
             from engram.perception.detectors import build_detector
@@ -483,6 +486,8 @@ class VideoQA:
                     if not batch:
                         continue
                     rgbs = [f.rgb for f in batch]
+                    embs: np.ndarray | list[None]
+                    tags: list[list[tuple[str, float]]]
                     if img_enc is None:  # the memory's built-in thumbnail embedding, no tags
                         embs, tags = [None] * len(batch), [[] for _ in batch]
                     else:
@@ -493,11 +498,13 @@ class VideoQA:
                         memory.add_frame(f, image_embedding=e, tags=tg, detections=d)
                     if first_t is None:
                         first_t = batch[0].timestamp_s
+                    now = memory.last_time_s
+                    assert now is not None  # the batch's frames were just added
                     if bar is not None:
-                        bar.update(max(0, round(memory.last_time_s) - round(before)))
-                    if memory.last_time_s - last_ckpt >= checkpoint_every_s:
+                        bar.update(max(0, round(now) - round(before)))
+                    if now - last_ckpt >= checkpoint_every_s:
                         _save(out, memory, {**settings, "finished": False, "report": report.to_json()})
-                        last_ckpt = memory.last_time_s
+                        last_ckpt = now
             except KeyboardInterrupt as exc:
                 interrupted = exc
             except Exception as exc:  # a decoder failing mid-stream: keep what was read
