@@ -540,7 +540,9 @@ class RgbdDetector(_Labelled):
         frac_up = np.bincount(flat, weights=ud > 0.9, minlength=ncomp) / np.maximum(cnt, 1)
         frac_down = np.bincount(flat, weights=ud < -0.9, minlength=ncomp) / np.maximum(cnt, 1)
         frac_vert = np.bincount(flat, weights=np.abs(ud) < 0.3, minlength=ncomp) / np.maximum(cnt, 1)
-        hflat = np.nan_to_num(heights.ravel(), nan=0.0)
+        # float64 values into float64 accumulators, one column at a time: numpy's ufunc.at takes its
+        # fast path only without a cast and on 1-D operands (~25x faster than float32 rows)
+        hflat = np.nan_to_num(heights.ravel(), nan=0.0).astype(np.float64, copy=False)
         mean_h = np.bincount(flat, weights=hflat, minlength=ncomp) / np.maximum(cnt, 1)
         lo = np.full(ncomp, np.inf)
         hi = np.full(ncomp, -np.inf)
@@ -551,10 +553,13 @@ class RgbdDetector(_Labelled):
             p = p @ frame.world_from_camera.rotation.T.astype(np.float32)  # world axes (translation cancels)
         else:
             p = p[:, [0, 2, 1]]  # camera x and z are horizontal, y is vertical
-        lo3 = np.full((ncomp, 3), np.inf)
-        hi3 = np.full((ncomp, 3), -np.inf)
-        np.minimum.at(lo3, flat, p)
-        np.maximum.at(hi3, flat, p)
+        cols = np.ascontiguousarray(p.T, dtype=np.float64)
+        lo3 = np.full((3, ncomp), np.inf)
+        hi3 = np.full((3, ncomp), -np.inf)
+        for a in range(3):  # one step per axis
+            np.minimum.at(lo3[a], flat, cols[a])
+            np.maximum.at(hi3[a], flat, cols[a])
+        lo3, hi3 = lo3.T, hi3.T
         size3 = np.linalg.norm(hi3 - lo3, axis=1)  # box diagonal
         width = np.linalg.norm((hi3 - lo3)[:, :2], axis=1)  # horizontal extent
         h_ext = hi - lo
