@@ -14,9 +14,18 @@ Every function here takes plain arrays, so numba can cache it on disk
 from __future__ import annotations
 
 import math
+import os
 
+import numba
 import numpy as np
 from numba import njit, prange
+
+# The parallel kernels' threading layer: OpenMP before TBB. numba tries TBB first, and a process
+# that has loaded an older libtbb (open3d ships one, imported for `engram map`'s mesh) then gets
+# a warning on every run before numba falls back to OpenMP anyway. A layer the user chose through
+# numba's environment variables is kept.
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 KEY_OFFSET = 1 << 15  # OctoMap's tree_max_val: key = floor(p / res) + 2**15
 KEY_LIMIT = 1 << 16  # 16 levels

@@ -699,3 +699,27 @@ def test_ray_walker_is_timed_then_fixed(monkeypatch):
     monkeypatch.setenv("ENGRAM_RAY_WALKER", "fastest")
     with pytest.raises(ValueError, match="ENGRAM_RAY_WALKER"):
         octree_module.ray_walker()
+
+
+def test_parallel_kernels_run_on_openmp_without_a_tbb_warning_beside_open3d():
+    # open3d loads an older libtbb; numba, trying TBB first, warned on every `engram map` before
+    # falling back to OpenMP. The kernels ask for OpenMP first.
+    pytest.importorskip("open3d")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import open3d\n"
+        "import numpy as np, numba\n"
+        "from engram.memory import _octree_kernels as k\n"
+        "k.encode_keys(np.zeros((4, 3), np.int64))\n"
+        "print(numba.threading_layer())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_THREADING_LAYER")}
+    res = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split()[-1] in ("omp", "workqueue"), res.stdout
+    assert "TBB" not in res.stderr, res.stderr
