@@ -25,7 +25,7 @@ from numba import njit, prange
 # a warning on every run before numba falls back to OpenMP anyway. A layer the user chose through
 # numba's environment variables is kept.
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ):
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]  # type: ignore[attr-defined]
 
 KEY_OFFSET = 1 << 15  # OctoMap's tree_max_val: key = floor(p / res) + 2**15
 KEY_LIMIT = 1 << 16  # 16 levels
