@@ -138,7 +138,8 @@ class EQAAnswer:
         positions: their positions.
         snapshot_frames: frames of the memory snapshots shown as evidence.
         times_s: times of the evidence.
-        candidates: for ambiguous names, the objects that could be meant.
+        candidates: for ambiguous names, the objects that could be meant; for a name nothing
+            carries, the closest match (`EmbodiedQA`'s ``hint_min_score``).
         steps: actions taken in active mode.
         path_length_m: distance travelled in active mode.
     """
@@ -167,6 +168,11 @@ class EmbodiedQA:
         fragment_gap_m, fragment_share: an object of the same category within
             ``fragment_gap_m`` of another (box to box) and with less than
             ``fragment_share`` of its points is a fragment of it, not another instance.
+        hint_min_score: when nothing is named after what a question asks about, the
+            answer still says "not observed" (its value stays empty), and names the
+            object the memory's own text query ranks first if it scores at least this
+            (a related word, a detector's second guess: a "monitor" for "television").
+            None: no hint.
     """
 
     def __init__(
@@ -178,7 +184,10 @@ class EmbodiedQA:
         max_snapshots: int = 4,
         fragment_gap_m: float = 0.3,
         fragment_share: float = 0.2,
+        hint_min_score: float | None = 0.5,
     ) -> None:
+        if hint_min_score is not None and not 0 < hint_min_score <= 1:
+            raise ValueError(f"hint_min_score must be in (0, 1] or None, got {hint_min_score}")
         if not near_radius_m > 0 or max_snapshots < 1 or fragment_gap_m < 0 or not 0 <= fragment_share < 1:
             raise ValueError(
                 f"need near_radius_m > 0, max_snapshots >= 1, fragment_gap_m >= 0 and 0 <= fragment_share < 1, got "
@@ -190,6 +199,7 @@ class EmbodiedQA:
         self.max_snapshots = max_snapshots
         self.fragment_gap_m = fragment_gap_m
         self.fragment_share = fragment_share
+        self.hint_min_score = hint_min_score
         self._rooms = None
         self._rooms_at = -1
 
@@ -264,8 +274,32 @@ class EmbodiedQA:
                 return ans
         return self._open(question, options)
 
+    def _closest(self, what: str) -> Any:
+        """The object the memory's text query ranks first for ``what`` (None below ``hint_min_score``)."""
+        if self.hint_min_score is None or not self.memory.objects.objects:
+            return None
+        hits = [
+            h
+            for w in dict.fromkeys((what, _singular(what)))  # "benches" and "bench"
+            for h in self.memory.query(text=w, kinds=("object",), k=1, min_score=self.hint_min_score)
+        ]
+        return self.memory.objects.objects.get(max(hits, key=lambda h: h.score).id) if hits else None
+
+    def _hint(self, what: str) -> tuple[str, list[dict[str, Any]]]:
+        """Words naming the closest match to ``what`` (empty without one), and it as the candidate meant."""
+        o = self._closest(what)
+        if o is None:
+            return "", []
+        d = self._describe(o)
+        room = f"in the {d['room']}" if d["room"] else "in an unsegmented area"
+        return (
+            f" by that name; the closest match is the {d['label']} (object {d['id']}) {room} at {d['position']}",
+            [d],
+        )
+
     def _not_observed(self, category: str, what: str) -> EQAAnswer:
-        return EQAAnswer(f"{what}: {NOT_OBSERVED}", category, value=None, enough_evidence=False)
+        hint, cands = self._hint(what)
+        return EQAAnswer(f"{what}: {NOT_OBSERVED}{hint}", category, value=None, enough_evidence=False, candidates=cands)
 
     def _q_where(self, x: str) -> EQAAnswer:
         objs = self.match_objects(x)
@@ -309,6 +343,9 @@ class EmbodiedQA:
             objs = [o for o in objs if (self._room_name(o.centroid) or "") == r.strip()]
         n = len(objs)
         where = f" in the {r}" if r else ""
+        if n == 0 and r is None:  # nothing of that name: a related one the user may mean
+            hint, cands = self._hint(x)
+            return EQAAnswer(f"0{hint}", "how_many", value=0, candidates=cands)
         return EQAAnswer(f"{n}{where}", "how_many", value=n, **self._evidence_fields(objs))
 
     def _q_is_there(self, x: str, r: str) -> EQAAnswer:

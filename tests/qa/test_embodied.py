@@ -114,3 +114,26 @@ def test_ambiguous_questions_name_every_instance(box_renderer):
     # one instance: the answer is about that one object, no candidate list
     single = qa.ask("What is next to the mug?")
     assert single.candidates == [] and "chair" in single.value
+
+
+def test_a_name_nothing_carries_is_not_observed_but_names_the_closest_match(box_renderer):
+    mem, _ = build(box_renderer, [-60, -40, -20, 0, 20, 40])
+    qa = EmbodiedQA(mem)
+    chairs = {o.id for o in mem.objects.objects.values() if o.label == "chair"}
+    # a bench is no chair (the answer's value stays empty), but a chair is the related thing a user may mean
+    for q in ("Where is the bench?", "Which room is the bench in?", "What is next to the bench?"):
+        a = qa.ask(q)
+        assert NOT_OBSERVED in a.text and a.value is None and not a.enough_evidence, (q, a)
+        assert "closest match is the chair" in a.text and len(a.candidates) == 1, (q, a)
+        assert a.candidates[0]["id"] in chairs and not a.object_ids
+    count = qa.ask("How many benches are there?")
+    assert count.value == 0 and count.text.startswith("0 by that name") and count.candidates[0]["id"] in chairs
+    # nothing near in meaning: no hint
+    far = qa.ask("Where is the giraffe?")
+    assert far.text == f"giraffe: {NOT_OBSERVED}" and not far.candidates
+    assert qa.ask("How many giraffes are there?").text == "0"
+    # hints off
+    off = EmbodiedQA(mem, hint_min_score=None).ask("Where is the bench?")
+    assert off.text == f"bench: {NOT_OBSERVED}" and not off.candidates
+    with pytest.raises(ValueError, match="hint_min_score"):
+        EmbodiedQA(mem, hint_min_score=1.5)
