@@ -79,13 +79,17 @@ def format_answer(ans: Any, evidence: Sequence[Any], options: Sequence[str] | No
     """An `Answer` and the evidence it used as lines of text."""
     import numpy as np
 
-    lines = [f"answer: {ans.text}"]
+    from engram.qa.evaluation import answer_head
+
+    used = getattr(ans, "evidence_used", None) or []
+    # the evidence an answer quotes after itself is listed below it, once
+    head = answer_head(ans.text).strip() if used else ""
+    lines = [f"answer: {head or ans.text}"]
     if options is not None and getattr(ans, "choice_index", None) is not None:
         lines.append(f"choice: {ans.choice_index} ({options[ans.choice_index]})")
     conf = getattr(ans, "confidence", None)
     if conf is not None:
         lines.append(f"confidence: {conf:.2f}")
-    used = getattr(ans, "evidence_used", None) or []
     if used:
         lines.append("evidence:")
         for ev in used:

@@ -188,7 +188,11 @@ def test_cli_answerer_flags(tmp_path, capsys):
 
     build(tmp_path)
     assert main(["qa", "ask", str(tmp_path / "mem"), "how many cups?"]) == 0
-    assert "answer: 3 — I saw at most 3 cups" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "answer: 3 — I saw at most 3 cups" in out
+    # the evidence the answer quotes is listed once, under "evidence:", not again on the answer's line
+    answer_line = next(line for line in out.splitlines() if line.startswith("answer: "))
+    assert "Evidence:" not in answer_line and "\nevidence:\n  object tracks: 3" in out
     # transformers without a model folder: a clear error, not a TypeError
     assert (
         main(
