@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,28 @@ def _configured_source(cfg: Any, stride: int, max_frames: int | None):
     return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
 
 
+def _floor(setting: Any, source: Any) -> tuple[float, str]:
+    """The floor height the memory gets, and where it comes from.
+
+    ``auto``: a recorded RGB-D sequence's floor, estimated from its depth (a hand-held camera's
+    world has its origin at the camera, not on the floor); a bag's or a sequence's without a
+    clear floor is z = 0, a robot's odometry convention. A number is taken as it is.
+    """
+    if setting is None or str(setting).strip().lower() == "auto":
+        estimate = getattr(source, "estimate_floor_z_m", None)
+        z = estimate() if callable(estimate) else None
+        if z is not None:
+            return float(z), "estimated from the depth images"
+        return 0.0, "z = 0: no clear floor in the depth images" if callable(estimate) else "z = 0, the source's own"
+    try:
+        z = float(setting)
+    except (TypeError, ValueError):
+        raise ValueError(f"floor_z_m must be 'auto' or a number of metres, got {setting!r}") from None
+    if not math.isfinite(z):
+        raise ValueError(f"floor_z_m must be finite, got {setting!r}")
+    return z, "given"
+
+
 def run_map(cfg: Any) -> dict[str, Any]:
     """Run the map job for a composed config (engram/configs/map.yaml)."""
     from engram.config import to_plain
@@ -139,6 +162,8 @@ def run_map(cfg: Any) -> dict[str, Any]:
         from engram.perception.odometry import with_estimated_poses
 
         stream = with_estimated_poses(stream)
+    c["memory"]["floor_z_m"], floor_from = _floor(c.get("floor_z_m", "auto"), source)
+    log.info("map: floor at z = %.2f m (%s)", c["memory"]["floor_z_m"], floor_from)
     memory = SceneMemory.from_config(c["memory"])
     tsdf = None
     if c.get("tsdf", True):
@@ -212,6 +237,8 @@ def run_map(cfg: Any) -> dict[str, Any]:
         "frames_mapped": mapped,
         "occupied_voxels": int(len(occ)),
         "objects": len(objects),
+        "floor_z_m": round(float(memory.floor_z_m), 3),
+        "floor_from": floor_from,
         "seconds": round(time.perf_counter() - t0, 2),
         "complete": stopped is None,
         "stopped_early": stopped,

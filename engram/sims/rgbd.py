@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,8 +207,11 @@ def _points(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int
     return np.stack([(u - cx) / fx * d, (v - cy) / fy * d, d], axis=-1)
 
 
-def _upward_normals(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int) -> np.ndarray:
-    """Unit surface normals "N 3" (camera frame, facing the camera) from a depth image, every ``step`` pixels."""
+def _points_and_normals(
+    depth_m: np.ndarray, k: tuple[float, float, float, float], step: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Camera-frame points "N 3" and their unit surface normals "N 3" (facing the camera), every
+    ``step`` pixels, where the pixel and its right and lower neighbours lie on one surface."""
     fx, fy, cx, cy = k
     d = depth_m[::step, ::step].astype(np.float64)
     v, u = np.mgrid[0 : depth_m.shape[0] : step, 0 : depth_m.shape[1] : step]
@@ -219,15 +222,20 @@ def _upward_normals(depth_m: np.ndarray, k: tuple[float, float, float, float], s
     ok = (d[:-1, :-1] > 0) & (d[:-1, 1:] > 0) & (d[1:, :-1] > 0)
     # neighbours on one surface only (no depth jumps)
     ok &= (np.abs(dx[..., 2]) < 0.05 * d[:-1, :-1]) & (np.abs(dy[..., 2]) < 0.05 * d[:-1, :-1])
-    n = n[ok]
+    n, pts = n[ok], p[:-1, :-1][ok]
     norm = np.linalg.norm(n, axis=1)
     keep = norm > 0
-    return n[keep] / norm[keep, None]
+    return pts[keep], n[keep] / norm[keep, None]
+
+
+def _upward_normals(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int) -> np.ndarray:
+    """Unit surface normals "N 3" (camera frame, facing the camera) from a depth image, every ``step`` pixels."""
+    return _points_and_normals(depth_m, k, step)[1]
 
 
 def estimate_world_from_dataset(
     poses: np.ndarray,
-    depths_m: list[np.ndarray] | None = None,
+    depths_m: Sequence[np.ndarray | None] | None = None,
     intrinsics: tuple[float, float, float, float] | None = None,
     *,
     step: int = 4,
@@ -322,6 +330,67 @@ def estimate_world_from_dataset(
         x, y = math.cos(turn) * x + math.sin(turn) * y, -math.sin(turn) * x + math.cos(turn) * y
     world_from_dataset = np.stack([x, y, up])  # rows: the world axes in dataset coordinates
     return Pose.from_rt(world_from_dataset, [0.0, 0.0, 0.0])
+
+
+def estimate_floor_height(
+    world_from_cameras: Sequence[Pose] | np.ndarray,
+    depths_m: Sequence[np.ndarray | None],
+    intrinsics: tuple[float, float, float, float],
+    *,
+    step: int = 4,
+    min_share: float = 0.02,
+    min_area_m2: float = 2.0,
+    min_below_camera_m: float = 0.5,
+) -> float | None:
+    """The floor's height in a z-up world, from depth images and their poses (None when unsure).
+
+    The points whose surface faces up (normal within 15 degrees of +z) are binned by height
+    (2 cm); a level is a bin and its two neighbours. The floor is the lowest level that holds
+    at least ``min_share`` of those points, covers at least ``min_area_m2`` seen from above
+    (10 cm cells: a table top is smaller), and lies at least ``min_below_camera_m`` under the
+    cameras' median height. A sequence that never shows such a level (a desk seen from close
+    by) gives None rather than the desk's top.
+
+    Args:
+        world_from_cameras: poses of the views (`Pose` or "N 4 4"), OpenCV cameras in a z-up world.
+        depths_m: their depth images (metres; 0 = none); None entries are skipped.
+        intrinsics: (fx, fy, cx, cy) of the depth images.
+        step: pixel step.
+        min_share, min_area_m2, min_below_camera_m: what a floor needs (above).
+    """
+    mats = [np.asarray(p.matrix if isinstance(p, Pose) else p, np.float64).reshape(4, 4) for p in world_from_cameras]
+    if len(mats) != len(depths_m):
+        raise ValueError(f"{len(mats)} poses for {len(depths_m)} depth images")
+    heights, cells, cams = [], [], []
+    for m, d in zip(mats, depths_m):
+        if d is None:
+            continue
+        cams.append(m[2, 3])
+        pts, normals = _points_and_normals(d, intrinsics, step)
+        up = normals @ m[2, :3] > math.cos(math.radians(15.0))  # the normal's world z
+        world = pts[up] @ m[:3, :3].T + m[:3, 3]
+        heights.append(world[:, 2])
+        cells.append(np.floor(world[:, :2] / 0.1).astype(np.int64))
+    if not heights:
+        return None
+    h = np.concatenate(heights)
+    xy = np.concatenate(cells)
+    if len(h) < 200:
+        return None
+    lo = math.floor(float(h.min()) / 0.02)
+    b = np.floor(h / 0.02).astype(np.int64) - lo
+    counts = np.bincount(b)
+    level = counts + np.r_[0, counts[:-1]] + np.r_[counts[1:], 0]  # a bin and its neighbours
+    top = float(np.median(cams)) - min_below_camera_m
+    for i in np.flatnonzero(level >= min_share * len(h)):  # lowest first
+        z = (lo + i + 0.5) * 0.02
+        if z > top:
+            break
+        band = np.abs(b - i) <= 1
+        area = len(np.unique(xy[band][:, 0] * 1_000_003 + xy[band][:, 1])) * 0.01
+        if area >= min_area_m2:
+            return float(np.median(h[band]))
+    return None
 
 
 def _poses_from_tq(t: np.ndarray, q_xyzw: np.ndarray) -> np.ndarray:
@@ -802,6 +871,24 @@ class RgbdDataset:
         depths = [_read_depth_m(e.depth, self.depth_scale) for e in views]
         k = self._intrinsics_tuple()
         return estimate_world_from_dataset(np.stack([e.world_from_camera for e in views]), depths, k)
+
+    def estimate_floor_z_m(self, n_views: int = 24) -> float | None:
+        """The floor's height in engram's world, from the depth of ``n_views`` posed frames spread
+        over the frames this dataset yields (`estimate_floor_height`); None without poses, or
+        when no level is clearly the floor. Read once, then kept."""
+        if not hasattr(self, "_floor_z_m"):
+            posed = [(e, pose) for e in self._entries if (pose := self._pose(e)) is not None]
+            views = [posed[i] for i in np.linspace(0, len(posed) - 1, min(n_views, len(posed))).astype(int)]
+            self._floor_z_m = (
+                estimate_floor_height(
+                    [pose for _, pose in views],
+                    [_read_depth_m(e.depth, self.depth_scale) for e, _ in views],
+                    self._intrinsics_tuple(),
+                )
+                if views
+                else None
+            )
+        return self._floor_z_m
 
     def _intrinsics_tuple(self) -> tuple[float, float, float, float]:
         """(fx, fy, cx, cy) as given, or the layout's default."""

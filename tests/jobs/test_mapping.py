@@ -40,6 +40,22 @@ def test_map_icl_sample_writes_exports(shared_data, tmp_path):
 
     mem = SceneMemory.load(str(out / "memory"))
     assert len(mem.octree.occupied_centers()) == summary["occupied_voxels"]
+    # the floor comes from the depth images (the sequence's world has its origin at the first
+    # camera, 0.9 m above it; the hand-made boxes put it at -0.43), and the places lie on it
+    assert summary["floor_from"] == "estimated from the depth images"
+    assert summary["floor_z_m"] == pytest.approx(-0.43, abs=0.05)
+    assert mem.floor_z_m == pytest.approx(summary["floor_z_m"], abs=1e-3)
+    assert all(mem.places.position(n)[2] == pytest.approx(mem.floor_z_m) for n in mem.places.graph.nodes)
+
+
+def test_map_floor_given_or_refused(shared_data, tmp_path, capsys):
+    args = ["map", str(shared_data / "icl_livingroom1"), "max_frames=3", "stride=20", "progress=false", "tsdf=false"]
+    assert main([*args, "--out", str(tmp_path / "a"), "floor_z_m=-0.5"]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["floor_z_m"] == -0.5 and summary["floor_from"] == "given"
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b"), "floor_z_m=low"]) == 2  # bad input: one line, exit 2
+    assert "floor_z_m must be 'auto' or a number of metres, got 'low'" in capsys.readouterr().err
 
 
 def test_map_rejects_what_it_cannot_map(tmp_path):
@@ -111,6 +127,7 @@ def test_map_of_a_cut_bag_keeps_the_frames_before_the_cut(tmp_path, capsys, box_
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["complete"] and "truncated" in summary["stopped_early"]
     assert 1 <= summary["frames"] < 40 and summary["frames_mapped"] == summary["frames"]
+    assert summary["floor_z_m"] == 0.0 and summary["floor_from"] == "z = 0, the source's own"  # a robot's odometry
     from engram.memory.scene import SceneMemory
 
     assert SceneMemory.load(str(out / "memory")).frames_seen == summary["frames"]

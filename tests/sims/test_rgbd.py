@@ -14,6 +14,7 @@ from engram.perception.geometry import frame_points_world
 from engram.sims.rgbd import (
     RgbdDataset,
     associate_timestamps,
+    estimate_floor_height,
     load_rgbd_pair,
     read_trajectory_log,
     read_tum_trajectory,
@@ -194,3 +195,56 @@ def test_bad_folders(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="neither"):
         RgbdDataset(tmp_path / "empty")
+
+
+def _looking_around(z: float, pitch_deg: float = 35.0, n: int = 8) -> list[Pose]:
+    """Cameras at height ``z`` turning on the spot, pitched down (OpenCV cameras, z-up world)."""
+    r0 = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0]], float)
+    p = np.radians(pitch_deg)
+    ry = np.array([[np.cos(p), 0, np.sin(p)], [0, 1, 0], [-np.sin(p), 0, np.cos(p)]])
+    return [
+        Pose.from_rt(Pose.from_xyz_yaw(0.0, 0.0, 0.0, yaw).rotation @ ry @ r0, [0.0, 0.0, z])
+        for yaw in np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+    ]
+
+
+FLOOR_K = CameraIntrinsics(fx=200.0, fy=200.0, cx=159.5, cy=119.5, width=320, height=240)
+
+
+def test_floor_height_is_the_lowest_wide_level_not_a_table_top(box_renderer) -> None:
+    # a floor 1.3 m below a hand-held camera's origin, a table whose top is 0.55 m below it
+    table = (1, (0.8, -0.6, -1.3), (1.6, 0.6, -0.55))
+    poses = _looking_around(0.0)
+    depths = [box_renderer([table], p, FLOOR_K, floor_z=-1.3)[0] for p in poses]
+    k = (FLOOR_K.fx, FLOOR_K.fy, FLOOR_K.cx, FLOOR_K.cy)
+    assert estimate_floor_height(poses, depths, k) == pytest.approx(-1.3, abs=0.02)
+    # the same with no floor in sight: the table's top is no floor (too small), so no answer
+    no_floor = [box_renderer([table], p, FLOOR_K, floor_z=None)[0] for p in poses]
+    assert estimate_floor_height(poses, no_floor, k) is None
+    # a level 0.3 m under the camera (less than 0.5 m) is no floor a hand-held camera is held over
+    low = _looking_around(-1.0)
+    assert estimate_floor_height(low, [box_renderer([], p, FLOOR_K, floor_z=-1.3)[0] for p in low], k) is None
+    with pytest.raises(ValueError, match="poses for"):
+        estimate_floor_height(poses[:2], depths, k)
+
+
+@pytest.mark.parametrize(
+    "name, boxes",
+    [
+        ("icl_livingroom1", "icl_livingroom1_boxes.json"),
+        ("sevenscenes_redkitchen", "sevenscenes_redkitchen_boxes.json"),
+    ],
+)
+def test_floor_height_of_real_sequences_meets_the_hand_made_boxes(shared_data: Path, name: str, boxes: str) -> None:
+    # the boxes of things standing on the floor (chairs, a sideboard, a table) were drawn down to it by hand
+    import json
+
+    data = shared_data / name
+    if not data.is_dir():
+        pytest.skip(f"{name} not in the sample data")
+    spec = json.loads((Path(__file__).resolve().parents[1] / "data" / boxes).read_text())
+    floor = np.median(
+        [o["min"][2] for o in spec["objects"] if o["name"] in ("chair", "rocking chair", "sideboard", "table")]
+    )
+    est = RgbdDataset(data).estimate_floor_z_m()
+    assert est is not None and abs(est - floor) < 0.05, (est, floor)
