@@ -234,3 +234,25 @@ def test_offline_detectors_take_the_classifier_precision_from_their_config(name)
     assert det.labeller.encoder.precision == "float32"
     with pytest.raises(ValueError, match="precision"):
         build_detector(name, precision="float8")
+
+
+@pytest.mark.parametrize("name", ["rgbd", "rgb"])
+def test_offline_detector_configs_repeat_the_constructors_defaults(name):
+    # the config group and `build_detector(name)` must build the same detector: a value set in
+    # one and not the other drifts (rgb.yaml once said 128 px crops where the detector uses 96)
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    import engram
+    from engram.perception.detectors.rgbd import RgbdDetector, RgbDetector
+
+    cls = {"rgbd": RgbdDetector, "rgb": RgbDetector}[name]
+    cfg = OmegaConf.to_container(
+        OmegaConf.load(Path(engram.__file__).parent / "configs" / "perception" / "detector" / f"{name}.yaml")
+    )
+    params = inspect.signature(cls.__init__).parameters
+    keys = [k for k in cfg if k not in ("_target_", "name")]
+    assert keys and all(k in params for k in keys), keys
+    assert {k: cfg[k] for k in keys} == {k: params[k].default for k in keys}
