@@ -719,6 +719,10 @@ class Navigator:
         stop_distance_m: the robot stops at any viewpoint at most this far from the box.
         replan_every: steps between replans.
         turn_deg: the robot's turn step (a turn toward the object ends within half of it).
+        closest_match_min_score: when no object is named after the goal (query score 0.75: the
+            word, a synonym), even after exploring, the robot goes to the objects the memory's
+            text query ranks first if they score at least this (a related word, a detector's
+            second guess: better than giving up); None gives up.
     """
 
     def __init__(
@@ -733,6 +737,7 @@ class Navigator:
         long_range_m: float = 8.0,
         turn_deg: float = 30.0,
         unknown_radius_m: float = 1.0,
+        closest_match_min_score: float | None = 0.5,
     ) -> None:
         if not 0 < view_distance_m <= stop_distance_m:
             raise ValueError(f"need 0 < view_distance_m <= stop_distance_m, got {view_distance_m}, {stop_distance_m}")
@@ -746,6 +751,9 @@ class Navigator:
         self.long_range_m = long_range_m
         self.turn_rad = math.radians(turn_deg)
         self.unknown_radius_m = unknown_radius_m
+        if closest_match_min_score is not None and not 0 < closest_match_min_score <= 0.75:
+            raise ValueError(f"closest_match_min_score must be in (0, 0.75] or None, got {closest_match_min_score}")
+        self.closest_match_min_score = closest_match_min_score
         self.follower = PathFollower(turn_deg=turn_deg)
         self.camera: CameraModel | None = None
         self.bumps: deque[np.ndarray] = deque(maxlen=3)  # the last blocked moves (shared with an explorer it drives)
@@ -1006,6 +1014,9 @@ class Navigator:
                 targets = self._targets(text)
                 if res.reason == "no reachable frontier" or res.steps == 0:
                     break
+        if not targets and self.closest_match_min_score is not None:
+            # nothing named so: what the memory ranks first for the words is the best bet left
+            targets = self._targets(text, min_score=self.closest_match_min_score)
         if not targets:
             return NavigationResult(
                 False,

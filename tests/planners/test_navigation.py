@@ -438,3 +438,43 @@ def test_explorer_takes_back_felt_obstacles_before_giving_up():
     assert res.reason == "no reachable frontier"
     assert tries == [1, 1, 1, 0, 0, 0]  # three plans with the felt obstacle, three after taking it back
     assert mem.marks == [([3.05, 1.5], -2.01)] and ex.felt == [] and ex.forgets == 1
+
+
+def test_object_goal_named_by_nothing_falls_back_to_the_closest_match():
+    """No object is named after the goal: before giving up, the navigator asks the memory's
+    text query for its best object at the lower score (a related word, a second guess)."""
+    from engram.planners.navigation import Navigator
+
+    class Hit:
+        def __init__(self, score):
+            self.id, self.label, self.score = 7, "cabinet", score
+            self.evidence = {"box_min": [1.0, 1.0, 0.0], "box_max": [1.5, 1.5, 0.9]}
+
+    class Mem:
+        octree = FakeOctree()
+        trajectory: list = []
+
+        def __init__(self, best):
+            self.best, self.asked = best, []
+
+        def query(self, text, kinds, k, min_score):
+            self.asked.append(min_score)
+            return [Hit(self.best)] if self.best >= min_score else []
+
+    class Sim:
+        def observe(self):
+            return None
+
+    # a related object scoring 0.6: not a match (0.75), but the closest one (0.5)
+    nav = Navigator(Mem(0.6))
+    assert nav._targets("fridge") == []
+    assert [t.object_id for t in nav._targets("fridge", min_score=nav.closest_match_min_score)] == [7]
+    # nothing close either: asked at 0.75, then at 0.5, then "not found"; with the fallback off, once
+    mem = Mem(0.3)
+    res = Navigator(mem).go_to_object(Sim(), "fridge", max_steps=50)
+    assert res.status == "not found" and mem.asked == [0.75, 0.5]
+    mem = Mem(0.6)
+    res = Navigator(mem, closest_match_min_score=None).go_to_object(Sim(), "fridge", max_steps=50)
+    assert res.status == "not found" and mem.asked == [0.75]
+    with pytest.raises(ValueError, match="closest_match_min_score"):
+        Navigator(mem, closest_match_min_score=0.9)
