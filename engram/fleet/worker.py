@@ -260,7 +260,7 @@ class SourceIndexer:
     def _build_scene(self, spec: SourceSpec, local: str, tmp: Path, counter: _Counter) -> dict[str, list]:
         import itertools
 
-        from engram.jobs.mapping import open_source
+        from engram.jobs.mapping import open_source, resolve_floor
         from engram.memory.scene import SceneMemory
 
         s = dict(self.settings.get("scene") or {})
@@ -277,6 +277,7 @@ class SourceIndexer:
 
             stream = with_estimated_poses(stream)
         cfg = {k: v for k, v in dict(self.settings["memory"]).items() if not k.startswith("_")}
+        cfg["floor_z_m"], _ = resolve_floor(s.get("floor_z_m", "auto"), source)  # as `engram map` finds it
         for name, kind in (("image_encoder", "image"), ("text_encoder", "text")):
             if isinstance(cfg.get(name), str):
                 cfg[name] = self.encoder(kind, cfg[name])

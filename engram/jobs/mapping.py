@@ -37,7 +37,7 @@ import numpy as np
 if TYPE_CHECKING:
     from engram.types import Frame
 
-__all__ = ["ACCEPTED", "VIDEO_HINT", "open_source", "run_map"]
+__all__ = ["ACCEPTED", "VIDEO_HINT", "open_source", "resolve_floor", "run_map"]
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _configured_source(cfg: Any, stride: int, max_frames: int | None):
     return itertools.islice(src, 0, max_frames, stride) if (stride > 1 or max_frames) else src
 
 
-def _floor(setting: Any, source: Any) -> tuple[float, str]:
+def resolve_floor(setting: Any, source: Any) -> tuple[float, str]:
     """The floor height the memory gets, and where it comes from.
 
     ``auto``: a recorded RGB-D sequence's floor, estimated from its depth (a hand-held camera's
@@ -162,7 +162,7 @@ def run_map(cfg: Any) -> dict[str, Any]:
         from engram.perception.odometry import with_estimated_poses
 
         stream = with_estimated_poses(stream)
-    c["memory"]["floor_z_m"], floor_from = _floor(c.get("floor_z_m", "auto"), source)
+    c["memory"]["floor_z_m"], floor_from = resolve_floor(c.get("floor_z_m", "auto"), source)
     log.info("map: floor at z = %.2f m (%s)", c["memory"]["floor_z_m"], floor_from)
     memory = SceneMemory.from_config(c["memory"])
     tsdf = None

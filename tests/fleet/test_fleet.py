@@ -404,6 +404,13 @@ def test_shared_sample_data_is_recognised_and_an_rgbd_folder_indexes(shared_data
     # events of a posed RGB-D run carry the camera position
     ev = [i for i, k in enumerate(rows["kind"]) if k == "event"]
     assert ev and all(np.isfinite([rows["x"][i], rows["y"][i], rows["z"][i]]).all() for i in ev)
+    # its memory stands on the floor found in the depth images, as `engram map` finds it (the
+    # hand-made boxes put ICL's floor at -0.43; the world's origin is the first camera)
+    from engram.memory.scene import SceneMemory
+
+    assert SceneMemory.load(str(out / "sources" / report.done[0] / "memory")).floor_z_m == pytest.approx(
+        -0.43, abs=0.05
+    )
 
 
 def test_progress_files_count_frames_and_attempts(tmp_path: Path):
