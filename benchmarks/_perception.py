@@ -22,6 +22,11 @@ def labeller_kwargs(detector: str, precision: str) -> dict[str, str]:
     return {"precision": precision} if detector in OFFLINE_DETECTORS and precision != "auto" else {}
 
 
+def cache_suffix(detector: str, precision: str) -> str:
+    """What a run's cache key adds for a precision other than the default ("" for auto)."""
+    return "".join(f"-{v}" for v in labeller_kwargs(detector, precision).values())
+
+
 def describe_precision(precision: str) -> str:
     """What the classifier runs in on this CPU, for a table's header."""
     import warnings

@@ -57,7 +57,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from _perception import add_precision_argument, describe_precision, labeller_kwargs  # noqa: E402
+from _perception import add_precision_argument, cache_suffix, describe_precision, labeller_kwargs  # noqa: E402
 
 from engram.memory.scene import STRUCTURE_LABELS, SceneMemory  # noqa: E402
 from engram.qa.evaluation import Box3D, match_object_boxes  # noqa: E402
@@ -402,7 +402,7 @@ def main() -> None:
         return (
             f"{seed}-{perception}-{args.min_pixels}px-{args.min_frames}f"
             + ("-split" if args.split_glued else "")
-            + "".join(f"-{v}" for v in labeller_kwargs(perception, args.precision).values())
+            + cache_suffix(perception, args.precision)
         )
 
     todo = [(s, p) for s, p in runs if key(s, p) not in cache]
@@ -598,9 +598,7 @@ def real_data_found(
         ):
             out.append("n/a")
             continue
-        key = f"real-{name}-{perception}-every{every}" + "".join(
-            f"-{v}" for v in labeller_kwargs(perception, precision).values()
-        )
+        key = f"real-{name}-{perception}-every{every}" + cache_suffix(perception, precision)
         if key not in cache and not run_missing:
             out.append("n/a")
             continue

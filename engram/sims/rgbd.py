@@ -672,6 +672,7 @@ class RgbdDataset:
         self.fps = float(fps)
         self._intrinsics_arg = intrinsics
         self._intrinsics: CameraIntrinsics | None = None
+        self._floor_z_m: dict[int, float | None] = {}  # estimate_floor_z_m's, per view count
         index = {"tum": self._index_tum, "icl": self._index_icl, "7scenes": self._index_7scenes}[self.format]
         all_entries = index()
         if world_from_dataset is None:
@@ -876,10 +877,10 @@ class RgbdDataset:
         """The floor's height in engram's world, from the depth of ``n_views`` posed frames spread
         over the frames this dataset yields (`estimate_floor_height`); None without poses, or
         when no level is clearly the floor. Read once, then kept."""
-        if not hasattr(self, "_floor_z_m"):
+        if n_views not in self._floor_z_m:
             posed = [(e, pose) for e in self._entries if (pose := self._pose(e)) is not None]
             views = [posed[i] for i in np.linspace(0, len(posed) - 1, min(n_views, len(posed))).astype(int)]
-            self._floor_z_m = (
+            self._floor_z_m[n_views] = (
                 estimate_floor_height(
                     [pose for _, pose in views],
                     [_read_depth_m(e.depth, self.depth_scale) for e, _ in views],
@@ -888,7 +889,7 @@ class RgbdDataset:
                 if views
                 else None
             )
-        return self._floor_z_m
+        return self._floor_z_m[n_views]
 
     def _intrinsics_tuple(self) -> tuple[float, float, float, float]:
         """(fx, fy, cx, cy) as given, or the layout's default."""
