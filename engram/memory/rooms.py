@@ -15,8 +15,11 @@ every object lands in a room.
 
 Names come from furniture and objects remembered in each room, scored against
 room signatures (a bed means bedroom, a fridge kitchen, a low table in front
-of a sofa the living room). Each name is given at most once, strongest
-evidence first; a room without evidence is "room N".
+of a sofa the living room). An object's evidence is weighed by the share of its
+label distribution behind each word, so a detector's unsure name counts for
+less than a sure one. Each name is given at most once, strongest evidence
+first; a room whose evidence stays below ``min_name_score`` is "room N" (a
+guess is worse than no name: "which room" answers and room goals read it).
 """
 
 from __future__ import annotations
@@ -212,6 +215,7 @@ def segment_rooms(
     min_room_m2: float = 0.5,
     wall_band_m: tuple[float, float] = (0.15, 2.3),
     merge_border_m: float = 2.5,
+    min_name_score: float = 0.5,
 ) -> RoomMap:
     """Segment the mapped floor into rooms and name them from ``objects``.
 
@@ -227,6 +231,10 @@ def segment_rooms(
         wall_band_m: heights above the floor where occupied space may be wall.
         merge_border_m: neighbouring regions sharing a border longer than
             this are one room.
+        min_name_score: the least evidence (summed signature weights, each weighed by
+            the object's share of its label distribution) that names a room; below it
+            the room is "room N" (a sure table gives the dining room 1.0, a sure bed the
+            bedroom 3.0).
 
     Returns:
         The `RoomMap`; empty (no rooms) when the octree holds nothing.
@@ -243,6 +251,8 @@ def segment_rooms(
         )
     if not wall_band_m[1] > wall_band_m[0]:
         raise ValueError(f"wall_band_m must be (low, high) with high > low, got {wall_band_m}")
+    if not (np.isfinite(min_name_score) and min_name_score >= 0):
+        raise ValueError(f"min_name_score must be a finite number >= 0, got {min_name_score}")
     objects = list(objects)
     g = _grids(octree, objects, floor_z_m, resolution_m, wall_band_m, box_margin_m=max(resolution_m, 0.05))
     if g is None:
@@ -290,7 +300,7 @@ def segment_rooms(
         centre = origin + (cells[:, ::-1].mean(axis=0) + 0.5) * res
         rooms.append(Room(id=r, name="", center_xy=centre, area_m2=float(len(cells) * res**2)))
     rm = RoomMap(labels, origin, res, rooms, wall)
-    _name_rooms(rm, objects, floor_z_m)
+    _name_rooms(rm, objects, floor_z_m, min_name_score)
     return rm
 
 
@@ -460,18 +470,20 @@ def _split_mixed_rooms(
     return out
 
 
-def _object_cues(o, floor_z_m: float) -> list[str]:
-    """The signature keys an object gives evidence for (its label, and a coffee table for a low table)."""
-    label = str(o.label).lower()
-    if label == "table":
-        hi = getattr(o, "box_max", None)
-        if (
-            hi is not None
-            and np.isfinite(np.asarray(hi, float)[2])
-            and float(np.asarray(hi, float)[2]) - floor_z_m < COFFEE_TABLE_TOP_M
-        ):
-            return ["coffee table"]
-    return [label]
+def _object_cues(o, floor_z_m: float) -> list[tuple[str, float]]:
+    """The signature keys an object gives evidence for, each with the share of its label
+    distribution behind it (``label_posterior`` when the object has one, else its label alone):
+    a detector's uncertain "toilet" counts for what it is worth, and a right second guess
+    counts too. A table whose top is low counts as a coffee table."""
+    post = getattr(o, "label_posterior", None) or {str(o.label): 1.0}
+    words = [(str(k).lower(), float(v)) for k, v in post.items() if np.isfinite(v) and v > 0]
+    total = sum(v for _, v in words)
+    if total <= 0:
+        return []
+    hi = getattr(o, "box_max", None)
+    top_z = float(np.asarray(hi, float)[2]) if hi is not None else float("nan")
+    low = np.isfinite(top_z) and top_z - floor_z_m < COFFEE_TABLE_TOP_M
+    return [("coffee table" if w == "table" and low else w, v / total) for w, v in words]
 
 
 def _room_evidence(rm: RoomMap, objects: list, floor_z_m: float):
@@ -484,15 +496,15 @@ def _room_evidence(rm: RoomMap, objects: list, floor_z_m: float):
         if room is None:
             continue
         evidence = [
-            (rtype, sig[cue])
-            for cue in _object_cues(o, floor_z_m)
+            (rtype, share * sig[cue])
+            for cue, share in _object_cues(o, floor_z_m)
             for rtype, sig in ROOM_SIGNATURES.items()
             if sig.get(cue, 0.0)
         ]
         yield room, o, evidence
 
 
-def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
+def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float, min_score: float) -> None:
     for room, o, evidence in _room_evidence(rm, objects, floor_z_m):
         room.object_ids.append(int(o.id))
         for rtype, wgt in evidence:
@@ -502,7 +514,7 @@ def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float) -> None:
     used_types: set[str] = set()
     for _s, rid, t in pairs:
         room = rm.rooms[rid]
-        if room.name or t in used_types:
+        if room.name or t in used_types or _s < min_score:
             continue
         room.name = t
         used_types.add(t)

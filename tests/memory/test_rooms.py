@@ -75,6 +75,13 @@ class Obj:
     box_max: np.ndarray | None = field(default=None)
 
 
+@dataclass
+class Detected(Obj):
+    """An object named by a detector: its label distribution (word -> weighed votes) beside its label."""
+
+    label_posterior: dict[str, float] = field(default_factory=dict)
+
+
 def _block_obj(i, label, x0, x1, y0, y1, z1):
     return Obj(
         i, label, np.array([(x0 + x1) / 2, (y0 + y1) / 2, z1 / 2]), np.array([x0, y0, 0.0]), np.array([x1, y1, z1])
@@ -157,6 +164,27 @@ def test_low_table_names_the_living_room_high_table_the_dining_room():
     assert rm.room_at((7.5, 3.5)).name == "dining room"
 
 
+def test_names_weigh_each_word_by_its_share_of_the_objects_votes():
+    left, right = np.array([1.5, 1.0, 0.4]), np.array([6.5, 3.0, 0.4])
+    # a sure toilet names its room; one the detector gave a sixth of its votes (0.5 of evidence
+    # at most) is no reason to call a room a bathroom, so that room keeps a plain name
+    sure = Detected(1, "toilet", left, label_posterior={"toilet": 4.0})
+    unsure = Detected(2, "toilet", right, label_posterior={"toilet": 0.6, "box": 0.3, "object": 2.7})
+    rm = segment_rooms(Apartment(), [sure, unsure])
+    assert rm.room_at((1.0, 2.0)).name == "bathroom"
+    named_right = rm.room_at((7.0, 2.0))
+    assert named_right.name == "room 2" and named_right.object_ids == [2]
+    assert named_right.scores["bathroom"] == pytest.approx(3.0 * 0.6 / 3.6)
+    # the threshold is what withholds the name: without it the unsure toilet names its room
+    loose = segment_rooms(Apartment(), [unsure], min_name_score=0.0)
+    assert loose.room_at((7.0, 2.0)).name == "bathroom"
+    # a right second guess counts: a bed the detector called "box" more often still names the bedroom
+    bed = Detected(3, "box", right, label_posterior={"box": 3.0, "bed": 2.0})
+    assert segment_rooms(Apartment(), [bed]).room_at((7.0, 2.0)).name == "bedroom"
+    # objects without a distribution (simulator labels, plain records) count their label in full
+    assert segment_rooms(Apartment(), [Obj(4, "bed", right)]).room_at((7.0, 2.0)).name == "bedroom"
+
+
 def test_empty_and_bad_input():
     class Empty:
         voxel_size_m = VS
@@ -171,6 +199,8 @@ def test_empty_and_bad_input():
     assert rm.rooms == [] and rm.room_at((0.0, 0.0)) is None
     with pytest.raises(ValueError, match="resolution_m"):
         segment_rooms(Apartment(), [], resolution_m=0.0)
+    with pytest.raises(ValueError, match="min_name_score"):
+        segment_rooms(Apartment(), [], min_name_score=float("nan"))
     with pytest.raises(ValueError, match="wall_band_m"):
         segment_rooms(Apartment(), [], wall_band_m=(1.0, 0.5))
     with pytest.raises(ValueError, match="finite"):
