@@ -27,6 +27,9 @@ for scoring (`EmbeddedSim.last_ground_truth`):
   (a synonym or a description, `RETRIEVAL_QUERIES`, through the MiniLM text
   encoder when installed) must return, top-1, a remembered object matched to
   a true object of that category (right category at the right place);
+* rooms: the memory's rooms (`engram.memory.rooms.segment_rooms` on its octree
+  and objects) named right / named at all / segmented; a named room is right
+  when the simulator's room holding most of its floor has that name;
 * CPU ms per frame of `integrate` (perception included) at 320x240 with one
   thread (numba, OpenMP, torch), and frames per CPU second;
 * kitchen_found / icl_found: the default detector's memory of the real
@@ -153,6 +156,18 @@ def memory_boxes(mem: SceneMemory) -> tuple[list, list[Box3D], list[tuple[float,
     )
 
 
+def true_room(rm, room_id: int, truth: dict) -> str | None:
+    """The simulator's room (name -> Box2D) that holds most of a segmented room's floor cells (scoring only)."""
+    rr, cc = np.nonzero(rm.labels == room_id)
+    x = rm.origin_xy[0] + (cc + 0.5) * rm.resolution_m
+    y = rm.origin_xy[1] + (rr + 0.5) * rm.resolution_m
+    counts = {
+        n: int(((x >= b.x_min) & (x <= b.x_max) & (y >= b.y_min) & (y <= b.y_max)).sum()) for n, b in truth.items()
+    }
+    best = max(counts, key=lambda n: counts[n], default=None)
+    return best if best is not None and counts[best] > 0 else None
+
+
 def run_apartment(
     seed: int,
     perception: str,
@@ -197,6 +212,13 @@ def run_apartment(
         objs, pred, cents = memory_boxes(mem)
         score = match_object_boxes(gt, pred, pred_centroids=cents, counted=seen, min_iou=MIN_IOU)
 
+        # rooms: the names the memory gives its segmented rooms against the simulator's rooms
+        from engram.memory.rooms import segment_rooms
+
+        rm = segment_rooms(mem.octree, mem.objects.objects.values(), floor_z_m=mem.floor_z_m)
+        truth_rooms = sim.ground_truth.rooms()
+        named = [r for r in rm.rooms if not r.name.startswith("room ")]
+
         # snapshots: each object in exactly one snapshot
         membership: dict[int, int] = {}
         for s in mem.snapshots.snapshots:
@@ -233,6 +255,9 @@ def run_apartment(
             "label_pairs": [(gt[m.gt].label, pred[m.pred].label) for m in score.matches if score.counted[m.gt]],
             "snapshots": len(mem.snapshots.snapshots),
             "exactly_one": exactly_one,
+            "rooms": len(rm.rooms),
+            "rooms_named": len(named),
+            "rooms_right": sum(r.name == true_room(rm, r.id, truth_rooms) for r in named),
             "categories": len(cats),
             "retrieved": retrieved,
             "wrong": wrong,
@@ -335,6 +360,10 @@ def summarise(rs: list[dict], vocab: list[str] | None) -> dict:
         "duplicate_rate": sum(r["duplicates"] for r in rs) / max(judged, 1),
         "splits": sum(r.get("splits", 0) for r in rs),
         "snapshots": sum(r["snapshots"] for r in rs),
+        # results cached before rooms were scored lack these (None: not scored)
+        "rooms": None if any("rooms" not in r for r in rs) else sum(r["rooms"] for r in rs),
+        "rooms_named": sum(r.get("rooms_named", 0) for r in rs),
+        "rooms_right": sum(r.get("rooms_right", 0) for r in rs),
         "exactly_one": sum(r["exactly_one"] for r in rs),
         "categories": sum(r["categories"] for r in rs),
         "retrieved": sum(r["retrieved"] for r in rs),
@@ -481,20 +510,23 @@ def main() -> None:
     )
     print(
         "| perception | apartments | frames | seen | found (recall) | right label (accuracy) | remembered | false | "
-        "duplicates | precision | snapshots / objects | retrieval top-1 | CPU ms/frame | frames per CPU-s |"
+        "duplicates | precision | snapshots / objects | retrieval top-1 | rooms: right / named / segmented | "
+        "CPU ms/frame | frames per CPU-s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     sums = {}
     for p in perceptions:
         rs = results[p]
         t = sums[p] = summarise(rs, vocab)
         name = f"{p} (simulator masks: upper bound)" if p == "oracle" else p
+        rooms = "n/a" if t["rooms"] is None else f"{t['rooms_right']}/{t['rooms_named']}/{t['rooms']}"
         print(
             f"| {name} | {len(rs)} | {t['frames']} | {t['seen']} | {t['found']} ({t['recall']:.3f}) | "
             f"{t['labelled']}/{t['in_vocab']} ({t['label_accuracy']:.3f}) | {t['fused']} | {t['false']} | "
             f"{t['duplicates']} ({t['duplicate_rate']:.3f}) | {t['found']}/{t['judged']} ({t['precision']:.3f}) | "
             f"{t['snapshots']}/{t['fused']} ({t['snapshots'] / max(t['fused'], 1):.2f}) | "
             f"{t['retrieved']}/{t['categories']} ({t['retrieved'] / max(t['categories'], 1):.3f}) | "
+            f"{rooms} | "
             f"{t['cpu_ms']:.1f} | {t['fps_cpu']:.1f} |"
         )
 
