@@ -69,6 +69,10 @@ class MapObject:
             solid front or legs, measured over every view at once), relative to the best
             fitting word; the label is the votes weighed by them. None when its detections
             carried no label distribution (simulator masks): the votes alone name it.
+        room_weights: how typical each word is of the room the object stands in, judged from the
+            other objects there (`engram.memory.rooms.room_context`, set by `SceneMemory.finalize`):
+            the label multiplies them in, so a bed the classifier took for a table in a room the
+            rest of the furniture calls a bedroom is named "bed". None: no room context.
     """
 
     id: int
@@ -86,6 +90,7 @@ class MapObject:
     last_update: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     label_weights: dict[str, float] | None = None
+    room_weights: dict[str, float] | None = None
     # derived, refreshed by ObjectMap after every change
     box_min: np.ndarray = field(default_factory=lambda: np.zeros(3))
     box_max: np.ndarray = field(default_factory=lambda: np.zeros(3))
@@ -123,8 +128,20 @@ class MapObject:
     def label_posterior(self) -> dict[str, float]:
         """The votes weighed by how well the fused object fits each word (``label_weights``;
         a word the prior does not know keeps its votes, and the unknown "object", a view's
-        weak vote for naming nothing, counts half against words the object fits at best):
-        label -> weight, not normalised."""
+        weak vote for naming nothing, counts half against words the object fits at best)
+        and by how typical each word is of its room (``room_weights``, a word the room says
+        nothing about keeps its weight): label -> weight, not normalised."""
+        post = self.own_posterior
+        r = self.room_weights
+        if not r:
+            return post
+        return {lab: v * r.get(lab, 1.0) for lab, v in post.items()}
+
+    @property
+    def own_posterior(self) -> dict[str, float]:
+        """`label_posterior` without the room's context: what the object's own views and
+        geometry say (what rooms are named from, so that a room's name never rests on what
+        the room made of its objects)."""
         w = self.label_weights
         if not w:
             return self.label_votes
@@ -209,16 +226,16 @@ def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
     return votes
 
 
-def _record_weights(oid: int, weights: Any) -> dict[str, float] | None:
-    """A saved object's label weights: None, or label -> finite non-negative number."""
+def _record_weights(oid: int, weights: Any, key: str = "label_weights") -> dict[str, float] | None:
+    """A saved object's label or room weights: None, or label -> finite non-negative number."""
     if weights is None:
         return None
     try:
         out = {str(k): float(v) for k, v in dict(weights).items()}
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"object record {oid}: bad label_weights: {exc}") from exc
+        raise ValueError(f"object record {oid}: bad {key}: {exc}") from exc
     if not all(np.isfinite(v) and v >= 0 for v in out.values()):
-        raise ValueError(f"object record {oid}: label_weights must be finite and >= 0")
+        raise ValueError(f"object record {oid}: {key} must be finite and >= 0")
     return out
 
 
@@ -1396,6 +1413,7 @@ class ObjectMap:
                     "n_missed": o.n_missed,
                     "source_ids": {int(k): int(v) for k, v in o.meta.get("source_ids", {}).items()},
                     "label_weights": None if o.label_weights is None else dict(o.label_weights),
+                    "room_weights": None if o.room_weights is None else dict(o.room_weights),
                 }
             )
         return records
@@ -1419,6 +1437,7 @@ class ObjectMap:
             hist_xyz = np.asarray(r.get("history_xyz", []), dtype=np.float64).reshape(-1, 3)
             emb = r.get("embedding_sum")
             weights = _record_weights(oid, r.get("label_weights"))
+            room_weights = _record_weights(oid, r.get("room_weights"), "room_weights")
             obj = MapObject(
                 id=oid,
                 points=pts,
@@ -1434,6 +1453,7 @@ class ObjectMap:
                 n_missed=int(r.get("n_missed", 0)),
                 meta={"source_ids": {int(k): int(v) for k, v in dict(r.get("source_ids", {})).items()}},
                 label_weights=weights,
+                room_weights=room_weights,
             )
             obj._refresh(omap.match_voxel_m)
             omap._objects[oid] = obj

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ROOM_SIGNATURES", "Room", "RoomMap", "segment_rooms"]
+__all__ = ["ROOM_SIGNATURES", "Room", "RoomMap", "room_context", "segment_rooms"]
 
 # category -> weight, per room type; storage furniture (shelf, cabinet) is weak evidence for
 # the rooms that usually hold it, enough to name a room that holds nothing else
@@ -470,20 +470,33 @@ def _split_mixed_rooms(
     return out
 
 
+def _own_distribution(o) -> dict[str, float]:
+    """An object's label distribution without room context: ``own_posterior``, or
+    ``label_posterior``, when the object has one, else its label alone."""
+    return getattr(o, "own_posterior", None) or getattr(o, "label_posterior", None) or {str(o.label): 1.0}
+
+
 def _object_cues(o, floor_z_m: float) -> list[tuple[str, float]]:
     """The signature keys an object gives evidence for, each with the share of its label
-    distribution behind it (``label_posterior`` when the object has one, else its label alone):
-    a detector's uncertain "toilet" counts for what it is worth, and a right second guess
-    counts too. A table whose top is low counts as a coffee table."""
-    post = getattr(o, "label_posterior", None) or {str(o.label): 1.0}
-    words = [(str(k).lower(), float(v)) for k, v in post.items() if np.isfinite(v) and v > 0]
+    distribution behind it (`_own_distribution`): a detector's uncertain "toilet" counts for
+    what it is worth, and a right second guess counts too. A table whose top is low counts as
+    a coffee table. The room context an object got from an earlier naming (`room_context`)
+    is left out."""
+    words = [(str(k), float(v)) for k, v in _own_distribution(o).items() if np.isfinite(v) and v > 0]
     total = sum(v for _, v in words)
     if total <= 0:
         return []
+    keys = _cue_keys(o, floor_z_m, [w for w, _ in words])
+    return [(key, v / total) for key, (_, v) in zip(keys, words)]
+
+
+def _cue_keys(o, floor_z_m: float, words: list[str]) -> list[str]:
+    """The signature key of each word of an object: the word in lower case, or "coffee table"
+    for a table whose top is low."""
     hi = getattr(o, "box_max", None)
     top_z = float(np.asarray(hi, float)[2]) if hi is not None else float("nan")
     low = np.isfinite(top_z) and top_z - floor_z_m < COFFEE_TABLE_TOP_M
-    return [("coffee table" if w == "table" and low else w, v / total) for w, v in words]
+    return ["coffee table" if w.lower() == "table" and low else w.lower() for w in words]
 
 
 def _room_evidence(rm: RoomMap, objects: list, floor_z_m: float):
@@ -521,3 +534,67 @@ def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float, min_score: float) 
     for r in rm.rooms:
         if not r.name:
             r.name = f"room {r.id + 1}"
+
+
+def room_context(
+    rm: RoomMap,
+    objects: Iterable,
+    *,
+    floor_z_m: float = 0.0,
+    strength: float = 2.0,
+    min_score: float = 0.5,
+    min_share: float = 0.5,
+) -> dict[int, dict[str, float]]:
+    """Room context for object labels: per object id, a weight for each word its room's type
+    makes likely (``1 + strength * ROOM_SIGNATURES[room][word]``: a bed in a bedroom weighs 7
+    times more at the default strength, a table in a dining room 3 times).
+
+    How telling an object is of a room type and how likely the object is in a room of that
+    type are the same association read both ways, so the signatures that name rooms weigh
+    words here. The room's name must stand without the object, and clearly: what the other
+    objects in the room give its name must reach ``min_score`` and ``min_share`` of all the
+    evidence they give any room type. So a bed alone names its bedroom and then gets no context
+    from it, a "table" in a room that its own "desk" second guess made an office stays a
+    table, and a room whose objects point several ways (a real kitchen whose labels say
+    office, dining room and living room) weighs nothing. Objects in rooms without a name get
+    nothing.
+
+    Args:
+        rm: rooms named by `segment_rooms` from these objects.
+        objects: the objects (``id``, ``centroid``, a label distribution as for naming).
+        floor_z_m: world height of the floor (a low table is a coffee table).
+        strength: how much a signature weight multiplies a word (0: no context).
+        min_score: evidence for the room's name from the other objects that it needs.
+        min_share: share of the other objects' evidence (for any room type) that the name needs.
+
+    Returns:
+        object id -> {word: weight > 1}, for objects with context only.
+
+    Raises:
+        ValueError: a negative or non-finite ``strength``, ``min_score`` or ``min_share``.
+    """
+    if not all(np.isfinite(v) and v >= 0 for v in (strength, min_score, min_share)):
+        raise ValueError(
+            f"strength, min_score and min_share must be finite and >= 0, got {strength}, {min_score}, {min_share}"
+        )
+    out: dict[int, dict[str, float]] = {}
+    if strength == 0:
+        return out
+    for room, o, evidence in _room_evidence(rm, list(objects), floor_z_m):
+        sig = ROOM_SIGNATURES.get(room.name)
+        if sig is None:
+            continue
+        rest = dict(room.scores)
+        for rtype, w in evidence:
+            rest[rtype] = rest.get(rtype, 0.0) - w
+        others = sum(max(v, 0.0) for v in rest.values())
+        name_rest = rest.get(room.name, 0.0)
+        if name_rest < min_score or name_rest < min_share * others:
+            continue
+        words = [str(k) for k in _own_distribution(o)]
+        weights = {
+            word: 1.0 + strength * sig[key] for word, key in zip(words, _cue_keys(o, floor_z_m, words)) if sig.get(key)
+        }
+        if weights:
+            out[int(o.id)] = weights
+    return out

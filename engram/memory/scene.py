@@ -254,6 +254,11 @@ class SceneMemory:
         discretize: integrate depth as OctoMap's ``discretize`` mode does: one
             ray per endpoint voxel, to its centre (far fewer ray steps at
             camera resolution). False casts one ray per depth sample.
+        room_context: how strongly the room an object stands in weighs the words of a
+            detector's label distribution (`engram.memory.rooms.room_context`: rooms are
+            segmented and named from the other objects at each `finalize`; 2.0 makes a bed in a
+            bedroom 7 times as likely). 0 turns it off. Labels from simulator masks are left as
+            they are.
     """
 
     def __init__(
@@ -282,6 +287,7 @@ class SceneMemory:
         min_range_m: float = 0.01,
         max_time_gap_s: float | None = 7 * 86400.0,
         discretize: bool = True,
+        room_context: float = 2.0,
     ) -> None:
         from engram.memory.objects import ObjectMap
         from engram.memory.places import PlaceGraph
@@ -305,6 +311,9 @@ class SceneMemory:
         self.split_glued = bool(split_glued)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
+        if not (np.isfinite(room_context) and room_context >= 0):
+            raise ValueError(f"room_context must be a finite number >= 0, got {room_context}")
+        self.room_context = float(room_context)
         self.config: dict[str, Any] = {
             "voxel_size_m": self.voxel_size_m,
             "max_range_m": self.max_range_m,
@@ -330,6 +339,7 @@ class SceneMemory:
             "min_range_m": float(min_range_m),
             "max_time_gap_s": None if max_time_gap_s is None else float(max_time_gap_s),
             "discretize": self.discretize,
+            "room_context": self.room_context,
         }
         if not 0.0 <= self.config["min_range_m"] < self.max_range_m:
             raise ValueError(f"min_range_m must be in [0, max_range_m), got {min_range_m}")
@@ -892,6 +902,25 @@ class SceneMemory:
         with self._lock.write():
             if self.frames_mapped:
                 self._periodic()
+                self._update_room_context()
+
+    def _update_room_context(self) -> None:
+        """Rooms from the map and its objects, and each detector-named object's room context."""
+        named = [o for o in self.objects.objects.values() if o.label_weights is not None]
+        if not named:
+            return
+        for o in named:
+            o.room_weights = None
+        if self.room_context == 0:
+            return
+        from engram.memory.rooms import room_context, segment_rooms
+
+        self.objects.refresh_labels()
+        objs = list(self.objects.objects.values())
+        rooms = segment_rooms(self.octree, objs, floor_z_m=self.floor_z_m)
+        context = room_context(rooms, objs, floor_z_m=self.floor_z_m, strength=self.room_context)
+        for o in named:
+            o.room_weights = context.get(o.id)
 
     # reading -------------------------------------------------------------------
     def label_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:

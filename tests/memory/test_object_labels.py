@@ -107,3 +107,27 @@ def test_records_with_bad_label_weights_are_refused():
         records[0]["label_weights"] = bad
         with pytest.raises(ValueError, match="label_weights"):
             ObjectMap.from_records(records)
+
+
+def test_room_weights_multiply_into_the_label_and_keep_with_the_records():
+    omap = ObjectMap(floor_z_m=0.0)
+    (oid,) = omap.update([_det(_sofa(), "cup", CROPS)], 0, 0.0)
+    omap.refresh_labels()
+    sofa = omap.objects[oid]
+    own = dict(sofa.own_posterior)
+    assert sofa.label == "sofa" and sofa.label_posterior == own  # no room context yet
+    # a room that makes boxes likely (an invented weight, as room_context would give) names it box
+    sofa.room_weights = {"box": 1e6}
+    assert sofa.label == "box"
+    assert sofa.own_posterior == own  # what the object alone says is unchanged
+    assert sofa.label_posterior == {lab: v * (1e6 if lab == "box" else 1.0) for lab, v in own.items()}
+    loaded = ObjectMap.from_records(omap.to_records())
+    assert loaded.objects[oid].room_weights == {"box": 1e6} and loaded.objects[oid].label == "box"
+    for bad in ({"box": float("inf")}, {"box": -2.0}, ["box"]):
+        records = omap.to_records()
+        records[0]["room_weights"] = bad
+        with pytest.raises(ValueError, match="room_weights"):
+            ObjectMap.from_records(records)
+    records = omap.to_records()
+    del records[0]["room_weights"]  # saved before rooms weighed labels
+    assert ObjectMap.from_records(records).objects[oid].room_weights is None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from engram.memory.rooms import segment_rooms
+from engram.memory.rooms import room_context, segment_rooms
 
 VS = 0.05
 
@@ -183,6 +183,74 @@ def test_names_weigh_each_word_by_its_share_of_the_objects_votes():
     assert segment_rooms(Apartment(), [bed]).room_at((7.0, 2.0)).name == "bedroom"
     # objects without a distribution (simulator labels, plain records) count their label in full
     assert segment_rooms(Apartment(), [Obj(4, "bed", right)]).room_at((7.0, 2.0)).name == "bedroom"
+
+
+def test_room_context_comes_from_the_other_objects_of_a_clearly_named_room():
+    left, right = np.array([1.5, 1.0, 0.4]), np.array([6.5, 3.0, 0.4])
+    # left: a sure bed names the bedroom, and a thing the detector called a table more than a bed
+    # stands beside it; right: a "table" whose own second guess "desk" alone names an office
+    bed = Obj(1, "bed", left)
+    unsure = Detected(2, "table", left + 0.5, label_posterior={"table": 3.0, "bed": 2.0})
+    lonely = Detected(3, "table", right, label_posterior={"table": 3.0, "desk": 2.0})
+    objs = [bed, unsure, lonely]
+    rm = segment_rooms(Apartment(), objs)
+    assert rm.room_at((1.0, 2.0)).name == "bedroom" and rm.room_at((7.0, 2.0)).name == "office"
+    ctx = room_context(rm, objs)
+    # the bed beside it makes "bed" 1 + 2 * 3 = 7 times as likely; the bedroom says nothing of tables
+    assert ctx[2] == {"bed": pytest.approx(7.0)}
+    assert 3 not in ctx  # the office rests on the object itself
+    assert room_context(rm, objs, strength=0.0) == {}
+    with pytest.raises(ValueError, match="min_share"):
+        room_context(rm, objs, min_share=-1.0)
+    # a room whose other objects point several ways gives no context: beside a tv (living room 2.0),
+    # a microwave (kitchen 2.0) and a monitor (office 1.5), the kitchen that the box's own second
+    # guess tips the name to holds less than half of what the others say
+    mixed = [
+        Obj(4, "tv", right),
+        Obj(5, "microwave", right + [0.3, 0.0, 0.0]),
+        Obj(6, "monitor", right + [0.6, 0.0, 0.0]),
+        Detected(7, "box", right + [0.0, 0.4, 0.0], label_posterior={"box": 3.0, "fridge": 1.0}),
+    ]
+    rm = segment_rooms(Apartment(), mixed)
+    assert rm.room_at((7.0, 2.0)).name == "kitchen"
+    assert 7 not in room_context(rm, mixed)
+    assert room_context(rm, mixed, min_share=0.0)[7] == {"fridge": pytest.approx(7.0)}
+
+
+def _record(oid, label_votes, label_weights, lo, hi):
+    pts = _slab(*[v for pair in zip(lo, hi) for v in pair]).astype(np.float32)
+    return {
+        "id": oid, "points": pts, "colors": np.full((len(pts), 3), 128, np.uint8), "label_votes": label_votes,
+        "n_detections": 3, "first_seen_s": 0.0, "last_seen_s": 2.0, "frames": [0, 1, 2], "label_weights": label_weights,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("strength", [2.0, 0.0])
+def test_scene_memory_gives_detector_named_objects_their_room_context(strength):
+    from engram.memory.objects import ObjectMap
+    from engram.memory.scene import SceneMemory
+
+    mem = SceneMemory(timeline=False, detector=None, room_context=strength)
+    mem.octree = Apartment(blocks=[(1.0, 2.6, 0.5, 2.5, 0.5), (2.8, 3.6, 0.5, 1.2, 0.7)])  # what rooms are cut from
+    mem.objects = ObjectMap.from_records(
+        [
+            # a bed from simulator masks (no label distribution), and beside it a thing a detector
+            # named from its crops "table" more than "bed" (weights as the geometric prior left them)
+            _record(1, {"bed": 9.0}, None, (1.0, 0.5, 0.0), (2.6, 2.5, 0.5)),
+            _record(2, {"table": 3.0, "bed": 2.0}, {"table": 1.0, "bed": 1.0}, (2.8, 0.5, 0.0), (3.6, 1.2, 0.7)),
+        ],
+        voxel_size_m=mem.voxel_size_m,
+    )
+    assert mem.objects.objects[2].label == "table"
+    mem._update_room_context()  # what finalize runs after its periodic work (the fake octree has no grid for it)
+    bed, thing = mem.objects.objects[1], mem.objects.objects[2]
+    assert bed.room_weights is None and bed.label == "bed"  # simulator labels are left as they are
+    if strength:
+        assert thing.room_weights == {"bed": pytest.approx(7.0)} and thing.label == "bed"
+    else:
+        assert thing.room_weights is None and thing.label == "table"
+    with pytest.raises(ValueError, match="room_context"):
+        SceneMemory(timeline=False, detector=None, room_context=float("nan"))
 
 
 def test_empty_and_bad_input():
