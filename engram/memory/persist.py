@@ -29,7 +29,12 @@ from engram.memory.store import StoreCorruptError, StoreError, read_store, write
 __all__ = ["save_scene", "load_scene", "SCENE_KIND", "SCENE_VERSION"]
 
 SCENE_KIND = "scene_memory"
-SCENE_VERSION = 1
+# 2: settings gained room_context and object records room_weights. A version 1 store reads as it
+# is (the setting takes its default, its objects have no room context until the next finalize);
+# an engram that reads only version 1 refuses a version 2 store by name instead of failing on
+# the unknown setting.
+SCENE_VERSION = 2
+SCENE_READS = (1, 2)
 
 
 def _pack(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
@@ -190,7 +195,7 @@ def _load_scene(path: str, scene_cls: type):
     from engram.memory.places import PlaceGraph
     from engram.memory.snapshots import SnapshotMemory
 
-    c = read_store(path, kind=SCENE_KIND, supported_versions=[SCENE_VERSION])
+    c = read_store(path, kind=SCENE_KIND, supported_versions=SCENE_READS)
     scene = c.json("scene.json")
     cfg = dict(scene["config"])
     cfg.pop("timeline", None)

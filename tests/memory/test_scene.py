@@ -114,6 +114,31 @@ def test_save_load_round_trip(world, tmp_path):
     again.integrate(world.frame(camera(0.5, 0.0, 0)))
 
 
+def test_saved_version_and_an_older_store(world, tmp_path):
+    from engram.memory.persist import SCENE_VERSION
+    from engram.memory.store import StoreVersionError, read_store, write_store
+
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
+    sweep(world, mem, yaws=(0, 30))
+    mem.finalize()
+    mem.save(str(tmp_path / "mem"))
+    saved = read_store(str(tmp_path / "mem"), kind="scene_memory", supported_versions=[SCENE_VERSION])
+    assert saved.version == SCENE_VERSION == 2
+    files = {
+        n: saved.array(n) if n.endswith(".npy") else saved.json(n) if n.endswith(".json") else saved.read_bytes(n)
+        for n in saved.names()
+    }
+    # version 1, as engram wrote it before room context: no room_context setting
+    del files["scene.json"]["config"]["room_context"]
+    write_store(str(tmp_path / "v1"), files, kind="scene_memory", version=1, meta=saved.meta)
+    old = SceneMemory.load(str(tmp_path / "v1"))
+    assert old.room_context == 2.0 and old.digest() == mem.digest()
+    # a store newer than this engram reads is refused by its version, not as a corrupt file
+    write_store(str(tmp_path / "v3"), files, kind="scene_memory", version=3, meta=saved.meta)
+    with pytest.raises(StoreVersionError, match="scene_memory version 3.*upgrade"):
+        SceneMemory.load(str(tmp_path / "v3"))
+
+
 def test_rejected_frames_leave_memory_unchanged(world):
     mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem, yaws=(0, 30))
