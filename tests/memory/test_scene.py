@@ -415,3 +415,20 @@ def test_places_lie_on_the_floor_the_memory_is_given(box_renderer):
     # free-space places stand where the floor was seen: between the camera and the wall
     xy = np.array([mem.places.position(n)[:2] for n in free])
     assert np.all((xy[:, 0] > 0.0) & (xy[:, 0] < 4.0)), xy
+
+
+def test_memory_config_repeats_the_constructors_defaults():
+    # the `memory` config group and `SceneMemory()` must build the same memory: a value set in
+    # one and not the other drifts
+    import inspect
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    import engram
+
+    cfg = OmegaConf.to_container(OmegaConf.load(Path(engram.__file__).parent / "configs" / "memory" / "default.yaml"))
+    params = inspect.signature(SceneMemory.__init__).parameters
+    keys = [k for k in cfg if k != "_target_"]
+    assert "room_context" in keys and all(k in params for k in keys), keys
+    assert {k: cfg[k] for k in keys} == {k: params[k].default for k in keys}
