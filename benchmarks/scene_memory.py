@@ -213,9 +213,7 @@ def run_apartment(
         score = match_object_boxes(gt, pred, pred_centroids=cents, counted=seen, min_iou=MIN_IOU)
 
         # rooms: the names the memory gives its segmented rooms against the simulator's rooms
-        from engram.memory.rooms import segment_rooms
-
-        rm = segment_rooms(mem.octree, mem.objects.objects.values(), floor_z_m=mem.floor_z_m)
+        rm = mem.rooms()
         truth_rooms = sim.ground_truth.rooms()
         named = [r for r in rm.rooms if not r.name.startswith("room ")]
 

@@ -237,6 +237,11 @@ def run_map(cfg: Any) -> dict[str, Any]:
         "frames_mapped": mapped,
         "occupied_voxels": int(len(occ)),
         "objects": len(objects),
+        # named by what their objects say (room N: too little evidence for a name)
+        "rooms": [
+            {"name": r.name, "area_m2": round(float(r.area_m2), 1), "objects": len(r.object_ids)}
+            for r in memory.rooms().rooms
+        ],
         "floor_z_m": round(float(memory.floor_z_m), 3),
         "floor_from": floor_from,
         "seconds": round(time.perf_counter() - t0, 2),

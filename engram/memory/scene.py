@@ -353,6 +353,7 @@ class SceneMemory:
 
         self.octree = OccupancyOctree(self.voxel_size_m, **(octree_kwargs or {}))
         self.objects = ObjectMap(voxel_size_m=self.voxel_size_m)
+        self._rooms: tuple[tuple, Any] | None = None  # (stamp, RoomMap) of rooms()
         self.snapshots = SnapshotMemory()
         self.places = PlaceGraph(spacing_m=place_spacing_m, floor_z_m=self.floor_z_m)
         self.transient = TransientLayer(self.voxel_size_m, half_life_s=transient_half_life_s)
@@ -913,14 +914,26 @@ class SceneMemory:
             o.room_weights = None
         if self.room_context == 0:
             return
-        from engram.memory.rooms import room_context, segment_rooms
+        from engram.memory.rooms import room_context
 
-        self.objects.refresh_labels()
         objs = list(self.objects.objects.values())
-        rooms = segment_rooms(self.octree, objs, floor_z_m=self.floor_z_m)
-        context = room_context(rooms, objs, floor_z_m=self.floor_z_m, strength=self.room_context)
+        context = room_context(self.rooms(), objs, floor_z_m=self.floor_z_m, strength=self.room_context)
         for o in named:
             o.room_weights = context.get(o.id)
+
+    def rooms(self) -> Any:
+        """The mapped floor segmented into rooms, named by the objects in them
+        (`engram.memory.rooms.segment_rooms`), worked out again when frames or objects were
+        added since the last call."""
+        from engram.memory.rooms import segment_rooms
+
+        with self._lock.read():
+            self.objects.refresh_labels()
+            stamp = (self.frames_mapped, len(self.objects.objects), self.floor_z_m)
+            if self._rooms is None or self._rooms[0] != stamp:
+                rm = segment_rooms(self.octree, self.objects.objects.values(), floor_z_m=self.floor_z_m)
+                self._rooms = (stamp, rm)
+            return self._rooms[1]
 
     # reading -------------------------------------------------------------------
     def label_scores(self, text: str, labels: Sequence[str]) -> np.ndarray:

@@ -212,6 +212,10 @@ class EmbodiedQA:
         return self._answerer
 
     def rooms(self):
+        """The memory's rooms: `SceneMemory.rooms` (the same rooms its labels were weighed by), or
+        segmented here for a memory without that method."""
+        if callable(getattr(self.memory, "rooms", None)):
+            return self.memory.rooms()
         from engram.memory.rooms import segment_rooms
 
         stamp = (self.memory.frames_mapped, len(self.memory.objects.objects))

@@ -29,6 +29,8 @@ def test_map_icl_sample_writes_exports(shared_data, tmp_path):
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 6 and summary["frames_mapped"] == 6
+    # the rooms the memory segmented, each named or "room N", on the floor the map covers
+    assert summary["rooms"] and all(r["name"] and 0 < r["area_m2"] < 60 for r in summary["rooms"])
     n_occ = _read_ply_vertex_count(out / "occupancy.ply")
     assert n_occ == summary["occupied_voxels"] > 1000
     assert _read_ply_vertex_count(out / "map.ply") > 1000

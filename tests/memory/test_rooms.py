@@ -243,12 +243,16 @@ def test_scene_memory_gives_detector_named_objects_their_room_context(strength):
     )
     assert mem.objects.objects[2].label == "table"
     mem._update_room_context()  # what finalize runs after its periodic work (the fake octree has no grid for it)
+    rooms = mem.rooms()
+    assert rooms is mem.rooms() and [r.name for r in rooms.rooms] == ["bedroom", "room 2"]  # kept until a change
     bed, thing = mem.objects.objects[1], mem.objects.objects[2]
     assert bed.room_weights is None and bed.label == "bed"  # simulator labels are left as they are
     if strength:
         assert thing.room_weights == {"bed": pytest.approx(7.0)} and thing.label == "bed"
     else:
         assert thing.room_weights is None and thing.label == "table"
+    mem.objects.remove(1)
+    assert mem.rooms() is not rooms  # the objects changed: segmented again
     with pytest.raises(ValueError, match="room_context"):
         SceneMemory(timeline=False, detector=None, room_context=float("nan"))
 
