@@ -1,14 +1,15 @@
-"""Small helpers shared across layers: clock times for people, folder sizes, name registries. Imports nothing of engram."""
+"""Small helpers shared across layers: clock times for people, folder sizes, name registries, number checks. Imports nothing of engram."""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "dir_size_bytes", "dir_size_mb", "fmt_time"]
+__all__ = ["Registry", "dir_size_bytes", "dir_size_mb", "fmt_time", "non_negative"]
 
 T = TypeVar("T")
 
@@ -73,3 +74,15 @@ def dir_size_bytes(path: str | Path) -> int:
 def dir_size_mb(path: str | Path) -> float:
     """Size in MB (10^6 bytes) of a file, or of every file under a folder (links resolved once)."""
     return dir_size_bytes(path) / 1e6
+
+
+def non_negative(name: str, value: Any) -> float:
+    """``value`` as a finite number >= 0; anything else (NaN, a negative, a string, None) is a
+    ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v

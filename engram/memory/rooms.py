@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engram._util import non_negative
+
 __all__ = ["ROOM_SIGNATURES", "Room", "RoomMap", "room_context", "segment_rooms"]
 
 # category -> weight, per room type; storage furniture (shelf, cabinet) is weak evidence for
@@ -251,8 +253,7 @@ def segment_rooms(
         )
     if not wall_band_m[1] > wall_band_m[0]:
         raise ValueError(f"wall_band_m must be (low, high) with high > low, got {wall_band_m}")
-    if not (np.isfinite(min_name_score) and min_name_score >= 0):
-        raise ValueError(f"min_name_score must be a finite number >= 0, got {min_name_score}")
+    min_name_score = non_negative("min_name_score", min_name_score)
     objects = list(objects)
     g = _grids(octree, objects, floor_z_m, resolution_m, wall_band_m, box_margin_m=max(resolution_m, 0.05))
     if g is None:
@@ -573,10 +574,9 @@ def room_context(
     Raises:
         ValueError: a negative or non-finite ``strength``, ``min_score`` or ``min_share``.
     """
-    if not all(np.isfinite(v) and v >= 0 for v in (strength, min_score, min_share)):
-        raise ValueError(
-            f"strength, min_score and min_share must be finite and >= 0, got {strength}, {min_score}, {min_share}"
-        )
+    strength = non_negative("strength", strength)
+    min_score = non_negative("min_score", min_score)
+    min_share = non_negative("min_share", min_share)
     out: dict[int, dict[str, float]] = {}
     if strength == 0:
         return out

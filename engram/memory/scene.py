@@ -311,9 +311,9 @@ class SceneMemory:
         self.split_glued = bool(split_glued)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
-        if not (np.isfinite(room_context) and room_context >= 0):
-            raise ValueError(f"room_context must be a finite number >= 0, got {room_context}")
-        self.room_context = float(room_context)
+        from engram._util import non_negative
+
+        self.room_context = non_negative("room_context", room_context)
         self.config: dict[str, Any] = {
             "voxel_size_m": self.voxel_size_m,
             "max_range_m": self.max_range_m,

@@ -202,6 +202,8 @@ def test_room_context_comes_from_the_other_objects_of_a_clearly_named_room():
     assert room_context(rm, objs, strength=0.0) == {}
     with pytest.raises(ValueError, match="min_share"):
         room_context(rm, objs, min_share=-1.0)
+    with pytest.raises(ValueError, match="strength"):
+        room_context(rm, objs, strength="high")
     # a room whose other objects point several ways gives no context: beside a tv (living room 2.0),
     # a microwave (kitchen 2.0) and a monitor (office 1.5), the kitchen that the box's own second
     # guess tips the name to holds less than half of what the others say
@@ -253,8 +255,9 @@ def test_scene_memory_gives_detector_named_objects_their_room_context(strength):
         assert thing.room_weights is None and thing.label == "table"
     mem.objects.remove(1)
     assert mem.rooms() is not rooms  # the objects changed: segmented again
-    with pytest.raises(ValueError, match="room_context"):
-        SceneMemory(timeline=False, detector=None, room_context=float("nan"))
+    for bad in (float("nan"), -1.0, "strong", None):
+        with pytest.raises(ValueError, match="room_context"):
+            SceneMemory(timeline=False, detector=None, room_context=bad)
 
 
 def test_empty_and_bad_input():
