@@ -200,6 +200,8 @@ def _info(args: argparse.Namespace) -> int:
     mem = SceneMemory.load(args.path)
     for key, value in mem.stats().items():
         print(f"{key}: {value}")
+    rooms = [f"{r.name} ({r.area_m2:.1f} m², {len(r.object_ids)} objects)" for r in mem.rooms().rooms]
+    print(f"rooms: {', '.join(rooms) or 'none'}")
     return 0
 
 
