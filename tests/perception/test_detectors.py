@@ -256,3 +256,31 @@ def test_offline_detector_configs_repeat_the_constructors_defaults(name):
     keys = [k for k in cfg if k not in ("_target_", "name")]
     assert keys and all(k in params for k in keys), keys
     assert {k: cfg[k] for k in keys} == {k: params[k].default for k in keys}
+
+
+def test_wall_plane_kernel_gives_what_the_array_expression_gives():
+    # the compiled per-pixel pass against the "pixels x planes" expression it replaced, on points
+    # near and far from random walls, facing either way, with NaN rows (no depth)
+    from engram.perception.detectors.rgbd import _on_wall_planes_kernel
+
+    rng = np.random.default_rng(7)
+    ang = rng.uniform(-np.pi, np.pi, 40)
+    planes = np.stack([np.cos(ang), np.sin(ang), rng.uniform(-3, 3, 40)], axis=1)
+    pick = rng.integers(0, 40, 5000)
+    along = rng.uniform(-2, 2, 5000)
+    off = rng.normal(0, 0.05, 5000)  # about a third within the 4 cm tolerance of their plane
+    normal = planes[pick, :2]
+    pos = normal * (planes[pick, 2] + off)[:, None] + np.stack([-normal[:, 1], normal[:, 0]], 1) * along[:, None]
+    turn = rng.uniform(-0.6, 0.6, 5000) + np.where(rng.random(5000) < 0.2, np.pi, 0.0)
+    c, s = np.cos(turn), np.sin(turn)
+    facing = np.stack([c * normal[:, 0] - s * normal[:, 1], s * normal[:, 0] + c * normal[:, 1]], 1)
+    h = np.concatenate([pos, facing], axis=1)
+    h[rng.random(5000) < 0.05] = np.nan
+    tol, cos15 = 0.04, float(np.cos(np.radians(15)))
+    dist = np.abs(h[:, :1] * planes[None, :, 0] + h[:, 1:2] * planes[None, :, 1] - planes[None, :, 2])
+    face = h[:, 2:3] * planes[None, :, 0] + h[:, 3:4] * planes[None, :, 1] > cos15
+    with np.errstate(invalid="ignore"):
+        want = ((dist < tol) & face).any(axis=1)
+    got = _on_wall_planes_kernel(h, planes, tol, cos15)
+    assert 500 < want.sum() < 4500  # both answers are common
+    np.testing.assert_array_equal(got, want)

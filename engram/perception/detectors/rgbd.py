@@ -40,6 +40,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from numba import njit
 
 from engram.perception.detectors import register_detector
 from engram.perception.detectors.priors import SegmentGeometry, combine, geometry_likelihood, measure_segments
@@ -253,6 +254,28 @@ def _boxes(seg: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     np.maximum.at(x1, flat, xs)
     np.maximum.at(y1, flat, ys)
     return counts, np.stack([x0, y0, x1, y1], axis=1)
+
+
+@njit(cache=True)
+def _on_wall_planes_kernel(
+    h: np.ndarray, planes: np.ndarray, tol: float, cos_facing: float
+) -> np.ndarray:  # pragma: no cover - compiled
+    """Per row (x, y, nx, ny) of ``h``: does it lie within ``tol`` of a plane (nx, ny, offset) of
+    ``planes`` whose normal its own faces (cosine above ``cos_facing``)? NaN rows are on none.
+
+    One pass per pixel that stops at the first plane it is on, where the array expression it
+    replaces built two "pixels x planes" arrays (8 ms a frame late in a run); the same
+    arithmetic in the same order, so the same answers.
+    """
+    out = np.zeros(h.shape[0], np.bool_)
+    for i in range(h.shape[0]):
+        x, y, nx, ny = h[i, 0], h[i, 1], h[i, 2], h[i, 3]
+        for j in range(planes.shape[0]):
+            if nx * planes[j, 0] + ny * planes[j, 1] > cos_facing:
+                if abs(x * planes[j, 0] + y * planes[j, 1] - planes[j, 2]) < tol:
+                    out[i] = True
+                    break
+    return out
 
 
 class _Labelled:
@@ -631,11 +654,12 @@ class RgbdDetector(_Labelled):
             return out
         with np.errstate(invalid="ignore"):
             cand = np.flatnonzero(np.abs(up_dot.ravel()) < 0.3)
-        h = horiz[cand]
-        dist = np.abs(h[:, :1] * planes[None, :, 0] + h[:, 1:2] * planes[None, :, 1] - planes[None, :, 2])
-        facing = h[:, 2:3] * planes[None, :, 0] + h[:, 3:4] * planes[None, :, 1] > np.cos(np.radians(15))
-        with np.errstate(invalid="ignore"):
-            on = ((dist < self.wall_plane_tolerance_m) & facing).any(axis=1)
+        on = _on_wall_planes_kernel(
+            np.ascontiguousarray(horiz[cand], np.float64),
+            np.ascontiguousarray(planes, np.float64),
+            float(self.wall_plane_tolerance_m),
+            float(np.cos(np.radians(15))),
+        )
         out.ravel()[cand[on]] = True
         return out
 
