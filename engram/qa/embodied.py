@@ -200,8 +200,6 @@ class EmbodiedQA:
         self.fragment_gap_m = fragment_gap_m
         self.fragment_share = fragment_share
         self.hint_min_score = hint_min_score
-        self._rooms = None
-        self._rooms_at = -1
 
     @property
     def answerer(self):
@@ -212,19 +210,8 @@ class EmbodiedQA:
         return self._answerer
 
     def rooms(self):
-        """The memory's rooms: `SceneMemory.rooms` (the same rooms its labels were weighed by), or
-        segmented here for a memory without that method."""
-        if callable(getattr(self.memory, "rooms", None)):
-            return self.memory.rooms()
-        from engram.memory.rooms import segment_rooms
-
-        stamp = (self.memory.frames_mapped, len(self.memory.objects.objects))
-        if self._rooms is None or self._rooms_at != stamp:
-            self._rooms = segment_rooms(
-                self.memory.octree, self.memory.objects.objects.values(), floor_z_m=self.memory.floor_z_m
-            )
-            self._rooms_at = stamp
-        return self._rooms
+        """The memory's rooms (`SceneMemory.rooms`: the same rooms its labels were weighed by)."""
+        return self.memory.rooms()
 
     # ------------------------------------------------------------------ matching
     def _labels(self) -> list[str]:

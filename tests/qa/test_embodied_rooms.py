@@ -77,6 +77,11 @@ class StandInMemory:
     def label_scores(self, text, labels):
         return np.array([1.0 if lab == text.strip() else 0.0 for lab in labels])
 
+    def rooms(self):
+        from engram.memory.rooms import segment_rooms
+
+        return segment_rooms(self.octree, self.objects.objects.values(), floor_z_m=self.floor_z_m)
+
 
 def scene():
     return [
