@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from engram._util import non_negative
 from engram.memory.budget import MemoryBudget
 from engram.memory.dynamic import ChangeEvent, ObjectTracker, TransientLayer
 from engram.memory.frontiers import BandGrid
@@ -311,8 +312,6 @@ class SceneMemory:
         self.split_glued = bool(split_glued)
         self.floor_z_m = float(floor_z_m)
         self.snapshot_image_width = int(snapshot_image_width)
-        from engram._util import non_negative
-
         self.room_context = non_negative("room_context", room_context)
         self.config: dict[str, Any] = {
             "voxel_size_m": self.voxel_size_m,
