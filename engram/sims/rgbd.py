@@ -228,11 +228,6 @@ def _points_and_normals(
     return pts[keep], n[keep] / norm[keep, None]
 
 
-def _upward_normals(depth_m: np.ndarray, k: tuple[float, float, float, float], step: int) -> np.ndarray:
-    """Unit surface normals "N 3" (camera frame, facing the camera) from a depth image, every ``step`` pixels."""
-    return _points_and_normals(depth_m, k, step)[1]
-
-
 def estimate_world_from_dataset(
     poses: np.ndarray,
     depths_m: Sequence[np.ndarray | None] | None = None,
@@ -278,7 +273,9 @@ def estimate_world_from_dataset(
     n_all = np.zeros((0, 3))
     if depths_m and intrinsics is not None:
         normals = [
-            _upward_normals(d, intrinsics, step) @ poses[i, :3, :3].T for i, d in enumerate(depths_m) if d is not None
+            _points_and_normals(d, intrinsics, step)[1] @ poses[i, :3, :3].T
+            for i, d in enumerate(depths_m)
+            if d is not None
         ]
         n = n_all = np.concatenate(normals) if normals else np.zeros((0, 3))
         # horizontal surfaces lie within 60 degrees of the cameras' up (pitch and roll
