@@ -526,9 +526,9 @@ def _name_rooms(rm: RoomMap, objects: list, floor_z_m: float, min_score: float) 
     # greedy unique assignment: strongest evidence first
     pairs = sorted(((s, r.id, t) for r in rm.rooms for t, s in r.scores.items()), key=lambda p: (-p[0], p[1], p[2]))
     used_types: set[str] = set()
-    for _s, rid, t in pairs:
+    for score, rid, t in pairs:
         room = rm.rooms[rid]
-        if room.name or t in used_types or _s < min_score:
+        if room.name or t in used_types or score < min_score:
             continue
         room.name = t
         used_types.add(t)
