@@ -301,6 +301,7 @@ def grow_over_depth(
     stride: int = 1,
     jump_m: float = 0.1,
     jump_rel: float = 0.03,
+    min_seed_share: float = 0.0,
 ) -> np.ndarray:
     """Extend a mask over the depth-continuous surface it lies on, within ``allowed`` pixels.
 
@@ -315,6 +316,11 @@ def grow_over_depth(
         seed: "H W" bool, the mask to grow (kept as it is).
         depth_m: "H W" depth (0 or non-finite = no measurement).
         allowed: "H W" bool, pixels the mask may grow into (read on the stride grid).
+        min_seed_share: a piece joins only if seed pixels are at least this share of it.
+            A body that stepped into view contradicts the map over a fair part of
+            itself; a few contradicting pixels on the rim of a table or a chair (mixed
+            depth at an edge, a little pose error on real data) are not a body, and
+            must not take in the whole surface they touch.
     """
     import cv2
 
@@ -343,6 +349,10 @@ def grow_over_depth(
     n, lab = cv2.connectedComponents(region.astype(np.uint8), connectivity=4)
     hit = np.unique(lab[sd & region])
     hit = hit[hit > 0]
+    if min_seed_share > 0 and len(hit):
+        size = np.bincount(lab.ravel(), minlength=n)
+        seeded = np.bincount(lab[sd & region], minlength=n)
+        hit = hit[seeded[hit] >= min_seed_share * size[hit]]
     grown = sd | (np.isin(lab, hit) if len(hit) else False)
     full = np.repeat(np.repeat(grown, stride, axis=0), stride, axis=1)[:h, :w]
     return np.asarray(seed, bool) | full

@@ -88,3 +88,25 @@ def test_grow_over_depth_follows_the_surface_and_stops_at_jumps():
     part = grow_over_depth(seed, depth, allowed, stride=1)
     assert part[10:30, 30:42].all() and not part[30:, 30:42].any()
     assert grow_over_depth(np.zeros_like(seed), depth, allowed).sum() == 0
+
+
+def test_grow_over_depth_needs_a_fair_share_of_the_surface_with_min_seed_share():
+    from engram.perception.motion import grow_over_depth
+
+    depth = np.full((60, 80), 4.0, np.float32)  # a wall
+    depth[20:60, 10:70] = np.linspace(1.5, 2.5, 40)[:, None]  # a table top rising away from the camera
+    depth[5:15, 35:45] = 2.0  # a body in front of the wall
+    allowed = np.ones(depth.shape, bool)
+    rim = np.zeros(depth.shape, bool)
+    rim[20:22, 40:42] = True  # a speck of mixed depth on the table's edge: 4 of 2400 pixels
+    body = np.zeros(depth.shape, bool)
+    body[7:12, 37:42] = True  # a quarter of the body contradicts the map
+    seed = rim | body
+    table = np.zeros(depth.shape, bool)
+    table[20:60, 10:70] = True
+    plain = grow_over_depth(seed, depth, allowed)
+    assert plain[table].all()  # without a share the speck takes in the whole table
+    shared = grow_over_depth(seed, depth, allowed, min_seed_share=0.15)
+    assert shared[5:15, 35:45].all()  # the body still grows over all of itself
+    assert shared[table].sum() == rim.sum()  # the table stays out; the speck itself is kept as it was
+    assert not shared[:5].any() and not shared[:, :30].any()  # and the wall
