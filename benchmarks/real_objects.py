@@ -1,7 +1,8 @@
 """Detectors on real RGB-D data against hand-made 3D boxes (tests/data/*_boxes.json).
 
 For each sequence (the 7-Scenes red kitchen, the ICL-NUIM living room) and each
-detector, a SceneMemory is built over every Nth frame, then every annotated
+detector, a SceneMemory is built over every Nth frame (on the floor that
+`engram map` estimates from the depth images), then every annotated
 object is scored with `engram.qa.evaluation.score_objects`: found (a memory
 object's centroid inside its box, or 3D IoU >= 0.25) and retrieved (a text
 query for its name returns one of those objects in the top 3). Times are CPU
@@ -36,6 +37,7 @@ def main() -> None:
     add_precision_argument(ap)
     args = ap.parse_args()
 
+    from engram.jobs.mapping import resolve_floor
     from engram.memory.scene import SceneMemory
     from engram.qa.evaluation import load_annotated_boxes, score_objects
     from engram.sims.rgbd import RgbdDataset
@@ -47,11 +49,15 @@ def main() -> None:
             continue
         boxes = load_annotated_boxes(ROOT / "tests" / "data" / box_file)
         stride = args.stride or stride
+        data = RgbdDataset(DATA / seq, stride=stride)
+        floor_z_m, _ = resolve_floor("auto", data)  # the floor `engram map` gives the memory
         for name in args.detectors.split(","):
-            memory = SceneMemory(detector=name, detector_kwargs=labeller_kwargs(name, args.precision))
+            memory = SceneMemory(
+                detector=name, detector_kwargs=labeller_kwargs(name, args.precision), floor_z_m=floor_z_m
+            )
             t0 = time.process_time()
             n = 0
-            for frame in RgbdDataset(DATA / seq, stride=stride):
+            for frame in data:
                 memory.integrate(frame)
                 n += 1
             memory.finalize()

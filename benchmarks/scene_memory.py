@@ -583,15 +583,21 @@ REAL_SETS = {
 
 def run_real(name: str, perception: str, precision: str = "auto") -> dict:
     """One real sequence through `SceneMemory(detector=perception)`, its objects matched to the hand-made boxes."""
+    from engram.jobs.mapping import resolve_floor
     from engram.sims.rgbd import RgbdDataset
 
     folder, boxes_file, every = REAL_SETS[name]
-    data = ROOT.parent / "shared" / "data" / folder
+    data = RgbdDataset(ROOT.parent / "shared" / "data" / folder)  # default arguments: the boxes' world
     spec = json.loads((ROOT / "tests" / "data" / boxes_file).read_text())
     gt = [Box3D.from_min_max(o["min"], o["max"], o["name"]) for o in spec["objects"]]
-    mem = SceneMemory(timeline=False, detector=perception, detector_kwargs=labeller_kwargs(perception, precision))
+    mem = SceneMemory(
+        timeline=False,
+        detector=perception,
+        detector_kwargs=labeller_kwargs(perception, precision),
+        floor_z_m=resolve_floor("auto", data)[0],  # the floor `engram map` estimates
+    )
     n, cpu_s = 0, 0.0
-    for i, frame in enumerate(RgbdDataset(data)):  # default arguments: the world the boxes were drawn in
+    for i, frame in enumerate(data):
         if i % every:
             continue
         c0 = time.process_time()
@@ -628,7 +634,7 @@ def real_data_found(
         ):
             out.append("n/a")
             continue
-        key = f"real-{name}-{perception}-every{every}" + cache_suffix(perception, precision)
+        key = f"real-{name}-{perception}-every{every}-floor" + cache_suffix(perception, precision)
         if key not in cache and not run_missing:
             out.append("n/a")
             continue

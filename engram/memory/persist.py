@@ -19,6 +19,7 @@ Records with arrays are split into JSON (structure) and one .npz per layer
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -113,6 +114,8 @@ def save_scene(memory, path: str) -> None:
         "frames_mapped": memory.frames_mapped,
         "last_timestamp_s": memory.last_timestamp_s,
         "first_timestamp_s": memory.first_timestamp_s,
+        # the floor the detector found (the objects' geometric prior measures heights from it)
+        "objects_floor_z_m": memory.objects.floor_z_m,
     }
     for name, arr in memory.octree.to_arrays().items():
         files[f"octree/{name}.npy"] = np.asarray(arr)
@@ -204,6 +207,11 @@ def _load_scene(path: str, scene_cls: type):
     octree_arrays = {n[len("octree/") : -len(".npy")]: c.array(n) for n in c.names() if n.startswith("octree/")}
     mem.octree = OccupancyOctree.from_arrays(octree_arrays)
     mem.objects = ObjectMap.from_records(_read_layer(c, "objects"), voxel_size_m=mem.voxel_size_m)
+    floor = scene.get("objects_floor_z_m")  # absent in stores written before it was kept
+    if floor is not None:
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not math.isfinite(floor):
+            raise StoreCorruptError(f"store {path}: scene.json objects_floor_z_m={floor!r} is not a height in metres")
+        mem.objects.floor_z_m = float(floor)
     mem.snapshots = SnapshotMemory.from_records(_read_layer(c, "snapshots"))
     mem.places = PlaceGraph.from_records(_read_layer(c, "places"))
     mem.tracker.load_records(c.json("dynamic.json"))

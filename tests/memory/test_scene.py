@@ -139,6 +139,27 @@ def test_saved_version_and_an_older_store(world, tmp_path):
         SceneMemory.load(str(tmp_path / "v3"))
 
 
+def test_the_floor_the_detector_found_is_saved(world, tmp_path):
+    from engram.memory.persist import SCENE_VERSION
+    from engram.memory.store import StoreCorruptError, read_store, write_store
+
+    mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
+    sweep(world, mem, yaws=(0, 30))
+    mem.objects.floor_z_m = -1.25  # as the rgbd detector sets it on a hand-held camera's world
+    mem.save(str(tmp_path / "mem"))
+    assert SceneMemory.load(str(tmp_path / "mem")).objects.floor_z_m == -1.25
+    saved = read_store(str(tmp_path / "mem"), kind="scene_memory", supported_versions=[SCENE_VERSION])
+    files = {n: saved.array(n) if n.endswith(".npy") else saved.json(n) if n.endswith(".json") else saved.read_bytes(n)
+             for n in saved.names()}  # fmt: skip
+    del files["scene.json"]["objects_floor_z_m"]  # a store written before the floor was kept
+    write_store(str(tmp_path / "old"), files, kind="scene_memory", version=SCENE_VERSION, meta=saved.meta)
+    assert SceneMemory.load(str(tmp_path / "old")).objects.floor_z_m is None
+    files["scene.json"]["objects_floor_z_m"] = "low"
+    write_store(str(tmp_path / "bad"), files, kind="scene_memory", version=SCENE_VERSION, meta=saved.meta)
+    with pytest.raises(StoreCorruptError, match="objects_floor_z_m"):
+        SceneMemory.load(str(tmp_path / "bad"))
+
+
 def test_rejected_frames_leave_memory_unchanged(world):
     mem = SceneMemory(detector="oracle", voxel_size_m=0.05)
     sweep(world, mem, yaws=(0, 30))

