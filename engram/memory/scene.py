@@ -42,7 +42,14 @@ from engram.memory.octree import OccupancyOctree
 from engram.memory.persist import load_scene, save_scene
 from engram.memory.scan import scan_frame
 from engram.perception.geometry import project_points
-from engram.perception.motion import DYNAMIC_CATEGORIES, MotionTracker, blob_labels, grow_over_depth, split_dynamic
+from engram.perception.motion import (
+    DYNAMIC_CATEGORIES,
+    MotionTracker,
+    blob_labels,
+    blob_widths_m,
+    grow_over_depth,
+    split_dynamic,
+)
 from engram.types import MAX_TIMESTAMP_S, Frame, Pose
 
 log = logging.getLogger(__name__)
@@ -779,12 +786,14 @@ class SceneMemory:
         """
         is_dyn = split.dynamic_pixels.reshape(-1)[scan.pixels]
         if not is_dyn.any():
+            self.motion.observe(np.zeros(0, np.int64), np.zeros((0, 3)), t)  # no blob this frame: none started moving
             return is_dyn, None
         _, blobs = blob_labels(split.dynamic_pixels)
         flat_blobs = blobs.reshape(-1)
         dyn_idx = np.flatnonzero(is_dyn)
         dyn_xyz = scan.points_world(dyn_idx)  # metric points only where they are read
-        ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], dyn_xyz, t)
+        widths = blob_widths_m(blobs, int(blobs.max()), scan.depth_m, frame.intrinsics.fx)
+        ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], dyn_xyz, t, widths)
         mover_px = np.isin(blobs, ids[moving]) if moving.any() else None
         open_ids = ids[~settled_blob]
         if split.geometric_pixels is not None and len(open_ids):

@@ -110,3 +110,33 @@ def test_grow_over_depth_needs_a_fair_share_of_the_surface_with_min_seed_share()
     assert shared[5:15, 35:45].all()  # the body still grows over all of itself
     assert shared[table].sum() == rim.sum()  # the table stays out; the speck itself is kept as it was
     assert not shared[:5].any() and not shared[:, :30].any()  # and the wall
+
+
+def test_tracker_needs_a_wide_blob_to_call_a_track_moving_and_reports_each_start_once():
+    from engram.perception.motion import MotionTracker, blob_widths_m
+
+    # widths: a 40 x 40 px square at 2 m with f = 400 px holds a disc 0.2 m across; a 3 px line 0.015 m
+    blobs = np.zeros((60, 120), np.int32)
+    blobs[10:50, 10:50] = 1
+    blobs[20:23, 70:110] = 2
+    w = blob_widths_m(blobs, 2, np.full(blobs.shape, 2.0), fx=400.0)
+    assert w[0] == 0 and 0.18 <= w[1] <= 0.21 and w[2] <= 0.03
+
+    rng = np.random.default_rng(1)
+    for wide, want in ((False, False), (True, True)):
+        tr = MotionTracker(min_width_m=0.15, min_wide_frames=2)
+        widths = np.array([0.0, 0.2 if wide else 0.02])
+        started = []
+        for k in range(6):  # a blob hopping 0.2 m per frame, as specks along a table's rim do
+            pts = np.array([1.0 + 0.2 * k, 0.0, 0.8]) + rng.normal(0, 0.01, (30, 3))
+            _, moving, _ = tr.observe(np.ones(30, np.int64), pts, 0.1 * k, widths)
+            started.append(len(tr.started_moving))
+        assert bool(moving[0]) == want
+        assert sum(started) == int(want)  # reported in the frame it started, not again
+    # a frame with no blob right after a track started moving reports no start
+    tr = MotionTracker()
+    for k in range(2):
+        tr.observe(np.ones(5, np.int64), np.full((5, 3), 0.4 * k), 0.1 * k)
+    assert len(tr.started_moving) == 1
+    tr.observe(np.zeros(0, np.int64), np.zeros((0, 3)), 0.2)
+    assert tr.started_moving == []
