@@ -631,7 +631,8 @@ class SceneMemory:
                 pixels_uv=scan.uv(cand),
                 endpoint_log_odds=log_odds[cand],
                 stride=self.depth_stride,
-                categories=self.dynamic_categories,
+                # moving categories by name only from a detector whose names of them can be trusted
+                categories=self.dynamic_categories if getattr(self.detector, "labels_movers", True) else (),
                 free_log_odds=_FREE_LOG_ODDS,
             )
             is_dyn, mover_px = self._track_motion(frame, scan, split, t)

@@ -185,7 +185,10 @@ class Detector(Protocol):
 
     Backends read what they need from the `Frame` (``rgb`` always; ``depth_m``,
     ``intrinsics`` and ``world_from_camera`` when they use geometry). Built by
-    name with `engram.perception.detectors.build_detector`.
+    name with `engram.perception.detectors.build_detector`. An optional
+    ``labels_movers`` attribute (True when absent) says whether a segment it names
+    after a moving category ("person") is evidence enough for `SceneMemory` to keep
+    it out of the static map; the classifier-based ``rgbd`` and ``rgb`` set it False.
     """
 
     name: str

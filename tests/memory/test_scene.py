@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -347,6 +348,28 @@ def test_static_scene_yields_no_dynamic_detections(world):
             r = mem.integrate(world.frame(camera(0.3 * k, 0.1 * k, yaw + 5 * k, pitch_deg=10 + 3 * k)))
             assert r.n_dynamic_px == 0
     assert len(mem.transient) == 0 and mem.motion.tracks == []
+
+
+class _CallsAWallAPerson(_NamesEverythingNearAChair):
+    """Names what stands 2.9-3.45 m away "person", as an ImageNet classifier may name a red chair."""
+
+    def __init__(self, labels_movers: bool) -> None:
+        self.labels_movers = labels_movers
+
+    def detect(self, frame):
+        found = super().detect(frame)
+        return dataclasses.replace(found, labels=["person"] * len(found.labels))
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_a_person_named_by_a_detector_that_does_not_label_movers_is_not_dynamic(world, trusted):
+    mem = SceneMemory(detector=_CallsAWallAPerson(trusted), voxel_size_m=0.05, depth_stride=1)
+    n_dyn = [mem.integrate(world.frame(camera(0.1 * k, 0.0, 5 * k, pitch_deg=5))).n_dynamic_px for k in range(4)]
+    if trusted:  # a detector whose "person" is trusted keeps those pixels out of the static map
+        assert max(n_dyn) > 0
+    else:  # one that names clothes "person" does not: nothing here moves
+        assert max(n_dyn) == 0 and mem.motion.tracks == []
+    assert not [o for o in mem.objects.objects.values() if o.label == "person"]  # a person is no object either way
 
 
 def test_real_static_kitchen_gives_no_large_dynamic_region(shared_data):
