@@ -357,6 +357,8 @@ class ObjectTracker:
         through_margin_m: depth this much beyond a remembered surface point sees through it.
         max_inferred_extent_m: larger objects (furniture) are never inferred to have moved
             without their old place being seen empty.
+        min_size_ratio: a move keeps an object's size: the smaller of the old and the new
+            object's longest sides is at least this share of the larger.
     """
 
     def __init__(
@@ -369,6 +371,7 @@ class ObjectTracker:
         short_term_capacity: int = 64,
         through_margin_m: float = 0.04,
         max_inferred_extent_m: float = 0.8,
+        min_size_ratio: float = 1 / 3,
     ) -> None:
         self.miss_frames = int(miss_frames)
         self.min_move_m = float(min_move_m)
@@ -377,6 +380,9 @@ class ObjectTracker:
         self.max_range_m = float(max_range_m)
         self.through_margin_m = float(through_margin_m)
         self.max_inferred_extent_m = float(max_inferred_extent_m)
+        if not 0.0 <= min_size_ratio <= 1.0:
+            raise ValueError(f"min_size_ratio must be in [0, 1], got {min_size_ratio}")
+        self.min_size_ratio = float(min_size_ratio)
         self.colour_match = 0.03  # chromaticity distance under which two colours are the same
         self.status: dict[int, ObjectStatus] = {}
         self.events: list[ChangeEvent] = []
@@ -578,8 +584,15 @@ class ObjectTracker:
         return merges
 
     def _is_elsewhere(self, old: TrackedObject, new: TrackedObject) -> bool:
-        """Could ``new`` be ``old`` after a move: far enough, and not overlapping the old box."""
-        return bool(np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m and _boxes_apart(old, new))
+        """Could ``new`` be ``old`` after a move: far enough, not overlapping the old box, and about
+        its size (a first view may show part of it, but a fragment a tenth of a chair's size that
+        a segmenter cut off somewhere is not the chair, moved)."""
+        sizes = sorted((_extent_m(old), _extent_m(new)))
+        return bool(
+            np.linalg.norm(_centroid(old) - _centroid(new)) >= self.min_move_m
+            and _boxes_apart(old, new)
+            and sizes[0] >= self.min_size_ratio * sizes[1]
+        )
 
     def _only_candidate(
         self, new_obj: TrackedObject, objects: Mapping[int, TrackedObject], exclude: set[int]

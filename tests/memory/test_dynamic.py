@@ -127,6 +127,19 @@ def test_different_category_is_not_a_move():
     assert [e.kind for e in tr.changes()] == ["disappeared", "appeared"]
 
 
+@pytest.mark.parametrize("half_m, moved", [(0.4, True), (0.15, True), (0.04, False)])
+def test_a_move_keeps_the_size_of_what_moved(half_m, moved):
+    """A chair 0.8 m across went missing; a fragment 8 cm across of the same name somewhere else
+    (a segmenter's piece of something) is not the chair moved, a part of it seen first is."""
+    tr = ObjectTracker(miss_frames=1)
+    objs = {1: Obj(1, "chair", np.array([1.0, 0, 0]), first_seen_s=0.0, last_seen_s=1.0, half_m=0.4)}
+    tr.observe(1.0, objs, {1}, {1}, [])
+    tr.observe(2.0, objs, set(), set(), [1])
+    assert tr.status[1].state == "missing"
+    objs[2] = Obj(2, "chair", np.array([4.0, 0, 0]), first_seen_s=3.0, last_seen_s=3.0, half_m=half_m)
+    assert tr.observe(3.0, objs, {2}, {2}, []) == ([(1, 2)] if moved else [])
+
+
 def test_records_round_trip():
     tr = ObjectTracker(miss_frames=1)
     objs = {1: Obj(1, "mug", np.array([1.0, 0, 0]), first_seen_s=0.0, last_seen_s=1.0)}
