@@ -417,6 +417,11 @@ class SceneMemory:
         return self._detector
 
     @property
+    def _labels_are_evidence(self) -> bool:
+        """Whether the detector's names are evidence for the dynamic layer (see `Detector`)."""
+        return bool(getattr(self.detector, "labels_are_evidence", True))
+
+    @property
     def detector_name(self) -> str | None:
         return self.config["detector"]
 
@@ -631,8 +636,8 @@ class SceneMemory:
                 pixels_uv=scan.uv(cand),
                 endpoint_log_odds=log_odds[cand],
                 stride=self.depth_stride,
-                # moving categories by name only from a detector whose names of them can be trusted
-                categories=self.dynamic_categories if getattr(self.detector, "labels_movers", True) else (),
+                # moving categories by name only from a detector whose names are evidence
+                categories=self.dynamic_categories if self._labels_are_evidence else (),
                 free_log_odds=_FREE_LOG_ODDS,
             )
             is_dyn, mover_px = self._track_motion(frame, scan, split, t)
@@ -712,7 +717,7 @@ class SceneMemory:
             world_from_camera,
             k,
             depth,
-            inst,
+            inst if self._labels_are_evidence else None,  # "taken by another thing" only from trusted names
             inst_labels,
             ignore_labels=tuple(STRUCTURE_LABELS) + tuple(self.dynamic_categories),
         )

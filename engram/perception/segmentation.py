@@ -186,9 +186,11 @@ class Detector(Protocol):
     Backends read what they need from the `Frame` (``rgb`` always; ``depth_m``,
     ``intrinsics`` and ``world_from_camera`` when they use geometry). Built by
     name with `engram.perception.detectors.build_detector`. An optional
-    ``labels_movers`` attribute (True when absent) says whether a segment it names
-    after a moving category ("person") is evidence enough for `SceneMemory` to keep
-    it out of the static map; the classifier-based ``rgbd`` and ``rgb`` set it False.
+    ``labels_are_evidence`` attribute (True when absent) says whether its names are
+    evidence enough for `SceneMemory`'s dynamic layer: a segment named after a moving
+    category ("person") is kept out of the static map, and a remembered object whose
+    place shows a thing of another name is gone. The classifier-based ``rgbd`` and
+    ``rgb`` set it False: people are then found by motion, absence by depth alone.
     """
 
     name: str

@@ -353,8 +353,8 @@ def test_static_scene_yields_no_dynamic_detections(world):
 class _CallsAWallAPerson(_NamesEverythingNearAChair):
     """Names what stands 2.9-3.45 m away "person", as an ImageNet classifier may name a red chair."""
 
-    def __init__(self, labels_movers: bool) -> None:
-        self.labels_movers = labels_movers
+    def __init__(self, labels_are_evidence: bool) -> None:
+        self.labels_are_evidence = labels_are_evidence
 
     def detect(self, frame):
         found = super().detect(frame)
@@ -362,7 +362,7 @@ class _CallsAWallAPerson(_NamesEverythingNearAChair):
 
 
 @pytest.mark.parametrize("trusted", [True, False])
-def test_a_person_named_by_a_detector_that_does_not_label_movers_is_not_dynamic(world, trusted):
+def test_a_person_named_by_a_detector_whose_names_are_no_evidence_is_not_dynamic(world, trusted):
     mem = SceneMemory(detector=_CallsAWallAPerson(trusted), voxel_size_m=0.05, depth_stride=1)
     n_dyn = [mem.integrate(world.frame(camera(0.1 * k, 0.0, 5 * k, pitch_deg=5))).n_dynamic_px for k in range(4)]
     if trusted:  # a detector whose "person" is trusted keeps those pixels out of the static map
@@ -370,6 +370,25 @@ def test_a_person_named_by_a_detector_that_does_not_label_movers_is_not_dynamic(
     else:  # one that names clothes "person" does not: nothing here moves
         assert max(n_dyn) == 0 and mem.motion.tracks == []
     assert not [o for o in mem.objects.objects.values() if o.label == "person"]  # a person is no object either way
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_another_name_at_an_objects_place_counts_as_absence_only_from_trusted_names(world, trusted, monkeypatch):
+    """The change tracker takes a remembered object's place showing a thing of another name for
+    "taken by something else" only when the detector's names are evidence: a classifier names
+    one object differently from one view to the next."""
+    mem = SceneMemory(detector=_CallsAWallAPerson(trusted), voxel_size_m=0.05, depth_stride=1)
+    seen = []
+    original = mem.tracker.seen_through
+
+    def spy(objects, ids, pose, k, depth, instances=None, labels=None, **kw):
+        seen.append(instances is not None)
+        return original(objects, ids, pose, k, depth, instances, labels, **kw)
+
+    monkeypatch.setattr(mem.tracker, "seen_through", spy)
+    for k in range(3):
+        mem.integrate(world.frame(camera(0.1 * k, 0.0, 5 * k, pitch_deg=5)))
+    assert seen and all(s == trusted for s in seen)
 
 
 def test_real_static_kitchen_gives_no_large_dynamic_region(shared_data):

@@ -283,11 +283,13 @@ class _Labelled:
 
     labeller: SegmentLabeller
     max_segments: int
-    # A segment it names "person" is no evidence that something moves: an ImageNet classifier has
-    # no person class and takes a red chair or a coat for one ("cardigan", "jersey"). On the 7-Scenes
-    # kitchen it did so in 55 of the first 340 frames, and on the embedded world's walk in 14 frames,
-    # 3 of them on the walker. `SceneMemory` then finds people by motion against the static map.
-    labels_movers = False
+    # Its names are an ImageNet classifier's guesses: they name objects, but are no evidence by
+    # themselves. A segment it names "person" need not be one (the classifier has no person class
+    # and takes a red chair or a coat for one: 55 of the first 340 frames of the 7-Scenes kitchen,
+    # 14 frames of an embedded-world walk with 3 on the walker), and a remembered object whose
+    # place now shows another name was most often named differently from this view (on the
+    # kitchen at every 10th frame, 68 false moves with such evidence, 16 without).
+    labels_are_evidence = False
 
     def _geometry(self, seg: np.ndarray, ids: np.ndarray) -> SegmentGeometry | None:
         """Measurements of the segments ``ids`` (None: this detector measures nothing)."""
