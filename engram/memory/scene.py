@@ -798,7 +798,9 @@ class SceneMemory:
         flat_blobs = blobs.reshape(-1)
         dyn_idx = np.flatnonzero(is_dyn)
         dyn_xyz = scan.points_world(dyn_idx)  # metric points only where they are read
-        widths = blob_widths_m(blobs, int(blobs.max()), scan.depth_m, frame.intrinsics.fx)
+        k = frame.intrinsics
+        assert k is not None  # integrate has checked the frame's geometry
+        widths = blob_widths_m(blobs, int(blobs.max()), scan.depth_m, k.fx)
         ids, moving, settled_blob = self.motion.observe(flat_blobs[scan.pixels[dyn_idx]], dyn_xyz, t, widths)
         mover_px = np.isin(blobs, ids[moving]) if moving.any() else None
         open_ids = ids[~settled_blob]
