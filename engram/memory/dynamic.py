@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -553,7 +553,7 @@ class ObjectTracker:
             if st.misses >= self.miss_frames and st.state != "missing":
                 st.state = "missing"
                 st.missing_since_s = t_s
-                merges.extend(self._pair_missing(oid, objects, t_s))
+                merges.extend(self._pair_missing(oid, objects, t_s, taken={m[1] for m in merges}))
                 if not any(m[0] == oid for m in merges):
                     self._log(
                         ChangeEvent(
@@ -648,15 +648,19 @@ class ObjectTracker:
         # otherwise the one that went missing last
         return max(cands, key=lambda i: self.status[i].missing_since_s or -math.inf, default=None)
 
-    def _pair_missing(self, oid: int, objects: Mapping[int, TrackedObject], t_s: float) -> list[tuple[int, int]]:
+    def _pair_missing(
+        self, oid: int, objects: Mapping[int, TrackedObject], t_s: float, taken: Set[int] = frozenset()
+    ) -> list[tuple[int, int]]:
         """A newly missing object may already have been seen elsewhere: an object of
-        its category first seen after it was last seen in the old place."""
+        its category first seen after it was last seen in the old place, and not ``taken``
+        (paired with another object that went missing in the same frame)."""
         old = objects[oid]
         old_label = _vote_label(old)
         cands = [
             (o.first_seen_s, i)
             for i, o in objects.items()
             if i != oid
+            and i not in taken
             and _vote_label(o) == old_label
             and o.first_seen_s > old.last_seen_s
             and self.status.get(i, ObjectStatus()).state != "missing"

@@ -140,6 +140,24 @@ def test_a_move_keeps_the_size_of_what_moved(half_m, moved):
     assert tr.observe(3.0, objs, {2}, {2}, []) == ([(1, 2)] if moved else [])
 
 
+def test_two_objects_missing_in_one_frame_do_not_share_a_newcomer():
+    """Two books go missing in the same frame and one book turns up elsewhere: one of them moved
+    there; the other stays missing (it was taken for moved onto the same newcomer)."""
+    tr = ObjectTracker(miss_frames=1)
+    objs = {
+        1: Obj(1, "book", np.array([1.0, 0, 0]), first_seen_s=0.0, last_seen_s=1.0),
+        2: Obj(2, "book", np.array([1.0, 1.0, 0]), first_seen_s=0.0, last_seen_s=1.0),
+    }
+    tr.observe(1.0, objs, {1, 2}, {1, 2}, [])
+    objs[3] = Obj(3, "book", np.array([5.0, 0, 0]), first_seen_s=5.0, last_seen_s=5.0)
+    tr.observe(5.0, objs, {3}, {3}, [])
+    merges = tr.observe(9.0, objs, set(), set(), [1, 2])
+    assert len(merges) == 1 and merges[0][1] == 3
+    other = 2 if merges[0][0] == 1 else 1
+    assert tr.status[other].state == "missing"
+    assert [e.kind for e in tr.changes()].count("moved") == 1
+
+
 def test_records_round_trip():
     tr = ObjectTracker(miss_frames=1)
     objs = {1: Obj(1, "mug", np.array([1.0, 0, 0]), first_seen_s=0.0, last_seen_s=1.0)}
