@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engram.memory.scene import SceneMemory  # noqa: E402
+from engram.sims.embedded.scenes import WORLD_VERSION  # noqa: E402
 
 MATCH_M = 0.3
 DEFAULT_DETECTOR = "rgbd"
@@ -311,7 +312,10 @@ def main() -> None:
     cache_path = Path(args.cache) if args.cache else None
     cache = json.loads(cache_path.read_text()) if cache_path is not None and cache_path.exists() else {}
     # one entry per apartment and setting: the perceptions run together (they share the frames)
-    setting = f"r{args.relocations}-p{args.period:g}-m{args.min_pixels}-l{args.laps}-f{args.max_frames}-{','.join(perceptions)}"
+    setting = (
+        f"r{args.relocations}-p{args.period:g}-m{args.min_pixels}-l{args.laps}-f{args.max_frames}-"
+        f"{','.join(perceptions)}-w{WORLD_VERSION}"
+    )
     done = cache.get(setting, {})
     results = [done[str(s)] for s in seeds if str(s) in done]
     todo = [s for s in seeds if str(s) not in done]

@@ -44,6 +44,7 @@ from engram.jobs.explore import coverage, goal_distance, shortest_to_goal  # noq
 from engram.memory.scene import SceneMemory  # noqa: E402
 from engram.planners.frontier import FrontierExplorer  # noqa: E402
 from engram.planners.navigation import Navigator  # noqa: E402
+from engram.sims.embedded.scenes import WORLD_VERSION  # noqa: E402
 
 SMALL_SKIP = {"person"}
 DEFAULT_DETECTOR = "rgbd"
@@ -212,9 +213,10 @@ def main() -> None:
     for perception in perceptions:
         # the oracle keeps the cache keys and memory folder it always had
         tag = "" if perception == "oracle" else f"-{perception}"
-        key = f"s{args.steps}-n{args.nav_steps}-g{args.goals}-{args.width}x{args.height}{tag}"
+        world = f"-w{WORLD_VERSION}"  # results of an older embedded world are not this world's
+        key = f"s{args.steps}-n{args.nav_steps}-g{args.goals}-{args.width}x{args.height}{tag}{world}"
         runs = cache.setdefault(key, {})
-        pp = cache.setdefault(f"pick_place{tag}", {})
+        pp = cache.setdefault(f"pick_place{tag}{world}", {})
         for seed in range(args.first_seed, args.first_seed + args.apartments):
             if str(seed) not in runs:
                 mem_dir = cache_path.parent / f"memories{tag.replace('-', '_')}"

@@ -72,9 +72,10 @@ def record(out: Path, *, seed: int, duration_s: float, video_fps: float, n_moves
     import cv2
 
     from engram.sims.embedded import EmbeddedSim
+    from engram.sims.embedded.scenes import WORLD_VERSION
     from engram.sims.embedded.sim import coverage_actions
 
-    tag = f"seed{seed}_{int(duration_s)}s_{video_fps:g}fps_{n_moves}uniquemoves_v2"
+    tag = f"seed{seed}_{int(duration_s)}s_{video_fps:g}fps_{n_moves}uniquemoves_v2_world{WORLD_VERSION}"
     folder = out / tag
     if (folder / "done.json").exists():
         return folder
