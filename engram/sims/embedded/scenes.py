@@ -12,7 +12,7 @@ frame (before yaw). Geometry is a list of primitive `Part`s in the object frame,
 or a URDF from ``pybullet_data`` whose base origin sits at
 ``urdf_base_offset_m`` from the centre (object frame). Parts are composed so that
 each thing looks like what it is to a camera (doors, handles and a plinth on a cabinet,
-drawers on a desk, a hollow bathtub, a toilet's cistern and bowl, pillows on a bed, an open
+drawers on a desk, a hollow bathtub, a toilet's cistern, bowl and seat, pillows on a bed, an open
 laptop, a bush in a pot, a vase's outline): perception that learnt from photos is scored on
 shapes it can recognise, not on coloured blocks. Every part lies inside its object's box.
 
@@ -181,18 +181,18 @@ def _desk_parts(w: float, d: float, h: float, color: RGBA) -> tuple[Part, ...]:
 
 
 def _toilet_parts(color: RGBA) -> tuple[Part, ...]:
-    """Cistern at the back, a pedestal, the round bowl in front with its seat and the dark
-    opening inside it."""
+    """Cistern at the back on a base that runs forward to the pedestal, and the round bowl
+    with its seat in front."""
     w, d, h, seat = 0.4, 0.65, 0.75, 0.42
     hx, hy, hz = w / 2, d / 2, h / 2
     r = 0.19
     by = hy - r  # the bowl's centre, its front at the object's front
     return (
         _box(hx, 0.09, (h - 0.36) / 2, 0.0, -hy + 0.09, hz - (h - 0.36) / 2, color),  # cistern
+        _box(0.12, (by + hy - 0.18) / 2, 0.18, 0.0, (by - hy + 0.18) / 2, -hz + 0.18, color),  # base, cistern to bowl
         Part("cylinder", (0.12, 0.12, 0.17), (0.0, by - 0.04, -hz + 0.17), color),  # pedestal
         Part("cylinder", (r, r, 0.05), (0.0, by, -hz + seat - 0.06), color),  # bowl
         Part("cylinder", (r, r, 0.01), (0.0, by, -hz + seat - 0.01), _shade(color, 0.97)),  # seat
-        Part("cylinder", (0.12, 0.12, 0.002), (0.0, by, -hz + seat), (0.6, 0.68, 0.75, 1.0)),  # opening
     )
 
 
