@@ -332,7 +332,8 @@ def blob_widths_m(blobs: np.ndarray, n: int, depth_m: np.ndarray, fx: float) -> 
     """The widest disc inside each blob, in metres: "n+1" widths indexed by blob id (0 for none).
 
     Twice the largest distance (in pixels) from a blob's pixel to the nearest pixel
-    outside it, times that pixel's depth over the focal length.
+    outside it (at most half the frame's shorter side), times that pixel's depth over the
+    focal length.
     """
     import cv2
 
@@ -341,6 +342,9 @@ def blob_widths_m(blobs: np.ndarray, n: int, depth_m: np.ndarray, fx: float) -> 
     if n == 0 or not inside.any():
         return out
     dist_px = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    # no disc wider than the frame fits in it (and a blob that fills the frame has no pixel outside
+    # it: OpenCV then gives FLT_MAX)
+    dist_px = np.minimum(dist_px, 0.5 * min(inside.shape))
     d = np.asarray(depth_m, np.float64)[inside]
     d = np.where((d > 0) & (d < _MAX_DEPTH_M), d, 0.0)  # no return (0, NaN, a renderer's far value): no width
     width = 2.0 * dist_px[inside] * d / float(fx)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from engram.perception.motion import contradiction_mask, semantic_dynamic_mask, split_dynamic
@@ -121,6 +123,11 @@ def test_tracker_needs_a_wide_blob_to_call_a_track_moving_and_reports_each_start
     blobs[20:23, 70:110] = 2
     w = blob_widths_m(blobs, 2, np.full(blobs.shape, 2.0), fx=400.0)
     assert w[0] == 0 and 0.18 <= w[1] <= 0.21 and w[2] <= 0.03
+    # a blob that fills the frame (something right in front of the camera) is as wide as the frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow on the way
+        full = blob_widths_m(np.ones((60, 120), np.int32), 1, np.full((60, 120), 2.0), fx=400.0)
+    assert abs(full[1] - 60 * 2.0 / 400.0) < 1e-9
 
     rng = np.random.default_rng(1)
     for wide, want in ((False, False), (True, True)):
