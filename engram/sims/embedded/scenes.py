@@ -334,7 +334,7 @@ BRIGHT = [
 
 
 def _prim(shape: str, half: Vec3, color: RGBA) -> dict[str, Any]:
-    return {"half_extents_m": half, "parts": (Part(shape, half, (0.0, 0.0, 0.0), color),), "color_rgba": color}
+    return {"half_extents_m": half, "color_rgba": color, "parts": (Part(shape, half, (0.0, 0.0, 0.0), color),)}
 
 
 def _make_mug(rng: np.random.Generator) -> dict[str, Any]:
@@ -371,6 +371,16 @@ def _make_ball(rng: np.random.Generator) -> dict[str, Any]:
     }
 
 
+def _disc(r: float, half_h: float, z: float, color: RGBA, x: float = 0.0) -> Part:
+    """An upright cylinder of radius ``r`` centred at (``x``, 0, ``z``) in the object frame."""
+    return Part("cylinder", (r, r, half_h), (x, 0.0, z), color)
+
+
+def _composed(half: Vec3, color: RGBA, parts: tuple[Part, ...]) -> dict[str, Any]:
+    """An object template's fields: its box's half sizes, its colour and its parts."""
+    return {"half_extents_m": half, "color_rgba": color, "parts": parts}
+
+
 def _make_plant(rng: np.random.Generator) -> dict[str, Any]:
     pot = (0.75, 0.4, 0.25, 1.0)
     leaves = (0.15, 0.55, 0.2, 1.0)
@@ -387,79 +397,77 @@ def _make_plant(rng: np.random.Generator) -> dict[str, Any]:
         (-0.03, -0.02, z_pot + 0.22, 0.065, dark),
         (0.05, 0.1, z_pot + 0.2, 0.06, leaves),
     ]
-    return {
-        "half_extents_m": (r, r, hz),
-        "color_rgba": leaves,
-        "parts": (
-            Part("cylinder", (0.085, 0.085, 0.1), (0.0, 0.0, -hz + 0.1), pot),
-            Part("cylinder", (0.1, 0.1, 0.012), (0.0, 0.0, z_pot - 0.012), _shade(pot, 0.9)),
-            Part("cylinder", (0.085, 0.085, 0.002), (0.0, 0.0, z_pot), (0.25, 0.17, 0.1, 1.0)),
-            Part("cylinder", (0.012, 0.012, 0.09), (0.0, 0.0, z_pot + 0.09), (0.3, 0.25, 0.12, 1.0)),
-        )
-        + tuple(Part("sphere", (q, q, q), (x, y, z), c) for x, y, z, q, c in tufts),
-    }
+    pot_parts = (
+        _disc(0.085, 0.1, -hz + 0.1, pot),
+        _disc(0.1, 0.012, z_pot - 0.012, _shade(pot, 0.9)),  # rim
+        _disc(0.085, 0.002, z_pot, (0.25, 0.17, 0.1, 1.0)),  # soil
+        _disc(0.012, 0.09, z_pot + 0.09, (0.3, 0.25, 0.12, 1.0)),  # stem
+    )
+    return _composed(
+        (r, r, hz), leaves, pot_parts + tuple(Part("sphere", (q, q, q), (x, y, z), c) for x, y, z, q, c in tufts)
+    )
 
 
 def _make_lamp(rng: np.random.Generator) -> dict[str, Any]:
     shade = _rand_color(rng, [(0.95, 0.9, 0.7), (0.9, 0.9, 0.9), (0.9, 0.6, 0.3)])
     hz = 0.2
-    return {
-        "half_extents_m": (0.1, 0.1, hz),
-        "color_rgba": shade,
-        "parts": (
-            Part("cylinder", (0.07, 0.07, 0.015), (0.0, 0.0, -hz + 0.015), GREY),
-            Part("cylinder", (0.012, 0.012, 0.11), (0.0, 0.0, -hz + 0.03 + 0.11), GREY),
-            Part("cylinder", (0.1, 0.1, 0.07), (0.0, 0.0, hz - 0.07), shade),
+    return _composed(
+        (0.1, 0.1, hz),
+        shade,
+        (
+            _disc(0.07, 0.015, -hz + 0.015, GREY),
+            _disc(0.012, 0.11, -hz + 0.03 + 0.11, GREY),
+            _disc(0.1, 0.07, hz - 0.07, shade),
         ),
-    }
+    )
 
 
 def _make_bowl(rng: np.random.Generator) -> dict[str, Any]:
     color = _rand_color(rng, BRIGHT)
     hz = 0.035
-    return {
-        "half_extents_m": (0.08, 0.08, hz),
-        "color_rgba": color,
-        "parts": (
-            Part("cylinder", (0.04, 0.04, 0.008), (0.0, 0.0, -hz + 0.008), color),  # foot
-            Part("cylinder", (0.065, 0.065, 0.012), (0.0, 0.0, -hz + 0.028), color),
-            Part("cylinder", (0.08, 0.08, 0.014), (0.0, 0.0, hz - 0.016), color),  # rim
-            Part("cylinder", (0.068, 0.068, 0.001), (0.0, 0.0, hz - 0.001), _shade(color, 0.6)),  # inside
+    return _composed(
+        (0.08, 0.08, hz),
+        color,
+        (
+            _disc(0.04, 0.008, -hz + 0.008, color),  # foot
+            _disc(0.065, 0.012, -hz + 0.028, color),
+            _disc(0.08, 0.014, hz - 0.016, color),  # rim
+            _disc(0.068, 0.001, hz - 0.001, _shade(color, 0.6)),  # inside
         ),
-    }
+    )
 
 
 def _make_cup(rng: np.random.Generator) -> dict[str, Any]:
     color = _rand_color(rng, BRIGHT)
     hz = 0.045
-    return {
-        "half_extents_m": (0.035, 0.035, hz),
-        "color_rgba": color,
-        "parts": (
-            Part("cylinder", (0.035, 0.035, 0.003), (0.0, 0.0, -hz + 0.003), WHITE),  # saucer
-            Part("cylinder", (0.027, 0.027, hz - 0.004), (-0.008, 0.0, 0.002), color),
-            Part("cylinder", (0.022, 0.022, 0.001), (-0.008, 0.0, hz - 0.001), _shade(color, 0.5)),  # inside
+    return _composed(
+        (0.035, 0.035, hz),
+        color,
+        (
+            _disc(0.035, 0.003, -hz + 0.003, WHITE),  # saucer
+            _disc(0.027, hz - 0.004, 0.002, color, x=-0.008),
+            _disc(0.022, 0.001, hz - 0.001, _shade(color, 0.5), x=-0.008),  # inside
             _box(0.004, 0.004, 0.022, 0.031, 0.0, 0.0, color),  # handle
             _box(0.006, 0.004, 0.004, 0.025, 0.0, 0.02, color),
             _box(0.006, 0.004, 0.004, 0.025, 0.0, -0.02, color),
         ),
-    }
+    )
 
 
 def _make_bottle(rng: np.random.Generator) -> dict[str, Any]:
     glass = _rand_color(rng, [(0.1, 0.5, 0.2), (0.2, 0.4, 0.8), (0.55, 0.3, 0.1)])
     hz = 0.12
-    return {
-        "half_extents_m": (0.035, 0.035, hz),
-        "color_rgba": glass,
-        "parts": (
-            Part("cylinder", (0.033, 0.033, 0.075), (0.0, 0.0, -hz + 0.075), glass),  # body
-            Part("cylinder", (0.035, 0.035, 0.03), (0.0, 0.0, -hz + 0.06), (0.9, 0.88, 0.8, 1.0)),  # label
-            Part("cylinder", (0.024, 0.024, 0.015), (0.0, 0.0, -hz + 0.165), glass),  # shoulder
-            Part("cylinder", (0.012, 0.012, 0.03), (0.0, 0.0, -hz + 0.21), glass),  # neck
-            Part("cylinder", (0.014, 0.014, 0.006), (0.0, 0.0, hz - 0.006), GREY),  # cap
+    return _composed(
+        (0.035, 0.035, hz),
+        glass,
+        (
+            _disc(0.033, 0.075, -hz + 0.075, glass),  # body
+            _disc(0.035, 0.03, -hz + 0.06, (0.9, 0.88, 0.8, 1.0)),  # label
+            _disc(0.024, 0.015, -hz + 0.165, glass),  # shoulder
+            _disc(0.012, 0.03, -hz + 0.21, glass),  # neck
+            _disc(0.014, 0.006, hz - 0.006, GREY),  # cap
         ),
-    }
+    )
 
 
 def _make_vase(rng: np.random.Generator) -> dict[str, Any]:
@@ -467,13 +475,13 @@ def _make_vase(rng: np.random.Generator) -> dict[str, Any]:
     hz = 0.15
     # foot, belly, waist, neck and lip, stacked: the outline of a vase
     rings = ((0.04, 0.02), (0.055, 0.05), (0.06, 0.09), (0.05, 0.13), (0.038, 0.17), (0.03, 0.23), (0.042, 0.28))
-    parts = []
-    z = -hz
-    for (r, top), (_, prev) in zip(rings, ((0, 0.0),) + rings[:-1]):
-        parts.append(Part("cylinder", (r, r, (top - prev) / 2), (0.0, 0.0, z + (prev + top) / 2), color))
-    parts.append(Part("cylinder", (0.042, 0.042, 0.009), (0.0, 0.0, hz - 0.011), color))  # lip
-    parts.append(Part("cylinder", (0.03, 0.03, 0.001), (0.0, 0.0, hz - 0.001), _shade(color, 0.4)))  # mouth
-    return {"half_extents_m": (0.06, 0.06, hz), "color_rgba": color, "parts": tuple(parts)}
+    parts = [
+        _disc(r, (top - prev) / 2, -hz + (prev + top) / 2, color)
+        for (r, top), (_, prev) in zip(rings, ((0, 0.0),) + rings[:-1])
+    ]
+    parts.append(_disc(0.042, 0.009, hz - 0.011, color))  # lip
+    parts.append(_disc(0.03, 0.001, hz - 0.001, _shade(color, 0.4)))  # mouth
+    return _composed((0.06, 0.06, hz), color, tuple(parts))
 
 
 def _make_laptop(rng: np.random.Generator) -> dict[str, Any]:
@@ -481,36 +489,30 @@ def _make_laptop(rng: np.random.Generator) -> dict[str, Any]:
     body = (0.15, 0.15, 0.17, 1.0)
     hx, hy, hz = 0.17, 0.12, 0.1175
     base_t = 0.015
-    return {
-        "half_extents_m": (hx, hy, hz),
-        "color_rgba": body,
-        "parts": (
+    return _composed(
+        (hx, hy, hz),
+        body,
+        (
             _box(hx, hy, base_t / 2, 0.0, 0.0, -hz + base_t / 2, body),
             _box(0.15, 0.055, 0.001, 0.0, -0.01, -hz + base_t, (0.05, 0.05, 0.06, 1.0)),  # keys
             _box(0.045, 0.03, 0.001, 0.0, 0.08, -hz + base_t, (0.25, 0.25, 0.28, 1.0)),  # touchpad
             _box(hx, 0.005, (2 * hz - base_t) / 2, 0.0, -hy + 0.005, base_t / 2, body),  # lid
             _box(0.155, 0.001, 0.095, 0.0, -hy + 0.011, base_t / 2 + 0.005, (0.25, 0.45, 0.75, 1.0)),  # screen
         ),
-    }
+    )
 
 
 def _make_remote(rng: np.random.Generator) -> dict[str, Any]:
     black = (0.05, 0.05, 0.05, 1.0)
     hz = 0.012
-    buttons = [
+    buttons = tuple(
         _box(0.006, 0.006, 0.001, x, y, hz - 0.001, (0.55, 0.55, 0.58, 1.0))
         for y in (-0.04, -0.02, 0.0)
         for x in (-0.01, 0.01)
-    ]
-    return {
-        "half_extents_m": (0.025, 0.085, hz),
-        "color_rgba": black,
-        "parts": (
-            _box(0.025, 0.085, hz - 0.001, 0.0, 0.0, -0.001, black),  # buttons on its top, at hz - 0.002
-            Part("cylinder", (0.006, 0.006, 0.001), (0.0, 0.06, hz - 0.001), (0.8, 0.1, 0.1, 1.0)),  # power
-            *buttons,
-        ),
-    }
+    )
+    body = _box(0.025, 0.085, hz - 0.001, 0.0, 0.0, -0.001, black)  # its top at hz - 0.002, under the buttons
+    power = Part("cylinder", (0.006, 0.006, 0.001), (0.0, 0.06, hz - 0.001), (0.8, 0.1, 0.1, 1.0))
+    return _composed((0.025, 0.085, hz), black, (body, power) + buttons)
 
 
 OBJECT_TEMPLATES: tuple[_ObjectTemplate, ...] = (
