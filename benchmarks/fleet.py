@@ -264,9 +264,12 @@ def main() -> int:
     work = Path(args.work)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    srcs = make_sources(work / "src", args.sources, args.video_min, args.bag_s)
+    from engram.sims.embedded.scenes import WORLD_VERSION
+
+    src_dir = work / f"src_world{WORLD_VERSION}"  # recordings of an older embedded world are not reused
+    srcs = make_sources(src_dir, args.sources, args.video_min, args.bag_s)
     print(
-        f"# sources: {len(srcs)} made in {time.perf_counter() - t0:.0f} s under {work / 'src'}",
+        f"# sources: {len(srcs)} made in {time.perf_counter() - t0:.0f} s under {src_dir}",
         flush=True,
     )
     overrides = ["scene.stride=4"]  # bags at 1 frame/s, like the videos
