@@ -103,13 +103,20 @@ def _sofa_parts(w: float, color: RGBA) -> tuple[Part, ...]:
 
 
 def _bed_parts(w: float, color: RGBA) -> tuple[Part, ...]:
+    """Frame and mattress, blanket, headboard, and pillows against the headboard."""
     d, h = 2.0, 0.9
     hx, hy, hz = w / 2, d / 2, h / 2
+    n = 2 if w >= 1.2 else 1
+    pw = (w - 0.2) / n
+    pillows = tuple(
+        _box(pw / 2 - 0.03, 0.17, 0.06, -hx + 0.1 + pw / 2 + i * pw, -hy + 0.3, -hz + 0.58 + 0.06, WHITE)
+        for i in range(n)
+    )
     return (
         _box(hx, hy, 0.25, 0.0, 0.0, -hz + 0.25, DARK_WOOD),  # frame + mattress top at 0.5
         _box(hx - 0.03, hy - 0.03, 0.04, 0.0, 0.0, -hz + 0.54, color),  # blanket
         _box(hx, 0.04, hz, 0.0, -hy + 0.04, 0.0, DARK_WOOD),  # headboard
-    )
+    ) + pillows
 
 
 def _shelf_parts(w: float, d: float, h: float, color: RGBA) -> tuple[Part, ...]:
@@ -133,6 +140,12 @@ def _shade(color: RGBA, k: float) -> RGBA:
     return (min(color[0] * k, 1.0), min(color[1] * k, 1.0), min(color[2] * k, 1.0), color[3])
 
 
+def _front_panel(half_w: float, cx: float, z0: float, z1: float, hy: float, color: RGBA) -> Part:
+    """A door or drawer front, 14 mm thick, its face 4 mm behind the object's +y face (``hy``,
+    the half depth), where handles stand."""
+    return _box(half_w, 0.007, (z1 - z0) / 2, cx, hy - 0.011, (z0 + z1) / 2, color)
+
+
 def _fronts(w: float, d: float, h: float, color: RGBA, z0: float, z1: float, n: int) -> list[Part]:
     """``n`` door fronts side by side on the +y face between heights ``z0`` and ``z1`` (object
     frame), each with a metal handle near its inner edge; a dark seam shows between them."""
@@ -142,7 +155,7 @@ def _fronts(w: float, d: float, h: float, color: RGBA, z0: float, z1: float, n: 
     parts = []
     for i in range(n):
         cx = -hx + gap + dw / 2 + i * (dw + gap)
-        parts.append(_box(dw / 2, 0.007, (z1 - z0) / 2, cx, hy - 0.011, (z0 + z1) / 2, color))
+        parts.append(_front_panel(dw / 2, cx, z0, z1, hy, color))
         side = 1.0 if i < n / 2 else -1.0  # handles towards the middle
         hzh = min(0.05, (z1 - z0) / 5)
         parts.append(_box(0.008, 0.004, hzh, cx + side * (dw / 2 - 0.04), hy - 0.004, z1 - 0.06 - hzh, GREY))
@@ -175,7 +188,7 @@ def _desk_parts(w: float, d: float, h: float, color: RGBA) -> tuple[Part, ...]:
     for i in range(3):  # drawer fronts, each with a handle
         z1 = z_top - i * drawer_h
         z0 = z1 - drawer_h + 0.012
-        parts.append(_box(pw / 2 - 0.012, 0.007, (z1 - z0) / 2, px, hy - 0.011, (z0 + z1) / 2, color))
+        parts.append(_front_panel(pw / 2 - 0.012, px, z0, z1, hy, color))
         parts.append(_box(0.05, 0.004, 0.008, px, hy - 0.004, z1 - 0.04, GREY))
     return tuple(parts)
 
@@ -211,19 +224,6 @@ def _bathtub_parts(w: float, d: float, h: float, color: RGBA) -> tuple[Part, ...
     )
 
 
-def _bed_dressed_parts(w: float, color: RGBA) -> tuple[Part, ...]:
-    """The bed with pillows against the headboard."""
-    d, h = 2.0, 0.9
-    hx, hy, hz = w / 2, d / 2, h / 2
-    n = 2 if w >= 1.2 else 1
-    pw = (w - 0.2) / n
-    pillows = tuple(
-        _box(pw / 2 - 0.03, 0.17, 0.06, -hx + 0.1 + pw / 2 + i * pw, -hy + 0.3, -hz + 0.58 + 0.06, WHITE)
-        for i in range(n)
-    )
-    return _bed_parts(w, color) + pillows
-
-
 SHELF_BOARDS_M = (0.05, 0.45, 0.85, 1.25)
 
 
@@ -247,7 +247,7 @@ def _furniture_parts(t: _FurnitureTemplate, rng: np.random.Generator) -> tuple[t
         return _sofa_parts(w, color), color
     if t.label == "bed":
         color = tuple(float(c) for c in rng.choice([[0.8, 0.8, 0.9], [0.6, 0.7, 0.85], [0.85, 0.75, 0.6]])) + (1.0,)
-        return _bed_dressed_parts(w, color), color
+        return _bed_parts(w, color), color
     if t.label == "shelf":
         return _shelf_parts(w, d, h, WOOD), WOOD
     colors = {
@@ -333,8 +333,18 @@ BRIGHT = [
 ]
 
 
+def _disc(r: float, half_h: float, z: float, color: RGBA, x: float = 0.0) -> Part:
+    """An upright cylinder of radius ``r`` centred at (``x``, 0, ``z``) in the object frame."""
+    return Part("cylinder", (r, r, half_h), (x, 0.0, z), color)
+
+
+def _composed(half: Vec3, color: RGBA, parts: tuple[Part, ...]) -> dict[str, Any]:
+    """An object template's fields: its box's half sizes, its colour and its parts."""
+    return {"half_extents_m": half, "color_rgba": color, "parts": parts}
+
+
 def _prim(shape: str, half: Vec3, color: RGBA) -> dict[str, Any]:
-    return {"half_extents_m": half, "color_rgba": color, "parts": (Part(shape, half, (0.0, 0.0, 0.0), color),)}
+    return _composed(half, color, (Part(shape, half, (0.0, 0.0, 0.0), color),))
 
 
 def _make_mug(rng: np.random.Generator) -> dict[str, Any]:
@@ -369,16 +379,6 @@ def _make_ball(rng: np.random.Generator) -> dict[str, Any]:
         "urdf_rpy_rad": (0.0, 0.0, 0.0),
         "urdf_base_offset_m": (0.0, 0.0, 0.0),
     }
-
-
-def _disc(r: float, half_h: float, z: float, color: RGBA, x: float = 0.0) -> Part:
-    """An upright cylinder of radius ``r`` centred at (``x``, 0, ``z``) in the object frame."""
-    return Part("cylinder", (r, r, half_h), (x, 0.0, z), color)
-
-
-def _composed(half: Vec3, color: RGBA, parts: tuple[Part, ...]) -> dict[str, Any]:
-    """An object template's fields: its box's half sizes, its colour and its parts."""
-    return {"half_extents_m": half, "color_rgba": color, "parts": parts}
 
 
 def _make_plant(rng: np.random.Generator) -> dict[str, Any]:
