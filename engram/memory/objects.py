@@ -276,6 +276,7 @@ def _box_gap(lo_a: np.ndarray, hi_a: np.ndarray, lo_b: np.ndarray, hi_b: np.ndar
 
 
 _MIN_TOP_WIDTH_M = 0.3  # narrower things (a pot, a lamp) have no top that others stand on
+_MIN_RAISED_POINTS = 10  # a segment wider than a thing on a top stands on it with at least these points above it
 
 
 def _principal_footprint(xy: np.ndarray, max_points: int = 20000) -> tuple[float, float]:
@@ -384,7 +385,7 @@ class ObjectMap:
             object's width whose bottom lies at most ``rest_tolerance_m`` below the object's level
             top is on it, not a part of it: one rising ``rest_rise_m`` above the top (a mug on a
             table) is neither fused nor folded into it, and one lying flat (a magazine) only in the
-            object's own colour, whatever their names (`_on_top`).
+            object's own colour, whatever their names and by every merging rule (`_on_top`).
         floor_z_m: the floor's height (world z) for the geometric prior on objects' labels
             (`MapObject.label_weights`); None: unknown, heights say nothing. A detector that
             finds the floor sets it as it goes.
@@ -731,14 +732,16 @@ class ObjectMap:
         at least 0.3 m wide: a sofa's arm or a chair's back spans the seat, a mug or a magazine
         does not), with its bottom on the host's top surface (the layer where most of the host's
         footprint ends, `priors.measure_object`; from ``rest_tolerance_m`` below it to twice that
-        above), and not a vertical board or strip (``thin_part_m`` across).
+        above), and not a vertical board or strip (``thin_part_m`` across). A part wider than
+        that is a piece of the top, or a segment that glued a patch of the top to a thing standing
+        there: it stands on the host (2) when what rises ``rest_rise_m`` above the top is small
+        beside the host and a fifth of its points or more.
         """
         span = np.ptp(part[:, :2], axis=0)
         width = float(np.min(host.extent[:2]))
-        if width < _MIN_TOP_WIDTH_M or float(span.max()) > self.rest_size_share * width:
-            return 0
-        if float(span.min()) <= self.thin_part_m:
+        if width < _MIN_TOP_WIDTH_M or float(span.min()) <= self.thin_part_m:
             return 0  # a vertical strip or board (a panel seen edge on, a shelf's side): no mug is that thin
+        wide = float(span.max()) > self.rest_size_share * width
         stamp = (len(host.points), *host.box_min.tolist(), *host.box_max.tolist())
         got = self._surfaces.get(host.id)
         if got is not None and got[0] == stamp:
@@ -752,7 +755,15 @@ class ObjectMap:
         bottom, high = np.percentile(part[:, 2], [5, 95])
         if not top - self.rest_tolerance_m <= bottom <= top + 2 * self.rest_tolerance_m:
             return 0  # below the top, or above it with a gap (the top of a sofa's arm over its seat)
-        return 2 if high >= top + self.rest_rise_m else 1
+        if not wide:
+            return 2 if high >= top + self.rest_rise_m else 1
+        # wider than a thing on the top: a piece of the top itself, or a segment that glued a patch
+        # of the top to what stands there (a box and a game pad with the table around them), which
+        # is judged by what rises above the top
+        raised = part[part[:, 2] >= top + self.rest_rise_m, :2]
+        if len(raised) < max(_MIN_RAISED_POINTS, 0.2 * len(part)):
+            return 0
+        return 2 if float(np.ptp(raised, axis=0).max()) <= self.rest_size_share * width else 0
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
         pts, col, per_point, keys = _downsample_keys(det.points_world, det.colors, self.voxel_size_m)
@@ -1105,6 +1116,14 @@ class ObjectMap:
         def fits(a: MapObject, b: MapObject) -> bool:
             return self._joined_fits(a.box_min, a.box_max, b.box_min, b.box_max, (a.points, b.points))
 
+        def rests_on(i: int, j: int) -> bool:
+            """Object ``i`` is a thing of its own on ``j``'s level top: it stands there, or lies
+            there in a colour of its own (a magazine and a table both "box")."""
+            on_top = self._on_top(self._objects[i].points, self._objects[j])
+            return on_top == 2 or (
+                on_top == 1 and _colour_distance(colour_of(i), colour_of(j)) > self.part_colour_distance
+            )
+
         while True:  # one pass per round of merges; rounds are few
             # keys and boxes as the round starts: an object that absorbs another in this round is
             # probed with its new keys against the others' keys as they were (a static index)
@@ -1130,6 +1149,7 @@ class ObjectMap:
                         and obj.vote_label.lower() == other.vote_label.lower()
                         and _box_gap(obj.box_min, obj.box_max, lo[n], hi[n]) <= self.near_gap_m
                         and _colour_distance(colour_of(oid), colour_of(other_id)) <= self.near_colour_distance
+                        and not rests_on(oid, other_id)
                         and fits(obj, other)
                     ):
                         # pieces of one thing apart or barely touching: the same name and the same colour
@@ -1145,7 +1165,7 @@ class ObjectMap:
                     ):
                         # two pieces of one material joined along a seam (a shelf cut at a board,
                         # a bed at its frame): not a small thing resting on a large one
-                        if (best is None or ratio > best[0]) and fits(obj, other):
+                        if (best is None or ratio > best[0]) and not rests_on(oid, other_id) and fits(obj, other):
                             best = (ratio, other_id)
                         continue
                     exact = obj.vote_label.lower() == other.vote_label.lower() and obj.vote_label != UNKNOWN
@@ -1159,13 +1179,8 @@ class ObjectMap:
                         continue
                     # ... and named the same, it still stays when it stands on the other's level top,
                     # or lies on it in a colour of its own (a magazine and a table both "box")
-                    if exact and cnt < self.relabel_object_share * len(other.match_keys):
-                        on_top = self._on_top(obj.points, other)
-                        if on_top == 2 or (
-                            on_top == 1
-                            and _colour_distance(colour_of(oid), colour_of(other_id)) > self.part_colour_distance
-                        ):
-                            continue
+                    if exact and cnt < self.relabel_object_share * len(other.match_keys) and rests_on(oid, other_id):
+                        continue
                     ea, eb = obj.embedding, other.embedding
                     if not exact and ea is not None and eb is not None and ea.shape == eb.shape:
                         if float(ea @ eb) < self.min_embedding_similarity:

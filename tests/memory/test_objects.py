@@ -810,3 +810,27 @@ def test_the_top_of_a_sofa_arm_above_the_seat_still_folds_into_the_sofa():
     [piece] = omap.update([_labelled(arm_top, blue, "box")], 5, 5.0)
     omap.merge_duplicates()
     assert piece not in omap and len(omap) == 1
+
+
+def test_a_segment_that_glued_a_patch_of_the_top_to_what_stands_there_stays_off_the_table():
+    from engram.memory.objects import _colour_distance, _lab_of
+
+    # a real segmenter cuts a grey box and the grey table around it as one segment (the red kitchen's
+    # plastic box); the table's box already reaches above its top, as in the test above
+    wood, grey, blue = (150, 140, 130), (140, 132, 125), (130, 140, 150)
+    legs = [_box_points((x, y, 0.0), (x + 0.04, y + 0.04, 0.74)) for x in (0.0, 1.16) for y in (0.0, 0.76)]
+    table = np.concatenate([_panel((0.0, 0.0, 0.75), (1.2, 0.8, 0.75)), *legs,
+                            _box_points((0.0, 0.0, 0.76), (0.2, 0.2, 1.0))])  # fmt: skip
+    patch = _panel((0.3, 0.1, 0.75), (0.9, 0.6, 0.75))  # wider than half the table: no thing on it alone
+    glued = np.concatenate([patch, _box_points((0.45, 0.2, 0.77), (0.73, 0.5, 0.9))])
+    magazine = _panel((0.95, 0.3, 0.77), (1.15, 0.5, 0.77))  # lying on the top in a bluish grey, named like the table
+    lab = _lab_of([np.array([wood]), np.array([grey]), np.array([blue])])
+    # the rules that join pieces of one material (adjacent), or of one name close by (near), would take both
+    assert _colour_distance(lab[0], lab[1]) <= ObjectMap().adjacent_colour_distance
+    assert ObjectMap().part_colour_distance < _colour_distance(lab[0], lab[2]) <= ObjectMap().near_colour_distance
+    omap = ObjectMap(min_overlap=1.0)  # association off: each view a new object, merging decides
+    for t in range(3):
+        omap.update([_labelled(table, wood, "box")], 2 * t, float(2 * t))
+    ids = omap.update([_labelled(glued, grey, "printer"), _labelled(magazine, blue, "box")], 7, 7.0)
+    omap.merge_duplicates()
+    assert all(i in omap for i in ids) and len(omap) == 3
