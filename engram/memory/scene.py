@@ -1083,6 +1083,7 @@ class SceneMemory:
         if not objs:
             return []
         scores = np.ones(len(objs))
+        shares = np.ones(len(objs))  # the share of its label distribution that the matched word holds
         if text is not None:
             # every label an object was given counts, weighted by its share of the votes (weighed by
             # the geometric prior on the object, when it has one) relative to the winning label (a
@@ -1096,19 +1097,24 @@ class SceneMemory:
             scores = np.zeros(len(objs))
             for j, (o, v) in enumerate(zip(objs, votes)):  # one step per object
                 top = max(v.values()) if v else 1.0
-                best = s[o.label]
+                best, best_label = s[o.label], o.label
                 for lab, w in v.items():
-                    if w > 0 and lab != "object" and lab != o.label:
-                        best = max(best, s[lab] * np.sqrt(w / top))
-                scores[j] = best
+                    if w > 0 and lab != "object" and lab != o.label and s[lab] * np.sqrt(w / top) > best:
+                        best, best_label = s[lab] * np.sqrt(w / top), lab
+                # among objects matched by the same word, the surer ones first: the word's share of
+                # the object's label distribution breaks the tie (within 1%, below the gaps between
+                # exact words, synonyms and related words)
+                total = sum(w for w in v.values() if w > 0)
+                shares[j] = v.get(best_label, 0.0) / total if total > 0 else 1.0
+                scores[j] = best * (0.99 + 0.01 * shares[j])
             # more detections, more confidence: a small tie-breaker
-            scores = scores + 1e-3 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
+            scores = scores + 1e-4 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
         if img_vec is not None:
             emb = [getattr(o, "embedding", None) for o in objs]
             sims = np.array([float(e @ img_vec) if e is not None and len(e) == len(img_vec) else 0.0 for e in emb])
             scores = scores * np.clip(sims, 0.0, 1.0) if text is not None else sims
         out = []
-        for o, sc in zip(objs, scores):
+        for o, sc, share in zip(objs, scores, shares):
             pos = np.asarray(o.centroid, np.float64)
             st = self.tracker.status.get(o.id)
             if at_s is not None:
@@ -1131,6 +1137,7 @@ class SceneMemory:
                         "box_max": np.asarray(o.box_max).tolist(),
                         "state": st.state if st else "present",
                         "n_detections": int(getattr(o, "n_detections", 1)),
+                        "label_share": float(share),
                         "snapshot": getattr(self.snapshots.snapshot_of(o.id), "frame_index", None),
                     },
                 )

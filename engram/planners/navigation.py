@@ -723,6 +723,9 @@ class Navigator:
             word, a synonym), even after exploring, the robot goes to the objects the memory's
             text query ranks first if they score at least this (a related word, a detector's
             second guess: better than giving up); None gives up.
+        confidence_margin: of the objects named after the goal, the robot goes to those whose
+            name holds at least the largest share of its label distribution minus this (1.0: any
+            of them, the nearest first).
     """
 
     def __init__(
@@ -738,6 +741,7 @@ class Navigator:
         turn_deg: float = 30.0,
         unknown_radius_m: float = 1.0,
         closest_match_min_score: float | None = 0.5,
+        confidence_margin: float = 0.15,
     ) -> None:
         if not 0 < view_distance_m <= stop_distance_m:
             raise ValueError(f"need 0 < view_distance_m <= stop_distance_m, got {view_distance_m}, {stop_distance_m}")
@@ -754,6 +758,9 @@ class Navigator:
         if closest_match_min_score is not None and not 0 < closest_match_min_score <= 0.75:
             raise ValueError(f"closest_match_min_score must be in (0, 0.75] or None, got {closest_match_min_score}")
         self.closest_match_min_score = closest_match_min_score
+        if not 0.0 <= confidence_margin <= 1.0:
+            raise ValueError(f"confidence_margin must be in [0, 1], got {confidence_margin}")
+        self.confidence_margin = confidence_margin
         self.follower = PathFollower(turn_deg=turn_deg)
         self.camera: CameraModel | None = None
         self.bumps: deque[np.ndarray] = deque(maxlen=3)  # the last blocked moves (shared with an explorer it drives)
@@ -970,16 +977,22 @@ class Navigator:
 
     # object goals ------------------------------------------------------------------
     def _targets(self, text: str, min_score: float = 0.75) -> list[ObjectTarget]:
+        """The objects the robot may go to for ``text``: those the memory ranks first, under the
+        same name, and of these the ones named about as surely as the surest (their name's share
+        of their label distribution at most ``confidence_margin`` below the best): a detector's
+        names are often wrong, and the surer ones are right more often than the nearest one."""
         hits = self.memory.query(text=text, kinds=("object",), k=64, min_score=min_score)
         if not hits:
             return []
         best = hits[0].score
+        hits = [h for h in hits if h.score >= best - 0.05 and h.label == hits[0].label]
+        surest = max(h.evidence.get("label_share", 1.0) for h in hits)
         return [
             ObjectTarget(
                 int(h.id), h.label, np.asarray(h.evidence["box_min"], float), np.asarray(h.evidence["box_max"], float)
             )
             for h in hits
-            if h.score >= best - 0.05 and h.label == hits[0].label
+            if h.evidence.get("label_share", 1.0) >= surest - self.confidence_margin
         ]
 
     def go_to_object(

@@ -131,3 +131,28 @@ def test_room_weights_multiply_into_the_label_and_keep_with_the_records():
     records = omap.to_records()
     del records[0]["room_weights"]  # saved before rooms weighed labels
     assert ObjectMap.from_records(records).objects[oid].room_weights is None
+
+
+def _cabinet(x0: float) -> np.ndarray:
+    """The front and top of a 0.8 m x 0.45 m cabinet, 0.9 m high, standing on the floor."""
+    return np.concatenate([_grid((x0, 0.0, 0.02), (x0 + 0.8, 0.0, 0.9)), _grid((x0, 0.0, 0.9), (x0 + 0.8, 0.45, 0.9))])
+
+
+def test_of_two_objects_with_the_name_asked_for_the_surer_one_ranks_first():
+    from engram.memory.scene import SceneMemory
+
+    mem = SceneMemory(floor_z_m=0.0)
+    # both end up "cabinet"; the first after five views that half said "box", the second after two sure ones
+    unsure, sure = {"cabinet": 0.5, "box": 0.45}, {"cabinet": 0.9, "box": 0.05}
+    for t in range(5):
+        views = [_det(_cabinet(0.0), "cabinet", unsure)] + ([_det(_cabinet(3.0), "cabinet", sure)] if t < 2 else [])
+        ids = mem.objects.update(views, t, float(t))
+        if t == 0:
+            first, second = ids
+    assert {mem.objects.get(i).label for i in (first, second)} == {"cabinet"}
+    hits = mem.query(text="cabinet", kinds=("object",), k=5)
+    assert [h.id for h in hits] == [second, first]
+    shares = [h.evidence["label_share"] for h in hits]
+    assert shares[0] > 0.8 > 0.6 > shares[1] > 0.4
+    # both still score as the word itself: above the synonyms' and related words' scores
+    assert all(h.score >= 0.99 for h in hits)

@@ -478,3 +478,26 @@ def test_object_goal_named_by_nothing_falls_back_to_the_closest_match():
     assert res.status == "not found" and mem.asked == [0.75]
     with pytest.raises(ValueError, match="closest_match_min_score"):
         Navigator(mem, closest_match_min_score=0.9)
+
+
+def test_of_the_objects_named_after_the_goal_the_robot_goes_to_the_surer_ones():
+    """Three "book"s: the navigator's targets are the two named about as surely as the surest,
+    not the one whose name is a toss-up (however near it is: the viewpoint choice sees only targets)."""
+    from engram.planners.navigation import Navigator
+
+    class Hit:
+        def __init__(self, oid, share, score=1.0, label="book"):
+            self.id, self.label, self.score = oid, label, score
+            self.evidence = {"box_min": [oid, 1.0, 0.0], "box_max": [oid + 0.3, 1.3, 0.1], "label_share": share}
+
+    class Mem:
+        octree = FakeOctree()
+        trajectory: list = []
+
+        def query(self, text, kinds, k, min_score):
+            return [Hit(1, 0.9), Hit(2, 0.8), Hit(3, 0.4), Hit(4, 0.95, score=0.7, label="magazine")]
+
+    assert [t.object_id for t in Navigator(Mem())._targets("book")] == [1, 2]
+    assert [t.object_id for t in Navigator(Mem(), confidence_margin=1.0)._targets("book")] == [1, 2, 3]
+    with pytest.raises(ValueError, match="confidence_margin"):
+        Navigator(Mem(), confidence_margin=1.5)
