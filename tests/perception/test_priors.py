@@ -198,3 +198,34 @@ def test_the_rgbd_detector_measures_a_box_standing_on_the_floor():
     assert g.cut[0] and not g.cut_top[0]
     assert 0.3 < g.size[0] < 0.5
     assert np.isnan(g.surface[0])  # seen from 1 m up, 2 m away: its top is too thin a sliver
+
+
+def _box_surface(lo, hi, step=0.025) -> np.ndarray:
+    """Points on the six faces of an axis-aligned box."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    out = []
+    for ax in range(3):
+        other = [a for a in range(3) if a != ax]
+        g = np.meshgrid(*[np.arange(lo[a], hi[a] + 1e-9, step) for a in other], indexing="ij")
+        for v in (lo[ax], hi[ax]):
+            p = np.zeros((g[0].size, 3))
+            p[:, ax], p[:, other[0]], p[:, other[1]] = v, g[0].ravel(), g[1].ravel()
+            out.append(p)
+    return np.concatenate(out)
+
+
+def test_a_desk_on_a_pedestal_of_drawers_and_a_desk_on_legs_are_both_desks():
+    from engram.perception.detectors.priors import measure_object, object_label_weights
+
+    top = _box_surface((0.0, 0.0, 0.71), (1.4, 0.7, 0.75))
+    legs = [_box_surface((0.0, y, 0.0), (0.04, y + 0.04, 0.71)) for y in (0.0, 0.66)]
+    pedestal = _box_surface((0.98, 0.01, 0.0), (1.4, 0.69, 0.71))  # drawers down to the floor
+    on_legs = np.concatenate([top, *legs, *[_box_surface((1.36, y, 0.0), (1.4, y + 0.04, 0.71)) for y in (0.0, 0.66)]])
+    with_pedestal = np.concatenate([top, *legs, pedestal])
+    assert measure_object(with_pedestal, 0.0).face[0] and not measure_object(on_legs, 0.0).face[0]
+    for points in (with_pedestal, on_legs):
+        w = object_label_weights(points, 0.0)
+        # the prior leaves "desk" its commonness whether a solid face reaches the floor or not
+        assert w["desk"] == pytest.approx(CATEGORY_PRIORS["desk"].common * max(w.values()), rel=0.05)
+    # a table stands on legs: the pedestal's face still counts against it
+    assert object_label_weights(with_pedestal, 0.0)["table"] < 0.5 * object_label_weights(on_legs, 0.0)["table"]

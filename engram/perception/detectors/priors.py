@@ -92,7 +92,9 @@ class CategoryPrior:
             beyond ``size``.
         legs: it stands on legs, so its top surface is often a segment of its own, clear
             of the floor (a table top); the surface of a solid floor-standing thing (a bed,
-            a cabinet) usually comes in one segment with its front, down to the floor.
+            a cabinet) usually comes in one segment with its front, down to the floor. None:
+            either (a desk on legs, or on a pedestal of drawers): a solid face down to the
+            floor says nothing either way.
         round: it has no flat level face (a ball, a mug, a vase, a plant): a segment that
             is mostly level (a magazine, a box's lid) is not one of these.
         lowest: no part of it is lower than this above the floor (a television stands on
@@ -107,7 +109,7 @@ class CategoryPrior:
     floor: bool = False
     common: float = 1.0
     depth: float | None = None
-    legs: bool = False
+    legs: bool | None = False
     lowest: float = 0.0
     round: bool = False
     height: float = 0.0
@@ -121,7 +123,8 @@ CATEGORY_PRIORS: dict[str, CategoryPrior] = {
     "chair": CategoryPrior((0.45, 1.2), (0.4, 1.15), ((0.38, 0.55),), floor=True, depth=0.75, legs=True, height=0.7),
     "bench": CategoryPrior((0.8, 2.0), (0.38, 0.9), ((0.38, 0.55),), floor=True, depth=0.6, legs=True),
     "table": CategoryPrior((0.6, 2.6), (0.38, 0.8), ((0.38, 0.8),), floor=True, depth=1.3, legs=True),
-    "desk": CategoryPrior((0.9, 2.0), (0.68, 0.8), ((0.68, 0.8),), floor=True, common=0.6, depth=0.9, legs=True),
+    # on legs, or on a pedestal of drawers that reaches the floor: both are desks
+    "desk": CategoryPrior((0.9, 2.0), (0.68, 0.8), ((0.68, 0.8),), floor=True, common=0.6, depth=0.9, legs=None),
     "cabinet": CategoryPrior((0.4, 2.5), (0.5, 2.3), ((0.5, 1.0), (1.6, 2.3)), floor=True, depth=0.7),
     "wardrobe": CategoryPrior((1.6, 2.6), (1.6, 2.5), (), floor=True, depth=0.75),
     "bookcase": CategoryPrior((0.7, 2.4), (0.7, 2.4), None, floor=True, depth=0.45, common=0.6),
@@ -277,6 +280,7 @@ class _PriorTable:
     top_hi: np.ndarray
     floor: np.ndarray
     legs: np.ndarray
+    either: np.ndarray  # on legs or solid: a face down to the floor says nothing
     round: np.ndarray
     lowest: np.ndarray
     common: np.ndarray
@@ -305,7 +309,8 @@ class _PriorTable:
             top_lo=col(lambda p: nan if p.top is None else p.top[0], nan),
             top_hi=col(lambda p: nan if p.top is None else p.top[1], nan),
             floor=np.array([p is not None and p.floor and p.top is not None for p in prs]),
-            legs=np.array([p is not None and p.legs for p in prs]),
+            legs=np.array([p is not None and p.legs is True for p in prs]),
+            either=np.array([p is not None and p.legs is None for p in prs]),
             round=np.array([p is not None and p.round for p in prs]),
             lowest=col(lambda p: p.lowest, 0.0),
             common=col(lambda p: p.common, 1.0),
@@ -380,7 +385,7 @@ def geometry_likelihood(
             fit = np.maximum(fit, np.where(exists[:, r], inside, 0.0))
         known = is_surface & t.surfaces_known
         like = np.where(known, like * np.maximum(fit, 0.05), like)
-        solid = t.surfaces_known & t.floor & ~t.legs
+        solid = t.surfaces_known & t.floor & ~t.legs & ~t.either
         # a solid thing's top surface floating clear of the floor: only if something hides its front
         like = np.where(is_surface & floating & solid, like * 0.3, like)
         # a whole object, seen from around it: a solid thing reaches the floor with a solid front, and
