@@ -1102,12 +1102,13 @@ class SceneMemory:
                     if w > 0 and lab != "object" and lab != o.label and s[lab] * np.sqrt(w / top) > best:
                         best, best_label = s[lab] * np.sqrt(w / top), lab
                 # among objects matched by the same word, the surer ones first: the word's share of
-                # the object's label distribution breaks the tie (within 1%, below the gaps between
-                # exact words, synonyms and related words)
+                # the object's label distribution breaks the tie. It adds at most 0.005, below the
+                # gaps between exact words, synonyms and related words, and takes nothing away: a
+                # score that reaches a threshold (a caller's min_score) still does
                 total = sum(w for w in v.values() if w > 0)
                 shares[j] = v.get(best_label, 0.0) / total if total > 0 else 1.0
-                scores[j] = best * (0.99 + 0.01 * shares[j])
-            # more detections, more confidence: a small tie-breaker
+                scores[j] = best + 0.005 * shares[j] * (best > 0)
+            # more detections, more confidence: a smaller tie-breaker
             scores = scores + 1e-4 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
         if img_vec is not None:
             emb = [getattr(o, "embedding", None) for o in objs]

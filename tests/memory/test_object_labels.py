@@ -154,5 +154,6 @@ def test_of_two_objects_with_the_name_asked_for_the_surer_one_ranks_first():
     assert [h.id for h in hits] == [second, first]
     shares = [h.evidence["label_share"] for h in hits]
     assert shares[0] > 0.8 > 0.6 > shares[1] > 0.4
-    # both still score as the word itself: above the synonyms' and related words' scores
-    assert all(h.score >= 0.99 for h in hits)
+    # both still score as the word itself (1.0), the surer one a little more: the tie-break takes
+    # nothing away, so what reaches a threshold still does
+    assert 1.0 <= hits[1].score < hits[0].score <= 1.01
