@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -687,10 +688,8 @@ class ObjectMap:
         if exact and object_share < self.relabel_object_share:
             # named the same, a small thing on the object's level top is still no view of it when it
             # stands there, or lies there in a colour of its own (a magazine and a table both "box")
-            on_top = self._on_top(det.points_world, obj)
-            if on_top == 2 or (
-                on_top == 1
-                and _colour_distance(_lab_of([det.colors])[0], _mean_lab([obj])[0]) > self.part_colour_distance
+            if self._rests_on(
+                det.points_world, obj, lambda: _colour_distance(_lab_of([det.colors])[0], _mean_lab([obj])[0])
             ):
                 return None
         if not exact:
@@ -764,6 +763,14 @@ class ObjectMap:
         if len(raised) < max(_MIN_RAISED_POINTS, 0.2 * len(part)):
             return 0
         return 2 if float(np.ptp(raised, axis=0).max()) <= self.rest_size_share * width else 0
+
+    def _rests_on(self, part: np.ndarray, host: MapObject, colour_distance: Callable[[], float]) -> bool:
+        """Whether the thing with the "N 3" points ``part`` is a thing of its own on ``host``'s level
+        top (`_on_top`): it stands there, or lies there in a colour of its own, farther than
+        ``part_colour_distance`` from the host's (a magazine and a table both "box"). The colours'
+        distance is asked for only for a thing lying there."""
+        on_top = self._on_top(part, host)
+        return on_top == 2 or (on_top == 1 and colour_distance() > self.part_colour_distance)
 
     def _create(self, det: Detection, frame_index: int, timestamp_s: float) -> int:
         pts, col, per_point, keys = _downsample_keys(det.points_world, det.colors, self.voxel_size_m)
@@ -1117,11 +1124,8 @@ class ObjectMap:
             return self._joined_fits(a.box_min, a.box_max, b.box_min, b.box_max, (a.points, b.points))
 
         def rests_on(i: int, j: int) -> bool:
-            """Object ``i`` is a thing of its own on ``j``'s level top: it stands there, or lies
-            there in a colour of its own (a magazine and a table both "box")."""
-            on_top = self._on_top(self._objects[i].points, self._objects[j])
-            return on_top == 2 or (
-                on_top == 1 and _colour_distance(colour_of(i), colour_of(j)) > self.part_colour_distance
+            return self._rests_on(
+                self._objects[i].points, self._objects[j], lambda: _colour_distance(colour_of(i), colour_of(j))
             )
 
         while True:  # one pass per round of merges; rounds are few
@@ -1324,7 +1328,8 @@ class ObjectMap:
             lab = _mean_lab(objs)
             dl = lab[:, None] - lab[None]
             dl[..., 0] *= 0.5
-            alike = np.linalg.norm(dl, axis=2) <= self.part_colour_distance
+            colour_dist = np.linalg.norm(dl, axis=2)  # `_colour_distance`, all pairs
+            alike = colour_dist <= self.part_colour_distance
             labels = [o.vote_label.lower() for o in objs]
             codes: dict[str, int] = {}
             code = np.array([codes.setdefault(x, len(codes)) for x in labels])
@@ -1336,7 +1341,7 @@ class ObjectMap:
             # vertical strips and boards (legs, panels) of a colour near the host's, along which they run
             ext = hi - lo
             thin = np.minimum(ext[:, 0], ext[:, 1]) <= self.thin_part_m
-            near_colour = np.linalg.norm(dl, axis=2) <= self.thin_part_colour_distance
+            near_colour = colour_dist <= self.thin_part_colour_distance
             # ... and whatever their colour, panels that make a face of the host's box (a headboard,
             # the side of a bed or a cabinet): a thing lying or standing on furniture is inside it
             on_face = np.zeros_like(held)
@@ -1353,8 +1358,7 @@ class ObjectMap:
             # their colour or name, and things lying on it fold only by colour (a magazine and a table
             # both "box"): once the host took one, its box would hold the next one too
             for i, j in zip(*np.nonzero(ok)):
-                on_top = self._on_top(objs[i].points, objs[j])
-                if on_top == 2 or (on_top == 1 and not alike[i, j]):
+                if self._rests_on(objs[i].points, objs[j], partial(float, colour_dist[i, j])):
                     ok[i, j] = False
             if not ok.any():
                 break
