@@ -1107,7 +1107,7 @@ class SceneMemory:
                 # score that reaches a threshold (a caller's min_score) still does
                 total = sum(w for w in v.values() if w > 0)
                 shares[j] = v.get(best_label, 0.0) / total if total > 0 else 1.0
-                scores[j] = best + 0.005 * shares[j] * (best > 0)
+                scores[j] = best + 0.005 * shares[j] if best > 0 else best
             # more detections, more confidence: a smaller tie-breaker
             scores = scores + 1e-4 * np.log1p([getattr(o, "n_detections", 1) for o in objs])
         if img_vec is not None:
