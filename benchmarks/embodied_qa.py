@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from engram.memory.scene import SceneMemory  # noqa: E402
 from engram.qa.embodied import EmbodiedQA, answer_openeqa, read_openeqa, write_openeqa  # noqa: E402
+from engram.qa.evaluation import plural  # noqa: E402
 from engram.sims.embedded.groundtruth import GroundTruth  # noqa: E402
 from engram.sims.embedded.scenes import generate_apartment  # noqa: E402
 
@@ -136,8 +137,8 @@ def passive(seed: int, n_per_cat: int, rng, memories: Path = MEMORIES) -> list[d
         ok = got == rooms and len(a.candidates) >= len(inst)
         add("which_room (2+ instances)", f"Which room is the {c} in?", ok, a.text)
     for c in list(rng.permutation(sorted(by_cat)))[:n_per_cat]:
-        a = eqa.ask(f"How many {c}s are there?")
-        add("how_many", f"How many {c}s are there?", a.value == len(by_cat[c]), a.text)
+        a = eqa.ask(f"How many {plural(c)} are there?")
+        add("how_many", f"How many {plural(c)} are there?", a.value == len(by_cat[c]), a.text)
     return out
 
 

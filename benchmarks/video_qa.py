@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from engram._util import dir_size_mb, fmt_time  # noqa: E402
 from engram.memory.episodic import EpisodicMemory  # noqa: E402
-from engram.qa.evaluation import VideoQuestion, recall_at_k  # noqa: E402
+from engram.qa.evaluation import VideoQuestion, plural, recall_at_k  # noqa: E402
 from engram.qa.video import VideoQA, _save  # noqa: E402
 from engram.types import CameraIntrinsics, Frame, Pose  # noqa: E402
 
@@ -362,7 +362,7 @@ def make_answer_questions(meta: dict, vocabulary: set[str], *, n_per_kind: int =
     rng.shuffle(names)
     out: list[dict] = []
     for name in names[:n_per_kind]:
-        out.append({"kind": "count", "question": f"how many {name}s are there?", "answer": len(by_label[name])})
+        out.append({"kind": "count", "question": f"how many {plural(name)} are there?", "answer": len(by_label[name])})
     unique = [n for n in names if len(by_label[n]) == 1]
     for name in unique[:n_per_kind]:
         i = by_label[name][0]

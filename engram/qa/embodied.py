@@ -68,8 +68,28 @@ def parse_structured(question: str) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
+# plurals the suffix rules below get wrong
+_IRREGULAR_PLURALS = {
+    "shelves": "shelf",
+    "knives": "knife",
+    "leaves": "leaf",
+    "loaves": "loaf",
+    "people": "person",
+    "mice": "mouse",
+    "children": "child",
+    "men": "man",
+    "women": "woman",
+    "feet": "foot",
+    "teeth": "tooth",
+    "tvs": "tv",  # too short for the suffix rule (which keeps "bus" and "gas")
+    "pcs": "pc",
+}
+
+
 def _singular(word: str) -> str:
     w = word.strip()
+    if w.lower() in _IRREGULAR_PLURALS:
+        return _IRREGULAR_PLURALS[w.lower()]
     if w.endswith("ies") and len(w) > 4:
         return w[:-3] + "y"
     if w.endswith(("ches", "shes", "sses", "xes")):

@@ -344,6 +344,19 @@ _CLOCK_RE = re.compile(r"\b(?:(\d{1,2}):)?(\d{1,2}):(\d{2})(?:\.\d+)?\b")
 _SEC_RE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(?:s|sec|secs|seconds?)\b", re.IGNORECASE)
 
 
+def plural(name: str) -> str:
+    """The English plural of an object name ("box" -> "boxes", "shelf" -> "shelves"), for writing questions."""
+    if name.endswith("fe"):
+        return name[:-2] + "ves"
+    if name.endswith("f"):
+        return name[:-1] + "ves"
+    if name.endswith(("s", "x", "ch", "sh")):
+        return name + "es"
+    if name.endswith("y") and name[-2:-1] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + "s"
+
+
 def answer_head(text: str) -> str:
     """The answer itself: the text before the evidence an answerer quotes after it."""
     return re.split(r"\bEvidence:|\bClosest memories:|\(evidence:", text, maxsplit=1)[0]

@@ -36,3 +36,15 @@ def test_scores():
     assert llm_spl(1.0, 4.0, 8.0) == 0.5
     assert llm_spl(1.0, 4.0, 2.0) == 1.0  # a shorter path than the reference counts as optimal
     assert llm_spl(0.0, 4.0, 4.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "plural, label",
+    [("shelves", "shelf"), ("boxes", "box"), ("benches", "bench"), ("knives", "knife"), ("people", "person"),
+     ("cups", "cup"), ("glasses", "glass"), ("batteries", "battery")],
+)  # fmt: skip
+def test_a_plural_in_a_question_finds_the_singular_label(plural, label):
+    from engram.qa.facts import match_labels
+
+    # no text encoder: only the words themselves can match
+    assert match_labels(plural, [label, "chair", "bed"]) == [label]

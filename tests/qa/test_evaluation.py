@@ -151,3 +151,18 @@ def test_reads_the_public_layouts(tmp_path):
         read_questions(tmp_path / "bad.csv")
     with pytest.raises(ValueError, match="outside its 2 options"):
         VideoQuestion(qid="x", video="v", question="q?", options=["a", "b"], answer_index=2)
+
+
+def test_question_plurals_read_back_as_the_vocabulary_word():
+    from engram.perception.detectors.vocabulary import DEFAULT_VOCABULARY
+    from engram.qa.embodied import _singular
+    from engram.qa.evaluation import plural
+
+    assert [plural(w) for w in ("box", "shelf", "knife", "bench", "battery", "tv", "cup")] == [
+        "boxes", "shelves", "knives", "benches", "batteries", "tvs", "cups",
+    ]  # fmt: skip
+    # every word the default detector names, asked about in the plural, is understood as itself
+    for word in DEFAULT_VOCABULARY:
+        assert " ".join(_singular(w) for w in plural(word).split()) == " ".join(_singular(w) for w in word.split()), (
+            word
+        )
