@@ -29,6 +29,7 @@ from numba import njit
 
 from engram.perception.detectors.priors import measure_object, object_label_weights, principal_coordinates
 from engram.perception.detectors.vocabulary import UNKNOWN_LABEL as UNKNOWN
+from engram.perception.detectors.vocabulary import related_words
 from engram.perception.segmentation import (
     _KEY_BITS,
     _KEY_MASK,
@@ -44,6 +45,9 @@ __all__ = ["MapObject", "ObjectMap"]
 _MAX_HISTORY = 256
 _WEIGH_GRID_M = 0.05  # an object's label weights are worked out again when its box or the floor moves this much
 _UNKNOWN_WEIGHT = 0.5  # with label weights, the weight of the votes for naming nothing
+# a vote the shape rules out passes only to related words whose shape fits about as well as the best
+# (a permissive prior, such as a towel's or a box's, fits much of what a ruled-out word does not)
+_SHIFT_MIN_FIT = 0.8
 
 
 @dataclass
@@ -142,13 +146,13 @@ class MapObject:
     def own_posterior(self) -> dict[str, float]:
         """`label_posterior` without the room's context: what the object's own views and
         geometry say (what rooms are named from, so that a room's name never rests on what
-        the room made of its objects)."""
+        the room made of its objects). The share of a vote that the geometry rules out goes
+        to the words it is confused with that fit better (`_shift_ruled_out`)."""
         w = self.label_weights
         if not w:
             return self.label_votes
-        return {
-            lab: v * (_UNKNOWN_WEIGHT if lab == UNKNOWN else w.get(lab, 1.0)) for lab, v in self.label_votes.items()
-        }
+        votes = _shift_ruled_out(self.label_votes, w)
+        return {lab: v * (_UNKNOWN_WEIGHT if lab == UNKNOWN else w.get(lab, 1.0)) for lab, v in votes.items()}
 
     @property
     def embedding(self) -> np.ndarray | None:
@@ -225,6 +229,29 @@ def _vote(votes: dict[str, float], det: Detection) -> dict[str, float]:
     else:
         votes[det.label] = votes.get(det.label, 0.0) + det.score
     return votes
+
+
+def _shift_ruled_out(votes: dict[str, float], weights: dict[str, float]) -> dict[str, float]:
+    """The votes, with the share of each that the object's shape rules out (1 - its weight) passed
+    on to the words it is confused with (`vocabulary.RELATED`) that the shape fits well (weights of
+    at least `_SHIFT_MIN_FIT`, relative to the best fit), in proportion to their weights: a
+    classifier that calls open shelving a "cabinet" has seen a piece of furniture, and the shape
+    says which."""
+    out = dict(votes)
+    for lab, v in votes.items():
+        w = weights.get(lab)
+        if w is None or w >= 1.0:
+            continue
+        better = {b: weights.get(b, 0.0) for b in related_words(lab)}
+        better = {b: x for b, x in better.items() if x > w and x >= _SHIFT_MIN_FIT}
+        total = sum(better.values())
+        if total <= 0:
+            continue
+        moved = v * (1.0 - w)
+        out[lab] -= moved
+        for b, x in better.items():
+            out[b] = out.get(b, 0.0) + moved * x / total
+    return out
 
 
 def _record_weights(oid: int, weights: Any, key: str = "label_weights") -> dict[str, float] | None:

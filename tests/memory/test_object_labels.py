@@ -157,3 +157,46 @@ def test_of_two_objects_with_the_name_asked_for_the_surer_one_ranks_first():
     # both still score as the word itself (1.0), the surer one a little more: the tie-break takes
     # nothing away, so what reaches a threshold still does
     assert 1.0 <= hits[1].score < hits[0].score <= 1.01
+
+
+def _shelving(closed: bool) -> np.ndarray:
+    """A 1.0 x 0.35 x 1.6 m unit against a wall (y = 0.35), seen from the room: an open shelf
+    (two sides, a back, boards at 0.05, 0.45, 0.85 and 1.25 m and a top) or, ``closed``, a
+    cabinet of the same size (a front face, two sides and a top)."""
+    sides = [_grid((x, 0.0, 0.0), (x, 0.35, 1.6)) for x in (0.0, 1.0)]
+    top = _grid((0.0, 0.0, 1.6), (1.0, 0.35, 1.6))
+    if closed:
+        return np.concatenate([_grid((0.0, 0.0, 0.0), (1.0, 0.0, 1.6)), *sides, top])
+    boards = [_grid((0.0, 0.0, z), (1.0, 0.35, z)) for z in (0.05, 0.45, 0.85, 1.25)]
+    return np.concatenate([_grid((0.0, 0.35, 0.0), (1.0, 0.35, 1.6)), *sides, *boards, top])
+
+
+def test_open_shelving_that_the_crops_call_a_cabinet_is_a_shelf_and_a_cabinet_stays_one():
+    # what an ImageNet classifier says of both: a cabinet, or a box (it has no "shelf" class)
+    crops = {"cabinet": 0.6, "box": 0.2}
+    labels = {}
+    for closed in (False, True):
+        omap = ObjectMap(floor_z_m=0.0)
+        for t in range(3):
+            (oid,) = omap.update([_det(_shelving(closed), "cabinet", crops)], t, float(t))
+        omap.refresh_labels()
+        obj = omap.objects[oid]
+        labels[closed] = obj.label
+        # the votes stay the crops' own: only the label reads them through the shape
+        assert set(obj.label_votes) == set(crops)
+    assert labels == {False: "shelf", True: "cabinet"}
+
+
+def test_a_ruled_out_vote_passes_only_to_related_words_the_shape_fits_well():
+    from engram.memory.objects import _shift_ruled_out
+
+    votes = {"cabinet": 4.0, "box": 1.0}
+    # the shape rules "cabinet" mostly out; of its related words, "bookcase" fits, "shelf" hardly
+    weights = {"cabinet": 0.2, "bookcase": 1.0, "shelf": 0.3, "wardrobe": 0.9, "box": 1.0}
+    out = _shift_ruled_out(votes, weights)
+    assert sum(out.values()) == pytest.approx(sum(votes.values()))  # votes move, none are made
+    assert "shelf" not in out and out["box"] == 1.0  # a poor fit gets nothing; a fitting word keeps its own
+    assert out["cabinet"] == pytest.approx(4.0 * 0.2)
+    assert out["bookcase"] == pytest.approx(3.2 * 1.0 / 1.9) and out["wardrobe"] == pytest.approx(3.2 * 0.9 / 1.9)
+    # a word the shape fits keeps every vote
+    assert _shift_ruled_out({"cabinet": 4.0}, {"cabinet": 1.0, "bookcase": 1.0}) == {"cabinet": 4.0}

@@ -229,3 +229,39 @@ def test_a_desk_on_a_pedestal_of_drawers_and_a_desk_on_legs_are_both_desks():
         assert w["desk"] == pytest.approx(CATEGORY_PRIORS["desk"].common * max(w.values()), rel=0.05)
     # a table stands on legs: the pedestal's face still counts against it
     assert object_label_weights(with_pedestal, 0.0)["table"] < 0.5 * object_label_weights(on_legs, 0.0)["table"]
+
+
+def test_only_open_shelving_shows_boards_at_several_heights():
+    from engram.perception.detectors.priors import measure_object, object_label_weights
+
+    def slab(x0, x1, y0, y1, z):
+        g = np.meshgrid(np.arange(x0, x1 + 1e-9, 0.025), np.arange(y0, y1 + 1e-9, 0.025), indexing="ij")
+        return np.stack([g[0].ravel(), g[1].ravel(), np.full(g[0].size, z)], 1)
+
+    frame = [_box_surface((0.0, 0.33, 0.0), (1.0, 0.35, 1.6))] + [
+        _box_surface((x, 0.0, 0.0), (x + 0.02, 0.35, 1.6)) for x in (0.0, 0.98)
+    ]
+    shelf = np.concatenate(frame + [slab(0.0, 1.0, 0.0, 0.35, z) for z in (0.05, 0.45, 0.85, 1.25, 1.6)])
+    cabinet = _box_surface((0.0, 0.0, 0.0), (1.0, 0.45, 0.9))
+    sofa = np.concatenate(
+        [_box_surface((0.0, 0.0, 0.0), (2.0, 0.9, 0.45)), _box_surface((0.0, 0.7, 0.45), (2.0, 0.9, 0.85))]
+    )
+    table = np.concatenate(
+        [_box_surface((0.0, 0.0, 0.71), (1.4, 0.8, 0.75))]
+        + [_box_surface((x, y, 0.0), (x + 0.04, y + 0.04, 0.71)) for x in (0.0, 1.36) for y in (0.0, 0.76)]
+    )
+    assert measure_object(shelf, 0.0).boards[0] == 4  # the bottom board lies too low to count
+    for points in (cabinet, sofa, table):
+        assert measure_object(points, 0.0).boards[0] == 1
+    w = object_label_weights(shelf, 0.0)
+    assert w["cabinet"] < 0.3 * w["shelf"] and w["wardrobe"] < 0.3 * w["shelf"]
+    assert object_label_weights(cabinet, 0.0)["cabinet"] == pytest.approx(1.0)
+    # without a floor the boards are counted from the object's own bottom
+    assert measure_object(shelf + [0.0, 0.0, 3.0], None).boards[0] == 4
+    # one face seen from the front with ledges along it (a kitchen counter's drawers): each ledge
+    # spans the thin footprint, so the boards are not told there
+    g = np.meshgrid(np.arange(0.0, 1.6 + 1e-9, 0.025), np.arange(0.0, 0.9 + 1e-9, 0.025), indexing="ij")
+    face = np.stack([g[0].ravel(), np.zeros(g[0].size), g[1].ravel()], 1)
+    front = np.concatenate([face] + [slab(0.0, 1.6, 0.0, 0.14, z) for z in (0.3, 0.6, 0.88)])
+    assert measure_object(front, 0.0, board_min_width_m=0.0).boards[0] == 3
+    assert np.isnan(measure_object(front, 0.0).boards[0])

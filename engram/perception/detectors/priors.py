@@ -101,6 +101,9 @@ class CategoryPrior:
             furniture or hangs on a wall; a window starts above the floor).
         height: the least overall height of a whole one standing on the floor, when that is
             more than ``top`` says of a part of it (a chair with its back, a sofa with its back).
+        closed: a closed body: one level face spans it (its top, a seat, a mattress), and
+            nothing inside it shows; a whole object with boards at two heights or more that each
+            span it is open shelving (a bookcase, a shelf), not this.
     """
 
     size: tuple[float, float]
@@ -113,31 +116,32 @@ class CategoryPrior:
     lowest: float = 0.0
     round: bool = False
     height: float = 0.0
+    closed: bool = False
 
 
 # Generic real-world dimensions (sources in the module docstring), widened for variety.
 CATEGORY_PRIORS: dict[str, CategoryPrior] = {
     # furniture
-    "bed": CategoryPrior((1.8, 2.4), (0.35, 1.4), ((0.3, 0.68),), floor=True, depth=2.1),
-    "sofa": CategoryPrior((1.2, 3.0), (0.35, 1.05), ((0.35, 0.55),), floor=True, depth=1.1, height=0.6),
+    "bed": CategoryPrior((1.8, 2.4), (0.35, 1.4), ((0.3, 0.68),), floor=True, depth=2.1, closed=True),
+    "sofa": CategoryPrior((1.2, 3.0), (0.35, 1.05), ((0.35, 0.55),), floor=True, depth=1.1, height=0.6, closed=True),
     "chair": CategoryPrior((0.45, 1.2), (0.4, 1.15), ((0.38, 0.55),), floor=True, depth=0.75, legs=True, height=0.7),
     "bench": CategoryPrior((0.8, 2.0), (0.38, 0.9), ((0.38, 0.55),), floor=True, depth=0.6, legs=True),
     "table": CategoryPrior((0.6, 2.6), (0.38, 0.8), ((0.38, 0.8),), floor=True, depth=1.3, legs=True),
     # on legs, or on a pedestal of drawers that reaches the floor: both are desks
     "desk": CategoryPrior((0.9, 2.0), (0.68, 0.8), ((0.68, 0.8),), floor=True, common=0.6, depth=0.9, legs=None),
-    "cabinet": CategoryPrior((0.4, 2.5), (0.5, 2.3), ((0.5, 1.0), (1.6, 2.3)), floor=True, depth=0.7),
-    "wardrobe": CategoryPrior((1.6, 2.6), (1.6, 2.5), (), floor=True, depth=0.75),
+    "cabinet": CategoryPrior((0.4, 2.5), (0.5, 2.3), ((0.5, 1.0), (1.6, 2.3)), floor=True, depth=0.7, closed=True),
+    "wardrobe": CategoryPrior((1.6, 2.6), (1.6, 2.5), (), floor=True, depth=0.75, closed=True),
     "bookcase": CategoryPrior((0.7, 2.4), (0.7, 2.4), None, floor=True, depth=0.45, common=0.6),
     "shelf": CategoryPrior((0.4, 2.4), (0.3, 2.4), None, depth=0.45),
-    "drawer": CategoryPrior((0.3, 1.2), (0.4, 1.3), ((0.4, 1.3),), floor=True, depth=0.65),
+    "drawer": CategoryPrior((0.3, 1.2), (0.4, 1.3), ((0.4, 1.3),), floor=True, depth=0.65, closed=True),
     "piano": CategoryPrior((1.2, 2.8), (0.95, 1.5), ((0.95, 1.5),), floor=True, depth=0.75, legs=True),
-    "bathtub": CategoryPrior((1.4, 1.9), (0.45, 0.7), ((0.45, 0.7),), floor=True, depth=0.85),
+    "bathtub": CategoryPrior((1.4, 1.9), (0.45, 0.7), ((0.45, 0.7),), floor=True, depth=0.85, closed=True),
     "toilet": CategoryPrior((0.55, 0.85), (0.38, 0.9), ((0.35, 0.5), (0.65, 0.9)), floor=True, depth=0.55),
     "sink": CategoryPrior((0.4, 1.3), (0.75, 1.0), ((0.75, 1.0),), floor=True, depth=0.65),
-    "fridge": CategoryPrior((0.45, 2.0), (0.45, 2.0), ((0.45, 0.92), (1.4, 2.0)), floor=True, depth=0.8),
-    "dishwasher": CategoryPrior((0.6, 0.92), (0.8, 0.92), ((0.8, 0.92),), floor=True, depth=0.65),
-    "washing machine": CategoryPrior((0.6, 0.92), (0.8, 0.92), ((0.8, 0.92),), floor=True, depth=0.7),
-    "stove": CategoryPrior((0.5, 0.95), (0.8, 1.0), ((0.8, 0.95),), floor=True, depth=0.7),
+    "fridge": CategoryPrior((0.45, 2.0), (0.45, 2.0), ((0.45, 0.92), (1.4, 2.0)), floor=True, depth=0.8, closed=True),
+    "dishwasher": CategoryPrior((0.6, 0.92), (0.8, 0.92), ((0.8, 0.92),), floor=True, depth=0.65, closed=True),
+    "washing machine": CategoryPrior((0.6, 0.92), (0.8, 0.92), ((0.8, 0.92),), floor=True, depth=0.7, closed=True),
+    "stove": CategoryPrior((0.5, 0.95), (0.8, 1.0), ((0.8, 0.95),), floor=True, depth=0.7, closed=True),
     "oven": CategoryPrior((0.5, 0.95), (0.4, 1.6), ((0.8, 0.95),), depth=0.7),
     "heater": CategoryPrior((0.3, 1.6), (0.3, 1.0), (), depth=0.35),
     "door": CategoryPrior((1.9, 2.2), (1.9, 2.2), (), floor=True, depth=0.1),
@@ -212,6 +216,9 @@ class SegmentGeometry:
             bed's side), not legs and rails.
         whole: the measurements are of a whole object fused over many views (`measure_object`),
             not of one segment: its size is the object's, not a lower bound (None: no row is).
+        boards: level layers at different heights that each span most of the object's
+            footprint (a shelf's boards; a cabinet, a sofa or a table has one); a whole object
+            only (None: not measured; NaN: unknown for that row).
     """
 
     size: np.ndarray
@@ -224,13 +231,18 @@ class SegmentGeometry:
     cut: np.ndarray
     face: np.ndarray
     whole: np.ndarray | None = None
+    boards: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.size)
 
     def __getitem__(self, idx: Any) -> SegmentGeometry:
         rows = {f: np.atleast_1d(getattr(self, f)[idx]) for f in SEGMENT_FIELDS}
-        return SegmentGeometry(**rows, whole=None if self.whole is None else np.atleast_1d(self.whole[idx]))
+
+        def pick(v: np.ndarray | None) -> np.ndarray | None:
+            return None if v is None else np.atleast_1d(v[idx])
+
+        return SegmentGeometry(**rows, whole=pick(self.whole), boards=pick(self.boards))
 
     @classmethod
     def unknown(cls, k: int) -> SegmentGeometry:
@@ -285,6 +297,7 @@ class _PriorTable:
     lowest: np.ndarray
     common: np.ndarray
     height: np.ndarray
+    closed: np.ndarray
     surfaces_known: np.ndarray
     surface_ranges: np.ndarray  # "V R 2" (lowest, highest), NaN rows where a word has fewer ranges
 
@@ -315,6 +328,7 @@ class _PriorTable:
             lowest=col(lambda p: p.lowest, 0.0),
             common=col(lambda p: p.common, 1.0),
             height=col(lambda p: p.height, 0.0),
+            closed=np.array([p is not None and p.closed for p in prs]),
             surfaces_known=np.array([p is not None and p.surfaces is not None for p in prs]),
             surface_ranges=ranges,
         )
@@ -394,6 +408,9 @@ def geometry_likelihood(
         like = np.where(whole & clear & ~(is_surface & floating) & solid, like * 0.3, like)
         like = np.where(whole & on_floor & ~face & is_surface & solid, like * 0.5, like)
         like = np.where(whole & on_floor & (t.height > 0), like * _soft_below(top, t.height - 0.05, 0.06), like)
+        if geometry.boards is not None:  # open shelving is no closed body
+            boards = np.nan_to_num(col(geometry.boards), nan=0.0)
+            like = np.where(whole & (boards >= 2) & t.closed, like * 0.25, like)
         out = np.where(t.has, like * t.common, 1.0)
     return np.maximum(out, FLOOR_LIKELIHOOD)
 
@@ -497,6 +514,19 @@ def _layer_cells(cells: np.ndarray, layer: np.ndarray, n_layers: int) -> np.ndar
     return np.bincount(both // ncx, minlength=n_layers)
 
 
+def _boards(
+    cell: np.ndarray, layer: np.ndarray, n_layers: int, footprint: int, above: float, layer_m: float, share: float
+) -> int:
+    """How many level layers at different heights span ``share`` of the footprint, ``above`` metres over
+    the lowest layer or higher. A board can lie on a layer boundary, so each layer is taken with the
+    one above it; adjacent such layers are one board."""
+    ncx = int(cell.max()) + 1 if len(cell) else 1
+    keys = np.unique(np.concatenate([layer * ncx + cell, (layer - 1).clip(0, None) * ncx + cell]))
+    spans = np.bincount(keys // ncx, minlength=n_layers)[:n_layers] >= share * footprint
+    spans[: max(int(np.ceil(above / layer_m)), 0)] = False
+    return int(np.count_nonzero(spans[1:] & ~spans[:-1]) + spans[0])
+
+
 def principal_coordinates(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Coordinates of "N 2" horizontal points along and across their principal axis, about their mean."""
     xy = np.asarray(xy, np.float64)
@@ -517,6 +547,9 @@ def measure_object(
     surface_share: float = 0.5,
     surface_min_m: float = 0.25,
     solid_share: float = 0.6,
+    board_share: float = 0.45,
+    board_clear_m: float = 0.15,
+    board_min_width_m: float = 0.2,
 ) -> SegmentGeometry:
     """Measure one object fused over many views from its points: a `SegmentGeometry` of one row, ``whole``.
 
@@ -534,6 +567,13 @@ def measure_object(
         surface_min_m: a surface is at least this long.
         solid_share: a layer holding a row of cells this share of the object's length is
             solid there (a cabinet's front, a sofa's base; a table's legs are a few cells).
+        board_share: a layer (with the one above it) that holds this share of the footprint's
+            cells is a board: a shelf's boards each span it, a cabinet's inside is hidden (its
+            layers hold the front and the sides), a sofa's back is narrow above its seat.
+        board_clear_m: boards are counted from this high above the floor.
+        board_min_width_m: boards are counted on objects at least this deep (NaN below): on a
+            single face seen from the front (a kitchen counter's drawers), every ledge spans the
+            thin footprint.
 
     Returns:
         size (longest side: horizontal extent along the points' principal axes, 5th to
@@ -541,12 +581,12 @@ def measure_object(
         bottom (98th and 2nd percentile of height above the floor), surface (NaN when no
         layer qualifies), level (its height is under a quarter of its length: a magazine,
         a tray), face (it reaches the floor and is solid down to it below its surface or
-        top), never cut, whole.
+        top), never cut, whole, and its boards.
     """
     p = np.asarray(points, np.float64).reshape(-1, 3)
     p = p[np.isfinite(p).all(axis=1)]
     if len(p) < 3:
-        return dataclasses.replace(SegmentGeometry.unknown(1), whole=np.ones(1, bool))
+        return dataclasses.replace(SegmentGeometry.unknown(1), whole=np.ones(1, bool), boards=np.full(1, np.nan))
     along, across = principal_coordinates(p[:, :2])
     a0, a1 = (float(v) for v in np.percentile(along, [5, 95]))
     b0, b1 = (float(v) for v in np.percentile(across, [5, 95]))
@@ -581,6 +621,11 @@ def measure_object(
         span = (layer_z > base + 0.1) & (layer_z < upper)
         if span.sum() >= 2:
             solid = bool(np.mean(covered[span] >= solid_share * length / cell_m) >= 0.7)
+    # boards: clear of the floor (a floor patch glued to the object is one layer across it)
+    above = board_clear_m + (base - z_lo if np.isfinite(base) else 0.0)
+    boards = (
+        _boards(cell, layer, n_layers, footprint, above, layer_m, board_share) if width >= board_min_width_m else np.nan
+    )
     one = lambda x: np.array([x])  # noqa: E731
     return SegmentGeometry(
         size=one(max(length, vertical)),
@@ -593,6 +638,7 @@ def measure_object(
         cut=one(False),
         face=one(solid),
         whole=one(True),
+        boards=one(float(boards)),
     )
 
 

@@ -452,7 +452,8 @@ RELATED: tuple[tuple[str, str], ...] = (
 )
 
 
-def related_words(word: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def related_words(word: str) -> frozenset[str]:
     """Vocabulary words related to ``word`` (see `RELATED`)."""
     w = word.strip().lower()
-    return {b for a, b in RELATED if a == w} | {a for a, b in RELATED if b == w}
+    return frozenset({b for a, b in RELATED if a == w} | {a for a, b in RELATED if b == w})
