@@ -237,21 +237,22 @@ def _shift_ruled_out(votes: dict[str, float], weights: dict[str, float]) -> dict
     at least `_SHIFT_MIN_FIT`, relative to the best fit), in proportion to their weights: a
     classifier that calls open shelving a "cabinet" has seen a piece of furniture, and the shape
     says which."""
-    out = dict(votes)
+    out: dict[str, float] | None = None  # a copy only when some vote moves
     for lab, v in votes.items():
         w = weights.get(lab)
         if w is None or w >= 1.0:
             continue
-        better = {b: weights.get(b, 0.0) for b in related_words(lab)}
-        better = {b: x for b, x in better.items() if x > w and x >= _SHIFT_MIN_FIT}
-        total = sum(better.values())
-        if total <= 0:
+        fits = [(b, x) for b in related_words(lab) if (x := weights.get(b, 0.0)) > w and x >= _SHIFT_MIN_FIT]
+        if not fits:
             continue
+        if out is None:
+            out = dict(votes)
+        total = sum(x for _, x in fits)
         moved = v * (1.0 - w)
         out[lab] -= moved
-        for b, x in better.items():
+        for b, x in fits:
             out[b] = out.get(b, 0.0) + moved * x / total
-    return out
+    return votes if out is None else out
 
 
 def _record_weights(oid: int, weights: Any, key: str = "label_weights") -> dict[str, float] | None:
