@@ -30,7 +30,7 @@ The peer is the usual long-video baseline: uniform 10 s chunks (no event
 cutting, no move detection, one level) searched flat with the question text
 (or by time when the question names one), on the same frames and embeddings.
 
-Run:  python benchmarks/video_qa.py [--minutes 31] [--hours 10] [--image-encoder efficientnet_lite0]
+Run:  python benchmarks/video_qa.py [--minutes 31] [--hours 10] [--image-encoder efficientnet_lite0] [--name-precision]
 """
 
 from __future__ import annotations
@@ -375,6 +375,35 @@ def make_answer_questions(meta: dict, vocabulary: set[str], *, n_per_kind: int =
     return out
 
 
+def name_precision(folder: Path, detector: str, options: dict) -> tuple[int, int, dict[str, tuple[int, int]]]:
+    """How often the detector's names are right on the recording (scoring only): of its named
+    detections (not "object") on the frames whose simulator masks are cached, how many cover an
+    instance of that label with most of their pixels. Returns (right, named, per label)."""
+    from engram.perception.detectors import build_detector
+    from engram.perception.detectors.vocabulary import UNKNOWN_LABEL
+
+    det = build_detector(detector, **options)
+    right = named = 0
+    per: dict[str, list[int]] = {}
+    for f in RecordedFrames(folder):
+        if f.instances is None:
+            continue
+        masks = det.detect(Frame(index=f.index, timestamp_s=f.timestamp_s, rgb=f.rgb))
+        for m, label in zip(masks.masks, masks.labels):
+            if label == UNKNOWN_LABEL:
+                continue
+            ids = np.bincount(f.instances[m].ravel())
+            ids[0] = 0  # background
+            truth = f.labels.get(int(ids.argmax())) if ids.max() * 2 >= m.sum() else None
+            ok = truth == label
+            right += ok
+            named += 1
+            counts = per.setdefault(label, [0, 0])
+            counts[0] += ok
+            counts[1] += 1
+    return right, named, {k: (v[0], v[1]) for k, v in per.items()}
+
+
 def score_answers(ask, questions: list[dict]) -> tuple[float, dict[str, float]]:
     """Share of right answers (`engram.qa.evaluation.score_answer`), overall and per kind."""
     from engram.qa.evaluation import score_answer
@@ -506,6 +535,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the encoders (1 suits a shared machine)")
     ap.add_argument("--detector", default="rgb", help="detector for the object tracks ('none': scene embeddings only)")
     ap.add_argument("--no-real", action="store_true", help="skip the real-clip questions (benchmarks/video_qa_real.py)")
+    ap.add_argument(
+        "--name-precision",
+        action="store_true",
+        help="also score the detector's names against the simulator's masks on the cached frames (scoring only)",
+    )
     args = ap.parse_args()
 
     from engram.perception.encoders import build_image_encoder, build_text_encoder
@@ -604,6 +638,13 @@ def main() -> None:
     lab_qa = VideoQA(lab_mem)
     lab_recall, lab_per = evaluate(lambda q: lab_qa.retrieve_hits(q, k=5), questions)
 
+    names = None
+    if args.name_precision and args.detector != "none":
+        options = {**shipped["detector_options"], "num_threads": args.threads} if args.detector == "rgb" else {}
+        names = name_precision(folder, args.detector, options)
+        worst = sorted(names[2].items(), key=lambda kv: -kv[1][1])[:8]
+        print("detector names (right / named), most named first:", ", ".join(f"{k} {a}/{b}" for k, (a, b) in worst))
+
     real_acc = None
     if not args.no_real:
         import video_qa_real as real
@@ -674,6 +715,11 @@ def main() -> None:
         n = sum(q["kind"] == k for q in answer_qs)
         print(f"{f'  answers [{k}] (n={n})':<{w}} {base_acc_per[k]:>28.3f} {acc_per[k]:>12.3f}")
     print(f"{'object tracks':<{w}} {'-':>28} {len(qa.memory.objects):>12d}")
+    if names is not None:
+        right, named, _ = names
+        print(
+            f"{'  detector names right':<{w}} {'-':>28} {right / max(named, 1):>12.3f}  ({right} of {named} named, sim masks)"
+        )
     print(f"{'with simulator labels (ref.)':<{w}} {'-':>28} {lab_recall:>12.3f}")
     for k in sorted(lab_per):
         print(f"{f'  sim labels [{k}]':<{w}} {'-':>28} {lab_per[k]:>12.3f}")
