@@ -147,7 +147,7 @@ class MapObject:
         """`label_posterior` without the room's context: what the object's own views and
         geometry say (what rooms are named from, so that a room's name never rests on what
         the room made of its objects). The share of a vote that the geometry rules out goes
-        to the words it is confused with that fit better (`_shift_ruled_out`)."""
+        to the words it is confused with that the geometry fits well (`_shift_ruled_out`)."""
         w = self.label_weights
         if not w:
             return self.label_votes

@@ -29,10 +29,12 @@ mug, but a 0.3 m segment may be a bed's pillow end. What the likelihood uses:
 An object fused over many views (`engram.memory.objects`) is measured whole
 (`measure_object`): its extent along its points' principal axes, its height
 above the floor, the layer where most of its footprint ends (its level top: a
-seat, a table top, a mattress), and whether it is solid down to the floor or
-stands on legs. The same likelihood then holds it to most of a category's
-smallest size, wants solid furniture to reach the floor with a solid front,
-and things with a back (chairs, sofas) to be as tall as one
+seat, a table top, a mattress), whether it is solid down to the floor or
+stands on legs, and how many boards at different heights span its footprint
+(open shelving has several; a cabinet, a sofa or a table one). The same
+likelihood then holds it to most of a category's smallest size, wants solid
+furniture to reach the floor with a solid front, things with a back (chairs,
+sofas) to be as tall as one, and closed bodies to show no more than one board
 (`object_label_weights`).
 
 Typical dimensions are generic real-world figures, from furniture standards and
