@@ -522,9 +522,9 @@ def _boards(
     """How many level layers at different heights span ``share`` of the footprint, ``above`` metres over
     the lowest layer or higher. A board can lie on a layer boundary, so each layer is taken with the
     one above it; adjacent such layers are one board."""
-    ncx = int(cell.max()) + 1 if len(cell) else 1
-    keys = np.unique(np.concatenate([layer * ncx + cell, (layer - 1).clip(0, None) * ncx + cell]))
-    spans = np.bincount(keys // ncx, minlength=n_layers)[:n_layers] >= share * footprint
+    # each point counts in its own layer and the one below: layer l then holds the cells of l and l + 1
+    both = _layer_cells(np.concatenate([cell, cell]), np.concatenate([layer, (layer - 1).clip(0, None)]), n_layers)
+    spans = both[:n_layers] >= share * footprint
     spans[: max(int(np.ceil(above / layer_m)), 0)] = False
     return int(np.count_nonzero(spans[1:] & ~spans[:-1]) + spans[0])
 
