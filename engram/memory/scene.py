@@ -1099,8 +1099,10 @@ class SceneMemory:
                 top = max(v.values()) if v else 1.0
                 best, best_label = s[o.label], o.label
                 for lab, w in v.items():
-                    if w > 0 and lab != "object" and lab != o.label and s[lab] * np.sqrt(w / top) > best:
-                        best, best_label = s[lab] * np.sqrt(w / top), lab
+                    if w > 0 and lab != "object" and lab != o.label:
+                        score = s[lab] * np.sqrt(w / top)
+                        if score > best:
+                            best, best_label = score, lab
                 # among objects matched by the same word, the surer ones first: the word's share of
                 # the object's label distribution breaks the tie. It adds at most 0.005, below the
                 # gaps between exact words, synonyms and related words, and takes nothing away: a
